@@ -1,0 +1,19 @@
+//! The schema of everything that crosses a Rill socket, defined once.
+//!
+//! - [`topic`]: topic names (`line/<host>/<log>`, `parsed/...`, `ping/<host>`,
+//!   `status/<host>`), the name rules that keep them unescaped, and MQTT-style
+//!   wildcard patterns that clients match locally.
+//! - [`message`]: the JSON frames: [`LineMeta`] (frame 2 of a `line/` message, the
+//!   raw bytes are frame 3), [`ParsedEvent`], [`Ping`], [`TapStatus`].
+//! - [`control`]: requests and replies on the supervisor's control socket.
+//!
+//! Wire format of a live line (ZeroMQ multipart): `[topic, LineMeta JSON, raw bytes]`.
+//! The same three frames go to the parser on the durable path.
+
+pub mod control;
+pub mod message;
+pub mod topic;
+
+pub use control::{ChildReport, ControlReply, ControlRequest, HostReport, StatusReport};
+pub use message::{line_key, FileId, LineMeta, LogStatus, ParsedEvent, Ping, TapStatus};
+pub use topic::{valid_name, Topic, TopicPattern};

@@ -1,0 +1,216 @@
+//! The JSON frames of the live and durable paths.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Which file a byte offset belongs to: device and inode, plus a checksum of the
+/// file's first bytes so that a reused inode number is recognised as a new file.
+///
+/// Written as `<dev>:<ino>:<fingerprint hex>` on the wire and in the index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct FileId {
+    pub dev: u64,
+    pub ino: u64,
+    /// POSIX `cksum` of the first [`FileId::FINGERPRINT_BYTES`] bytes (0 when the
+    /// file was empty when first seen).
+    pub fingerprint: u32,
+}
+
+impl FileId {
+    /// How many leading bytes the fingerprint covers.
+    pub const FINGERPRINT_BYTES: u64 = 64;
+}
+
+impl fmt::Display for FileId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{:08x}", self.dev, self.ino, self.fingerprint)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("not a file id (expected <dev>:<ino>:<fingerprint hex>): {0:?}")]
+pub struct FileIdError(String);
+
+impl FromStr for FileId {
+    type Err = FileIdError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || FileIdError(s.to_owned());
+        let mut parts = s.split(':');
+        let dev = parts.next().and_then(|p| p.parse().ok()).ok_or_else(err)?;
+        let ino = parts.next().and_then(|p| p.parse().ok()).ok_or_else(err)?;
+        let fingerprint = parts
+            .next()
+            .and_then(|p| u32::from_str_radix(p, 16).ok())
+            .ok_or_else(err)?;
+        if parts.next().is_some() {
+            return Err(err());
+        }
+        Ok(FileId { dev, ino, fingerprint })
+    }
+}
+
+impl Serialize for FileId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for FileId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Frame 2 of a `line/<host>/<log>` message. Frame 3 holds the line's raw bytes
+/// without its newline; they are not necessarily UTF-8.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LineMeta {
+    pub host: String,
+    pub log: String,
+    /// The remote path the line was read from.
+    pub path: String,
+    pub file_id: FileId,
+    /// Byte offset of the line's first byte in that file. Together with host, log
+    /// and file_id this names the line durably.
+    pub offset: u64,
+    /// Counts messages from one tap process, starting at 0; with `epoch` a client
+    /// can count its own gaps.
+    pub seq: u64,
+    /// Identifies one run of the tap: a restarted tap starts a new epoch.
+    pub epoch: String,
+    /// When the tap read the line.
+    pub read_at: DateTime<Utc>,
+    /// Set when the line ended without a newline (published after the idle time)
+    /// or was split because it exceeded the maximum line length.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub partial: bool,
+}
+
+impl LineMeta {
+    /// The durable name of the line, unique per (host, log, file, offset).
+    pub fn key(&self) -> String {
+        line_key(&self.host, &self.log, &self.file_id, self.offset)
+    }
+}
+
+/// The durable name of a line: what the index deduplicates on.
+pub fn line_key(host: &str, log: &str, file_id: &FileId, offset: u64) -> String {
+    format!("{host}/{log}/{file_id}/{offset}")
+}
+
+/// The single frame after the topic of a `parsed/<host>/<log>` message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ParsedEvent {
+    pub ts: DateTime<Utc>,
+    pub host: String,
+    pub log: String,
+    pub body: String,
+    #[serde(default)]
+    pub fields: serde_json::Map<String, serde_json::Value>,
+    pub file_id: FileId,
+    pub offset: u64,
+}
+
+/// The single frame after the topic of a `ping/<host>` message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ping {
+    pub host: String,
+    pub up: bool,
+    /// Round-trip time of the probe, when it succeeded.
+    pub rtt_ms: Option<f64>,
+    pub at: DateTime<Utc>,
+}
+
+/// What a tap reports about one followed log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct LogStatus {
+    pub log: String,
+    pub path: String,
+    /// Lines published by the current tap process.
+    pub lines_read: u64,
+    pub file_id: Option<FileId>,
+    /// Offset just past the last line read.
+    pub last_offset: Option<u64>,
+    pub error: Option<String>,
+}
+
+/// The single frame after the topic of a `status/<host>` message, published by
+/// `ssh_tap` every second and whenever something changes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TapStatus {
+    pub host: String,
+    pub connected: bool,
+    /// Why the tap is not connected, or the last connection failure.
+    pub error: Option<String>,
+    pub logs: Vec<LogStatus>,
+    pub at: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta() -> LineMeta {
+        LineMeta {
+            host: "web01".into(),
+            log: "app".into(),
+            path: "/var/log/app.log".into(),
+            file_id: FileId { dev: 2049, ino: 131, fingerprint: 0xdeadbeef },
+            offset: 4096,
+            seq: 7,
+            epoch: "e1".into(),
+            read_at: "2026-11-22T10:00:00.123Z".parse().unwrap(),
+            partial: false,
+        }
+    }
+
+    #[test]
+    fn file_id_round_trips_as_text() {
+        let id = FileId { dev: 2049, ino: 131, fingerprint: 0xdeadbeef };
+        assert_eq!(id.to_string(), "2049:131:deadbeef");
+        assert_eq!("2049:131:deadbeef".parse::<FileId>().unwrap(), id);
+        assert!("2049:131".parse::<FileId>().is_err());
+        assert!("a:b:c".parse::<FileId>().is_err());
+    }
+
+    #[test]
+    fn line_meta_round_trips_and_omits_false_partial() {
+        let m = meta();
+        let json = serde_json::to_string(&m).unwrap();
+        assert!(json.contains("\"file_id\":\"2049:131:deadbeef\""));
+        assert!(!json.contains("partial"));
+        assert_eq!(serde_json::from_str::<LineMeta>(&json).unwrap(), m);
+        assert_eq!(m.key(), "web01/app/2049:131:deadbeef/4096");
+    }
+
+    #[test]
+    fn a_version_one_line_meta_still_parses() {
+        let old = r#"{"host":"h","log":"l","path":"/p","file_id":"1:2:0000000a","offset":0,
+            "seq":0,"epoch":"x","read_at":"2026-11-22T10:00:00Z"}"#;
+        let m: LineMeta = serde_json::from_str(old).unwrap();
+        assert_eq!(m.file_id.fingerprint, 10);
+        assert!(!m.partial);
+    }
+
+    #[test]
+    fn parsed_event_and_ping_round_trip() {
+        let e = ParsedEvent {
+            ts: Utc::now(),
+            host: "h".into(),
+            log: "l".into(),
+            body: "GET /".into(),
+            fields: Default::default(),
+            file_id: FileId::default(),
+            offset: 3,
+        };
+        let back: ParsedEvent = serde_json::from_str(&serde_json::to_string(&e).unwrap()).unwrap();
+        assert_eq!(back, e);
+        let p = Ping { host: "h".into(), up: true, rtt_ms: Some(0.3), at: Utc::now() };
+        let back: Ping = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
+        assert_eq!(back, p);
+    }
+}
