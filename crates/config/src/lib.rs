@@ -1,1 +1,72 @@
-//! placeholder
+//! Rill's one YAML file.
+//!
+//! Loading goes in two steps, as in quickwit's config crate:
+//! 1. [`raw`]: serde structs that mirror the YAML exactly, with
+//!    `deny_unknown_fields`, parsed through `serde_path_to_error` so every
+//!    error knows the key path (`hosts.web01.auth`).
+//! 2. [`validate`]: checks that serde cannot express (names, exactly one auth
+//!    method, secrets present, logs naming known hosts) and resolves relative
+//!    paths against the config file's folder, giving the [`Config`] the rest of
+//!    Rill uses.
+//!
+//! Every error is a [`ConfigError`]: file, key path, and what was expected.
+
+mod model;
+mod raw;
+mod validate;
+
+pub use model::{Auth, Config, Host, KnownHostsPolicy, Log, ParserKind, Secret, SecretError};
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// The default endpoint clients subscribe to.
+pub const DEFAULT_STREAMS_ENDPOINT: &str = "tcp://127.0.0.1:7600";
+
+/// A config that could not be loaded: which file, which key, what was expected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// Dotted key path, e.g. `hosts.web01.auth.key`; empty for the whole file.
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}: {}", self.file.display(), self.message)
+        } else {
+            write!(f, "{}: {}: {}", self.file.display(), self.key, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads, parses and validates the config file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_owned(),
+            key: String::new(),
+            message: format!("could not read config file: {e}"),
+        })?;
+        Config::from_yaml(path, &text)
+    }
+
+    /// Parses and validates `text` as if it were the file at `path` (relative
+    /// paths resolve against `path`'s folder).
+    pub fn from_yaml(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let raw = raw::parse(path, text)?;
+        validate::validate(path, raw, validate::Environment::Check)
+    }
+
+    /// Like [`Config::from_yaml`] but without looking at this machine: key
+    /// files, secret files and environment variables are not checked. For
+    /// validating a config meant for another machine.
+    pub fn from_yaml_unchecked(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let raw = raw::parse(path, text)?;
+        validate::validate(path, raw, validate::Environment::Skip)
+    }
+}

@@ -1,0 +1,158 @@
+//! The validated config the rest of Rill uses.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// A validated Rill config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The file it was loaded from (absolute).
+    pub file: PathBuf,
+    /// Where checkpoints, the index, known hosts and sockets live (absolute).
+    pub state_dir: PathBuf,
+    /// The one endpoint stream clients subscribe to.
+    pub streams_endpoint: String,
+    pub hosts: BTreeMap<String, Host>,
+    pub logs: BTreeMap<String, Log>,
+}
+
+/// A server to follow logs on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Host {
+    pub name: String,
+    pub address: String,
+    pub port: u16,
+    pub user: String,
+    pub auth: Auth,
+    pub known_hosts: KnownHostsPolicy,
+}
+
+/// How to authenticate to a host. Secrets are named, not held: they are read
+/// from the environment or a file only when connecting.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Auth {
+    /// A private key file, optionally encrypted with a passphrase.
+    Key { path: PathBuf, passphrase: Option<Secret> },
+    /// A password (tried as `password`, then `keyboard-interactive`).
+    Password(Secret),
+    /// Every identity offered by the ssh-agent at `$SSH_AUTH_SOCK`.
+    Agent,
+}
+
+/// Where a secret comes from. Its `Debug` never shows the value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Secret {
+    Env(String),
+    File(PathBuf),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("environment variable {0} is not set")]
+    EnvMissing(String),
+    #[error("could not read secret file {path}: {source}")]
+    File { path: PathBuf, source: std::io::Error },
+}
+
+impl Secret {
+    /// Reads the secret now. A trailing newline in a secret file is not part of it.
+    pub fn read(&self) -> Result<String, SecretError> {
+        match self {
+            Secret::Env(name) => {
+                std::env::var(name).map_err(|_| SecretError::EnvMissing(name.clone()))
+            }
+            Secret::File(path) => std::fs::read_to_string(path)
+                .map(|s| s.trim_end_matches(['\n', '\r']).to_owned())
+                .map_err(|source| SecretError::File { path: path.clone(), source }),
+        }
+    }
+}
+
+/// What to do with a server's host key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum KnownHostsPolicy {
+    /// The key must already be in `state_dir/known_hosts` or `~/.ssh/known_hosts`.
+    #[default]
+    Strict,
+    /// An unknown key is recorded in `state_dir/known_hosts` on first sight; a
+    /// changed key is still refused.
+    AcceptNew,
+}
+
+impl fmt::Display for KnownHostsPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            KnownHostsPolicy::Strict => "strict",
+            KnownHostsPolicy::AcceptNew => "accept-new",
+        })
+    }
+}
+
+/// How lines of a log are turned into events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ParserKind {
+    /// The line is the body; its timestamp is the time it was read.
+    #[default]
+    Raw,
+}
+
+/// A log file followed on one or more hosts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Log {
+    pub name: String,
+    /// The absolute path on the remote host.
+    pub path: String,
+    /// The hosts it is followed on (`all` expanded).
+    pub hosts: Vec<String>,
+    pub parser: ParserKind,
+}
+
+impl Config {
+    /// The logs followed on `host`, in name order.
+    pub fn logs_for<'a>(&'a self, host: &'a str) -> impl Iterator<Item = &'a Log> + 'a {
+        self.logs.values().filter(move |l| l.hosts.iter().any(|h| h == host))
+    }
+
+    /// Sockets and pid files.
+    pub fn run_dir(&self) -> PathBuf {
+        self.state_dir.join("run")
+    }
+
+    pub fn index_dir(&self) -> PathBuf {
+        self.state_dir.join("index")
+    }
+
+    pub fn checkpoints_dir(&self) -> PathBuf {
+        self.state_dir.join("checkpoints")
+    }
+
+    /// Host keys Rill recorded (accept-new) or the operator placed (strict).
+    pub fn known_hosts_file(&self) -> PathBuf {
+        self.state_dir.join("known_hosts")
+    }
+
+    /// Where publishers (taps, parser, masspinger) send; the supervisor
+    /// forwards everything from here to [`Config::streams_endpoint`].
+    pub fn bus_endpoint(&self) -> String {
+        ipc(&self.run_dir(), "bus")
+    }
+
+    /// Where taps hand lines to the parser for indexing (the durable path).
+    pub fn ingest_endpoint(&self) -> String {
+        ipc(&self.run_dir(), "ingest")
+    }
+
+    /// The supervisor's control socket, asked by `rill status`.
+    pub fn control_endpoint(&self) -> String {
+        ipc(&self.run_dir(), "control")
+    }
+}
+
+fn ipc(dir: &Path, name: &str) -> String {
+    format!("ipc://{}/{name}.sock", dir.display())
+}

@@ -1,0 +1,99 @@
+//! The YAML as written, before validation.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::Deserialize;
+
+use crate::model::{KnownHostsPolicy, ParserKind};
+use crate::ConfigError;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub state_dir: Option<String>,
+    pub streams: Option<RawStreams>,
+    pub hosts: BTreeMap<String, RawHost>,
+    pub logs: BTreeMap<String, RawLog>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStreams {
+    pub endpoint: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHost {
+    pub address: String,
+    pub port: Option<u16>,
+    pub user: String,
+    pub auth: RawAuth,
+    pub known_hosts: Option<KnownHostsPolicy>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    pub key: Option<String>,
+    pub passphrase_env: Option<String>,
+    pub password_env: Option<String>,
+    pub password_file: Option<String>,
+    pub agent: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    pub path: String,
+    pub hosts: HostSelection,
+    pub parser: Option<ParserKind>,
+}
+
+/// `hosts: all` or `hosts: [web01, web02]`.
+#[derive(Debug)]
+pub enum HostSelection {
+    All,
+    Named(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for HostSelection {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = HostSelection;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("`all` or a list of host names")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<HostSelection, E> {
+                if v == "all" {
+                    Ok(HostSelection::All)
+                } else {
+                    Err(E::invalid_value(de::Unexpected::Str(v), &self))
+                }
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<HostSelection, A::Error> {
+                let mut names = Vec::new();
+                while let Some(name) = seq.next_element::<String>()? {
+                    names.push(name);
+                }
+                Ok(HostSelection::Named(names))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Parses YAML into [`RawConfig`], turning serde's error into one that names
+/// the key path.
+pub fn parse(file: &Path, text: &str) -> Result<RawConfig, ConfigError> {
+    let de = serde_yaml::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(de).map_err(|err| {
+        let key = err.path().to_string();
+        let key = if key == "." { String::new() } else { key };
+        ConfigError { file: file.to_owned(), key, message: err.into_inner().to_string() }
+    })
+}

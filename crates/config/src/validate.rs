@@ -1,0 +1,200 @@
+//! From [`RawConfig`] to [`Config`]: the checks serde cannot express.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use rill_proto::valid_name;
+
+use crate::model::{Auth, Config, Host, Log, Secret};
+use crate::raw::{HostSelection, RawAuth, RawConfig};
+use crate::{ConfigError, DEFAULT_STREAMS_ENDPOINT};
+
+/// Whether to check what the config refers to on this machine (key files,
+/// secret files, environment variables) or only the file itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    Check,
+    Skip,
+}
+
+/// Unix socket paths are limited to 107 bytes; `run/control.sock` and friends
+/// are added to `state_dir`, so keep room for them.
+const MAX_STATE_DIR_LEN: usize = 80;
+
+pub fn validate(file: &Path, raw: RawConfig, env: Environment) -> Result<Config, ConfigError> {
+    let file = absolute(file);
+    let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
+    let err = |key: &str, message: String| ConfigError {
+        file: file.clone(),
+        key: key.to_owned(),
+        message,
+    };
+
+    let state_dir = resolve(&base, raw.state_dir.as_deref().unwrap_or("./state"));
+    if state_dir.as_os_str().len() > MAX_STATE_DIR_LEN {
+        return Err(err(
+            "state_dir",
+            format!(
+                "resolves to {} ({} bytes); expected at most {MAX_STATE_DIR_LEN} bytes so \
+                 its unix sockets fit the system's path limit",
+                state_dir.display(),
+                state_dir.as_os_str().len()
+            ),
+        ));
+    }
+
+    let streams_endpoint = raw
+        .streams
+        .and_then(|s| s.endpoint)
+        .unwrap_or_else(|| DEFAULT_STREAMS_ENDPOINT.to_owned());
+    check_endpoint(&streams_endpoint).map_err(|m| err("streams.endpoint", m))?;
+
+    if raw.hosts.is_empty() {
+        return Err(err("hosts", "expected at least one host".into()));
+    }
+    let mut hosts = BTreeMap::new();
+    for (name, h) in raw.hosts {
+        let key = |k: &str| format!("hosts.{name}{k}");
+        if !valid_name(&name) {
+            return Err(err(&key(""), name_expectation("host")));
+        }
+        if h.address.trim().is_empty() {
+            return Err(err(&key(".address"), "expected a host name or IP address".into()));
+        }
+        if h.port == Some(0) {
+            return Err(err(&key(".port"), "expected a port between 1 and 65535".into()));
+        }
+        if h.user.trim().is_empty() {
+            return Err(err(&key(".user"), "expected a user name".into()));
+        }
+        let auth = auth(&base, h.auth, env).map_err(|(k, m)| err(&key(&format!(".auth{k}")), m))?;
+        hosts.insert(
+            name.clone(),
+            Host {
+                name,
+                address: h.address,
+                port: h.port.unwrap_or(22),
+                user: h.user,
+                auth,
+                known_hosts: h.known_hosts.unwrap_or_default(),
+            },
+        );
+    }
+
+    if raw.logs.is_empty() {
+        return Err(err("logs", "expected at least one log".into()));
+    }
+    let mut logs = BTreeMap::new();
+    for (name, l) in raw.logs {
+        let key = |k: &str| format!("logs.{name}{k}");
+        if !valid_name(&name) {
+            return Err(err(&key(""), name_expectation("log")));
+        }
+        if !l.path.starts_with('/') {
+            return Err(err(&key(".path"), format!("expected an absolute path, got {:?}", l.path)));
+        }
+        if l.path.contains('\0') || l.path.contains('\n') {
+            return Err(err(&key(".path"), "expected a path without NUL or newline".into()));
+        }
+        let selected = match l.hosts {
+            HostSelection::All => hosts.keys().cloned().collect(),
+            HostSelection::Named(names) => {
+                if names.is_empty() {
+                    return Err(err(&key(".hosts"), "expected `all` or at least one host".into()));
+                }
+                for (i, h) in names.iter().enumerate() {
+                    if !hosts.contains_key(h) {
+                        let known: Vec<&str> = hosts.keys().map(String::as_str).collect();
+                        return Err(err(
+                            &key(&format!(".hosts[{i}]")),
+                            format!("unknown host {h:?}; expected one of: {}", known.join(", ")),
+                        ));
+                    }
+                }
+                names
+            }
+        };
+        logs.insert(
+            name.clone(),
+            Log { name, path: l.path, hosts: selected, parser: l.parser.unwrap_or_default() },
+        );
+    }
+
+    Ok(Config { file, state_dir, streams_endpoint, hosts, logs })
+}
+
+fn name_expectation(what: &str) -> String {
+    format!("expected a {what} name made of letters, digits, '.', '_' and '-'")
+}
+
+/// Exactly one method; secrets present now, so a missing one fails at load
+/// time rather than at the first connection.
+fn auth(base: &Path, a: RawAuth, env: Environment) -> Result<Auth, (String, String)> {
+    let chosen = [
+        a.key.is_some(),
+        a.password_env.is_some(),
+        a.password_file.is_some(),
+        a.agent == Some(true),
+    ];
+    let methods = "one of `key`, `password_env`, `password_file`, `agent: true`";
+    match chosen.iter().filter(|c| **c).count() {
+        0 => return Err((String::new(), format!("expected {methods}"))),
+        1 => {}
+        _ => return Err((String::new(), format!("expected exactly {methods}, found several"))),
+    }
+    if a.passphrase_env.is_some() && a.key.is_none() {
+        return Err((".passphrase_env".into(), "only allowed together with `key`".into()));
+    }
+    let env_secret = |k: &str, name: String| {
+        if env == Environment::Check && std::env::var_os(&name).is_none() {
+            return Err((k.to_owned(), format!("environment variable {name} is not set")));
+        }
+        Ok(Secret::Env(name))
+    };
+    if let Some(key) = a.key {
+        let path = resolve(base, &key);
+        if env == Environment::Check && !path.is_file() {
+            return Err((".key".into(), format!("expected a private key file, {} does not exist", path.display())));
+        }
+        let passphrase = a.passphrase_env.map(|n| env_secret(".passphrase_env", n)).transpose()?;
+        return Ok(Auth::Key { path, passphrase });
+    }
+    if let Some(name) = a.password_env {
+        return Ok(Auth::Password(env_secret(".password_env", name)?));
+    }
+    if let Some(file) = a.password_file {
+        let path = resolve(base, &file);
+        if let (Environment::Check, Err(e)) = (env, std::fs::File::open(&path)) {
+            return Err((".password_file".into(), format!("expected a readable file, {}: {e}", path.display())));
+        }
+        return Ok(Auth::Password(Secret::File(path)));
+    }
+    Ok(Auth::Agent)
+}
+
+fn check_endpoint(endpoint: &str) -> Result<(), String> {
+    let ok = match endpoint.split_once("://") {
+        Some(("tcp", rest)) => rest.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok()),
+        Some(("ipc", rest)) => !rest.is_empty(),
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("expected tcp://HOST:PORT or ipc://PATH, got {endpoint:?}"))
+    }
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_owned()
+    } else {
+        std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_owned())
+    }
+}
+
+/// Resolves `p` against the config file's folder and drops `.` components.
+fn resolve(base: &Path, p: &str) -> PathBuf {
+    let joined = base.join(p);
+    joined.components().filter(|c| !matches!(c, std::path::Component::CurDir)).collect()
+}
