@@ -94,6 +94,13 @@ pub fn parse(file: &Path, text: &str) -> Result<RawConfig, ConfigError> {
     serde_path_to_error::deserialize(de).map_err(|err| {
         let key = err.path().to_string();
         let key = if key == "." { String::new() } else { key };
-        ConfigError { file: file.to_owned(), key, message: err.into_inner().to_string() }
+        let mut message = err.into_inner().to_string();
+        // serde_yaml repeats the (shorter) path at the start of its message.
+        if let Some((prefix, rest)) = message.split_once(": ") {
+            if !prefix.contains(' ') && key.starts_with(prefix) {
+                message = rest.to_owned();
+            }
+        }
+        ConfigError { file: file.to_owned(), key, message }
     })
 }
