@@ -1,0 +1,58 @@
+//! The stream proxy: one public endpoint for every topic.
+
+use std::thread::JoinHandle;
+
+use tracing::{debug, warn};
+
+use crate::socket::{self, Role};
+use crate::BusError;
+
+/// A running XSUB→XPUB forwarder. Stop it with [`StreamProxy::stop`].
+pub struct StreamProxy {
+    control: zmq::Socket,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl StreamProxy {
+    /// Binds `bus` (where publishers connect) and `streams` (where clients
+    /// subscribe) and forwards in a background thread.
+    pub fn start(ctx: &zmq::Context, bus: &str, streams: &str) -> Result<Self, BusError> {
+        let frontend = socket::open(ctx, zmq::XSUB, Role::Live)?;
+        socket::bind(&frontend, bus)?;
+        let backend = socket::open(ctx, zmq::XPUB, Role::Live)?;
+        socket::bind(&backend, streams)?;
+        let control_endpoint = format!("inproc://stream-proxy-{:p}", &frontend as *const _);
+        let control_server = ctx.socket(zmq::PAIR)?;
+        control_server.bind(&control_endpoint)?;
+        let control = ctx.socket(zmq::PAIR)?;
+        control.connect(&control_endpoint)?;
+        let thread = std::thread::Builder::new()
+            .name("stream-proxy".into())
+            .spawn(move || {
+                let (mut f, mut b, mut c) = (frontend, backend, control_server);
+                if let Err(e) = zmq::proxy_steerable(&mut f, &mut b, &mut c) {
+                    warn!(error = %e, "stream proxy stopped");
+                }
+                debug!("stream proxy stopped");
+            })
+            .expect("spawn stream proxy thread");
+        Ok(Self { control, thread: Some(thread) })
+    }
+
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(t) = self.thread.take() {
+            let _ = self.control.send("TERMINATE", 0);
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for StreamProxy {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

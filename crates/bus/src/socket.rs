@@ -1,0 +1,77 @@
+//! One way to open a socket, with Rill's limits on it.
+
+use std::path::Path;
+
+use crate::BusError;
+
+/// What a socket is for; decides its limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Live stream sockets (PUB, SUB, XPUB, XSUB). Lossy under overload: a slow
+    /// subscriber loses messages once this many are queued for it.
+    Live,
+    /// The durable hand-over of lines from taps to the parser (PUSH/PULL).
+    /// A full queue blocks the sender, which then stops reading.
+    Ingest,
+    /// Request/reply control sockets.
+    Control,
+}
+
+impl Role {
+    /// Messages queued per peer and direction before dropping or blocking.
+    pub fn hwm(self) -> i32 {
+        match self {
+            // ~1.2 MB of 120-byte lines per subscriber: a second at 10k lines/s.
+            Role::Live => 10_000,
+            Role::Ingest => 10_000,
+            Role::Control => 1_000,
+        }
+    }
+}
+
+/// How long unsent messages may delay `close`, in milliseconds.
+pub const LINGER_MS: i32 = 1_000;
+/// ZMTP heartbeat: ping every second, drop a peer silent for 5 s.
+pub const HEARTBEAT_IVL_MS: i32 = 1_000;
+pub const HEARTBEAT_TIMEOUT_MS: i32 = 5_000;
+pub const HEARTBEAT_TTL_MS: i32 = 10_000;
+
+/// Opens a socket of `kind` with Rill's limits for `role`.
+pub fn open(ctx: &zmq::Context, kind: zmq::SocketType, role: Role) -> Result<zmq::Socket, BusError> {
+    let s = ctx.socket(kind)?;
+    s.set_sndhwm(role.hwm())?;
+    s.set_rcvhwm(role.hwm())?;
+    s.set_linger(LINGER_MS)?;
+    s.set_heartbeat_ivl(HEARTBEAT_IVL_MS)?;
+    s.set_heartbeat_timeout(HEARTBEAT_TIMEOUT_MS)?;
+    s.set_heartbeat_ttl(HEARTBEAT_TTL_MS)?;
+    s.set_reconnect_ivl(100)?;
+    s.set_reconnect_ivl_max(2_000)?;
+    Ok(s)
+}
+
+/// Makes sure the folder of an `ipc://` endpoint exists (no-op for tcp).
+pub fn prepare_endpoint(endpoint: &str) -> Result<(), BusError> {
+    if let Some(path) = endpoint.strip_prefix("ipc://") {
+        if let Some(dir) = Path::new(path).parent() {
+            std::fs::create_dir_all(dir).map_err(|source| BusError::SocketDir {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// Binds, naming the endpoint in the error.
+pub fn bind(s: &zmq::Socket, endpoint: &str) -> Result<(), BusError> {
+    prepare_endpoint(endpoint)?;
+    s.bind(endpoint)
+        .map_err(|source| BusError::Endpoint { action: "bind", endpoint: endpoint.to_owned(), source })
+}
+
+/// Connects, naming the endpoint in the error.
+pub fn connect(s: &zmq::Socket, endpoint: &str) -> Result<(), BusError> {
+    s.connect(endpoint)
+        .map_err(|source| BusError::Endpoint { action: "connect to", endpoint: endpoint.to_owned(), source })
+}
