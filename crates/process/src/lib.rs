@@ -1,0 +1,305 @@
+//! Child processes as Rill runs them.
+//!
+//! - [`Shutdown`]: a flag raised by SIGTERM or SIGINT that every daemon loop polls.
+//! - [`sibling`]: the path of another Rill binary, found next to the running one.
+//! - [`Supervised`]: one child kept alive: spawned with `PR_SET_PDEATHSIG` so it
+//!   dies with its parent, restarted with exponential [`Backoff`] after it exits,
+//!   stopped with SIGTERM then SIGKILL after a grace period.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::{info, warn};
+
+/// Raised once SIGTERM or SIGINT arrived.
+#[derive(Clone, Debug)]
+pub struct Shutdown(Arc<AtomicBool>);
+
+impl Shutdown {
+    /// Installs SIGTERM and SIGINT handlers that raise the flag.
+    pub fn on_signals() -> std::io::Result<Self> {
+        let flag = Arc::new(AtomicBool::new(false));
+        for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+            signal_hook::flag::register(sig, Arc::clone(&flag))?;
+        }
+        Ok(Shutdown(flag))
+    }
+
+    /// A flag that only [`Shutdown::trigger`] raises (for tests and in-process use).
+    pub fn manual() -> Self {
+        Shutdown(Arc::new(AtomicBool::new(false)))
+    }
+
+    pub fn requested(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    pub fn trigger(&self) {
+        self.0.store(true, Ordering::Relaxed)
+    }
+
+    /// Sleeps up to `d`, waking early when shutdown is requested. Returns
+    /// whether shutdown was requested.
+    pub fn sleep(&self, d: Duration) -> bool {
+        let end = Instant::now() + d;
+        while Instant::now() < end {
+            if self.requested() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20).min(end - Instant::now()));
+        }
+        self.requested()
+    }
+}
+
+/// The path of Rill binary `name`: `$RILL_BIN_DIR/name` if set, else next to
+/// the running executable.
+pub fn sibling(name: &str) -> PathBuf {
+    if let Some(dir) = std::env::var_os("RILL_BIN_DIR") {
+        return PathBuf::from(dir).join(name);
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join(name)))
+        .unwrap_or_else(|| PathBuf::from(name))
+}
+
+/// Exponential backoff between restarts: 250 ms doubling to `max`, back to
+/// the start once a child has run for `healthy_after`.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    next: Duration,
+    max: Duration,
+    healthy_after: Duration,
+}
+
+impl Backoff {
+    pub const START: Duration = Duration::from_millis(250);
+
+    pub fn new(max: Duration) -> Self {
+        Backoff { next: Self::START, max, healthy_after: Duration::from_secs(30) }
+    }
+
+    /// The delay before the next start, given how long the last run lasted.
+    pub fn after_run(&mut self, ran_for: Duration) -> Duration {
+        if ran_for >= self.healthy_after {
+            self.next = Self::START;
+        }
+        let d = self.next;
+        self.next = (self.next * 2).min(self.max);
+        d
+    }
+}
+
+/// One child process kept alive by its parent.
+pub struct Supervised {
+    pub name: String,
+    command: Box<dyn Fn() -> Command + Send>,
+    child: Option<Child>,
+    started: Instant,
+    restart_at: Option<Instant>,
+    backoff: Backoff,
+    pub restarts: u32,
+    pub last_exit: Option<String>,
+}
+
+impl Supervised {
+    /// `command` builds the command line afresh for every start.
+    pub fn new(name: impl Into<String>, max_backoff: Duration, command: impl Fn() -> Command + Send + 'static) -> Self {
+        Supervised {
+            name: name.into(),
+            command: Box::new(command),
+            child: None,
+            started: Instant::now(),
+            restart_at: Some(Instant::now()),
+            backoff: Backoff::new(max_backoff),
+            restarts: 0,
+            last_exit: None,
+        }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Starts the child if it is due, reaps it if it exited and schedules its
+    /// restart. Call often. `may_start` lets the caller hold a restart back
+    /// (e.g. while the host is down).
+    pub fn tick(&mut self, may_start: bool) {
+        if let Some(child) = &mut self.child {
+            match child.try_wait() {
+                Ok(Some(status)) => {
+                    let ran = self.started.elapsed();
+                    let delay = self.backoff.after_run(ran);
+                    let how = describe(status);
+                    warn!(child = %self.name, exit = %how, ran_ms = ran.as_millis() as u64, restart_in_ms = delay.as_millis() as u64, "child exited");
+                    self.last_exit = Some(how);
+                    self.child = None;
+                    self.restart_at = Some(Instant::now() + delay);
+                }
+                Ok(None) => {}
+                Err(e) => warn!(child = %self.name, error = %e, "could not wait for child"),
+            }
+        }
+        if self.child.is_none() && may_start && self.restart_at.is_some_and(|t| Instant::now() >= t) {
+            self.start();
+        }
+    }
+
+    fn start(&mut self) {
+        let mut cmd = (self.command)();
+        cmd.stdin(Stdio::null());
+        die_with_parent(&mut cmd);
+        match cmd.spawn() {
+            Ok(child) => {
+                if self.last_exit.is_some() {
+                    self.restarts += 1;
+                }
+                info!(child = %self.name, pid = child.id(), "started");
+                self.child = Some(child);
+                self.started = Instant::now();
+                self.restart_at = None;
+            }
+            Err(e) => {
+                let delay = self.backoff.after_run(Duration::ZERO);
+                warn!(child = %self.name, error = %e, "could not start child");
+                self.last_exit = Some(format!("could not start: {e}"));
+                self.restart_at = Some(Instant::now() + delay);
+            }
+        }
+    }
+
+    /// Sends SIGTERM (no restart follows).
+    pub fn terminate(&mut self) {
+        self.restart_at = None;
+        if let Some(c) = &self.child {
+            signal(c.id(), libc::SIGTERM);
+        }
+    }
+
+    /// Reaps the child if it exited; true when no child is running.
+    pub fn reap(&mut self) -> bool {
+        if let Some(c) = &mut self.child {
+            if let Ok(Some(status)) = c.try_wait() {
+                self.last_exit = Some(describe(status));
+                self.child = None;
+            }
+        }
+        self.child.is_none()
+    }
+
+    /// SIGKILLs a child that is still running and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            warn!(child = %self.name, pid = c.id(), "child did not stop in time, killing it");
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Terminates every child: SIGTERM, wait up to `grace`, then SIGKILL.
+pub fn stop_all(children: &mut [&mut Supervised], grace: Duration) {
+    for c in children.iter_mut() {
+        c.terminate();
+    }
+    let end = Instant::now() + grace;
+    while Instant::now() < end && !children.iter_mut().all(|c| c.reap()) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for c in children.iter_mut() {
+        c.kill();
+    }
+}
+
+fn signal(pid: u32, sig: i32) {
+    // SAFETY: kill(2) with a pid we spawned and have not reaped yet.
+    unsafe {
+        libc::kill(pid as libc::pid_t, sig);
+    }
+}
+
+/// Makes the child receive SIGTERM when the thread that spawned it dies, so a
+/// parent killed with SIGKILL leaves no orphans.
+pub fn die_with_parent(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    let parent = std::process::id();
+    // SAFETY: prctl and getppid are async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            if libc::getppid() as u32 != parent {
+                libc::raise(libc::SIGTERM);
+            }
+            Ok(())
+        });
+    }
+}
+
+/// "exit status 1" / "killed by signal 9".
+pub fn describe(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit status {code}"),
+        (None, Some(sig)) => format!("killed by signal {sig}"),
+        _ => status.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_max_and_resets_after_a_healthy_run() {
+        let mut b = Backoff::new(Duration::from_secs(2));
+        let short = Duration::from_millis(10);
+        assert_eq!(b.after_run(short), Duration::from_millis(250));
+        assert_eq!(b.after_run(short), Duration::from_millis(500));
+        assert_eq!(b.after_run(short), Duration::from_secs(1));
+        assert_eq!(b.after_run(short), Duration::from_secs(2));
+        assert_eq!(b.after_run(short), Duration::from_secs(2));
+        assert_eq!(b.after_run(Duration::from_secs(60)), Duration::from_millis(250));
+    }
+
+    #[test]
+    fn a_child_that_exits_is_restarted_and_counted() {
+        let mut s = Supervised::new("true", Duration::from_millis(300), || Command::new("true"));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while s.restarts < 2 && Instant::now() < deadline {
+            s.tick(true);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(s.restarts >= 2);
+        assert_eq!(s.last_exit.as_deref(), Some("exit status 0"));
+    }
+
+    #[test]
+    fn stop_all_kills_a_child_that_ignores_sigterm() {
+        let marker = std::env::temp_dir().join(format!("rill-stubborn-{}", std::process::id()));
+        let _ = std::fs::remove_file(&marker);
+        let m = marker.clone();
+        let mut s = Supervised::new("stubborn", Duration::from_secs(1), move || {
+            let mut c = Command::new("sh");
+            c.args(["-c", "trap '' TERM; : > \"$1\"; sleep 30", "sh"]).arg(&m);
+            c
+        });
+        s.tick(true);
+        let pid = s.pid().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !marker.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(marker.exists(), "child never installed its trap");
+        let _ = std::fs::remove_file(&marker);
+        let t = Instant::now();
+        stop_all(&mut [&mut s], Duration::from_millis(300));
+        assert!(t.elapsed() < Duration::from_secs(3));
+        assert!(s.pid().is_none());
+        // SAFETY: probing with signal 0.
+        assert_ne!(unsafe { libc::kill(pid as i32, 0) }, 0, "child {pid} still alive");
+    }
+}
