@@ -1,1 +1,32 @@
-//! placeholder
+//! Following remote files over SSH.
+//!
+//! Data flow inside `ssh_tap` (one process per host):
+//!
+//! ```text
+//! connect (TCP, handshake, host key, auth)
+//!   -> one exec channel per log running the follow script   (remote)
+//!   -> header "RILL dev ino fp start" then the file's bytes  (remote::Header)
+//!   -> LineSplitter: bytes -> lines with exact byte offsets  (lines)
+//!   -> LineMeta + raw bytes, published twice:                (publish)
+//!        live   PUB  -> bus -> streams endpoint  line/<host>/<log>
+//!        ingest PUSH -> parser (blocks when full: the tap stops reading)
+//! ```
+//!
+//! - [`connect`]: TCP with a deadline, handshake, host key policy, auth.
+//! - [`hostkey`]: strict / accept-new checking against known_hosts files.
+//! - [`remote`]: shell quoting and the portable follow script.
+//! - [`lines`]: splitting a byte stream into lines with offsets.
+//! - [`tap`]: the `ssh_tap` loop; [`robust`]: the `robust_ssh_tap` loop.
+//! - [`status`]: what a tap reports (status file + `status/<host>` topic).
+
+pub mod connect;
+pub mod hostkey;
+pub mod lines;
+pub mod remote;
+pub mod robust;
+pub mod status;
+pub mod tap;
+
+pub use connect::{connect, ConnectError};
+pub use tap::run as run_tap;
+pub use robust::run as run_robust;

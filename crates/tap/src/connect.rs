@@ -1,0 +1,133 @@
+//! One SSH connection to one host: TCP with a deadline, handshake, host key
+//! policy, authentication.
+
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use rill_config::{Auth, Config, Host, SecretError};
+use ssh2::{KeyboardInteractivePrompt, Prompt, Session};
+use tracing::{debug, info};
+
+use crate::hostkey::{self, HostKeyError, Verdict};
+
+/// How long a TCP connect may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long any blocking SSH operation (handshake, auth, channel open) may take.
+pub const SSH_TIMEOUT_MS: u32 = 10_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("could not resolve {address}: {source}")]
+    Resolve { address: String, source: std::io::Error },
+    #[error("could not connect to {address}:{port}: {source}")]
+    Tcp { address: String, port: u16, source: std::io::Error },
+    #[error("ssh handshake with {address}:{port} failed: {source}")]
+    Handshake { address: String, port: u16, source: ssh2::Error },
+    #[error(transparent)]
+    HostKey(#[from] HostKeyError),
+    #[error("authentication as {user} on {address}:{port} failed ({method}): {reason}")]
+    Auth { user: String, address: String, port: u16, method: &'static str, reason: String },
+    #[error("could not read the secret for {user}@{address}: {0}", user = .1, address = .2)]
+    Secret(SecretError, String, String),
+    #[error("ssh: {0}")]
+    Ssh(#[from] ssh2::Error),
+}
+
+/// Opens an authenticated session to `host`, in blocking mode with
+/// [`SSH_TIMEOUT_MS`] as the per-operation timeout.
+pub fn connect(cfg: &Config, host: &Host) -> Result<Session, ConnectError> {
+    let (address, port) = (host.address.clone(), host.port);
+    let addrs: Vec<_> = (address.as_str(), port)
+        .to_socket_addrs()
+        .map_err(|source| ConnectError::Resolve { address: address.clone(), source })?
+        .collect();
+    let mut last = None;
+    let mut tcp = None;
+    for a in addrs {
+        match TcpStream::connect_timeout(&a, CONNECT_TIMEOUT) {
+            Ok(s) => {
+                tcp = Some(s);
+                break;
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    let tcp = tcp.ok_or_else(|| ConnectError::Tcp {
+        address: address.clone(),
+        port,
+        source: last.unwrap_or_else(|| std::io::Error::other("no address")),
+    })?;
+    let _ = tcp.set_nodelay(true);
+
+    let mut session = Session::new()?;
+    session.set_tcp_stream(tcp);
+    session.set_timeout(SSH_TIMEOUT_MS);
+    session
+        .handshake()
+        .map_err(|source| ConnectError::Handshake { address: address.clone(), port, source })?;
+
+    let user_file = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".ssh/known_hosts"));
+    match hostkey::verify(&session, &address, port, host.known_hosts, &cfg.known_hosts_file(), user_file.as_deref())? {
+        Verdict::Known => debug!(host = %host.name, "host key known"),
+        Verdict::Recorded { file } => info!(host = %host.name, fingerprint = %hostkey::fingerprint(&session), file = %file.display(), "recorded new host key (accept-new)"),
+    }
+
+    authenticate(&session, host)?;
+    // Ask for keepalives every 5 s; `keepalive_send` is called from the tap loop.
+    session.set_keepalive(false, 5);
+    Ok(session)
+}
+
+fn authenticate(session: &Session, host: &Host) -> Result<(), ConnectError> {
+    let user = host.user.as_str();
+    let fail = |method, reason: String| ConnectError::Auth {
+        user: user.to_owned(),
+        address: host.address.clone(),
+        port: host.port,
+        method,
+        reason,
+    };
+    let secret_err = |e| ConnectError::Secret(e, user.to_owned(), host.address.clone());
+    match &host.auth {
+        Auth::Key { path, passphrase } => {
+            let pass = passphrase.as_ref().map(|s| s.read()).transpose().map_err(secret_err)?;
+            session
+                .userauth_pubkey_file(user, None, path, pass.as_deref())
+                .map_err(|e| fail("public key", e.message().to_owned()))?;
+        }
+        Auth::Password(secret) => {
+            let password = secret.read().map_err(secret_err)?;
+            let methods = session.auth_methods(user).unwrap_or("").to_owned();
+            let mut result = Err(fail("password", format!("server offers only: {methods}")));
+            if methods.contains("password") {
+                result = session.userauth_password(user, &password).map_err(|e| fail("password", e.message().to_owned()));
+            }
+            if result.is_err() && methods.contains("keyboard-interactive") && !session.authenticated() {
+                let mut answer = AnswerEveryPrompt(password);
+                result = session
+                    .userauth_keyboard_interactive(user, &mut answer)
+                    .map_err(|e| fail("keyboard-interactive", e.message().to_owned()));
+            }
+            result?;
+        }
+        Auth::Agent => {
+            session.userauth_agent(user).map_err(|e| fail("ssh-agent", e.message().to_owned()))?;
+        }
+    }
+    if session.authenticated() {
+        Ok(())
+    } else {
+        Err(fail("any", "the server did not accept the credentials".into()))
+    }
+}
+
+/// Keyboard-interactive for servers that route passwords through PAM: the
+/// password answers every prompt.
+struct AnswerEveryPrompt(String);
+
+impl KeyboardInteractivePrompt for AnswerEveryPrompt {
+    fn prompt<'a>(&mut self, _user: &str, _instructions: &str, prompts: &[Prompt<'a>]) -> Vec<String> {
+        prompts.iter().map(|_| self.0.clone()).collect()
+    }
+}

@@ -1,0 +1,46 @@
+//! `robust_ssh_tap`: keeps one `ssh_tap` for a host alive.
+//!
+//! Restarts it with exponential backoff (250 ms doubling to 30 s), holds the
+//! restart while masspinger says the host is down (assuming up when
+//! masspinger is silent), and stops it with SIGTERM (SIGKILL after 3 s) when
+//! asked to stop.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use rill_bus::Subscriber;
+use rill_config::Config;
+use rill_process::{sibling, stop_all, Shutdown, Supervised};
+use rill_proto::Ping;
+use tracing::info;
+
+/// How long a ping verdict counts before we assume the host is up again.
+const PING_FRESH_FOR: Duration = Duration::from_secs(30);
+
+pub fn run(cfg: &Config, host: &str, shutdown: &Shutdown) -> anyhow::Result<()> {
+    anyhow::ensure!(cfg.hosts.contains_key(host), "host {host:?} is not in {}", cfg.file.display());
+    let ctx = zmq::Context::new();
+    let pings = Subscriber::connect(&ctx, &cfg.streams_endpoint, &[&format!("ping/{host}")])?;
+    let config_file = cfg.file.clone();
+    let host_arg = host.to_owned();
+    let mut tap = Supervised::new(format!("ssh_tap {host}"), Duration::from_secs(30), move || {
+        let mut c = Command::new(sibling("ssh_tap"));
+        c.arg("--config").arg(&config_file).arg("--host").arg(&host_arg);
+        c
+    });
+    let mut down_since: Option<(bool, Instant)> = None;
+    while !shutdown.requested() {
+        if let Some(msg) = pings.recv(Duration::from_millis(100))? {
+            if let Some(ping) = msg.frames.first().and_then(|f| serde_json::from_slice::<Ping>(f).ok()) {
+                if down_since.is_none_or(|(up, _)| up != ping.up) {
+                    info!(host, up = ping.up, "host reachability changed");
+                }
+                down_since = Some((ping.up, Instant::now()));
+            }
+        }
+        let host_down = matches!(down_since, Some((false, at)) if at.elapsed() < PING_FRESH_FOR);
+        tap.tick(!host_down);
+    }
+    stop_all(&mut [&mut tap], Duration::from_secs(3));
+    Ok(())
+}
