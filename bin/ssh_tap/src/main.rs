@@ -1,1 +1,29 @@
-fn main() {}
+//! ssh_tap: follows every configured log of one host over one SSH connection.
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// Follow every configured log of one host over SSH and publish each line on
+/// line/<host>/<log>. Normally started by robust_ssh_tap, not by hand.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// The Rill YAML config file.
+    #[arg(long)]
+    config: PathBuf,
+    /// The host (a key under `hosts:` in the config).
+    #[arg(long)]
+    host: String,
+}
+
+fn main() {
+    let args = Args::parse();
+    rill_process::init_logging();
+    let _span = tracing::info_span!("ssh_tap", host = %args.host).entered();
+    let result = (|| {
+        let cfg = rill_config::Config::load(&args.config)?;
+        let shutdown = rill_process::Shutdown::on_signals()?;
+        rill_tap::run_tap(&cfg, &args.host, &shutdown)
+    })();
+    rill_process::finish("ssh_tap", result.map_err(|e| format!("{e:#}")));
+}

@@ -14,6 +14,25 @@ use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
+/// Logs to stderr, level from `RUST_LOG` (default `info`). Only binaries call this.
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_writer(std::io::stderr).try_init();
+}
+
+/// Ends a daemon: prints the error once (`name: error: ...`) and exits 1.
+pub fn finish(name: &str, result: Result<(), String>) -> ! {
+    match result {
+        Ok(()) => std::process::exit(0),
+        Err(e) => {
+            tracing::error!(error = %e, "{name} failed");
+            eprintln!("{name}: error: {e}");
+            std::process::exit(1)
+        }
+    }
+}
+
 /// Raised once SIGTERM or SIGINT arrived.
 #[derive(Clone, Debug)]
 pub struct Shutdown(Arc<AtomicBool>);

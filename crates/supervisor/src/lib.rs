@@ -1,1 +1,93 @@
-//! placeholder
+//! The supervisor: the one process an operator starts.
+//!
+//! - runs the stream proxy (publishers -> `run/bus.sock` -> `streams.endpoint`);
+//! - starts `masspinger`, `parser` and one `robust_ssh_tap` per host, and
+//!   restarts any that exits (250 ms doubling to 10 s);
+//! - answers `rill status` on its control socket (`run/control.sock`, ROUTER,
+//!   JSON [`ControlRequest`]/[`ControlReply`]);
+//! - on SIGTERM/SIGINT stops the taps first (so remote follow scripts end with
+//!   their channels), then the parser (which commits) and masspinger, killing
+//!   whatever has not exited after a grace period. The whole tree is gone
+//!   within [`STOP_GRACE`] plus a little.
+
+mod control;
+
+use std::fs::File;
+use std::os::unix::io::AsRawFd;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use rill_bus::{socket, Role, StreamProxy, Subscriber};
+use rill_config::Config;
+use rill_process::{sibling, stop_all, Shutdown, Supervised};
+use tracing::info;
+
+pub use control::build_report;
+
+/// How long children get to stop after SIGTERM before SIGKILL.
+pub const STOP_GRACE: Duration = Duration::from_secs(4);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
+    for dir in [cfg.run_dir(), cfg.index_dir(), cfg.checkpoints_dir()] {
+        std::fs::create_dir_all(&dir).with_context(|| format!("could not create {}", dir.display()))?;
+    }
+    let _lock = lock_state_dir(cfg)?;
+    let ctx = zmq::Context::new();
+    let proxy = StreamProxy::start(&ctx, &cfg.bus_endpoint(), &cfg.streams_endpoint)?;
+    let control = socket::open(&ctx, zmq::ROUTER, Role::Control)?;
+    socket::bind(&control, &cfg.control_endpoint())?;
+    let pings = Subscriber::connect(&ctx, &cfg.streams_endpoint, &["ping/#"])?;
+    info!(config = %cfg.file.display(), streams = %cfg.streams_endpoint, hosts = cfg.hosts.len(), logs = cfg.logs.len(), "supervisor started");
+
+    let child = |name: &str, bin: &'static str, extra: Vec<String>| {
+        let file = cfg.file.clone();
+        Supervised::new(name, MAX_BACKOFF, move || {
+            let mut c = Command::new(sibling(bin));
+            c.arg("--config").arg(&file).args(&extra);
+            c
+        })
+    };
+    let mut taps: Vec<Supervised> = cfg
+        .hosts
+        .keys()
+        .map(|h| child(&format!("robust_ssh_tap {h}"), "robust_ssh_tap", vec!["--host".into(), h.clone()]))
+        .collect();
+    let mut parser = child("parser", "parser", vec![]);
+    let mut pinger = child("masspinger", "masspinger", vec![]);
+
+    let mut state = control::State::default();
+    while !shutdown.requested() {
+        parser.tick(true);
+        pinger.tick(true);
+        for t in &mut taps {
+            t.tick(true);
+        }
+        state.drain_pings(&pings)?;
+        let children: Vec<&Supervised> = std::iter::once(&parser).chain(std::iter::once(&pinger)).chain(taps.iter()).collect();
+        control::serve(&control, cfg, &state, &children, Duration::from_millis(100))?;
+    }
+
+    info!("supervisor stopping");
+    let mut tap_refs: Vec<&mut Supervised> = taps.iter_mut().collect();
+    stop_all(&mut tap_refs, STOP_GRACE - Duration::from_secs(1));
+    stop_all(&mut [&mut parser, &mut pinger], Duration::from_secs(1));
+    proxy.stop();
+    info!("supervisor stopped");
+    Ok(())
+}
+
+/// One supervisor per state_dir: two would fight over sockets and the index.
+fn lock_state_dir(cfg: &Config) -> anyhow::Result<File> {
+    let path = cfg.run_dir().join("supervisor.lock");
+    let file = File::options().create(true).truncate(false).read(true).write(true).open(&path)
+        .with_context(|| format!("could not open {}", path.display()))?;
+    // SAFETY: flock on an open file; released when the file is closed.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let pid = std::fs::read_to_string(cfg.run_dir().join("supervisor.pid")).unwrap_or_default();
+        bail!("another supervisor (pid {}) is running for {}", pid.trim(), cfg.state_dir.display());
+    }
+    std::fs::write(cfg.run_dir().join("supervisor.pid"), std::process::id().to_string())?;
+    Ok(file)
+}

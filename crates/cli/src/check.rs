@@ -1,0 +1,34 @@
+//! `rill check-config`: validate without starting anything.
+
+use std::path::Path;
+
+use rill_config::{Auth, Config};
+
+/// A one-paragraph summary of a valid config.
+pub fn run(path: &Path) -> anyhow::Result<String> {
+    let cfg = Config::load(path)?;
+    let mut out = format!(
+        "{}: ok\n  state_dir: {}\n  streams: {}\n",
+        cfg.file.display(),
+        cfg.state_dir.display(),
+        cfg.streams_endpoint
+    );
+    for h in cfg.hosts.values() {
+        let auth = match &h.auth {
+            Auth::Key { path, .. } => format!("key {}", path.display()),
+            Auth::Password(_) => "password".into(),
+            Auth::Agent => "ssh-agent".into(),
+        };
+        let logs: Vec<&str> = cfg.logs_for(&h.name).map(|l| l.name.as_str()).collect();
+        out.push_str(&format!(
+            "  host {}: {}@{}:{} ({auth}, known_hosts {}), logs: {}\n",
+            h.name,
+            h.user,
+            h.address,
+            h.port,
+            h.known_hosts,
+            logs.join(", ")
+        ));
+    }
+    Ok(out)
+}

@@ -1,0 +1,77 @@
+//! `rill status`: ask the supervisor.
+
+use std::io::Write;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail};
+use rill_bus::socket::{self, Role};
+use rill_config::Config;
+use rill_proto::{ControlReply, ControlRequest, StatusReport};
+
+use crate::emit;
+
+/// How long to wait for the supervisor's answer.
+const ANSWER_WITHIN: Duration = Duration::from_secs(3);
+
+pub fn fetch(cfg: &Config) -> anyhow::Result<StatusReport> {
+    let ctx = zmq::Context::new();
+    let req = socket::open(&ctx, zmq::REQ, Role::Control)?;
+    req.set_linger(0)?;
+    socket::connect(&req, &cfg.control_endpoint())?;
+    req.send(serde_json::to_vec(&ControlRequest::Status)?, 0)?;
+    if req.poll(zmq::POLLIN, ANSWER_WITHIN.as_millis() as i64)? == 0 {
+        bail!(
+            "the supervisor did not answer on {} within {}s; is `supervisor --config {}` running?",
+            cfg.control_endpoint(),
+            ANSWER_WITHIN.as_secs(),
+            cfg.file.display()
+        );
+    }
+    match serde_json::from_slice::<ControlReply>(&req.recv_bytes(0)?)? {
+        ControlReply::Ok { report } => Ok(report),
+        ControlReply::Failed { failure_reason } => Err(anyhow!("the supervisor refused: {failure_reason}")),
+    }
+}
+
+pub fn run(cfg: &Config, as_json: bool, out: &mut impl Write) -> anyhow::Result<()> {
+    let report = fetch(cfg)?;
+    if as_json {
+        emit(out, &serde_json::to_string_pretty(&report)?)?;
+        return Ok(());
+    }
+    emit(out, &render(&report))?;
+    Ok(())
+}
+
+pub fn render(r: &StatusReport) -> String {
+    let mut s = String::new();
+    for h in &r.hosts {
+        let state = if h.connected { "connected" } else { "NOT CONNECTED" };
+        let ping = match &h.ping {
+            Some(p) if p.up => format!(", reachable ({:.1} ms)", p.rtt_ms.unwrap_or_default()),
+            Some(_) => ", UNREACHABLE".into(),
+            None => String::new(),
+        };
+        s.push_str(&format!("{}: {state}{ping}\n", h.host));
+        if let Some(e) = &h.error {
+            s.push_str(&format!("  error: {e}\n"));
+        }
+        for l in &h.logs {
+            let offset = l.last_offset.map_or("-".into(), |o| o.to_string());
+            s.push_str(&format!("  {} {}: {} lines read, offset {offset}", l.log, l.path, l.lines_read));
+            if let Some(e) = &l.error {
+                s.push_str(&format!(", error: {e}"));
+            }
+            s.push('\n');
+        }
+    }
+    for c in &r.children {
+        let pid = c.pid.map_or("not running".into(), |p| format!("pid {p}"));
+        s.push_str(&format!("process {}: {pid}, {} restarts", c.name, c.restarts));
+        if let Some(e) = &c.last_exit {
+            s.push_str(&format!(", last exit: {e}"));
+        }
+        s.push('\n');
+    }
+    s.trim_end().to_owned()
+}

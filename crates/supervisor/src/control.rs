@@ -1,0 +1,82 @@
+//! The control socket: what `rill status` asks.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::Utc;
+use rill_bus::Subscriber;
+use rill_config::Config;
+use rill_process::Supervised;
+use rill_proto::{ChildReport, ControlReply, ControlRequest, HostReport, Ping, StatusReport};
+use tracing::warn;
+
+/// A tap that has not reported for this long is considered not connected.
+const STALE_AFTER: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
+
+/// What the supervisor has heard on the bus.
+#[derive(Default)]
+pub struct State {
+    pings: BTreeMap<String, Ping>,
+}
+
+impl State {
+    pub fn drain_pings(&mut self, pings: &Subscriber) -> anyhow::Result<()> {
+        while let Some(msg) = pings.recv(Duration::ZERO)? {
+            if let Some(p) = msg.frames.first().and_then(|f| serde_json::from_slice::<Ping>(f).ok()) {
+                self.pings.insert(p.host.clone(), p);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The report `rill status` prints, from the taps' status files, the last
+/// pings and the children's state.
+pub fn build_report(cfg: &Config, pings: &BTreeMap<String, Ping>, children: &[&Supervised]) -> StatusReport {
+    let now = Utc::now();
+    let hosts = cfg
+        .hosts
+        .keys()
+        .map(|host| {
+            let status = rill_tap::status::read_status(cfg, host);
+            let fresh = status.as_ref().is_some_and(|s| now - s.at < STALE_AFTER);
+            HostReport {
+                host: host.clone(),
+                connected: fresh && status.as_ref().is_some_and(|s| s.connected),
+                error: status.as_ref().and_then(|s| s.error.clone()),
+                ping: pings.get(host).cloned(),
+                reported_at: status.as_ref().map(|s| s.at),
+                logs: status.map(|s| s.logs).unwrap_or_default(),
+            }
+        })
+        .collect();
+    let children = children
+        .iter()
+        .map(|c| ChildReport { name: c.name.clone(), pid: c.pid(), restarts: c.restarts, last_exit: c.last_exit.clone() })
+        .collect();
+    StatusReport { at: now, hosts, children }
+}
+
+/// Answers requests that arrive within `wait`. REQ clients send
+/// `[identity, "", json]`; DEALER clients may omit the empty frame.
+pub fn serve(control: &zmq::Socket, cfg: &Config, state: &State, children: &[&Supervised], wait: Duration) -> anyhow::Result<()> {
+    if control.poll(zmq::POLLIN, wait.as_millis() as i64)? == 0 {
+        return Ok(());
+    }
+    while let Ok(mut frames) = control.recv_multipart(zmq::DONTWAIT) {
+        if frames.len() < 2 {
+            continue;
+        }
+        let body = frames.pop().unwrap_or_default();
+        let reply = match serde_json::from_slice::<ControlRequest>(&body) {
+            Ok(ControlRequest::Status) => ControlReply::Ok { report: build_report(cfg, &state.pings, children) },
+            Err(e) => {
+                warn!(error = %e, "bad control request");
+                ControlReply::Failed { failure_reason: format!("bad request: {e}") }
+            }
+        };
+        frames.push(serde_json::to_vec(&reply)?);
+        let _ = control.send_multipart(frames, zmq::DONTWAIT);
+    }
+    Ok(())
+}
