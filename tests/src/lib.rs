@@ -1,1 +1,266 @@
-//! End-to-end tests: see tests/*.rs
+//! The Rill side of the end-to-end harness: write a config, start the real
+//! `supervisor`, run the real `rill` CLI. Generic helpers (sshd, the test
+//! user, waiting with a deadline) come from `rill-test-support`.
+//!
+//! The binaries are the ones cargo built next to the test executable
+//! (`target/<profile>/`); the test command builds them first.
+
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+pub use rill_test_support::{free_port, wait_for, wait_until, RemoteDir, Sshd, SshdOptions, TestKey, TestUser};
+
+/// `target/<profile>/<name>`: where cargo put the binary.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().unwrap().parent().unwrap();
+    let path = profile_dir.join(name);
+    assert!(path.exists(), "{} is not built; run `cargo build --workspace --bins` first", path.display());
+    path
+}
+
+/// How a host in a test config authenticates.
+pub enum TestAuth<'a> {
+    Key(&'a Path),
+    PasswordEnv(&'a str),
+}
+
+/// One host entry of a test config.
+pub struct TestHost<'a> {
+    pub name: &'a str,
+    pub port: u16,
+    pub user: &'a str,
+    pub auth: TestAuth<'a>,
+    pub known_hosts: &'a str,
+}
+
+/// One log entry: name, absolute path, `all` or a list of hosts.
+pub struct TestLog<'a> {
+    pub name: &'a str,
+    pub path: &'a Path,
+    pub hosts: &'a [&'a str],
+}
+
+/// A Rill installation in a temp dir: its config, state and supervisor.
+pub struct Rill {
+    pub dir: TempDir,
+    pub config: PathBuf,
+    pub streams: String,
+    supervisor: Option<Child>,
+    log: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+impl Rill {
+    /// Writes a config for `hosts` and `logs` (streams on a free loopback port,
+    /// state in the temp dir). `known_hosts` lines are pre-seeded into
+    /// `state_dir/known_hosts`.
+    pub fn new(hosts: &[TestHost], logs: &[TestLog], known_hosts: &[String]) -> Rill {
+        let dir = tempfile::Builder::new().prefix("rill-e2e").tempdir().unwrap();
+        let streams = format!("tcp://127.0.0.1:{}", free_port());
+        let mut y = String::new();
+        writeln!(y, "state_dir: ./state\nstreams:\n  endpoint: {streams}\nhosts:").unwrap();
+        for h in hosts {
+            writeln!(y, "  {}:\n    address: 127.0.0.1\n    port: {}\n    user: {}", h.name, h.port, h.user).unwrap();
+            match &h.auth {
+                TestAuth::Key(p) => writeln!(y, "    auth:\n      key: {}", p.display()).unwrap(),
+                TestAuth::PasswordEnv(v) => writeln!(y, "    auth:\n      password_env: {v}").unwrap(),
+            }
+            writeln!(y, "    known_hosts: {}", h.known_hosts).unwrap();
+        }
+        writeln!(y, "logs:").unwrap();
+        for l in logs {
+            writeln!(y, "  {}:\n    path: '{}'\n    hosts: [{}]", l.name, l.path.display().to_string().replace('\'', "''"), l.hosts.join(", ")).unwrap();
+        }
+        let config = dir.path().join("rill.yaml");
+        std::fs::write(&config, y).unwrap();
+        let state = dir.path().join("state");
+        std::fs::create_dir_all(&state).unwrap();
+        std::fs::write(state.join("known_hosts"), known_hosts.iter().map(|l| format!("{l}\n")).collect::<String>()).unwrap();
+        let log = dir.path().join("supervisor.log");
+        Rill { dir, config, streams, supervisor: None, log, env: Vec::new() }
+    }
+
+    /// Sets an environment variable for every process this Rill starts.
+    pub fn env(&mut self, key: &str, value: &str) -> &mut Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Starts `supervisor --config ...` with its log in the temp dir.
+    pub fn start(&mut self) {
+        let log = std::fs::File::create(&self.log).unwrap();
+        let child = Command::new(bin("supervisor"))
+            .arg("--config")
+            .arg(&self.config)
+            .envs(self.env.iter().cloned())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.supervisor = Some(child);
+    }
+
+    pub fn supervisor_pid(&self) -> Option<u32> {
+        self.supervisor.as_ref().map(Child::id)
+    }
+
+    /// SIGTERM to the supervisor; waits up to `within` for it to exit.
+    pub fn stop(&mut self, within: Duration) -> Option<ExitStatus> {
+        let mut child = self.supervisor.take()?;
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let end = Instant::now() + within;
+        while Instant::now() < end {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+
+    /// The supervisor's log (its own and its children's stderr).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Runs `rill <args...> --config <config>`.
+    pub fn rill(&self, args: &[&str]) -> Output {
+        Command::new(bin("rill"))
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .envs(self.env.iter().cloned())
+            .output()
+            .unwrap()
+    }
+
+    /// `rill search --count QUERY` (plus extra args), or None while the index
+    /// does not exist yet.
+    pub fn count(&self, query: &str, extra: &[&str]) -> Option<u64> {
+        let mut args = vec!["search", "--count"];
+        args.extend_from_slice(extra);
+        args.push(query);
+        let out = self.rill(&args);
+        if !out.status.success() {
+            return None;
+        }
+        String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+    }
+
+    /// `rill status --json`, or None if the supervisor did not answer.
+    pub fn status(&self) -> Option<Value> {
+        let out = self.rill(&["status", "--json"]);
+        if !out.status.success() {
+            return None;
+        }
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
+    /// The status entry of `host`.
+    pub fn host_status(&self, host: &str) -> Option<Value> {
+        let s = self.status()?;
+        s["hosts"].as_array()?.iter().find(|h| h["host"] == host).cloned()
+    }
+
+    /// Waits until every log of `host` is being followed (its file identity
+    /// is known), i.e. lines written from now on will be read.
+    pub fn wait_following(&self, host: &str, deadline: Duration) -> bool {
+        wait_until(deadline, || {
+            self.host_status(host).is_some_and(|h| {
+                h["connected"] == true
+                    && h["logs"].as_array().is_some_and(|l| !l.is_empty() && l.iter().all(|l| !l["file_id"].is_null()))
+            })
+        })
+    }
+
+    /// Starts `rill tail --json TOPICS...`; its lines arrive on the channel.
+    pub fn tail(&self, topics: &[&str]) -> Tail {
+        let mut child = Command::new(bin("rill"))
+            .arg("tail")
+            .arg("--json")
+            .arg("--config")
+            .arg(&self.config)
+            .args(topics)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    if tx.send(v).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        Tail { child, rx }
+    }
+}
+
+impl Drop for Rill {
+    fn drop(&mut self) {
+        self.stop(Duration::from_secs(6));
+    }
+}
+
+/// A running `rill tail --json`.
+pub struct Tail {
+    child: Child,
+    pub rx: mpsc::Receiver<Value>,
+}
+
+impl Tail {
+    /// Collects messages until `done` says so or `deadline` passes.
+    pub fn collect_until(&self, deadline: Duration, mut done: impl FnMut(&[Value]) -> bool) -> Vec<Value> {
+        let end = Instant::now() + deadline;
+        let mut got = Vec::new();
+        while Instant::now() < end && !done(&got) {
+            if let Ok(v) = self.rx.recv_timeout(Duration::from_millis(50)) {
+                got.push(v);
+                while let Ok(v) = self.rx.try_recv() {
+                    got.push(v);
+                }
+            }
+        }
+        got
+    }
+}
+
+impl Drop for Tail {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// PIDs of processes whose command line mentions `needle` (e.g. a config path).
+pub fn local_processes_mentioning(needle: &str) -> Vec<(u32, String)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if cmd.contains(needle) && pid != std::process::id() {
+            found.push((pid, cmd));
+        }
+    }
+    found
+}
