@@ -50,6 +50,12 @@ enum Command {
         #[arg(value_name = "QUERY")]
         query: String,
     },
+    /// Run the demo: an embedded SSH host, generated logs and a supervisor following them.
+    Demo {
+        /// Stop after this many seconds (default: run until Ctrl-C).
+        #[arg(long)]
+        duration: Option<u64>,
+    },
     /// Show each host's connection and each log's progress and errors.
     Status {
         #[arg(long)]
@@ -86,6 +92,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let cfg = Config::load(&config)?;
             let args = rill_cli::search::SearchArgs { query, host, log, limit, count, json };
             rill_cli::search::run(&cfg, &args, &mut out)?;
+        }
+        Command::Demo { duration } => {
+            rill_cli::demo::run(duration.map(std::time::Duration::from_secs), &mut out)?;
         }
         Command::Status { config, json } => {
             let cfg = Config::load(&config)?;

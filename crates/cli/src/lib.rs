@@ -5,6 +5,7 @@
 //! prints them once.
 
 pub mod check;
+pub mod demo;
 pub mod search;
 pub mod status;
 pub mod tail;
