@@ -19,6 +19,7 @@
 //! - [`tap`]: the `ssh_tap` loop; [`robust`]: the `robust_ssh_tap` loop.
 //! - [`status`]: what a tap reports (status file + `status/<host>` topic).
 
+pub mod checkpoint;
 pub mod connect;
 pub mod hostkey;
 pub mod lines;

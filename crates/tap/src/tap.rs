@@ -17,6 +17,7 @@ use rill_proto::{FileId, LineMeta, Topic};
 use ssh2::{Channel, Session};
 use tracing::{debug, error, info, warn};
 
+use crate::checkpoint::{self, Checkpoints, LogCheckpoint};
 use crate::lines::{Line, LineSplitter, DEFAULT_MAX_LINE};
 use crate::remote::{self, Header, StartAt};
 use crate::status::StatusBoard;
@@ -45,8 +46,17 @@ pub fn run(cfg: &Config, host: &str, shutdown: &Shutdown) -> anyhow::Result<()> 
     info!(host, address = %host_cfg.address, port = host_cfg.port, logs = logs.len(), "connected");
     board.set_connected(true, None);
 
-    let mut follows: Vec<Follow> = logs.into_iter().map(Follow::new).collect();
-    let result = follow_loop(&session, &mut follows, &mut out, &mut board, shutdown);
+    let saved = checkpoint::load(cfg, host);
+    let mut follows: Vec<Follow> = logs
+        .into_iter()
+        .map(|l| {
+            let resume = saved.logs.get(&l.name).copied();
+            Follow::new(l, resume)
+        })
+        .collect();
+    let mut saver = CheckpointSaver { cfg, host, saved };
+    let result = follow_loop(&session, &mut follows, &mut out, &mut board, &mut saver, shutdown);
+    saver.save(&follows);
 
     // Close what we opened so the remote follow scripts end now, not when sshd
     // notices a dead connection.
@@ -69,6 +79,7 @@ fn follow_loop(
     follows: &mut [Follow],
     out: &mut Outputs,
     board: &mut StatusBoard,
+    saver: &mut CheckpointSaver,
     shutdown: &Shutdown,
 ) -> anyhow::Result<()> {
     let mut buf = vec![0u8; 64 * 1024];
@@ -104,6 +115,7 @@ fn follow_loop(
                 Err(e) => return Err(anyhow!(e).context("connection lost (keepalive)")),
             }
             last_keepalive = Instant::now();
+            saver.save(follows);
         }
         board.flush(&out.live, false);
         if !progressed {
@@ -125,6 +137,30 @@ fn wait_readable(session: &Session, timeout: Duration) {
     }
 }
 
+/// Writes the checkpoint file when a log's position changed.
+struct CheckpointSaver<'a> {
+    cfg: &'a Config,
+    host: &'a str,
+    saved: Checkpoints,
+}
+
+impl CheckpointSaver<'_> {
+    fn save(&mut self, follows: &[Follow]) {
+        let mut now = self.saved.clone();
+        for f in follows {
+            if let Some((file_id, splitter)) = &f.following {
+                now.logs.insert(f.log.name.clone(), LogCheckpoint { file_id: *file_id, offset: splitter.next_offset() });
+            }
+        }
+        if now != self.saved {
+            match checkpoint::save(self.cfg, self.host, &now) {
+                Ok(()) => self.saved = now,
+                Err(e) => warn!(error = %e, "could not save checkpoints"),
+            }
+        }
+    }
+}
+
 /// One followed log on this host.
 struct Follow {
     log: Log,
@@ -135,12 +171,12 @@ struct Follow {
     following: Option<(FileId, LineSplitter)>,
     stderr: Vec<u8>,
     reopen_at: Option<Instant>,
-    /// Where to resume when reopening: inode and offset.
-    resume: Option<(u64, u64)>,
+    /// Where to resume when reopening.
+    resume: Option<LogCheckpoint>,
 }
 
 impl Follow {
-    fn new(log: Log) -> Self {
+    fn new(log: Log, resume: Option<LogCheckpoint>) -> Self {
         Follow {
             log,
             channel: None,
@@ -148,13 +184,13 @@ impl Follow {
             following: None,
             stderr: Vec::new(),
             reopen_at: Some(Instant::now()),
-            resume: None,
+            resume,
         }
     }
 
     fn open(&mut self, session: &Session) -> anyhow::Result<()> {
         let start = match self.resume {
-            Some((ino, offset)) => StartAt::Resume { ino, offset },
+            Some(c) => StartAt::Resume { ino: c.file_id.ino, offset: c.offset },
             None => StartAt::End,
         };
         let mut ch = session.channel_session().context("could not open a channel")?;
@@ -217,7 +253,7 @@ impl Follow {
                             st.lines_read += 1;
                         }
                         st.last_offset = Some(splitter.next_offset());
-                        self.resume = Some((file_id.ino, splitter.next_offset()));
+                        self.resume = Some(LogCheckpoint { file_id: *file_id, offset: splitter.next_offset() });
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
@@ -264,9 +300,18 @@ impl Follow {
                     info!(log = %self.log.name, path = %self.log.path, "waiting for the file to appear");
                     board.log(i).error = Some(format!("{} does not exist yet; waiting for it", self.log.path));
                 }
-                Header::Following { file_id, start } => {
+                Header::Following { mut file_id, start } => {
+                    // The server accepted our resume point: same file. Keep
+                    // its identity even if its fingerprint was taken while the
+                    // file was shorter than the fingerprinted prefix.
+                    if let Some(prev) = self.resume.filter(|c| c.file_id.ino == file_id.ino && c.offset == start && start > 0) {
+                        file_id = prev.file_id;
+                    }
                     info!(log = %self.log.name, %file_id, start, "following file");
-                    board.log(i).error = None;
+                    let st = board.log(i);
+                    st.error = None;
+                    st.file_id = Some(file_id);
+                    st.last_offset = Some(start);
                     self.following = Some((file_id, LineSplitter::new(start, DEFAULT_MAX_LINE)));
                 }
             }
