@@ -1,1 +1,70 @@
-//! placeholder
+//! Helpers shared by every end-to-end test.
+//!
+//! - [`wait_until`] / [`wait_for`]: poll a condition with a deadline instead
+//!   of sleeping a fixed time.
+//! - [`free_port`]: a loopback port no other test in this process got.
+//! - [`Sshd`]: a real OpenSSH `sshd` on 127.0.0.1 with a generated config and
+//!   host key in a temp dir (never the system's config).
+//! - [`TestUser`]: the unprivileged `rilltest` account the tests log in as
+//!   (created by `tests/install-deps.sh`): its password, authorized keys, a
+//!   scratch dir for "remote" log files, and its processes (what Rill left
+//!   running on the server side).
+
+mod sshd;
+mod user;
+
+pub use sshd::{Sshd, SshdOptions};
+pub use user::{RemoteDir, TestKey, TestUser};
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Polls `cond` every 20 ms until it is true or `deadline` has passed.
+pub fn wait_until(deadline: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    wait_for(deadline, || cond().then_some(())).is_some()
+}
+
+/// Polls `f` every 20 ms until it returns `Some` or `deadline` has passed.
+pub fn wait_for<T>(deadline: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let end = Instant::now() + deadline;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= end {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A free TCP port on 127.0.0.1, never the same twice in one process.
+pub fn free_port() -> u16 {
+    static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut given = GIVEN.lock().unwrap();
+        if given.get_or_insert_with(HashSet::new).insert(port) {
+            return port;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wait_for_returns_the_value_once_ready() {
+        let mut n = 0;
+        assert_eq!(wait_for(Duration::from_secs(1), || { n += 1; (n == 3).then_some(n) }), Some(3));
+        assert!(!wait_until(Duration::from_millis(50), || false));
+    }
+
+    #[test]
+    fn free_ports_are_not_repeated() {
+        let a: HashSet<u16> = (0..50).map(|_| free_port()).collect();
+        assert_eq!(a.len(), 50);
+    }
+}
