@@ -21,7 +21,8 @@ fn good_hosts_stream_while_bad_ones_report_why() {
     let closed_port = free_port();
 
     // `moved` is listed with another server's key: a changed host key.
-    let wrong_key_line = sshd.known_hosts_line().replacen(&format!(":{}]", sshd.port()), &format!(":{}]", moved.port()), 1);
+    let wrong_key_line = sshd.known_hosts_line().replacen(&format!("]:{} ", sshd.port()), &format!("]:{} ", moved.port()), 1);
+    assert!(wrong_key_line.starts_with(&format!("[127.0.0.1]:{} ", moved.port())));
     let hosts = [
         TestHost { name: "by-key", port: sshd.port(), user: &user.name, auth: TestAuth::Key(&key.private), known_hosts: "strict" },
         TestHost { name: "by-password", port: sshd.port(), user: &user.name, auth: TestAuth::PasswordEnv("RILL_E2E_PASSWORD"), known_hosts: "strict" },
@@ -59,7 +60,7 @@ fn good_hosts_stream_while_bad_ones_report_why() {
     }
     // A changed key is never overwritten by accept-new.
     let known = std::fs::read_to_string(rill.dir.path().join("state/known_hosts")).unwrap();
-    assert_eq!(known.lines().filter(|l| l.contains(&format!(":{}]", moved.port()))).count(), 1);
+    assert_eq!(known.lines().filter(|l| l.starts_with(&format!("[127.0.0.1]:{} ", moved.port()))).count(), 1);
 
     for i in 0..50 {
         remote.append("shared.log", format!("shared line {i}\n").as_bytes()).unwrap();

@@ -81,7 +81,8 @@ fn ten_thousand_lines_reach_search_and_a_live_tail() {
     assert!(newest[0]["offset"].as_u64() > newest[1]["offset"].as_u64());
 
     // Search still works after the supervisor stopped.
-    assert!(rill.stop(Duration::from_secs(5)).is_some_and(|s| s.success()), "supervisor exits 0 on SIGTERM");
+    let stopped = rill.stop(Duration::from_secs(5));
+    assert!(stopped.is_some_and(|s| s.success()), "supervisor exits 0 on SIGTERM: {stopped:?}; log:\n{}", rill.log());
     assert_eq!(rill.count("*", &[]), Some(LINES as u64));
 }
 

@@ -27,8 +27,10 @@ fn sigterm_stops_every_local_and_remote_process() {
     assert!(rill.wait_following("web01", Duration::from_secs(20)), "{}", rill.log());
     let config = rill.config.display().to_string();
     let scratch = remote.path.display().to_string();
-    let remote_followers = || user.processes().into_iter().filter(|(_, cmd)| cmd.contains("tail") || cmd.contains(&scratch) || cmd.contains("cat")).collect::<Vec<_>>();
-    assert!(!remote_followers().is_empty(), "remote follow processes exist while running");
+    let sessions = remote_sessions(&user, &scratch);
+    assert_eq!(sessions.len(), 3, "one remote session per log: {:?}", user.processes());
+    let remote_followers = || remote_processes_in(&user, &sessions);
+    assert!(remote_followers().iter().any(|p| p.cmdline.starts_with("tail ")), "{:?}", remote_followers());
     let local = local_processes_mentioning(&config);
     for bin in ["supervisor", "masspinger", "parser", "robust_ssh_tap", "ssh_tap"] {
         assert!(local.iter().any(|(_, c)| c.contains(&format!("/{bin} "))), "{bin} running: {local:?}");
@@ -60,6 +62,9 @@ fn a_killed_ssh_tap_is_restarted_and_keeps_streaming() {
     rill.start();
     assert!(rill.wait_following("web01", Duration::from_secs(20)), "{}", rill.log());
     let config = rill.config.display().to_string();
+    let scratch = remote.path.display().to_string();
+    let old_sessions = remote_sessions(&user, &scratch);
+    assert_eq!(old_sessions.len(), 1);
     let taps: Vec<u32> = local_processes_mentioning(&config).into_iter().filter(|(_, c)| c.contains("/ssh_tap ")).map(|(p, _)| p).collect();
     assert_eq!(taps.len(), 1);
     // SAFETY: killing the tap we just found.
@@ -69,13 +74,14 @@ fn a_killed_ssh_tap_is_restarted_and_keeps_streaming() {
     });
     assert!(restarted, "a new ssh_tap started: {}", rill.log());
     // The remote side of the killed tap goes away when sshd notices.
-    let scratch = remote.path.display().to_string();
-    assert!(rill.wait_following("web01", Duration::from_secs(20)));
     assert!(
-        wait_until(Duration::from_secs(20), || user.processes().iter().filter(|(_, c)| c.contains("tail") && c.contains(&scratch)).count() == 1),
-        "exactly one remote tail after the restart: {:?}",
-        user.processes()
+        wait_until(Duration::from_secs(10), || remote_processes_in(&user, &old_sessions).is_empty()),
+        "the killed tap's remote processes ended: {:?}",
+        remote_processes_in(&user, &old_sessions)
     );
+    assert!(rill.wait_following("web01", Duration::from_secs(20)));
+    let tails = || user.processes().into_iter().filter(|p| p.cmdline.starts_with("tail ") && p.cmdline.contains(&scratch)).count();
+    assert!(wait_until(Duration::from_secs(20), || tails() == 1), "exactly one remote tail after the restart: {:?}", user.processes());
     remote.append("a.log", b"after restart\n").unwrap();
     assert_eq!(wait_for(Duration::from_secs(15), || rill.count("restart", &[]).filter(|&n| n == 1)), Some(1), "{}", rill.log());
 }

@@ -15,7 +15,18 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tempfile::TempDir;
 
-pub use rill_test_support::{free_port, wait_for, wait_until, RemoteDir, Sshd, SshdOptions, TestKey, TestUser};
+pub use rill_test_support::{free_port, wait_for, wait_until, RemoteDir, RemoteProcess, Sshd, SshdOptions, TestKey, TestUser};
+
+/// The SSH sessions (sids) of the test user whose processes mention `needle`
+/// (e.g. a scratch dir): the remote side of one Rill run.
+pub fn remote_sessions(user: &TestUser, needle: &str) -> std::collections::BTreeSet<u32> {
+    user.processes().into_iter().filter(|p| p.cmdline.contains(needle)).map(|p| p.sid).collect()
+}
+
+/// Every process of the test user still in one of `sessions`.
+pub fn remote_processes_in(user: &TestUser, sessions: &std::collections::BTreeSet<u32>) -> Vec<RemoteProcess> {
+    user.processes().into_iter().filter(|p| sessions.contains(&p.sid)).collect()
+}
 
 /// `target/<profile>/<name>`: where cargo put the binary.
 pub fn bin(name: &str) -> PathBuf {
@@ -101,7 +112,7 @@ impl Rill {
             .arg("--config")
             .arg(&self.config)
             .envs(self.env.iter().cloned())
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", "info,tantivy=warn")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

@@ -17,6 +17,7 @@ pub mod subscriber;
 
 pub use proxy::StreamProxy;
 pub use socket::{open, prepare_endpoint, Role};
+
 pub use subscriber::{Message, Subscriber};
 
 /// Errors of this crate.

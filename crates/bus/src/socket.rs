@@ -75,3 +75,14 @@ pub fn connect(s: &zmq::Socket, endpoint: &str) -> Result<(), BusError> {
     s.connect(endpoint)
         .map_err(|source| BusError::Endpoint { action: "connect to", endpoint: endpoint.to_owned(), source })
 }
+
+/// Waits up to `timeout` for `s` to have a message. A signal arriving during
+/// the wait (EINTR) counts as "nothing yet", so daemons see their shutdown
+/// flag instead of failing.
+pub fn readable(s: &zmq::Socket, timeout: std::time::Duration) -> Result<bool, BusError> {
+    match s.poll(zmq::POLLIN, timeout.as_millis() as i64) {
+        Ok(n) => Ok(n > 0),
+        Err(zmq::Error::EINTR) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}

@@ -38,7 +38,7 @@ impl Subscriber {
         let deadline = std::time::Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if self.socket.poll(zmq::POLLIN, left.as_millis() as i64)? == 0 {
+            if !socket::readable(&self.socket, left)? {
                 return Ok(None);
             }
             let mut parts = self.socket.recv_multipart(0)?;

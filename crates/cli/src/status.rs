@@ -19,7 +19,7 @@ pub fn fetch(cfg: &Config) -> anyhow::Result<StatusReport> {
     req.set_linger(0)?;
     socket::connect(&req, &cfg.control_endpoint())?;
     req.send(serde_json::to_vec(&ControlRequest::Status)?, 0)?;
-    if req.poll(zmq::POLLIN, ANSWER_WITHIN.as_millis() as i64)? == 0 {
+    if !socket::readable(&req, ANSWER_WITHIN)? {
         bail!(
             "the supervisor did not answer on {} within {}s; is `supervisor --config {}` running?",
             cfg.control_endpoint(),

@@ -52,7 +52,7 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
     let mut indexed: u64 = 0;
     while !shutdown.requested() {
         let wait = first_pending.map_or(100, |t| COMMIT_EVERY.saturating_sub(t.elapsed()).as_millis() as i64);
-        if ingest.poll(zmq::POLLIN, wait.max(0))? > 0 {
+        if socket::readable(&ingest, Duration::from_millis(wait.max(0) as u64))? {
             // Drain what is queued without waiting again.
             while let Ok(frames) = ingest.recv_multipart(zmq::DONTWAIT) {
                 let Some(event) = decode(&frames) else { continue };

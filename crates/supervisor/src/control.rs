@@ -60,7 +60,7 @@ pub fn build_report(cfg: &Config, pings: &BTreeMap<String, Ping>, children: &[&S
 /// Answers requests that arrive within `wait`. REQ clients send
 /// `[identity, "", json]`; DEALER clients may omit the empty frame.
 pub fn serve(control: &zmq::Socket, cfg: &Config, state: &State, children: &[&Supervised], wait: Duration) -> anyhow::Result<()> {
-    if control.poll(zmq::POLLIN, wait.as_millis() as i64)? == 0 {
+    if !rill_bus::socket::readable(control, wait)? {
         return Ok(());
     }
     while let Ok(mut frames) = control.recv_multipart(zmq::DONTWAIT) {

@@ -14,7 +14,7 @@ mod sshd;
 mod user;
 
 pub use sshd::{Sshd, SshdOptions};
-pub use user::{RemoteDir, TestKey, TestUser};
+pub use user::{RemoteDir, RemoteProcess, TestKey, TestUser};
 
 use std::collections::HashSet;
 use std::sync::Mutex;

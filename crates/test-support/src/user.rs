@@ -30,6 +30,16 @@ pub struct TestKey {
     _dir: TempDir,
 }
 
+/// A process of the test user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteProcess {
+    pub pid: u32,
+    /// Session id: sshd starts every channel's command in a new session, and
+    /// a child keeps it even when its parent is gone.
+    pub sid: u32,
+    pub cmdline: String,
+}
+
 /// A folder owned by rilltest where tests put the files Rill follows.
 pub struct RemoteDir {
     pub path: PathBuf,
@@ -124,7 +134,7 @@ impl TestUser {
 
     /// rilltest's processes other than sshd's own session processes: what
     /// Rill left running on the "server".
-    pub fn processes(&self) -> Vec<(u32, String)> {
+    pub fn processes(&self) -> Vec<RemoteProcess> {
         let mut found = Vec::new();
         let Ok(entries) = std::fs::read_dir("/proc") else { return found };
         for entry in entries.flatten() {
@@ -139,7 +149,11 @@ impl TestUser {
             if cmd.is_empty() || cmd.starts_with("sshd:") {
                 continue;
             }
-            found.push((pid, cmd));
+            // /proc/PID/stat: "pid (comm) state ppid pgrp session ...".
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default();
+            let sid = after.split_whitespace().nth(3).and_then(|s| s.parse().ok()).unwrap_or(0);
+            found.push(RemoteProcess { pid, sid, cmdline: cmd });
         }
         found
     }

@@ -39,14 +39,14 @@ fn the_test_user_has_a_usable_password_and_its_processes_are_visible() {
     let sshd = Sshd::start(SshdOptions::default()).unwrap();
     let key = user.authorize_new_key().unwrap();
     let mut client = ssh(&sshd, &key, "sleep 37").spawn().unwrap();
-    let seen = wait_until(Duration::from_secs(10), || user.processes().iter().any(|(_, c)| c == "sleep 37"));
+    let seen = wait_until(Duration::from_secs(10), || user.processes().iter().any(|p| p.cmdline == "sleep 37"));
     let _ = client.kill();
     let _ = client.wait();
     assert!(seen, "{:?}", user.processes());
-    for (pid, cmd) in user.processes() {
-        if cmd == "sleep 37" {
+    for p in user.processes() {
+        if p.cmdline == "sleep 37" {
             // SAFETY: cleaning up the process this test started.
-            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            unsafe { libc::kill(p.pid as i32, libc::SIGKILL) };
         }
     }
 }
