@@ -11,7 +11,11 @@ use rill_e2e::*;
 fn good_hosts_stream_while_bad_ones_report_why() {
     let user = TestUser::get().unwrap();
     let password = user.password().unwrap();
-    let sshd = Sshd::start(SshdOptions { password_auth: true, ..Default::default() }).unwrap();
+    let sshd = Sshd::start(SshdOptions {
+        password_auth: true,
+        ..Default::default()
+    })
+    .unwrap();
     let stranger = Sshd::start(SshdOptions::default()).unwrap();
     let moved = Sshd::start(SshdOptions::default()).unwrap();
     let key = user.authorize_new_key().unwrap();
@@ -21,29 +25,91 @@ fn good_hosts_stream_while_bad_ones_report_why() {
     let closed_port = free_port();
 
     // `moved` is listed with another server's key: a changed host key.
-    let wrong_key_line = sshd.known_hosts_line().replacen(&format!("]:{} ", sshd.port()), &format!("]:{} ", moved.port()), 1);
+    let wrong_key_line = sshd.known_hosts_line().replacen(
+        &format!("]:{} ", sshd.port()),
+        &format!("]:{} ", moved.port()),
+        1,
+    );
     assert!(wrong_key_line.starts_with(&format!("[127.0.0.1]:{} ", moved.port())));
     let hosts = [
-        TestHost { name: "by-key", port: sshd.port(), user: &user.name, auth: TestAuth::Key(&key.private), known_hosts: "strict" },
-        TestHost { name: "by-password", port: sshd.port(), user: &user.name, auth: TestAuth::PasswordEnv("RILL_E2E_PASSWORD"), known_hosts: "strict" },
-        TestHost { name: "wrong-password", port: sshd.port(), user: &user.name, auth: TestAuth::PasswordEnv("RILL_E2E_WRONG_PASSWORD"), known_hosts: "strict" },
-        TestHost { name: "unknown-key", port: stranger.port(), user: &user.name, auth: TestAuth::Key(&key.private), known_hosts: "strict" },
-        TestHost { name: "changed-key", port: moved.port(), user: &user.name, auth: TestAuth::Key(&key.private), known_hosts: "accept-new" },
-        TestHost { name: "closed-port", port: closed_port, user: &user.name, auth: TestAuth::Key(&key.private), known_hosts: "strict" },
+        TestHost {
+            name: "by-key",
+            port: sshd.port(),
+            user: &user.name,
+            auth: TestAuth::Key(&key.private),
+            known_hosts: "strict",
+        },
+        TestHost {
+            name: "by-password",
+            port: sshd.port(),
+            user: &user.name,
+            auth: TestAuth::PasswordEnv("RILL_E2E_PASSWORD"),
+            known_hosts: "strict",
+        },
+        TestHost {
+            name: "wrong-password",
+            port: sshd.port(),
+            user: &user.name,
+            auth: TestAuth::PasswordEnv("RILL_E2E_WRONG_PASSWORD"),
+            known_hosts: "strict",
+        },
+        TestHost {
+            name: "unknown-key",
+            port: stranger.port(),
+            user: &user.name,
+            auth: TestAuth::Key(&key.private),
+            known_hosts: "strict",
+        },
+        TestHost {
+            name: "changed-key",
+            port: moved.port(),
+            user: &user.name,
+            auth: TestAuth::Key(&key.private),
+            known_hosts: "accept-new",
+        },
+        TestHost {
+            name: "closed-port",
+            port: closed_port,
+            user: &user.name,
+            auth: TestAuth::Key(&key.private),
+            known_hosts: "strict",
+        },
     ];
     let all: Vec<&str> = hosts.iter().map(|h| h.name).collect();
-    let mut rill = Rill::new(&hosts, &[TestLog { name: "shared", path: &file, hosts: &all }], &[sshd.known_hosts_line(), wrong_key_line]);
-    rill.env("RILL_E2E_PASSWORD", &password).env("RILL_E2E_WRONG_PASSWORD", "not-the-password");
+    let mut rill = Rill::new(
+        &hosts,
+        &[TestLog {
+            name: "shared",
+            path: &file,
+            hosts: &all,
+        }],
+        &[sshd.known_hosts_line(), wrong_key_line],
+    );
+    rill.env("RILL_E2E_PASSWORD", &password)
+        .env("RILL_E2E_WRONG_PASSWORD", "not-the-password");
     rill.start();
 
     for good in ["by-key", "by-password"] {
-        assert!(rill.wait_following(good, Duration::from_secs(20)), "{good} never followed; log:\n{}", rill.log());
+        assert!(
+            rill.wait_following(good, Duration::from_secs(20)),
+            "{good} never followed; log:\n{}",
+            rill.log()
+        );
     }
     let expectations = [
-        ("wrong-password", vec!["authentication as rilltest", "failed"]),
-        ("unknown-key", vec!["host key of", "is not known", "SHA256:"]),
+        (
+            "wrong-password",
+            vec!["authentication as rilltest", "failed"],
+        ),
+        (
+            "unknown-key",
+            vec!["host key of", "is not known", "SHA256:"],
+        ),
         ("changed-key", vec!["has CHANGED", "refusing to connect"]),
-        ("closed-port", vec!["could not connect to 127.0.0.1:", "refused"]),
+        (
+            "closed-port",
+            vec!["could not connect to 127.0.0.1:", "refused"],
+        ),
     ];
     for (host, needles) in &expectations {
         let shown = wait_for(Duration::from_secs(20), || {
@@ -51,25 +117,46 @@ fn good_hosts_stream_while_bad_ones_report_why() {
             let e = h["error"].as_str()?.to_owned();
             (h["connected"] == false && needles.iter().all(|n| e.contains(n))).then_some(e)
         });
-        assert!(shown.is_some(), "{host}: status lacks {needles:?}: {:?}", rill.host_status(host));
+        assert!(
+            shown.is_some(),
+            "{host}: status lacks {needles:?}: {:?}",
+            rill.host_status(host)
+        );
         let log = rill.log();
         assert!(
-            log.lines().any(|l| l.contains(&format!("host={host}")) && needles.iter().all(|n| l.contains(n))),
+            log.lines()
+                .any(|l| l.contains(&format!("host={host}"))
+                    && needles.iter().all(|n| l.contains(n))),
             "{host}: supervisor log lacks {needles:?}:\n{log}"
         );
     }
     // A changed key is never overwritten by accept-new.
     let known = std::fs::read_to_string(rill.dir.path().join("state/known_hosts")).unwrap();
-    assert_eq!(known.lines().filter(|l| l.starts_with(&format!("[127.0.0.1]:{} ", moved.port()))).count(), 1);
+    assert_eq!(
+        known
+            .lines()
+            .filter(|l| l.starts_with(&format!("[127.0.0.1]:{} ", moved.port())))
+            .count(),
+        1
+    );
 
     for i in 0..50 {
-        remote.append("shared.log", format!("shared line {i}\n").as_bytes()).unwrap();
+        remote
+            .append("shared.log", format!("shared line {i}\n").as_bytes())
+            .unwrap();
     }
     for good in ["by-key", "by-password"] {
-        let n = wait_for(Duration::from_secs(15), || rill.count("*", &["--host", good]).filter(|&n| n >= 50));
+        let n = wait_for(Duration::from_secs(15), || {
+            rill.count("*", &["--host", good]).filter(|&n| n >= 50)
+        });
         assert_eq!(n, Some(50), "{good} streams; log:\n{}", rill.log());
     }
-    for bad in ["wrong-password", "unknown-key", "changed-key", "closed-port"] {
+    for bad in [
+        "wrong-password",
+        "unknown-key",
+        "changed-key",
+        "closed-port",
+    ] {
         assert_eq!(rill.count("*", &["--host", bad]), Some(0));
     }
     let text = rill.rill(&["status"]);
@@ -87,13 +174,35 @@ fn accept_new_records_a_first_seen_key_and_then_trusts_it() {
     let file = remote.file("a.log");
     remote.append("a.log", b"").unwrap();
     let mut rill = Rill::new(
-        &[TestHost { name: "fresh", port: sshd.port(), user: &user.name, auth: TestAuth::Key(&key.private), known_hosts: "accept-new" }],
-        &[TestLog { name: "a", path: &file, hosts: &["fresh"] }],
+        &[TestHost {
+            name: "fresh",
+            port: sshd.port(),
+            user: &user.name,
+            auth: TestAuth::Key(&key.private),
+            known_hosts: "accept-new",
+        }],
+        &[TestLog {
+            name: "a",
+            path: &file,
+            hosts: &["fresh"],
+        }],
         &[],
     );
     rill.start();
-    assert!(rill.wait_following("fresh", Duration::from_secs(20)), "{}", rill.log());
+    assert!(
+        rill.wait_following("fresh", Duration::from_secs(20)),
+        "{}",
+        rill.log()
+    );
     let known = std::fs::read_to_string(rill.dir.path().join("state/known_hosts")).unwrap();
-    let key_part = sshd.known_hosts_line().split_once(' ').unwrap().1.to_owned();
-    assert!(known.contains(&key_part), "recorded key {known:?} is the server's {key_part:?}");
+    let key_part = sshd
+        .known_hosts_line()
+        .split_once(' ')
+        .unwrap()
+        .1
+        .to_owned();
+    assert!(
+        known.contains(&key_part),
+        "recorded key {known:?} is the server's {key_part:?}"
+    );
 }

@@ -17,22 +17,43 @@ fn ten_thousand_lines_reach_search_and_a_live_tail() {
     let remote = user.scratch_dir().unwrap();
     let file = remote.file("app.log");
     // The file exists with old content that must NOT be indexed (new lines only).
-    remote.append("app.log", b"old line before rill started\n").unwrap();
+    remote
+        .append("app.log", b"old line before rill started\n")
+        .unwrap();
 
     let mut rill = Rill::new(
-        &[TestHost { name: "web01", port: sshd.port(), user: &user.name, auth: TestAuth::Key(&key.private), known_hosts: "strict" }],
-        &[TestLog { name: "app", path: &file, hosts: &["web01"] }],
+        &[TestHost {
+            name: "web01",
+            port: sshd.port(),
+            user: &user.name,
+            auth: TestAuth::Key(&key.private),
+            known_hosts: "strict",
+        }],
+        &[TestLog {
+            name: "app",
+            path: &file,
+            hosts: &["web01"],
+        }],
         &[sshd.known_hosts_line()],
     );
     rill.start();
-    assert!(rill.wait_following("web01", Duration::from_secs(20)), "never followed; log:\n{}", rill.log());
+    assert!(
+        rill.wait_following("web01", Duration::from_secs(20)),
+        "never followed; log:\n{}",
+        rill.log()
+    );
 
     // The tail also subscribes to status/, which the tap publishes every
     // second through the same proxy: once one arrives, the line/ subscription
     // (sent together with it) has reached the publisher too.
     let tail = rill.tail(&["line/+/app", "status/web01"]);
-    let ready = tail.collect_until(Duration::from_secs(15), |got| got.iter().any(|v| v["topic"] == "status/web01"));
-    assert!(ready.iter().any(|v| v["topic"] == "status/web01"), "tail never connected");
+    let ready = tail.collect_until(Duration::from_secs(15), |got| {
+        got.iter().any(|v| v["topic"] == "status/web01")
+    });
+    assert!(
+        ready.iter().any(|v| v["topic"] == "status/web01"),
+        "tail never connected"
+    );
 
     let start_offset = std::fs::metadata(&file).unwrap().len();
     let mut expected_offsets = Vec::with_capacity(LINES);
@@ -45,21 +66,44 @@ fn ten_thousand_lines_reach_search_and_a_live_tail() {
     }
     let written_at = Instant::now();
 
-    let counted = wait_for(Duration::from_secs(10), || rill.count("*", &[]).filter(|&n| n as usize >= LINES));
+    let counted = wait_for(Duration::from_secs(10), || {
+        rill.count("*", &[]).filter(|&n| n as usize >= LINES)
+    });
     let took = written_at.elapsed();
-    assert_eq!(counted, Some(LINES as u64), "search count within 10 s of the last write; log:\n{}", rill.log());
+    assert_eq!(
+        counted,
+        Some(LINES as u64),
+        "search count within 10 s of the last write; log:\n{}",
+        rill.log()
+    );
     eprintln!("all {LINES} lines searchable {took:?} after the last write");
 
-    let got = tail.collect_until(Duration::from_secs(10), |got| got.iter().filter(|v| v["topic"] == "line/web01/app").count() >= LINES);
-    let lines: Vec<_> = got.iter().filter(|v| v["topic"] == "line/web01/app").collect();
+    let got = tail.collect_until(Duration::from_secs(10), |got| {
+        got.iter()
+            .filter(|v| v["topic"] == "line/web01/app")
+            .count()
+            >= LINES
+    });
+    let lines: Vec<_> = got
+        .iter()
+        .filter(|v| v["topic"] == "line/web01/app")
+        .collect();
     assert_eq!(lines.len(), LINES, "tail printed every line once");
     let mut seen = HashSet::new();
     for (i, v) in lines.iter().enumerate() {
         let body = v["body"].as_str().unwrap();
-        assert_eq!(body, format!("request {i:05} GET /item/{i} status=200"), "in order, unchanged");
+        assert_eq!(
+            body,
+            format!("request {i:05} GET /item/{i} status=200"),
+            "in order, unchanged"
+        );
         assert_eq!(v["host"], "web01");
         assert_eq!(v["log"], "app");
-        assert_eq!(v["offset"].as_u64().unwrap(), expected_offsets[i], "offset of line {i}");
+        assert_eq!(
+            v["offset"].as_u64().unwrap(),
+            expected_offsets[i],
+            "offset of line {i}"
+        );
         assert!(seen.insert(body.to_owned()));
     }
 
@@ -68,21 +112,32 @@ fn ten_thousand_lines_reach_search_and_a_live_tail() {
     assert_eq!(rill.count("*", &[]), Some(LINES as u64));
     assert_eq!(rill.count("\"old line before\"", &[]), Some(0));
     let out = rill.rill(&["search", "--json", "--limit", "3", "09999"]);
-    let hits: Vec<serde_json::Value> =
-        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let hits: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(hits.len(), 1, "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(hits[0]["body"], "request 09999 GET /item/9999 status=200");
-    assert_eq!(hits[0]["offset"].as_u64(), Some(expected_offsets[LINES - 1]));
+    assert_eq!(
+        hits[0]["offset"].as_u64(),
+        Some(expected_offsets[LINES - 1])
+    );
 
     // Newest first.
     let out = rill.rill(&["search", "--json", "--limit", "2", "*"]);
-    let newest: Vec<serde_json::Value> =
-        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let newest: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert!(newest[0]["offset"].as_u64() > newest[1]["offset"].as_u64());
 
     // Search still works after the supervisor stopped.
     let stopped = rill.stop(Duration::from_secs(5));
-    assert!(stopped.is_some_and(|s| s.success()), "supervisor exits 0 on SIGTERM: {stopped:?}; log:\n{}", rill.log());
+    assert!(
+        stopped.is_some_and(|s| s.success()),
+        "supervisor exits 0 on SIGTERM: {stopped:?}; log:\n{}",
+        rill.log()
+    );
     assert_eq!(rill.count("*", &[]), Some(LINES as u64));
 }
 
@@ -95,15 +150,40 @@ fn a_file_that_does_not_exist_yet_is_followed_once_it_appears() {
     let file = remote.file("later.log");
 
     let mut rill = Rill::new(
-        &[TestHost { name: "web01", port: sshd.port(), user: &user.name, auth: TestAuth::Key(&key.private), known_hosts: "strict" }],
-        &[TestLog { name: "later", path: &file, hosts: &["web01"] }],
+        &[TestHost {
+            name: "web01",
+            port: sshd.port(),
+            user: &user.name,
+            auth: TestAuth::Key(&key.private),
+            known_hosts: "strict",
+        }],
+        &[TestLog {
+            name: "later",
+            path: &file,
+            hosts: &["web01"],
+        }],
         &[sshd.known_hosts_line()],
     );
     rill.start();
     let waiting = wait_until(Duration::from_secs(20), || {
-        rill.host_status("web01").is_some_and(|h| h["logs"][0]["error"].as_str().is_some_and(|e| e.contains("does not exist yet")))
+        rill.host_status("web01").is_some_and(|h| {
+            h["logs"][0]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("does not exist yet"))
+        })
     });
-    assert!(waiting, "status shows the log waiting for its file; log:\n{}", rill.log());
+    assert!(
+        waiting,
+        "status shows the log waiting for its file; log:\n{}",
+        rill.log()
+    );
     remote.append("later.log", b"first\nsecond\n").unwrap();
-    assert_eq!(wait_for(Duration::from_secs(15), || rill.count("*", &[]).filter(|&n| n == 2)), Some(2), "{}", rill.log());
+    assert_eq!(
+        wait_for(Duration::from_secs(15), || rill
+            .count("*", &[])
+            .filter(|&n| n == 2)),
+        Some(2),
+        "{}",
+        rill.log()
+    );
 }

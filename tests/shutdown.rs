@@ -13,36 +13,87 @@ fn sigterm_stops_every_local_and_remote_process() {
     let key = user.authorize_new_key().unwrap();
     let remote = user.scratch_dir().unwrap();
     let names = ["a", "b", "c"];
-    let files: Vec<_> = names.iter().map(|n| remote.file(&format!("{n}.log"))).collect();
+    let files: Vec<_> = names
+        .iter()
+        .map(|n| remote.file(&format!("{n}.log")))
+        .collect();
     for n in names {
         remote.append(&format!("{n}.log"), b"").unwrap();
     }
-    let logs: Vec<TestLog> = names.iter().zip(&files).map(|(n, f)| TestLog { name: n, path: f, hosts: &["web01"] }).collect();
+    let logs: Vec<TestLog> = names
+        .iter()
+        .zip(&files)
+        .map(|(n, f)| TestLog {
+            name: n,
+            path: f,
+            hosts: &["web01"],
+        })
+        .collect();
     let mut rill = Rill::new(
-        &[TestHost { name: "web01", port: sshd.port(), user: &user.name, auth: TestAuth::Key(&key.private), known_hosts: "strict" }],
+        &[TestHost {
+            name: "web01",
+            port: sshd.port(),
+            user: &user.name,
+            auth: TestAuth::Key(&key.private),
+            known_hosts: "strict",
+        }],
         &logs,
         &[sshd.known_hosts_line()],
     );
     rill.start();
-    assert!(rill.wait_following("web01", Duration::from_secs(20)), "{}", rill.log());
+    assert!(
+        rill.wait_following("web01", Duration::from_secs(20)),
+        "{}",
+        rill.log()
+    );
     let config = rill.config.display().to_string();
     let scratch = remote.path.display().to_string();
     let sessions = remote_sessions(&user, &scratch);
-    assert_eq!(sessions.len(), 3, "one remote session per log: {:?}", user.processes());
+    assert_eq!(
+        sessions.len(),
+        3,
+        "one remote session per log: {:?}",
+        user.processes()
+    );
     let remote_followers = || remote_processes_in(&user, &sessions);
-    assert!(remote_followers().iter().any(|p| p.cmdline.starts_with("tail ")), "{:?}", remote_followers());
+    assert!(
+        remote_followers()
+            .iter()
+            .any(|p| p.cmdline.starts_with("tail ")),
+        "{:?}",
+        remote_followers()
+    );
     let local = local_processes_mentioning(&config);
-    for bin in ["supervisor", "masspinger", "parser", "robust_ssh_tap", "ssh_tap"] {
-        assert!(local.iter().any(|(_, c)| c.contains(&format!("/{bin} "))), "{bin} running: {local:?}");
+    for bin in [
+        "supervisor",
+        "masspinger",
+        "parser",
+        "robust_ssh_tap",
+        "ssh_tap",
+    ] {
+        assert!(
+            local.iter().any(|(_, c)| c.contains(&format!("/{bin} "))),
+            "{bin} running: {local:?}"
+        );
     }
 
     let t = Instant::now();
     let status = rill.stop(Duration::from_secs(5));
     assert!(status.is_some(), "supervisor exited within 5 s");
     assert!(status.unwrap().success());
-    assert!(wait_until(Duration::from_secs(5) - t.elapsed().min(Duration::from_secs(5)), || local_processes_mentioning(&config).is_empty()),
-        "local processes left: {:?}", local_processes_mentioning(&config));
-    assert!(wait_until(Duration::from_secs(5), || remote_followers().is_empty()), "remote processes left: {:?}", remote_followers());
+    assert!(
+        wait_until(
+            Duration::from_secs(5) - t.elapsed().min(Duration::from_secs(5)),
+            || local_processes_mentioning(&config).is_empty()
+        ),
+        "local processes left: {:?}",
+        local_processes_mentioning(&config)
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || remote_followers().is_empty()),
+        "remote processes left: {:?}",
+        remote_followers()
+    );
     eprintln!("whole tree stopped in {:?}", t.elapsed());
 }
 
@@ -55,33 +106,73 @@ fn a_killed_ssh_tap_is_restarted_and_keeps_streaming() {
     let file = remote.file("a.log");
     remote.append("a.log", b"").unwrap();
     let mut rill = Rill::new(
-        &[TestHost { name: "web01", port: sshd.port(), user: &user.name, auth: TestAuth::Key(&key.private), known_hosts: "strict" }],
-        &[TestLog { name: "a", path: &file, hosts: &["web01"] }],
+        &[TestHost {
+            name: "web01",
+            port: sshd.port(),
+            user: &user.name,
+            auth: TestAuth::Key(&key.private),
+            known_hosts: "strict",
+        }],
+        &[TestLog {
+            name: "a",
+            path: &file,
+            hosts: &["web01"],
+        }],
         &[sshd.known_hosts_line()],
     );
     rill.start();
-    assert!(rill.wait_following("web01", Duration::from_secs(20)), "{}", rill.log());
+    assert!(
+        rill.wait_following("web01", Duration::from_secs(20)),
+        "{}",
+        rill.log()
+    );
     let config = rill.config.display().to_string();
     let scratch = remote.path.display().to_string();
     let old_sessions = remote_sessions(&user, &scratch);
     assert_eq!(old_sessions.len(), 1);
-    let taps: Vec<u32> = local_processes_mentioning(&config).into_iter().filter(|(_, c)| c.contains("/ssh_tap ")).map(|(p, _)| p).collect();
+    let taps: Vec<u32> = local_processes_mentioning(&config)
+        .into_iter()
+        .filter(|(_, c)| c.contains("/ssh_tap "))
+        .map(|(p, _)| p)
+        .collect();
     assert_eq!(taps.len(), 1);
     // SAFETY: killing the tap we just found.
     unsafe { libc::kill(taps[0] as i32, libc::SIGKILL) };
     let restarted = wait_until(Duration::from_secs(15), || {
-        local_processes_mentioning(&config).iter().any(|(p, c)| c.contains("/ssh_tap ") && *p != taps[0])
+        local_processes_mentioning(&config)
+            .iter()
+            .any(|(p, c)| c.contains("/ssh_tap ") && *p != taps[0])
     });
     assert!(restarted, "a new ssh_tap started: {}", rill.log());
     // The remote side of the killed tap goes away when sshd notices.
     assert!(
-        wait_until(Duration::from_secs(10), || remote_processes_in(&user, &old_sessions).is_empty()),
+        wait_until(Duration::from_secs(10), || remote_processes_in(
+            &user,
+            &old_sessions
+        )
+        .is_empty()),
         "the killed tap's remote processes ended: {:?}",
         remote_processes_in(&user, &old_sessions)
     );
     assert!(rill.wait_following("web01", Duration::from_secs(20)));
-    let tails = || user.processes().into_iter().filter(|p| p.cmdline.starts_with("tail ") && p.cmdline.contains(&scratch)).count();
-    assert!(wait_until(Duration::from_secs(20), || tails() == 1), "exactly one remote tail after the restart: {:?}", user.processes());
+    let tails = || {
+        user.processes()
+            .into_iter()
+            .filter(|p| p.cmdline.starts_with("tail ") && p.cmdline.contains(&scratch))
+            .count()
+    };
+    assert!(
+        wait_until(Duration::from_secs(20), || tails() == 1),
+        "exactly one remote tail after the restart: {:?}",
+        user.processes()
+    );
     remote.append("a.log", b"after restart\n").unwrap();
-    assert_eq!(wait_for(Duration::from_secs(15), || rill.count("restart", &[]).filter(|&n| n == 1)), Some(1), "{}", rill.log());
+    assert_eq!(
+        wait_for(Duration::from_secs(15), || rill
+            .count("restart", &[])
+            .filter(|&n| n == 1)),
+        Some(1),
+        "{}",
+        rill.log()
+    );
 }

@@ -15,17 +15,29 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tempfile::TempDir;
 
-pub use rill_test_support::{free_port, wait_for, wait_until, RemoteDir, RemoteProcess, Sshd, SshdOptions, TestKey, TestUser};
+pub use rill_test_support::{
+    free_port, wait_for, wait_until, RemoteDir, RemoteProcess, Sshd, SshdOptions, TestKey, TestUser,
+};
 
 /// The SSH sessions (sids) of the test user whose processes mention `needle`
 /// (e.g. a scratch dir): the remote side of one Rill run.
 pub fn remote_sessions(user: &TestUser, needle: &str) -> std::collections::BTreeSet<u32> {
-    user.processes().into_iter().filter(|p| p.cmdline.contains(needle)).map(|p| p.sid).collect()
+    user.processes()
+        .into_iter()
+        .filter(|p| p.cmdline.contains(needle))
+        .map(|p| p.sid)
+        .collect()
 }
 
 /// Every process of the test user still in one of `sessions`.
-pub fn remote_processes_in(user: &TestUser, sessions: &std::collections::BTreeSet<u32>) -> Vec<RemoteProcess> {
-    user.processes().into_iter().filter(|p| sessions.contains(&p.sid)).collect()
+pub fn remote_processes_in(
+    user: &TestUser,
+    sessions: &std::collections::BTreeSet<u32>,
+) -> Vec<RemoteProcess> {
+    user.processes()
+        .into_iter()
+        .filter(|p| sessions.contains(&p.sid))
+        .collect()
 }
 
 /// `target/<profile>/<name>`: where cargo put the binary.
@@ -33,7 +45,11 @@ pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().unwrap().parent().unwrap();
     let path = profile_dir.join(name);
-    assert!(path.exists(), "{} is not built; run `cargo build --workspace --bins` first", path.display());
+    assert!(
+        path.exists(),
+        "{} is not built; run `cargo build --workspace --bins` first",
+        path.display()
+    );
     path
 }
 
@@ -74,29 +90,64 @@ impl Rill {
     /// state in the temp dir). `known_hosts` lines are pre-seeded into
     /// `state_dir/known_hosts`.
     pub fn new(hosts: &[TestHost], logs: &[TestLog], known_hosts: &[String]) -> Rill {
-        let dir = tempfile::Builder::new().prefix("rill-e2e").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("rill-e2e")
+            .tempdir()
+            .unwrap();
         let streams = format!("tcp://127.0.0.1:{}", free_port());
         let mut y = String::new();
-        writeln!(y, "state_dir: ./state\nstreams:\n  endpoint: {streams}\nhosts:").unwrap();
+        writeln!(
+            y,
+            "state_dir: ./state\nstreams:\n  endpoint: {streams}\nhosts:"
+        )
+        .unwrap();
         for h in hosts {
-            writeln!(y, "  {}:\n    address: 127.0.0.1\n    port: {}\n    user: {}", h.name, h.port, h.user).unwrap();
+            writeln!(
+                y,
+                "  {}:\n    address: 127.0.0.1\n    port: {}\n    user: {}",
+                h.name, h.port, h.user
+            )
+            .unwrap();
             match &h.auth {
                 TestAuth::Key(p) => writeln!(y, "    auth:\n      key: {}", p.display()).unwrap(),
-                TestAuth::PasswordEnv(v) => writeln!(y, "    auth:\n      password_env: {v}").unwrap(),
+                TestAuth::PasswordEnv(v) => {
+                    writeln!(y, "    auth:\n      password_env: {v}").unwrap()
+                }
             }
             writeln!(y, "    known_hosts: {}", h.known_hosts).unwrap();
         }
         writeln!(y, "logs:").unwrap();
         for l in logs {
-            writeln!(y, "  {}:\n    path: '{}'\n    hosts: [{}]", l.name, l.path.display().to_string().replace('\'', "''"), l.hosts.join(", ")).unwrap();
+            writeln!(
+                y,
+                "  {}:\n    path: '{}'\n    hosts: [{}]",
+                l.name,
+                l.path.display().to_string().replace('\'', "''"),
+                l.hosts.join(", ")
+            )
+            .unwrap();
         }
         let config = dir.path().join("rill.yaml");
         std::fs::write(&config, y).unwrap();
         let state = dir.path().join("state");
         std::fs::create_dir_all(&state).unwrap();
-        std::fs::write(state.join("known_hosts"), known_hosts.iter().map(|l| format!("{l}\n")).collect::<String>()).unwrap();
+        std::fs::write(
+            state.join("known_hosts"),
+            known_hosts
+                .iter()
+                .map(|l| format!("{l}\n"))
+                .collect::<String>(),
+        )
+        .unwrap();
         let log = dir.path().join("supervisor.log");
-        Rill { dir, config, streams, supervisor: None, log, env: Vec::new() }
+        Rill {
+            dir,
+            config,
+            streams,
+            supervisor: None,
+            log,
+            env: Vec::new(),
+        }
     }
 
     /// Sets an environment variable for every process this Rill starts.
@@ -183,7 +234,11 @@ impl Rill {
     /// The status entry of `host`.
     pub fn host_status(&self, host: &str) -> Option<Value> {
         let s = self.status()?;
-        s["hosts"].as_array()?.iter().find(|h| h["host"] == host).cloned()
+        s["hosts"]
+            .as_array()?
+            .iter()
+            .find(|h| h["host"] == host)
+            .cloned()
     }
 
     /// Waits until every log of `host` is being followed (its file identity
@@ -192,7 +247,9 @@ impl Rill {
         wait_until(deadline, || {
             self.host_status(host).is_some_and(|h| {
                 h["connected"] == true
-                    && h["logs"].as_array().is_some_and(|l| !l.is_empty() && l.iter().all(|l| !l["file_id"].is_null()))
+                    && h["logs"]
+                        .as_array()
+                        .is_some_and(|l| !l.is_empty() && l.iter().all(|l| !l["file_id"].is_null()))
             })
         })
     }
@@ -240,7 +297,11 @@ pub struct Tail {
 
 impl Tail {
     /// Collects messages until `done` says so or `deadline` passes.
-    pub fn collect_until(&self, deadline: Duration, mut done: impl FnMut(&[Value]) -> bool) -> Vec<Value> {
+    pub fn collect_until(
+        &self,
+        deadline: Duration,
+        mut done: impl FnMut(&[Value]) -> bool,
+    ) -> Vec<Value> {
         let end = Instant::now() + deadline;
         let mut got = Vec::new();
         while Instant::now() < end && !done(&got) {
@@ -266,8 +327,12 @@ impl Drop for Tail {
 pub fn local_processes_mentioning(needle: &str) -> Vec<(u32, String)> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
         let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
         if cmd.contains(needle) && pid != std::process::id() {
             found.push((pid, cmd));

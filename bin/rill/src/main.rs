@@ -80,24 +80,43 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::CheckConfig { config } => {
             print!("{}", rill_cli::check::run(&config)?);
         }
-        Command::Tail { config, json, mut topics } => {
-            let cfg = Config::load(&config)?;
+        Command::Tail {
+            config,
+            json,
+            mut topics,
+        } => {
+            let cfg = Config::load_for_client(&config)?;
             if topics.is_empty() {
                 topics.push("line/#".into());
             }
             let shutdown = rill_process::Shutdown::on_signals()?;
             rill_cli::tail::run(&cfg, &topics, json, &mut out, &|| shutdown.requested())?;
         }
-        Command::Search { config, json, count, limit, host, log, query } => {
-            let cfg = Config::load(&config)?;
-            let args = rill_cli::search::SearchArgs { query, host, log, limit, count, json };
+        Command::Search {
+            config,
+            json,
+            count,
+            limit,
+            host,
+            log,
+            query,
+        } => {
+            let cfg = Config::load_for_client(&config)?;
+            let args = rill_cli::search::SearchArgs {
+                query,
+                host,
+                log,
+                limit,
+                count,
+                json,
+            };
             rill_cli::search::run(&cfg, &args, &mut out)?;
         }
         Command::Demo { duration } => {
             rill_cli::demo::run(duration.map(std::time::Duration::from_secs), &mut out)?;
         }
         Command::Status { config, json } => {
-            let cfg = Config::load(&config)?;
+            let cfg = Config::load_for_client(&config)?;
             rill_cli::status::run(&cfg, json, &mut out)?;
         }
     }

@@ -24,9 +24,16 @@ pub use subscriber::{Message, Subscriber};
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
     #[error("could not {action} {endpoint}: {source}")]
-    Endpoint { action: &'static str, endpoint: String, source: zmq::Error },
+    Endpoint {
+        action: &'static str,
+        endpoint: String,
+        source: zmq::Error,
+    },
     #[error("could not create socket directory {path}: {source}")]
-    SocketDir { path: String, source: std::io::Error },
+    SocketDir {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("zeromq: {0}")]
     Zmq(#[from] zmq::Error),
     #[error("bad topic pattern: {0}")]

@@ -36,7 +36,10 @@ impl StreamProxy {
                 debug!("stream proxy stopped");
             })
             .expect("spawn stream proxy thread");
-        Ok(Self { control, thread: Some(thread) })
+        Ok(Self {
+            control,
+            thread: Some(thread),
+        })
     }
 
     pub fn stop(mut self) {

@@ -37,7 +37,11 @@ pub const HEARTBEAT_TIMEOUT_MS: i32 = 5_000;
 pub const HEARTBEAT_TTL_MS: i32 = 10_000;
 
 /// Opens a socket of `kind` with Rill's limits for `role`.
-pub fn open(ctx: &zmq::Context, kind: zmq::SocketType, role: Role) -> Result<zmq::Socket, BusError> {
+pub fn open(
+    ctx: &zmq::Context,
+    kind: zmq::SocketType,
+    role: Role,
+) -> Result<zmq::Socket, BusError> {
     let s = ctx.socket(kind)?;
     s.set_sndhwm(role.hwm())?;
     s.set_rcvhwm(role.hwm())?;
@@ -66,14 +70,20 @@ pub fn prepare_endpoint(endpoint: &str) -> Result<(), BusError> {
 /// Binds, naming the endpoint in the error.
 pub fn bind(s: &zmq::Socket, endpoint: &str) -> Result<(), BusError> {
     prepare_endpoint(endpoint)?;
-    s.bind(endpoint)
-        .map_err(|source| BusError::Endpoint { action: "bind", endpoint: endpoint.to_owned(), source })
+    s.bind(endpoint).map_err(|source| BusError::Endpoint {
+        action: "bind",
+        endpoint: endpoint.to_owned(),
+        source,
+    })
 }
 
 /// Connects, naming the endpoint in the error.
 pub fn connect(s: &zmq::Socket, endpoint: &str) -> Result<(), BusError> {
-    s.connect(endpoint)
-        .map_err(|source| BusError::Endpoint { action: "connect to", endpoint: endpoint.to_owned(), source })
+    s.connect(endpoint).map_err(|source| BusError::Endpoint {
+        action: "connect to",
+        endpoint: endpoint.to_owned(),
+        source,
+    })
 }
 
 /// Waits up to `timeout` for `s` to have a message. A signal arriving during

@@ -22,10 +22,16 @@ pub struct Subscriber {
 }
 
 impl Subscriber {
-    pub fn connect(ctx: &zmq::Context, endpoint: &str, patterns: &[&str]) -> Result<Self, BusError> {
+    pub fn connect(
+        ctx: &zmq::Context,
+        endpoint: &str,
+        patterns: &[&str],
+    ) -> Result<Self, BusError> {
         let socket = socket::open(ctx, zmq::SUB, Role::Live)?;
-        let patterns: Vec<TopicPattern> =
-            patterns.iter().map(|p| TopicPattern::parse(p)).collect::<Result<_, _>>()?;
+        let patterns: Vec<TopicPattern> = patterns
+            .iter()
+            .map(|p| TopicPattern::parse(p))
+            .collect::<Result<_, _>>()?;
         for p in &patterns {
             socket.set_subscribe(p.subscription_prefix().as_bytes())?;
         }
@@ -47,7 +53,10 @@ impl Subscriber {
             }
             let topic = String::from_utf8_lossy(&parts.remove(0)).into_owned();
             if self.patterns.iter().any(|p| p.matches(&topic)) {
-                return Ok(Some(Message { topic, frames: parts }));
+                return Ok(Some(Message {
+                    topic,
+                    frames: parts,
+                }));
             }
         }
     }
@@ -78,8 +87,12 @@ mod tests {
         // Subscriptions propagate asynchronously: publish until one arrives.
         let mut got = None;
         for _ in 0..200 {
-            publisher.send_multipart(["line/web01/other".as_bytes(), b"x"], 0).unwrap();
-            publisher.send_multipart(["line/web01/app".as_bytes(), b"hello"], 0).unwrap();
+            publisher
+                .send_multipart(["line/web01/other".as_bytes(), b"x"], 0)
+                .unwrap();
+            publisher
+                .send_multipart(["line/web01/app".as_bytes(), b"hello"], 0)
+                .unwrap();
             if let Some(m) = sub.recv(Duration::from_millis(20)).unwrap() {
                 got = Some(m);
                 break;

@@ -27,7 +27,8 @@ pub fn run(duration: Option<Duration>, out: &mut impl Write) -> anyhow::Result<(
     let shutdown = Shutdown::on_signals()?;
     let dir = PathBuf::from(DEMO_DIR);
     let logs = dir.join("logs");
-    std::fs::create_dir_all(&logs).with_context(|| format!("could not create {}", logs.display()))?;
+    std::fs::create_dir_all(&logs)
+        .with_context(|| format!("could not create {}", logs.display()))?;
     let config_path = dir.join("rill.yaml");
     std::fs::write(&config_path, DEMO_CONFIG)?;
 
@@ -35,13 +36,31 @@ pub fn run(duration: Option<Duration>, out: &mut impl Write) -> anyhow::Result<(
     // SAFETY: single-threaded at this point; children inherit the variable.
     std::env::set_var("RILL_DEMO_PASSWORD", &password);
     let cfg = Config::load(&config_path)?;
-    let host = cfg.hosts.values().next().context("demo config has a host")?;
+    let host = cfg
+        .hosts
+        .values()
+        .next()
+        .context("demo config has a host")?;
     // The embedded host makes a new key at every start: trust it afresh.
     let _ = std::fs::remove_file(cfg.known_hosts_file());
 
-    let ssh = EmbeddedSshHost::start(&format!("{}:{}", host.address, host.port), &host.user, &password)
-        .with_context(|| format!("could not start the embedded SSH host on port {}", host.port))?;
-    writeln!(out, "embedded SSH host on 127.0.0.1:{} ({})", ssh.port(), ssh.fingerprint())?;
+    let ssh = EmbeddedSshHost::start(
+        &format!("{}:{}", host.address, host.port),
+        &host.user,
+        &password,
+    )
+    .with_context(|| {
+        format!(
+            "could not start the embedded SSH host on port {}",
+            host.port
+        )
+    })?;
+    writeln!(
+        out,
+        "embedded SSH host on 127.0.0.1:{} ({})",
+        ssh.port(),
+        ssh.fingerprint()
+    )?;
     let generators: Vec<LogGenerator> = cfg
         .logs
         .values()
@@ -58,7 +77,11 @@ pub fn run(duration: Option<Duration>, out: &mut impl Write) -> anyhow::Result<(
     writeln!(out, "log generators writing to {}", logs.display())?;
 
     let mut supervisor = start_supervisor(&config_path, &dir.join("supervisor.log"))?;
-    writeln!(out, "supervisor started (log: {}/supervisor.log)\n", dir.display())?;
+    writeln!(
+        out,
+        "supervisor started (log: {}/supervisor.log)\n",
+        dir.display()
+    )?;
 
     let result = show(&cfg, &config_path, duration, &shutdown, out);
 
@@ -76,23 +99,47 @@ pub fn run(duration: Option<Duration>, out: &mut impl Write) -> anyhow::Result<(
 fn start_supervisor(config: &Path, log: &Path) -> anyhow::Result<Child> {
     let log = std::fs::File::create(log)?;
     let mut cmd = Command::new(sibling("supervisor"));
-    cmd.arg("--config").arg(config).stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+    cmd.arg("--config")
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
     die_with_parent(&mut cmd);
-    cmd.spawn().with_context(|| format!("could not start {}", sibling("supervisor").display()))
+    cmd.spawn()
+        .with_context(|| format!("could not start {}", sibling("supervisor").display()))
 }
 
-fn show(cfg: &Config, config_path: &Path, duration: Option<Duration>, shutdown: &Shutdown, out: &mut impl Write) -> anyhow::Result<()> {
+fn show(
+    cfg: &Config,
+    config_path: &Path,
+    duration: Option<Duration>,
+    shutdown: &Shutdown,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
     let started = Instant::now();
     writeln!(out, "--- live lines (rill tail 'line/#') for 8 seconds ---")?;
     let until = Instant::now() + Duration::from_secs(8);
-    crate::tail::run(cfg, &["line/#".to_owned()], false, out, &|| shutdown.requested() || Instant::now() >= until)?;
+    crate::tail::run(cfg, &["line/#".to_owned()], false, out, &|| {
+        shutdown.requested() || Instant::now() >= until
+    })?;
 
     writeln!(out, "\n--- rill search --limit 5 'GET AND 404' ---")?;
-    let args = crate::search::SearchArgs { query: "GET AND 404".into(), host: None, log: None, limit: 5, count: false, json: false };
+    let args = crate::search::SearchArgs {
+        query: "GET AND 404".into(),
+        host: None,
+        log: None,
+        limit: 5,
+        count: false,
+        json: false,
+    };
     if let Err(e) = crate::search::run(cfg, &args, out) {
         writeln!(out, "(search not ready yet: {e:#})")?;
     }
-    let all = crate::search::SearchArgs { query: "*".into(), count: true, ..args };
+    let all = crate::search::SearchArgs {
+        query: "*".into(),
+        count: true,
+        ..args
+    };
     write!(out, "lines indexed so far: ")?;
     crate::search::run(cfg, &all, out).ok();
 

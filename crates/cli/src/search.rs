@@ -19,10 +19,19 @@ pub struct SearchArgs {
 
 pub fn run(cfg: &Config, args: &SearchArgs, out: &mut impl Write) -> anyhow::Result<()> {
     let searcher = IndexSearcher::open(&cfg.index_dir())?;
-    let req = SearchRequest { query: args.query.clone(), host: args.host.clone(), log: args.log.clone(), limit: args.limit };
+    let req = SearchRequest {
+        query: args.query.clone(),
+        host: args.host.clone(),
+        log: args.log.clone(),
+        limit: args.limit,
+    };
     if args.count {
         let n = searcher.count(&req)?;
-        let text = if args.json { json!({ "count": n }).to_string() } else { n.to_string() };
+        let text = if args.json {
+            json!({ "count": n }).to_string()
+        } else {
+            n.to_string()
+        };
         emit(out, &text)?;
         return Ok(());
     }
@@ -42,6 +51,12 @@ pub fn render(hit: &IndexedLine, as_json: bool) -> String {
         })
         .to_string()
     } else {
-        format!("{} {} {}: {}", hit.ts.format("%Y-%m-%dT%H:%M:%S%.3fZ"), hit.host, hit.log, hit.body)
+        format!(
+            "{} {} {}: {}",
+            hit.ts.format("%Y-%m-%dT%H:%M:%S%.3fZ"),
+            hit.host,
+            hit.log,
+            hit.body
+        )
     }
 }

@@ -29,7 +29,9 @@ pub fn fetch(cfg: &Config) -> anyhow::Result<StatusReport> {
     }
     match serde_json::from_slice::<ControlReply>(&req.recv_bytes(0)?)? {
         ControlReply::Ok { report } => Ok(report),
-        ControlReply::Failed { failure_reason } => Err(anyhow!("the supervisor refused: {failure_reason}")),
+        ControlReply::Failed { failure_reason } => {
+            Err(anyhow!("the supervisor refused: {failure_reason}"))
+        }
     }
 }
 
@@ -46,7 +48,11 @@ pub fn run(cfg: &Config, as_json: bool, out: &mut impl Write) -> anyhow::Result<
 pub fn render(r: &StatusReport) -> String {
     let mut s = String::new();
     for h in &r.hosts {
-        let state = if h.connected { "connected" } else { "NOT CONNECTED" };
+        let state = if h.connected {
+            "connected"
+        } else {
+            "NOT CONNECTED"
+        };
         let ping = match &h.ping {
             Some(p) if p.up => format!(", reachable ({:.1} ms)", p.rtt_ms.unwrap_or_default()),
             Some(_) => ", UNREACHABLE".into(),
@@ -58,7 +64,10 @@ pub fn render(r: &StatusReport) -> String {
         }
         for l in &h.logs {
             let offset = l.last_offset.map_or("-".into(), |o| o.to_string());
-            s.push_str(&format!("  {} {}: {} lines read, offset {offset}", l.log, l.path, l.lines_read));
+            s.push_str(&format!(
+                "  {} {}: {} lines read, offset {offset}",
+                l.log, l.path, l.lines_read
+            ));
             if let Some(e) = &l.error {
                 s.push_str(&format!(", error: {e}"));
             }
@@ -67,7 +76,10 @@ pub fn render(r: &StatusReport) -> String {
     }
     for c in &r.children {
         let pid = c.pid.map_or("not running".into(), |p| format!("pid {p}"));
-        s.push_str(&format!("process {}: {pid}, {} restarts", c.name, c.restarts));
+        s.push_str(&format!(
+            "process {}: {pid}, {} restarts",
+            c.name, c.restarts
+        ));
         if let Some(e) = &c.last_exit {
             s.push_str(&format!(", last exit: {e}"));
         }

@@ -11,7 +11,13 @@ use serde_json::{json, Value};
 use crate::emit;
 
 /// Prints matching messages until the reader goes away or `stop` says so.
-pub fn run(cfg: &Config, patterns: &[String], as_json: bool, out: &mut impl Write, stop: &dyn Fn() -> bool) -> anyhow::Result<()> {
+pub fn run(
+    cfg: &Config,
+    patterns: &[String],
+    as_json: bool,
+    out: &mut impl Write,
+    stop: &dyn Fn() -> bool,
+) -> anyhow::Result<()> {
     let ctx = zmq::Context::new();
     let pats: Vec<&str> = patterns.iter().map(String::as_str).collect();
     let sub = Subscriber::connect(&ctx, &cfg.streams_endpoint, &pats)?;
@@ -63,7 +69,10 @@ pub fn render(topic: &str, frames: &[Vec<u8>], as_json: bool) -> String {
 
 /// ping/, status/ and anything unknown: the topic and the JSON as it came.
 fn fallback(topic: &str, frames: &[Vec<u8>], as_json: bool) -> String {
-    let payload = frames.first().map(|f| String::from_utf8_lossy(f).into_owned()).unwrap_or_default();
+    let payload = frames
+        .first()
+        .map(|f| String::from_utf8_lossy(f).into_owned())
+        .unwrap_or_default();
     if as_json {
         let value = serde_json::from_str::<Value>(&payload).unwrap_or(Value::String(payload));
         json!({ "topic": topic, "message": value }).to_string()
@@ -80,7 +89,11 @@ mod tests {
 
     #[test]
     fn plain_lines_read_host_log_colon_line() {
-        let s = render("line/web01/nginx", &[META.into(), b"GET / 200".to_vec()], false);
+        let s = render(
+            "line/web01/nginx",
+            &[META.into(), b"GET / 200".to_vec()],
+            false,
+        );
         assert_eq!(s, "web01 nginx: GET / 200");
     }
 
@@ -97,6 +110,9 @@ mod tests {
 
     #[test]
     fn unknown_topics_are_shown_not_dropped() {
-        assert_eq!(render("ping/h", &[br#"{"up":true}"#.to_vec()], false), r#"ping/h: {"up":true}"#);
+        assert_eq!(
+            render("ping/h", &[br#"{"up":true}"#.to_vec()], false),
+            r#"ping/h: {"up":true}"#
+        );
     }
 }

@@ -55,6 +55,18 @@ impl Config {
         Config::from_yaml(path, &text)
     }
 
+    /// Like [`Config::load`] but without checking secrets, key files and
+    /// environment variables: for clients (`rill tail`, `search`, `status`)
+    /// that read the config to find endpoints and never log in to a host.
+    pub fn load_for_client(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_owned(),
+            key: String::new(),
+            message: format!("could not read config file: {e}"),
+        })?;
+        Config::from_yaml_unchecked(path, &text)
+    }
+
     /// Parses and validates `text` as if it were the file at `path` (relative
     /// paths resolve against `path`'s folder).
     pub fn from_yaml(path: &Path, text: &str) -> Result<Config, ConfigError> {

@@ -35,7 +35,10 @@ pub struct Host {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Auth {
     /// A private key file, optionally encrypted with a passphrase.
-    Key { path: PathBuf, passphrase: Option<Secret> },
+    Key {
+        path: PathBuf,
+        passphrase: Option<Secret>,
+    },
     /// A password (tried as `password`, then `keyboard-interactive`).
     Password(Secret),
     /// Every identity offered by the ssh-agent at `$SSH_AUTH_SOCK`.
@@ -54,7 +57,10 @@ pub enum SecretError {
     #[error("environment variable {0} is not set")]
     EnvMissing(String),
     #[error("could not read secret file {path}: {source}")]
-    File { path: PathBuf, source: std::io::Error },
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl Secret {
@@ -66,7 +72,10 @@ impl Secret {
             }
             Secret::File(path) => std::fs::read_to_string(path)
                 .map(|s| s.trim_end_matches(['\n', '\r']).to_owned())
-                .map_err(|source| SecretError::File { path: path.clone(), source }),
+                .map_err(|source| SecretError::File {
+                    path: path.clone(),
+                    source,
+                }),
         }
     }
 }
@@ -115,7 +124,9 @@ pub struct Log {
 impl Config {
     /// The logs followed on `host`, in name order.
     pub fn logs_for<'a>(&'a self, host: &'a str) -> impl Iterator<Item = &'a Log> + 'a {
-        self.logs.values().filter(move |l| l.hosts.iter().any(|h| h == host))
+        self.logs
+            .values()
+            .filter(move |l| l.hosts.iter().any(|h| h == host))
     }
 
     /// Sockets and pid files.

@@ -101,6 +101,10 @@ pub fn parse(file: &Path, text: &str) -> Result<RawConfig, ConfigError> {
                 message = rest.to_owned();
             }
         }
-        ConfigError { file: file.to_owned(), key, message }
+        ConfigError {
+            file: file.to_owned(),
+            key,
+            message,
+        }
     })
 }

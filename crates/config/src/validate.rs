@@ -59,10 +59,16 @@ pub fn validate(file: &Path, raw: RawConfig, env: Environment) -> Result<Config,
             return Err(err(&key(""), name_expectation("host")));
         }
         if h.address.trim().is_empty() {
-            return Err(err(&key(".address"), "expected a host name or IP address".into()));
+            return Err(err(
+                &key(".address"),
+                "expected a host name or IP address".into(),
+            ));
         }
         if h.port == Some(0) {
-            return Err(err(&key(".port"), "expected a port between 1 and 65535".into()));
+            return Err(err(
+                &key(".port"),
+                "expected a port between 1 and 65535".into(),
+            ));
         }
         if h.user.trim().is_empty() {
             return Err(err(&key(".user"), "expected a user name".into()));
@@ -91,16 +97,25 @@ pub fn validate(file: &Path, raw: RawConfig, env: Environment) -> Result<Config,
             return Err(err(&key(""), name_expectation("log")));
         }
         if !l.path.starts_with('/') {
-            return Err(err(&key(".path"), format!("expected an absolute path, got {:?}", l.path)));
+            return Err(err(
+                &key(".path"),
+                format!("expected an absolute path, got {:?}", l.path),
+            ));
         }
         if l.path.contains('\0') || l.path.contains('\n') {
-            return Err(err(&key(".path"), "expected a path without NUL or newline".into()));
+            return Err(err(
+                &key(".path"),
+                "expected a path without NUL or newline".into(),
+            ));
         }
         let selected = match l.hosts {
             HostSelection::All => hosts.keys().cloned().collect(),
             HostSelection::Named(names) => {
                 if names.is_empty() {
-                    return Err(err(&key(".hosts"), "expected `all` or at least one host".into()));
+                    return Err(err(
+                        &key(".hosts"),
+                        "expected `all` or at least one host".into(),
+                    ));
                 }
                 for (i, h) in names.iter().enumerate() {
                     if !hosts.contains_key(h) {
@@ -116,11 +131,22 @@ pub fn validate(file: &Path, raw: RawConfig, env: Environment) -> Result<Config,
         };
         logs.insert(
             name.clone(),
-            Log { name, path: l.path, hosts: selected, parser: l.parser.unwrap_or_default() },
+            Log {
+                name,
+                path: l.path,
+                hosts: selected,
+                parser: l.parser.unwrap_or_default(),
+            },
         );
     }
 
-    Ok(Config { file, state_dir, streams_endpoint, hosts, logs })
+    Ok(Config {
+        file,
+        state_dir,
+        streams_endpoint,
+        hosts,
+        logs,
+    })
 }
 
 fn name_expectation(what: &str) -> String {
@@ -140,23 +166,43 @@ fn auth(base: &Path, a: RawAuth, env: Environment) -> Result<Auth, (String, Stri
     match chosen.iter().filter(|c| **c).count() {
         0 => return Err((String::new(), format!("expected {methods}"))),
         1 => {}
-        _ => return Err((String::new(), format!("expected exactly {methods}, found several"))),
+        _ => {
+            return Err((
+                String::new(),
+                format!("expected exactly {methods}, found several"),
+            ))
+        }
     }
     if a.passphrase_env.is_some() && a.key.is_none() {
-        return Err((".passphrase_env".into(), "only allowed together with `key`".into()));
+        return Err((
+            ".passphrase_env".into(),
+            "only allowed together with `key`".into(),
+        ));
     }
     let env_secret = |k: &str, name: String| {
         if env == Environment::Check && std::env::var_os(&name).is_none() {
-            return Err((k.to_owned(), format!("environment variable {name} is not set")));
+            return Err((
+                k.to_owned(),
+                format!("environment variable {name} is not set"),
+            ));
         }
         Ok(Secret::Env(name))
     };
     if let Some(key) = a.key {
         let path = resolve(base, &key);
         if env == Environment::Check && !path.is_file() {
-            return Err((".key".into(), format!("expected a private key file, {} does not exist", path.display())));
+            return Err((
+                ".key".into(),
+                format!(
+                    "expected a private key file, {} does not exist",
+                    path.display()
+                ),
+            ));
         }
-        let passphrase = a.passphrase_env.map(|n| env_secret(".passphrase_env", n)).transpose()?;
+        let passphrase = a
+            .passphrase_env
+            .map(|n| env_secret(".passphrase_env", n))
+            .transpose()?;
         return Ok(Auth::Key { path, passphrase });
     }
     if let Some(name) = a.password_env {
@@ -165,7 +211,10 @@ fn auth(base: &Path, a: RawAuth, env: Environment) -> Result<Auth, (String, Stri
     if let Some(file) = a.password_file {
         let path = resolve(base, &file);
         if let (Environment::Check, Err(e)) = (env, std::fs::File::open(&path)) {
-            return Err((".password_file".into(), format!("expected a readable file, {}: {e}", path.display())));
+            return Err((
+                ".password_file".into(),
+                format!("expected a readable file, {}: {e}", path.display()),
+            ));
         }
         return Ok(Auth::Password(Secret::File(path)));
     }
@@ -174,14 +223,18 @@ fn auth(base: &Path, a: RawAuth, env: Environment) -> Result<Auth, (String, Stri
 
 fn check_endpoint(endpoint: &str) -> Result<(), String> {
     let ok = match endpoint.split_once("://") {
-        Some(("tcp", rest)) => rest.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok()),
+        Some(("tcp", rest)) => rest
+            .rsplit_once(':')
+            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok()),
         Some(("ipc", rest)) => !rest.is_empty(),
         _ => false,
     };
     if ok {
         Ok(())
     } else {
-        Err(format!("expected tcp://HOST:PORT or ipc://PATH, got {endpoint:?}"))
+        Err(format!(
+            "expected tcp://HOST:PORT or ipc://PATH, got {endpoint:?}"
+        ))
     }
 }
 
@@ -189,12 +242,17 @@ fn absolute(p: &Path) -> PathBuf {
     if p.is_absolute() {
         p.to_owned()
     } else {
-        std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_owned())
+        std::env::current_dir()
+            .map(|d| d.join(p))
+            .unwrap_or_else(|_| p.to_owned())
     }
 }
 
 /// Resolves `p` against the config file's folder and drops `.` components.
 fn resolve(base: &Path, p: &str) -> PathBuf {
     let joined = base.join(p);
-    joined.components().filter(|c| !matches!(c, std::path::Component::CurDir)).collect()
+    joined
+        .components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .collect()
 }

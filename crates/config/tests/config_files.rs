@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 use rill_config::Config;
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 #[test]
@@ -17,13 +20,20 @@ fn every_file_in_config_dir_parses() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
             let text = std::fs::read_to_string(&path).unwrap();
-            let cfg = Config::from_yaml_unchecked(&path, &text)
-                .unwrap_or_else(|e| panic!("{e}"));
-            assert!(!cfg.hosts.is_empty() && !cfg.logs.is_empty(), "{}", path.display());
+            let cfg = Config::from_yaml_unchecked(&path, &text).unwrap_or_else(|e| panic!("{e}"));
+            assert!(
+                !cfg.hosts.is_empty() && !cfg.logs.is_empty(),
+                "{}",
+                path.display()
+            );
             seen += 1;
         }
     }
-    assert!(seen >= 2, "expected the reference and the demo config in {}", dir.display());
+    assert!(
+        seen >= 2,
+        "expected the reference and the demo config in {}",
+        dir.display()
+    );
 }
 
 #[test]
@@ -34,7 +44,12 @@ fn reference_config_documents_defaults() {
     assert_eq!(cfg.streams_endpoint, "tcp://127.0.0.1:7600");
     assert_eq!(cfg.hosts["db01"].port, 22);
     assert_eq!(cfg.logs["syslog"].hosts, vec!["db01", "web01"]);
-    assert_eq!(cfg.logs_for("web01").map(|l| l.name.as_str()).collect::<Vec<_>>(), ["nginx-access", "syslog"]);
+    assert_eq!(
+        cfg.logs_for("web01")
+            .map(|l| l.name.as_str())
+            .collect::<Vec<_>>(),
+        ["nginx-access", "syslog"]
+    );
 }
 
 #[test]
@@ -45,12 +60,19 @@ fn every_broken_fixture_fails_with_its_expected_message() {
         let path = entry.unwrap().path();
         let text = std::fs::read_to_string(&path).unwrap();
         let first = text.lines().next().unwrap();
-        let spec = first.strip_prefix("# expect: key=").expect("fixture starts with # expect:");
+        let spec = first
+            .strip_prefix("# expect: key=")
+            .expect("fixture starts with # expect:");
         let (key, message) = spec.split_once(" message=").unwrap();
         let err = Config::from_yaml(&path, &text).expect_err(&path.display().to_string());
         assert_eq!(err.file, path, "error names the file");
         assert_eq!(err.key, key, "{}: {err}", path.display());
-        assert!(err.message.contains(message), "{}: got {:?}", path.display(), err.message);
+        assert!(
+            err.message.contains(message),
+            "{}: got {:?}",
+            path.display(),
+            err.message
+        );
         let shown = err.to_string();
         assert!(shown.starts_with(&path.display().to_string()), "{shown}");
         seen += 1;
@@ -73,5 +95,8 @@ fn secrets_are_read_only_when_asked_and_files_lose_their_newline() {
         other => panic!("{other:?}"),
     }
     assert_eq!(cfg.state_dir, dir.path().join("state"));
-    assert_eq!(cfg.ingest_endpoint(), format!("ipc://{}/state/run/ingest.sock", dir.path().display()));
+    assert_eq!(
+        cfg.ingest_endpoint(),
+        format!("ipc://{}/state/run/ingest.sock", dir.path().display())
+    );
 }

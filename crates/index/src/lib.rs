@@ -42,7 +42,10 @@ pub enum IndexError {
     #[error("no index at {path} (nothing has been indexed yet, or state_dir is wrong)")]
     Missing { path: PathBuf },
     #[error("could not open index at {path}: {source}")]
-    Open { path: PathBuf, source: tantivy::TantivyError },
+    Open {
+        path: PathBuf,
+        source: tantivy::TantivyError,
+    },
     #[error("invalid query {query:?}: {reason}")]
     Query { query: String, reason: String },
     #[error("index: {0}")]

@@ -1,6 +1,8 @@
 //! The index schema.
 
-use tantivy::schema::{DateOptions, DateTimePrecision, Field, Schema, FAST, INDEXED, STORED, STRING, TEXT};
+use tantivy::schema::{
+    DateOptions, DateTimePrecision, Field, Schema, FAST, INDEXED, STORED, STRING, TEXT,
+};
 
 /// Handles to every field of the schema.
 #[derive(Clone, Copy)]

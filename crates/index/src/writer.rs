@@ -26,15 +26,24 @@ pub struct IndexWriter {
 impl IndexWriter {
     /// Opens the index in `dir`, creating the folder and the index if needed.
     pub fn open(dir: &Path) -> Result<Self, IndexError> {
-        let open_err = |source| IndexError::Open { path: dir.to_owned(), source };
+        let open_err = |source| IndexError::Open {
+            path: dir.to_owned(),
+            source,
+        };
         std::fs::create_dir_all(dir)
             .map_err(|e| open_err(tantivy::TantivyError::IoError(std::sync::Arc::new(e))))?;
         let directory = MmapDirectory::open(dir).map_err(|e| open_err(e.into()))?;
         let (schema, _) = schema::build();
         let index = Index::open_or_create(directory, schema).map_err(open_err)?;
         let fields = schema::fields_of(&index.schema()).map_err(open_err)?;
-        let writer = index.writer_with_num_threads(WRITER_THREADS, WRITER_MEMORY).map_err(open_err)?;
-        Ok(IndexWriter { writer, fields, pending: 0 })
+        let writer = index
+            .writer_with_num_threads(WRITER_THREADS, WRITER_MEMORY)
+            .map_err(open_err)?;
+        Ok(IndexWriter {
+            writer,
+            fields,
+            pending: 0,
+        })
     }
 
     /// Adds `line`, replacing any line with the same durable name.
@@ -45,7 +54,10 @@ impl IndexWriter {
         // is an upsert, within one commit and across commits.
         self.writer.delete_term(Term::from_field_text(f.key, &key));
         let mut doc = TantivyDocument::default();
-        doc.add_date(f.ts, tantivy::DateTime::from_timestamp_micros(line.ts.timestamp_micros()));
+        doc.add_date(
+            f.ts,
+            tantivy::DateTime::from_timestamp_micros(line.ts.timestamp_micros()),
+        );
         doc.add_text(f.host, &line.host);
         doc.add_text(f.log, &line.log);
         doc.add_text(f.path, &line.path);

@@ -45,17 +45,22 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
     let live = socket::open(&ctx, zmq::PUB, Role::Live)?;
     socket::connect(&live, &cfg.bus_endpoint())?;
     let dir = cfg.index_dir();
-    let mut index = IndexWriter::open(&dir).with_context(|| format!("could not open index {}", dir.display()))?;
+    let mut index = IndexWriter::open(&dir)
+        .with_context(|| format!("could not open index {}", dir.display()))?;
     info!(index = %dir.display(), "parser ready");
 
     let mut first_pending: Option<Instant> = None;
     let mut indexed: u64 = 0;
     while !shutdown.requested() {
-        let wait = first_pending.map_or(100, |t| COMMIT_EVERY.saturating_sub(t.elapsed()).as_millis() as i64);
+        let wait = first_pending.map_or(100, |t| {
+            COMMIT_EVERY.saturating_sub(t.elapsed()).as_millis() as i64
+        });
         if socket::readable(&ingest, Duration::from_millis(wait.max(0) as u64))? {
             // Drain what is queued without waiting again.
             while let Ok(frames) = ingest.recv_multipart(zmq::DONTWAIT) {
-                let Some(event) = decode(&frames) else { continue };
+                let Some(event) = decode(&frames) else {
+                    continue;
+                };
                 index.add(&IndexedLine {
                     ts: event.ts,
                     host: event.host.clone(),
@@ -67,7 +72,11 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
                 })?;
                 first_pending.get_or_insert_with(Instant::now);
                 indexed += 1;
-                let topic = Topic::Parsed { host: &event.host, log: &event.log }.to_string();
+                let topic = Topic::Parsed {
+                    host: &event.host,
+                    log: &event.log,
+                }
+                .to_string();
                 if let Ok(json) = serde_json::to_vec(&event) {
                     let _ = live.send_multipart([topic.as_bytes(), &json], zmq::DONTWAIT);
                 }
@@ -94,7 +103,10 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
 /// logged and skipped, never fatal.
 fn decode(frames: &[Vec<u8>]) -> Option<ParsedEvent> {
     let [_topic, meta, bytes] = frames else {
-        warn!(frames = frames.len(), "ignoring message with unexpected frame count");
+        warn!(
+            frames = frames.len(),
+            "ignoring message with unexpected frame count"
+        );
         return None;
     };
     match serde_json::from_slice::<LineMeta>(meta) {

@@ -23,7 +23,12 @@ pub const REPEAT_EVERY: Duration = Duration::from_secs(10);
 /// Probes `address:port` once; the round-trip time if it answered.
 pub async fn probe(address: &str, port: u16) -> Option<Duration> {
     let start = Instant::now();
-    match tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect((address, port))).await {
+    match tokio::time::timeout(
+        PROBE_TIMEOUT,
+        tokio::net::TcpStream::connect((address, port)),
+    )
+    .await
+    {
         Ok(Ok(_)) => Some(start.elapsed()),
         _ => None,
     }
@@ -33,9 +38,14 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
     let ctx = zmq::Context::new();
     let live = socket::open(&ctx, zmq::PUB, Role::Live)?;
     socket::connect(&live, &cfg.bus_endpoint())?;
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let targets: Vec<(String, String, u16)> =
-        cfg.hosts.values().map(|h| (h.name.clone(), h.address.clone(), h.port)).collect();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let targets: Vec<(String, String, u16)> = cfg
+        .hosts
+        .values()
+        .map(|h| (h.name.clone(), h.address.clone(), h.port))
+        .collect();
     let mut last: HashMap<String, (bool, Instant)> = HashMap::new();
     info!(hosts = targets.len(), "masspinger probing");
     while !shutdown.requested() {
@@ -54,7 +64,9 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
         });
         for (host, rtt) in results {
             let up = rtt.is_some();
-            let changed = last.get(&host).is_none_or(|(was, at)| *was != up || at.elapsed() >= REPEAT_EVERY);
+            let changed = last
+                .get(&host)
+                .is_none_or(|(was, at)| *was != up || at.elapsed() >= REPEAT_EVERY);
             if !changed {
                 continue;
             }
@@ -62,7 +74,12 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
                 info!(host = %host, up, "reachability changed");
             }
             last.insert(host.clone(), (up, Instant::now()));
-            let ping = Ping { host: host.clone(), up, rtt_ms: rtt.map(|d| d.as_secs_f64() * 1000.0), at: Utc::now() };
+            let ping = Ping {
+                host: host.clone(),
+                up,
+                rtt_ms: rtt.map(|d| d.as_secs_f64() * 1000.0),
+                at: Utc::now(),
+            };
             let topic = Topic::Ping { host: &host }.to_string();
             let json = serde_json::to_vec(&ping)?;
             let _ = live.send_multipart([topic.as_bytes(), &json], zmq::DONTWAIT);
@@ -78,7 +95,10 @@ mod tests {
 
     #[test]
     fn probe_tells_listening_from_closed_ports() {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let open = listener.local_addr().unwrap().port();
         let closed = {

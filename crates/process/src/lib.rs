@@ -106,7 +106,11 @@ impl Backoff {
     pub const START: Duration = Duration::from_millis(250);
 
     pub fn new(max: Duration) -> Self {
-        Backoff { next: Self::START, max, healthy_after: Duration::from_secs(30) }
+        Backoff {
+            next: Self::START,
+            max,
+            healthy_after: Duration::from_secs(30),
+        }
     }
 
     /// The delay before the next start, given how long the last run lasted.
@@ -134,7 +138,11 @@ pub struct Supervised {
 
 impl Supervised {
     /// `command` builds the command line afresh for every start.
-    pub fn new(name: impl Into<String>, max_backoff: Duration, command: impl Fn() -> Command + Send + 'static) -> Self {
+    pub fn new(
+        name: impl Into<String>,
+        max_backoff: Duration,
+        command: impl Fn() -> Command + Send + 'static,
+    ) -> Self {
         Supervised {
             name: name.into(),
             command: Box::new(command),
@@ -170,7 +178,8 @@ impl Supervised {
                 Err(e) => warn!(child = %self.name, error = %e, "could not wait for child"),
             }
         }
-        if self.child.is_none() && may_start && self.restart_at.is_some_and(|t| Instant::now() >= t) {
+        if self.child.is_none() && may_start && self.restart_at.is_some_and(|t| Instant::now() >= t)
+        {
             self.start();
         }
     }
@@ -288,7 +297,10 @@ mod tests {
         assert_eq!(b.after_run(short), Duration::from_secs(1));
         assert_eq!(b.after_run(short), Duration::from_secs(2));
         assert_eq!(b.after_run(short), Duration::from_secs(2));
-        assert_eq!(b.after_run(Duration::from_secs(60)), Duration::from_millis(250));
+        assert_eq!(
+            b.after_run(Duration::from_secs(60)),
+            Duration::from_millis(250)
+        );
     }
 
     #[test]
@@ -310,7 +322,8 @@ mod tests {
         let m = marker.clone();
         let mut s = Supervised::new("stubborn", Duration::from_secs(1), move || {
             let mut c = Command::new("sh");
-            c.args(["-c", "trap '' TERM; : > \"$1\"; sleep 30", "sh"]).arg(&m);
+            c.args(["-c", "trap '' TERM; : > \"$1\"; sleep 30", "sh"])
+                .arg(&m);
             c
         });
         s.tick(true);
@@ -326,6 +339,10 @@ mod tests {
         assert!(t.elapsed() < Duration::from_secs(3));
         assert!(s.pid().is_none());
         // SAFETY: probing with signal 0.
-        assert_ne!(unsafe { libc::kill(pid as i32, 0) }, 0, "child {pid} still alive");
+        assert_ne!(
+            unsafe { libc::kill(pid as i32, 0) },
+            0,
+            "child {pid} still alive"
+        );
     }
 }

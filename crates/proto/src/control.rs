@@ -62,12 +62,22 @@ mod tests {
     fn requests_and_replies_are_tagged_json() {
         let req = serde_json::to_string(&ControlRequest::Status).unwrap();
         assert_eq!(req, r#"{"command":"status"}"#);
-        let failed = ControlReply::Failed { failure_reason: "unknown command".into() };
+        let failed = ControlReply::Failed {
+            failure_reason: "unknown command".into(),
+        };
         let json = serde_json::to_string(&failed).unwrap();
-        assert_eq!(json, r#"{"status":"failed","failure_reason":"unknown command"}"#);
-        let report = StatusReport { at: Utc::now(), hosts: vec![], children: vec![] };
+        assert_eq!(
+            json,
+            r#"{"status":"failed","failure_reason":"unknown command"}"#
+        );
+        let report = StatusReport {
+            at: Utc::now(),
+            hosts: vec![],
+            children: vec![],
+        };
         let ok = ControlReply::Ok { report };
-        let back: ControlReply = serde_json::from_str(&serde_json::to_string(&ok).unwrap()).unwrap();
+        let back: ControlReply =
+            serde_json::from_str(&serde_json::to_string(&ok).unwrap()).unwrap();
         assert_eq!(back, ok);
     }
 }

@@ -48,7 +48,11 @@ impl FromStr for FileId {
         if parts.next().is_some() {
             return Err(err());
         }
-        Ok(FileId { dev, ino, fingerprint })
+        Ok(FileId {
+            dev,
+            ino,
+            fingerprint,
+        })
     }
 }
 
@@ -159,7 +163,11 @@ mod tests {
             host: "web01".into(),
             log: "app".into(),
             path: "/var/log/app.log".into(),
-            file_id: FileId { dev: 2049, ino: 131, fingerprint: 0xdeadbeef },
+            file_id: FileId {
+                dev: 2049,
+                ino: 131,
+                fingerprint: 0xdeadbeef,
+            },
             offset: 4096,
             seq: 7,
             epoch: "e1".into(),
@@ -170,7 +178,11 @@ mod tests {
 
     #[test]
     fn file_id_round_trips_as_text() {
-        let id = FileId { dev: 2049, ino: 131, fingerprint: 0xdeadbeef };
+        let id = FileId {
+            dev: 2049,
+            ino: 131,
+            fingerprint: 0xdeadbeef,
+        };
         assert_eq!(id.to_string(), "2049:131:deadbeef");
         assert_eq!("2049:131:deadbeef".parse::<FileId>().unwrap(), id);
         assert!("2049:131".parse::<FileId>().is_err());
@@ -209,7 +221,12 @@ mod tests {
         };
         let back: ParsedEvent = serde_json::from_str(&serde_json::to_string(&e).unwrap()).unwrap();
         assert_eq!(back, e);
-        let p = Ping { host: "h".into(), up: true, rtt_ms: Some(0.3), at: Utc::now() };
+        let p = Ping {
+            host: "h".into(),
+            up: true,
+            rtt_ms: Some(0.3),
+            at: Utc::now(),
+        };
         let back: Ping = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
         assert_eq!(back, p);
     }

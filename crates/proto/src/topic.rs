@@ -127,7 +127,10 @@ mod tests {
 
     #[test]
     fn topics_render_as_documented() {
-        let t = Topic::Line { host: "web01", log: "nginx-access" };
+        let t = Topic::Line {
+            host: "web01",
+            log: "nginx-access",
+        };
         assert_eq!(t.to_string(), "line/web01/nginx-access");
         assert_eq!(Topic::Ping { host: "h" }.to_string(), "ping/h");
     }
@@ -163,7 +166,13 @@ mod tests {
     #[test]
     fn malformed_patterns_are_refused() {
         assert_eq!(TopicPattern::parse(""), Err(PatternError::Empty));
-        assert!(matches!(TopicPattern::parse("line/#/x"), Err(PatternError::HashNotLast(_))));
-        assert!(matches!(TopicPattern::parse("line/web+"), Err(PatternError::PartialWildcard(_))));
+        assert!(matches!(
+            TopicPattern::parse("line/#/x"),
+            Err(PatternError::HashNotLast(_))
+        ));
+        assert!(matches!(
+            TopicPattern::parse("line/web+"),
+            Err(PatternError::PartialWildcard(_))
+        ));
     }
 }

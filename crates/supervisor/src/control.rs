@@ -22,7 +22,11 @@ pub struct State {
 impl State {
     pub fn drain_pings(&mut self, pings: &Subscriber) -> anyhow::Result<()> {
         while let Some(msg) = pings.recv(Duration::ZERO)? {
-            if let Some(p) = msg.frames.first().and_then(|f| serde_json::from_slice::<Ping>(f).ok()) {
+            if let Some(p) = msg
+                .frames
+                .first()
+                .and_then(|f| serde_json::from_slice::<Ping>(f).ok())
+            {
                 self.pings.insert(p.host.clone(), p);
             }
         }
@@ -32,7 +36,11 @@ impl State {
 
 /// The report `rill status` prints, from the taps' status files, the last
 /// pings and the children's state.
-pub fn build_report(cfg: &Config, pings: &BTreeMap<String, Ping>, children: &[&Supervised]) -> StatusReport {
+pub fn build_report(
+    cfg: &Config,
+    pings: &BTreeMap<String, Ping>,
+    children: &[&Supervised],
+) -> StatusReport {
     let now = Utc::now();
     let hosts = cfg
         .hosts
@@ -52,14 +60,29 @@ pub fn build_report(cfg: &Config, pings: &BTreeMap<String, Ping>, children: &[&S
         .collect();
     let children = children
         .iter()
-        .map(|c| ChildReport { name: c.name.clone(), pid: c.pid(), restarts: c.restarts, last_exit: c.last_exit.clone() })
+        .map(|c| ChildReport {
+            name: c.name.clone(),
+            pid: c.pid(),
+            restarts: c.restarts,
+            last_exit: c.last_exit.clone(),
+        })
         .collect();
-    StatusReport { at: now, hosts, children }
+    StatusReport {
+        at: now,
+        hosts,
+        children,
+    }
 }
 
 /// Answers requests that arrive within `wait`. REQ clients send
 /// `[identity, "", json]`; DEALER clients may omit the empty frame.
-pub fn serve(control: &zmq::Socket, cfg: &Config, state: &State, children: &[&Supervised], wait: Duration) -> anyhow::Result<()> {
+pub fn serve(
+    control: &zmq::Socket,
+    cfg: &Config,
+    state: &State,
+    children: &[&Supervised],
+    wait: Duration,
+) -> anyhow::Result<()> {
     if !rill_bus::socket::readable(control, wait)? {
         return Ok(());
     }
@@ -69,10 +92,14 @@ pub fn serve(control: &zmq::Socket, cfg: &Config, state: &State, children: &[&Su
         }
         let body = frames.pop().unwrap_or_default();
         let reply = match serde_json::from_slice::<ControlRequest>(&body) {
-            Ok(ControlRequest::Status) => ControlReply::Ok { report: build_report(cfg, &state.pings, children) },
+            Ok(ControlRequest::Status) => ControlReply::Ok {
+                report: build_report(cfg, &state.pings, children),
+            },
             Err(e) => {
                 warn!(error = %e, "bad control request");
-                ControlReply::Failed { failure_reason: format!("bad request: {e}") }
+                ControlReply::Failed {
+                    failure_reason: format!("bad request: {e}"),
+                }
             }
         };
         frames.push(serde_json::to_vec(&reply)?);

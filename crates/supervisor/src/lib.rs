@@ -31,7 +31,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
     for dir in [cfg.run_dir(), cfg.index_dir(), cfg.checkpoints_dir()] {
-        std::fs::create_dir_all(&dir).with_context(|| format!("could not create {}", dir.display()))?;
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("could not create {}", dir.display()))?;
     }
     let _lock = lock_state_dir(cfg)?;
     let ctx = zmq::Context::new();
@@ -52,7 +53,13 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
     let mut taps: Vec<Supervised> = cfg
         .hosts
         .keys()
-        .map(|h| child(&format!("robust_ssh_tap {h}"), "robust_ssh_tap", vec!["--host".into(), h.clone()]))
+        .map(|h| {
+            child(
+                &format!("robust_ssh_tap {h}"),
+                "robust_ssh_tap",
+                vec!["--host".into(), h.clone()],
+            )
+        })
         .collect();
     let mut parser = child("parser", "parser", vec![]);
     let mut pinger = child("masspinger", "masspinger", vec![]);
@@ -65,7 +72,10 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
             t.tick(true);
         }
         state.drain_pings(&pings)?;
-        let children: Vec<&Supervised> = std::iter::once(&parser).chain(std::iter::once(&pinger)).chain(taps.iter()).collect();
+        let children: Vec<&Supervised> = std::iter::once(&parser)
+            .chain(std::iter::once(&pinger))
+            .chain(taps.iter())
+            .collect();
         control::serve(&control, cfg, &state, &children, Duration::from_millis(100))?;
     }
 
@@ -81,13 +91,25 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
 /// One supervisor per state_dir: two would fight over sockets and the index.
 fn lock_state_dir(cfg: &Config) -> anyhow::Result<File> {
     let path = cfg.run_dir().join("supervisor.lock");
-    let file = File::options().create(true).truncate(false).read(true).write(true).open(&path)
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
         .with_context(|| format!("could not open {}", path.display()))?;
     // SAFETY: flock on an open file; released when the file is closed.
     if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         let pid = std::fs::read_to_string(cfg.run_dir().join("supervisor.pid")).unwrap_or_default();
-        bail!("another supervisor (pid {}) is running for {}", pid.trim(), cfg.state_dir.display());
+        bail!(
+            "another supervisor (pid {}) is running for {}",
+            pid.trim(),
+            cfg.state_dir.display()
+        );
     }
-    std::fs::write(cfg.run_dir().join("supervisor.pid"), std::process::id().to_string())?;
+    std::fs::write(
+        cfg.run_dir().join("supervisor.pid"),
+        std::process::id().to_string(),
+    )?;
     Ok(file)
 }

@@ -32,7 +32,10 @@ pub fn path(cfg: &Config, host: &str) -> PathBuf {
 
 /// The saved checkpoints of `host`; empty if none were saved or the file is unreadable.
 pub fn load(cfg: &Config, host: &str) -> Checkpoints {
-    std::fs::read(path(cfg, host)).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
+    std::fs::read(path(cfg, host))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
 }
 
 pub fn save(cfg: &Config, host: &str, c: &Checkpoints) -> std::io::Result<()> {
@@ -62,7 +65,17 @@ mod tests {
         .unwrap();
         assert_eq!(load(&cfg, "h"), Checkpoints::default());
         let mut c = Checkpoints::default();
-        c.logs.insert("x".into(), LogCheckpoint { file_id: FileId { dev: 1, ino: 2, fingerprint: 3 }, offset: 99 });
+        c.logs.insert(
+            "x".into(),
+            LogCheckpoint {
+                file_id: FileId {
+                    dev: 1,
+                    ino: 2,
+                    fingerprint: 3,
+                },
+                offset: 99,
+            },
+        );
         save(&cfg, "h", &c).unwrap();
         assert_eq!(load(&cfg, "h"), c);
     }

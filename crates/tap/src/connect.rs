@@ -19,15 +19,32 @@ pub const SSH_TIMEOUT_MS: u32 = 10_000;
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
     #[error("could not resolve {address}: {source}")]
-    Resolve { address: String, source: std::io::Error },
+    Resolve {
+        address: String,
+        source: std::io::Error,
+    },
     #[error("could not connect to {address}:{port}: {source}")]
-    Tcp { address: String, port: u16, source: std::io::Error },
+    Tcp {
+        address: String,
+        port: u16,
+        source: std::io::Error,
+    },
     #[error("ssh handshake with {address}:{port} failed: {source}")]
-    Handshake { address: String, port: u16, source: ssh2::Error },
+    Handshake {
+        address: String,
+        port: u16,
+        source: ssh2::Error,
+    },
     #[error(transparent)]
     HostKey(#[from] HostKeyError),
     #[error("authentication as {user} on {address}:{port} failed ({method}): {reason}")]
-    Auth { user: String, address: String, port: u16, method: &'static str, reason: String },
+    Auth {
+        user: String,
+        address: String,
+        port: u16,
+        method: &'static str,
+        reason: String,
+    },
     #[error("could not read the secret for {user}@{address}: {0}", user = .1, address = .2)]
     Secret(SecretError, String, String),
     #[error("ssh: {0}")]
@@ -40,7 +57,10 @@ pub fn connect(cfg: &Config, host: &Host) -> Result<Session, ConnectError> {
     let (address, port) = (host.address.clone(), host.port);
     let addrs: Vec<_> = (address.as_str(), port)
         .to_socket_addrs()
-        .map_err(|source| ConnectError::Resolve { address: address.clone(), source })?
+        .map_err(|source| ConnectError::Resolve {
+            address: address.clone(),
+            source,
+        })?
         .collect();
     let mut last = None;
     let mut tcp = None;
@@ -65,12 +85,25 @@ pub fn connect(cfg: &Config, host: &Host) -> Result<Session, ConnectError> {
     session.set_timeout(SSH_TIMEOUT_MS);
     session
         .handshake()
-        .map_err(|source| ConnectError::Handshake { address: address.clone(), port, source })?;
+        .map_err(|source| ConnectError::Handshake {
+            address: address.clone(),
+            port,
+            source,
+        })?;
 
     let user_file = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".ssh/known_hosts"));
-    match hostkey::verify(&session, &address, port, host.known_hosts, &cfg.known_hosts_file(), user_file.as_deref())? {
+    match hostkey::verify(
+        &session,
+        &address,
+        port,
+        host.known_hosts,
+        &cfg.known_hosts_file(),
+        user_file.as_deref(),
+    )? {
         Verdict::Known => debug!(host = %host.name, "host key known"),
-        Verdict::Recorded { file } => info!(host = %host.name, fingerprint = %hostkey::fingerprint(&session), file = %file.display(), "recorded new host key (accept-new)"),
+        Verdict::Recorded { file } => {
+            info!(host = %host.name, fingerprint = %hostkey::fingerprint(&session), file = %file.display(), "recorded new host key (accept-new)")
+        }
     }
 
     authenticate(&session, host)?;
@@ -91,7 +124,11 @@ fn authenticate(session: &Session, host: &Host) -> Result<(), ConnectError> {
     let secret_err = |e| ConnectError::Secret(e, user.to_owned(), host.address.clone());
     match &host.auth {
         Auth::Key { path, passphrase } => {
-            let pass = passphrase.as_ref().map(|s| s.read()).transpose().map_err(secret_err)?;
+            let pass = passphrase
+                .as_ref()
+                .map(|s| s.read())
+                .transpose()
+                .map_err(secret_err)?;
             session
                 .userauth_pubkey_file(user, None, path, pass.as_deref())
                 .map_err(|e| fail("public key", e.message().to_owned()))?;
@@ -101,9 +138,14 @@ fn authenticate(session: &Session, host: &Host) -> Result<(), ConnectError> {
             let methods = session.auth_methods(user).unwrap_or("").to_owned();
             let mut result = Err(fail("password", format!("server offers only: {methods}")));
             if methods.contains("password") {
-                result = session.userauth_password(user, &password).map_err(|e| fail("password", e.message().to_owned()));
+                result = session
+                    .userauth_password(user, &password)
+                    .map_err(|e| fail("password", e.message().to_owned()));
             }
-            if result.is_err() && methods.contains("keyboard-interactive") && !session.authenticated() {
+            if result.is_err()
+                && methods.contains("keyboard-interactive")
+                && !session.authenticated()
+            {
                 let mut answer = AnswerEveryPrompt(password);
                 result = session
                     .userauth_keyboard_interactive(user, &mut answer)
@@ -112,13 +154,18 @@ fn authenticate(session: &Session, host: &Host) -> Result<(), ConnectError> {
             result?;
         }
         Auth::Agent => {
-            session.userauth_agent(user).map_err(|e| fail("ssh-agent", e.message().to_owned()))?;
+            session
+                .userauth_agent(user)
+                .map_err(|e| fail("ssh-agent", e.message().to_owned()))?;
         }
     }
     if session.authenticated() {
         Ok(())
     } else {
-        Err(fail("any", "the server did not accept the credentials".into()))
+        Err(fail(
+            "any",
+            "the server did not accept the credentials".into(),
+        ))
     }
 }
 
@@ -127,7 +174,12 @@ fn authenticate(session: &Session, host: &Host) -> Result<(), ConnectError> {
 struct AnswerEveryPrompt(String);
 
 impl KeyboardInteractivePrompt for AnswerEveryPrompt {
-    fn prompt<'a>(&mut self, _user: &str, _instructions: &str, prompts: &[Prompt<'a>]) -> Vec<String> {
+    fn prompt<'a>(
+        &mut self,
+        _user: &str,
+        _instructions: &str,
+        prompts: &[Prompt<'a>],
+    ) -> Vec<String> {
         prompts.iter().map(|_| self.0.clone()).collect()
     }
 }

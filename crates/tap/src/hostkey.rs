@@ -18,9 +18,17 @@ pub enum Verdict {
 #[derive(Debug, thiserror::Error)]
 pub enum HostKeyError {
     #[error("host key of {host} is not known ({fingerprint}); add it to {file} or set known_hosts: accept-new")]
-    Unknown { host: String, fingerprint: String, file: String },
+    Unknown {
+        host: String,
+        fingerprint: String,
+        file: String,
+    },
     #[error("host key of {host} has CHANGED: the server offers {fingerprint}, which does not match {file}; refusing to connect (remove the old line only if the change is expected)")]
-    Changed { host: String, fingerprint: String, file: String },
+    Changed {
+        host: String,
+        fingerprint: String,
+        file: String,
+    },
     #[error("the server did not offer a host key")]
     NoKey,
     #[error("could not read or write known hosts {file}: {source}")]
@@ -62,24 +70,38 @@ pub fn verify(
     let (key, key_type) = session.host_key().ok_or(HostKeyError::NoKey)?;
     let host = known_hosts_name(address, port);
     let shown = state_file.display().to_string();
-    let file_err = |file: &Path, source| HostKeyError::File { file: file.display().to_string(), source };
+    let file_err = |file: &Path, source| HostKeyError::File {
+        file: file.display().to_string(),
+        source,
+    };
 
     let mut known = session.known_hosts().map_err(|e| file_err(state_file, e))?;
     for file in std::iter::once(state_file).chain(user_file) {
         if file.exists() {
-            known.read_file(file, KnownHostFileKind::OpenSSH).map_err(|e| file_err(file, e))?;
+            known
+                .read_file(file, KnownHostFileKind::OpenSSH)
+                .map_err(|e| file_err(file, e))?;
         }
     }
     match known.check_port(address, port, key) {
         CheckResult::Match => Ok(Verdict::Known),
-        CheckResult::Mismatch => Err(HostKeyError::Changed { host, fingerprint: fingerprint(session), file: shown }),
+        CheckResult::Mismatch => Err(HostKeyError::Changed {
+            host,
+            fingerprint: fingerprint(session),
+            file: shown,
+        }),
         CheckResult::NotFound | CheckResult::Failure => match policy {
-            KnownHostsPolicy::Strict => {
-                Err(HostKeyError::Unknown { host, fingerprint: fingerprint(session), file: shown })
-            }
+            KnownHostsPolicy::Strict => Err(HostKeyError::Unknown {
+                host,
+                fingerprint: fingerprint(session),
+                file: shown,
+            }),
             KnownHostsPolicy::AcceptNew => {
-                record(session, &host, key, key_type, state_file).map_err(|e| file_err(state_file, e))?;
-                Ok(Verdict::Recorded { file: state_file.to_owned() })
+                record(session, &host, key, key_type, state_file)
+                    .map_err(|e| file_err(state_file, e))?;
+                Ok(Verdict::Recorded {
+                    file: state_file.to_owned(),
+                })
             }
         },
     }
@@ -87,11 +109,20 @@ pub fn verify(
 
 /// Appends the key to `file` under an exclusive lock, re-reading it first so
 /// concurrent taps for other hosts do not overwrite each other's lines.
-fn record(session: &Session, host: &str, key: &[u8], key_type: ssh2::HostKeyType, file: &Path) -> Result<(), ssh2::Error> {
+fn record(
+    session: &Session,
+    host: &str,
+    key: &[u8],
+    key_type: ssh2::HostKeyType,
+    file: &Path,
+) -> Result<(), ssh2::Error> {
     if let Some(dir) = file.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
-    let lock = std::fs::OpenOptions::new().create(true).append(true).open(file.with_extension("lock"));
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(file.with_extension("lock"));
     // SAFETY: flock on a file we own; released when `lock` is dropped.
     if let Ok(l) = &lock {
         use std::os::unix::io::AsRawFd;

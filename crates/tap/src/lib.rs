@@ -29,5 +29,5 @@ pub mod status;
 pub mod tap;
 
 pub use connect::{connect, ConnectError};
-pub use tap::run as run_tap;
 pub use robust::run as run_robust;
+pub use tap::run as run_tap;

@@ -26,7 +26,11 @@ pub const DEFAULT_MAX_LINE: usize = 1 << 20;
 
 impl LineSplitter {
     pub fn new(start_offset: u64, max_line: usize) -> Self {
-        LineSplitter { buf: Vec::new(), start: start_offset, max_line: max_line.max(1) }
+        LineSplitter {
+            buf: Vec::new(),
+            start: start_offset,
+            max_line: max_line.max(1),
+        }
     }
 
     /// Offset just past the last line handed out: where to resume reading.
@@ -47,12 +51,20 @@ impl LineSplitter {
             let rest = &self.buf[consumed..];
             match rest.iter().position(|&b| b == b'\n') {
                 Some(i) if i <= self.max_line => {
-                    out.push(Line { offset: self.start, bytes: rest[..i].to_vec(), partial: false });
+                    out.push(Line {
+                        offset: self.start,
+                        bytes: rest[..i].to_vec(),
+                        partial: false,
+                    });
                     consumed += i + 1;
                     self.start += i as u64 + 1;
                 }
                 _ if rest.len() > self.max_line => {
-                    out.push(Line { offset: self.start, bytes: rest[..self.max_line].to_vec(), partial: true });
+                    out.push(Line {
+                        offset: self.start,
+                        bytes: rest[..self.max_line].to_vec(),
+                        partial: true,
+                    });
                     consumed += self.max_line;
                     self.start += self.max_line as u64;
                 }
@@ -80,7 +92,10 @@ mod tests {
         let mut s = LineSplitter::new(100, DEFAULT_MAX_LINE);
         let out = feed_all(&mut s, &[b"ab\nc", b"d\n\nef"]);
         let got: Vec<(u64, &[u8])> = out.iter().map(|l| (l.offset, l.bytes.as_slice())).collect();
-        assert_eq!(got, vec![(100, &b"ab"[..]), (103, &b"cd"[..]), (106, &b""[..])]);
+        assert_eq!(
+            got,
+            vec![(100, &b"ab"[..]), (103, &b"cd"[..]), (106, &b""[..])]
+        );
         assert_eq!(s.next_offset(), 107);
         assert_eq!(s.pending(), 2, "\"ef\" waits for its newline");
     }
@@ -96,11 +111,18 @@ mod tests {
     fn long_lines_are_split_and_marked_never_dropped() {
         let mut s = LineSplitter::new(0, 4);
         let out = feed_all(&mut s, &[b"abcdefghij\nxy\n"]);
-        let got: Vec<(u64, &[u8], bool)> =
-            out.iter().map(|l| (l.offset, l.bytes.as_slice(), l.partial)).collect();
+        let got: Vec<(u64, &[u8], bool)> = out
+            .iter()
+            .map(|l| (l.offset, l.bytes.as_slice(), l.partial))
+            .collect();
         assert_eq!(
             got,
-            vec![(0, &b"abcd"[..], true), (4, &b"efgh"[..], true), (8, &b"ij"[..], false), (11, &b"xy"[..], false)]
+            vec![
+                (0, &b"abcd"[..], true),
+                (4, &b"efgh"[..], true),
+                (8, &b"ij"[..], false),
+                (11, &b"xy"[..], false)
+            ]
         );
     }
 

@@ -91,10 +91,22 @@ pub fn parse_header(line: &[u8]) -> Result<Header, HeaderError> {
     if words.next() != Some("RILL") {
         return Err(err());
     }
-    let mut num = || words.next().and_then(|w| w.parse::<u64>().ok()).ok_or_else(err);
+    let mut num = || {
+        words
+            .next()
+            .and_then(|w| w.parse::<u64>().ok())
+            .ok_or_else(err)
+    };
     let (dev, ino, fp, start) = (num()?, num()?, num()?, num()?);
     let fingerprint = u32::try_from(fp).map_err(|_| err())?;
-    Ok(Header::Following { file_id: FileId { dev, ino, fingerprint }, start })
+    Ok(Header::Following {
+        file_id: FileId {
+            dev,
+            ino,
+            fingerprint,
+        },
+        start,
+    })
 }
 
 #[cfg(test)]
@@ -104,7 +116,13 @@ mod tests {
 
     #[test]
     fn quoting_keeps_any_path_one_literal_word() {
-        for path in ["/var/log/a b.log", "/tmp/it's", "/tmp/$(touch x)", "/tmp/`id`;rm -rf /", "/tmp/\"q\""] {
+        for path in [
+            "/var/log/a b.log",
+            "/tmp/it's",
+            "/tmp/$(touch x)",
+            "/tmp/`id`;rm -rf /",
+            "/tmp/\"q\"",
+        ] {
             let out = Command::new("sh")
                 .arg("-c")
                 .arg(format!("printf %s {}", shell_quote(path)))
@@ -120,7 +138,11 @@ mod tests {
         assert_eq!(
             parse_header(b"RILL 2049 131 3735928559 42"),
             Ok(Header::Following {
-                file_id: FileId { dev: 2049, ino: 131, fingerprint: 0xdeadbeef },
+                file_id: FileId {
+                    dev: 2049,
+                    ino: 131,
+                    fingerprint: 0xdeadbeef
+                },
                 start: 42
             })
         );
@@ -152,7 +174,9 @@ mod tests {
         let header = parse_header(&got[..nl]).unwrap();
         let mut rest = got[nl + 1..].to_vec();
         let want = std::fs::metadata(path).unwrap().len() as usize;
-        let Header::Following { start, .. } = header else { panic!() };
+        let Header::Following { start, .. } = header else {
+            panic!()
+        };
         while rest.len() < want - start as usize {
             let n = stdout.read(&mut buf).unwrap();
             rest.extend_from_slice(&buf[..n]);
@@ -182,7 +206,13 @@ mod tests {
         let body = "0123456789".repeat(10) + "\nsecond\n";
         std::fs::write(&path, &body).unwrap();
         let meta = std::fs::metadata(&path).unwrap();
-        let (header, rest) = run_local(&path, StartAt::Resume { ino: meta.ino(), offset: 101 });
+        let (header, rest) = run_local(
+            &path,
+            StartAt::Resume {
+                ino: meta.ino(),
+                offset: 101,
+            },
+        );
         match header {
             Header::Following { file_id, start } => {
                 assert_eq!(file_id.ino, meta.ino());
@@ -194,7 +224,13 @@ mod tests {
         }
         assert_eq!(rest, b"second\n");
         // A different inode means the file was replaced: start from 0.
-        let (header, rest) = run_local(&path, StartAt::Resume { ino: meta.ino() + 1, offset: 101 });
+        let (header, rest) = run_local(
+            &path,
+            StartAt::Resume {
+                ino: meta.ino() + 1,
+                offset: 101,
+            },
+        );
         assert!(matches!(header, Header::Following { start: 0, .. }));
         assert_eq!(rest, body.as_bytes());
         // At the end: nothing old is sent.

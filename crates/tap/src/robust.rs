@@ -18,20 +18,35 @@ use tracing::info;
 const PING_FRESH_FOR: Duration = Duration::from_secs(30);
 
 pub fn run(cfg: &Config, host: &str, shutdown: &Shutdown) -> anyhow::Result<()> {
-    anyhow::ensure!(cfg.hosts.contains_key(host), "host {host:?} is not in {}", cfg.file.display());
+    anyhow::ensure!(
+        cfg.hosts.contains_key(host),
+        "host {host:?} is not in {}",
+        cfg.file.display()
+    );
     let ctx = zmq::Context::new();
     let pings = Subscriber::connect(&ctx, &cfg.streams_endpoint, &[&format!("ping/{host}")])?;
     let config_file = cfg.file.clone();
     let host_arg = host.to_owned();
-    let mut tap = Supervised::new(format!("ssh_tap {host}"), Duration::from_secs(30), move || {
-        let mut c = Command::new(sibling("ssh_tap"));
-        c.arg("--config").arg(&config_file).arg("--host").arg(&host_arg);
-        c
-    });
+    let mut tap = Supervised::new(
+        format!("ssh_tap {host}"),
+        Duration::from_secs(30),
+        move || {
+            let mut c = Command::new(sibling("ssh_tap"));
+            c.arg("--config")
+                .arg(&config_file)
+                .arg("--host")
+                .arg(&host_arg);
+            c
+        },
+    );
     let mut down_since: Option<(bool, Instant)> = None;
     while !shutdown.requested() {
         if let Some(msg) = pings.recv(Duration::from_millis(100))? {
-            if let Some(ping) = msg.frames.first().and_then(|f| serde_json::from_slice::<Ping>(f).ok()) {
+            if let Some(ping) = msg
+                .frames
+                .first()
+                .and_then(|f| serde_json::from_slice::<Ping>(f).ok())
+            {
                 if down_since.is_none_or(|(up, _)| up != ping.up) {
                     info!(host, up = ping.up, "host reachability changed");
                 }

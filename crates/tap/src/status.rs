@@ -35,10 +35,20 @@ impl StatusBoard {
     pub fn new(cfg: &Config, host: &str, logs: &[Log]) -> Self {
         let logs = logs
             .iter()
-            .map(|l| LogStatus { log: l.name.clone(), path: l.path.clone(), ..Default::default() })
+            .map(|l| LogStatus {
+                log: l.name.clone(),
+                path: l.path.clone(),
+                ..Default::default()
+            })
             .collect();
         StatusBoard {
-            status: TapStatus { host: host.to_owned(), connected: false, error: None, logs, at: Utc::now() },
+            status: TapStatus {
+                host: host.to_owned(),
+                connected: false,
+                error: None,
+                logs,
+                at: Utc::now(),
+            },
             file: status_file(cfg, host),
             last_write: None,
             changed: true,
@@ -60,11 +70,19 @@ impl StatusBoard {
     /// Writes the file atomically and publishes, if changed or due.
     pub fn flush(&mut self, live: &zmq::Socket, force: bool) {
         let due = self.last_write.is_none_or(|t| t.elapsed() >= REPORT_EVERY);
-        if !(force || due || (self.changed && self.last_write.is_some_and(|t| t.elapsed() >= Duration::from_millis(200)))) {
+        if !(force
+            || due
+            || (self.changed
+                && self
+                    .last_write
+                    .is_some_and(|t| t.elapsed() >= Duration::from_millis(200))))
+        {
             return;
         }
         self.status.at = Utc::now();
-        let Ok(json) = serde_json::to_vec(&self.status) else { return };
+        let Ok(json) = serde_json::to_vec(&self.status) else {
+            return;
+        };
         if let Some(dir) = self.file.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
@@ -72,7 +90,10 @@ impl StatusBoard {
         if std::fs::write(&tmp, &json).is_ok() {
             let _ = std::fs::rename(&tmp, &self.file);
         }
-        let topic = Topic::Status { host: &self.status.host }.to_string();
+        let topic = Topic::Status {
+            host: &self.status.host,
+        }
+        .to_string();
         let _ = live.send_multipart([topic.as_bytes(), &json], zmq::DONTWAIT);
         self.last_write = Some(Instant::now());
         self.changed = false;

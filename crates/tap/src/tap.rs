@@ -28,7 +28,10 @@ const REOPEN_AFTER: Duration = Duration::from_secs(1);
 /// Runs the tap for `host` until shutdown or until the connection fails
 /// (then it returns the error and `robust_ssh_tap` restarts it).
 pub fn run(cfg: &Config, host: &str, shutdown: &Shutdown) -> anyhow::Result<()> {
-    let host_cfg = cfg.hosts.get(host).ok_or_else(|| anyhow!("host {host:?} is not in {}", cfg.file.display()))?;
+    let host_cfg = cfg
+        .hosts
+        .get(host)
+        .ok_or_else(|| anyhow!("host {host:?} is not in {}", cfg.file.display()))?;
     let logs: Vec<Log> = cfg.logs_for(host).cloned().collect();
     let ctx = zmq::Context::new();
     let mut out = Outputs::connect(&ctx, cfg, host)?;
@@ -55,7 +58,14 @@ pub fn run(cfg: &Config, host: &str, shutdown: &Shutdown) -> anyhow::Result<()> 
         })
         .collect();
     let mut saver = CheckpointSaver { cfg, host, saved };
-    let result = follow_loop(&session, &mut follows, &mut out, &mut board, &mut saver, shutdown);
+    let result = follow_loop(
+        &session,
+        &mut follows,
+        &mut out,
+        &mut board,
+        &mut saver,
+        shutdown,
+    );
     saver.save(&follows);
 
     // Close what we opened so the remote follow scripts end now, not when sshd
@@ -130,7 +140,11 @@ fn session_alive(session: &Session) -> bool {
 }
 
 fn wait_readable(session: &Session, timeout: Duration) {
-    let mut fds = libc::pollfd { fd: session.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    let mut fds = libc::pollfd {
+        fd: session.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
     // SAFETY: one valid pollfd for the session's socket.
     unsafe {
         libc::poll(&mut fds, 1, timeout.as_millis() as i32);
@@ -149,7 +163,13 @@ impl CheckpointSaver<'_> {
         let mut now = self.saved.clone();
         for f in follows {
             if let Some((file_id, splitter)) = &f.following {
-                now.logs.insert(f.log.name.clone(), LogCheckpoint { file_id: *file_id, offset: splitter.next_offset() });
+                now.logs.insert(
+                    f.log.name.clone(),
+                    LogCheckpoint {
+                        file_id: *file_id,
+                        offset: splitter.next_offset(),
+                    },
+                );
             }
         }
         if now != self.saved {
@@ -190,10 +210,15 @@ impl Follow {
 
     fn open(&mut self, session: &Session) -> anyhow::Result<()> {
         let start = match self.resume {
-            Some(c) => StartAt::Resume { ino: c.file_id.ino, offset: c.offset },
+            Some(c) => StartAt::Resume {
+                ino: c.file_id.ino,
+                offset: c.offset,
+            },
             None => StartAt::End,
         };
-        let mut ch = session.channel_session().context("could not open a channel")?;
+        let mut ch = session
+            .channel_session()
+            .context("could not open a channel")?;
         ch.exec(&remote::follow_command(&self.log.path, start))
             .context("could not start the follow script")?;
         debug!(log = %self.log.name, path = %self.log.path, ?start, "following");
@@ -215,7 +240,9 @@ impl Follow {
         i: usize,
         shutdown: &Shutdown,
     ) -> anyhow::Result<bool> {
-        let Some(mut ch) = self.channel.take() else { return Ok(false) };
+        let Some(mut ch) = self.channel.take() else {
+            return Ok(false);
+        };
         let result = self.pump_channel(&mut ch, buf, lines, out, board, i, shutdown);
         if self.reopen_at.is_none() {
             self.channel = Some(ch);
@@ -243,7 +270,11 @@ impl Follow {
                     progressed = true;
                     let read_at = Utc::now();
                     let data = &buf[..n];
-                    let data = if self.following.is_none() { self.take_header(data, board, i)? } else { data };
+                    let data = if self.following.is_none() {
+                        self.take_header(data, board, i)?
+                    } else {
+                        data
+                    };
                     if let Some((file_id, splitter)) = &mut self.following {
                         splitter.feed(data, lines);
                         let st = board.log(i);
@@ -253,11 +284,16 @@ impl Follow {
                             st.lines_read += 1;
                         }
                         st.last_offset = Some(splitter.next_offset());
-                        self.resume = Some(LogCheckpoint { file_id: *file_id, offset: splitter.next_offset() });
+                        self.resume = Some(LogCheckpoint {
+                            file_id: *file_id,
+                            offset: splitter.next_offset(),
+                        });
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(e) => return Err(anyhow!(e).context(format!("reading {} failed", self.log.path))),
+                Err(e) => {
+                    return Err(anyhow!(e).context(format!("reading {} failed", self.log.path)))
+                }
             }
         }
         match ch.stderr().read(buf) {
@@ -286,7 +322,12 @@ impl Follow {
     }
 
     /// Consumes header lines; returns the file bytes that followed them.
-    fn take_header<'a>(&mut self, data: &'a [u8], board: &mut StatusBoard, i: usize) -> anyhow::Result<&'a [u8]> {
+    fn take_header<'a>(
+        &mut self,
+        data: &'a [u8],
+        board: &mut StatusBoard,
+        i: usize,
+    ) -> anyhow::Result<&'a [u8]> {
         let mut data = data;
         while self.following.is_none() {
             let Some(nl) = data.iter().position(|&b| b == b'\n') else {
@@ -298,13 +339,19 @@ impl Follow {
             match remote::parse_header(&self.head)? {
                 Header::Waiting => {
                     info!(log = %self.log.name, path = %self.log.path, "waiting for the file to appear");
-                    board.log(i).error = Some(format!("{} does not exist yet; waiting for it", self.log.path));
+                    board.log(i).error = Some(format!(
+                        "{} does not exist yet; waiting for it",
+                        self.log.path
+                    ));
                 }
                 Header::Following { mut file_id, start } => {
                     // The server accepted our resume point: same file. Keep
                     // its identity even if its fingerprint was taken while the
                     // file was shorter than the fingerprinted prefix.
-                    if let Some(prev) = self.resume.filter(|c| c.file_id.ino == file_id.ino && c.offset == start && start > 0) {
+                    if let Some(prev) = self
+                        .resume
+                        .filter(|c| c.file_id.ino == file_id.ino && c.offset == start && start > 0)
+                    {
                         file_id = prev.file_id;
                     }
                     info!(log = %self.log.name, %file_id, start, "following file");
@@ -337,10 +384,23 @@ impl Outputs {
         let ingest = socket::open(ctx, zmq::PUSH, Role::Ingest)?;
         ingest.set_sndtimeo(200)?;
         socket::connect(&ingest, &cfg.ingest_endpoint())?;
-        Ok(Outputs { host: host.to_owned(), live, ingest, epoch: uuid::Uuid::new_v4().to_string(), seq: 0 })
+        Ok(Outputs {
+            host: host.to_owned(),
+            live,
+            ingest,
+            epoch: uuid::Uuid::new_v4().to_string(),
+            seq: 0,
+        })
     }
 
-    fn publish(&mut self, log: &Log, file_id: FileId, line: &Line, read_at: chrono::DateTime<Utc>, shutdown: &Shutdown) -> anyhow::Result<()> {
+    fn publish(
+        &mut self,
+        log: &Log,
+        file_id: FileId,
+        line: &Line,
+        read_at: chrono::DateTime<Utc>,
+        shutdown: &Shutdown,
+    ) -> anyhow::Result<()> {
         let meta = LineMeta {
             host: self.host.clone(),
             log: log.name.clone(),
@@ -353,7 +413,11 @@ impl Outputs {
             partial: line.partial,
         };
         self.seq += 1;
-        let topic = Topic::Line { host: &self.host, log: &log.name }.to_string();
+        let topic = Topic::Line {
+            host: &self.host,
+            log: &log.name,
+        }
+        .to_string();
         let json = serde_json::to_vec(&meta)?;
         let frames: [&[u8]; 3] = [topic.as_bytes(), &json, &line.bytes];
         // Live path: never blocks; a full subscriber queue drops.

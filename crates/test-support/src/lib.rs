@@ -43,7 +43,11 @@ pub fn wait_for<T>(deadline: Duration, mut f: impl FnMut() -> Option<T>) -> Opti
 pub fn free_port() -> u16 {
     static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
     loop {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let mut given = GIVEN.lock().unwrap();
         if given.get_or_insert_with(HashSet::new).insert(port) {
             return port;
@@ -58,7 +62,13 @@ mod tests {
     #[test]
     fn wait_for_returns_the_value_once_ready() {
         let mut n = 0;
-        assert_eq!(wait_for(Duration::from_secs(1), || { n += 1; (n == 3).then_some(n) }), Some(3));
+        assert_eq!(
+            wait_for(Duration::from_secs(1), || {
+                n += 1;
+                (n == 3).then_some(n)
+            }),
+            Some(3)
+        );
         assert!(!wait_until(Duration::from_millis(50), || false));
     }
 

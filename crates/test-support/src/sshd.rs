@@ -39,12 +39,26 @@ impl Sshd {
         let dir = tempfile::Builder::new().prefix("rill-sshd").tempdir()?;
         let key = dir.path().join("host_ed25519_key");
         let st = Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-C", "rill-test-host", "-f"])
+            .args([
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                "rill-test-host",
+                "-f",
+            ])
             .arg(&key)
             .status()
             .context("could not run ssh-keygen")?;
         anyhow::ensure!(st.success(), "ssh-keygen failed");
-        let mut sshd = Sshd { dir, port: free_port(), opts, child: None };
+        let mut sshd = Sshd {
+            dir,
+            port: free_port(),
+            opts,
+            child: None,
+        };
         sshd.launch()?;
         Ok(sshd)
     }
@@ -101,7 +115,10 @@ impl Sshd {
             }
         }
         if !ready {
-            bail!("sshd did not accept connections on port {port} within 10 s:\n{}", self.log());
+            bail!(
+                "sshd did not accept connections on port {port} within 10 s:\n{}",
+                self.log()
+            );
         }
         Ok(())
     }
@@ -131,7 +148,9 @@ impl Sshd {
             let pid = c.id() as i32;
             // SAFETY: signalling the process group we created for sshd.
             unsafe { libc::kill(-pid, libc::SIGTERM) };
-            if !wait_until(Duration::from_secs(2), || matches!(c.try_wait(), Ok(Some(_)))) {
+            if !wait_until(Duration::from_secs(2), || {
+                matches!(c.try_wait(), Ok(Some(_)))
+            }) {
                 unsafe { libc::kill(-pid, libc::SIGKILL) };
                 let _ = c.wait();
             }
@@ -157,7 +176,9 @@ impl Drop for Sshd {
 
 /// True once something on `port` greets with an SSH banner.
 fn banner(port: u16) -> bool {
-    let Ok(mut s) = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)) else {
+    let Ok(mut s) =
+        TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200))
+    else {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_millis(500)));

@@ -7,11 +7,25 @@ use rill_test_support::*;
 
 fn ssh(sshd: &Sshd, key: &TestKey, remote_cmd: &str) -> Command {
     let mut c = Command::new("ssh");
-    c.args(["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o"])
-        .arg(format!("UserKnownHostsFile={}", sshd.known_hosts_file().display()))
-        .arg("-i")
-        .arg(&key.private)
-        .args(["-p", &sshd.port().to_string(), "rilltest@127.0.0.1", remote_cmd]);
+    c.args([
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+    ])
+    .arg(format!(
+        "UserKnownHostsFile={}",
+        sshd.known_hosts_file().display()
+    ))
+    .arg("-i")
+    .arg(&key.private)
+    .args([
+        "-p",
+        &sshd.port().to_string(),
+        "rilltest@127.0.0.1",
+        remote_cmd,
+    ]);
     c
 }
 
@@ -21,7 +35,13 @@ fn key_login_works_with_the_generated_host_key_and_survives_restart() {
     let mut sshd = Sshd::start(SshdOptions::default()).unwrap();
     let key = user.authorize_new_key().unwrap();
     let out = ssh(&sshd, &key, "echo ok; id -un").output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\nrilltest\n", "{}\n{}", String::from_utf8_lossy(&out.stderr), sshd.log());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "ok\nrilltest\n",
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        sshd.log()
+    );
     let line = sshd.known_hosts_line();
     sshd.restart().unwrap();
     assert_eq!(sshd.known_hosts_line(), line);
@@ -39,7 +59,9 @@ fn the_test_user_has_a_usable_password_and_its_processes_are_visible() {
     let sshd = Sshd::start(SshdOptions::default()).unwrap();
     let key = user.authorize_new_key().unwrap();
     let mut client = ssh(&sshd, &key, "sleep 37").spawn().unwrap();
-    let seen = wait_until(Duration::from_secs(10), || user.processes().iter().any(|p| p.cmdline == "sleep 37"));
+    let seen = wait_until(Duration::from_secs(10), || {
+        user.processes().iter().any(|p| p.cmdline == "sleep 37")
+    });
     let _ = client.kill();
     let _ = client.wait();
     assert!(seen, "{:?}", user.processes());
