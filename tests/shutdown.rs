@@ -77,6 +77,17 @@ fn sigterm_stops_every_local_and_remote_process() {
         );
     }
 
+    // Lines go to the log they were written to (and `--log` filters by it).
+    for i in 0..5 {
+        remote.append("b.log", format!("line {i} of b\n").as_bytes()).unwrap();
+    }
+    assert_eq!(wait_for(Duration::from_secs(15), || rill.count("*", &["--log", "b"]).filter(|&n| n == 5)), Some(5), "{}", rill.log());
+    assert_eq!(rill.count("*", &["--log", "a"]), Some(0));
+    let status = rill.host_status("web01").unwrap();
+    let b = status["logs"].as_array().unwrap().iter().find(|l| l["log"] == "b").unwrap().clone();
+    assert_eq!(b["lines_read"], 5, "{b}");
+    assert_eq!(b["last_offset"].as_u64(), Some(5 * "line 0 of b\n".len() as u64), "{b}");
+
     let t = Instant::now();
     let status = rill.stop(Duration::from_secs(5));
     assert!(status.is_some(), "supervisor exited within 5 s");
@@ -175,4 +186,37 @@ fn a_killed_ssh_tap_is_restarted_and_keeps_streaming() {
         "{}",
         rill.log()
     );
+}
+
+#[test]
+fn the_supervisor_restarts_a_killed_parser() {
+    let user = TestUser::get().unwrap();
+    let sshd = Sshd::start(SshdOptions::default()).unwrap();
+    let key = user.authorize_new_key().unwrap();
+    let remote = user.scratch_dir().unwrap();
+    let file = remote.file("a.log");
+    remote.append("a.log", b"").unwrap();
+    let mut rill = Rill::new(
+        &[TestHost { name: "web01", port: sshd.port(), user: &user.name, auth: TestAuth::Key(&key.private), known_hosts: "strict" }],
+        &[TestLog { name: "a", path: &file, hosts: &["web01"] }],
+        &[sshd.known_hosts_line()],
+    );
+    rill.start();
+    assert!(rill.wait_following("web01", Duration::from_secs(20)), "{}", rill.log());
+    remote.append("a.log", b"before the crash\n").unwrap();
+    assert_eq!(wait_for(Duration::from_secs(15), || rill.count("*", &[]).filter(|&n| n == 1)), Some(1));
+    let config = rill.config.display().to_string();
+    let parser = |p: &(u32, String)| p.1.contains("/parser ");
+    let old: Vec<u32> = local_processes_mentioning(&config).iter().filter(|p| parser(p)).map(|p| p.0).collect();
+    assert_eq!(old.len(), 1);
+    // SAFETY: killing the parser we just found.
+    unsafe { libc::kill(old[0] as i32, libc::SIGKILL) };
+    let restarted = wait_until(Duration::from_secs(15), || local_processes_mentioning(&config).iter().any(|p| parser(p) && p.0 != old[0]));
+    assert!(restarted, "{}", rill.log());
+    let status = rill.status().unwrap();
+    let child = status["children"].as_array().unwrap().iter().find(|c| c["name"] == "parser").unwrap().clone();
+    assert_eq!(child["restarts"], 1, "{child}");
+    assert_eq!(child["last_exit"], "killed by signal 9", "{child}");
+    remote.append("a.log", b"after the crash\n").unwrap();
+    assert_eq!(wait_for(Duration::from_secs(15), || rill.count("*", &[]).filter(|&n| n == 2)), Some(2), "{}", rill.log());
 }
