@@ -68,6 +68,13 @@ fn good_hosts_stream_while_bad_ones_report_why() {
             known_hosts: "accept-new",
         },
         TestHost {
+            name: "changed-key-strict",
+            port: moved.port(),
+            user: &user.name,
+            auth: TestAuth::Key(&key.private),
+            known_hosts: "strict",
+        },
+        TestHost {
             name: "closed-port",
             port: closed_port,
             user: &user.name,
@@ -107,6 +114,10 @@ fn good_hosts_stream_while_bad_ones_report_why() {
         ),
         ("changed-key", vec!["has CHANGED", "refusing to connect"]),
         (
+            "changed-key-strict",
+            vec!["has CHANGED", "refusing to connect"],
+        ),
+        (
             "closed-port",
             vec!["could not connect to 127.0.0.1:", "refused"],
         ),
@@ -124,9 +135,8 @@ fn good_hosts_stream_while_bad_ones_report_why() {
         );
         let log = rill.log();
         assert!(
-            log.lines()
-                .any(|l| l.contains(&format!("host={host}"))
-                    && needles.iter().all(|n| l.contains(n))),
+            log.lines().any(|l| l.contains(&format!("{{host={host}}}"))
+                && needles.iter().all(|n| l.contains(n))),
             "{host}: supervisor log lacks {needles:?}:\n{log}"
         );
     }
@@ -155,6 +165,7 @@ fn good_hosts_stream_while_bad_ones_report_why() {
         "wrong-password",
         "unknown-key",
         "changed-key",
+        "changed-key-strict",
         "closed-port",
     ] {
         assert_eq!(rill.count("*", &["--host", bad]), Some(0));

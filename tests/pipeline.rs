@@ -6,47 +6,33 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use rill_e2e::*;
+use serde_json::Value;
 
 const LINES: usize = 10_000;
 
+fn json_lines(out: &std::process::Output) -> Vec<Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 #[test]
 fn ten_thousand_lines_reach_search_and_a_live_tail() {
-    let user = TestUser::get().unwrap();
-    let sshd = Sshd::start(SshdOptions::default()).unwrap();
-    let key = user.authorize_new_key().unwrap();
-    let remote = user.scratch_dir().unwrap();
-    let file = remote.file("app.log");
+    let mut h = OneHost::new(&["app"]);
     // The file exists with old content that must NOT be indexed (new lines only).
-    remote
-        .append("app.log", b"old line before rill started\n")
-        .unwrap();
-
-    let mut rill = Rill::new(
-        &[TestHost {
-            name: "web01",
-            port: sshd.port(),
-            user: &user.name,
-            auth: TestAuth::Key(&key.private),
-            known_hosts: "strict",
-        }],
-        &[TestLog {
-            name: "app",
-            path: &file,
-            hosts: &["web01"],
-        }],
-        &[sshd.known_hosts_line()],
-    );
-    rill.start();
+    h.append("app", b"old line before rill started\n");
+    h.rill.start();
     assert!(
-        rill.wait_following("web01", Duration::from_secs(20)),
+        h.rill.wait_following("web01", Duration::from_secs(20)),
         "never followed; log:\n{}",
-        rill.log()
+        h.rill.log()
     );
 
     // The tail also subscribes to status/, which the tap publishes every
     // second through the same proxy: once one arrives, the line/ subscription
     // (sent together with it) has reached the publisher too.
-    let tail = rill.tail(&["line/+/app", "status/web01"]);
+    let tail = h.rill.tail(&["line/+/app", "status/web01"]);
     let ready = tail.collect_until(Duration::from_secs(15), |got| {
         got.iter().any(|v| v["topic"] == "status/web01")
     });
@@ -55,16 +41,17 @@ fn ten_thousand_lines_reach_search_and_a_live_tail() {
         "tail never connected"
     );
 
-    let start_offset = std::fs::metadata(&file).unwrap().len();
+    let start_offset = std::fs::metadata(h.file("app")).unwrap().len();
     let mut expected_offsets = Vec::with_capacity(LINES);
     let mut offset = start_offset;
     for i in 0..LINES {
         let line = format!("request {i:05} GET /item/{i} status=200\n");
         expected_offsets.push(offset);
         offset += line.len() as u64;
-        remote.append("app.log", line.as_bytes()).unwrap();
+        h.append("app", line.as_bytes());
     }
     let written_at = Instant::now();
+    let rill = &mut h.rill;
 
     let counted = wait_for(Duration::from_secs(10), || {
         rill.count("*", &[]).filter(|&n| n as usize >= LINES)
@@ -111,24 +98,17 @@ fn ten_thousand_lines_reach_search_and_a_live_tail() {
     // is not there, and individual lines are findable.
     assert_eq!(rill.count("*", &[]), Some(LINES as u64));
     assert_eq!(rill.count("\"old line before\"", &[]), Some(0));
-    let out = rill.rill(&["search", "--json", "--limit", "3", "09999"]);
-    let hits: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(hits.len(), 1, "{}", String::from_utf8_lossy(&out.stderr));
+    let hits = json_lines(&rill.rill(&["search", "--json", "--limit", "3", "09999"]));
+    assert_eq!(hits.len(), 1);
     assert_eq!(hits[0]["body"], "request 09999 GET /item/9999 status=200");
     assert_eq!(
         hits[0]["offset"].as_u64(),
         Some(expected_offsets[LINES - 1])
     );
 
-    // Newest first.
-    let out = rill.rill(&["search", "--json", "--limit", "2", "*"]);
-    let newest: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    // Newest first, and --limit holds.
+    let newest = json_lines(&rill.rill(&["search", "--json", "--limit", "2", "*"]));
+    assert_eq!(newest.len(), 2);
     assert!(newest[0]["offset"].as_u64() > newest[1]["offset"].as_u64());
 
     // Search still works after the supervisor stopped.
@@ -143,31 +123,12 @@ fn ten_thousand_lines_reach_search_and_a_live_tail() {
 
 #[test]
 fn a_file_that_does_not_exist_yet_is_followed_once_it_appears() {
-    let user = TestUser::get().unwrap();
-    let sshd = Sshd::start(SshdOptions::default()).unwrap();
-    let key = user.authorize_new_key().unwrap();
-    let remote = user.scratch_dir().unwrap();
-    let file = remote.file("later.log");
-
-    let mut rill = Rill::new(
-        &[TestHost {
-            name: "web01",
-            port: sshd.port(),
-            user: &user.name,
-            auth: TestAuth::Key(&key.private),
-            known_hosts: "strict",
-        }],
-        &[TestLog {
-            name: "later",
-            path: &file,
-            hosts: &["web01"],
-        }],
-        &[sshd.known_hosts_line()],
-    );
-    rill.start();
+    let mut h = OneHost::new(&["later"]);
+    h.rill.start();
+    let rill = &h.rill;
     let waiting = wait_until(Duration::from_secs(20), || {
-        rill.host_status("web01").is_some_and(|h| {
-            h["logs"][0]["error"]
+        rill.host_status("web01").is_some_and(|s| {
+            s["logs"][0]["error"]
                 .as_str()
                 .is_some_and(|e| e.contains("does not exist yet"))
         })
@@ -177,7 +138,7 @@ fn a_file_that_does_not_exist_yet_is_followed_once_it_appears() {
         "status shows the log waiting for its file; log:\n{}",
         rill.log()
     );
-    remote.append("later.log", b"first\nsecond\n").unwrap();
+    h.append("later", b"first\nsecond\n");
     assert_eq!(
         wait_for(Duration::from_secs(15), || rill
             .count("*", &[])

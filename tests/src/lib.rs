@@ -323,6 +323,91 @@ impl Drop for Tail {
     }
 }
 
+/// The common fixture: one host `web01` on its own real sshd (key auth,
+/// `strict`, its host key known), following `logs` as files `<log>.log` in a
+/// scratch dir of the test user.
+pub struct OneHost {
+    pub rill: Rill,
+    pub remote: RemoteDir,
+    pub key: TestKey,
+    pub sshd: Sshd,
+    pub user: TestUser,
+}
+
+impl OneHost {
+    /// Writes the config; creates no file and starts nothing.
+    pub fn new(logs: &[&str]) -> OneHost {
+        OneHost::with_sshd(SshdOptions::default(), logs)
+    }
+
+    /// [`OneHost::new`] with a specially configured sshd.
+    pub fn with_sshd(opts: SshdOptions, logs: &[&str]) -> OneHost {
+        let user = TestUser::get().unwrap();
+        let sshd = Sshd::start(opts).unwrap();
+        let key = user.authorize_new_key().unwrap();
+        let remote = user.scratch_dir().unwrap();
+        let files: Vec<PathBuf> = logs
+            .iter()
+            .map(|l| remote.file(&format!("{l}.log")))
+            .collect();
+        let entries: Vec<TestLog> = logs
+            .iter()
+            .zip(&files)
+            .map(|(name, path)| TestLog {
+                name,
+                path,
+                hosts: &["web01"],
+            })
+            .collect();
+        let host = TestHost {
+            name: "web01",
+            port: sshd.port(),
+            user: &user.name,
+            auth: TestAuth::Key(&key.private),
+            known_hosts: "strict",
+        };
+        let rill = Rill::new(&[host], &entries, &[sshd.known_hosts_line()]);
+        OneHost {
+            rill,
+            remote,
+            key,
+            sshd,
+            user,
+        }
+    }
+
+    /// [`OneHost::new`], with every log file created empty, the supervisor
+    /// started, and every log followed.
+    pub fn running(logs: &[&str]) -> OneHost {
+        OneHost::start(OneHost::new(logs), logs)
+    }
+
+    /// Creates every log file empty, starts the supervisor, waits until every
+    /// log is followed.
+    pub fn start(mut h: OneHost, logs: &[&str]) -> OneHost {
+        for l in logs {
+            h.remote.append(&format!("{l}.log"), b"").unwrap();
+        }
+        h.rill.start();
+        assert!(
+            h.rill.wait_following("web01", Duration::from_secs(20)),
+            "never followed; log:\n{}",
+            h.rill.log()
+        );
+        h
+    }
+
+    /// Appends to `<log>.log` with one write.
+    pub fn append(&self, log: &str, data: &[u8]) {
+        self.remote.append(&format!("{log}.log"), data).unwrap();
+    }
+
+    /// The remote path of `<log>.log`.
+    pub fn file(&self, log: &str) -> PathBuf {
+        self.remote.file(&format!("{log}.log"))
+    }
+}
+
 /// PIDs of processes whose command line mentions `needle` (e.g. a config path).
 pub fn local_processes_mentioning(needle: &str) -> Vec<(u32, String)> {
     let mut found = Vec::new();

@@ -47,24 +47,14 @@ impl std::error::Error for ConfigError {}
 impl Config {
     /// Reads, parses and validates the config file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: path.to_owned(),
-            key: String::new(),
-            message: format!("could not read config file: {e}"),
-        })?;
-        Config::from_yaml(path, &text)
+        Config::from_yaml(path, &read(path)?)
     }
 
     /// Like [`Config::load`] but without checking secrets, key files and
     /// environment variables: for clients (`rill tail`, `search`, `status`)
     /// that read the config to find endpoints and never log in to a host.
     pub fn load_for_client(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: path.to_owned(),
-            key: String::new(),
-            message: format!("could not read config file: {e}"),
-        })?;
-        Config::from_yaml_unchecked(path, &text)
+        Config::from_yaml_unchecked(path, &read(path)?)
     }
 
     /// Parses and validates `text` as if it were the file at `path` (relative
@@ -81,4 +71,12 @@ impl Config {
         let raw = raw::parse(path, text)?;
         validate::validate(path, raw, validate::Environment::Skip)
     }
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.to_owned(),
+        key: String::new(),
+        message: format!("could not read config file: {e}"),
+    })
 }

@@ -21,6 +21,7 @@
 
 pub mod checkpoint;
 pub mod connect;
+pub mod connections;
 pub mod hostkey;
 pub mod lines;
 pub mod remote;

@@ -5,19 +5,19 @@
 //! anything, poll the TCP socket (100 ms) so a new byte wakes us at once.
 
 use std::io::Read;
-use std::os::unix::io::AsRawFd;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, Context};
+use anyhow::anyhow;
 use chrono::Utc;
 use rill_bus::socket::{self, Role};
 use rill_config::{Config, Log};
 use rill_process::Shutdown;
 use rill_proto::{FileId, LineMeta, Topic};
-use ssh2::{Channel, Session};
+use ssh2::Channel;
 use tracing::{debug, error, info, warn};
 
 use crate::checkpoint::{self, Checkpoints, LogCheckpoint};
+use crate::connections::Connections;
 use crate::lines::{Line, LineSplitter, DEFAULT_MAX_LINE};
 use crate::remote::{self, Header, StartAt};
 use crate::status::StatusBoard;
@@ -37,8 +37,8 @@ pub fn run(cfg: &Config, host: &str, shutdown: &Shutdown) -> anyhow::Result<()> 
     let mut out = Outputs::connect(&ctx, cfg, host)?;
     let mut board = StatusBoard::new(cfg, host, &logs);
 
-    let session = match crate::connect(cfg, host_cfg) {
-        Ok(s) => s,
+    let mut conns = match Connections::connect(cfg, host_cfg) {
+        Ok(c) => c,
         Err(e) => {
             error!(host, error = %e, "could not connect");
             board.set_connected(false, Some(e.to_string()));
@@ -59,7 +59,7 @@ pub fn run(cfg: &Config, host: &str, shutdown: &Shutdown) -> anyhow::Result<()> 
         .collect();
     let mut saver = CheckpointSaver { cfg, host, saved };
     let result = follow_loop(
-        &session,
+        &mut conns,
         &mut follows,
         &mut out,
         &mut board,
@@ -70,14 +70,13 @@ pub fn run(cfg: &Config, host: &str, shutdown: &Shutdown) -> anyhow::Result<()> 
 
     // Close what we opened so the remote follow scripts end now, not when sshd
     // notices a dead connection.
-    session.set_blocking(true);
-    session.set_timeout(2_000);
+    conns.blocking(2_000);
     for f in &mut follows {
         if let Some(mut ch) = f.channel.take() {
             let _ = ch.close();
         }
     }
-    let _ = session.disconnect(None, "rill ssh_tap stopping", None);
+    conns.disconnect();
     let error = result.as_ref().err().map(|e| format!("{e:#}"));
     board.set_connected(false, error.or_else(|| Some("stopped".into())));
     board.flush(&out.live, true);
@@ -85,7 +84,7 @@ pub fn run(cfg: &Config, host: &str, shutdown: &Shutdown) -> anyhow::Result<()> 
 }
 
 fn follow_loop(
-    session: &Session,
+    conns: &mut Connections,
     follows: &mut [Follow],
     out: &mut Outputs,
     board: &mut StatusBoard,
@@ -95,18 +94,14 @@ fn follow_loop(
     let mut buf = vec![0u8; 64 * 1024];
     let mut lines = Vec::new();
     let mut last_keepalive = Instant::now();
-    session.set_blocking(false);
     while !shutdown.requested() {
         let mut progressed = false;
         for (i, f) in follows.iter_mut().enumerate() {
             if f.channel.is_none() && f.reopen_at.is_some_and(|t| Instant::now() >= t) {
-                session.set_blocking(true);
-                let opened = f.open(session);
-                session.set_blocking(false);
-                if let Err(e) = opened {
-                    // A broken session shows up here first; anything else is
-                    // reported and retried.
-                    if !session_alive(session) {
+                if let Err(e) = f.open(conns) {
+                    // A broken connection shows up here first; anything else
+                    // is reported and retried.
+                    if !conns.alive() {
                         return Err(e.context("connection lost"));
                     }
                     warn!(log = %f.log.name, error = %format!("{e:#}"), "could not start following");
@@ -119,36 +114,16 @@ fn follow_loop(
             progressed |= f.pump(&mut buf, &mut lines, out, board, i, shutdown)?;
         }
         if last_keepalive.elapsed() >= Duration::from_secs(1) {
-            match session.keepalive_send() {
-                Ok(_) => {}
-                Err(e) if e.code() == ssh2::ErrorCode::Session(-37) => {}
-                Err(e) => return Err(anyhow!(e).context("connection lost (keepalive)")),
-            }
+            conns.keepalive()?;
             last_keepalive = Instant::now();
             saver.save(follows);
         }
         board.flush(&out.live, false);
         if !progressed {
-            wait_readable(session, Duration::from_millis(100));
+            conns.wait_readable(Duration::from_millis(100));
         }
     }
     Ok(())
-}
-
-fn session_alive(session: &Session) -> bool {
-    session.keepalive_send().is_ok()
-}
-
-fn wait_readable(session: &Session, timeout: Duration) {
-    let mut fds = libc::pollfd {
-        fd: session.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd for the session's socket.
-    unsafe {
-        libc::poll(&mut fds, 1, timeout.as_millis() as i32);
-    }
 }
 
 /// Writes the checkpoint file when a log's position changed.
@@ -208,7 +183,7 @@ impl Follow {
         }
     }
 
-    fn open(&mut self, session: &Session) -> anyhow::Result<()> {
+    fn open(&mut self, conns: &mut Connections) -> anyhow::Result<()> {
         let start = match self.resume {
             Some(c) => StartAt::Resume {
                 ino: c.file_id.ino,
@@ -216,11 +191,7 @@ impl Follow {
             },
             None => StartAt::End,
         };
-        let mut ch = session
-            .channel_session()
-            .context("could not open a channel")?;
-        ch.exec(&remote::follow_command(&self.log.path, start))
-            .context("could not start the follow script")?;
+        let ch = conns.exec(&remote::follow_command(&self.log.path, start))?;
         debug!(log = %self.log.name, path = %self.log.path, ?start, "following");
         self.channel = Some(ch);
         self.head.clear();
