@@ -23,7 +23,11 @@ pub struct LogCheckpoint {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoints {
+    /// Per log: the file at its path now.
     pub logs: BTreeMap<String, LogCheckpoint>,
+    /// Per log: rotated files not yet read to their end.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub draining: BTreeMap<String, Vec<LogCheckpoint>>,
 }
 
 pub fn path(cfg: &Config, host: &str) -> PathBuf {

@@ -22,6 +22,7 @@
 pub mod checkpoint;
 pub mod connect;
 pub mod connections;
+pub mod follow;
 pub mod hostkey;
 pub mod lines;
 pub mod remote;

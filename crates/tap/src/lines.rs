@@ -43,6 +43,22 @@ impl LineSplitter {
         self.buf.len()
     }
 
+    /// Hands out the bytes still waiting for a newline as a partial line
+    /// (when a file is done and its last line never got one).
+    pub fn flush(&mut self) -> Option<Line> {
+        if self.buf.is_empty() {
+            return None;
+        }
+        let bytes = std::mem::take(&mut self.buf);
+        let line = Line {
+            offset: self.start,
+            bytes,
+            partial: true,
+        };
+        self.start += line.bytes.len() as u64;
+        Some(line)
+    }
+
     /// Adds `data` and appends every completed line to `out`.
     pub fn feed(&mut self, data: &[u8], out: &mut Vec<Line>) {
         self.buf.extend_from_slice(data);
@@ -98,6 +114,20 @@ mod tests {
         );
         assert_eq!(s.next_offset(), 107);
         assert_eq!(s.pending(), 2, "\"ef\" waits for its newline");
+    }
+
+    #[test]
+    fn flush_hands_out_the_unterminated_rest_once() {
+        let mut s = LineSplitter::new(10, DEFAULT_MAX_LINE);
+        let out = feed_all(&mut s, &[b"a\nlast"]);
+        assert_eq!(out.len(), 1);
+        let rest = s.flush().unwrap();
+        assert_eq!(
+            (rest.offset, rest.bytes.as_slice(), rest.partial),
+            (12, &b"last"[..], true)
+        );
+        assert_eq!(s.next_offset(), 16);
+        assert!(s.flush().is_none());
     }
 
     #[test]
