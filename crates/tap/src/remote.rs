@@ -532,7 +532,7 @@ mod tests {
         );
         let text = String::from_utf8_lossy(&l.got).into_owned();
         assert!(
-            text.starts_with(&format!("RILL ")) && text.ends_with(" 71\nlast\n"),
+            text.starts_with("RILL ") && text.ends_with(" 71\nlast\n"),
             "{text}"
         );
         let fp = match parse_header(text.lines().next().unwrap().as_bytes()).unwrap() {

@@ -1,0 +1,202 @@
+//! Issue 3 (part): files rotated the way servers really rotate them, with the
+//! real `logrotate`, while a writer keeps its file descriptor open and only
+//! reopens when signalled (so lines land in the old inode after the rename).
+//! Every number must arrive exactly once, in order per file, each line at the
+//! byte offset it has in its file.
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::Write;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rill_e2e::*;
+use serde_json::Value;
+
+const LINES: usize = 4000;
+/// Every line has this length, so offsets within a file are multiples of it.
+const LINE_LEN: usize = "n=000000 the quick brown fox jumps over the lazy dog\n".len();
+
+fn line(n: usize) -> String {
+    format!("n={n:06} the quick brown fox jumps over the lazy dog\n")
+}
+
+/// How the test rotates the file.
+enum Mode {
+    /// `logrotate` with these directives (besides `rotate 5`, `su`, `missingok`).
+    Logrotate(&'static str),
+    /// The file is deleted; the writer creates it anew.
+    DeleteRecreate,
+}
+
+/// Writes LINES numbered lines, rotating 3 times along the way; checks the index.
+fn run(mode: Mode) {
+    let h = OneHost::running(&["app"]);
+    let path = h.file("app");
+    let conf = h.rill.dir.path().join("logrotate.conf");
+    let state = h.rill.dir.path().join("logrotate.state");
+    if let Mode::Logrotate(directives) = &mode {
+        let text = format!(
+            "\"{}\" {{\n  su {u} {u}\n  rotate 5\n  missingok\n  {directives}\n}}\n",
+            path.display(),
+            u = h.user.name
+        );
+        std::fs::write(&conf, text).unwrap();
+    }
+
+    let written = Arc::new(AtomicUsize::new(0));
+    let reopen = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (written, reopen, path) = (Arc::clone(&written), Arc::clone(&reopen), path.clone());
+        std::thread::spawn(move || {
+            let open = || {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+                    .unwrap()
+            };
+            let mut f = open();
+            for n in 0..LINES {
+                if reopen.swap(false, Ordering::SeqCst) {
+                    f = open();
+                }
+                f.write_all(line(n).as_bytes()).unwrap();
+                written.store(n + 1, Ordering::SeqCst);
+                // The workload's pace: about 8 s of writing in all.
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        })
+    };
+
+    let rill = &h.rill;
+    let followed = || {
+        rill.host_status("web01")
+            .map(|s| s["logs"][0].clone())
+            .unwrap_or_default()
+    };
+    for quarter in 1..=3 {
+        assert!(wait_until(Duration::from_secs(60), || written
+            .load(Ordering::SeqCst)
+            >= quarter * LINES / 4));
+        let before = followed()["file_id"].clone();
+        match &mode {
+            Mode::Logrotate(_) => {
+                let out = Command::new("logrotate")
+                    .arg("-f")
+                    .arg("-s")
+                    .arg(&state)
+                    .arg(&conf)
+                    .output()
+                    .unwrap();
+                assert!(
+                    out.status.success(),
+                    "logrotate: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            Mode::DeleteRecreate => std::fs::remove_file(&path).unwrap(),
+        }
+        // Like a daemon not yet signalled, the writer goes on appending to
+        // the old inode, also after the tap moved on to the new file (or
+        // started waiting for it); then its "postrotate": reopen by name.
+        let moved_on = wait_until(Duration::from_secs(20), || {
+            let now = followed();
+            now["file_id"] != before
+                || now["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("does not exist yet"))
+        });
+        assert!(
+            moved_on,
+            "the tap never noticed rotation {quarter}; log:\n{}",
+            rill.log()
+        );
+        let at = written.load(Ordering::SeqCst);
+        assert!(wait_until(Duration::from_secs(30), || written
+            .load(Ordering::SeqCst)
+            >= at + 20));
+        reopen.store(true, Ordering::SeqCst);
+    }
+    writer.join().unwrap();
+
+    let n = wait_for(Duration::from_secs(30), || {
+        rill.count("*", &[]).filter(|&n| n as usize >= LINES)
+    });
+    let rotated: Vec<_> = std::fs::read_dir(&h.remote.path)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        n,
+        Some(LINES as u64),
+        "files now: {rotated:?}\nlog:\n{}",
+        rill.log()
+    );
+
+    let out = rill.rill(&["search", "--json", "--limit", &(LINES * 2).to_string(), "*"]);
+    let hits: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(hits.len(), LINES);
+    let mut seen = HashSet::new();
+    let mut per_file: BTreeMap<String, Vec<(u64, usize)>> = BTreeMap::new();
+    for hit in &hits {
+        let body = hit["body"].as_str().unwrap();
+        let n: usize = body[2..8].parse().unwrap();
+        assert_eq!(format!("{body}\n"), line(n));
+        assert!(seen.insert(n), "line {n} twice");
+        per_file
+            .entry(hit["file_id"].as_str().unwrap().to_owned())
+            .or_default()
+            .push((hit["offset"].as_u64().unwrap(), n));
+    }
+    assert_eq!(
+        per_file.len(),
+        4,
+        "3 rotations give 4 files: {:?}",
+        per_file.keys().collect::<Vec<_>>()
+    );
+    for (file, lines) in per_file.iter_mut() {
+        lines.sort();
+        for (k, (offset, n)) in lines.iter().enumerate() {
+            assert_eq!(
+                *offset,
+                (k * LINE_LEN) as u64,
+                "{file}: line {n} at the wrong offset"
+            );
+            if k > 0 {
+                assert!(*n > lines[k - 1].1, "{file}: numbers out of order");
+            }
+        }
+    }
+}
+
+#[test]
+fn logrotate_create() {
+    run(Mode::Logrotate("create 0644"));
+}
+
+#[test]
+fn logrotate_create_with_delaycompress() {
+    run(Mode::Logrotate("create 0644\n  compress\n  delaycompress"));
+}
+
+#[test]
+fn logrotate_create_with_compress() {
+    run(Mode::Logrotate("create 0644\n  compress"));
+}
+
+#[test]
+fn logrotate_dateext() {
+    run(Mode::Logrotate(
+        "create 0644\n  dateext\n  dateformat -%Y%m%d-%s",
+    ));
+}
+
+#[test]
+fn delete_and_recreate() {
+    run(Mode::DeleteRecreate);
+}
