@@ -32,7 +32,11 @@ enum Mode {
 
 /// Writes LINES numbered lines, rotating 3 times along the way; checks the index.
 fn run(mode: Mode) {
-    let h = OneHost::running(&["app"]);
+    run_on(SshdOptions::default(), mode)
+}
+
+fn run_on(sshd: SshdOptions, mode: Mode) {
+    let h = OneHost::start(OneHost::with_sshd(sshd, &["app"]), &["app"]);
     let path = h.file("app");
     let conf = h.rill.dir.path().join("logrotate.conf");
     let state = h.rill.dir.path().join("logrotate.state");
@@ -199,4 +203,71 @@ fn logrotate_dateext() {
 #[test]
 fn delete_and_recreate() {
     run(Mode::DeleteRecreate);
+}
+
+/// A host whose tools are BusyBox applets: the test user's PATH (set by sshd)
+/// holds nothing else.
+#[test]
+fn busybox_host_logrotate_create() {
+    let dir = tempfile::Builder::new()
+        .prefix("rill-busybox")
+        .tempdir()
+        .unwrap();
+    let busybox = which("busybox");
+    for applet in [
+        "tail", "ls", "stat", "wc", "head", "cat", "sleep", "cut", "md5sum", "find",
+    ] {
+        std::os::unix::fs::symlink(&busybox, dir.path().join(applet)).unwrap();
+    }
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let opts = SshdOptions {
+        extra_config: vec![format!("SetEnv PATH={}", dir.path().display())],
+        ..Default::default()
+    };
+    // The host really has only BusyBox: GNU tail is not reachable.
+    let user = TestUser::get().unwrap();
+    let sshd = Sshd::start(opts.clone()).unwrap();
+    let key = user.authorize_new_key().unwrap();
+    let probe = Command::new("ssh")
+        .args([
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+        ])
+        .arg(format!(
+            "UserKnownHostsFile={}",
+            sshd.known_hosts_file().display()
+        ))
+        .arg("-i")
+        .arg(&key.private)
+        .args([
+            "-p",
+            &sshd.port().to_string(),
+            "rilltest@127.0.0.1",
+            "tail --help 2>&1 | head -1",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&probe.stdout).contains("BusyBox"),
+        "{}",
+        String::from_utf8_lossy(&probe.stdout)
+    );
+    drop((sshd, key));
+    run_on(opts, Mode::Logrotate("create 0644"));
+}
+
+fn which(name: &str) -> std::path::PathBuf {
+    std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .map(|d| std::path::Path::new(d).join(name))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| panic!("{name} is not installed; run tests/install-deps.sh"))
 }

@@ -31,7 +31,9 @@ pub enum StartAt {
 }
 
 /// Shell functions shared by the scripts: `ident FILE` sets `dev`, `ino`,
-/// `size` and `fp` (cksum of the first FINGERPRINT_BYTES, 0 if shorter);
+/// `size` and `fp` (POSIX `cksum` of the first FINGERPRINT_BYTES, or the
+/// first 32 bits of their `md5sum` where `cksum` is missing, as in Debian's
+/// BusyBox; 0 if the file is shorter);
 /// `byino DIR INO` prints the name of the entry of DIR with inode INO.
 fn prelude() -> String {
     format!(
@@ -41,7 +43,10 @@ fn prelude() -> String {
   dev=$(stat -c %d "$f" 2>/dev/null) || dev=0
   size=$(wc -c < "$f" 2>/dev/null); size=$((size + 0))
   fp=0
-  if [ "$size" -ge {fpb} ]; then fp=$(head -c {fpb} "$f" | cksum); fp=${{fp%% *}}; fi
+  if [ "$size" -ge {fpb} ]; then
+    fp=$(head -c {fpb} "$f" | cksum 2>/dev/null); fp=${{fp%% *}}
+    if [ -z "$fp" ]; then h=$(head -c {fpb} "$f" | md5sum); h=$(printf %.8s "$h"); fp=$((0x$h)); fi
+  fi
 }}
 byino() {{
   ls -ai "$1" 2>/dev/null | while read -r i n; do
