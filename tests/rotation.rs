@@ -23,6 +23,7 @@ fn line(n: usize) -> String {
 }
 
 /// How the test rotates the file.
+#[derive(Clone, Copy, PartialEq)]
 enum Mode {
     /// `logrotate` with these directives (besides `rotate 5`, `su`, `missingok`).
     Logrotate(&'static str),
@@ -36,6 +37,13 @@ fn run(mode: Mode) {
 }
 
 fn run_on(sshd: SshdOptions, mode: Mode) {
+    run_with(sshd, mode, false)
+}
+
+/// With `crash`, ssh_tap is killed with SIGKILL around each rotation: right
+/// after the rename (before it noticed), while it drains the old file, and
+/// between rotations.
+fn run_with(sshd: SshdOptions, mode: Mode, crash: bool) {
     let h = OneHost::start(OneHost::with_sshd(sshd, &["app"]), &["app"]);
     let path = h.file("app");
     let conf = h.rill.dir.path().join("logrotate.conf");
@@ -102,6 +110,9 @@ fn run_on(sshd: SshdOptions, mode: Mode) {
             }
             Mode::DeleteRecreate => std::fs::remove_file(&path).unwrap(),
         }
+        if crash && quarter == 1 {
+            kill_tap(&h);
+        }
         // Like a daemon not yet signalled, the writer goes on appending to
         // the old inode, also after the tap moved on to the new file (or
         // started waiting for it); then its "postrotate": reopen by name.
@@ -122,6 +133,13 @@ fn run_on(sshd: SshdOptions, mode: Mode) {
             .load(Ordering::SeqCst)
             >= at + 20));
         reopen.store(true, Ordering::SeqCst);
+        if crash && quarter == 2 {
+            let at = written.load(Ordering::SeqCst);
+            assert!(wait_until(Duration::from_secs(30), || written
+                .load(Ordering::SeqCst)
+                >= at + 100));
+            kill_tap(&h);
+        }
     }
     writer.join().unwrap();
 
@@ -270,4 +288,35 @@ fn which(name: &str) -> std::path::PathBuf {
         .map(|d| std::path::Path::new(d).join(name))
         .find(|p| p.exists())
         .unwrap_or_else(|| panic!("{name} is not installed; run tests/install-deps.sh"))
+}
+
+/// SIGKILLs the running ssh_tap and waits until robust_ssh_tap started another.
+fn kill_tap(h: &OneHost) {
+    let config = h.rill.config.display().to_string();
+    let taps = || -> Vec<u32> {
+        local_processes_mentioning(&config)
+            .into_iter()
+            .filter(|(_, c)| c.contains("/ssh_tap "))
+            .map(|(p, _)| p)
+            .collect()
+    };
+    let old = taps();
+    assert_eq!(old.len(), 1, "{old:?}");
+    // SAFETY: killing the tap of the Rill under test.
+    unsafe { libc::kill(old[0] as i32, libc::SIGKILL) };
+    assert!(
+        wait_until(Duration::from_secs(15), || taps()
+            .iter()
+            .any(|p| *p != old[0])),
+        "no new ssh_tap"
+    );
+}
+
+#[test]
+fn ssh_tap_killed_around_rotations_loses_and_repeats_nothing() {
+    run_with(
+        SshdOptions::default(),
+        Mode::Logrotate("create 0644\n  delaycompress\n  compress"),
+        true,
+    );
 }

@@ -68,6 +68,8 @@ struct Reader {
 #[derive(Default)]
 struct Seen {
     progressed: bool,
+    /// The header arrived: the file's identity is now known.
+    identified: bool,
     controls: Vec<Control>,
     /// A resume point the server did not honour: the file was replaced.
     replaced: Option<LogCheckpoint>,
@@ -214,9 +216,7 @@ impl Reader {
                         // fingerprint may have been taken when it was shorter).
                         Some(prev)
                             if self.draining
-                                || (prev.file_id.ino == file_id.ino
-                                    && prev.offset == start
-                                    && start > 0) =>
+                                || (prev.file_id.ino == file_id.ino && prev.offset == start) =>
                         {
                             file_id = prev.file_id;
                         }
@@ -235,6 +235,7 @@ impl Reader {
                         st.last_offset = Some(start);
                     }
                     self.following = Some((file_id, LineSplitter::new(start, DEFAULT_MAX_LINE)));
+                    seen.identified = true;
                 }
             }
             self.head.clear();
@@ -267,6 +268,10 @@ pub struct Follow {
     resume: Option<LogCheckpoint>,
     /// Rotated files still to finish (from a checkpoint, or replaced while down).
     finishes: Vec<LogCheckpoint>,
+    /// A file's identity was established or a rotation seen since the last
+    /// checkpoint: save now, not at the next periodic save, so a restart
+    /// never names the same file differently.
+    pub identity_changed: bool,
 }
 
 impl Follow {
@@ -275,6 +280,7 @@ impl Follow {
             Some(c) => StartAt::Resume {
                 ino: c.file_id.ino,
                 offset: c.offset,
+                fingerprint: c.file_id.fingerprint,
             },
             None => StartAt::End,
         };
@@ -286,6 +292,7 @@ impl Follow {
             next,
             resume: saved,
             finishes: draining,
+            identity_changed: false,
         }
     }
 
@@ -310,8 +317,8 @@ impl Follow {
         i: usize,
     ) -> anyhow::Result<()> {
         for c in std::mem::take(&mut self.finishes) {
-            let cmd =
-                remote::finish_command(&self.log.path, OldFile::Inode(c.file_id.ino), c.offset);
+            let old = OldFile::Inode(c.file_id.ino);
+            let cmd = remote::finish_command(&self.log.path, old, c.offset, POLL_INTERVAL_S);
             match conns.exec(&cmd) {
                 Ok(ch) => {
                     info!(log = %self.log.name, file_id = %c.file_id, offset = c.offset, "finishing rotated file");
@@ -351,6 +358,7 @@ impl Follow {
         if let Some(mut r) = self.current.take() {
             let seen = r.pump(&self.log, io, i, true)?;
             progressed |= seen.progressed;
+            self.identity_changed |= seen.identified || !seen.controls.is_empty();
             if let Some(old) = seen.replaced {
                 info!(log = %self.log.name, file_id = %old.file_id, "the file was replaced while we were away; finishing the old one");
                 self.finishes.push(old);
@@ -371,6 +379,7 @@ impl Follow {
                     (false, Some(c)) => StartAt::Resume {
                         ino: c.file_id.ino,
                         offset: c.offset,
+                        fingerprint: c.file_id.fingerprint,
                     },
                     _ => StartAt::Beginning,
                 };

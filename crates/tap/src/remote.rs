@@ -25,9 +25,14 @@ pub enum StartAt {
     End,
     /// At byte 0 (a file that replaced the one we followed).
     Beginning,
-    /// At `offset` if the file still has inode `ino` and is at least that long;
-    /// otherwise from 0 (it was replaced or truncated).
-    Resume { ino: u64, offset: u64 },
+    /// At `offset` if the file still has inode `ino`, is at least that long
+    /// and (when both are known) has fingerprint `fingerprint`; otherwise
+    /// from 0 (it was replaced or truncated).
+    Resume {
+        ino: u64,
+        offset: u64,
+        fingerprint: u32,
+    },
 }
 
 /// Shell functions shared by the scripts: `ident FILE` sets `dev`, `ino`,
@@ -72,7 +77,11 @@ pub fn follow_command(path: &str, start: StartAt, interval_s: u32) -> String {
     let start = match start {
         StartAt::End => "end".to_owned(),
         StartAt::Beginning => "0".to_owned(),
-        StartAt::Resume { ino, offset } => format!("{ino}:{offset}"),
+        StartAt::Resume {
+            ino,
+            offset,
+            fingerprint,
+        } => format!("{ino}:{offset}:{fingerprint}"),
     };
     let dir = match path.rfind('/') {
         Some(0) => "/",
@@ -95,7 +104,9 @@ start={start}
   ident "$p"
   case $start in
     end) start=$size ;;
-    *:*) if [ "$ino" = "${{start%%:*}}" ] && [ "$size" -ge "${{start#*:}}" ]; then start=${{start#*:}}; else start=0; fi ;;
+    *:*:*)
+      want=${{start%%:*}}; rest=${{start#*:}}; off=${{rest%%:*}}; wfp=${{rest#*:}}
+      if [ "$ino" = "$want" ] && [ "$size" -ge "$off" ] && {{ [ "$wfp" = 0 ] || [ "$fp" = 0 ] || [ "$fp" = "$wfp" ]; }}; then start=$off; else start=0; fi ;;
   esac
   echo "RILL $dev $ino $fp $start"
   tail -c +$((start + 1)) -f "$p" &
@@ -148,10 +159,12 @@ pub enum OldFile {
     Copy { fingerprint: u32 },
 }
 
-/// The command that reads an old file of `path`'s directory once, from
-/// `offset` to its end (no following), with the same header as a follow;
-/// `RILL-GONE` when no such file exists.
-pub fn finish_command(path: &str, old: OldFile, offset: u64) -> String {
+/// The command that reads an old file of `path`'s directory from `offset`,
+/// with the same header as a follow, following it until it stops growing
+/// (then `RILL-FINAL <size>` on stderr, as a draining follow does) or leaves
+/// the directory (`RILL-GONE` on stderr); a header `RILL-GONE` when no such
+/// file exists.
+pub fn finish_command(path: &str, old: OldFile, offset: u64, interval_s: u32) -> String {
     let dir = match path.rfind('/') {
         Some(0) => "/",
         Some(i) => &path[..i],
@@ -178,9 +191,19 @@ d={dir}
   {find}
   if [ -z "$n" ]; then echo RILL-GONE; exit 0; fi
   ident "$d/$n"
+  me=$ino
   echo "RILL $dev $ino $fp {offset}"
-  tail -c +{skip} "$d/$n" &
+  tail -c +{skip} -f "$d/$n" &
   t=$!
+  prev=-1
+  while :; do
+    n=$(byino "$d" "$me")
+    if [ -z "$n" ]; then echo RILL-GONE >&2; break; fi
+    sz=$(wc -c < "$d/$n" 2>/dev/null); sz=$((sz + 0))
+    if [ "$sz" = "$prev" ]; then echo "RILL-FINAL $sz" >&2; break; fi
+    prev=$sz
+    sleep {iv}
+  done
   wait $t
 ) 3<&- &
 {watchdog}"#,
@@ -188,6 +211,7 @@ d={dir}
         path = shell_quote(path),
         dir = shell_quote(dir),
         skip = offset + 1,
+        iv = interval_s.max(1),
         watchdog = WATCHDOG,
     )
 }
@@ -365,6 +389,7 @@ mod tests {
             StartAt::Resume {
                 ino: meta.ino(),
                 offset: 101,
+                fingerprint: 0,
             },
         );
         match header {
@@ -383,10 +408,21 @@ mod tests {
             StartAt::Resume {
                 ino: meta.ino() + 1,
                 offset: 101,
+                fingerprint: 0,
             },
         );
         assert!(matches!(header, Header::Following { start: 0, .. }));
         assert_eq!(rest, body.as_bytes());
+        // Same inode, other first bytes (the inode was reused): from 0 too.
+        let (header, _) = run_local(
+            &path,
+            StartAt::Resume {
+                ino: meta.ino(),
+                offset: 101,
+                fingerprint: 12345,
+            },
+        );
+        assert!(matches!(header, Header::Following { start: 0, .. }));
         // At the end: nothing old is sent.
         let (header, rest) = run_local(&path, StartAt::End);
         assert!(matches!(header, Header::Following { start, .. } if start == body.len() as u64));
@@ -529,6 +565,7 @@ mod tests {
             path.to_str().unwrap(),
             OldFile::Inode(ino),
             71,
+            1,
         ));
         assert!(
             l.until(|o, _| o.ends_with(b"last\n")),
@@ -540,17 +577,25 @@ mod tests {
             text.starts_with("RILL ") && text.ends_with(" 71\nlast\n"),
             "{text}"
         );
+        // It keeps following until the file stops growing, then says so.
+        let final_size = body.len() as u64;
+        let fin = |e: &[String]| {
+            e.iter()
+                .any(|x| parse_control(x) == Some(Control::Final(final_size)))
+        };
+        assert!(l.until(|_, e| fin(e)), "{:?}", l.errs);
         let fp = match parse_header(text.lines().next().unwrap().as_bytes()).unwrap() {
             Header::Following { file_id, .. } => file_id.fingerprint,
             other => panic!("{other:?}"),
         };
-        assert!(l.child.wait().unwrap().success(), "finish ends by itself");
+        l.close();
         // A copy with the same first bytes is found by fingerprint.
         std::fs::rename(&rotated, dir.path().join("copy")).unwrap();
         let mut l = Local::start(finish_command(
             path.to_str().unwrap(),
             OldFile::Copy { fingerprint: fp },
             71,
+            1,
         ));
         assert!(
             l.until(|o, _| o.ends_with(b"last\n")),
@@ -559,7 +604,12 @@ mod tests {
         );
         l.close();
         // Nothing matching: RILL-GONE.
-        let mut l = Local::start(finish_command(path.to_str().unwrap(), OldFile::Inode(1), 0));
+        let mut l = Local::start(finish_command(
+            path.to_str().unwrap(),
+            OldFile::Inode(1),
+            0,
+            1,
+        ));
         assert!(l.until(|o, _| o == b"RILL-GONE\n"));
         l.close();
     }

@@ -62,7 +62,7 @@ pub fn run(cfg: &Config, host: &str, shutdown: &Shutdown) -> anyhow::Result<()> 
         &mut saver,
         shutdown,
     );
-    saver.save(&follows);
+    saver.save(&mut follows);
 
     // Close what we opened so the remote follow scripts end now, not when sshd
     // notices a dead connection.
@@ -112,6 +112,8 @@ fn follow_loop(
             conns.keepalive()?;
             last_keepalive = Instant::now();
             saver.save(follows);
+        } else if follows.iter().any(|f| f.identity_changed) {
+            saver.save(follows);
         }
         board.flush(&out.live, false);
         if !progressed {
@@ -129,9 +131,10 @@ struct CheckpointSaver<'a> {
 }
 
 impl CheckpointSaver<'_> {
-    fn save(&mut self, follows: &[Follow]) {
+    fn save(&mut self, follows: &mut [Follow]) {
         let mut now = self.saved.clone();
-        for f in follows {
+        for f in follows.iter_mut() {
+            f.identity_changed = false;
             let (current, draining) = f.positions();
             if let Some(c) = current {
                 now.logs.insert(f.log.name.clone(), c);
