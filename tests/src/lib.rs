@@ -150,6 +150,13 @@ impl Rill {
         }
     }
 
+    /// Appends top-level YAML (e.g. a `tap:` block) to the config.
+    pub fn append_config(&self, yaml: &str) {
+        let mut text = std::fs::read_to_string(&self.config).unwrap();
+        text.push_str(yaml);
+        std::fs::write(&self.config, text).unwrap();
+    }
+
     /// Sets an environment variable for every process this Rill starts.
     pub fn env(&mut self, key: &str, value: &str) -> &mut Self {
         self.env.push((key.into(), value.into()));

@@ -15,7 +15,10 @@ mod model;
 mod raw;
 mod validate;
 
-pub use model::{Auth, Config, Host, KnownHostsPolicy, Log, ParserKind, Secret, SecretError};
+pub use model::{
+    Auth, Config, Host, KnownHostsPolicy, Log, ParserKind, Secret, SecretError, TapSettings,
+};
+pub use validate::parse_duration;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -15,8 +15,34 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// The one endpoint stream clients subscribe to.
     pub streams_endpoint: String,
+    /// How taps follow files.
+    pub tap: TapSettings,
     pub hosts: BTreeMap<String, Host>,
     pub logs: BTreeMap<String, Log>,
+}
+
+/// How taps follow files (the `tap:` block).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TapSettings {
+    /// How often each remote follow script checks its file for rotation and
+    /// truncation (default 1 s). Fractions need a `sleep` that takes them
+    /// (GNU, BusyBox).
+    pub poll_interval: std::time::Duration,
+    /// Longer lines are split into pieces marked partial (default 1 MiB).
+    pub max_line_bytes: usize,
+    /// A last line still without its newline after this long is published,
+    /// marked partial (default 5 s); the rest follows as its own line.
+    pub partial_line_after: std::time::Duration,
+}
+
+impl Default for TapSettings {
+    fn default() -> Self {
+        TapSettings {
+            poll_interval: std::time::Duration::from_secs(1),
+            max_line_bytes: 1 << 20,
+            partial_line_after: std::time::Duration::from_secs(5),
+        }
+    }
 }
 
 /// A server to follow logs on.

@@ -15,6 +15,7 @@ use crate::ConfigError;
 pub struct RawConfig {
     pub state_dir: Option<String>,
     pub streams: Option<RawStreams>,
+    pub tap: Option<RawTap>,
     pub hosts: BTreeMap<String, RawHost>,
     pub logs: BTreeMap<String, RawLog>,
 }
@@ -23,6 +24,14 @@ pub struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub struct RawStreams {
     pub endpoint: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTap {
+    pub poll_interval: Option<String>,
+    pub max_line_bytes: Option<u64>,
+    pub partial_line_after: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

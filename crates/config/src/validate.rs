@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 
 use rill_proto::valid_name;
 
-use crate::model::{Auth, Config, Host, Log, Secret};
+use std::time::Duration;
+
+use crate::model::{Auth, Config, Host, Log, Secret, TapSettings};
 use crate::raw::{HostSelection, RawAuth, RawConfig};
 use crate::{ConfigError, DEFAULT_STREAMS_ENDPOINT};
 
@@ -48,6 +50,34 @@ pub fn validate(file: &Path, raw: RawConfig, env: Environment) -> Result<Config,
         .and_then(|s| s.endpoint)
         .unwrap_or_else(|| DEFAULT_STREAMS_ENDPOINT.to_owned());
     check_endpoint(&streams_endpoint).map_err(|m| err("streams.endpoint", m))?;
+
+    let mut tap = TapSettings::default();
+    if let Some(t) = raw.tap {
+        if let Some(v) = t.poll_interval {
+            tap.poll_interval = parse_duration(&v).map_err(|m| err("tap.poll_interval", m))?;
+            if tap.poll_interval < Duration::from_millis(100)
+                || tap.poll_interval > Duration::from_secs(60)
+            {
+                return Err(err(
+                    "tap.poll_interval",
+                    format!("expected between 100ms and 60s, got {v}"),
+                ));
+            }
+        }
+        if let Some(v) = t.max_line_bytes {
+            if !(1024..=64 << 20).contains(&v) {
+                return Err(err(
+                    "tap.max_line_bytes",
+                    format!("expected between 1024 and 67108864, got {v}"),
+                ));
+            }
+            tap.max_line_bytes = v as usize;
+        }
+        if let Some(v) = t.partial_line_after {
+            tap.partial_line_after =
+                parse_duration(&v).map_err(|m| err("tap.partial_line_after", m))?;
+        }
+    }
 
     if raw.hosts.is_empty() {
         return Err(err("hosts", "expected at least one host".into()));
@@ -144,6 +174,7 @@ pub fn validate(file: &Path, raw: RawConfig, env: Environment) -> Result<Config,
         file,
         state_dir,
         streams_endpoint,
+        tap,
         hosts,
         logs,
     })
@@ -255,4 +286,44 @@ fn resolve(base: &Path, p: &str) -> PathBuf {
         .components()
         .filter(|c| !matches!(c, std::path::Component::CurDir))
         .collect()
+}
+
+/// `500ms`, `1s`, `2.5s`, `5m`, `1h`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("expected a duration like 500ms, 1s, 5m or 1h, got {text:?}"))?;
+    let secs = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => {
+            return Err(format!(
+                "expected a duration like 500ms, 1s, 5m or 1h, got {text:?}"
+            ))
+        }
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2.5s"), Ok(Duration::from_millis(2500)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert!(parse_duration("5")
+            .unwrap_err()
+            .contains("expected a duration"));
+        assert!(parse_duration("fast").is_err());
+    }
 }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 use chrono::Utc;
-use rill_config::Log;
+use rill_config::{Log, TapSettings};
 use rill_process::Shutdown;
 use rill_proto::FileId;
 use ssh2::Channel;
@@ -25,7 +25,7 @@ use tracing::{debug, info, warn};
 
 use crate::checkpoint::LogCheckpoint;
 use crate::connections::Connections;
-use crate::lines::{Line, LineSplitter, DEFAULT_MAX_LINE};
+use crate::lines::{Line, LineSplitter};
 use crate::remote::{self, Control, Header, OldFile, StartAt};
 use crate::status::StatusBoard;
 use crate::tap::Outputs;
@@ -35,8 +35,6 @@ const REOPEN_AFTER: Duration = Duration::from_secs(1);
 /// A draining file whose inode left the directory is closed after this long
 /// without data.
 const QUIET: Duration = Duration::from_secs(3);
-/// How often the remote script checks for rotation, in seconds.
-const POLL_INTERVAL_S: u32 = 1;
 
 /// What the loop hands every pump.
 pub struct Io<'a> {
@@ -50,6 +48,7 @@ pub struct Io<'a> {
 /// One channel reading one file instance.
 struct Reader {
     channel: Channel,
+    settings: TapSettings,
     head: Vec<u8>,
     following: Option<(FileId, LineSplitter)>,
     stderr: Vec<u8>,
@@ -76,9 +75,15 @@ struct Seen {
 }
 
 impl Reader {
-    fn new(channel: Channel, expect: Option<LogCheckpoint>, draining: bool) -> Self {
+    fn new(
+        channel: Channel,
+        settings: TapSettings,
+        expect: Option<LogCheckpoint>,
+        draining: bool,
+    ) -> Self {
         Reader {
             channel,
+            settings,
             head: Vec::new(),
             following: None,
             stderr: Vec::new(),
@@ -148,6 +153,18 @@ impl Reader {
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(e) => return Err(anyhow!(e).context(format!("reading {} failed", log.path))),
+            }
+        }
+        // A last line without its newline goes out, marked partial, once
+        // the file has been quiet for a while.
+        if self.last_data.elapsed() >= self.settings.partial_line_after {
+            if let Some((file_id, splitter)) = &mut self.following {
+                if let Some(line) = splitter.flush() {
+                    io.out
+                        .publish(log, *file_id, &line, Utc::now(), io.shutdown)?;
+                    io.board.log(i).lines_read += 1;
+                    seen.progressed = true;
+                }
             }
         }
         if let Ok(n) = self.channel.stderr().read(io.buf) {
@@ -234,7 +251,10 @@ impl Reader {
                         st.file_id = Some(file_id);
                         st.last_offset = Some(start);
                     }
-                    self.following = Some((file_id, LineSplitter::new(start, DEFAULT_MAX_LINE)));
+                    self.following = Some((
+                        file_id,
+                        LineSplitter::new(start, self.settings.max_line_bytes),
+                    ));
                     seen.identified = true;
                 }
             }
@@ -259,6 +279,7 @@ impl Reader {
 /// One followed log.
 pub struct Follow {
     pub log: Log,
+    settings: TapSettings,
     current: Option<Reader>,
     draining: Vec<Reader>,
     reopen_at: Option<Instant>,
@@ -275,7 +296,12 @@ pub struct Follow {
 }
 
 impl Follow {
-    pub fn new(log: Log, saved: Option<LogCheckpoint>, draining: Vec<LogCheckpoint>) -> Self {
+    pub fn new(
+        log: Log,
+        settings: TapSettings,
+        saved: Option<LogCheckpoint>,
+        draining: Vec<LogCheckpoint>,
+    ) -> Self {
         let next = match saved {
             Some(c) => StartAt::Resume {
                 ino: c.file_id.ino,
@@ -286,6 +312,7 @@ impl Follow {
         };
         Follow {
             log,
+            settings,
             current: None,
             draining: Vec::new(),
             reopen_at: Some(Instant::now()),
@@ -318,11 +345,13 @@ impl Follow {
     ) -> anyhow::Result<()> {
         for c in std::mem::take(&mut self.finishes) {
             let old = OldFile::Inode(c.file_id.ino);
-            let cmd = remote::finish_command(&self.log.path, old, c.offset, POLL_INTERVAL_S);
+            let cmd =
+                remote::finish_command(&self.log.path, old, c.offset, self.settings.poll_interval);
             match conns.exec(&cmd) {
                 Ok(ch) => {
                     info!(log = %self.log.name, file_id = %c.file_id, offset = c.offset, "finishing rotated file");
-                    self.draining.push(Reader::new(ch, Some(c), true));
+                    self.draining
+                        .push(Reader::new(ch, self.settings, Some(c), true));
                 }
                 Err(e) => {
                     self.finishes.push(c);
@@ -334,11 +363,11 @@ impl Follow {
             match conns.exec(&remote::follow_command(
                 &self.log.path,
                 self.next,
-                POLL_INTERVAL_S,
+                self.settings.poll_interval,
             )) {
                 Ok(ch) => {
                     debug!(log = %self.log.name, path = %self.log.path, start = ?self.next, "following");
-                    self.current = Some(Reader::new(ch, self.resume, false));
+                    self.current = Some(Reader::new(ch, self.settings, self.resume, false));
                     self.reopen_at = None;
                     board.log(i).error = None;
                 }

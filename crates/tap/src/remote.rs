@@ -10,11 +10,25 @@
 //! kills the follower, so no remote process outlives its channel by more than
 //! the time sshd takes to notice.
 
+use std::time::Duration;
+
 use rill_proto::FileId;
 
 /// Quotes `s` for a POSIX shell: the result is always one literal word.
 pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// `1`, `0.5`: seconds as `sleep` takes them.
+fn seconds(d: Duration) -> String {
+    let ms = d.as_millis().max(1);
+    if ms % 1000 == 0 {
+        (ms / 1000).to_string()
+    } else {
+        format!("{}.{:03}", ms / 1000, ms % 1000)
+            .trim_end_matches('0')
+            .to_owned()
+    }
 }
 
 /// Where to start reading.
@@ -72,8 +86,8 @@ wait $w
 "#;
 
 /// The command to exec on the server to follow `path`, checking every
-/// `interval_s` seconds whether it was rotated or truncated.
-pub fn follow_command(path: &str, start: StartAt, interval_s: u32) -> String {
+/// `interval` whether it was rotated or truncated.
+pub fn follow_command(path: &str, start: StartAt, interval: Duration) -> String {
     let start = match start {
         StartAt::End => "end".to_owned(),
         StartAt::Beginning => "0".to_owned(),
@@ -144,7 +158,7 @@ start={start}
         prelude = prelude(),
         path = shell_quote(path),
         dir = shell_quote(dir),
-        iv = interval_s.max(1),
+        iv = seconds(interval),
         watchdog = WATCHDOG,
     )
 }
@@ -164,7 +178,7 @@ pub enum OldFile {
 /// (then `RILL-FINAL <size>` on stderr, as a draining follow does) or leaves
 /// the directory (`RILL-GONE` on stderr); a header `RILL-GONE` when no such
 /// file exists.
-pub fn finish_command(path: &str, old: OldFile, offset: u64, interval_s: u32) -> String {
+pub fn finish_command(path: &str, old: OldFile, offset: u64, interval: Duration) -> String {
     let dir = match path.rfind('/') {
         Some(0) => "/",
         Some(i) => &path[..i],
@@ -211,7 +225,7 @@ d={dir}
         path = shell_quote(path),
         dir = shell_quote(dir),
         skip = offset + 1,
-        iv = interval_s.max(1),
+        iv = seconds(interval),
         watchdog = WATCHDOG,
     )
 }
@@ -334,7 +348,11 @@ mod tests {
         use std::io::Read;
         let mut child = Command::new("sh")
             .arg("-c")
-            .arg(follow_command(path.to_str().unwrap(), start, 1))
+            .arg(follow_command(
+                path.to_str().unwrap(),
+                start,
+                Duration::from_secs(1),
+            ))
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .spawn()
@@ -520,7 +538,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("app.log");
         append(&path, b"");
-        let mut l = Local::start(follow_command(path.to_str().unwrap(), StartAt::End, 1));
+        let mut l = Local::start(follow_command(
+            path.to_str().unwrap(),
+            StartAt::End,
+            Duration::from_secs(1),
+        ));
         assert!(
             l.until(|o, _| o.ends_with(b" 0\n")),
             "header: {:?}",
@@ -565,7 +587,7 @@ mod tests {
             path.to_str().unwrap(),
             OldFile::Inode(ino),
             71,
-            1,
+            Duration::from_secs(1),
         ));
         assert!(
             l.until(|o, _| o.ends_with(b"last\n")),
@@ -595,7 +617,7 @@ mod tests {
             path.to_str().unwrap(),
             OldFile::Copy { fingerprint: fp },
             71,
-            1,
+            Duration::from_secs(1),
         ));
         assert!(
             l.until(|o, _| o.ends_with(b"last\n")),
@@ -608,7 +630,7 @@ mod tests {
             path.to_str().unwrap(),
             OldFile::Inode(1),
             0,
-            1,
+            Duration::from_secs(1),
         ));
         assert!(l.until(|o, _| o == b"RILL-GONE\n"));
         l.close();

@@ -50,7 +50,7 @@ pub fn run(cfg: &Config, host: &str, shutdown: &Shutdown) -> anyhow::Result<()> 
         .map(|l| {
             let resume = saved.logs.get(&l.name).copied();
             let draining = saved.draining.get(&l.name).cloned().unwrap_or_default();
-            Follow::new(l, resume, draining)
+            Follow::new(l, cfg.tap, resume, draining)
         })
         .collect();
     let mut saver = CheckpointSaver { cfg, host, saved };
