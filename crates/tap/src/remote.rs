@@ -22,7 +22,7 @@ pub fn shell_quote(s: &str) -> String {
 /// `1`, `0.5`: seconds as `sleep` takes them.
 fn seconds(d: Duration) -> String {
     let ms = d.as_millis().max(1);
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         (ms / 1000).to_string()
     } else {
         format!("{}.{:03}", ms / 1000, ms % 1000)
@@ -322,6 +322,13 @@ mod tests {
                 .unwrap();
             assert_eq!(String::from_utf8(out.stdout).unwrap(), path);
         }
+    }
+
+    #[test]
+    fn intervals_render_as_sleep_takes_them() {
+        assert_eq!(seconds(Duration::from_secs(1)), "1");
+        assert_eq!(seconds(Duration::from_millis(500)), "0.5");
+        assert_eq!(seconds(Duration::from_millis(1250)), "1.25");
     }
 
     #[test]
