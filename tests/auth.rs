@@ -217,3 +217,102 @@ fn accept_new_records_a_first_seen_key_and_then_trusts_it() {
         "recorded key {known:?} is the server's {key_part:?}"
     );
 }
+
+/// Servers that route passwords through PAM offer only keyboard-interactive;
+/// and keys can live in an ssh-agent instead of a file.
+#[test]
+fn keyboard_interactive_and_ssh_agent_work() {
+    let user = TestUser::get().unwrap();
+    let password = user.password().unwrap();
+    let pam = Sshd::start(SshdOptions {
+        extra_config: vec![
+            "UsePAM yes".into(),
+            "KbdInteractiveAuthentication yes".into(),
+        ],
+        ..Default::default()
+    })
+    .unwrap();
+    let keyed = Sshd::start(SshdOptions::default()).unwrap();
+    let key = user.authorize_new_key().unwrap();
+    let remote = user.scratch_dir().unwrap();
+    let file = remote.file("a.log");
+    remote.append("a.log", b"").unwrap();
+
+    // A private ssh-agent holding the key.
+    let agent_dir = tempfile::tempdir().unwrap();
+    let sock = agent_dir.path().join("agent.sock");
+    let mut agent = std::process::Command::new("ssh-agent")
+        .arg("-D")
+        .arg("-a")
+        .arg(&sock)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(5), || sock.exists()));
+    let added = std::process::Command::new("ssh-add")
+        .arg(&key.private)
+        .env("SSH_AUTH_SOCK", &sock)
+        .output()
+        .unwrap();
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+
+    let hosts = [
+        TestHost {
+            name: "by-kbd",
+            port: pam.port(),
+            user: &user.name,
+            auth: TestAuth::PasswordEnv("RILL_E2E_PASSWORD"),
+            known_hosts: "strict",
+        },
+        TestHost {
+            name: "by-agent",
+            port: keyed.port(),
+            user: &user.name,
+            auth: TestAuth::Agent,
+            known_hosts: "strict",
+        },
+    ];
+    let mut rill = Rill::new(
+        &hosts,
+        &[TestLog {
+            name: "a",
+            path: &file,
+            hosts: &["by-kbd", "by-agent"],
+        }],
+        &[pam.known_hosts_line(), keyed.known_hosts_line()],
+    );
+    rill.env("RILL_E2E_PASSWORD", &password)
+        .env("SSH_AUTH_SOCK", sock.to_str().unwrap());
+    rill.start();
+    for host in ["by-kbd", "by-agent"] {
+        assert!(
+            rill.wait_following(host, Duration::from_secs(20)),
+            "{host}: {:?}\n{}",
+            rill.host_status(host),
+            rill.log()
+        );
+    }
+    assert!(
+        pam.log()
+            .contains("Accepted keyboard-interactive/pam for rilltest"),
+        "{}",
+        pam.log()
+    );
+    remote.append("a.log", b"one line\n").unwrap();
+    for host in ["by-kbd", "by-agent"] {
+        assert_eq!(
+            wait_for(Duration::from_secs(15), || rill
+                .count("*", &["--host", host])
+                .filter(|&n| n == 1)),
+            Some(1),
+            "{host}"
+        );
+    }
+    drop(rill);
+    let _ = agent.kill();
+    let _ = agent.wait();
+}

@@ -57,6 +57,7 @@ pub fn bin(name: &str) -> PathBuf {
 pub enum TestAuth<'a> {
     Key(&'a Path),
     PasswordEnv(&'a str),
+    Agent,
 }
 
 /// One host entry of a test config.
@@ -113,6 +114,7 @@ impl Rill {
                 TestAuth::PasswordEnv(v) => {
                     writeln!(y, "    auth:\n      password_env: {v}").unwrap()
                 }
+                TestAuth::Agent => writeln!(y, "    auth:\n      agent: true").unwrap(),
             }
             writeln!(y, "    known_hosts: {}", h.known_hosts).unwrap();
         }

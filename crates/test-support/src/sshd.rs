@@ -18,7 +18,8 @@ pub struct SshdOptions {
     pub password_auth: bool,
     /// `MaxSessions` (OpenSSH's default is 10).
     pub max_sessions: Option<u32>,
-    /// Extra `sshd_config` lines.
+    /// Extra `sshd_config` lines. They come first, because sshd keeps the
+    /// first value it reads for a keyword, so they override the defaults.
     pub extra_config: Vec<String>,
 }
 
@@ -66,7 +67,13 @@ impl Sshd {
     fn config(&self) -> String {
         let d = self.dir.path().display();
         let yes = |b: bool| if b { "yes" } else { "no" };
-        let mut c = format!(
+        let mut c: String = self
+            .opts
+            .extra_config
+            .iter()
+            .map(|line| format!("{line}\n"))
+            .collect();
+        c += &format!(
             "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_ed25519_key\nPidFile {d}/sshd.pid\n\
              UsePAM no\nPasswordAuthentication {pw}\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
              AuthorizedKeysFile .ssh/authorized_keys\nStrictModes no\nPermitRootLogin no\nAllowUsers rilltest\n\
@@ -76,10 +83,6 @@ impl Sshd {
         );
         if let Some(n) = self.opts.max_sessions {
             c.push_str(&format!("MaxSessions {n}\n"));
-        }
-        for line in &self.opts.extra_config {
-            c.push_str(line);
-            c.push('\n');
         }
         c
     }
