@@ -14,11 +14,66 @@ use rill_config::Config;
 use rill_proto::FileId;
 use serde::{Deserialize, Serialize};
 
+/// How the server can tell that a file is still the one we read: the
+/// fingerprint (`cksum`, or `md5sum` where BusyBox lacks `cksum`) of its
+/// first `len` bytes, as the remote script computes it.
+///
+/// A file seen with 64 bytes or more has `len` 64 and its identity's
+/// fingerprint is this `fp`. A file first seen shorter gets a random tag as
+/// its identity's fingerprint instead (two short files of one inode would
+/// otherwise share a name) and is verified over the bytes it had; the remote
+/// script upgrades `len` to 64 once the file has grown that far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verify {
+    pub len: u64,
+    pub fp: u32,
+}
+
+impl Verify {
+    /// Nothing to compare (a file that was empty when first seen).
+    pub const NOTHING: Verify = Verify { len: 0, fp: 0 };
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogCheckpoint {
     pub file_id: FileId,
     /// Offset just past the last line read.
     pub offset: u64,
+    /// Absent in checkpoints written before it existed: see [`LogCheckpoint::verify`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<Verify>,
+}
+
+impl LogCheckpoint {
+    pub fn new(file_id: FileId, offset: u64, verify: Verify) -> Self {
+        LogCheckpoint {
+            file_id,
+            offset,
+            verify: Some(verify),
+        }
+    }
+
+    /// What to check the file against: as recorded, or for older checkpoints
+    /// the identity's fingerprint (of 64 bytes; 0 meant "was empty").
+    pub fn verify(&self) -> Verify {
+        self.verify.unwrap_or(match self.file_id.fingerprint {
+            0 => Verify::NOTHING,
+            fp => Verify { len: 64, fp },
+        })
+    }
+}
+
+/// A file whose end has not been read yet, though its path names another
+/// file now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unfinished {
+    #[serde(flatten)]
+    pub at: LogCheckpoint,
+    /// Where its bytes are: `false` in the same inode under another name
+    /// (rename rotation), `true` in a copy with the same first bytes
+    /// (copytruncate).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub copy: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,7 +82,7 @@ pub struct Checkpoints {
     pub logs: BTreeMap<String, LogCheckpoint>,
     /// Per log: rotated files not yet read to their end.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub draining: BTreeMap<String, Vec<LogCheckpoint>>,
+    pub draining: BTreeMap<String, Vec<Unfinished>>,
 }
 
 pub fn path(cfg: &Config, host: &str) -> PathBuf {
@@ -71,16 +126,34 @@ mod tests {
         let mut c = Checkpoints::default();
         c.logs.insert(
             "x".into(),
-            LogCheckpoint {
-                file_id: FileId {
+            LogCheckpoint::new(
+                FileId {
                     dev: 1,
                     ino: 2,
                     fingerprint: 3,
                 },
-                offset: 99,
-            },
+                99,
+                Verify { len: 10, fp: 7 },
+            ),
+        );
+        c.draining.insert(
+            "x".into(),
+            vec![Unfinished {
+                at: LogCheckpoint::new(FileId::default(), 5, Verify::NOTHING),
+                copy: true,
+            }],
         );
         save(&cfg, "h", &c).unwrap();
         assert_eq!(load(&cfg, "h"), c);
+    }
+
+    #[test]
+    fn checkpoints_written_before_verify_existed_still_load() {
+        let old = r#"{"logs":{"x":{"file_id":"1:2:0000000a","offset":9}},"draining":{"x":[{"file_id":"1:3:00000000","offset":4}]}}"#;
+        let c: Checkpoints = serde_json::from_str(old).unwrap();
+        assert_eq!(c.logs["x"].verify(), Verify { len: 64, fp: 10 });
+        let d = c.draining["x"][0];
+        assert!(!d.copy);
+        assert_eq!(d.at.verify(), Verify::NOTHING);
     }
 }

@@ -1,16 +1,23 @@
 //! One followed log: the channel reading the file now at its path, plus any
-//! channels still draining files that were rotated away.
+//! channels still finishing files it replaced.
 //!
 //! ```text
-//! current reader ── RILL-ROTATED ──> draining reader ── RILL-FINAL n, read n ──> closed
-//!       │                                      └──── RILL-GONE, 3 s quiet ────> closed
-//!       └── a new current reader on the path from offset 0 (opened at once)
+//! current ── rotated (path names another inode) ──> draining ── final size read ──> closed
+//!    │         └── a new current reader of the path from 0, opened at once
+//!    └── truncated (copytruncate) ──> closed; the old bytes from the copy (a finish),
+//!              a new current reader of the path from 0 under a new identity
 //! ```
 //!
-//! A restarted tap finishes what its checkpoint says was draining (found by
-//! inode in the directory) and, if the path's inode changed while it was
-//! down, finishes the old file from the checkpoint's offset before the new
-//! one is read from 0.
+//! A restarted tap finishes what its checkpoint says was unfinished and, if
+//! the path's file changed while it was down (renamed away: found by inode;
+//! truncated: its copy found by its first bytes), finishes the old file from
+//! the checkpoint's offset before the new one is read from 0.
+//!
+//! Identity: a file keeps the identity its checkpoint gave it whenever the
+//! server honours a resume. A new file is named by device, inode and the
+//! fingerprint of its first 64 bytes, or, while it is shorter than that, by
+//! a random tag (verified by the bytes it had); never by the identity of the
+//! file it replaced.
 
 use std::io::Read;
 use std::time::{Duration, Instant};
@@ -23,10 +30,11 @@ use rill_proto::FileId;
 use ssh2::Channel;
 use tracing::{debug, info, warn};
 
-use crate::checkpoint::LogCheckpoint;
+use crate::checkpoint::{LogCheckpoint, Unfinished, Verify};
 use crate::connections::Connections;
+use crate::frames::{ChunkDecoder, Piece, StreamFilter};
 use crate::lines::{Line, LineSplitter};
-use crate::remote::{self, Control, Header, OldFile, StartAt};
+use crate::remote::{self, Control, Header, Mode, Nonce, OldFile, Reading, StartAt};
 use crate::status::StatusBoard;
 use crate::tap::Outputs;
 
@@ -40,25 +48,47 @@ const QUIET: Duration = Duration::from_secs(3);
 pub struct Io<'a> {
     pub buf: &'a mut [u8],
     pub lines: &'a mut Vec<Line>,
+    pub pieces: &'a mut Vec<Piece>,
     pub out: &'a mut Outputs,
     pub board: &'a mut StatusBoard,
     pub shutdown: &'a Shutdown,
 }
 
-/// One channel reading one file instance.
+/// The file a reader is reading, once its header arrived.
+struct Following {
+    file_id: FileId,
+    verify: Verify,
+    splitter: LineSplitter,
+    decoder: Decoder,
+}
+
+enum Decoder {
+    Stream(StreamFilter),
+    Chunks(ChunkDecoder),
+}
+
+/// One channel reading one file.
 struct Reader {
     channel: Channel,
     settings: TapSettings,
+    nonce: Nonce,
     head: Vec<u8>,
-    following: Option<(FileId, LineSplitter)>,
+    following: Option<Following>,
     stderr: Vec<u8>,
-    /// The identity to keep when the server honours this resume point.
+    /// The identity to keep when the server honours this resume point (or,
+    /// for a finish, the identity of the file being finished).
     expect: Option<LogCheckpoint>,
-    /// Draining a rotated file: done once this many bytes were read.
+    /// An identity a new file must not get: the one it replaced.
+    avoid: Option<FileId>,
+    /// Reading a file the path no longer names; `copy`: through its copy.
+    draining: bool,
+    copy: bool,
+    /// Draining: done once this many bytes were read.
     final_size: Option<u64>,
     /// Draining and the old inode left the directory.
     gone: bool,
-    draining: bool,
+    /// The file was truncated: nothing after that point belongs to it.
+    truncated: bool,
     last_data: Instant,
     eof: bool,
 }
@@ -67,54 +97,51 @@ struct Reader {
 #[derive(Default)]
 struct Seen {
     progressed: bool,
-    /// The header arrived: the file's identity is now known.
+    /// The header arrived or the verification grew: checkpoint soon.
     identified: bool,
     controls: Vec<Control>,
-    /// A resume point the server did not honour: the file was replaced.
-    replaced: Option<LogCheckpoint>,
+    /// A resume point the server did not honour: that file is unfinished.
+    replaced: Option<Unfinished>,
 }
 
 impl Reader {
-    fn new(
-        channel: Channel,
-        settings: TapSettings,
-        expect: Option<LogCheckpoint>,
-        draining: bool,
-    ) -> Self {
+    fn new(channel: Channel, settings: TapSettings, nonce: Nonce) -> Self {
         Reader {
             channel,
             settings,
+            nonce,
             head: Vec::new(),
             following: None,
             stderr: Vec::new(),
-            expect,
+            expect: None,
+            avoid: None,
+            draining: false,
+            copy: false,
             final_size: None,
             gone: false,
-            draining,
+            truncated: false,
             last_data: Instant::now(),
             eof: false,
         }
     }
 
+    /// Where the last complete line ended.
     fn position(&self) -> Option<LogCheckpoint> {
         self.following
             .as_ref()
-            .map(|(file_id, s)| LogCheckpoint {
-                file_id: *file_id,
-                offset: s.next_offset(),
-            })
+            .map(|f| LogCheckpoint::new(f.file_id, f.splitter.next_offset(), f.verify))
             .or(self.expect)
     }
 
     /// Whether a draining reader has read everything it will get.
     fn drained(&self) -> bool {
-        if self.eof {
+        if self.eof || self.truncated {
             return true;
         }
         let read = self
             .following
             .as_ref()
-            .map(|(_, s)| s.next_offset() + s.pending() as u64);
+            .map(|f| f.splitter.next_offset() + f.splitter.pending() as u64);
         match (self.final_size, read) {
             (Some(n), Some(r)) if r >= n => true,
             _ => self.gone && self.last_data.elapsed() >= QUIET,
@@ -125,30 +152,22 @@ impl Reader {
         let mut seen = Seen::default();
         // Bounded per turn so one busy log cannot starve the others.
         for _ in 0..64 {
+            if self.eof || self.truncated {
+                break;
+            }
             match self.channel.read(io.buf) {
                 Ok(0) => break,
                 Ok(n) => {
                     seen.progressed = true;
                     self.last_data = Instant::now();
-                    let read_at = Utc::now();
                     let data = io.buf[..n].to_vec();
-                    let data = if self.following.is_none() {
+                    let rest = if self.following.is_none() {
                         self.take_header(log, &data, io, i, current, &mut seen)?
                     } else {
                         &data[..]
                     };
-                    let Some((file_id, splitter)) = &mut self.following else {
-                        continue;
-                    };
-                    splitter.feed(data, io.lines);
-                    let st = io.board.log(i);
-                    for line in io.lines.drain(..) {
-                        io.out.publish(log, *file_id, &line, read_at, io.shutdown)?;
-                        st.lines_read += 1;
-                    }
-                    if current {
-                        st.file_id = Some(*file_id);
-                        st.last_offset = Some(splitter.next_offset());
+                    if !rest.is_empty() {
+                        self.decode(log, rest, io, i, current, &mut seen)?;
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
@@ -157,39 +176,27 @@ impl Reader {
         }
         // A last line without its newline goes out, marked partial, once
         // the file has been quiet for a while.
-        if self.last_data.elapsed() >= self.settings.partial_line_after {
-            if let Some((file_id, splitter)) = &mut self.following {
-                if let Some(line) = splitter.flush() {
+        if !self.truncated && self.last_data.elapsed() >= self.settings.partial_line_after {
+            if let Some(f) = &mut self.following {
+                if let Decoder::Stream(filter) = &mut f.decoder {
+                    io.pieces.clear();
+                    filter.flush(io.pieces);
+                    for p in io.pieces.drain(..) {
+                        if let Piece::Data(d) = p {
+                            f.splitter.feed(&d, io.lines);
+                        }
+                    }
+                    publish(log, f, io, i, current)?;
+                }
+                if let Some(line) = f.splitter.flush() {
                     io.out
-                        .publish(log, *file_id, &line, Utc::now(), io.shutdown)?;
+                        .publish(log, f.file_id, &line, Utc::now(), io.shutdown)?;
                     io.board.log(i).lines_read += 1;
                     seen.progressed = true;
                 }
             }
         }
-        if let Ok(n) = self.channel.stderr().read(io.buf) {
-            if n > 0 {
-                seen.progressed = true;
-                self.stderr.extend_from_slice(&io.buf[..n]);
-                while let Some(nl) = self.stderr.iter().position(|&b| b == b'\n') {
-                    let line = String::from_utf8_lossy(&self.stderr[..nl])
-                        .trim()
-                        .to_owned();
-                    self.stderr.drain(..=nl);
-                    match remote::parse_control(&line) {
-                        Some(c) => {
-                            debug!(log = %log.name, control = ?c, "follow script reported");
-                            seen.controls.push(c);
-                        }
-                        None if line.contains("file truncated") => {}
-                        None => {
-                            warn!(log = %log.name, stderr = %line, "remote follow script complained");
-                            io.board.log(i).error = Some(line);
-                        }
-                    }
-                }
-            }
-        }
+        self.read_stderr(log, io, i, &mut seen);
         if self.channel.eof() {
             self.eof = true;
             seen.progressed = true;
@@ -197,7 +204,94 @@ impl Reader {
         Ok(seen)
     }
 
-    /// Consumes header lines; returns the file bytes that followed them.
+    /// Decodes file bytes and control records and publishes the lines.
+    fn decode(
+        &mut self,
+        log: &Log,
+        data: &[u8],
+        io: &mut Io,
+        i: usize,
+        current: bool,
+        seen: &mut Seen,
+    ) -> anyhow::Result<()> {
+        let Some(f) = &mut self.following else {
+            return Ok(());
+        };
+        io.pieces.clear();
+        match &mut f.decoder {
+            Decoder::Stream(filter) => filter.feed(data, io.pieces),
+            Decoder::Chunks(d) => {
+                if let Err(e) = d.feed(data, io.pieces) {
+                    // Lines before the bad record stand; the rest is read
+                    // again by the next reader, from the last line's end.
+                    warn!(log = %log.name, error = %e, "follow script sent a bad record; reopening");
+                    self.eof = true;
+                }
+            }
+        }
+        for piece in io.pieces.drain(..) {
+            match piece {
+                Piece::Data(bytes) => f.splitter.feed(&bytes, io.lines),
+                Piece::Control(Control::Truncated) => {
+                    // The bytes after this belong to the file as it is now:
+                    // a new reader reads them from 0 under a new identity.
+                    // The pending partial line is finished from the copy.
+                    self.truncated = true;
+                    seen.controls.push(Control::Truncated);
+                    break;
+                }
+                Piece::Control(Control::Fingerprint(v)) => {
+                    f.verify = v;
+                    seen.identified = true;
+                }
+                Piece::Control(c) => {
+                    apply(&mut self.final_size, &mut self.gone, c);
+                    seen.controls.push(c);
+                }
+                Piece::TailSaid(text) => {
+                    warn!(log = %log.name, message = %text, "tail reported a problem");
+                    io.board.log(i).error = Some(text);
+                }
+            }
+        }
+        publish(log, f, io, i, current)
+    }
+
+    fn read_stderr(&mut self, log: &Log, io: &mut Io, i: usize, seen: &mut Seen) {
+        let Ok(n) = self.channel.stderr().read(io.buf) else {
+            return;
+        };
+        if n == 0 {
+            return;
+        }
+        seen.progressed = true;
+        self.stderr.extend_from_slice(&io.buf[..n]);
+        while let Some(nl) = self.stderr.iter().position(|&b| b == b'\n') {
+            let line = String::from_utf8_lossy(&self.stderr[..nl])
+                .trim()
+                .to_owned();
+            self.stderr.drain(..=nl);
+            match remote::parse_control(&line) {
+                Some(Control::Fingerprint(v)) => {
+                    if let Some(f) = &mut self.following {
+                        f.verify = v;
+                        seen.identified = true;
+                    }
+                }
+                Some(c) => {
+                    debug!(log = %log.name, control = ?c, "follow script reported");
+                    apply(&mut self.final_size, &mut self.gone, c);
+                    seen.controls.push(c);
+                }
+                None => {
+                    warn!(log = %log.name, stderr = %line, "remote follow script complained");
+                    io.board.log(i).error = Some(line);
+                }
+            }
+        }
+    }
+
+    /// Consumes header lines; returns the bytes that followed them.
     fn take_header<'d>(
         &mut self,
         log: &Log,
@@ -215,60 +309,100 @@ impl Reader {
             };
             self.head.extend_from_slice(&data[..nl]);
             data = &data[nl + 1..];
-            match remote::parse_header(&self.head)? {
-                Header::Waiting => {
-                    info!(log = %log.name, path = %log.path, "waiting for the file to appear");
-                    io.board.log(i).error =
-                        Some(format!("{} does not exist yet; waiting for it", log.path));
+            let header = remote::parse_header(&self.head)?;
+            self.head.clear();
+            match header {
+                Header::Waiting { dir_missing } => {
+                    info!(log = %log.name, path = %log.path, dir_missing, "waiting for the file to appear");
+                    io.board.log(i).error = Some(if dir_missing {
+                        format!(
+                            "{} does not exist yet, nor its folder; waiting for it",
+                            log.path
+                        )
+                    } else {
+                        format!("{} does not exist yet; waiting for it", log.path)
+                    });
                 }
                 Header::Gone => {
-                    info!(log = %log.name, "rotated file to finish is gone");
+                    info!(log = %log.name, "file to finish is gone");
                     self.eof = true;
                     return Ok(&[]);
                 }
-                Header::Following { mut file_id, start } => {
-                    match self.expect {
-                        // The server honoured our resume point, or this is a
-                        // finish: same file, keep its identity (its
-                        // fingerprint may have been taken when it was shorter).
-                        Some(prev)
-                            if self.draining
-                                || (prev.file_id.ino == file_id.ino && prev.offset == start) =>
-                        {
-                            file_id = prev.file_id;
-                        }
-                        Some(prev)
-                            if current && prev.offset > 0 && prev.file_id.ino != file_id.ino =>
-                        {
-                            seen.replaced = Some(prev)
-                        }
-                        _ => {}
-                    }
-                    info!(log = %log.name, %file_id, start, draining = self.draining, "following file");
+                Header::Following {
+                    dev,
+                    ino,
+                    verify,
+                    start,
+                    mode,
+                } => {
+                    let (file_id, verify) = self.identify(dev, ino, verify, start, current, seen);
+                    info!(log = %log.name, %file_id, start, ?mode, draining = self.draining, "following file");
                     if current {
                         let st = io.board.log(i);
                         st.error = None;
                         st.file_id = Some(file_id);
                         st.last_offset = Some(start);
                     }
-                    self.following = Some((
+                    self.following = Some(Following {
                         file_id,
-                        LineSplitter::new(start, self.settings.max_line_bytes),
-                    ));
+                        verify,
+                        splitter: LineSplitter::new(start, self.settings.max_line_bytes),
+                        decoder: match mode {
+                            Mode::Stream => Decoder::Stream(StreamFilter::new(&self.nonce)),
+                            Mode::Chunks => Decoder::Chunks(ChunkDecoder::new(start)),
+                        },
+                    });
                     seen.identified = true;
                 }
             }
-            self.head.clear();
         }
         Ok(data)
     }
 
-    /// Publishes a last line that never got its newline, then closes.
-    fn finish(mut self, log: &Log, io: &mut Io) -> anyhow::Result<()> {
-        if let Some((file_id, splitter)) = &mut self.following {
-            if let Some(line) = splitter.flush() {
+    /// The identity and verification of the file the header names.
+    fn identify(
+        &mut self,
+        dev: u64,
+        ino: u64,
+        verify: Verify,
+        start: u64,
+        current: bool,
+        seen: &mut Seen,
+    ) -> (FileId, Verify) {
+        match self.expect {
+            // A finish: the file being finished keeps its name.
+            Some(prev) if self.draining => return (prev.file_id, prev.verify()),
+            // The server honoured our resume point: the same file, now
+            // perhaps verified by more of its bytes.
+            Some(prev) if prev.file_id.ino == ino && prev.offset == start => {
+                let v = if verify.len >= prev.verify().len {
+                    verify
+                } else {
+                    prev.verify()
+                };
+                return (prev.file_id, v);
+            }
+            // It did not: the file we were reading was renamed away (found
+            // again by inode) or truncated (its copy found by its bytes).
+            Some(prev) if current && prev.offset > 0 => {
+                seen.replaced = Some(Unfinished {
+                    at: prev,
+                    copy: prev.file_id.ino == ino,
+                });
+            }
+            _ => {}
+        }
+        let avoid = self.avoid.or(self.expect.map(|p| p.file_id));
+        (new_identity(dev, ino, verify, avoid), verify)
+    }
+
+    /// Closes the channel; with `flush`, first publishes a last line that
+    /// never got its newline (the file is done).
+    fn close(mut self, log: &Log, io: &mut Io, flush: bool) -> anyhow::Result<()> {
+        if let (true, Some(f)) = (flush, &mut self.following) {
+            if let Some(line) = f.splitter.flush() {
                 io.out
-                    .publish(log, *file_id, &line, Utc::now(), io.shutdown)?;
+                    .publish(log, f.file_id, &line, Utc::now(), io.shutdown)?;
             }
         }
         let _ = self.channel.close();
@@ -276,10 +410,56 @@ impl Reader {
     }
 }
 
+/// A new file's identity: device, inode and the fingerprint of its first 64
+/// bytes; a random tag while it is shorter, or when that would repeat the
+/// identity of the file it replaced.
+fn new_identity(dev: u64, ino: u64, verify: Verify, avoid: Option<FileId>) -> FileId {
+    let tag = || uuid::Uuid::new_v4().as_u128() as u32;
+    let mut id = FileId {
+        dev,
+        ino,
+        fingerprint: if verify.len == remote::FINGERPRINT_BYTES {
+            verify.fp
+        } else {
+            tag()
+        },
+    };
+    while Some(id) == avoid {
+        id.fingerprint = tag();
+    }
+    id
+}
+
+/// Publishes the complete lines the splitter cut.
+fn publish(
+    log: &Log,
+    f: &mut Following,
+    io: &mut Io,
+    i: usize,
+    current: bool,
+) -> anyhow::Result<()> {
+    if io.lines.is_empty() {
+        return Ok(());
+    }
+    let read_at = Utc::now();
+    let st = io.board.log(i);
+    for line in io.lines.drain(..) {
+        io.out
+            .publish(log, f.file_id, &line, read_at, io.shutdown)?;
+        st.lines_read += 1;
+    }
+    if current {
+        st.file_id = Some(f.file_id);
+        st.last_offset = Some(f.splitter.next_offset());
+    }
+    Ok(())
+}
+
 /// One followed log.
 pub struct Follow {
     pub log: Log,
     settings: TapSettings,
+    reading: Reading,
     current: Option<Reader>,
     draining: Vec<Reader>,
     reopen_at: Option<Instant>,
@@ -287,8 +467,10 @@ pub struct Follow {
     next: StartAt,
     /// The current file's position, for the next resume.
     resume: Option<LogCheckpoint>,
-    /// Rotated files still to finish (from a checkpoint, or replaced while down).
-    finishes: Vec<LogCheckpoint>,
+    /// An identity the next new file must not get.
+    avoid: Option<FileId>,
+    /// Files still to finish (from a checkpoint, or replaced while down).
+    finishes: Vec<Unfinished>,
     /// A file's identity was established or a rotation seen since the last
     /// checkpoint: save now, not at the next periodic save, so a restart
     /// never names the same file differently.
@@ -300,40 +482,41 @@ impl Follow {
         log: Log,
         settings: TapSettings,
         saved: Option<LogCheckpoint>,
-        draining: Vec<LogCheckpoint>,
+        unfinished: Vec<Unfinished>,
     ) -> Self {
         let next = match saved {
-            Some(c) => StartAt::Resume {
-                ino: c.file_id.ino,
-                offset: c.offset,
-                fingerprint: c.file_id.fingerprint,
-            },
+            Some(c) => resume_at(c),
             None => StartAt::End,
         };
         Follow {
             log,
             settings,
+            reading: Reading::Auto,
             current: None,
             draining: Vec::new(),
             reopen_at: Some(Instant::now()),
             next,
             resume: saved,
-            finishes: draining,
+            avoid: None,
+            finishes: unfinished,
             identity_changed: false,
         }
     }
 
-    /// The current position and every draining one, for the checkpoint.
-    pub fn positions(&self) -> (Option<LogCheckpoint>, Vec<LogCheckpoint>) {
+    /// The current position and every unfinished one, for the checkpoint.
+    pub fn positions(&self) -> (Option<LogCheckpoint>, Vec<Unfinished>) {
         let current = self
             .current
             .as_ref()
             .and_then(Reader::position)
             .or(self.resume);
-        let mut draining: Vec<LogCheckpoint> =
-            self.draining.iter().filter_map(Reader::position).collect();
-        draining.extend(self.finishes.iter().copied());
-        (current, draining)
+        let mut unfinished: Vec<Unfinished> = self
+            .draining
+            .iter()
+            .filter_map(|r| r.position().map(|at| Unfinished { at, copy: r.copy }))
+            .collect();
+        unfinished.extend(self.finishes.iter().copied());
+        (current, unfinished)
     }
 
     /// Opens the channels that are due.
@@ -343,31 +526,33 @@ impl Follow {
         board: &mut StatusBoard,
         i: usize,
     ) -> anyhow::Result<()> {
-        for c in std::mem::take(&mut self.finishes) {
-            let old = OldFile::Inode(c.file_id.ino);
-            let cmd =
-                remote::finish_command(&self.log.path, old, c.offset, self.settings.poll_interval);
-            match conns.exec(&cmd) {
-                Ok(ch) => {
-                    info!(log = %self.log.name, file_id = %c.file_id, offset = c.offset, "finishing rotated file");
-                    self.draining
-                        .push(Reader::new(ch, self.settings, Some(c), true));
-                }
-                Err(e) => {
-                    self.finishes.push(c);
-                    return Err(e);
-                }
-            }
+        let iv = self.settings.poll_interval;
+        while let Some(u) = self.finishes.first().copied() {
+            let old = if u.copy {
+                OldFile::Copy
+            } else {
+                OldFile::Inode(u.at.file_id.ino)
+            };
+            let cmd = remote::finish_command(&self.log.path, old, u.at.verify(), u.at.offset, iv);
+            let ch = conns.exec(&cmd)?;
+            info!(log = %self.log.name, file_id = %u.at.file_id, offset = u.at.offset, copy = u.copy, "finishing an old file");
+            let mut r = Reader::new(ch, self.settings, Nonce::random());
+            r.expect = Some(u.at);
+            r.draining = true;
+            r.copy = u.copy;
+            self.draining.push(r);
+            self.finishes.remove(0);
         }
         if self.current.is_none() && self.reopen_at.is_some_and(|t| Instant::now() >= t) {
-            match conns.exec(&remote::follow_command(
-                &self.log.path,
-                self.next,
-                self.settings.poll_interval,
-            )) {
+            let nonce = Nonce::random();
+            let cmd = remote::follow_command(&self.log.path, self.next, iv, self.reading, &nonce);
+            match conns.exec(&cmd) {
                 Ok(ch) => {
                     debug!(log = %self.log.name, path = %self.log.path, start = ?self.next, "following");
-                    self.current = Some(Reader::new(ch, self.settings, self.resume, false));
+                    let mut r = Reader::new(ch, self.settings, nonce);
+                    r.expect = self.resume;
+                    r.avoid = self.avoid;
+                    self.current = Some(r);
                     self.reopen_at = None;
                     board.log(i).error = None;
                 }
@@ -389,33 +574,35 @@ impl Follow {
             progressed |= seen.progressed;
             self.identity_changed |= seen.identified || !seen.controls.is_empty();
             if let Some(old) = seen.replaced {
-                info!(log = %self.log.name, file_id = %old.file_id, "the file was replaced while we were away; finishing the old one");
+                info!(log = %self.log.name, file_id = %old.at.file_id, copy = old.copy, "the file was replaced while we were away; finishing the old one");
                 self.finishes.push(old);
             }
             self.resume = r.position();
-            if seen.controls.contains(&Control::Rotated) {
+            if r.truncated {
+                // copytruncate (or any truncation): the old bytes we had not
+                // read yet are in the copy, if there is one.
+                let at = r.position().expect("a truncated reader has a file");
+                info!(log = %self.log.name, file_id = %at.file_id, offset = at.offset, "file truncated; finishing the old content from its copy, reading the file again from 0");
+                self.finishes.push(Unfinished { at, copy: true });
+                self.avoid = Some(at.file_id);
+                self.next = StartAt::Beginning;
+                self.resume = None;
+                self.reopen_at = Some(Instant::now());
+                r.close(&self.log, io, false)?;
+            } else if seen.controls.contains(&Control::Rotated) {
                 info!(log = %self.log.name, "file rotated; draining the old one and following the new");
                 r.draining = true;
-                apply(&mut r, &seen.controls);
+                self.avoid = self.resume.map(|c| c.file_id);
                 self.draining.push(r);
                 self.next = StartAt::Beginning;
                 self.resume = None;
                 self.reopen_at = Some(Instant::now());
             } else if r.eof {
-                let truncated = seen.controls.contains(&Control::Truncated);
-                warn!(log = %self.log.name, truncated, "remote follow script ended; reopening");
-                self.next = match (truncated, self.resume) {
-                    (false, Some(c)) => StartAt::Resume {
-                        ino: c.file_id.ino,
-                        offset: c.offset,
-                        fingerprint: c.file_id.fingerprint,
-                    },
-                    _ => StartAt::Beginning,
-                };
-                if truncated {
-                    self.resume = None;
-                }
-                r.finish(&self.log, io)?;
+                warn!(log = %self.log.name, "remote follow script ended; reopening");
+                // Resume at the start of a line still waiting for its
+                // newline: it is read again whole.
+                self.next = self.resume.map_or(StartAt::Beginning, resume_at);
+                r.close(&self.log, io, false)?;
                 self.reopen_at = Some(Instant::now() + REOPEN_AFTER);
             } else {
                 self.current = Some(r);
@@ -425,10 +612,12 @@ impl Follow {
         for mut r in std::mem::take(&mut self.draining) {
             let seen = r.pump(&self.log, io, i, false)?;
             progressed |= seen.progressed;
-            apply(&mut r, &seen.controls);
+            self.identity_changed |= seen.identified;
             if r.drained() {
-                info!(log = %self.log.name, "rotated file drained");
-                r.finish(&self.log, io)?;
+                info!(log = %self.log.name, "old file finished");
+                let flush = !r.truncated;
+                r.close(&self.log, io, flush)?;
+                self.identity_changed = true;
             } else {
                 still.push(r);
             }
@@ -439,24 +628,57 @@ impl Follow {
 
     /// Closes every channel (at shutdown).
     pub fn close(&mut self) {
-        for mut r in self
+        for r in self
             .current
             .take()
             .into_iter()
             .chain(self.draining.drain(..))
         {
-            let _ = r.channel.close();
+            let mut ch = r.channel;
+            let _ = ch.close();
         }
     }
 }
 
+fn resume_at(c: LogCheckpoint) -> StartAt {
+    StartAt::Resume {
+        ino: c.file_id.ino,
+        offset: c.offset,
+        verify: c.verify(),
+    }
+}
+
 /// What the script said about a draining file.
-fn apply(r: &mut Reader, controls: &[Control]) {
-    for c in controls {
-        match c {
-            Control::Final(n) => r.final_size = Some(*n),
-            Control::Gone => r.gone = true,
-            Control::Rotated | Control::Truncated => {}
-        }
+fn apply(final_size: &mut Option<u64>, gone: &mut bool, c: Control) {
+    match c {
+        Control::Final(n) => *final_size = Some(n),
+        Control::Gone => *gone = true,
+        Control::Rotated | Control::Truncated | Control::Fingerprint(_) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_files_and_replacements_never_share_a_name() {
+        let full = Verify { len: 64, fp: 42 };
+        let short = Verify { len: 10, fp: 42 };
+        // A full fingerprint names the file by its content...
+        assert_eq!(new_identity(1, 2, full, None).fingerprint, 42);
+        // ... unless the file it replaced had that very name.
+        let old = FileId {
+            dev: 1,
+            ino: 2,
+            fingerprint: 42,
+        };
+        assert_ne!(new_identity(1, 2, full, Some(old)), old);
+        // Short files get a tag each time: two short files of one inode
+        // (copytruncate, inode reuse) never collide.
+        let a = new_identity(1, 2, short, None);
+        let b = new_identity(1, 2, short, None);
+        assert_ne!(a, b);
+        assert_eq!((a.dev, a.ino), (1, 2));
     }
 }

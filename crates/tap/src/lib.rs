@@ -5,7 +5,8 @@
 //! ```text
 //! connect (TCP, handshake, host key, auth)
 //!   -> one exec channel per log running the follow script   (remote)
-//!   -> header "RILL dev ino fp start" then the file's bytes  (remote::Header)
+//!   -> header "RILL dev ino vlen vfp start mode", then the    (remote::Header)
+//!      file's bytes: a tail stream or checked chunks         (frames)
 //!   -> LineSplitter: bytes -> lines with exact byte offsets  (lines)
 //!   -> LineMeta + raw bytes, published twice:                (publish)
 //!        live   PUB  -> bus -> streams endpoint  line/<host>/<log>
@@ -15,6 +16,9 @@
 //! - [`connect`]: TCP with a deadline, handshake, host key policy, auth.
 //! - [`hostkey`]: strict / accept-new checking against known_hosts files.
 //! - [`remote`]: shell quoting and the portable follow script.
+//! - [`frames`]: the script's output -> file bytes and control records.
+//! - [`follow`]: one log's readers: current, draining, finishing; identity.
+//! - [`checkpoint`]: where each log was read up to, for restarts.
 //! - [`lines`]: splitting a byte stream into lines with offsets.
 //! - [`tap`]: the `ssh_tap` loop; [`robust`]: the `robust_ssh_tap` loop.
 //! - [`status`]: what a tap reports (status file + `status/<host>` topic).
@@ -23,6 +27,7 @@ pub mod checkpoint;
 pub mod connect;
 pub mod connections;
 pub mod follow;
+pub mod frames;
 pub mod hostkey;
 pub mod lines;
 pub mod remote;

@@ -87,6 +87,7 @@ fn follow_loop(
 ) -> anyhow::Result<()> {
     let mut buf = vec![0u8; 64 * 1024];
     let mut lines = Vec::new();
+    let mut pieces = Vec::new();
     let mut last_keepalive = Instant::now();
     while !shutdown.requested() {
         let mut progressed = false;
@@ -102,6 +103,7 @@ fn follow_loop(
             let mut io = Io {
                 buf: &mut buf,
                 lines: &mut lines,
+                pieces: &mut pieces,
                 out,
                 board,
                 shutdown,
