@@ -63,7 +63,7 @@ struct Following {
 }
 
 enum Decoder {
-    Stream(StreamFilter),
+    Stream(Box<StreamFilter>),
     Chunks(ChunkDecoder),
 }
 
@@ -348,7 +348,9 @@ impl Reader {
                         verify,
                         splitter: LineSplitter::new(start, self.settings.max_line_bytes),
                         decoder: match mode {
-                            Mode::Stream => Decoder::Stream(StreamFilter::new(&self.nonce)),
+                            Mode::Stream => {
+                                Decoder::Stream(Box::new(StreamFilter::new(&self.nonce)))
+                            }
                             Mode::Chunks => Decoder::Chunks(ChunkDecoder::new(start)),
                         },
                     });

@@ -60,10 +60,7 @@ impl StreamFilter {
 
     pub fn feed(&mut self, data: &[u8], out: &mut Vec<Piece>) {
         self.held.extend_from_slice(data);
-        loop {
-            let Some(at) = self.nonce.find(&self.held) else {
-                break;
-            };
+        while let Some(at) = self.nonce.find(&self.held) {
             // The message starts at the last "tail: " before the nonce on
             // the same line; the nonce anywhere else is just data.
             let line_start = memchr::memrchr(b'\n', &self.held[..at]).map_or(0, |i| i + 1);

@@ -572,7 +572,7 @@ mod tests {
     }
 
     enum Decoder {
-        Stream(StreamFilter),
+        Stream(Box<StreamFilter>),
         Chunks(ChunkDecoder),
     }
 
@@ -669,7 +669,7 @@ mod tests {
                 match h {
                     Header::Following { mode, start, .. } => {
                         self.decoder = Some(match mode {
-                            Mode::Stream => Decoder::Stream(StreamFilter::new(nonce)),
+                            Mode::Stream => Decoder::Stream(Box::new(StreamFilter::new(nonce))),
                             Mode::Chunks => Decoder::Chunks(ChunkDecoder::new(start)),
                         })
                     }
