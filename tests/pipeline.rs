@@ -148,3 +148,52 @@ fn a_file_that_does_not_exist_yet_is_followed_once_it_appears() {
         rill.log()
     );
 }
+
+#[test]
+fn a_log_whose_folder_does_not_exist_yet_is_followed_once_both_appear() {
+    let user = TestUser::get().unwrap();
+    let sshd = Sshd::start(SshdOptions::default()).unwrap();
+    let key = user.authorize_new_key().unwrap();
+    let remote = user.scratch_dir().unwrap();
+    let folder = remote.path.join("not-yet");
+    let path = folder.join("app.log");
+    let mut rill = Rill::new(
+        &[TestHost {
+            name: "web01",
+            port: sshd.port(),
+            user: &user.name,
+            auth: TestAuth::Key(&key.private),
+            known_hosts: "strict",
+        }],
+        &[TestLog {
+            name: "app",
+            path: &path,
+            hosts: &["web01"],
+        }],
+        &[sshd.known_hosts_line()],
+    );
+    rill.start();
+    let rill = &rill;
+    let error = || {
+        rill.host_status("web01")
+            .and_then(|s| s["logs"][0]["error"].as_str().map(str::to_owned))
+    };
+    assert!(
+        wait_until(Duration::from_secs(20), || error()
+            .is_some_and(|e| e.contains("nor its folder"))),
+        "status says the folder is missing too: {:?}\n{}",
+        error(),
+        rill.log()
+    );
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::write(&path, b"first\nsecond\n").unwrap();
+    assert_eq!(
+        wait_for(Duration::from_secs(15), || rill
+            .count("*", &[])
+            .filter(|&n| n == 2)),
+        Some(2),
+        "{}",
+        rill.log()
+    );
+    assert_eq!(error(), None, "the error clears once the file is followed");
+}

@@ -40,10 +40,17 @@ pub fn remote_processes_in(
         .collect()
 }
 
-/// `target/<profile>/<name>`: where cargo put the binary.
+/// `target/<profile>/<name>`: where cargo put the binary. Test executables
+/// live one level below (`target/<profile>/deps/`), benchmark binaries right
+/// beside the others.
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().unwrap().parent().unwrap();
+    let here = exe.parent().unwrap();
+    let profile_dir = if here.join(name).exists() {
+        here
+    } else {
+        here.parent().unwrap()
+    };
     let path = profile_dir.join(name);
     assert!(
         path.exists(),
@@ -433,4 +440,58 @@ pub fn local_processes_mentioning(needle: &str) -> Vec<(u32, String)> {
         }
     }
     found
+}
+
+/// sshd options for a host whose shell and tools are BusyBox's and nothing
+/// else: every command runs under BusyBox `sh` with a PATH that holds only
+/// BusyBox applets (so `tail`, `ls`, `stat`, `head`... are the applets, and
+/// there is no `cksum`, as on Debian's BusyBox). Keep the value alive while
+/// the sshd runs.
+pub struct BusyBoxHost {
+    pub applets: TempDir,
+    pub opts: SshdOptions,
+}
+
+impl BusyBoxHost {
+    pub fn new() -> BusyBoxHost {
+        let busybox = which("busybox");
+        let applets = tempfile::Builder::new()
+            .prefix("rill-busybox")
+            .tempdir()
+            .unwrap();
+        let out = Command::new(&busybox).arg("--list").output().unwrap();
+        for applet in String::from_utf8_lossy(&out.stdout).lines() {
+            std::os::unix::fs::symlink(&busybox, applets.path().join(applet)).unwrap();
+        }
+        std::fs::set_permissions(
+            applets.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        let dir = applets.path().display();
+        let opts = SshdOptions {
+            extra_config: vec![
+                format!("SetEnv PATH={dir}"),
+                format!("ForceCommand exec {dir}/sh -c \"$SSH_ORIGINAL_COMMAND\""),
+            ],
+            ..Default::default()
+        };
+        BusyBoxHost { applets, opts }
+    }
+}
+
+impl Default for BusyBoxHost {
+    fn default() -> Self {
+        BusyBoxHost::new()
+    }
+}
+
+/// The first `name` on this machine's PATH.
+pub fn which(name: &str) -> PathBuf {
+    std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| panic!("{name} is not installed; run tests/install-deps.sh"))
 }

@@ -12,7 +12,7 @@
 //! then the file's bytes from `start` on, in one of two ways:
 //!
 //! - **stream** (hosts with GNU `tail`): the bytes exactly as
-//!   `tail -c +N -f` prints them, a line within milliseconds (inotify). GNU
+//!   `tail -c +N -f` prints them, a line within [`STREAM_POLL`]. GNU
 //!   tail notices a truncation itself and reads the file again from 0; with
 //!   its messages on the same stream (`2>&1`) its "file truncated" sits
 //!   exactly between the old bytes and the new ones. It is given the file's
@@ -56,6 +56,12 @@ fn seconds(d: Duration) -> String {
             .to_owned()
     }
 }
+
+/// How often GNU tail looks at the open file in stream mode. It cannot use
+/// inotify on `/dev/fd/4` (a symlink, for which GNU tail falls back to
+/// polling, by default once a second), so it polls: one `fstat` and `read`
+/// per turn, no fork. This bounds a line's delay on the server.
+pub const STREAM_POLL: Duration = Duration::from_millis(20);
 
 /// The largest chunk the chunk reader sends at once (the tap holds a chunk
 /// until its `RILL-OK`).
@@ -246,7 +252,7 @@ const FOLLOW: &str = r#"  if [ ! -e "$p" ]; then
   echo "RILL $dev $ino $vn $fp $start $mode"
   rot=
   if [ "$mode" = chunks ]; then off=$start; chunks; exit 0; fi
-  tail -c +$((start + 1)) -f @NONCE@"$src" 2>&1 &
+  tail -s @STREAM_POLL@ -c +$((start + 1)) -f @NONCE@"$src" 2>&1 &
   t=$!
   while kill -0 $t 2>/dev/null; do
     sleep @IV@
@@ -334,7 +340,8 @@ pub fn follow_command(
                 Reading::Chunks => "chunks",
             },
         )
-        .replace("@NONCE@", nonce.as_str());
+        .replace("@NONCE@", nonce.as_str())
+        .replace("@STREAM_POLL@", &seconds(STREAM_POLL));
     script(path, &body, interval)
 }
 

@@ -1,0 +1,40 @@
+//! rill-bench: measures the whole pipeline against a real OpenSSH sshd on
+//! loopback, with the release binaries beside it. Not part of the test
+//! suite; see `docs/BENCHMARKS.md` for how to run it and the results.
+//!
+//! ```text
+//! cargo build --release --workspace --bins
+//! target/release/rill-bench latency --rate 1000 --seconds 20
+//! target/release/rill-bench latency --rate 1000 --busybox
+//! ```
+
+use clap::{Parser, Subcommand};
+
+mod latency;
+mod stats;
+mod workload;
+
+/// Benchmarks of Rill's pipeline on this machine.
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Live latency: from write() on the server to a `rill tail` subscriber
+    /// printing the line.
+    Latency(latency::Args),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Latency(a) => latency::run(&a),
+    };
+    if let Err(e) = result {
+        eprintln!("rill-bench: {e:#}");
+        std::process::exit(2);
+    }
+}
