@@ -101,11 +101,7 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(10);
     while got < total && Instant::now() < deadline {
         match rx.recv_timeout(Duration::from_millis(100)) {
-            Ok((s, at)) if s < total => {
-                if arrived[s as usize].replace(at).is_none() {
-                    got += 1;
-                }
-            }
+            Ok((s, at)) if s < total && arrived[s as usize].replace(at).is_none() => got += 1,
             _ => {}
         }
     }
