@@ -110,12 +110,25 @@ fn good_hosts_stream_while_bad_ones_report_why() {
         ),
         (
             "unknown-key",
-            vec!["host key of", "is not known", "SHA256:"],
+            vec!["host key of [127.0.0.1]:", "is not known", "SHA256:"],
         ),
-        ("changed-key", vec!["has CHANGED", "refusing to connect"]),
+        (
+            "changed-key",
+            vec![
+                "[127.0.0.1]:",
+                "has CHANGED",
+                "SHA256:",
+                "refusing to connect",
+            ],
+        ),
         (
             "changed-key-strict",
-            vec!["has CHANGED", "refusing to connect"],
+            vec![
+                "[127.0.0.1]:",
+                "has CHANGED",
+                "SHA256:",
+                "refusing to connect",
+            ],
         ),
         (
             "closed-port",
@@ -238,7 +251,16 @@ fn keyboard_interactive_and_ssh_agent_work() {
     let file = remote.file("a.log");
     remote.append("a.log", b"").unwrap();
 
-    // A private ssh-agent holding the key.
+    // A private ssh-agent holding an unrelated key first, then the key the
+    // server accepts: every identity is offered, not just the first.
+    let stranger = tempfile::tempdir().unwrap();
+    let stranger_key = stranger.path().join("id_stranger");
+    assert!(std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&stranger_key)
+        .status()
+        .unwrap()
+        .success());
     let agent_dir = tempfile::tempdir().unwrap();
     let sock = agent_dir.path().join("agent.sock");
     let mut agent = std::process::Command::new("ssh-agent")
@@ -249,15 +271,39 @@ fn keyboard_interactive_and_ssh_agent_work() {
         .spawn()
         .unwrap();
     assert!(wait_until(Duration::from_secs(5), || sock.exists()));
-    let added = std::process::Command::new("ssh-add")
-        .arg(&key.private)
+    for k in [&stranger_key, &key.private] {
+        let added = std::process::Command::new("ssh-add")
+            .arg(k)
+            .env("SSH_AUTH_SOCK", &sock)
+            .output()
+            .unwrap();
+        assert!(
+            added.status.success(),
+            "{}",
+            String::from_utf8_lossy(&added.stderr)
+        );
+    }
+    let listed = std::process::Command::new("ssh-add")
+        .arg("-L")
         .env("SSH_AUTH_SOCK", &sock)
         .output()
         .unwrap();
+    let first = String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let stranger_pub = std::fs::read_to_string(stranger_key.with_extension("pub")).unwrap();
     assert!(
-        added.status.success(),
-        "{}",
-        String::from_utf8_lossy(&added.stderr)
+        stranger_pub.starts_with(
+            first
+                .split(' ')
+                .take(2)
+                .collect::<Vec<_>>()
+                .join(" ")
+                .as_str()
+        ),
+        "the agent offers the unrelated key first: {first}"
     );
 
     let hosts = [

@@ -154,9 +154,34 @@ fn authenticate(session: &Session, host: &Host) -> Result<(), ConnectError> {
             result?;
         }
         Auth::Agent => {
-            session
-                .userauth_agent(user)
-                .map_err(|e| fail("ssh-agent", e.message().to_owned()))?;
+            // ssh2's `userauth_agent` offers only the agent's first identity;
+            // like OpenSSH, offer each until the server takes one.
+            let agent_err = |e: ssh2::Error| fail("ssh-agent", e.message().to_owned());
+            let mut agent = session.agent().map_err(agent_err)?;
+            agent.connect().map_err(agent_err)?;
+            agent.list_identities().map_err(agent_err)?;
+            let identities = agent.identities().map_err(agent_err)?;
+            if identities.is_empty() {
+                return Err(fail("ssh-agent", "the agent holds no identities".into()));
+            }
+            let mut last = None;
+            for identity in &identities {
+                match agent.userauth(user, identity) {
+                    Ok(()) => break,
+                    Err(e) => last = Some(e),
+                }
+            }
+            let _ = agent.disconnect();
+            if !session.authenticated() {
+                let why = last.map_or_else(String::new, |e| e.message().to_owned());
+                return Err(fail(
+                    "ssh-agent",
+                    format!(
+                        "none of its {} identities was accepted: {why}",
+                        identities.len()
+                    ),
+                ));
+            }
         }
     }
     if session.authenticated() {
