@@ -3,7 +3,8 @@
 //! Starts the embedded SSH host (mock-servers) on 127.0.0.1:2222 with a
 //! generated password, two log generators writing and rotating nginx-style
 //! lines under /tmp/rill-demo/logs/, and `supervisor` with `config/demo.yaml`
-//! (compiled in). Shows live lines for a few seconds, runs a sample search,
+//! (compiled in), each run from an empty state dir. Shows live lines for a
+//! few seconds, runs a sample search,
 //! prints how to try `rill tail` and `rill search`, and runs until Ctrl-C (or
 //! for `--duration` seconds).
 
@@ -41,8 +42,6 @@ pub fn run(duration: Option<Duration>, out: &mut impl Write) -> anyhow::Result<(
         .values()
         .next()
         .context("demo config has a host")?;
-    // The embedded host makes a new key at every start: trust it afresh.
-    let _ = std::fs::remove_file(cfg.known_hosts_file());
 
     let ssh = EmbeddedSshHost::start(
         &format!("{}:{}", host.address, host.port),
@@ -51,10 +50,20 @@ pub fn run(duration: Option<Duration>, out: &mut impl Write) -> anyhow::Result<(
     )
     .with_context(|| {
         format!(
-            "could not start the embedded SSH host on port {}",
+            "could not start the embedded SSH host on port {} (is another demo running?)",
             host.port
         )
     })?;
+    // The port is ours, so no other demo runs: start from a clean slate (the
+    // logs are generated anew, so their old index and checkpoints are moot).
+    for stale in [cfg.state_dir.clone(), logs.clone()] {
+        if stale.exists() {
+            std::fs::remove_dir_all(&stale)
+                .with_context(|| format!("could not clear {}", stale.display()))?;
+        }
+    }
+    std::fs::create_dir_all(&logs)
+        .with_context(|| format!("could not create {}", logs.display()))?;
     writeln!(
         out,
         "embedded SSH host on 127.0.0.1:{} ({})",
