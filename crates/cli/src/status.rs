@@ -28,7 +28,8 @@ pub fn fetch(cfg: &Config) -> anyhow::Result<StatusReport> {
         );
     }
     match serde_json::from_slice::<ControlReply>(&req.recv_bytes(0)?)? {
-        ControlReply::Ok { report } => Ok(report),
+        ControlReply::Ok { report: Some(r) } => Ok(r),
+        ControlReply::Ok { report: None } => Err(anyhow!("the supervisor sent no report")),
         ControlReply::Failed { failure_reason } => {
             Err(anyhow!("the supervisor refused: {failure_reason}"))
         }
@@ -68,11 +69,24 @@ pub fn render(r: &StatusReport) -> String {
                 "  {} {}: {} lines read, offset {offset}",
                 l.log, l.path, l.lines_read
             ));
+            if let Some(lag) = l.lag_bytes {
+                s.push_str(&format!(", {lag} bytes not yet indexed"));
+            }
             if let Some(e) = &l.error {
                 s.push_str(&format!(", error: {e}"));
             }
             s.push('\n');
         }
+    }
+    for sub in &r.subscribers {
+        let rep = &sub.report;
+        s.push_str(&format!(
+            "subscriber {} ({}): {} received, {} dropped\n",
+            rep.id,
+            rep.topics.join(" "),
+            rep.received,
+            rep.dropped
+        ));
     }
     for c in &r.children {
         let pid = c.pid.map_or("not running".into(), |p| format!("pid {p}"));

@@ -1,14 +1,48 @@
 //! `rill tail`: live lines from the streams endpoint.
+//!
+//! The live path drops messages when a subscriber falls behind (every socket
+//! has a finite queue); the index does not. `rill tail` counts its own
+//! losses from the gaps in each topic's sequence numbers, says so on stderr,
+//! and reports them to the supervisor every few seconds, so `rill status`
+//! lists every subscriber with what it received and lost.
 
+use std::collections::HashMap;
 use std::io::Write;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use rill_bus::socket::{self, Role};
 use rill_bus::Subscriber;
 use rill_config::Config;
-use rill_proto::{LineMeta, ParsedEvent};
+use rill_proto::{ControlRequest, LineMeta, ParsedEvent, SubscriberReport};
 use serde_json::{json, Value};
 
 use crate::emit;
+
+/// How often a subscriber tells the supervisor how it fares.
+const REPORT_EVERY: Duration = Duration::from_secs(5);
+
+/// A subscriber's count of what it received and lost, from the gaps in each
+/// topic's sequence numbers (one count per tap run: a restarted tap starts
+/// again at 0).
+#[derive(Debug, Default)]
+pub struct Gaps {
+    next: HashMap<(String, String), u64>,
+    pub received: u64,
+    pub dropped: u64,
+}
+
+impl Gaps {
+    pub fn see(&mut self, topic: &str, epoch: &str, seq: u64) {
+        self.received += 1;
+        let key = (topic.to_owned(), epoch.to_owned());
+        if let Some(&want) = self.next.get(&key) {
+            if seq > want {
+                self.dropped += seq - want;
+            }
+        }
+        self.next.insert(key, seq + 1);
+    }
+}
 
 /// Prints matching messages until the reader goes away or `stop` says so.
 pub fn run(
@@ -21,17 +55,92 @@ pub fn run(
     let ctx = zmq::Context::new();
     let pats: Vec<&str> = patterns.iter().map(String::as_str).collect();
     let sub = Subscriber::connect(&ctx, &cfg.streams_endpoint, &pats)?;
-    while !stop() {
-        let Some(msg) = sub.recv(Duration::from_millis(200))? else {
-            out.flush().ok();
-            continue;
-        };
-        let text = render(&msg.topic, &msg.frames, as_json);
-        if !emit(out, &text)? {
-            return Ok(());
+    let mut reporter = Reporter::connect(&ctx, cfg, patterns)?;
+    let mut gaps = Gaps::default();
+    let result = (|| {
+        while !stop() {
+            reporter.tick(&gaps, false);
+            let Some(msg) = sub.recv(Duration::from_millis(200))? else {
+                out.flush().ok();
+                continue;
+            };
+            if msg.topic.starts_with("line/") {
+                if let Some(m) = msg
+                    .frames
+                    .first()
+                    .and_then(|f| serde_json::from_slice::<LineMeta>(f).ok())
+                {
+                    gaps.see(&msg.topic, &m.epoch, m.seq);
+                }
+            }
+            let text = render(&msg.topic, &msg.frames, as_json);
+            if !emit(out, &text)? {
+                return Ok(());
+            }
+        }
+        Ok(())
+    })();
+    reporter.tick(&gaps, true);
+    if gaps.dropped > 0 {
+        eprintln!(
+            "rill tail: {} of {} messages were dropped because this subscriber fell behind (the index has every line)",
+            gaps.dropped,
+            gaps.received + gaps.dropped
+        );
+    }
+    result
+}
+
+/// Tells the supervisor (if one answers) and stderr how a subscriber fares.
+struct Reporter {
+    socket: zmq::Socket,
+    report: SubscriberReport,
+    last: Option<Instant>,
+    dropped_said: u64,
+}
+
+impl Reporter {
+    fn connect(ctx: &zmq::Context, cfg: &Config, topics: &[String]) -> anyhow::Result<Self> {
+        let s = socket::open(ctx, zmq::DEALER, Role::Control)?;
+        s.set_linger(0)?;
+        socket::connect(&s, &cfg.control_endpoint())?;
+        Ok(Reporter {
+            socket: s,
+            report: SubscriberReport {
+                id: format!("rill-tail-{}", std::process::id()),
+                topics: topics.to_vec(),
+                received: 0,
+                dropped: 0,
+            },
+            last: None,
+            dropped_said: 0,
+        })
+    }
+
+    fn tick(&mut self, gaps: &Gaps, now: bool) {
+        // Replies are not needed; drain them.
+        while self.socket.recv_bytes(zmq::DONTWAIT).is_ok() {}
+        if !now && self.last.is_some_and(|t| t.elapsed() < REPORT_EVERY) {
+            return;
+        }
+        self.last = Some(Instant::now());
+        self.report.received = gaps.received;
+        self.report.dropped = gaps.dropped;
+        if let Ok(json) = serde_json::to_vec(&ControlRequest::SubscriberReport(self.report.clone()))
+        {
+            // The empty frame is what a REQ socket would send first.
+            let _ = self
+                .socket
+                .send_multipart([&b""[..], &json[..]], zmq::DONTWAIT);
+        }
+        if !now && gaps.dropped > self.dropped_said {
+            eprintln!(
+                "rill tail: {} messages dropped so far (this subscriber fell behind; the index has every line)",
+                gaps.dropped
+            );
+            self.dropped_said = gaps.dropped;
         }
     }
-    Ok(())
 }
 
 /// One message as printed: `host log: line` or a JSON object.
@@ -106,6 +215,18 @@ mod tests {
         assert_eq!(v["log"], "nginx");
         assert_eq!(v["body"], "GET /");
         assert_eq!(v["offset"], 42);
+    }
+
+    #[test]
+    fn gaps_in_a_topics_numbers_are_counted_per_tap_run() {
+        let mut g = Gaps::default();
+        for seq in [0, 1, 5, 6] {
+            g.see("line/a/x", "run1", seq);
+        }
+        // Another topic, and a restarted tap starting at 0 again: no gap.
+        g.see("line/a/y", "run1", 3);
+        g.see("line/a/x", "run2", 0);
+        assert_eq!((g.received, g.dropped), (6, 3));
     }
 
     #[test]

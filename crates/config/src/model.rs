@@ -33,6 +33,10 @@ pub struct TapSettings {
     /// A last line still without its newline after this long is published,
     /// marked partial (default 5 s); the rest follows as its own line.
     pub partial_line_after: std::time::Duration,
+    /// Lines a tap holds that the index has not confirmed yet (default
+    /// 20,000, and never more than 16 MiB): when full, the tap stops reading
+    /// until the parser catches up, and the files on the server wait.
+    pub max_unacked_lines: usize,
 }
 
 impl Default for TapSettings {
@@ -41,6 +45,7 @@ impl Default for TapSettings {
             poll_interval: std::time::Duration::from_secs(1),
             max_line_bytes: 1 << 20,
             partial_line_after: std::time::Duration::from_secs(5),
+            max_unacked_lines: 20_000,
         }
     }
 }

@@ -32,6 +32,7 @@ pub struct RawTap {
     pub poll_interval: Option<String>,
     pub max_line_bytes: Option<u64>,
     pub partial_line_after: Option<String>,
+    pub max_unacked_lines: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

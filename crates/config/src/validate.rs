@@ -77,6 +77,15 @@ pub fn validate(file: &Path, raw: RawConfig, env: Environment) -> Result<Config,
             tap.partial_line_after =
                 parse_duration(&v).map_err(|m| err("tap.partial_line_after", m))?;
         }
+        if let Some(v) = t.max_unacked_lines {
+            if !(100..=1_000_000).contains(&v) {
+                return Err(err(
+                    "tap.max_unacked_lines",
+                    format!("expected between 100 and 1000000, got {v}"),
+                ));
+            }
+            tap.max_unacked_lines = v as usize;
+        }
     }
 
     if raw.hosts.is_empty() {

@@ -1,15 +1,20 @@
 //! The parser process.
 //!
 //! ```text
-//! ingest PULL (from every ssh_tap) -> [topic, LineMeta, raw bytes]
+//! ingest ROUTER (from every ssh_tap's DEALER) -> [line, LineMeta, raw bytes, Envelope]
+//!   -> in order per tap run (ingest.rs: duplicates skipped, gaps asked for again)
 //!   -> parse (raw: body = line, ts = read_at)
 //!   -> IndexWriter::add (idempotent on the line's durable name)
 //!   -> PUB parsed/<host>/<log> (ParsedEvent JSON) to the bus
-//! commit when lines are pending and COMMIT_EVERY has passed
+//! commit when lines are pending and COMMIT_EVERY has passed,
+//!   then a receipt to every tap run that gained lines
 //! ```
 //!
-//! Commits are what make lines searchable, so they happen at least every
-//! [`COMMIT_EVERY`] while lines arrive, and once more on shutdown.
+//! Commits are what make lines searchable and what lets a tap move its
+//! resume point on, so they happen at least every [`COMMIT_EVERY`] while
+//! lines arrive, and once more on shutdown.
+
+pub mod ingest;
 
 use std::time::{Duration, Instant};
 
@@ -19,7 +24,7 @@ use rill_config::Config;
 use rill_index::{IndexWriter, IndexedLine};
 use rill_process::Shutdown;
 use rill_proto::{LineMeta, ParsedEvent, Topic};
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 /// The longest a received line waits before it is committed (searchable).
 pub const COMMIT_EVERY: Duration = Duration::from_millis(500);
@@ -40,32 +45,32 @@ pub fn parse_raw(meta: &LineMeta, bytes: &[u8]) -> ParsedEvent {
 
 pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
     let ctx = zmq::Context::new();
-    let ingest = socket::open(&ctx, zmq::PULL, Role::Ingest)?;
-    socket::bind(&ingest, &cfg.ingest_endpoint())?;
-    let live = socket::open(&ctx, zmq::PUB, Role::Live)?;
-    socket::connect(&live, &cfg.bus_endpoint())?;
     let dir = cfg.index_dir();
+    let index_was_there = dir.join("meta.json").exists();
     let mut index = IndexWriter::open(&dir)
         .with_context(|| format!("could not open index {}", dir.display()))?;
+    let generation = ingest::generation(&dir, index_was_there)
+        .with_context(|| format!("could not name the index in {}", dir.display()))?;
+    let mut ingest = ingest::Ingest::bind(&ctx, &cfg.ingest_endpoint(), generation)?;
+    let live = socket::open(&ctx, zmq::PUB, Role::Live)?;
+    socket::connect(&live, &cfg.bus_endpoint())?;
     info!(index = %dir.display(), "parser ready");
 
     let mut first_pending: Option<Instant> = None;
     let mut indexed: u64 = 0;
     while !shutdown.requested() {
-        let wait = first_pending.map_or(100, |t| {
-            COMMIT_EVERY.saturating_sub(t.elapsed()).as_millis() as i64
+        let wait = first_pending.map_or(Duration::from_millis(100), |t| {
+            COMMIT_EVERY.saturating_sub(t.elapsed())
         });
-        if socket::readable(&ingest, Duration::from_millis(wait.max(0) as u64))? {
+        if socket::readable(ingest.socket(), wait)? {
             // Drain what is queued without waiting again.
-            while let Ok(frames) = ingest.recv_multipart(zmq::DONTWAIT) {
-                let Some(event) = decode(&frames) else {
-                    continue;
-                };
+            while let Some(line) = ingest.recv() {
+                let event = parse_raw(&line.meta, &line.bytes);
                 index.add(&IndexedLine {
                     ts: event.ts,
                     host: event.host.clone(),
                     log: event.log.clone(),
-                    path: String::new(),
+                    path: line.meta.path.clone(),
                     file_id: event.file_id,
                     offset: event.offset,
                     body: event.body.clone(),
@@ -88,6 +93,7 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
         if first_pending.is_some_and(|t| t.elapsed() >= COMMIT_EVERY) {
             let n = index.pending();
             index.commit()?;
+            ingest.committed();
             debug!(lines = n, total = indexed, "committed");
             first_pending = None;
         }
@@ -95,27 +101,9 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
     if index.pending() > 0 {
         index.commit()?;
     }
+    ingest.committed();
     info!(total = indexed, "parser stopped");
     Ok(())
-}
-
-/// `[topic, LineMeta JSON, raw bytes]` -> event; malformed messages are
-/// logged and skipped, never fatal.
-fn decode(frames: &[Vec<u8>]) -> Option<ParsedEvent> {
-    let [_topic, meta, bytes] = frames else {
-        warn!(
-            frames = frames.len(),
-            "ignoring message with unexpected frame count"
-        );
-        return None;
-    };
-    match serde_json::from_slice::<LineMeta>(meta) {
-        Ok(meta) => Some(parse_raw(&meta, bytes)),
-        Err(e) => {
-            warn!(error = %e, "ignoring message with malformed line metadata");
-            None
-        }
-    }
 }
 
 #[cfg(test)]
@@ -132,11 +120,5 @@ mod tests {
         assert_eq!(e.body, "café \u{fffd}");
         assert_eq!(e.offset, 9);
         assert_eq!(e.ts, meta.read_at);
-    }
-
-    #[test]
-    fn malformed_messages_are_skipped() {
-        assert!(decode(&[b"t".to_vec()]).is_none());
-        assert!(decode(&[b"t".to_vec(), b"{".to_vec(), b"x".to_vec()]).is_none());
     }
 }

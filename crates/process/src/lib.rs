@@ -207,6 +207,15 @@ impl Supervised {
         }
     }
 
+    /// Makes a pending restart due now and the backoff start over: the reason
+    /// the child kept failing went away (its host came back up).
+    pub fn restart_soon(&mut self) {
+        self.backoff = Backoff::new(self.backoff.max);
+        if self.child.is_none() && self.restart_at.is_some() {
+            self.restart_at = Some(Instant::now());
+        }
+    }
+
     /// Sends SIGTERM (no restart follows).
     pub fn terminate(&mut self) {
         self.restart_at = None;

@@ -11,14 +11,35 @@ use crate::message::{LogStatus, Ping};
 pub enum ControlRequest {
     /// The state of every host and log.
     Status,
+    /// A stream client telling how it fares (sent every few seconds by
+    /// `rill tail`; any client may). No reply is needed, one is sent.
+    SubscriberReport(SubscriberReport),
+}
+
+/// What a live-stream subscriber received and lost, by its own count (the
+/// gaps in each topic's sequence numbers).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubscriberReport {
+    /// Unique per subscriber run.
+    pub id: String,
+    /// The patterns it subscribed to.
+    pub topics: Vec<String>,
+    pub received: u64,
+    pub dropped: u64,
 }
 
 /// The supervisor's answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum ControlReply {
-    Ok { report: StatusReport },
-    Failed { failure_reason: String },
+    /// `report` answers `status`; other requests get a bare `ok`.
+    Ok {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        report: Option<StatusReport>,
+    },
+    Failed {
+        failure_reason: String,
+    },
 }
 
 /// Everything `rill status` shows.
@@ -27,6 +48,17 @@ pub struct StatusReport {
     pub at: DateTime<Utc>,
     pub hosts: Vec<HostReport>,
     pub children: Vec<ChildReport>,
+    /// Stream subscribers that reported within the last 30 s.
+    #[serde(default)]
+    pub subscribers: Vec<SubscriberStatus>,
+}
+
+/// A subscriber's last report, as `rill status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubscriberStatus {
+    #[serde(flatten)]
+    pub report: SubscriberReport,
+    pub reported_at: DateTime<Utc>,
 }
 
 /// One configured host as the supervisor sees it.
@@ -74,10 +106,30 @@ mod tests {
             at: Utc::now(),
             hosts: vec![],
             children: vec![],
+            subscribers: vec![SubscriberStatus {
+                report: SubscriberReport {
+                    id: "s".into(),
+                    topics: vec!["line/#".into()],
+                    received: 5,
+                    dropped: 2,
+                },
+                reported_at: Utc::now(),
+            }],
         };
-        let ok = ControlReply::Ok { report };
+        let ok = ControlReply::Ok {
+            report: Some(report),
+        };
+        assert_eq!(
+            serde_json::to_string(&ControlReply::Ok { report: None }).unwrap(),
+            r#"{"status":"ok"}"#
+        );
         let back: ControlReply =
             serde_json::from_str(&serde_json::to_string(&ok).unwrap()).unwrap();
         assert_eq!(back, ok);
+        let r: ControlRequest = serde_json::from_str(
+            r#"{"command":"subscriber_report","id":"x","topics":["line/#"],"received":3,"dropped":1}"#,
+        )
+        .unwrap();
+        assert!(matches!(r, ControlRequest::SubscriberReport(s) if s.dropped == 1));
     }
 }

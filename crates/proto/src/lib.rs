@@ -6,14 +6,20 @@
 //! - [`message`]: the JSON frames: [`LineMeta`] (frame 2 of a `line/` message, the
 //!   raw bytes are frame 3), [`ParsedEvent`], [`Ping`], [`TapStatus`].
 //! - [`control`]: requests and replies on the supervisor's control socket.
+//! - [`ingest`]: the durable path from taps to the parser and its receipts.
 //!
 //! Wire format of a live line (ZeroMQ multipart): `[topic, LineMeta JSON, raw bytes]`.
-//! The same three frames go to the parser on the durable path.
+//! On the durable path the same frames follow a `line` frame and precede an
+//! [`ingest::Envelope`].
 
 pub mod control;
+pub mod ingest;
 pub mod message;
 pub mod topic;
 
-pub use control::{ChildReport, ControlReply, ControlRequest, HostReport, StatusReport};
+pub use control::{
+    ChildReport, ControlReply, ControlRequest, HostReport, StatusReport, SubscriberReport,
+    SubscriberStatus,
+};
 pub use message::{line_key, FileId, LineMeta, LogStatus, ParsedEvent, Ping, TapStatus};
 pub use topic::{valid_name, Topic, TopicPattern};

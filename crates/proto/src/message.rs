@@ -81,8 +81,9 @@ pub struct LineMeta {
     /// Byte offset of the line's first byte in that file. Together with host, log
     /// and file_id this names the line durably.
     pub offset: u64,
-    /// Counts messages from one tap process, starting at 0; with `epoch` a client
-    /// can count its own gaps.
+    /// Counts the messages of this topic from one tap process, starting at
+    /// 0: a subscriber that sees a number skipped lost that many messages
+    /// (the live path drops under overload; the index does not).
     pub seq: u64,
     /// Identifies one run of the tap: a restarted tap starts a new epoch.
     pub epoch: String,
@@ -123,9 +124,14 @@ pub struct ParsedEvent {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Ping {
     pub host: String,
+    /// Whether the host's SSH port accepts connections.
     pub up: bool,
-    /// Round-trip time of the probe, when it succeeded.
+    /// How long that TCP connect took, when it succeeded.
     pub rtt_ms: Option<f64>,
+    /// ICMP echo round trip, when masspinger may send ICMP and the host
+    /// answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icmp_rtt_ms: Option<f64>,
     pub at: DateTime<Utc>,
 }
 
@@ -140,6 +146,17 @@ pub struct LogStatus {
     /// Offset just past the last line read.
     pub last_offset: Option<u64>,
     pub error: Option<String>,
+    /// The size of the file at its path, as last seen on the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_size: Option<u64>,
+    /// Offset just past the last line the index has committed, in the
+    /// current file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub indexed_offset: Option<u64>,
+    /// Bytes on the server not yet in the index: the rest of the current
+    /// file, plus what is left of older files still being finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_bytes: Option<u64>,
 }
 
 /// The single frame after the topic of a `status/<host>` message, published by
@@ -225,6 +242,7 @@ mod tests {
             host: "h".into(),
             up: true,
             rtt_ms: Some(0.3),
+            icmp_rtt_ms: None,
             at: Utc::now(),
         };
         let back: Ping = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();

@@ -7,16 +7,22 @@ use chrono::Utc;
 use rill_bus::Subscriber;
 use rill_config::Config;
 use rill_process::Supervised;
-use rill_proto::{ChildReport, ControlReply, ControlRequest, HostReport, Ping, StatusReport};
+use rill_proto::{
+    ChildReport, ControlReply, ControlRequest, HostReport, Ping, StatusReport, SubscriberStatus,
+};
 use tracing::warn;
 
 /// A tap that has not reported for this long is considered not connected.
 const STALE_AFTER: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
 
-/// What the supervisor has heard on the bus.
+/// A subscriber that has not reported for this long is no longer listed.
+const SUBSCRIBER_GONE_AFTER: chrono::TimeDelta = chrono::TimeDelta::seconds(30);
+
+/// What the supervisor has heard on the bus and from stream clients.
 #[derive(Default)]
 pub struct State {
     pings: BTreeMap<String, Ping>,
+    subscribers: BTreeMap<String, SubscriberStatus>,
 }
 
 impl State {
@@ -39,9 +45,15 @@ impl State {
 pub fn build_report(
     cfg: &Config,
     pings: &BTreeMap<String, Ping>,
+    subscribers: &BTreeMap<String, SubscriberStatus>,
     children: &[&Supervised],
 ) -> StatusReport {
     let now = Utc::now();
+    let subscribers = subscribers
+        .values()
+        .filter(|s| now - s.reported_at < SUBSCRIBER_GONE_AFTER)
+        .cloned()
+        .collect();
     let hosts = cfg
         .hosts
         .keys()
@@ -71,6 +83,7 @@ pub fn build_report(
         at: now,
         hosts,
         children,
+        subscribers,
     }
 }
 
@@ -79,7 +92,7 @@ pub fn build_report(
 pub fn serve(
     control: &zmq::Socket,
     cfg: &Config,
-    state: &State,
+    state: &mut State,
     children: &[&Supervised],
     wait: Duration,
 ) -> anyhow::Result<()> {
@@ -93,8 +106,27 @@ pub fn serve(
         let body = frames.pop().unwrap_or_default();
         let reply = match serde_json::from_slice::<ControlRequest>(&body) {
             Ok(ControlRequest::Status) => ControlReply::Ok {
-                report: build_report(cfg, &state.pings, children),
+                report: Some(build_report(
+                    cfg,
+                    &state.pings,
+                    &state.subscribers,
+                    children,
+                )),
             },
+            Ok(ControlRequest::SubscriberReport(report)) => {
+                let now = Utc::now();
+                state
+                    .subscribers
+                    .retain(|_, s| now - s.reported_at < SUBSCRIBER_GONE_AFTER);
+                state.subscribers.insert(
+                    report.id.clone(),
+                    SubscriberStatus {
+                        report,
+                        reported_at: now,
+                    },
+                );
+                ControlReply::Ok { report: None }
+            }
             Err(e) => {
                 warn!(error = %e, "bad control request");
                 ControlReply::Failed {

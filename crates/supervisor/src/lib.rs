@@ -76,7 +76,13 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
             .chain(std::iter::once(&pinger))
             .chain(taps.iter())
             .collect();
-        control::serve(&control, cfg, &state, &children, Duration::from_millis(100))?;
+        control::serve(
+            &control,
+            cfg,
+            &mut state,
+            &children,
+            Duration::from_millis(100),
+        )?;
     }
 
     info!("supervisor stopping");

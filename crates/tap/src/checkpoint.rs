@@ -76,14 +76,27 @@ pub struct Unfinished {
     pub copy: bool,
 }
 
+/// Where each log of a host stands. Offsets are those the index has
+/// committed: a restarted tap reads again whatever came after them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoints {
+    /// The index these positions are in (its generation); a tap that finds
+    /// the index replaced reads its files again from the start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<String>,
     /// Per log: the file at its path now.
     pub logs: BTreeMap<String, LogCheckpoint>,
-    /// Per log: rotated files not yet read to their end.
+    /// Per log: older files not yet in the index to their end.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub draining: BTreeMap<String, Vec<Unfinished>>,
+    /// Per log: the last few files read to their end (their offset is their
+    /// final size), newest last: what can be read again if the index is lost.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub history: BTreeMap<String, Vec<Unfinished>>,
 }
+
+/// Finished files remembered per log.
+pub const HISTORY: usize = 8;
 
 pub fn path(cfg: &Config, host: &str) -> PathBuf {
     cfg.checkpoints_dir().join(format!("{host}.json"))

@@ -2,6 +2,7 @@
 //! policy, authentication.
 
 use std::net::{TcpStream, ToSocketAddrs};
+use std::os::unix::io::{AsRawFd, RawFd};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -13,6 +14,13 @@ use crate::hostkey::{self, HostKeyError, Verdict};
 
 /// How long a TCP connect may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long data we sent may go unacknowledged before the kernel gives up
+/// on the connection (`TCP_USER_TIMEOUT`): with a keepalive sent every 2 s, a
+/// black-holed network (packets dropped, no reset) is noticed this long
+/// after it started, whether or not we are reading.
+pub const TCP_USER_TIMEOUT: Duration = Duration::from_secs(8);
+/// Keepalives the server must answer, this many seconds apart.
+pub const KEEPALIVE_SECS: u32 = 2;
 /// How long any blocking SSH operation (handshake, auth, channel open) may take.
 pub const SSH_TIMEOUT_MS: u32 = 10_000;
 
@@ -79,6 +87,7 @@ pub fn connect(cfg: &Config, host: &Host) -> Result<Session, ConnectError> {
         source: last.unwrap_or_else(|| std::io::Error::other("no address")),
     })?;
     let _ = tcp.set_nodelay(true);
+    set_user_timeout(tcp.as_raw_fd(), TCP_USER_TIMEOUT);
 
     let mut session = Session::new()?;
     session.set_tcp_stream(tcp);
@@ -107,9 +116,41 @@ pub fn connect(cfg: &Config, host: &Host) -> Result<Session, ConnectError> {
     }
 
     authenticate(&session, host)?;
-    // Ask for keepalives every 5 s; `keepalive_send` is called from the tap loop.
-    session.set_keepalive(false, 5);
+    // Keepalives the server answers, so bytes keep arriving on a healthy
+    // but idle connection; `keepalive_send` is called from the tap loop.
+    session.set_keepalive(true, KEEPALIVE_SECS);
     Ok(session)
+}
+
+fn set_user_timeout(fd: RawFd, d: Duration) {
+    let ms = d.as_millis() as libc::c_uint;
+    // SAFETY: setsockopt on our own socket with a correctly sized value.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_USER_TIMEOUT,
+            (&ms as *const libc::c_uint).cast(),
+            std::mem::size_of::<libc::c_uint>() as libc::socklen_t,
+        );
+    }
+}
+
+/// How long ago the kernel last received data on the TCP socket `fd`.
+pub fn last_data_received(fd: RawFd) -> Option<Duration> {
+    // SAFETY: tcp_info is plain data; getsockopt writes at most `len` bytes.
+    unsafe {
+        let mut info: libc::tcp_info = std::mem::zeroed();
+        let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+        let rc = libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        );
+        (rc == 0).then(|| Duration::from_millis(info.tcpi_last_data_recv as u64))
+    }
 }
 
 fn authenticate(session: &Session, host: &Host) -> Result<(), ConnectError> {

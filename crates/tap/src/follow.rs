@@ -30,8 +30,9 @@ use rill_proto::FileId;
 use ssh2::Channel;
 use tracing::{debug, info, warn};
 
-use crate::checkpoint::{LogCheckpoint, Unfinished, Verify};
+use crate::checkpoint::{self, LogCheckpoint, Unfinished, Verify};
 use crate::connections::Connections;
+use crate::durable::Durable;
 use crate::frames::{ChunkDecoder, Piece, StreamFilter};
 use crate::lines::{Line, LineSplitter};
 use crate::remote::{self, Control, Header, Mode, Nonce, OldFile, Reading, StartAt};
@@ -89,6 +90,8 @@ struct Reader {
     gone: bool,
     /// The file was truncated: nothing after that point belongs to it.
     truncated: bool,
+    /// The file's size on the server, as last reported.
+    remote_size: Option<u64>,
     last_data: Instant,
     eof: bool,
 }
@@ -120,6 +123,7 @@ impl Reader {
             final_size: None,
             gone: false,
             truncated: false,
+            remote_size: None,
             last_data: Instant::now(),
             eof: false,
         }
@@ -131,6 +135,22 @@ impl Reader {
             .as_ref()
             .map(|f| LogCheckpoint::new(f.file_id, f.splitter.next_offset(), f.verify))
             .or(self.expect)
+    }
+
+    /// Where the reader ends once closed: past its last line, and past a
+    /// last line without newline too when that is `flushed` at the close.
+    fn end_position(&self, flushed: bool) -> Option<LogCheckpoint> {
+        let f = self.following.as_ref()?;
+        let pending = if flushed {
+            f.splitter.pending() as u64
+        } else {
+            0
+        };
+        Some(LogCheckpoint::new(
+            f.file_id,
+            f.splitter.next_offset() + pending,
+            f.verify,
+        ))
     }
 
     /// Whether a draining reader has read everything it will get.
@@ -189,14 +209,13 @@ impl Reader {
                     publish(log, f, io, i, current)?;
                 }
                 if let Some(line) = f.splitter.flush() {
-                    io.out
-                        .publish(log, f.file_id, &line, Utc::now(), io.shutdown)?;
+                    io.out.publish(i, log, f.file_id, &line, Utc::now())?;
                     io.board.log(i).lines_read += 1;
                     seen.progressed = true;
                 }
             }
         }
-        self.read_stderr(log, io, i, &mut seen);
+        self.read_stderr(log, io, i, current, &mut seen);
         if self.channel.eof() {
             self.eof = true;
             seen.progressed = true;
@@ -244,6 +263,12 @@ impl Reader {
                     f.verify = v;
                     seen.identified = true;
                 }
+                Piece::Control(Control::Size(n)) => {
+                    self.remote_size = Some(n);
+                    if current {
+                        io.board.log(i).remote_size = Some(n);
+                    }
+                }
                 Piece::Control(c) => {
                     apply(&mut self.final_size, &mut self.gone, c);
                     seen.controls.push(c);
@@ -257,7 +282,7 @@ impl Reader {
         publish(log, f, io, i, current)
     }
 
-    fn read_stderr(&mut self, log: &Log, io: &mut Io, i: usize, seen: &mut Seen) {
+    fn read_stderr(&mut self, log: &Log, io: &mut Io, i: usize, current: bool, seen: &mut Seen) {
         let Ok(n) = self.channel.stderr().read(io.buf) else {
             return;
         };
@@ -276,6 +301,12 @@ impl Reader {
                     if let Some(f) = &mut self.following {
                         f.verify = v;
                         seen.identified = true;
+                    }
+                }
+                Some(Control::Size(n)) => {
+                    self.remote_size = Some(n);
+                    if current {
+                        io.board.log(i).remote_size = Some(n);
                     }
                 }
                 Some(c) => {
@@ -386,7 +417,8 @@ impl Reader {
             }
             // It did not: the file we were reading was renamed away (found
             // again by inode) or truncated (its copy found by its bytes).
-            Some(prev) if current && prev.offset > 0 => {
+            // Even at offset 0 it may hold lines the index never confirmed.
+            Some(prev) if current => {
                 seen.replaced = Some(Unfinished {
                     at: prev,
                     copy: prev.file_id.ino == ino,
@@ -400,11 +432,10 @@ impl Reader {
 
     /// Closes the channel; with `flush`, first publishes a last line that
     /// never got its newline (the file is done).
-    fn close(mut self, log: &Log, io: &mut Io, flush: bool) -> anyhow::Result<()> {
+    fn close(mut self, log: &Log, io: &mut Io, i: usize, flush: bool) -> anyhow::Result<()> {
         if let (true, Some(f)) = (flush, &mut self.following) {
             if let Some(line) = f.splitter.flush() {
-                io.out
-                    .publish(log, f.file_id, &line, Utc::now(), io.shutdown)?;
+                io.out.publish(i, log, f.file_id, &line, Utc::now())?;
             }
         }
         let _ = self.channel.close();
@@ -446,8 +477,7 @@ fn publish(
     let read_at = Utc::now();
     let st = io.board.log(i);
     for line in io.lines.drain(..) {
-        io.out
-            .publish(log, f.file_id, &line, read_at, io.shutdown)?;
+        io.out.publish(i, log, f.file_id, &line, read_at)?;
         st.lines_read += 1;
     }
     if current {
@@ -473,6 +503,11 @@ pub struct Follow {
     avoid: Option<FileId>,
     /// Files still to finish (from a checkpoint, or replaced while down).
     finishes: Vec<Unfinished>,
+    /// Files read to their end whose last lines the index may not have
+    /// confirmed yet: kept in checkpoints until it has.
+    closed: Vec<Unfinished>,
+    /// The last few files read to their end (newest last).
+    history: Vec<Unfinished>,
     /// A file's identity was established or a rotation seen since the last
     /// checkpoint: save now, not at the next periodic save, so a restart
     /// never names the same file differently.
@@ -485,6 +520,7 @@ impl Follow {
         settings: TapSettings,
         saved: Option<LogCheckpoint>,
         unfinished: Vec<Unfinished>,
+        history: Vec<Unfinished>,
     ) -> Self {
         let next = match saved {
             Some(c) => resume_at(c),
@@ -501,24 +537,132 @@ impl Follow {
             resume: saved,
             avoid: None,
             finishes: unfinished,
+            closed: Vec::new(),
+            history,
             identity_changed: false,
         }
     }
 
-    /// The current position and every unfinished one, for the checkpoint.
-    pub fn positions(&self) -> (Option<LogCheckpoint>, Vec<Unfinished>) {
+    /// What to save for this log (log number `i` of the tap): the current
+    /// file and every unfinished one, each at its oldest line the index has
+    /// not confirmed, and the files finished lately.
+    pub fn checkpoint(
+        &mut self,
+        i: usize,
+        durable: &Durable,
+    ) -> (Option<LogCheckpoint>, Vec<Unfinished>, Vec<Unfinished>) {
+        let confirmed = |at: LogCheckpoint| match durable.first_unconfirmed(i, at.file_id) {
+            Some(off) if off < at.offset => LogCheckpoint { offset: off, ..at },
+            _ => at,
+        };
+        self.closed
+            .retain(|u| durable.first_unconfirmed(i, u.at.file_id).is_some());
+        let current = self
+            .current
+            .as_ref()
+            .and_then(Reader::position)
+            .or(self.resume)
+            .map(confirmed);
+        let unfinished = self
+            .draining
+            .iter()
+            .filter_map(|r| {
+                r.position().map(|at| Unfinished {
+                    at: confirmed(at),
+                    copy: r.copy,
+                })
+            })
+            .chain(
+                self.finishes
+                    .iter()
+                    .chain(&self.closed)
+                    .map(|u| Unfinished {
+                        at: confirmed(u.at),
+                        copy: u.copy,
+                    }),
+            )
+            .collect();
+        (current, unfinished, self.history.clone())
+    }
+
+    /// The offset the index has confirmed in the current file, and the bytes
+    /// on the server not in the index yet (the current file's rest, plus
+    /// what is left of files being finished whose final size is known).
+    pub fn lag(&self, i: usize, durable: &Durable) -> (Option<u64>, Option<u64>) {
+        let confirmed = |at: LogCheckpoint| {
+            durable
+                .first_unconfirmed(i, at.file_id)
+                .map_or(at.offset, |off| off.min(at.offset))
+        };
+        let Some(r) = &self.current else {
+            return (self.resume.map(confirmed), None);
+        };
+        let Some(at) = r.position() else {
+            return (None, None);
+        };
+        let indexed = confirmed(at);
+        let lag = r.remote_size.map(|size| {
+            let older: u64 = self
+                .draining
+                .iter()
+                .filter_map(|d| {
+                    let (size, at) = (d.final_size?, d.position()?);
+                    Some(size.saturating_sub(confirmed(at)))
+                })
+                .sum();
+            size.saturating_sub(indexed) + older
+        });
+        (Some(indexed), lag)
+    }
+
+    /// The index was lost or replaced: read every file this log still knows
+    /// again from its start (the current one, unfinished ones, and the ones
+    /// finished lately), as far as they are still on the server.
+    pub fn rewind_to_start(&mut self) {
+        let start = |at: LogCheckpoint| LogCheckpoint { offset: 0, ..at };
+        let mut again: Vec<Unfinished> = Vec::new();
         let current = self
             .current
             .as_ref()
             .and_then(Reader::position)
             .or(self.resume);
-        let mut unfinished: Vec<Unfinished> = self
-            .draining
-            .iter()
-            .filter_map(|r| r.position().map(|at| Unfinished { at, copy: r.copy }))
-            .collect();
-        unfinished.extend(self.finishes.iter().copied());
-        (current, unfinished)
+        for r in self.draining.drain(..) {
+            if let Some(at) = r.position() {
+                again.push(Unfinished {
+                    at: start(at),
+                    copy: r.copy,
+                });
+            }
+            let mut ch = r.channel;
+            let _ = ch.close();
+        }
+        if let Some(r) = self.current.take() {
+            let mut ch = r.channel;
+            let _ = ch.close();
+        }
+        for u in self
+            .finishes
+            .drain(..)
+            .chain(self.closed.drain(..))
+            .chain(self.history.iter().copied())
+        {
+            if !again.iter().any(|a| a.at.file_id == u.at.file_id)
+                && current.is_none_or(|c| c.file_id != u.at.file_id)
+            {
+                again.push(Unfinished {
+                    at: start(u.at),
+                    copy: u.copy,
+                });
+            }
+        }
+        info!(log = %self.log.name, files = again.len() + usize::from(current.is_some()), "reading the log's files again from the start");
+        self.finishes = again;
+        if let Some(c) = current {
+            self.resume = Some(start(c));
+            self.next = resume_at(start(c));
+        }
+        self.reopen_at = Some(Instant::now());
+        self.identity_changed = true;
     }
 
     /// Opens the channels that are due.
@@ -590,7 +734,7 @@ impl Follow {
                 self.next = StartAt::Beginning;
                 self.resume = None;
                 self.reopen_at = Some(Instant::now());
-                r.close(&self.log, io, false)?;
+                r.close(&self.log, io, i, false)?;
             } else if seen.controls.contains(&Control::Rotated) {
                 info!(log = %self.log.name, "file rotated; draining the old one and following the new");
                 r.draining = true;
@@ -604,7 +748,7 @@ impl Follow {
                 // Resume at the start of a line still waiting for its
                 // newline: it is read again whole.
                 self.next = self.resume.map_or(StartAt::Beginning, resume_at);
-                r.close(&self.log, io, false)?;
+                r.close(&self.log, io, i, false)?;
                 self.reopen_at = Some(Instant::now() + REOPEN_AFTER);
             } else {
                 self.current = Some(r);
@@ -618,7 +762,18 @@ impl Follow {
             if r.drained() {
                 info!(log = %self.log.name, "old file finished");
                 let flush = !r.truncated;
-                r.close(&self.log, io, flush)?;
+                let copy = r.copy;
+                let end = r.end_position(flush);
+                r.close(&self.log, io, i, flush)?;
+                if let Some(at) = end {
+                    let u = Unfinished { at, copy };
+                    self.closed.push(u);
+                    self.history.retain(|h| h.at.file_id != at.file_id);
+                    self.history.push(u);
+                    if self.history.len() > checkpoint::HISTORY {
+                        self.history.remove(0);
+                    }
+                }
                 self.identity_changed = true;
             } else {
                 still.push(r);
@@ -655,7 +810,7 @@ fn apply(final_size: &mut Option<u64>, gone: &mut bool, c: Control) {
     match c {
         Control::Final(n) => *final_size = Some(n),
         Control::Gone => *gone = true,
-        Control::Rotated | Control::Truncated | Control::Fingerprint(_) => {}
+        Control::Rotated | Control::Truncated | Control::Fingerprint(_) | Control::Size(_) => {}
     }
 }
 

@@ -26,6 +26,7 @@
 pub mod checkpoint;
 pub mod connect;
 pub mod connections;
+pub mod durable;
 pub mod follow;
 pub mod frames;
 pub mod hostkey;

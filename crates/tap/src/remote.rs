@@ -18,8 +18,8 @@
 //!   exactly between the old bytes and the new ones. It is given the file's
 //!   name behind a random run of `/.` and `//.` segments (the [`Nonce`]), so
 //!   its messages are told apart from any log line (`frames::StreamFilter`).
-//!   Rotation, a draining file's final size and a grown fingerprint are
-//!   reported on stderr.
+//!   Rotation, the file's size when it changed, a draining file's final
+//!   size and a grown fingerprint are reported on stderr.
 //! - **chunks** (any other `tail`: BusyBox, BSD, which re-read a truncated
 //!   file silently): every poll the script sends what is new as
 //!   `RILL-CHUNK <off> <len>`, the bytes, then `RILL-OK` once it checked that
@@ -191,6 +191,7 @@ chunks() {
       if [ "${1:-gone}" != "$me" ]; then rot=1; echo "RILL-ROTATED ${1:-gone}"; fi
     fi
     osize || { echo RILL-GONE; return; }
+    if [ -z "$rot" ] && [ "$sz" != "$lastsz" ]; then echo "RILL-SIZE $sz"; lastsz=$sz; fi
     if [ "$sz" -lt "$off" ]; then echo "RILL-TRUNCATED $sz"; return; fi
     if [ "$sz" -gt "$off" ]; then
       [ "$(fpof "$cur" "$vn")" = "$fp" ] || { echo "RILL-TRUNCATED $sz"; return; }
@@ -267,10 +268,9 @@ const FOLLOW: &str = r#"  if [ ! -e "$p" ]; then
       done
       wait $t; exit 0
     fi
-    if [ "$vn" -lt @FPB@ ]; then
-      osize
-      if [ "$sz" -ge @FPB@ ]; then vn=@FPB@; fp=$(fpof "$cur" "$vn"); echo "RILL-FP $vn $fp" >&2; fi
-    fi
+    osize
+    if [ "$sz" != "$lastsz" ]; then echo "RILL-SIZE $sz" >&2; lastsz=$sz; fi
+    if [ "$vn" -lt @FPB@ ] && [ "$sz" -ge @FPB@ ]; then vn=@FPB@; fp=$(fpof "$cur" "$vn"); echo "RILL-FP $vn $fp" >&2; fi
   done
   exit 1
 "#;
@@ -391,6 +391,8 @@ pub enum Control {
     Truncated,
     /// The file grew to a full fingerprint: verify it by this from now on.
     Fingerprint(Verify),
+    /// The file at the path is now this long (reported when it changes).
+    Size(u64),
 }
 
 /// Parses one control line; `None` for anything else (a real error message).
@@ -403,6 +405,7 @@ pub fn parse_control(line: &str) -> Option<Control> {
         "RILL-FINAL" => num().map(Control::Final),
         "RILL-GONE" => Some(Control::Gone),
         "RILL-TRUNCATED" => Some(Control::Truncated),
+        "RILL-SIZE" => num().map(Control::Size),
         "RILL-FP" => {
             let len = num()?;
             let fp = u32::try_from(num()?).ok()?;
@@ -559,6 +562,7 @@ mod tests {
             parse_control("RILL-FP 64 9"),
             Some(Control::Fingerprint(Verify { len: 64, fp: 9 }))
         );
+        assert_eq!(parse_control("RILL-SIZE 7"), Some(Control::Size(7)));
         assert_eq!(parse_control("RILL-FINAL x"), None);
         assert_eq!(parse_control("cat: oops"), None);
     }
@@ -727,8 +731,15 @@ mod tests {
         }
 
         /// Control records from the stream and from stderr, in arrival order
-        /// per source.
+        /// per source, size reports left out.
         fn controls(&self) -> Vec<Control> {
+            self.all_controls()
+                .into_iter()
+                .filter(|c| !matches!(c, Control::Size(_)))
+                .collect()
+        }
+
+        fn all_controls(&self) -> Vec<Control> {
             let mut c: Vec<Control> = self
                 .pieces
                 .iter()
@@ -843,6 +854,10 @@ mod tests {
             let (mut l, n) = follow(&path, resume(verify), on);
             l.until(&n, |l| l.data() == b"second\n");
             assert_eq!(following(&l).unwrap().3, 101);
+            // The file's size is reported, for the lag in `rill status`.
+            l.until(&n, |l| {
+                l.all_controls().contains(&Control::Size(body.len() as u64))
+            });
             l.close();
             // Other first bytes (a reused inode) or another inode: from 0.
             for start in [

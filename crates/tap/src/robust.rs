@@ -2,8 +2,8 @@
 //!
 //! Restarts it with exponential backoff (250 ms doubling to 30 s), holds the
 //! restart while masspinger says the host is down (assuming up when
-//! masspinger is silent), and stops it with SIGTERM (SIGKILL after 3 s) when
-//! asked to stop.
+//! masspinger is silent), restarts it at once when the host comes back up,
+//! and stops it with SIGTERM (SIGKILL after 3 s) when asked to stop.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -49,6 +49,11 @@ pub fn run(cfg: &Config, host: &str, shutdown: &Shutdown) -> anyhow::Result<()> 
             {
                 if down_since.is_none_or(|(up, _)| up != ping.up) {
                     info!(host, up = ping.up, "host reachability changed");
+                    if ping.up {
+                        // Back up: try at once, not after the backoff the
+                        // failed attempts while it was down built up.
+                        tap.restart_soon();
+                    }
                 }
                 down_since = Some((ping.up, Instant::now()));
             }

@@ -1,9 +1,17 @@
 //! `ssh_tap`: one SSH connection to one host, one channel per followed log.
 //!
 //! The loop is single-threaded over a non-blocking libssh2 session: read every
-//! channel until it would block, publish the lines, and when no channel had
-//! anything, poll the TCP socket (100 ms) so a new byte wakes us at once.
+//! channel until it would block, publish the lines (live and durable), and
+//! when nothing happened, wait (100 ms at most) for the SSH sockets or a
+//! receipt from the parser. While the durable window is full the channels
+//! are not read at all: the parser is behind, and the files on the server
+//! hold what is not read yet.
+//!
+//! A dead connection is noticed by libssh2 errors, by TCP (our keepalives
+//! must be acknowledged within [`crate::connect::TCP_USER_TIMEOUT`]) and by
+//! a deadline on bytes received while the channels are being read.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
@@ -16,9 +24,16 @@ use tracing::{error, info, warn};
 
 use crate::checkpoint::{self, Checkpoints};
 use crate::connections::Connections;
+use crate::durable::{Durable, Heard};
 use crate::follow::{Follow, Io};
 use crate::lines::Line;
 use crate::status::StatusBoard;
+
+/// No byte from the server for this long, while we read, means the
+/// connection is dead (keepalives are answered every 2 s).
+pub const RECEIVE_DEADLINE: Duration = Duration::from_secs(8);
+/// How often checkpoints are saved when nothing else asks for it.
+const SAVE_EVERY: Duration = Duration::from_secs(1);
 
 /// Runs the tap for `host` until shutdown or until the connection fails
 /// (then it returns the error and `robust_ssh_tap` restarts it).
@@ -50,10 +65,16 @@ pub fn run(cfg: &Config, host: &str, shutdown: &Shutdown) -> anyhow::Result<()> 
         .map(|l| {
             let resume = saved.logs.get(&l.name).copied();
             let draining = saved.draining.get(&l.name).cloned().unwrap_or_default();
-            Follow::new(l, cfg.tap, resume, draining)
+            let history = saved.history.get(&l.name).cloned().unwrap_or_default();
+            Follow::new(l, cfg.tap, resume, draining, history)
         })
         .collect();
-    let mut saver = CheckpointSaver { cfg, host, saved };
+    let mut saver = CheckpointSaver {
+        cfg,
+        host,
+        saved,
+        last: Instant::now(),
+    };
     let result = follow_loop(
         &mut conns,
         &mut follows,
@@ -62,7 +83,9 @@ pub fn run(cfg: &Config, host: &str, shutdown: &Shutdown) -> anyhow::Result<()> 
         &mut saver,
         shutdown,
     );
-    saver.save(&mut follows);
+    // Receipts that arrived meanwhile count for the last checkpoint.
+    let _ = out.durable.pump();
+    saver.save(&mut follows, &out.durable);
 
     // Close what we opened so the remote follow scripts end now, not when sshd
     // notices a dead connection.
@@ -89,40 +112,94 @@ fn follow_loop(
     let mut lines = Vec::new();
     let mut pieces = Vec::new();
     let mut last_keepalive = Instant::now();
+    // Since when the channels have been read without pause.
+    let mut reading_since = Instant::now();
     while !shutdown.requested() {
-        let mut progressed = false;
-        for (i, f) in follows.iter_mut().enumerate() {
-            if let Err(e) = f.open_due(conns, board, i) {
-                // A broken connection shows up here first; anything else
-                // is reported (in the log's status) and retried.
-                if !conns.alive() {
-                    return Err(e.context("connection lost"));
+        for heard in out.durable.pump()? {
+            let Heard::Generation(g) = heard;
+            match saver.saved.generation.as_deref() {
+                Some(old) if old != g => {
+                    warn!(old, new = %g, "the index was replaced; reading every known file again from its start");
+                    out.durable.restart();
+                    for f in follows.iter_mut() {
+                        f.rewind_to_start();
+                    }
                 }
-                warn!(log = %f.log.name, error = %format!("{e:#}"), "could not start following");
+                _ => {}
             }
-            let mut io = Io {
-                buf: &mut buf,
-                lines: &mut lines,
-                pieces: &mut pieces,
-                out,
-                board,
-                shutdown,
-            };
-            progressed |= f.pump(&mut io, i)?;
+            saver.saved.generation = Some(g);
+            saver.last = Instant::now() - SAVE_EVERY;
+        }
+        let throttled = out.durable.full();
+        let mut progressed = false;
+        if throttled {
+            reading_since = Instant::now();
+        } else {
+            for (i, f) in follows.iter_mut().enumerate() {
+                if let Err(e) = f.open_due(conns, board, i) {
+                    // A broken connection shows up here first; anything else
+                    // is reported (in the log's status) and retried.
+                    if !conns.alive() {
+                        return Err(e.context("connection lost"));
+                    }
+                    warn!(log = %f.log.name, error = %format!("{e:#}"), "could not start following");
+                }
+                let mut io = Io {
+                    buf: &mut buf,
+                    lines: &mut lines,
+                    pieces: &mut pieces,
+                    out,
+                    board,
+                    shutdown,
+                };
+                progressed |= f.pump(&mut io, i)?;
+                if out.durable.full() {
+                    break;
+                }
+            }
         }
         if last_keepalive.elapsed() >= Duration::from_secs(1) {
             conns.keepalive()?;
             last_keepalive = Instant::now();
-            saver.save(follows);
-        } else if follows.iter().any(|f| f.identity_changed) {
-            saver.save(follows);
+            if let Some(silent) = conns.silent_for() {
+                if silent > RECEIVE_DEADLINE && reading_since.elapsed() > RECEIVE_DEADLINE {
+                    return Err(anyhow!(
+                        "no data from the server for {} s although keepalives are sent every 2 s; the connection is presumed dead",
+                        silent.as_secs()
+                    ));
+                }
+            }
+            for (i, f) in follows.iter().enumerate() {
+                let (indexed, lag) = f.lag(i, &out.durable);
+                let st = board.log(i);
+                st.indexed_offset = indexed;
+                st.lag_bytes = lag;
+            }
+        }
+        if saver.last.elapsed() >= SAVE_EVERY || follows.iter().any(|f| f.identity_changed) {
+            saver.save(follows, &out.durable);
         }
         board.flush(&out.live, false);
         if !progressed {
-            conns.wait_readable(Duration::from_millis(100));
+            wait(conns, &out.durable, throttled, Duration::from_millis(100));
         }
     }
     Ok(())
+}
+
+/// Waits for a receipt, or (unless `throttled`) for bytes on an SSH socket.
+fn wait(conns: &Connections, durable: &Durable, throttled: bool, timeout: Duration) {
+    let mut items = vec![durable.socket().as_poll_item(zmq::POLLIN)];
+    if !throttled {
+        items.extend(
+            conns
+                .fds()
+                .into_iter()
+                .map(|fd| zmq::PollItem::from_fd(fd, zmq::POLLIN)),
+        );
+    }
+    // EINTR and friends: just go round again.
+    let _ = zmq::poll(&mut items, timeout.as_millis() as i64);
 }
 
 /// Writes the checkpoint file when a log's position changed.
@@ -130,21 +207,29 @@ struct CheckpointSaver<'a> {
     cfg: &'a Config,
     host: &'a str,
     saved: Checkpoints,
+    last: Instant,
 }
 
 impl CheckpointSaver<'_> {
-    fn save(&mut self, follows: &mut [Follow]) {
+    fn save(&mut self, follows: &mut [Follow], durable: &Durable) {
+        self.last = Instant::now();
         let mut now = self.saved.clone();
-        for f in follows.iter_mut() {
+        for (i, f) in follows.iter_mut().enumerate() {
             f.identity_changed = false;
-            let (current, draining) = f.positions();
+            let (current, unfinished, history) = f.checkpoint(i, durable);
+            let name = f.log.name.clone();
             if let Some(c) = current {
-                now.logs.insert(f.log.name.clone(), c);
+                now.logs.insert(name.clone(), c);
             }
-            if draining.is_empty() {
-                now.draining.remove(&f.log.name);
+            if unfinished.is_empty() {
+                now.draining.remove(&name);
             } else {
-                now.draining.insert(f.log.name.clone(), draining);
+                now.draining.insert(name.clone(), unfinished);
+            }
+            if history.is_empty() {
+                now.history.remove(&name);
+            } else {
+                now.history.insert(name, history);
             }
         }
         if now != self.saved {
@@ -156,69 +241,65 @@ impl CheckpointSaver<'_> {
     }
 }
 
-/// The tap's two outputs: the live stream and the parser's ingest queue.
+/// The tap's two outputs: the live stream and the durable path to the parser.
 pub struct Outputs {
     host: String,
     live: zmq::Socket,
-    ingest: zmq::Socket,
-    epoch: String,
-    seq: u64,
+    /// The durable window; its run id is the `epoch` of every line.
+    pub durable: Durable,
+    /// Per log: the next live sequence number of its topic.
+    seq: HashMap<usize, u64>,
 }
 
 impl Outputs {
     fn connect(ctx: &zmq::Context, cfg: &Config, host: &str) -> anyhow::Result<Self> {
         let live = socket::open(ctx, zmq::PUB, Role::Live)?;
         socket::connect(&live, &cfg.bus_endpoint())?;
-        let ingest = socket::open(ctx, zmq::PUSH, Role::Ingest)?;
-        ingest.set_sndtimeo(200)?;
-        socket::connect(&ingest, &cfg.ingest_endpoint())?;
+        let durable =
+            Durable::connect(ctx, &cfg.ingest_endpoint(), host, cfg.tap.max_unacked_lines)?;
         Ok(Outputs {
             host: host.to_owned(),
             live,
-            ingest,
-            epoch: uuid::Uuid::new_v4().to_string(),
-            seq: 0,
+            durable,
+            seq: HashMap::new(),
         })
     }
 
+    /// Publishes one line of log number `i`: on its live topic (never
+    /// blocks; a full subscriber queue drops) and into the durable window.
     pub fn publish(
         &mut self,
+        i: usize,
         log: &Log,
         file_id: FileId,
         line: &Line,
         read_at: chrono::DateTime<Utc>,
-        shutdown: &Shutdown,
     ) -> anyhow::Result<()> {
+        let seq = self.seq.entry(i).or_insert(0);
         let meta = LineMeta {
             host: self.host.clone(),
             log: log.name.clone(),
             path: log.path.clone(),
             file_id,
             offset: line.offset,
-            seq: self.seq,
-            epoch: self.epoch.clone(),
+            seq: *seq,
+            epoch: self.durable.epoch().to_owned(),
             read_at,
             partial: line.partial,
         };
-        self.seq += 1;
+        *seq += 1;
         let topic = Topic::Line {
             host: &self.host,
             log: &log.name,
         }
         .to_string();
         let json = serde_json::to_vec(&meta)?;
-        let frames: [&[u8]; 3] = [topic.as_bytes(), &json, &line.bytes];
-        // Live path: never blocks; a full subscriber queue drops.
-        let _ = self.live.send_multipart(frames, zmq::DONTWAIT);
-        // Durable path: blocks while the parser's queue is full, so the tap
-        // stops reading instead of buffering.
-        loop {
-            match self.ingest.send_multipart(frames, 0) {
-                Ok(()) => return Ok(()),
-                Err(zmq::Error::EAGAIN) if !shutdown.requested() => continue,
-                Err(zmq::Error::EAGAIN) => return Ok(()),
-                Err(e) => return Err(e.into()),
-            }
-        }
+        let _ = self.live.send_multipart(
+            [topic.as_bytes(), &json[..], &line.bytes[..]],
+            zmq::DONTWAIT,
+        );
+        self.durable
+            .push(i, file_id, line.offset, json, &line.bytes);
+        Ok(())
     }
 }

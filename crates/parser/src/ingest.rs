@@ -1,0 +1,314 @@
+//! The parser's side of the durable path (protocol: `rill_proto::ingest`).
+//!
+//! For every tap run it knows the next message it expects. A message with
+//! that number is handed out for indexing; an older one is a duplicate (sent
+//! again) and skipped; a newer one means messages were lost on the way, and
+//! the tap is asked to send again from the missing one. After each commit
+//! every run that gained lines gets a receipt.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use rill_bus::socket::{self, Role};
+use rill_proto::ingest::{self, Envelope, Hello, Receipt};
+use rill_proto::LineMeta;
+use tracing::{debug, info, warn};
+
+/// A tap run not heard from for this long is forgotten.
+const FORGET_AFTER: Duration = Duration::from_secs(600);
+/// A tap is asked to send again at most this often per run.
+const ASK_EVERY: Duration = Duration::from_millis(500);
+
+/// The file in the index folder that names the index.
+const GENERATION_FILE: &str = "rill-generation";
+
+/// The index's generation: read from the index folder, or made anew when
+/// the index was just created (or predates generations).
+pub fn generation(index_dir: &Path, index_was_there: bool) -> std::io::Result<String> {
+    let file = index_dir.join(GENERATION_FILE);
+    if index_was_there {
+        if let Ok(g) = std::fs::read_to_string(&file) {
+            if !g.trim().is_empty() {
+                return Ok(g.trim().to_owned());
+            }
+        }
+    }
+    let g = uuid::Uuid::new_v4().to_string();
+    let tmp = file.with_extension("tmp");
+    std::fs::write(&tmp, &g)?;
+    std::fs::rename(&tmp, &file)?;
+    info!(generation = %g, "new index generation");
+    Ok(g)
+}
+
+struct TapRun {
+    route: Vec<u8>,
+    host: String,
+    /// The next message number expected.
+    next: u64,
+    /// Every message numbered below this is committed.
+    committed: u64,
+    asked: Option<Instant>,
+    seen: Instant,
+}
+
+/// A line to index.
+pub struct Incoming {
+    pub meta: LineMeta,
+    pub bytes: Vec<u8>,
+}
+
+pub struct Ingest {
+    socket: zmq::Socket,
+    generation: String,
+    parser: String,
+    runs: HashMap<String, TapRun>,
+}
+
+impl Ingest {
+    pub fn bind(
+        ctx: &zmq::Context,
+        endpoint: &str,
+        generation: String,
+    ) -> Result<Self, rill_bus::BusError> {
+        let s = socket::open(ctx, zmq::ROUTER, Role::Ingest)?;
+        socket::bind(&s, endpoint)?;
+        Ok(Ingest {
+            socket: s,
+            generation,
+            parser: uuid::Uuid::new_v4().to_string(),
+            runs: HashMap::new(),
+        })
+    }
+
+    pub fn socket(&self) -> &zmq::Socket {
+        &self.socket
+    }
+
+    /// The next line to index, if one is waiting. Hellos, duplicates and
+    /// out-of-order lines are dealt with on the way.
+    pub fn recv(&mut self) -> Option<Incoming> {
+        loop {
+            let frames = self.socket.recv_multipart(zmq::DONTWAIT).ok()?;
+            match &frames[..] {
+                [route, kind, meta, bytes, env] if kind.as_slice() == ingest::LINE => {
+                    let (Ok(meta), Ok(env)) = (
+                        serde_json::from_slice::<LineMeta>(meta),
+                        serde_json::from_slice::<Envelope>(env),
+                    ) else {
+                        warn!("ignoring a malformed line from a tap");
+                        continue;
+                    };
+                    let run = self.run(route, &meta.host, &meta.epoch, env.window_start);
+                    if env.seq == run.next {
+                        run.next += 1;
+                        return Some(Incoming {
+                            meta,
+                            bytes: bytes.clone(),
+                        });
+                    }
+                    if env.seq > run.next {
+                        let from = run.next;
+                        let epoch = meta.epoch.clone();
+                        self.ask(&epoch, from);
+                    }
+                }
+                [route, kind, hello] if kind.as_slice() == ingest::HELLO => {
+                    let Ok(h) = serde_json::from_slice::<Hello>(hello) else {
+                        warn!("ignoring a malformed hello from a tap");
+                        continue;
+                    };
+                    let run = self.run(route, &h.host, &h.epoch, h.window_start);
+                    // Everything sent before the hello arrived before it (one
+                    // pipe, in order): what is missing was lost.
+                    let missing = (run.next < h.sent).then_some(run.next);
+                    run.asked = missing.map(|_| Instant::now());
+                    self.receipt(&h.epoch, missing);
+                }
+                _ => warn!(
+                    frames = frames.len(),
+                    "ignoring an unexpected message on the ingest socket"
+                ),
+            }
+        }
+    }
+
+    /// The state of a tap run, made when it is first heard of: it starts at
+    /// the oldest message the tap still holds.
+    fn run(&mut self, route: &[u8], host: &str, epoch: &str, window_start: u64) -> &mut TapRun {
+        let run = self.runs.entry(epoch.to_owned()).or_insert_with(|| {
+            debug!(host, epoch, window_start, "new tap run");
+            TapRun {
+                route: Vec::new(),
+                host: host.to_owned(),
+                next: window_start,
+                committed: window_start,
+                asked: None,
+                seen: Instant::now(),
+            }
+        });
+        run.route = route.to_vec();
+        run.seen = Instant::now();
+        // The tap no longer holds anything older: nothing to wait for there.
+        if window_start > run.next {
+            run.next = window_start;
+            run.committed = run.committed.max(window_start);
+        }
+        run
+    }
+
+    fn ask(&mut self, epoch: &str, from: u64) {
+        let Some(run) = self.runs.get_mut(epoch) else {
+            return;
+        };
+        if run.asked.is_some_and(|t| t.elapsed() < ASK_EVERY) {
+            return;
+        }
+        run.asked = Some(Instant::now());
+        debug!(host = %run.host, from, "lines missing from a tap; asking for them again");
+        self.receipt(epoch, Some(from));
+    }
+
+    fn receipt(&self, epoch: &str, resend_from: Option<u64>) {
+        let Some(run) = self.runs.get(epoch) else {
+            return;
+        };
+        let r = Receipt {
+            generation: self.generation.clone(),
+            parser: self.parser.clone(),
+            tap_epoch: epoch.to_owned(),
+            committed: run.committed,
+            resend_from,
+        };
+        let Ok(json) = serde_json::to_vec(&r) else {
+            return;
+        };
+        let _ = self
+            .socket
+            .send_multipart([run.route.as_slice(), &json], zmq::DONTWAIT);
+    }
+
+    /// Everything handed out so far is committed: tell the taps.
+    pub fn committed(&mut self) {
+        let gained: Vec<String> = self
+            .runs
+            .iter_mut()
+            .filter(|(_, r)| r.next > r.committed)
+            .map(|(e, r)| {
+                r.committed = r.next;
+                e.clone()
+            })
+            .collect();
+        for epoch in gained {
+            self.receipt(&epoch, None);
+        }
+        self.runs.retain(|_, r| r.seen.elapsed() < FORGET_AFTER);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(host: &str, epoch: &str) -> Vec<u8> {
+        format!(
+            r#"{{"host":"{host}","log":"l","path":"/p","file_id":"1:2:00000003","offset":0,"seq":0,"epoch":"{epoch}","read_at":"2026-11-22T10:00:00Z"}}"#
+        )
+        .into_bytes()
+    }
+
+    struct Tap {
+        socket: zmq::Socket,
+    }
+
+    impl Tap {
+        fn line(&self, seq: u64, window_start: u64) {
+            let env = serde_json::to_vec(&Envelope { seq, window_start }).unwrap();
+            self.socket
+                .send_multipart([ingest::LINE, &line("h", "e1")[..], b"body", &env], 0)
+                .unwrap();
+        }
+
+        fn hello(&self, window_start: u64, sent: u64) {
+            let h = Hello {
+                host: "h".into(),
+                epoch: "e1".into(),
+                window_start,
+                sent,
+            };
+            self.socket
+                .send_multipart([ingest::HELLO, &serde_json::to_vec(&h).unwrap()[..]], 0)
+                .unwrap();
+        }
+
+        fn receipt(&self) -> Receipt {
+            assert!(socket::readable(&self.socket, Duration::from_secs(5)).unwrap());
+            let f = self.socket.recv_multipart(0).unwrap();
+            serde_json::from_slice(f.last().unwrap()).unwrap()
+        }
+    }
+
+    fn setup() -> (Ingest, Tap) {
+        let ctx = zmq::Context::new();
+        let dir = tempfile::tempdir().unwrap();
+        let ep = format!("ipc://{}/ingest.sock", dir.path().display());
+        let ingest = Ingest::bind(&ctx, &ep, "g1".into()).unwrap();
+        let s = socket::open(&ctx, zmq::DEALER, Role::Ingest).unwrap();
+        socket::connect(&s, &ep).unwrap();
+        std::mem::forget(dir);
+        (ingest, Tap { socket: s })
+    }
+
+    /// Receives until `n` lines were handed out (or 5 s).
+    fn take(ingest: &mut Ingest, n: usize) -> usize {
+        let end = Instant::now() + Duration::from_secs(5);
+        let mut got = 0;
+        while got < n && Instant::now() < end {
+            socket::readable(ingest.socket(), Duration::from_millis(50)).unwrap();
+            while ingest.recv().is_some() {
+                got += 1;
+            }
+        }
+        got
+    }
+
+    #[test]
+    fn lines_in_order_are_indexed_once_and_confirmed_after_the_commit() {
+        let (mut ingest, tap) = setup();
+        // A run first heard of at message 5 (it still holds 5 on).
+        for seq in [5, 6, 6, 7] {
+            tap.line(seq, 5);
+        }
+        assert_eq!(take(&mut ingest, 3), 3, "the duplicate 6 is skipped");
+        ingest.committed();
+        let r = tap.receipt();
+        assert_eq!((r.committed, r.resend_from), (8, None));
+        assert_eq!(r.generation, "g1");
+    }
+
+    #[test]
+    fn a_gap_asks_the_tap_to_send_again() {
+        let (mut ingest, tap) = setup();
+        tap.line(0, 0);
+        tap.line(2, 0);
+        assert_eq!(take(&mut ingest, 1), 1);
+        let r = tap.receipt();
+        assert_eq!(r.resend_from, Some(1));
+        assert_eq!(r.committed, 0);
+        // A hello that says more was sent than arrived: lost on the way.
+        tap.hello(0, 3);
+        assert!(socket::readable(ingest.socket(), Duration::from_secs(5)).unwrap());
+        assert!(ingest.recv().is_none(), "a hello is not a line");
+        let r = tap.receipt();
+        assert_eq!(r.resend_from, Some(1));
+    }
+
+    #[test]
+    fn the_generation_is_kept_with_the_index_and_made_anew_without_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = generation(dir.path(), false).unwrap();
+        assert_eq!(generation(dir.path(), true).unwrap(), first);
+        assert_ne!(generation(dir.path(), false).unwrap(), first);
+    }
+}
