@@ -6,12 +6,15 @@
 //! - [`message`]: the JSON frames: [`LineMeta`] (frame 2 of a `line/` message, the
 //!   raw bytes are frame 3), [`ParsedEvent`], [`Ping`], [`TapStatus`].
 //! - [`control`]: requests and replies on the supervisor's control socket.
+//! - [`session`]: the session-control protocol (JSON on a host's sessions
+//!   ROUTER socket) and its strict request checking.
 //!
 //! Wire format of a live line (ZeroMQ multipart): `[topic, LineMeta JSON, raw bytes]`.
 //! The same three frames go to the parser on the durable path.
 
 pub mod control;
 pub mod message;
+pub mod session;
 pub mod topic;
 
 pub use control::{ChildReport, ControlReply, ControlRequest, HostReport, StatusReport};
