@@ -55,7 +55,12 @@ impl Policy {
 
     /// Admits a peer (returning its user name, empty without login) or says
     /// why not.
-    pub fn admit(&self, address: &str, mechanism: &str, creds: &[Vec<u8>]) -> Result<String, String> {
+    pub fn admit(
+        &self,
+        address: &str,
+        mechanism: &str,
+        creds: &[Vec<u8>],
+    ) -> Result<String, String> {
         if self.tcp && !self.allow.is_empty() {
             let ip: Option<IpAddr> = address.parse().ok();
             if !ip.is_some_and(|ip| self.allow.iter().any(|c| c.contains(ip))) {
@@ -193,7 +198,10 @@ mod tests {
         assert!(e.contains("not in sessions.allow"), "{e}");
         let wrong = [b"ops".to_vec(), b"guess".to_vec()];
         let e = p.admit("127.0.0.1", "PLAIN", &wrong).unwrap_err();
-        assert!(e.contains("wrong user or password") && !e.contains("guess"), "{e}");
+        assert!(
+            e.contains("wrong user or password") && !e.contains("guess"),
+            "{e}"
+        );
         assert!(p.admit("127.0.0.1", "NULL", &[]).is_err());
         assert!(p.admit("", "PLAIN", &good).is_err(), "no address, no entry");
         assert!(!p.is_open());

@@ -55,24 +55,24 @@ pub struct SessionServer {
 pub fn spawn(cfg: &Config, host: &Host, shutdown: &Shutdown) -> Option<SessionServer> {
     let settings = host.sessions.clone()?;
     let (cfg, host) = (cfg.clone(), host.clone());
+    let span = tracing::info_span!("sessions", host = %host.name);
     let stop = Shutdown::manual();
     let (stopped, tap) = (stop.clone(), shutdown.clone());
     let thread = std::thread::Builder::new()
         .name("sessions".into())
         .spawn(move || {
-            let _span = tracing::info_span!("sessions").entered();
+            let _span = span.entered();
             let done = || stopped.requested() || tap.requested();
-            let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                run(&cfg, &host, &settings, &done)
-            }))
-            .unwrap_or_else(|panic| {
-                let what = panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_default();
-                Err(anyhow!("the session server panicked: {what}"))
-            });
+            let result =
+                std::panic::catch_unwind(AssertUnwindSafe(|| run(&cfg, &host, &settings, &done)))
+                    .unwrap_or_else(|panic| {
+                        let what = panic
+                            .downcast_ref::<String>()
+                            .cloned()
+                            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                            .unwrap_or_default();
+                        Err(anyhow!("the session server panicked: {what}"))
+                    });
             if let Err(e) = &result {
                 error!(error = %format!("{e:#}"), "session server failed; ssh_tap exits");
                 tap.trigger();

@@ -116,7 +116,11 @@ impl Server {
             || !self.pending.is_empty()
             || !self.open.is_empty()
             || !self.closer.is_empty();
-        let timeout = if busy { max.min(Duration::from_millis(20)) } else { max };
+        let timeout = if busy {
+            max.min(Duration::from_millis(20))
+        } else {
+            max
+        };
         let fds = self.links.fds();
         let mut items = vec![self.router.as_poll_item(zmq::POLLIN)];
         items.extend(
@@ -124,7 +128,10 @@ impl Server {
                 .values()
                 .map(|s| s.publisher.as_poll_item(zmq::POLLIN)),
         );
-        items.extend(fds.iter().map(|fd| zmq::PollItem::from_fd(*fd, zmq::POLLIN)));
+        items.extend(
+            fds.iter()
+                .map(|fd| zmq::PollItem::from_fd(*fd, zmq::POLLIN)),
+        );
         let _ = zmq::poll(&mut items, timeout.as_millis() as i64);
     }
 
@@ -396,7 +403,11 @@ impl Server {
         self.failures += 1;
         let delay = Duration::from_millis(250 * 2u64.pow(self.failures.min(7)));
         self.next_warm = Instant::now() + delay;
-        warn!(error, retry_in_ms = delay.as_millis() as u64, "could not open a shell");
+        warn!(
+            error,
+            retry_in_ms = delay.as_millis() as u64,
+            "could not open a shell"
+        );
         if let Some(p) = self.pending.pop_front() {
             let reason = format!("could not open a shell on {}: {error}", self.host);
             self.reply(
@@ -463,7 +474,11 @@ impl Server {
     }
 
     fn expire_pending(&mut self) {
-        while self.pending.front().is_some_and(|p| p.since.elapsed() > PENDING_FOR) {
+        while self
+            .pending
+            .front()
+            .is_some_and(|p| p.since.elapsed() > PENDING_FOR)
+        {
             let p = self.pending.pop_front().expect("checked");
             let reason = format!(
                 "no shell came up on {} within {}s",

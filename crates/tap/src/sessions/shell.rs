@@ -138,7 +138,11 @@ impl Warming {
                     let ch = self.channel.as_mut().expect("channel open");
                     match ch.write(&SETUP[written..]) {
                         Ok(n) if written + n == SETUP.len() => self.stage = Stage::Prompt,
-                        Ok(n) => self.stage = Stage::Setup { written: written + n },
+                        Ok(n) => {
+                            self.stage = Stage::Setup {
+                                written: written + n,
+                            }
+                        }
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                             return Step::Pending
                         }
@@ -349,10 +353,7 @@ mod tests {
 
     #[test]
     fn the_remote_command_names_the_session() {
-        assert_eq!(
-            command("0b6c"),
-            "exec /bin/sh -i -s rill-session 0b6c"
-        );
+        assert_eq!(command("0b6c"), "exec /bin/sh -i -s rill-session 0b6c");
         assert!(!SETUP.windows(MARKER.len()).any(|w| w == MARKER));
     }
 }
