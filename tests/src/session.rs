@@ -32,6 +32,15 @@ impl Rill {
         std::fs::write(&self.config, text).unwrap();
     }
 
+    /// The pids of this Rill's ssh_tap processes.
+    pub fn ssh_tap_pids(&self) -> Vec<u32> {
+        crate::local_processes_mentioning(&self.config.display().to_string())
+            .into_iter()
+            .filter(|(_, cmd)| cmd.contains("/ssh_tap "))
+            .map(|(pid, _)| pid)
+            .collect()
+    }
+
     /// The default sessions endpoint of `host`.
     pub fn sessions_ipc(&self, host: &str) -> String {
         format!(

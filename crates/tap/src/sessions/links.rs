@@ -2,12 +2,13 @@
 //! following logs. Usually one; another is opened when sshd refuses more
 //! channels on every one (OpenSSH `MaxSessions`, 10 by default).
 //!
-//! All of them are non-blocking. libssh2 keeps the state of a channel being
-//! opened in the connection, so at most one open is in flight per link
-//! ([`Link::opening`]).
+//! All of them are non-blocking. At most one channel request (open, PTY,
+//! exec) is in flight per link ([`Link::busy`]): libssh2 keeps the state of
+//! an open in the connection, and a non-blocking wait for a reply gives up
+//! when a reply of the same kind for another channel arrives first.
 
 use std::os::unix::io::AsRawFd;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail};
 use rill_config::{Config, Host};
@@ -28,15 +29,49 @@ pub struct Link {
     pub session: Session,
     /// Channels open on it now (warming, ready, open or closing).
     pub channels: usize,
-    /// How many channels sshd accepted before refusing one, once it did.
-    pub capacity: Option<usize>,
-    /// A channel open is in flight.
-    pub opening: bool,
+    /// The most channels it ever carried at once.
+    peak: usize,
+    /// How many channels sshd takes, once it refused one at a new high.
+    capacity: Option<usize>,
+    /// sshd frees a session's slot only once its shell has exited, a little
+    /// after the channel's CLOSE: a refusal below the peak means "not yet",
+    /// so the link rests until then instead of counting as full.
+    rest_until: Option<Instant>,
+    /// A channel request (open, PTY, exec) is in flight.
+    pub busy: bool,
 }
 
+/// How long a link rests after a refusal below its peak.
+const REST: Duration = Duration::from_millis(200);
+
 impl Link {
-    fn has_room(&self) -> bool {
+    /// Below its capacity (resting or not).
+    fn below_capacity(&self) -> bool {
         self.capacity.is_none_or(|c| self.channels < c)
+    }
+
+    fn has_room(&self) -> bool {
+        self.below_capacity() && self.rest_until.is_none_or(|t| Instant::now() >= t)
+    }
+
+    /// A channel was opened on it.
+    pub fn opened(&mut self) {
+        self.channels += 1;
+        self.peak = self.peak.max(self.channels);
+    }
+
+    /// A channel of it was freed.
+    pub fn closed(&mut self) {
+        self.channels = self.channels.saturating_sub(1);
+    }
+
+    /// sshd refused a channel (its MaxSessions).
+    pub fn refused(&mut self) {
+        if self.channels >= self.peak {
+            self.capacity = Some(self.channels);
+        } else {
+            self.rest_until = Some(Instant::now() + REST);
+        }
     }
 }
 
@@ -64,20 +99,22 @@ impl Links {
         self.links.push(Link {
             session,
             channels: 0,
+            peak: 0,
             capacity: None,
-            opening: false,
+            rest_until: None,
+            busy: false,
         });
         Ok(self.links.len() - 1)
     }
 
     /// A link where a new channel may be opened now: one with room and no
-    /// open in flight. Opens another connection when every link is full;
-    /// `None` while the links with room are busy opening.
+    /// request in flight. Opens another connection when every link is full;
+    /// `None` while the links with room are busy or resting.
     pub fn pick(&mut self) -> anyhow::Result<Option<usize>> {
-        if let Some(i) = self.links.iter().position(|l| l.has_room() && !l.opening) {
+        if let Some(i) = self.links.iter().position(|l| l.has_room() && !l.busy) {
             return Ok(Some(i));
         }
-        if self.links.iter().any(Link::has_room) {
+        if self.links.iter().any(Link::below_capacity) {
             return Ok(None);
         }
         if self.links.len() >= MAX_LINKS {

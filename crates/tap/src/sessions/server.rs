@@ -29,7 +29,7 @@ const PENDING_FOR: Duration = Duration::from_secs(15);
 /// How long a send may wait for the connection to take the data.
 const WRITE_WITHIN: Duration = Duration::from_millis(500);
 /// Ended or deleted sessions remembered, to say so instead of "unknown".
-const REMEMBER_ENDED: usize = 4096;
+const REMEMBER_ENDED: usize = 65_536;
 
 /// A session handed to a client.
 struct OpenSession {
@@ -66,9 +66,12 @@ pub struct Server {
     open: BTreeMap<String, OpenSession>,
     pending: VecDeque<Pending>,
     closer: Closer,
-    ended: VecDeque<(String, String)>,
+    /// Why recent sessions are gone (deleted, shell exited), oldest first.
+    ended: HashMap<String, String>,
+    ended_order: VecDeque<String>,
     /// unique_ids answered within max_request_age, against replays.
     seen: HashMap<String, Instant>,
+    pruned: Instant,
     /// Warming failures in a row, and when the next may start.
     failures: u32,
     next_warm: Instant,
@@ -102,8 +105,10 @@ impl Server {
             open: BTreeMap::new(),
             pending: VecDeque::new(),
             closer: Closer::default(),
-            ended: VecDeque::new(),
+            ended: HashMap::new(),
+            ended_order: VecDeque::new(),
             seen: HashMap::new(),
+            pruned: Instant::now(),
             failures: 0,
             next_warm: Instant::now(),
             buf: vec![0; 64 * 1024],
@@ -216,9 +221,11 @@ impl Server {
 
     /// A reason if `unique_id` was already used within max_request_age.
     fn replayed(&mut self, unique_id: &str) -> Option<String> {
+        // Older requests are refused as stale anyway; forget their ids.
         let keep = self.settings.max_request_age * 2;
-        if self.seen.len() > 10_000 {
+        if self.pruned.elapsed() > Duration::from_secs(1) {
             self.seen.retain(|_, at| at.elapsed() <= keep);
+            self.pruned = Instant::now();
         }
         match self.seen.insert(unique_id.to_owned(), Instant::now()) {
             Some(at) if at.elapsed() <= keep => Some(format!(
@@ -343,8 +350,8 @@ impl Server {
 
     /// Why `id` is not an open session.
     fn unknown(&self, id: &str) -> String {
-        match self.ended.iter().rev().find(|(e, _)| e == id) {
-            Some((_, why)) => format!("session {id} {why}"),
+        match self.ended.get(id) {
+            Some(why) => format!("session {id} {why}"),
             None => format!(
                 "unknown session {id:?}: not open on {} (sessions do not outlive a restart of ssh_tap)",
                 self.host
@@ -355,9 +362,12 @@ impl Server {
     /// Closes an open session's shell for good and remembers why.
     fn retire(&mut self, s: OpenSession, why: &str) {
         self.closer.push(s.shell.channel, s.shell.link);
-        self.ended.push_back((s.shell.id, why.to_owned()));
-        if self.ended.len() > REMEMBER_ENDED {
-            self.ended.pop_front();
+        self.ended.insert(s.shell.id.clone(), why.to_owned());
+        self.ended_order.push_back(s.shell.id);
+        if self.ended_order.len() > REMEMBER_ENDED {
+            if let Some(old) = self.ended_order.pop_front() {
+                self.ended.remove(&old);
+            }
         }
     }
 
@@ -382,11 +392,10 @@ impl Server {
                     }
                 }
                 Step::Refused => {
-                    // sshd's MaxSessions: this link is full; refill tries
-                    // another (opening one if needed).
-                    let l = &mut self.links.links[link];
-                    l.capacity = Some(l.channels);
-                    debug!(channels = l.channels, "server refused another channel");
+                    // sshd's MaxSessions (the link noted it); refill tries
+                    // again, on another link if this one is full.
+                    let channels = self.links.links[link].channels;
+                    debug!(link, channels, "server refused another channel");
                 }
                 Step::Failed { error, channel } => {
                     if let Some(ch) = channel {

@@ -73,9 +73,10 @@ pub enum Step {
 }
 
 impl Warming {
-    /// Starts opening a channel on `link` (marked as opening until done).
+    /// Starts opening a channel on `link` (marked busy until the shell is
+    /// started).
     pub fn start(id: String, link_index: usize, link: &mut Link) -> Warming {
-        link.opening = true;
+        link.busy = true;
         Warming {
             id,
             link: link_index,
@@ -90,8 +91,8 @@ impl Warming {
     pub fn advance(&mut self, link: &mut Link, buf: &mut [u8]) -> Step {
         loop {
             if self.started.elapsed() > WARM_WITHIN {
-                if self.stage == Stage::Open {
-                    link.opening = false;
+                if self.requesting() {
+                    link.busy = false;
                 }
                 return self.fail(format!(
                     "no prompt within {}s (stage {:?}); last output: {:?}",
@@ -103,18 +104,18 @@ impl Warming {
             match self.stage {
                 Stage::Open => match link.session.channel_session() {
                     Ok(ch) => {
-                        link.opening = false;
-                        link.channels += 1;
+                        link.opened();
                         self.channel = Some(ch);
                         self.stage = Stage::Pty;
                     }
                     Err(e) if e.code() == EAGAIN => return Step::Pending,
                     Err(e) if e.code() == CHANNEL_FAILURE => {
-                        link.opening = false;
+                        link.busy = false;
+                        link.refused();
                         return Step::Refused;
                     }
                     Err(e) => {
-                        link.opening = false;
+                        link.busy = false;
                         return self.fail(format!("could not open a channel: {e}"));
                     }
                 },
@@ -123,15 +124,24 @@ impl Warming {
                     match ch.request_pty(TERM, None, Some((COLUMNS, ROWS, 0, 0))) {
                         Ok(()) => self.stage = Stage::Exec,
                         Err(e) if e.code() == EAGAIN => return Step::Pending,
-                        Err(e) => return self.fail(format!("the server refused a PTY: {e}")),
+                        Err(e) => {
+                            link.busy = false;
+                            return self.fail(format!("the server refused a PTY: {e}"));
+                        }
                     }
                 }
                 Stage::Exec => {
                     let ch = self.channel.as_mut().expect("channel open");
                     match ch.exec(&command(&self.id)) {
-                        Ok(()) => self.stage = Stage::Setup { written: 0 },
+                        Ok(()) => {
+                            link.busy = false;
+                            self.stage = Stage::Setup { written: 0 };
+                        }
                         Err(e) if e.code() == EAGAIN => return Step::Pending,
-                        Err(e) => return self.fail(format!("could not start the shell: {e}")),
+                        Err(e) => {
+                            link.busy = false;
+                            return self.fail(format!("could not start the shell: {e}"));
+                        }
                     }
                 }
                 Stage::Setup { written } => {
@@ -181,6 +191,11 @@ impl Warming {
                 }
             }
         }
+    }
+
+    /// Whether a channel request of ours is in flight on the link.
+    fn requesting(&self) -> bool {
+        matches!(self.stage, Stage::Open | Stage::Pty | Stage::Exec)
     }
 
     fn fail(&mut self, error: String) -> Step {
@@ -317,7 +332,7 @@ impl Closer {
             };
             if done {
                 if let Some(l) = links.get_mut(*link) {
-                    l.channels = l.channels.saturating_sub(1);
+                    l.closed();
                 }
             }
             !done
