@@ -77,19 +77,16 @@ pub struct SessionClient {
     pub kind: Kind,
     pub client_id: String,
     endpoint: String,
+    login: Option<(String, String)>,
 }
 
 impl SessionClient {
     pub fn connect(endpoint: &str, kind: Kind) -> SessionClient {
-        SessionClient::connect_with(endpoint, kind, |_| {})
+        SessionClient::connect_with(endpoint, kind, None)
     }
 
-    /// Connects after `setup` ran on the socket (e.g. PLAIN credentials).
-    pub fn connect_with(
-        endpoint: &str,
-        kind: Kind,
-        setup: impl FnOnce(&zmq::Socket),
-    ) -> SessionClient {
+    /// Connects logging in with PLAIN `(user, password)`, if given.
+    pub fn connect_with(endpoint: &str, kind: Kind, login: Option<(&str, &str)>) -> SessionClient {
         let ctx = zmq::Context::new();
         let socket = ctx
             .socket(match kind {
@@ -98,7 +95,7 @@ impl SessionClient {
             })
             .unwrap();
         socket.set_linger(0).unwrap();
-        setup(&socket);
+        plain_login(&socket, login);
         socket.connect(endpoint).unwrap();
         SessionClient {
             ctx,
@@ -106,6 +103,7 @@ impl SessionClient {
             kind,
             client_id: new_id(),
             endpoint: endpoint.to_owned(),
+            login: login.map(|(u, p)| (u.to_owned(), p.to_owned())),
         }
     }
 
@@ -124,7 +122,7 @@ impl SessionClient {
     }
 
     /// Sends one message body (raw bytes) and waits up to `within` for the
-    /// reply. On a timeout a REQ socket is replaced, so the client stays usable.
+    /// reply. On a timeout the socket is replaced, so the client stays usable.
     pub fn exchange_raw(&mut self, frames: &[&[u8]], within: Duration) -> Option<Value> {
         let mut out: Vec<&[u8]> = Vec::new();
         if self.kind == Kind::Dealer {
@@ -132,31 +130,25 @@ impl SessionClient {
         }
         out.extend_from_slice(frames);
         self.socket.send_multipart(out, 0).unwrap();
-        let end = Instant::now() + within;
-        loop {
-            let left = end.saturating_duration_since(Instant::now());
-            if left.is_zero()
-                || self
-                    .socket
-                    .poll(zmq::POLLIN, left.as_millis() as i64)
-                    .unwrap()
-                    == 0
-            {
-                if self.kind == Kind::Req {
-                    let fresh = SessionClient::connect(&self.endpoint, self.kind);
-                    self.socket = fresh.socket;
-                    self.ctx = fresh.ctx;
-                }
-                return None;
-            }
-            let mut msg = self.socket.recv_multipart(0).unwrap();
-            if self.kind == Kind::Dealer {
-                assert_eq!(msg.first().map(Vec::len), Some(0), "delimiter first");
-                msg.remove(0);
-            }
-            assert_eq!(msg.len(), 1, "one JSON object per reply");
-            return Some(serde_json::from_slice(&msg[0]).expect("replies are JSON"));
+        let ready = self
+            .socket
+            .poll(zmq::POLLIN, within.as_millis() as i64)
+            .unwrap();
+        if ready == 0 {
+            // A late reply must not pass for the next one: start afresh.
+            let login = self.login.as_ref().map(|(u, p)| (u.as_str(), p.as_str()));
+            let fresh = SessionClient::connect_with(&self.endpoint, self.kind, login);
+            self.socket = fresh.socket;
+            self.ctx = fresh.ctx;
+            return None;
         }
+        let mut msg = self.socket.recv_multipart(0).unwrap();
+        if self.kind == Kind::Dealer {
+            assert_eq!(msg.first().map(Vec::len), Some(0), "delimiter first");
+            msg.remove(0);
+        }
+        assert_eq!(msg.len(), 1, "one JSON object per reply");
+        Some(serde_json::from_slice(&msg[0]).expect("replies are JSON"))
     }
 
     /// Sends `req` and returns the reply, checking what every reply carries.
@@ -201,6 +193,13 @@ impl SessionClient {
     }
 }
 
+fn plain_login(socket: &zmq::Socket, login: Option<(&str, &str)>) {
+    if let Some((user, password)) = login {
+        socket.set_plain_username(Some(user)).unwrap();
+        socket.set_plain_password(Some(password)).unwrap();
+    }
+}
+
 /// What every reply has: a protocol datetime, a status, a reason exactly
 /// when failed.
 pub fn check_reply_shape(reply: &Value) {
@@ -225,7 +224,7 @@ pub fn check_reply_shape(reply: &Value) {
 
 /// A SUB socket on a session's publish endpoint, collecting its bytes.
 pub struct SessionOutput {
-    _ctx: zmq::Context,
+    pub ctx: zmq::Context,
     pub socket: zmq::Socket,
     pub topic: String,
     pub bytes: Vec<u8>,
@@ -233,23 +232,24 @@ pub struct SessionOutput {
 
 impl SessionOutput {
     pub fn subscribe(endpoint: &str, session_id: &str) -> SessionOutput {
-        SessionOutput::subscribe_with(endpoint, session_id, |_| {})
+        SessionOutput::subscribe_with(endpoint, session_id, None)
     }
 
+    /// Subscribes logging in with PLAIN `(user, password)`, if given.
     pub fn subscribe_with(
         endpoint: &str,
         session_id: &str,
-        setup: impl FnOnce(&zmq::Socket),
+        login: Option<(&str, &str)>,
     ) -> SessionOutput {
         let ctx = zmq::Context::new();
         let socket = ctx.socket(zmq::SUB).unwrap();
         socket.set_linger(0).unwrap();
-        setup(&socket);
+        plain_login(&socket, login);
         let topic = format!("session/{session_id}");
         socket.set_subscribe(topic.as_bytes()).unwrap();
         socket.connect(endpoint).unwrap();
         SessionOutput {
-            _ctx: ctx,
+            ctx,
             socket,
             topic,
             bytes: Vec::new(),
