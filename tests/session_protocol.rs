@@ -354,6 +354,37 @@ fn every_malformed_request_fails_with_its_reason_and_the_next_one_is_served() {
         );
         assert!(!remote_shells(&h.user).contains_key(a_id));
         let b_id = b["session_id"].as_str().unwrap();
+        // A short write fails and says how much went in: with the terminal
+        // in non-canonical mode (nothing is dropped) and the shell asleep,
+        // no input is read, so the SSH window (2 MiB) fills up.
+        let publish = b["publish_zeromq_bind"].as_str().unwrap();
+        let mut out = SessionOutput::subscribe(publish, b_id);
+        assert!(wait_until(Duration::from_secs(10), || c.sessions()[b_id]
+            ["subscribed"]
+            == true));
+        let busy = c.call(
+            "send_data_to_session",
+            json!({"session_id": b_id, "contents": "stty -icanon -echo && echo now-''asleep && sleep 10\n"}),
+        );
+        assert_eq!(busy["status"], "ok", "{busy}");
+        assert!(out.read_until(b"now-asleep", Duration::from_secs(10)));
+        let flood = "x".repeat(3 << 20);
+        let short = c.call(
+            "send_data_to_session",
+            json!({"session_id": b_id, "contents": flood}),
+        );
+        assert_eq!(short["status"], "failed", "{}", short["failure_reason"]);
+        let written = short["bytes_written"].as_u64().unwrap();
+        eprintln!("{kind:?}: short write: {}", short["failure_reason"]);
+        assert!(written > 0 && written < 3 << 20, "{written}");
+        assert!(
+            short["failure_reason"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("wrote {written} of {} bytes", 3 << 20)),
+            "{}",
+            short["failure_reason"]
+        );
         assert_eq!(
             c.call("delete_session", json!({"session_id": b_id}))["status"],
             "ok"
