@@ -77,7 +77,7 @@ pub fn is_local_endpoint(endpoint: &str) -> bool {
         Some(("tcp", rest)) => {
             let host = rest.rsplit_once(':').map_or(rest, |(h, _)| h);
             let host = host.trim_start_matches('[').trim_end_matches(']');
-            host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+            host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
         }
         _ => false,
     }
@@ -226,6 +226,19 @@ pub fn validate(
         .endpoint
         .unwrap_or_else(|| format!("ipc://{}/{host}.sessions", run_dir.display()));
     check_endpoint(&endpoint).map_err(|m| (".endpoint".into(), m))?;
+    if let Some(rest) = endpoint.strip_prefix("tcp://") {
+        // libzmq binds to addresses, not names.
+        let host = rest.rsplit_once(':').map_or(rest, |(h, _)| h);
+        let ip = host.trim_start_matches('[').trim_end_matches(']');
+        if host != "*" && ip.parse::<IpAddr>().is_err() {
+            return Err((
+                ".endpoint".into(),
+                format!(
+                    "expected an IP address (or *) to listen on, like tcp://127.0.0.1:7701, got {endpoint:?}"
+                ),
+            ));
+        }
+    }
     if let Some(path) = endpoint.strip_prefix("ipc://") {
         if path.len() + PUBLISH_SUFFIX_LEN > MAX_IPC_PATH {
             return Err((
@@ -373,7 +386,6 @@ mod tests {
             "ipc:///run/x",
             "tcp://127.0.0.1:7701",
             "tcp://127.3.2.1:7701",
-            "tcp://localhost:7701",
             "tcp://[::1]:7701",
         ] {
             assert!(is_local_endpoint(local), "{local}");
@@ -384,6 +396,7 @@ mod tests {
             "tcp://10.0.0.1:7701",
             "tcp://eth0:7701",
             "tcp://web01.example:7701",
+            "tcp://localhost:7701",
             "tcp://[::]:7701",
         ] {
             assert!(!is_local_endpoint(open), "{open}");
