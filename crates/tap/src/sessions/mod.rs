@@ -17,7 +17,8 @@
 //! - [`gate`]: the ZAP handler: CIDR allowlist and PLAIN credentials.
 //! - [`links`]: the SSH connections for sessions, spilling over on MaxSessions.
 //! - [`shell`]: one shell from channel open to prompt, reading, writing, closing.
-//! - [`server`]: requests and replies, the pool, the open sessions.
+//! - [`server`]: the pool, the open sessions, reading and publishing output.
+//! - [`requests`]: answering requests (parse, check age and replays, dispatch).
 //!
 //! If the server cannot go on (its SSH connection died, a socket failed, a
 //! bug panicked), it raises the tap's shutdown flag and reports the error:
@@ -26,6 +27,7 @@
 
 pub mod gate;
 pub mod links;
+pub mod requests;
 pub mod server;
 pub mod shell;
 
