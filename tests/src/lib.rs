@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tempfile::TempDir;
 
+pub mod session;
+
 pub use rill_test_support::{
     free_port, wait_for, wait_until, RemoteDir, RemoteProcess, Sshd, SshdOptions, TestKey, TestUser,
 };

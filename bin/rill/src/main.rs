@@ -63,6 +63,35 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Drive a shell on a host through its session-control socket (docs/sessions.md).
+    Session {
+        #[arg(long)]
+        config: PathBuf,
+        /// The host (its config needs a `sessions` block).
+        #[arg(long)]
+        host: String,
+        /// Print the server's JSON reply.
+        #[arg(long)]
+        json: bool,
+        /// PLAIN user when the socket needs a login; the password is read from
+        /// $RILL_SESSION_PASSWORD (default: the credentials file's first user).
+        #[arg(long)]
+        user: Option<String>,
+        #[command(subcommand)]
+        action: SessionAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum SessionAction {
+    /// Open a session; prints its id and the endpoint publishing its output.
+    Create,
+    /// Write DATA to the session as given; escapes \n, \r, \t, \e, \\, \xHH are understood.
+    Send { id: String, data: String },
+    /// List open sessions (or one).
+    Info { id: Option<String> },
+    /// Close the session; its shell ends.
+    Delete { id: String },
 }
 
 fn main() {
@@ -118,6 +147,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status { config, json } => {
             let cfg = Config::load_for_client(&config)?;
             rill_cli::status::run(&cfg, json, &mut out)?;
+        }
+        Command::Session {
+            config,
+            host,
+            json,
+            user,
+            action,
+        } => {
+            use rill_cli::session::Action;
+            let cfg = Config::load_for_client(&config)?;
+            let action = match action {
+                SessionAction::Create => Action::Create,
+                SessionAction::Send { id, data } => Action::Send {
+                    session_id: id,
+                    data,
+                },
+                SessionAction::Info { id } => Action::Info { session_id: id },
+                SessionAction::Delete { id } => Action::Delete { session_id: id },
+            };
+            rill_cli::session::run(&cfg, &host, action, user.as_deref(), json, &mut out)?;
         }
     }
     Ok(())

@@ -29,6 +29,18 @@ pub fn run(path: &Path) -> anyhow::Result<String> {
             h.known_hosts,
             logs.join(", ")
         ));
+        if let Some(s) = &h.sessions {
+            out.push_str(&format!(
+                "  host {} sessions: {} (max {}, pool {}, max_request_age {:?}, allow [{}], login {})\n",
+                h.name,
+                s.endpoint,
+                s.max,
+                s.pool,
+                s.max_request_age,
+                s.allow.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+                if s.credentials_file.is_some() { "PLAIN" } else { "none" },
+            ));
+        }
     }
     Ok(out)
 }

@@ -7,6 +7,7 @@
 pub mod check;
 pub mod demo;
 pub mod search;
+pub mod session;
 pub mod status;
 pub mod tail;
 

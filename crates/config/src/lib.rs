@@ -7,17 +7,20 @@
 //! 2. [`validate`]: checks that serde cannot express (names, exactly one auth
 //!    method, secrets present, logs naming known hosts) and resolves relative
 //!    paths against the config file's folder, giving the [`Config`] the rest of
-//!    Rill uses.
+//!    Rill uses. [`sessions`] validates the optional `hosts.<name>.sessions`
+//!    block (the session-control protocol's socket and who may use it).
 //!
 //! Every error is a [`ConfigError`]: file, key path, and what was expected.
 
 mod model;
 mod raw;
+mod sessions;
 mod validate;
 
 pub use model::{
     Auth, Config, Host, KnownHostsPolicy, Log, ParserKind, Secret, SecretError, TapSettings,
 };
+pub use sessions::{is_local_endpoint, Cidr, Credentials, SessionSettings, PUBLISH_SUFFIX_LEN};
 pub use validate::parse_duration;
 
 use std::fmt;

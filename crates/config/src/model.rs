@@ -59,6 +59,9 @@ pub struct Host {
     pub user: String,
     pub auth: Auth,
     pub known_hosts: KnownHostsPolicy,
+    /// The session-control protocol's socket; `None` (no `sessions` block)
+    /// means off.
+    pub sessions: Option<crate::SessionSettings>,
 }
 
 /// How to authenticate to a host. Secrets are named, not held: they are read

@@ -43,6 +43,7 @@ pub struct RawHost {
     pub user: String,
     pub auth: RawAuth,
     pub known_hosts: Option<KnownHostsPolicy>,
+    pub sessions: Option<crate::sessions::RawSessions>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -113,6 +113,12 @@ pub fn validate(file: &Path, raw: RawConfig, env: Environment) -> Result<Config,
             return Err(err(&key(".user"), "expected a user name".into()));
         }
         let auth = auth(&base, h.auth, env).map_err(|(k, m)| err(&key(&format!(".auth{k}")), m))?;
+        let run_dir = state_dir.join("run");
+        let sessions = h
+            .sessions
+            .map(|s| crate::sessions::validate(&base, &run_dir, &name, s, env))
+            .transpose()
+            .map_err(|(k, m)| err(&key(&format!(".sessions{k}")), m))?;
         hosts.insert(
             name.clone(),
             Host {
@@ -122,9 +128,11 @@ pub fn validate(file: &Path, raw: RawConfig, env: Environment) -> Result<Config,
                 user: h.user,
                 auth,
                 known_hosts: h.known_hosts.unwrap_or_default(),
+                sessions,
             },
         );
     }
+    crate::sessions::check_unique(&hosts, &streams_endpoint).map_err(|(k, m)| err(&k, m))?;
 
     if raw.logs.is_empty() {
         return Err(err("logs", "expected at least one log".into()));
@@ -261,7 +269,7 @@ fn auth(base: &Path, a: RawAuth, env: Environment) -> Result<Auth, (String, Stri
     Ok(Auth::Agent)
 }
 
-fn check_endpoint(endpoint: &str) -> Result<(), String> {
+pub(crate) fn check_endpoint(endpoint: &str) -> Result<(), String> {
     let ok = match endpoint.split_once("://") {
         Some(("tcp", rest)) => rest
             .rsplit_once(':')
@@ -289,7 +297,7 @@ fn absolute(p: &Path) -> PathBuf {
 }
 
 /// Resolves `p` against the config file's folder and drops `.` components.
-fn resolve(base: &Path, p: &str) -> PathBuf {
+pub(crate) fn resolve(base: &Path, p: &str) -> PathBuf {
     let joined = base.join(p);
     joined
         .components()

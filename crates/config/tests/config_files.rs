@@ -43,6 +43,14 @@ fn reference_config_documents_defaults() {
     assert_eq!(cfg.state_dir, repo_root().join("config/state"));
     assert_eq!(cfg.streams_endpoint, "tcp://127.0.0.1:7600");
     assert_eq!(cfg.hosts["db01"].port, 22);
+    let sessions = cfg.hosts["web01"].sessions.as_ref().unwrap();
+    assert_eq!(sessions.endpoint, "tcp://127.0.0.1:7701");
+    assert_eq!((sessions.max, sessions.pool), (8, 5));
+    assert_eq!(sessions.max_request_age, std::time::Duration::from_secs(30));
+    assert!(
+        cfg.hosts["db01"].sessions.is_none(),
+        "off unless configured"
+    );
     assert_eq!(cfg.logs["syslog"].hosts, vec!["db01", "web01"]);
     assert_eq!(
         cfg.logs_for("web01")
@@ -99,4 +107,46 @@ fn secrets_are_read_only_when_asked_and_files_lose_their_newline() {
         cfg.ingest_endpoint(),
         format!("ipc://{}/state/run/ingest.sock", dir.path().display())
     );
+}
+
+#[test]
+fn sessions_default_to_an_ipc_socket_and_open_endpoints_need_allow_and_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rill.yaml");
+    let cfg = Config::from_yaml(
+        &path,
+        "hosts: {web01: {address: a, user: u, auth: {agent: true}, sessions: {}}}\nlogs: {x: {path: /x, hosts: all}}\n",
+    )
+    .unwrap();
+    let s = cfg.hosts["web01"].sessions.as_ref().unwrap();
+    assert_eq!(
+        s.endpoint,
+        format!("ipc://{}/state/run/web01.sessions", dir.path().display())
+    );
+    assert!(s.allow.is_empty() && s.credentials_file.is_none());
+
+    std::fs::write(dir.path().join("sessions.users"), "ops:s3cret\n").unwrap();
+    let open = "hosts:\n  web01:\n    address: a\n    user: u\n    auth: {agent: true}\n    sessions:\n      endpoint: tcp://0.0.0.0:7701\n      max: 3\n      pool: 0\n      max_request_age: 5s\n      allow: [10.0.0.0/8, 192.0.2.7]\n      credentials_file: sessions.users\nlogs: {x: {path: /x, hosts: all}}\n";
+    let cfg = Config::from_yaml(&path, open).unwrap();
+    let s = cfg.hosts["web01"].sessions.as_ref().unwrap();
+    assert_eq!((s.max, s.pool), (3, 0));
+    assert_eq!(s.max_request_age, std::time::Duration::from_secs(5));
+    assert_eq!(s.allow.len(), 2);
+    assert!(s.allow[1].contains("192.0.2.7".parse().unwrap()));
+    assert_eq!(
+        s.credentials_file.as_deref(),
+        Some(dir.path().join("sessions.users").as_path())
+    );
+    let creds = rill_config::Credentials::load(s.credentials_file.as_ref().unwrap()).unwrap();
+    assert!(creds.check("ops", "s3cret"));
+
+    std::fs::write(dir.path().join("sessions.users"), "ops\n").unwrap();
+    let err = Config::from_yaml(&path, open).unwrap_err();
+    assert_eq!(err.key, "hosts.web01.sessions.credentials_file");
+    assert!(
+        err.message.contains("line 1: expected user:password"),
+        "{err}"
+    );
+    // Clients load configs without looking at secrets.
+    assert!(Config::from_yaml_unchecked(&path, open).is_ok());
 }

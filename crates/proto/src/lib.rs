@@ -7,6 +7,8 @@
 //!   raw bytes are frame 3), [`ParsedEvent`], [`Ping`], [`TapStatus`].
 //! - [`control`]: requests and replies on the supervisor's control socket.
 //! - [`ingest`]: the durable path from taps to the parser and its receipts.
+//! - [`session`]: the session-control protocol (JSON on a host's sessions
+//!   ROUTER socket) and its strict request checking.
 //!
 //! Wire format of a live line (ZeroMQ multipart): `[topic, LineMeta JSON, raw bytes]`.
 //! On the durable path the same frames follow a `line` frame and precede an
@@ -15,6 +17,7 @@
 pub mod control;
 pub mod ingest;
 pub mod message;
+pub mod session;
 pub mod topic;
 
 pub use control::{

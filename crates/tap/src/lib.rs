@@ -22,6 +22,8 @@
 //! - [`lines`]: splitting a byte stream into lines with offsets.
 //! - [`tap`]: the `ssh_tap` loop; [`robust`]: the `robust_ssh_tap` loop.
 //! - [`status`]: what a tap reports (status file + `status/<host>` topic).
+//! - [`sessions`]: the session-control protocol server (a thread of its own,
+//!   started by the tap when the host has a `sessions` block).
 
 pub mod checkpoint;
 pub mod connect;
@@ -33,6 +35,7 @@ pub mod hostkey;
 pub mod lines;
 pub mod remote;
 pub mod robust;
+pub mod sessions;
 pub mod status;
 pub mod tap;
 

@@ -58,6 +58,8 @@ pub fn run(cfg: &Config, host: &str, shutdown: &Shutdown) -> anyhow::Result<()> 
     };
     info!(host, address = %host_cfg.address, port = host_cfg.port, logs = logs.len(), "connected");
     board.set_connected(true, None);
+    // The session-control protocol, if configured: its own thread and SSH connection.
+    let sessions = crate::sessions::spawn(cfg, host_cfg, shutdown);
 
     let saved = checkpoint::load(cfg, host);
     let mut follows: Vec<Follow> = logs
@@ -94,6 +96,7 @@ pub fn run(cfg: &Config, host: &str, shutdown: &Shutdown) -> anyhow::Result<()> 
         f.close();
     }
     conns.disconnect();
+    let result = crate::sessions::finish(sessions, result);
     let error = result.as_ref().err().map(|e| format!("{e:#}"));
     board.set_connected(false, error.or_else(|| Some("stopped".into())));
     board.flush(&out.live, true);

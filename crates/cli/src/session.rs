@@ -1,0 +1,245 @@
+//! `rill session`: one request of the session-control protocol to a host's
+//! sessions socket, the reply printed.
+//!
+//! The endpoint comes from the config (`hosts.<host>.sessions`). When that
+//! block names a `credentials_file`, the client logs in with PLAIN as
+//! `--user` with the password in `$RILL_SESSION_PASSWORD`, or, without
+//! `--user`, as the file's first user (the operator's own machine).
+
+use std::io::Write;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use chrono::Utc;
+use rill_bus::socket::{self, Role};
+use rill_config::{Config, Credentials};
+use rill_proto::session::{
+    format_datetime, ReplyStatus, SessionCommand, SessionReply, SessionRequest,
+};
+
+use crate::emit;
+
+/// How long to wait for a reply (a create may wait for a shell to come up).
+const ANSWER_WITHIN: Duration = Duration::from_secs(20);
+/// The environment variable holding the PLAIN password for `--user`.
+pub const PASSWORD_ENV: &str = "RILL_SESSION_PASSWORD";
+
+/// What to ask.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Create,
+    /// `data` is sent after [`unescape`].
+    Send {
+        session_id: String,
+        data: String,
+    },
+    Info {
+        session_id: Option<String>,
+    },
+    Delete {
+        session_id: String,
+    },
+}
+
+pub fn run(
+    cfg: &Config,
+    host: &str,
+    action: Action,
+    user: Option<&str>,
+    as_json: bool,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let h = cfg
+        .hosts
+        .get(host)
+        .ok_or_else(|| anyhow!("host {host:?} is not in {}", cfg.file.display()))?;
+    let settings = h.sessions.as_ref().ok_or_else(|| {
+        anyhow!(
+            "host {host} has no sessions block in {}, so it serves no sessions",
+            cfg.file.display()
+        )
+    })?;
+    let command = match action {
+        Action::Create => SessionCommand::CreateSession,
+        Action::Send { session_id, data } => SessionCommand::SendDataToSession {
+            session_id,
+            contents: unescape(&data)?,
+        },
+        Action::Info { session_id } => SessionCommand::GetSessionInfo { session_id },
+        Action::Delete { session_id } => SessionCommand::DeleteSession { session_id },
+    };
+    let name = command.name();
+    let request = SessionRequest {
+        unique_id: uuid::Uuid::new_v4().to_string(),
+        client_id: uuid::Uuid::new_v4().to_string(),
+        datetime: format_datetime(Utc::now()),
+        command,
+    };
+
+    let ctx = zmq::Context::new();
+    let req = socket::open(&ctx, zmq::REQ, Role::Control)?;
+    req.set_linger(0)?;
+    if let Some(file) = &settings.credentials_file {
+        let (user, password) = login(user, file)?;
+        req.set_plain_username(Some(&user))?;
+        req.set_plain_password(Some(&password))?;
+    }
+    let endpoint = connectable(&settings.endpoint);
+    socket::connect(&req, &endpoint)?;
+    req.send(serde_json::to_vec(&request)?, 0)?;
+    if !socket::readable(&req, ANSWER_WITHIN)? {
+        bail!(
+            "no answer from {endpoint} within {}s; is ssh_tap for {host} running (supervisor \
+             --config {}), and are this machine and user allowed in?",
+            ANSWER_WITHIN.as_secs(),
+            cfg.file.display()
+        );
+    }
+    let body = req.recv_bytes(0)?;
+    let reply: SessionReply =
+        serde_json::from_slice(&body).context("the server's reply is not a session reply")?;
+    if as_json {
+        emit(out, &String::from_utf8_lossy(&body))?;
+    }
+    if reply.status == ReplyStatus::Failed {
+        bail!(
+            "{name} failed: {}",
+            reply.failure_reason.as_deref().unwrap_or("no reason given")
+        );
+    }
+    if !as_json {
+        emit(out, &render(&reply))?;
+    }
+    Ok(())
+}
+
+/// A successful reply as printed.
+pub fn render(r: &SessionReply) -> String {
+    if let (Some(id), Some(publish)) = (&r.session_id, &r.publish_zeromq_bind) {
+        return format!("{id} {publish}");
+    }
+    if let Some(n) = r.bytes_written {
+        return format!("{n} bytes written");
+    }
+    if let Some(list) = &r.sessions {
+        return list
+            .iter()
+            .map(|s| {
+                format!(
+                    "{} client={} opened={} written={} read={} subscribed={}",
+                    s.session_id,
+                    s.client_id,
+                    s.datetime,
+                    s.bytes_written,
+                    s.bytes_read,
+                    s.subscribed
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+    }
+    "ok".into()
+}
+
+/// The PLAIN login: `--user` with `$RILL_SESSION_PASSWORD`, else the first
+/// user of the credentials file.
+fn login(user: Option<&str>, file: &std::path::Path) -> anyhow::Result<(String, String)> {
+    if let Some(user) = user {
+        let password = std::env::var(PASSWORD_ENV)
+            .map_err(|_| anyhow!("--user {user} needs the password in ${PASSWORD_ENV}"))?;
+        return Ok((user.to_owned(), password));
+    }
+    let creds = Credentials::load(file).map_err(|e| {
+        anyhow!("the sessions socket needs a login: pass --user and ${PASSWORD_ENV} ({e})")
+    })?;
+    let (u, p) = creds.first().expect("a loaded file has a user");
+    Ok((u.to_owned(), p.to_owned()))
+}
+
+/// A wildcard bind address (`0.0.0.0`, `*`, `[::]`) is reached on loopback.
+fn connectable(endpoint: &str) -> String {
+    for wildcard in ["tcp://0.0.0.0:", "tcp://*:", "tcp://[::]:"] {
+        if let Some(port) = endpoint.strip_prefix(wildcard) {
+            return format!("tcp://127.0.0.1:{port}");
+        }
+    }
+    endpoint.to_owned()
+}
+
+/// C-style escapes in DATA: `\n`, `\r`, `\t`, `\e` (ESC), `\\`, `\xHH`
+/// (e.g. `\x03` is Ctrl-C). Other backslashes stay as written.
+pub fn unescape(data: &str) -> anyhow::Result<String> {
+    let mut out = String::with_capacity(data.len());
+    let mut chars = data.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.peek().copied() {
+            Some('n') => out.push('\n'),
+            Some('r') => out.push('\r'),
+            Some('t') => out.push('\t'),
+            Some('e') => out.push('\x1b'),
+            Some('\\') => out.push('\\'),
+            Some('x') => {
+                chars.next();
+                let hex: String = chars.by_ref().take(2).collect();
+                let byte = u8::from_str_radix(&hex, 16)
+                    .ok()
+                    .filter(|b| b.is_ascii() && hex.len() == 2)
+                    .ok_or_else(|| anyhow!("bad escape \\x{hex}: expected \\x00 to \\x7f"))?;
+                out.push(byte as char);
+                continue;
+            }
+            _ => {
+                out.push('\\');
+                continue;
+            }
+        }
+        chars.next();
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_escapes_become_control_characters() {
+        assert_eq!(unescape("echo hi\\n").unwrap(), "echo hi\n");
+        assert_eq!(unescape("a\\tb\\r\\\\c").unwrap(), "a\tb\r\\c");
+        assert_eq!(unescape("\\x03\\e[A").unwrap(), "\x03\x1b[A");
+        assert_eq!(unescape("keep \\q and \\").unwrap(), "keep \\q and \\");
+        assert!(unescape("\\xZZ").is_err());
+        assert!(unescape("\\x1").is_err());
+        assert!(unescape("\\xff").is_err());
+    }
+
+    #[test]
+    fn wildcard_binds_are_reached_on_loopback() {
+        assert_eq!(connectable("tcp://0.0.0.0:7701"), "tcp://127.0.0.1:7701");
+        assert_eq!(connectable("tcp://*:7701"), "tcp://127.0.0.1:7701");
+        assert_eq!(
+            connectable("ipc:///x/web01.sessions"),
+            "ipc:///x/web01.sessions"
+        );
+        assert_eq!(connectable("tcp://10.0.0.1:7701"), "tcp://10.0.0.1:7701");
+    }
+
+    #[test]
+    fn replies_render_one_line_per_fact() {
+        let mut r = SessionReply::ok(Some("u".into()), Some("c".into()));
+        r.session_id = Some("s1".into());
+        r.publish_zeromq_bind = Some("ipc:///p".into());
+        assert_eq!(render(&r), "s1 ipc:///p");
+        let mut r = SessionReply::ok(None, None);
+        r.bytes_written = Some(8);
+        assert_eq!(render(&r), "8 bytes written");
+        let mut r = SessionReply::ok(None, None);
+        r.sessions = Some(vec![]);
+        assert_eq!(render(&r), "");
+        assert_eq!(render(&SessionReply::ok(None, None)), "ok");
+    }
+}

@@ -1,0 +1,162 @@
+//! The SSH connections that carry a host's sessions, separate from the ones
+//! following logs. Usually one; another is opened when sshd refuses more
+//! channels on every one (OpenSSH `MaxSessions`, 10 by default).
+//!
+//! All of them are non-blocking. At most one channel request (open, PTY,
+//! exec) is in flight per link ([`Link::busy`]): libssh2 keeps the state of
+//! an open in the connection, and a non-blocking wait for a reply gives up
+//! when a reply of the same kind for another channel arrives first.
+
+use std::os::unix::io::AsRawFd;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail};
+use rill_config::{Config, Host};
+use ssh2::{ErrorCode, Session};
+use tracing::info;
+
+use crate::ConnectError;
+
+/// libssh2's "would block" in non-blocking mode.
+pub const EAGAIN: ErrorCode = ErrorCode::Session(-37);
+/// libssh2's "channel open refused" (e.g. "administratively prohibited").
+pub const CHANNEL_FAILURE: ErrorCode = ErrorCode::Session(-21);
+/// Connections per host for sessions at most.
+const MAX_LINKS: usize = 16;
+
+/// One SSH connection and what it carries.
+pub struct Link {
+    pub session: Session,
+    /// Channels open on it now (warming, ready, open or closing).
+    pub channels: usize,
+    /// The most channels it ever carried at once.
+    peak: usize,
+    /// How many channels sshd takes, once it refused one at a new high.
+    capacity: Option<usize>,
+    /// sshd frees a session's slot only once its shell has exited, a little
+    /// after the channel's CLOSE: a refusal below the peak means "not yet",
+    /// so the link rests until then instead of counting as full.
+    rest_until: Option<Instant>,
+    /// A channel request (open, PTY, exec) is in flight.
+    pub busy: bool,
+}
+
+/// How long a link rests after a refusal below its peak.
+const REST: Duration = Duration::from_millis(200);
+
+impl Link {
+    /// Below its capacity (resting or not).
+    fn below_capacity(&self) -> bool {
+        self.capacity.is_none_or(|c| self.channels < c)
+    }
+
+    fn has_room(&self) -> bool {
+        self.below_capacity() && self.rest_until.is_none_or(|t| Instant::now() >= t)
+    }
+
+    /// A channel was opened on it.
+    pub fn opened(&mut self) {
+        self.channels += 1;
+        self.peak = self.peak.max(self.channels);
+    }
+
+    /// A channel of it was freed.
+    pub fn closed(&mut self) {
+        self.channels = self.channels.saturating_sub(1);
+    }
+
+    /// sshd refused a channel (its MaxSessions).
+    pub fn refused(&mut self) {
+        if self.channels >= self.peak {
+            self.capacity = Some(self.channels);
+        } else {
+            self.rest_until = Some(Instant::now() + REST);
+        }
+    }
+}
+
+pub struct Links {
+    cfg: Config,
+    host: Host,
+    pub links: Vec<Link>,
+}
+
+impl Links {
+    /// Opens the first connection.
+    pub fn connect(cfg: &Config, host: &Host) -> Result<Links, ConnectError> {
+        let mut links = Links {
+            cfg: cfg.clone(),
+            host: host.clone(),
+            links: Vec::new(),
+        };
+        links.add()?;
+        Ok(links)
+    }
+
+    fn add(&mut self) -> Result<usize, ConnectError> {
+        let session = crate::connect(&self.cfg, &self.host)?;
+        session.set_blocking(false);
+        self.links.push(Link {
+            session,
+            channels: 0,
+            peak: 0,
+            capacity: None,
+            rest_until: None,
+            busy: false,
+        });
+        Ok(self.links.len() - 1)
+    }
+
+    /// A link where a new channel may be opened now: one with room and no
+    /// request in flight. Opens another connection when every link is full;
+    /// `None` while the links with room are busy or resting.
+    pub fn pick(&mut self) -> anyhow::Result<Option<usize>> {
+        if let Some(i) = self.links.iter().position(|l| l.has_room() && !l.busy) {
+            return Ok(Some(i));
+        }
+        if self.links.iter().any(Link::below_capacity) {
+            return Ok(None);
+        }
+        if self.links.len() >= MAX_LINKS {
+            bail!(
+                "the server refused another session on each of {MAX_LINKS} connections \
+                 (raise sshd's MaxSessions or lower sessions.max)"
+            );
+        }
+        let i = self.add()?;
+        info!(
+            connections = self.links.len(),
+            "server refused another session on each connection; opened one more for sessions"
+        );
+        Ok(Some(i))
+    }
+
+    /// Sends a keepalive on every connection; an error means one is dead.
+    pub fn keepalive(&self) -> anyhow::Result<()> {
+        for l in &self.links {
+            match l.session.keepalive_send() {
+                Ok(_) => {}
+                Err(e) if e.code() == EAGAIN => {}
+                Err(e) => return Err(anyhow!(e).context("ssh connection for sessions lost")),
+            }
+        }
+        Ok(())
+    }
+
+    /// The sockets to poll for incoming data.
+    pub fn fds(&self) -> Vec<std::os::unix::io::RawFd> {
+        self.links.iter().map(|l| l.session.as_raw_fd()).collect()
+    }
+
+    /// Says goodbye on every connection (sshd then ends every shell on it),
+    /// waiting at most `timeout` per connection.
+    pub fn disconnect(&self, timeout: Duration) {
+        for l in &self.links {
+            l.session.set_blocking(true);
+            l.session.set_timeout(timeout.as_millis() as u32);
+            let _ = l
+                .session
+                .disconnect(None, "rill ssh_tap sessions stopping", None);
+        }
+    }
+}
