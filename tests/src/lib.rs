@@ -174,9 +174,14 @@ impl Rill {
         self
     }
 
-    /// Starts `supervisor --config ...` with its log in the temp dir.
+    /// Starts `supervisor --config ...` with its log in the temp dir (a
+    /// restarted supervisor appends to it).
     pub fn start(&mut self) {
-        let log = std::fs::File::create(&self.log).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
         let child = Command::new(bin("supervisor"))
             .arg("--config")
             .arg(&self.config)
@@ -192,6 +197,15 @@ impl Rill {
 
     pub fn supervisor_pid(&self) -> Option<u32> {
         self.supervisor.as_ref().map(Child::id)
+    }
+
+    /// SIGKILL to the supervisor (its children follow it: they die with
+    /// their parent).
+    pub fn kill_supervisor(&mut self) {
+        if let Some(mut child) = self.supervisor.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     /// SIGTERM to the supervisor; waits up to `within` for it to exit.
@@ -496,4 +510,51 @@ pub fn which(name: &str) -> PathBuf {
         .map(|d| Path::new(d).join(name))
         .find(|p| p.exists())
         .unwrap_or_else(|| panic!("{name} is not installed; run tests/install-deps.sh"))
+}
+
+/// A process's resident memory in KiB, if it is still there.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+/// Packets to and from a TCP port on loopback silently dropped (no reset),
+/// as a partitioned network does, until dropped.
+pub struct BlackHole {
+    port: u16,
+}
+
+impl BlackHole {
+    pub fn start(port: u16) -> BlackHole {
+        let hole = BlackHole { port };
+        for dir in ["--dport", "--sport"] {
+            hole.iptables("-I", dir);
+        }
+        hole
+    }
+
+    fn iptables(&self, action: &str, dir: &str) {
+        let out = Command::new("iptables")
+            .args(["-w", action, "INPUT", "-p", "tcp", dir])
+            .arg(self.port.to_string())
+            .args(["-j", "DROP"])
+            .output()
+            .expect("iptables is not installed; run tests/install-deps.sh");
+        assert!(
+            out.status.success() || action == "-D",
+            "iptables {action}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for BlackHole {
+    fn drop(&mut self) {
+        for dir in ["--dport", "--sport"] {
+            self.iptables("-D", dir);
+        }
+    }
 }

@@ -19,6 +19,11 @@ const CHANNEL_FAILURE: ErrorCode = ErrorCode::Session(-21);
 pub const EAGAIN: ErrorCode = ErrorCode::Session(-37);
 /// Connections per host at most (16 × MaxSessions channels).
 const MAX_CONNECTIONS: usize = 16;
+/// How much a server may send on one channel before the tap reads it: what
+/// libssh2 buffers per followed file while the tap is paused (libssh2's
+/// default is 2 MiB).
+const CHANNEL_WINDOW: u32 = 512 * 1024;
+const CHANNEL_PACKET: u32 = 32 * 1024;
 
 pub struct Connections<'a> {
     cfg: &'a Config,
@@ -67,7 +72,7 @@ impl<'a> Connections<'a> {
             }
             let s = &self.sessions[i];
             s.set_blocking(true);
-            let opened = s.channel_session();
+            let opened = s.channel_open("session", CHANNEL_WINDOW, CHANNEL_PACKET, None);
             let result = match opened {
                 Ok(mut ch) => ch
                     .exec(command)

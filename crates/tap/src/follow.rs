@@ -92,6 +92,8 @@ struct Reader {
     truncated: bool,
     /// The file's size on the server, as last reported.
     remote_size: Option<u64>,
+    /// Controls read from stderr while the log was paused, for the next pump.
+    deferred: Vec<Control>,
     last_data: Instant,
     eof: bool,
 }
@@ -124,6 +126,7 @@ impl Reader {
             gone: false,
             truncated: false,
             remote_size: None,
+            deferred: Vec::new(),
             last_data: Instant::now(),
             eof: false,
         }
@@ -169,7 +172,10 @@ impl Reader {
     }
 
     fn pump(&mut self, log: &Log, io: &mut Io, i: usize, current: bool) -> anyhow::Result<Seen> {
-        let mut seen = Seen::default();
+        let mut seen = Seen {
+            controls: std::mem::take(&mut self.deferred),
+            ..Seen::default()
+        };
         // Bounded per turn so one busy log cannot starve the others.
         for _ in 0..64 {
             if self.eof || self.truncated {
@@ -280,6 +286,14 @@ impl Reader {
             }
         }
         publish(log, f, io, i, current)
+    }
+
+    /// Reads only the channel's stderr (never the file's bytes): sizes and
+    /// fingerprints take effect, other controls wait for the next pump.
+    fn peek_stderr(&mut self, log: &Log, io: &mut Io, i: usize, current: bool) {
+        let mut seen = Seen::default();
+        self.read_stderr(log, io, i, current, &mut seen);
+        self.deferred.extend(seen.controls);
     }
 
     fn read_stderr(&mut self, log: &Log, io: &mut Io, i: usize, current: bool, seen: &mut Seen) {
@@ -781,6 +795,17 @@ impl Follow {
         }
         self.draining = still;
         Ok(progressed)
+    }
+
+    /// While the tap may not read (the index is behind): keep the status of
+    /// every channel fresh from its stderr, reading none of the file.
+    pub fn peek(&mut self, io: &mut Io, i: usize) {
+        if let Some(r) = &mut self.current {
+            r.peek_stderr(&self.log, io, i, true);
+        }
+        for r in &mut self.draining {
+            r.peek_stderr(&self.log, io, i, false);
+        }
     }
 
     /// Closes every channel (at shutdown).

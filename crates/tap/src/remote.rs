@@ -191,7 +191,7 @@ chunks() {
       if [ "${1:-gone}" != "$me" ]; then rot=1; echo "RILL-ROTATED ${1:-gone}"; fi
     fi
     osize || { echo RILL-GONE; return; }
-    if [ -z "$rot" ] && [ "$sz" != "$lastsz" ]; then echo "RILL-SIZE $sz"; lastsz=$sz; fi
+    if [ -z "$rot" ] && [ "$sz" != "$lastsz" ]; then echo "RILL-SIZE $sz" >&2; lastsz=$sz; fi
     if [ "$sz" -lt "$off" ]; then echo "RILL-TRUNCATED $sz"; return; fi
     if [ "$sz" -gt "$off" ]; then
       [ "$(fpof "$cur" "$vn")" = "$fp" ] || { echo "RILL-TRUNCATED $sz"; return; }
@@ -752,11 +752,12 @@ mod tests {
             c
         }
 
-        /// The data that came before the first control record in the stream.
+        /// The data that came before the first control record in the stream
+        /// (size reports aside).
         fn data_before_control(&self) -> Vec<u8> {
             self.pieces
                 .iter()
-                .take_while(|p| matches!(p, Piece::Data(_)))
+                .take_while(|p| matches!(p, Piece::Data(_) | Piece::Control(Control::Size(_))))
                 .filter_map(|p| match p {
                     Piece::Data(d) => Some(d.clone()),
                     _ => None,

@@ -137,6 +137,17 @@ fn follow_loop(
         let mut progressed = false;
         if throttled {
             reading_since = Instant::now();
+            for (i, f) in follows.iter_mut().enumerate() {
+                let mut io = Io {
+                    buf: &mut buf,
+                    lines: &mut lines,
+                    pieces: &mut pieces,
+                    out,
+                    board,
+                    shutdown,
+                };
+                f.peek(&mut io, i);
+            }
         } else {
             for (i, f) in follows.iter_mut().enumerate() {
                 if let Err(e) = f.open_due(conns, board, i) {

@@ -1,0 +1,190 @@
+//! Issue 5, piece by piece: the index confirms what it holds and the taps
+//! show it; a lost index is filled again from the files on the server; and
+//! masspinger keeps up with thousands of hosts.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rill_e2e::*;
+use serde_json::Value;
+
+fn line(n: usize) -> String {
+    format!("n={n:05} some log line\n")
+}
+
+fn append_lines(h: &OneHost, log: &str, range: std::ops::Range<usize>) {
+    let text: String = range.map(line).collect();
+    h.append(log, text.as_bytes());
+}
+
+/// The numbers in the index, checking none is there twice.
+fn numbers(rill: &Rill) -> BTreeSet<usize> {
+    let out = rill.rill(&["search", "--json", "--limit", "100000", "*"]);
+    let mut seen = BTreeSet::new();
+    for l in String::from_utf8_lossy(&out.stdout).lines() {
+        let v: Value = serde_json::from_str(l).unwrap();
+        let n: usize = v["body"].as_str().unwrap()[2..7].parse().unwrap();
+        assert!(seen.insert(n), "line {n} twice");
+    }
+    seen
+}
+
+#[test]
+fn status_shows_each_log_confirmed_by_the_index_to_the_end_of_its_file() {
+    let h = OneHost::running(&["a"]);
+    append_lines(&h, "a", 0..300);
+    let size = std::fs::metadata(h.file("a")).unwrap().len();
+    let rill = &h.rill;
+    let caught_up = wait_for(Duration::from_secs(20), || {
+        let s = rill.host_status("web01")?;
+        let l = s["logs"][0].clone();
+        (l["indexed_offset"].as_u64() == Some(size) && l["lag_bytes"].as_u64() == Some(0))
+            .then_some(l)
+    });
+    let l = caught_up
+        .unwrap_or_else(|| panic!("status never caught up: {:?}", rill.host_status("web01")));
+    assert_eq!(l["remote_size"].as_u64(), Some(size), "{l}");
+    assert_eq!(l["last_offset"].as_u64(), Some(size), "{l}");
+    assert_eq!(rill.count("*", &[]), Some(300));
+    // The checkpoint holds the confirmed position, and the index's name.
+    let cp: Value = serde_json::from_slice(
+        &std::fs::read(rill.dir.path().join("state/checkpoints/web01.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(cp["logs"]["a"]["offset"].as_u64(), Some(size), "{cp}");
+    let generation =
+        std::fs::read_to_string(rill.dir.path().join("state/index/rill-generation")).unwrap();
+    assert_eq!(cp["generation"].as_str(), Some(generation.trim()), "{cp}");
+}
+
+#[test]
+fn a_lost_index_is_filled_again_from_the_files_still_on_the_server() {
+    let mut h = OneHost::running(&["a"]);
+    let conf = h.rill.dir.path().join("logrotate.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "\"{}\" {{\n  su {u} {u}\n  rotate 5\n  create 0644\n}}\n",
+            h.file("a").display(),
+            u = h.user.name
+        ),
+    )
+    .unwrap();
+    append_lines(&h, "a", 0..400);
+    assert_eq!(
+        wait_for(Duration::from_secs(20), || h
+            .rill
+            .count("*", &[])
+            .filter(|&n| n == 400)),
+        Some(400)
+    );
+    let out = Command::new("logrotate")
+        .arg("-f")
+        .arg("-s")
+        .arg(h.rill.dir.path().join("logrotate.state"))
+        .arg(&conf)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The tap reads the new file and finishes the rotated one.
+    assert!(wait_until(Duration::from_secs(20), || h
+        .rill
+        .host_status("web01")
+        .is_some_and(|s| s["logs"][0]["last_offset"] == 0)));
+    append_lines(&h, "a", 400..700);
+    assert_eq!(
+        wait_for(Duration::from_secs(20), || h
+            .rill
+            .count("*", &[])
+            .filter(|&n| n == 700)),
+        Some(700)
+    );
+
+    // The index is lost.
+    assert!(h.rill.stop(Duration::from_secs(5)).is_some());
+    std::fs::remove_dir_all(h.rill.dir.path().join("state/index")).unwrap();
+    h.rill.start();
+    let rill = &h.rill;
+    let refilled = wait_for(Duration::from_secs(30), || {
+        rill.count("*", &[]).filter(|&n| n == 700)
+    });
+    assert_eq!(
+        refilled,
+        Some(700),
+        "index after the loss has {:?} lines; log:\n{}",
+        rill.count("*", &[]),
+        rill.log()
+    );
+    assert_eq!(numbers(rill), (0..700).collect::<BTreeSet<_>>());
+    assert!(
+        rill.log().contains("the index was replaced"),
+        "{}",
+        rill.log()
+    );
+}
+
+/// 2,000 hosts, every 100th with a listening SSH port: each is reported, up
+/// or down as it is, within a few probe rounds.
+#[test]
+fn masspinger_reports_two_thousand_hosts() {
+    const HOSTS: usize = 2000;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let open = listener.local_addr().unwrap().port();
+    let closed = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let mut yaml = String::from("state_dir: ./state\nhosts:\n");
+    for i in 0..HOSTS {
+        let port = if i.is_multiple_of(100) { open } else { closed };
+        yaml.push_str(&format!(
+            "  h{i}: {{address: 127.0.0.1, port: {port}, user: u, auth: {{agent: true}}}}\n"
+        ));
+    }
+    yaml.push_str("logs:\n  x: {path: /x, hosts: [h0]}\n");
+    let config = dir.path().join("rill.yaml");
+    std::fs::write(&config, yaml).unwrap();
+    let run = dir.path().join("state/run");
+    std::fs::create_dir_all(&run).unwrap();
+    // Stand in for the supervisor's bus: masspinger publishes there.
+    let ctx = zmq::Context::new();
+    let sub = ctx.socket(zmq::SUB).unwrap();
+    sub.set_rcvhwm(100_000).unwrap();
+    sub.set_subscribe(b"ping/").unwrap();
+    sub.bind(&format!("ipc://{}/bus.sock", run.display()))
+        .unwrap();
+
+    let mut pinger = Command::new(bin("masspinger"))
+        .arg("--config")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let mut seen: BTreeMap<String, bool> = BTreeMap::new();
+    while seen.len() < HOSTS && start.elapsed() < Duration::from_secs(30) {
+        if sub.poll(zmq::POLLIN, 200).unwrap() == 0 {
+            continue;
+        }
+        while let Ok(frames) = sub.recv_multipart(zmq::DONTWAIT) {
+            let ping: Value = serde_json::from_slice(&frames[1]).unwrap();
+            seen.insert(
+                ping["host"].as_str().unwrap().to_owned(),
+                ping["up"].as_bool().unwrap(),
+            );
+        }
+    }
+    let took = start.elapsed();
+    let _ = pinger.kill();
+    let _ = pinger.wait();
+    assert_eq!(seen.len(), HOSTS, "hosts reported within 30 s");
+    for (host, up) in &seen {
+        let i: usize = host[1..].parse().unwrap();
+        assert_eq!(*up, i.is_multiple_of(100), "{host}");
+    }
+    eprintln!("masspinger reported {HOSTS} hosts in {took:.1?}");
+}
