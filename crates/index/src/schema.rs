@@ -1,23 +1,33 @@
 //! The index schema.
 
 use tantivy::schema::{
-    DateOptions, DateTimePrecision, Field, Schema, FAST, INDEXED, STORED, STRING, TEXT,
+    DateOptions, DateTimePrecision, Field, JsonObjectOptions, NumericOptions, Schema, TextFieldIndexing,
+    IndexRecordOption, FAST, INDEXED, STORED, STRING, TEXT,
 };
 
 /// Handles to every field of the schema.
 #[derive(Clone, Copy)]
 pub struct Fields {
-    /// Event time: indexed (range queries), fast (sorting), stored.
+    /// Event time, microseconds: indexed (range queries), fast (sorting,
+    /// histograms, retention), stored.
     pub ts: Field,
-    /// Exact-match filters.
+    /// Exact-match filters (`host:web01`, `log:nginx`).
     pub host: Field,
     pub log: Field,
     pub path: Field,
     pub file_id: Field,
+    /// First line's offset: fast (context lines are the neighbours by offset).
     pub offset: Field,
-    /// Full-text, default tokenizer.
+    /// Where the event ends (stored only).
+    pub end_offset: Field,
+    /// Full-text, default tokenizer, with positions (phrases).
     pub body: Field,
-    /// The durable name; what re-adds are deduplicated on.
+    /// Parsed fields as one JSON object: `fields.status:500`.
+    pub fields: Field,
+    /// `parse_error:true` finds lines the parser could not read.
+    pub parse_error: Field,
+    /// The durable name with a zero-padded offset, so the keys of one file
+    /// sort by offset and a run of lines is one term range.
     pub key: Field,
 }
 
@@ -28,6 +38,11 @@ pub fn build() -> (Schema, Fields) {
         .set_stored()
         .set_fast()
         .set_precision(DateTimePrecision::Microseconds);
+    let json_opts = JsonObjectOptions::default().set_stored().set_indexing_options(
+        TextFieldIndexing::default()
+            .set_tokenizer("default")
+            .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+    );
     let fields = Fields {
         ts: b.add_date_field("ts", ts_opts),
         host: b.add_text_field("host", STRING | STORED | FAST),
@@ -35,15 +50,19 @@ pub fn build() -> (Schema, Fields) {
         path: b.add_text_field("path", STORED),
         file_id: b.add_text_field("file_id", STRING | STORED),
         offset: b.add_u64_field("offset", INDEXED | STORED | FAST),
+        end_offset: b.add_u64_field("end_offset", STORED),
         body: b.add_text_field("body", TEXT | STORED),
+        fields: b.add_json_field("fields", json_opts),
+        parse_error: b.add_bool_field("parse_error", NumericOptions::default().set_indexed().set_stored()),
         key: b.add_text_field("key", STRING),
     };
     (b.build(), fields)
 }
 
-/// The fields of an opened index, looked up by name.
-pub fn fields_of(schema: &Schema) -> tantivy::Result<Fields> {
-    let f = |name: &str| schema.get_field(name);
+/// The fields of an opened index, looked up by name; the first missing one
+/// is returned as the error (an index made by an older rill).
+pub fn fields_of(schema: &Schema) -> Result<Fields, String> {
+    let f = |name: &str| schema.get_field(name).map_err(|_| name.to_owned());
     Ok(Fields {
         ts: f("ts")?,
         host: f("host")?,
@@ -51,7 +70,16 @@ pub fn fields_of(schema: &Schema) -> tantivy::Result<Fields> {
         path: f("path")?,
         file_id: f("file_id")?,
         offset: f("offset")?,
+        end_offset: f("end_offset")?,
         body: f("body")?,
+        fields: f("fields")?,
+        parse_error: f("parse_error")?,
         key: f("key")?,
     })
+}
+
+/// The index's form of a line's durable name: `host/log/file_id/` and the
+/// offset as 20 decimal digits (every u64 fits), so keys sort by offset.
+pub fn index_key(host: &str, log: &str, file_id: &rill_proto::FileId, offset: u64) -> String {
+    format!("{host}/{log}/{file_id}/{offset:020}")
 }

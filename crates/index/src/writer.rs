@@ -1,31 +1,79 @@
-//! Adding lines.
+//! Adding lines, idempotently and cheaply.
+//!
+//! Re-adding a line must replace it (the durable path re-delivers lines after
+//! restarts). Deleting each line's key before adding it works but costs one
+//! term lookup per line in every segment at every commit, which dominates
+//! bulk loads. Instead, lines of one file that follow each other (each starts
+//! at the previous one's `end_offset`) are buffered as a *run*, and the run
+//! is written as ONE delete of the key range `[first offset, last offset]` of
+//! that file followed by its documents. Any line of that file starting
+//! inside the range is one of the run's lines (the run covers every byte in
+//! between), so the range delete removes exactly the older copies of the
+//! run's lines, plus stale pieces that started inside it (a partial line
+//! re-read whole, a multiline event re-joined differently). Lines that do
+//! not follow on start a new run; a run of one line is a plain upsert.
 
+use std::collections::HashMap;
+use std::ops::Bound;
 use std::path::Path;
 
-use rill_proto::line_key;
+use rill_proto::FileId;
 use tantivy::directory::MmapDirectory;
+use tantivy::query::{Query, RangeQuery};
 use tantivy::{Index, IndexWriter as TantivyWriter, TantivyDocument, Term};
 
-use crate::schema::{self, Fields};
+use crate::schema::{self, index_key, Fields};
 use crate::{IndexError, IndexedLine};
 
-/// Memory budget of the tantivy writer: enough for large segments, small
-/// enough for a collector machine running many other processes.
-const WRITER_MEMORY: usize = 64_000_000;
-/// One indexing thread: the parser is one of several busy processes on the
-/// collector, and commits every 500 ms keep segments small anyway.
-const WRITER_THREADS: usize = 1;
+/// How much the writer may use.
+#[derive(Debug, Clone, Copy)]
+pub struct WriterOptions {
+    /// Indexing threads.
+    pub threads: usize,
+    /// Memory budget over all threads, bytes.
+    pub memory: usize,
+}
+
+impl Default for WriterOptions {
+    /// Two threads, 128 MB: the collector runs several busy processes, but a
+    /// parser catching up after an outage must keep up with many hosts.
+    fn default() -> Self {
+        WriterOptions {
+            threads: 2,
+            memory: 128_000_000,
+        }
+    }
+}
+
+/// A run is written once it holds this many lines (bounds memory between
+/// commits during bulk loads).
+const MAX_RUN: usize = 20_000;
+
+/// Consecutive lines of one file, not handed to tantivy yet.
+struct Run {
+    first: u64,
+    last: u64,
+    /// Where the line after the run would start.
+    next: u64,
+    docs: Vec<TantivyDocument>,
+}
 
 /// The only writer of an index (tantivy holds a lock file while it lives).
 pub struct IndexWriter {
     writer: TantivyWriter,
     fields: Fields,
+    runs: HashMap<(String, String, FileId), Run>,
     pending: usize,
 }
 
 impl IndexWriter {
-    /// Opens the index in `dir`, creating the folder and the index if needed.
+    /// Opens the index in `dir` with default options, creating the folder and
+    /// the index if needed.
     pub fn open(dir: &Path) -> Result<Self, IndexError> {
+        Self::open_with(dir, WriterOptions::default())
+    }
+
+    pub fn open_with(dir: &Path, opts: WriterOptions) -> Result<Self, IndexError> {
         let open_err = |source| IndexError::Open {
             path: dir.to_owned(),
             source,
@@ -34,25 +82,67 @@ impl IndexWriter {
             .map_err(|e| open_err(tantivy::TantivyError::IoError(std::sync::Arc::new(e))))?;
         let directory = MmapDirectory::open(dir).map_err(|e| open_err(e.into()))?;
         let (schema, _) = schema::build();
-        let index = Index::open_or_create(directory, schema).map_err(open_err)?;
-        let fields = schema::fields_of(&index.schema()).map_err(open_err)?;
+        let index = Index::open_or_create(directory, schema.clone()).map_err(|e| {
+            if let tantivy::TantivyError::SchemaError(_) = e {
+                let missing = schema::fields_of(&Index::open_in_dir(dir).map(|i| i.schema()).unwrap_or(schema.clone()))
+                    .err()
+                    .unwrap_or_else(|| "?".into());
+                return IndexError::OldSchema {
+                    path: dir.to_owned(),
+                    field: missing,
+                };
+            }
+            open_err(e)
+        })?;
+        let fields = schema::fields_of(&index.schema()).map_err(|field| IndexError::OldSchema {
+            path: dir.to_owned(),
+            field,
+        })?;
         let writer = index
-            .writer_with_num_threads(WRITER_THREADS, WRITER_MEMORY)
+            .writer_with_num_threads(opts.threads, opts.memory)
             .map_err(open_err)?;
         Ok(IndexWriter {
             writer,
             fields,
+            runs: HashMap::new(),
             pending: 0,
         })
     }
 
-    /// Adds `line`, replacing any line with the same durable name.
+    /// Adds `line`, replacing any line with the same durable name. It is
+    /// visible to searchers after the next [`IndexWriter::commit`].
     pub fn add(&mut self, line: &IndexedLine) -> Result<(), IndexError> {
+        let doc = self.document(line);
+        let k = (line.host.clone(), line.log.clone(), line.file_id);
+        let follows = self
+            .runs
+            .get(&k)
+            .is_some_and(|r| r.next == line.offset && r.next != 0 && r.docs.len() < MAX_RUN);
+        if follows {
+            let run = self.runs.get_mut(&k).unwrap();
+            run.last = line.offset;
+            run.next = line.end_offset;
+            run.docs.push(doc);
+        } else {
+            if let Some(run) = self.runs.remove(&k) {
+                self.write_run(&k, run)?;
+            }
+            self.runs.insert(
+                k,
+                Run {
+                    first: line.offset,
+                    last: line.offset,
+                    next: line.end_offset,
+                    docs: vec![doc],
+                },
+            );
+        }
+        self.pending += 1;
+        Ok(())
+    }
+
+    fn document(&self, line: &IndexedLine) -> TantivyDocument {
         let f = &self.fields;
-        let key = line_key(&line.host, &line.log, &line.file_id, line.offset);
-        // A delete applies to documents added before it, so delete-then-add
-        // is an upsert, within one commit and across commits.
-        self.writer.delete_term(Term::from_field_text(f.key, &key));
         let mut doc = TantivyDocument::default();
         doc.add_date(
             f.ts,
@@ -60,13 +150,50 @@ impl IndexWriter {
         );
         doc.add_text(f.host, &line.host);
         doc.add_text(f.log, &line.log);
-        doc.add_text(f.path, &line.path);
+        if !line.path.is_empty() {
+            doc.add_text(f.path, &line.path);
+        }
         doc.add_text(f.file_id, line.file_id.to_string());
         doc.add_u64(f.offset, line.offset);
+        doc.add_u64(f.end_offset, line.end_offset);
         doc.add_text(f.body, &line.body);
-        doc.add_text(f.key, &key);
-        self.writer.add_document(doc)?;
-        self.pending += 1;
+        if !line.fields.is_empty() {
+            doc.add_object(
+                f.fields,
+                line.fields
+                    .iter()
+                    .map(|(k, v)| (k.clone(), tantivy::schema::OwnedValue::from(v.clone())))
+                    .collect(),
+            );
+        }
+        doc.add_bool(f.parse_error, line.parse_error);
+        doc.add_text(
+            f.key,
+            index_key(&line.host, &line.log, &line.file_id, line.offset),
+        );
+        doc
+    }
+
+    /// One range delete over the run's keys, then its documents: a delete
+    /// applies only to documents added before it.
+    fn write_run(&mut self, k: &(String, String, FileId), run: Run) -> Result<(), IndexError> {
+        let key = |o| Term::from_field_text(self.fields.key, &index_key(&k.0, &k.1, &k.2, o));
+        let range: Box<dyn Query> = Box::new(RangeQuery::new(
+            Bound::Included(key(run.first)),
+            Bound::Included(key(run.last)),
+        ));
+        self.writer.delete_query(range)?;
+        for doc in run.docs {
+            self.writer.add_document(doc)?;
+        }
+        Ok(())
+    }
+
+    fn write_runs(&mut self) -> Result<(), IndexError> {
+        let runs: Vec<_> = self.runs.drain().collect();
+        for (k, run) in runs {
+            self.write_run(&k, run)?;
+        }
         Ok(())
     }
 
@@ -75,10 +202,122 @@ impl IndexWriter {
         self.pending
     }
 
-    /// Makes every added line durable and visible to searchers opened after this.
+    /// Makes every added line durable and visible to searchers opened (or
+    /// reloaded) after this.
     pub fn commit(&mut self) -> Result<(), IndexError> {
+        self.write_runs()?;
         self.writer.commit()?;
         self.pending = 0;
         Ok(())
+    }
+
+    /// Deletes every event older than `cutoff` (retention) and commits.
+    pub fn delete_older_than(
+        &mut self,
+        cutoff: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), IndexError> {
+        self.write_runs()?;
+        let t = |d: chrono::DateTime<chrono::Utc>| {
+            Term::from_field_date(
+                self.fields.ts,
+                tantivy::DateTime::from_timestamp_micros(d.timestamp_micros()),
+            )
+        };
+        let old: Box<dyn Query> = Box::new(RangeQuery::new(Bound::Unbounded, Bound::Excluded(t(cutoff))));
+        self.writer.delete_query(old)?;
+        self.commit()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{IndexSearcher, SearchRequest};
+    use chrono::{TimeZone, Utc};
+
+    fn line(offset: u64, len: u64, body: &str) -> IndexedLine {
+        IndexedLine {
+            ts: Utc.timestamp_opt(1_700_000_000 + offset as i64, 0).unwrap(),
+            host: "h".into(),
+            log: "l".into(),
+            path: String::new(),
+            file_id: FileId {
+                dev: 1,
+                ino: 2,
+                fingerprint: 3,
+            },
+            offset,
+            end_offset: offset + len,
+            body: body.into(),
+            fields: Default::default(),
+            parse_error: false,
+        }
+    }
+
+    fn bodies(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = IndexSearcher::open(dir)
+            .unwrap()
+            .search(&SearchRequest {
+                query: "*".into(),
+                limit: 1000,
+                oldest_first: true,
+                ..Default::default()
+            })
+            .unwrap()
+            .into_iter()
+            .map(|l| l.body)
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn runs_replace_overlapping_redeliveries_and_keep_their_neighbours() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = IndexWriter::open(dir.path()).unwrap();
+        // Lines at 0, 10, 20, ..., 90 (each 10 bytes), committed.
+        for i in 0..10 {
+            w.add(&line(i * 10, 10, &format!("v1 {i}"))).unwrap();
+        }
+        w.commit().unwrap();
+        // A restarted tap re-delivers 30..60, then lines 60..70 again in the
+        // same commit, and a lone line at 90.
+        for i in 3..6 {
+            w.add(&line(i * 10, 10, &format!("v2 {i}"))).unwrap();
+        }
+        for i in 5..7 {
+            w.add(&line(i * 10, 10, &format!("v3 {i}"))).unwrap();
+        }
+        w.add(&line(90, 10, "v2 9")).unwrap();
+        w.commit().unwrap();
+        assert_eq!(
+            bodies(dir.path()),
+            ["v1 0", "v1 1", "v1 2", "v1 7", "v1 8", "v2 3", "v2 4", "v2 9", "v3 5", "v3 6"]
+        );
+    }
+
+    #[test]
+    fn a_line_without_end_offset_is_a_run_of_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = IndexWriter::open(dir.path()).unwrap();
+        let mut a = line(0, 0, "a");
+        a.end_offset = 0;
+        w.add(&a).unwrap();
+        w.add(&line(5, 5, "b")).unwrap();
+        w.add(&a).unwrap();
+        w.commit().unwrap();
+        assert_eq!(bodies(dir.path()), ["a", "b"]);
+    }
+
+    #[test]
+    fn retention_deletes_only_older_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = IndexWriter::open(dir.path()).unwrap();
+        for i in 0..5 {
+            w.add(&line(i * 10, 10, &format!("l{i}"))).unwrap();
+        }
+        w.delete_older_than(Utc.timestamp_opt(1_700_000_020, 0).unwrap())
+            .unwrap();
+        assert_eq!(bodies(dir.path()), ["l2", "l3", "l4"]);
     }
 }
