@@ -95,3 +95,31 @@ pub enum IndexError {
     #[error("index: {0}")]
     Tantivy(#[from] tantivy::TantivyError),
 }
+
+/// An event as `rill search --json` prints it and the HTTP API returns it:
+/// the stored event, the byte ranges of matched terms in `body`
+/// (`highlights`), and the context lines when asked for (`before`, `after`).
+pub fn hit_json(
+    line: &IndexedLine,
+    highlights: &[std::ops::Range<usize>],
+    context: Option<&Context>,
+) -> serde_json::Value {
+    let mut v = serde_json::to_value(line).unwrap_or_default();
+    if let Some(o) = v.as_object_mut() {
+        if line.path.is_empty() {
+            o.remove("path");
+        }
+        o.insert(
+            "highlights".into(),
+            highlights.iter().map(|r| serde_json::json!([r.start, r.end])).collect(),
+        );
+        if let Some(c) = context {
+            let lines = |ls: &[IndexedLine]| -> serde_json::Value {
+                ls.iter().map(|l| hit_json(l, &[], None)).collect()
+            };
+            o.insert("before".into(), lines(&c.before));
+            o.insert("after".into(), lines(&c.after));
+        }
+    }
+    v
+}

@@ -2,14 +2,22 @@
 //!
 //! ```text
 //! ingest PULL (from every ssh_tap) -> [topic, LineMeta, raw bytes]
-//!   -> parse (raw: body = line, ts = read_at)
-//!   -> IndexWriter::add (idempotent on the line's durable name)
+//!   -> events: per-log multiline rule and format (formats/, multiline.rs)
+//!   -> IndexWriter::add (idempotent on the event's durable name)
 //!   -> PUB parsed/<host>/<log> (ParsedEvent JSON) to the bus
 //! commit when lines are pending and COMMIT_EVERY has passed
+//! retention sweep (retention.rs); HTTP search API thread (http.rs)
 //! ```
 //!
 //! Commits are what make lines searchable, so they happen at least every
-//! [`COMMIT_EVERY`] while lines arrive, and once more on shutdown.
+//! [`COMMIT_EVERY`] while lines arrive, and once more on shutdown. Multiline
+//! events still open are completed after their `flush_after` idle time.
+
+pub mod events;
+pub mod formats;
+pub mod http;
+pub mod multiline;
+pub mod retention;
 
 use std::time::{Duration, Instant};
 
@@ -21,22 +29,11 @@ use rill_process::Shutdown;
 use rill_proto::{LineMeta, ParsedEvent, Topic};
 use tracing::{debug, info, warn};
 
+use crate::events::EventBuilder;
+use crate::retention::Retention;
+
 /// The longest a received line waits before it is committed (searchable).
 pub const COMMIT_EVERY: Duration = Duration::from_millis(500);
-
-/// Turns one raw line into an event. `raw` for now: the body is the line
-/// (invalid UTF-8 replaced), the timestamp is the time the tap read it.
-pub fn parse_raw(meta: &LineMeta, bytes: &[u8]) -> ParsedEvent {
-    ParsedEvent {
-        ts: meta.read_at,
-        host: meta.host.clone(),
-        log: meta.log.clone(),
-        body: String::from_utf8_lossy(bytes).into_owned(),
-        fields: Default::default(),
-        file_id: meta.file_id,
-        offset: meta.offset,
-    }
-}
 
 pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
     let ctx = zmq::Context::new();
@@ -48,6 +45,15 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
     let mut index = IndexWriter::open(&dir)
         .with_context(|| format!("could not open index {}", dir.display()))?;
     info!(index = %dir.display(), "parser ready");
+    let mut events = EventBuilder::new(cfg)?;
+    let mut parsed: Vec<ParsedEvent> = Vec::new();
+    let mut retention = Retention::new(cfg.index.retention);
+    // A taken port must not stop indexing: warn loudly and go on without the API.
+    let _api = cfg.search.listen.and_then(|addr| {
+        http::SearchApi::start(addr, &dir)
+            .map_err(|e| warn!(error = %e, "search api NOT running"))
+            .ok()
+    });
 
     let mut first_pending: Option<Instant> = None;
     let mut indexed: u64 = 0;
@@ -58,32 +64,25 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
         if socket::readable(&ingest, Duration::from_millis(wait.max(0) as u64))? {
             // Drain what is queued without waiting again.
             while let Ok(frames) = ingest.recv_multipart(zmq::DONTWAIT) {
-                let Some(event) = decode(&frames) else {
+                let Some((meta, bytes)) = decode(&frames) else {
                     continue;
                 };
-                index.add(&IndexedLine {
-                    ts: event.ts,
-                    host: event.host.clone(),
-                    log: event.log.clone(),
-                    path: String::new(),
-                    file_id: event.file_id,
-                    offset: event.offset,
-                    body: event.body.clone(),
-                })?;
-                first_pending.get_or_insert_with(Instant::now);
-                indexed += 1;
-                let topic = Topic::Parsed {
-                    host: &event.host,
-                    log: &event.log,
-                }
-                .to_string();
-                if let Ok(json) = serde_json::to_vec(&event) {
-                    let _ = live.send_multipart([topic.as_bytes(), &json], zmq::DONTWAIT);
+                events.push(meta, bytes, &mut parsed);
+                for event in parsed.drain(..) {
+                    deliver(&mut index, &live, &event)?;
+                    first_pending.get_or_insert_with(Instant::now);
+                    indexed += 1;
                 }
                 if first_pending.is_some_and(|t| t.elapsed() >= COMMIT_EVERY) {
                     break;
                 }
             }
+        }
+        events.flush_idle(Instant::now(), &mut parsed);
+        for event in parsed.drain(..) {
+            deliver(&mut index, &live, &event)?;
+            first_pending.get_or_insert_with(Instant::now);
+            indexed += 1;
         }
         if first_pending.is_some_and(|t| t.elapsed() >= COMMIT_EVERY) {
             let n = index.pending();
@@ -91,6 +90,11 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
             debug!(lines = n, total = indexed, "committed");
             first_pending = None;
         }
+        retention.tick(&mut index)?;
+    }
+    events.flush_all(&mut parsed);
+    for event in parsed.drain(..) {
+        deliver(&mut index, &live, &event)?;
     }
     if index.pending() > 0 {
         index.commit()?;
@@ -99,9 +103,23 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `[topic, LineMeta JSON, raw bytes]` -> event; malformed messages are
+/// Indexes one event and publishes it on `parsed/<host>/<log>`.
+fn deliver(index: &mut IndexWriter, live: &zmq::Socket, event: &ParsedEvent) -> anyhow::Result<()> {
+    index.add(&IndexedLine::from_event(event, ""))?;
+    let topic = Topic::Parsed {
+        host: &event.host,
+        log: &event.log,
+    }
+    .to_string();
+    if let Ok(json) = serde_json::to_vec(event) {
+        let _ = live.send_multipart([topic.as_bytes(), &json], zmq::DONTWAIT);
+    }
+    Ok(())
+}
+
+/// `[topic, LineMeta JSON, raw bytes]` -> the line; malformed messages are
 /// logged and skipped, never fatal.
-fn decode(frames: &[Vec<u8>]) -> Option<ParsedEvent> {
+fn decode(frames: &[Vec<u8>]) -> Option<(LineMeta, &[u8])> {
     let [_topic, meta, bytes] = frames else {
         warn!(
             frames = frames.len(),
@@ -110,7 +128,7 @@ fn decode(frames: &[Vec<u8>]) -> Option<ParsedEvent> {
         return None;
     };
     match serde_json::from_slice::<LineMeta>(meta) {
-        Ok(meta) => Some(parse_raw(&meta, bytes)),
+        Ok(meta) => Some((meta, bytes.as_slice())),
         Err(e) => {
             warn!(error = %e, "ignoring message with malformed line metadata");
             None
@@ -128,9 +146,11 @@ mod tests {
             r#"{"host":"h","log":"l","path":"/p","file_id":"1:2:00000003","offset":9,"seq":0,"epoch":"e","read_at":"2026-11-22T10:00:00.5Z"}"#,
         )
         .unwrap();
-        let e = parse_raw(&meta, b"caf\xc3\xa9 \xff");
+        let mut out = Vec::new();
+        EventBuilder::with_rules(Default::default()).push(meta.clone(), b"caf\xc3\xa9 \xff", &mut out);
+        let e = &out[0];
         assert_eq!(e.body, "café \u{fffd}");
-        assert_eq!(e.offset, 9);
+        assert_eq!((e.offset, e.end_offset), (9, 17));
         assert_eq!(e.ts, meta.read_at);
     }
 

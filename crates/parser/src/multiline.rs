@@ -64,8 +64,9 @@ pub struct Pending {
 }
 
 impl Pending {
-    pub fn new(meta: LineMeta, line: String, now: Instant) -> Pending {
-        let end_offset = next_offset(&meta, line.len());
+    /// `raw_len`: the line's length in bytes as read (before UTF-8 repair).
+    pub fn new(meta: LineMeta, line: String, raw_len: usize, now: Instant) -> Pending {
+        let end_offset = next_offset(&meta, raw_len);
         Pending {
             first: meta,
             text: line.clone(),
@@ -82,6 +83,7 @@ impl Pending {
         joiner: &Joiner,
         meta: LineMeta,
         line: String,
+        raw_len: usize,
         now: Instant,
     ) -> Result<(), (LineMeta, String)> {
         let same_file = meta.file_id == self.first.file_id;
@@ -92,7 +94,7 @@ impl Pending {
         {
             return Err((meta, line));
         }
-        self.end_offset = next_offset(&meta, line.len());
+        self.end_offset = next_offset(&meta, raw_len);
         self.text.push('\n');
         self.text.push_str(&line);
         self.lines += 1;
@@ -111,8 +113,7 @@ impl Pending {
 
 /// Where the line after this one starts: past its newline, or right after
 /// it when it is a partial piece (no newline of its own). `len` is the
-/// length of the raw bytes; lossy UTF-8 repair can change a string's length,
-/// so callers pass the raw length.
+/// length of the raw bytes (lossy UTF-8 repair can change a string's length).
 pub fn next_offset(meta: &LineMeta, len: usize) -> u64 {
     meta.offset + len as u64 + u64::from(!meta.partial)
 }
@@ -148,35 +149,35 @@ mod tests {
             "\tat a.B.c(B.java:1)",
             "Caused by: java.io.IOException: y",
         ];
-        assert!(!j.continues(lines[1]), "the exception line itself starts nothing new only by rule");
+        assert!(!j.continues(lines[1]), "by this rule the exception line starts an event");
         assert!(j.continues(lines[2]) && j.continues(lines[3]));
-        let mut p = Pending::new(meta(0), lines[0].into(), now);
+        let mut p = Pending::new(meta(0), lines[0].into(), lines[0].len(), now);
         let mut off = p.end_offset;
         for l in &lines[2..] {
-            p.offer(&j, meta(off), (*l).into(), now).unwrap();
+            p.offer(&j, meta(off), (*l).into(), l.len(), now).unwrap();
             off = p.end_offset;
         }
         assert_eq!(p.lines, 3);
         assert_eq!(p.end_offset, (lines[0].len() + lines[2].len() + lines[3].len() + 3) as u64);
-        assert!(p.offer(&j, meta(off), "next record".into(), now).is_err());
+        assert!(p.offer(&j, meta(off), "next record".into(), 11, now).is_err());
     }
 
     #[test]
     fn a_gap_a_new_file_or_max_lines_completes_the_event() {
         let j = java();
         let now = Instant::now();
-        let mut p = Pending::new(meta(0), "x".into(), now);
-        assert!(p.offer(&j, meta(5), " gap".into(), now).is_err(), "offset gap");
+        let mut p = Pending::new(meta(0), "x".into(), 1, now);
+        assert!(p.offer(&j, meta(5), " gap".into(), 4, now).is_err(), "offset gap");
         let mut other = meta(2);
         other.file_id.ino = 9;
-        assert!(p.offer(&j, other, " other file".into(), now).is_err());
+        assert!(p.offer(&j, other, " other file".into(), 11, now).is_err());
         for _ in 0..3 {
             let off = p.end_offset;
-            p.offer(&j, meta(off), " more".into(), now).unwrap();
+            p.offer(&j, meta(off), " more".into(), 5, now).unwrap();
         }
         assert!(p.is_full(&j));
         let off = p.end_offset;
-        assert!(p.offer(&j, meta(off), " one too many".into(), now).is_err());
+        assert!(p.offer(&j, meta(off), " one too many".into(), 13, now).is_err());
         assert!(!p.is_idle(&j, now));
         assert!(p.is_idle(&j, now + Duration::from_millis(500)));
     }
