@@ -48,7 +48,9 @@ pub fn run(cfg: &Config, args: &SearchArgs, out: &mut impl Write) -> anyhow::Res
     let now = chrono::Utc::now();
     let bound = |flag: &str, v: &Option<String>| {
         v.as_deref()
-            .map(|t| rill_index::time::parse_bound(t, now).map_err(|e| anyhow::anyhow!("{flag}: {e}")))
+            .map(|t| {
+                rill_index::time::parse_bound(t, now).map_err(|e| anyhow::anyhow!("{flag}: {e}"))
+            })
             .transpose()
     };
     let req = SearchRequest {
@@ -140,7 +142,12 @@ fn query_error(e: IndexError) -> anyhow::Error {
 
 /// `TS HOST LOG: BODY` for a hit, `TS HOST LOG- BODY` for a context line
 /// (as grep marks them).
-pub fn render(hit: &IndexedLine, sep: char, ranges: &[std::ops::Range<usize>], color: bool) -> String {
+pub fn render(
+    hit: &IndexedLine,
+    sep: char,
+    ranges: &[std::ops::Range<usize>],
+    color: bool,
+) -> String {
     let body = if color {
         mark(&hit.body, ranges, HIGHLIGHT.0, HIGHLIGHT.1)
     } else {

@@ -16,8 +16,8 @@ mod raw;
 mod validate;
 
 pub use model::{
-    Auth, Config, Host, IndexSettings, KnownHostsPolicy, Log, Multiline, MultilineRule,
-    ParserSpec, RegexTimestamp, SearchSettings, Secret, SecretError, TapSettings,
+    Auth, Config, Host, IndexSettings, KnownHostsPolicy, Log, Multiline, MultilineRule, ParserSpec,
+    RegexTimestamp, SearchSettings, Secret, SecretError, TapSettings,
 };
 pub use validate::parse_duration;
 

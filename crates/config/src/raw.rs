@@ -121,7 +121,9 @@ impl<'de> Deserialize<'de> for RawParser {
         impl<'de> Visitor<'de> for V {
             type Value = RawParser;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a parser name (raw, syslog, json, combined, regex) or a mapping with `type`")
+                f.write_str(
+                    "a parser name (raw, syslog, json, combined, regex) or a mapping with `type`",
+                )
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<RawParser, E> {
                 let kind = ParserName::deserialize(de::value::StrDeserializer::<E>::new(v))?;

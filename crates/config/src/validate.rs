@@ -220,9 +220,9 @@ fn listen_address(v: &str, allow_remote: bool) -> Result<Option<std::net::Socket
     if v == "off" {
         return Ok(None);
     }
-    let addr: std::net::SocketAddr = v.parse().map_err(|_| {
-        format!("expected ADDRESS:PORT (e.g. 127.0.0.1:7680) or `off`, got {v:?}")
-    })?;
+    let addr: std::net::SocketAddr = v
+        .parse()
+        .map_err(|_| format!("expected ADDRESS:PORT (e.g. 127.0.0.1:7680) or `off`, got {v:?}"))?;
     if !addr.ip().is_loopback() && !allow_remote {
         return Err(format!(
             "expected a loopback address (127.0.0.1 or [::1]), got {v}: the search API has \
@@ -257,10 +257,7 @@ fn parser(p: RawParser) -> Result<ParserSpec, (String, String)> {
     let o = p.options;
     let only = |key: &str, set: bool, types: &str| {
         if set {
-            Err((
-                format!(".{key}"),
-                format!("only allowed with type {types}"),
-            ))
+            Err((format!(".{key}"), format!("only allowed with type {types}")))
         } else {
             Ok(())
         }
@@ -303,8 +300,12 @@ fn parser(p: RawParser) -> Result<ParserSpec, (String, String)> {
                     "expected `pattern` (a regex with named captures) for type regex".into(),
                 )
             })?;
-            let re = regex::Regex::new(&pattern)
-                .map_err(|e| (".pattern".to_owned(), format!("expected a valid regex: {e}")))?;
+            let re = regex::Regex::new(&pattern).map_err(|e| {
+                (
+                    ".pattern".to_owned(),
+                    format!("expected a valid regex: {e}"),
+                )
+            })?;
             let names: Vec<&str> = re.capture_names().flatten().collect();
             if names.is_empty() {
                 return Err((

@@ -117,7 +117,10 @@ fn reference_config_shows_every_parser_option_multiline_retention_and_search() {
         ParserSpec::Regex { pattern, timestamp } => {
             assert!(pattern.contains("(?P<level>"));
             let t = timestamp.as_ref().unwrap();
-            assert_eq!((t.capture.as_str(), t.timezone), ("ts", chrono_tz::Europe::Berlin));
+            assert_eq!(
+                (t.capture.as_str(), t.timezone),
+                ("ts", chrono_tz::Europe::Berlin)
+            );
         }
         other => panic!("{other:?}"),
     }

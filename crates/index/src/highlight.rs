@@ -68,7 +68,10 @@ mod tests {
 
     #[test]
     fn mark_wraps_ranges() {
-        assert_eq!(mark("GET /a 500", &[0..3, 7..10], "[", "]"), "[GET] /a [500]");
+        assert_eq!(
+            mark("GET /a 500", &[0..3, 7..10], "[", "]"),
+            "[GET] /a [500]"
+        );
         assert_eq!(mark("x", &[], "[", "]"), "x");
     }
 }

@@ -34,7 +34,11 @@ impl Collector for TsHistogram {
     type Fruit = BTreeMap<i64, u64>;
     type Child = SegmentHistogram;
 
-    fn for_segment(&self, _: SegmentOrdinal, segment: &SegmentReader) -> tantivy::Result<SegmentHistogram> {
+    fn for_segment(
+        &self,
+        _: SegmentOrdinal,
+        segment: &SegmentReader,
+    ) -> tantivy::Result<SegmentHistogram> {
         Ok(SegmentHistogram {
             ts: segment.fast_fields().date("ts").ok(),
             width: self.width_micros,
@@ -63,7 +67,10 @@ impl SegmentCollector for SegmentHistogram {
     fn collect(&mut self, doc: DocId, _: Score) {
         if let Some(t) = self.ts.as_ref().and_then(|c| c.first(doc)) {
             let m = t.into_timestamp_micros();
-            *self.counts.entry(m.div_euclid(self.width) * self.width).or_insert(0) += 1;
+            *self
+                .counts
+                .entry(m.div_euclid(self.width) * self.width)
+                .or_insert(0) += 1;
         }
     }
 
@@ -124,7 +131,9 @@ mod tests {
         let until = Utc.timestamp_micros(2 * min).unwrap();
         let b = fill(&counts, min, Some(since), Some(until)).unwrap();
         assert_eq!(b.iter().map(|b| b.count).collect::<Vec<_>>(), [0, 2, 0]);
-        assert!(fill(&counts, 1, None, None).unwrap_err().contains("buckets; expected at most"));
+        assert!(fill(&counts, 1, None, None)
+            .unwrap_err()
+            .contains("buckets; expected at most"));
         assert!(fill(&BTreeMap::new(), min, None, None).unwrap().is_empty());
     }
 }

@@ -111,7 +111,10 @@ pub fn hit_json(
         }
         o.insert(
             "highlights".into(),
-            highlights.iter().map(|r| serde_json::json!([r.start, r.end])).collect(),
+            highlights
+                .iter()
+                .map(|r| serde_json::json!([r.start, r.end]))
+                .collect(),
         );
         if let Some(c) = context {
             let lines = |ls: &[IndexedLine]| -> serde_json::Value {

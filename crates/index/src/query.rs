@@ -13,7 +13,10 @@ use std::ops::Bound;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, QueryParser, QueryParserError, RangeQuery, TermQuery};
+use tantivy::query::{
+    AllQuery, BooleanQuery, Occur, Query, QueryParser, QueryParserError, RangeQuery, TermQuery,
+};
+use tantivy::query_grammar::{Occur as GrammarOccur, UserInputAst};
 use tantivy::schema::IndexRecordOption;
 use tantivy::{Index, Term};
 
@@ -40,7 +43,7 @@ pub struct SearchRequest {
 
 /// A query that could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
-#[error("invalid query {query:?}{}: {expected}", position.map(|p| format!(" at position {p}")).unwrap_or_default())]
+#[error("invalid query {query:?}{}: expected {expected}", position.map(|p| format!(" at position {p}")).unwrap_or_default())]
 pub struct QueryError {
     pub query: String,
     /// Byte offset in `query` where the problem is, when known.
@@ -76,19 +79,27 @@ pub fn build(index: &Index, f: &Fields, req: &SearchRequest) -> Result<Box<dyn Q
         if let Some(v) = value {
             clauses.push((
                 Occur::Must,
-                Box::new(TermQuery::new(Term::from_field_text(field, v), IndexRecordOption::Basic)),
+                Box::new(TermQuery::new(
+                    Term::from_field_text(field, v),
+                    IndexRecordOption::Basic,
+                )),
             ));
         }
     }
     if req.since.is_some() || req.until.is_some() {
         let t = |d: DateTime<Utc>| {
-            Term::from_field_date(f.ts, tantivy::DateTime::from_timestamp_micros(d.timestamp_micros()))
+            Term::from_field_date(
+                f.ts,
+                tantivy::DateTime::from_timestamp_micros(d.timestamp_micros()),
+            )
         };
         clauses.push((
             Occur::Must,
             Box::new(RangeQuery::new(
-                req.since.map_or(Bound::Unbounded, |s| Bound::Included(t(s))),
-                req.until.map_or(Bound::Unbounded, |u| Bound::Excluded(t(u))),
+                req.since
+                    .map_or(Bound::Unbounded, |s| Bound::Included(t(s))),
+                req.until
+                    .map_or(Bound::Unbounded, |u| Bound::Excluded(t(u))),
             )),
         ));
     }
@@ -113,7 +124,9 @@ pub fn parse(index: &Index, f: &Fields, text: &str) -> Result<Box<dyn Query>, Qu
     if let Some(e) = errors.first() {
         return Err(err(Some(e.pos.min(text.len())), explain(&e.message)));
     }
-    parser.parse_query(text).map_err(|e| match e {
+    let ast = tantivy::query_grammar::parse_query(text)
+        .map_err(|_| err(None, "a term, phrase, field:value or (group)".into()))?;
+    parser.build_query_from_user_input_ast(hoist_negations(ast)).map_err(|e| match e {
         QueryParserError::FieldDoesNotExist(name) => err(
             text.find(&format!("{name}:")),
             format!("a known field instead of `{name}`: {FIELDS}"),
@@ -131,16 +144,46 @@ pub fn parse(index: &Index, f: &Fields, text: &str) -> Result<Box<dyn Query>, Qu
     })
 }
 
+/// `a AND NOT b` parses as `+a +(-b)`, and a group of only exclusions
+/// matches nothing, so the whole query would match nothing. Lift such
+/// groups into their parent: `+a -b`.
+fn hoist_negations(ast: UserInputAst) -> UserInputAst {
+    match ast {
+        UserInputAst::Clause(children) => {
+            let mut out = Vec::with_capacity(children.len());
+            for (occur, child) in children {
+                match hoist_negations(child) {
+                    UserInputAst::Clause(inner)
+                        if occur == Some(GrammarOccur::Must)
+                            && !inner.is_empty()
+                            && inner.iter().all(|(o, _)| *o == Some(GrammarOccur::MustNot)) =>
+                    {
+                        out.extend(inner)
+                    }
+                    child => out.push((occur, child)),
+                }
+            }
+            UserInputAst::Clause(out)
+        }
+        UserInputAst::Boost(inner, b) => UserInputAst::Boost(Box::new(hoist_negations(*inner)), b),
+        leaf => leaf,
+    }
+}
+
 /// tantivy's grammar messages, in the operator's words.
 fn explain(message: &str) -> String {
     let m = match message {
         "expected ')'" => "`)` to close the group",
         "missing ]" | "missing range delimiter" => "`]` or `}` to close the range",
         "Found unexpected boolean operator before term" => "a term before the operator",
-        "unparsed end of query" => "a term, phrase, operator or `)` here (unbalanced parenthesis or a dangling operator?)",
+        "unparsed end of query" => {
+            "a term, phrase, operator or `)` here (unbalanced parenthesis or a dangling operator?)"
+        }
         "parsed possible invalid field as term" => "a value after `field:`",
         "missing space" => "a space between terms",
-        m if m.starts_with("parsed keyword NOT") => "a term after NOT (quote \"NOT\" to search for the word)",
+        m if m.starts_with("parsed keyword NOT") => {
+            "a term after NOT (quote \"NOT\" to search for the word)"
+        }
         m if m.starts_with("missing delimiter") => "a closing `\"` for the phrase",
         m => return m.to_owned(),
     };

@@ -1,8 +1,8 @@
 //! The index schema.
 
 use tantivy::schema::{
-    DateOptions, DateTimePrecision, Field, JsonObjectOptions, NumericOptions, Schema, TextFieldIndexing,
-    IndexRecordOption, FAST, INDEXED, STORED, STRING, TEXT,
+    DateOptions, DateTimePrecision, Field, IndexRecordOption, JsonObjectOptions, NumericOptions,
+    Schema, TextFieldIndexing, FAST, INDEXED, STORED, STRING, TEXT,
 };
 
 /// Handles to every field of the schema.
@@ -38,11 +38,13 @@ pub fn build() -> (Schema, Fields) {
         .set_stored()
         .set_fast()
         .set_precision(DateTimePrecision::Microseconds);
-    let json_opts = JsonObjectOptions::default().set_stored().set_indexing_options(
-        TextFieldIndexing::default()
-            .set_tokenizer("default")
-            .set_index_option(IndexRecordOption::WithFreqsAndPositions),
-    );
+    let json_opts = JsonObjectOptions::default()
+        .set_stored()
+        .set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer("default")
+                .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+        );
     let fields = Fields {
         ts: b.add_date_field("ts", ts_opts),
         host: b.add_text_field("host", STRING | STORED | FAST),
@@ -53,7 +55,10 @@ pub fn build() -> (Schema, Fields) {
         end_offset: b.add_u64_field("end_offset", STORED),
         body: b.add_text_field("body", TEXT | STORED),
         fields: b.add_json_field("fields", json_opts),
-        parse_error: b.add_bool_field("parse_error", NumericOptions::default().set_indexed().set_stored()),
+        parse_error: b.add_bool_field(
+            "parse_error",
+            NumericOptions::default().set_indexed().set_stored(),
+        ),
         key: b.add_text_field("key", STRING),
     };
     (b.build(), fields)

@@ -8,7 +8,9 @@ use chrono::{TimeZone, Utc};
 use tantivy::collector::{Count, TopDocs};
 use tantivy::query::{BooleanQuery, Occur, Query, RangeQuery, TermQuery};
 use tantivy::schema::{IndexRecordOption, Value};
-use tantivy::{DocAddress, Index, IndexReader, Order, ReloadPolicy, SegmentReader, TantivyDocument, Term};
+use tantivy::{
+    DocAddress, Index, IndexReader, Order, ReloadPolicy, SegmentReader, TantivyDocument, Term,
+};
 
 use crate::highlight::Highlighter;
 use crate::histogram::{self, Bucket, TsHistogram};
@@ -116,10 +118,12 @@ impl IndexSearcher {
             }));
         }
         let query = self.query(req)?;
-        let counts = self
-            .reader
-            .searcher()
-            .search(&query, &TsHistogram { width_micros: width })?;
+        let counts = self.reader.searcher().search(
+            &query,
+            &TsHistogram {
+                width_micros: width,
+            },
+        )?;
         histogram::fill(&counts, width, req.since, req.until).map_err(|expected| {
             IndexError::Query(query::QueryError {
                 query: req.query.clone(),
@@ -130,11 +134,19 @@ impl IndexSearcher {
     }
 
     /// Up to `before` and `after` events of the same file around `hit`, by offset.
-    pub fn context(&self, hit: &IndexedLine, before: usize, after: usize) -> Result<Context, IndexError> {
+    pub fn context(
+        &self,
+        hit: &IndexedLine,
+        before: usize,
+        after: usize,
+    ) -> Result<Context, IndexError> {
         let f = &self.fields;
         let searcher = self.reader.searcher();
         let term = |field, v: &str| -> Box<dyn Query> {
-            Box::new(TermQuery::new(Term::from_field_text(field, v), IndexRecordOption::Basic))
+            Box::new(TermQuery::new(
+                Term::from_field_text(field, v),
+                IndexRecordOption::Basic,
+            ))
         };
         let file_id = hit.file_id.to_string();
         let around = |lo: Bound<u64>, hi: Bound<u64>| -> Box<dyn Query> {
@@ -211,7 +223,10 @@ impl IndexSearcher {
             end_offset: u64_of(f.end_offset),
             body: text(f.body),
             fields,
-            parse_error: doc.get_first(f.parse_error).and_then(|v| v.as_bool()).unwrap_or(false),
+            parse_error: doc
+                .get_first(f.parse_error)
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false),
         })
     }
 }
@@ -377,7 +392,11 @@ mod tests {
         IndexWriter::open(dir.path()).unwrap().commit().unwrap();
         let s = IndexSearcher::open(dir.path()).unwrap();
         let e = s.count(&req("body:(")).unwrap_err();
-        assert!(e.to_string().starts_with("invalid query \"body:(\" at position 6: expected"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("invalid query \"body:(\" at position 6: expected"),
+            "{e}"
+        );
     }
 }
 
@@ -395,13 +414,22 @@ mod feature_tests {
             let status = if i % 3 == 0 { 500 } else { 200 };
             let mut fields = serde_json::Map::new();
             fields.insert("status".into(), json!(status));
-            fields.insert("method".into(), json!(if i % 2 == 0 { "GET" } else { "POST" }));
+            fields.insert(
+                "method".into(),
+                json!(if i % 2 == 0 { "GET" } else { "POST" }),
+            );
             w.add(&IndexedLine {
-                ts: Utc.timestamp_opt(1_700_000_000 + 60 * i as i64, 250_000_000).unwrap(),
+                ts: Utc
+                    .timestamp_opt(1_700_000_000 + 60 * i as i64, 250_000_000)
+                    .unwrap(),
                 host: "web01".into(),
                 log: "nginx".into(),
                 path: "/var/log/nginx/access.log".into(),
-                file_id: FileId { dev: 1, ino: 2, fingerprint: 3 },
+                file_id: FileId {
+                    dev: 1,
+                    ino: 2,
+                    fingerprint: 3,
+                },
                 offset: i * 100,
                 end_offset: i * 100 + 100,
                 body: format!("line {i} status {status} Timeout upstream"),
@@ -427,17 +455,46 @@ mod feature_tests {
     fn field_filters_time_ranges_and_order() {
         let (_d, s) = index();
         assert_eq!(s.count(&req("fields.status:500")).unwrap(), 4);
-        assert_eq!(s.count(&req("fields.method:post AND fields.status:500")).unwrap(), 2);
+        assert_eq!(
+            s.count(&req("fields.method:post AND fields.status:500"))
+                .unwrap(),
+            2
+        );
         assert_eq!(s.count(&req("parse_error:true")).unwrap(), 1);
         assert_eq!(s.count(&req("host:web01 AND log:nginx")).unwrap(), 10);
         assert_eq!(s.count(&req("timeout -fields.status:500")).unwrap(), 6);
+        assert_eq!(
+            s.count(&req("timeout AND NOT fields.status:500")).unwrap(),
+            6
+        );
+        assert_eq!(s.count(&req("upstream AND NOT timeout")).unwrap(), 0);
+        assert_eq!(s.count(&req("line AND NOT \"line 5\"")).unwrap(), 9);
         let since = Utc.timestamp_opt(1_700_000_000 + 120, 250_000_000).unwrap();
         let until = Utc.timestamp_opt(1_700_000_000 + 300, 250_000_000).unwrap();
-        let r = SearchRequest { since: Some(since), until: Some(until), ..req("*") };
-        assert_eq!(s.count(&r).unwrap(), 3, "since inclusive, until exclusive, sub-second kept");
-        let oldest = s.search(&SearchRequest { oldest_first: true, limit: 2, ..req("*") }).unwrap();
+        let r = SearchRequest {
+            since: Some(since),
+            until: Some(until),
+            ..req("*")
+        };
+        assert_eq!(
+            s.count(&r).unwrap(),
+            3,
+            "since inclusive, until exclusive, sub-second kept"
+        );
+        let oldest = s
+            .search(&SearchRequest {
+                oldest_first: true,
+                limit: 2,
+                ..req("*")
+            })
+            .unwrap();
         assert_eq!((oldest[0].offset, oldest[1].offset), (0, 100));
-        let newest = s.search(&SearchRequest { limit: 1, ..req("*") }).unwrap();
+        let newest = s
+            .search(&SearchRequest {
+                limit: 1,
+                ..req("*")
+            })
+            .unwrap();
         assert_eq!(newest[0].offset, 900);
         assert_eq!(newest[0].fields["status"], json!(500));
         assert!(newest[0].parse_error);
@@ -452,9 +509,14 @@ mod feature_tests {
         let offs = |v: &[IndexedLine]| v.iter().map(|l| l.offset).collect::<Vec<_>>();
         assert_eq!(offs(&ctx.before), [300, 400]);
         assert_eq!(offs(&ctx.after), [600, 700, 800]);
-        let h = s.histogram(&req("fields.status:500"), chrono::Duration::minutes(2)).unwrap();
+        let h = s
+            .histogram(&req("fields.status:500"), chrono::Duration::minutes(2))
+            .unwrap();
         // Buckets are aligned to the epoch, not to the first event.
-        assert_eq!(h.iter().map(|b| b.count).collect::<Vec<_>>(), [1, 0, 1, 1, 0, 1]);
+        assert_eq!(
+            h.iter().map(|b| b.count).collect::<Vec<_>>(),
+            [1, 0, 1, 1, 0, 1]
+        );
         assert_eq!(h[0].start.timestamp() % 120, 0);
         let mut hl = s.highlighter(&req("timeout AND status")).unwrap();
         let body = "line 1 status 200 Timeout upstream";
@@ -472,12 +534,18 @@ mod feature_tests {
         let e = err("error AND (timeout");
         assert_eq!(e.position, Some(18));
         assert!(e.expected.contains("`)`"), "{e}");
-        assert_eq!(e.pointer().unwrap(), "  error AND (timeout\n                    ^");
+        assert_eq!(
+            e.pointer().unwrap(),
+            "  error AND (timeout\n                    ^"
+        );
         let e = err("\"unclosed phrase");
         assert!(e.expected.contains("closing `\"`"), "{e}");
         let e = err("stauts:500");
         assert_eq!(e.position, Some(0));
-        assert!(e.expected.contains("a known field instead of `stauts`"), "{e}");
+        assert!(
+            e.expected.contains("a known field instead of `stauts`"),
+            "{e}"
+        );
         let e = err("x AND parse_error:maybe");
         assert_eq!(e.position, Some(18));
         let e = err("fields.status:[500 TO");

@@ -44,7 +44,10 @@ mod tests {
     #[test]
     fn relative_absolute_and_wrong() {
         let now: DateTime<Utc> = "2026-11-22T12:00:00Z".parse().unwrap();
-        assert_eq!(parse_bound("15m", now).unwrap(), now - Duration::minutes(15));
+        assert_eq!(
+            parse_bound("15m", now).unwrap(),
+            now - Duration::minutes(15)
+        );
         assert_eq!(parse_bound("7d", now).unwrap(), now - Duration::days(7));
         assert_eq!(
             parse_bound("2026-11-22T10:00:00.25+01:00", now).unwrap(),

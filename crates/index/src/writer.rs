@@ -84,9 +84,13 @@ impl IndexWriter {
         let (schema, _) = schema::build();
         let index = Index::open_or_create(directory, schema.clone()).map_err(|e| {
             if let tantivy::TantivyError::SchemaError(_) = e {
-                let missing = schema::fields_of(&Index::open_in_dir(dir).map(|i| i.schema()).unwrap_or(schema.clone()))
-                    .err()
-                    .unwrap_or_else(|| "?".into());
+                let missing = schema::fields_of(
+                    &Index::open_in_dir(dir)
+                        .map(|i| i.schema())
+                        .unwrap_or(schema.clone()),
+                )
+                .err()
+                .unwrap_or_else(|| "?".into());
                 return IndexError::OldSchema {
                     path: dir.to_owned(),
                     field: missing,
@@ -223,7 +227,10 @@ impl IndexWriter {
                 tantivy::DateTime::from_timestamp_micros(d.timestamp_micros()),
             )
         };
-        let old: Box<dyn Query> = Box::new(RangeQuery::new(Bound::Unbounded, Bound::Excluded(t(cutoff))));
+        let old: Box<dyn Query> = Box::new(RangeQuery::new(
+            Bound::Unbounded,
+            Bound::Excluded(t(cutoff)),
+        ));
         self.writer.delete_query(old)?;
         self.commit()
     }

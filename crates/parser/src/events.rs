@@ -259,14 +259,22 @@ Caused by: java.sql.SQLTransientConnectionException: pool exhausted\n\
         // rule, the exception line is its own event, its `at` lines join it.
         assert_eq!(out.len(), 2, "{out:#?}");
         assert_eq!(out[0].body, "2026-11-22 10:00:00.123 ERROR request failed");
-        assert_eq!(out[0].ts, "2026-11-22T10:00:00.123Z".parse::<chrono::DateTime<chrono::Utc>>().unwrap());
+        assert_eq!(
+            out[0].ts,
+            "2026-11-22T10:00:00.123Z"
+                .parse::<chrono::DateTime<chrono::Utc>>()
+                .unwrap()
+        );
         assert_eq!(out[0].fields["level"], "ERROR");
         assert!(!out[0].parse_error);
         let trace = &out[1];
         assert!(trace.body.starts_with("java.lang.IllegalStateException"));
         assert!(trace.body.ends_with("\t... 12 more"));
         assert_eq!(trace.body.lines().count(), 5);
-        assert!(trace.parse_error, "a trace without a header line does not match the pattern");
+        assert!(
+            trace.parse_error,
+            "a trace without a header line does not match the pattern"
+        );
         assert_eq!(trace.offset, 45);
         let last_start = log.find("2026-11-22 10:00:01").unwrap() as u64;
         assert_eq!(trace.end_offset, last_start);
@@ -293,7 +301,10 @@ Caused by: java.sql.SQLTransientConnectionException: pool exhausted\n\
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].offset, 0);
         assert_eq!(out[0].end_offset, log.len() as u64);
-        assert_eq!(out[0].fields["message"], "boom: java.lang.NullPointerException");
+        assert_eq!(
+            out[0].fields["message"],
+            "boom: java.lang.NullPointerException"
+        );
         assert!(out[0].body.contains("Main.java:5"));
     }
 
@@ -314,7 +325,10 @@ Caused by: java.sql.SQLTransientConnectionException: pool exhausted\n\
         assert!(out[1].parse_error);
         assert_eq!(out[1].body, "garbage that is not an access log line");
         assert_eq!(out[1].ts.to_rfc3339(), "2026-11-22T12:00:00.500+00:00");
-        assert!(out[1].fields["parse_error"].as_str().unwrap().contains("expected"));
+        assert!(out[1].fields["parse_error"]
+            .as_str()
+            .unwrap()
+            .contains("expected"));
         assert_eq!(out[1].offset, 76);
         // Unknown logs (e.g. after a config change) are raw.
         b.push(meta("other", 0), b"caf\xc3\xa9 \xff", &mut out);

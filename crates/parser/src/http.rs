@@ -119,7 +119,10 @@ fn error(status: u16, msg: impl Into<String>) -> (u16, Value) {
 /// Status and JSON body for one request.
 fn answer(req: &Request, dir: &Path, searcher: &mut Option<IndexSearcher>) -> (u16, Value) {
     if *req.method() != Method::Get {
-        return error(405, format!("method {} not allowed; expected GET", req.method()));
+        return error(
+            405,
+            format!("method {} not allowed; expected GET", req.method()),
+        );
     }
     let (path, query) = req.url().split_once('?').unwrap_or((req.url(), ""));
     let params = match Params::parse(query) {
@@ -147,9 +150,11 @@ fn answer(req: &Request, dir: &Path, searcher: &mut Option<IndexSearcher>) -> (u
     }
     let result = match path {
         "/search" => search(s, &params),
-        "/count" => params
-            .request(false)
-            .and_then(|r| s.count(&r).map_err(Bad::from).map(|n| json!({ "count": n }))),
+        "/count" => params.request(false).and_then(|r| {
+            s.count(&r)
+                .map_err(Bad::from)
+                .map(|n| json!({ "count": n }))
+        }),
         _ => histogram(s, &params),
     };
     match result {
@@ -229,15 +234,25 @@ impl Params {
     }
 
     fn get(&self, key: &str) -> Option<&str> {
-        self.0.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty())
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
     }
 
     fn number(&self, key: &str, max: usize) -> Result<Option<usize>, Bad> {
         self.get(key)
             .map(|v| {
-                v.parse::<usize>().ok().filter(|n| *n <= max).ok_or_else(|| {
-                    Bad::Param(format!("{key}: expected a number from 0 to {max}, got {v:?}"))
-                })
+                v.parse::<usize>()
+                    .ok()
+                    .filter(|n| *n <= max)
+                    .ok_or_else(|| {
+                        Bad::Param(format!(
+                            "{key}: expected a number from 0 to {max}, got {v:?}"
+                        ))
+                    })
             })
             .transpose()
     }
@@ -247,7 +262,10 @@ impl Params {
         let now = chrono::Utc::now();
         let time = |key: &str| {
             self.get(key)
-                .map(|v| rill_index::time::parse_bound(v, now).map_err(|e| Bad::Param(format!("{key}: {e}"))))
+                .map(|v| {
+                    rill_index::time::parse_bound(v, now)
+                        .map_err(|e| Bad::Param(format!("{key}: {e}")))
+                })
                 .transpose()
         };
         let oldest_first = match self.get("order") {

@@ -147,7 +147,11 @@ mod tests {
         )
         .unwrap();
         let mut out = Vec::new();
-        EventBuilder::with_rules(Default::default()).push(meta.clone(), b"caf\xc3\xa9 \xff", &mut out);
+        EventBuilder::with_rules(Default::default()).push(
+            meta.clone(),
+            b"caf\xc3\xa9 \xff",
+            &mut out,
+        );
         let e = &out[0];
         assert_eq!(e.body, "café \u{fffd}");
         assert_eq!((e.offset, e.end_offset), (9, 17));

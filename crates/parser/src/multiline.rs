@@ -149,7 +149,10 @@ mod tests {
             "\tat a.B.c(B.java:1)",
             "Caused by: java.io.IOException: y",
         ];
-        assert!(!j.continues(lines[1]), "by this rule the exception line starts an event");
+        assert!(
+            !j.continues(lines[1]),
+            "by this rule the exception line starts an event"
+        );
         assert!(j.continues(lines[2]) && j.continues(lines[3]));
         let mut p = Pending::new(meta(0), lines[0].into(), lines[0].len(), now);
         let mut off = p.end_offset;
@@ -158,8 +161,13 @@ mod tests {
             off = p.end_offset;
         }
         assert_eq!(p.lines, 3);
-        assert_eq!(p.end_offset, (lines[0].len() + lines[2].len() + lines[3].len() + 3) as u64);
-        assert!(p.offer(&j, meta(off), "next record".into(), 11, now).is_err());
+        assert_eq!(
+            p.end_offset,
+            (lines[0].len() + lines[2].len() + lines[3].len() + 3) as u64
+        );
+        assert!(p
+            .offer(&j, meta(off), "next record".into(), 11, now)
+            .is_err());
     }
 
     #[test]
@@ -167,7 +175,10 @@ mod tests {
         let j = java();
         let now = Instant::now();
         let mut p = Pending::new(meta(0), "x".into(), 1, now);
-        assert!(p.offer(&j, meta(5), " gap".into(), 4, now).is_err(), "offset gap");
+        assert!(
+            p.offer(&j, meta(5), " gap".into(), 4, now).is_err(),
+            "offset gap"
+        );
         let mut other = meta(2);
         other.file_id.ino = 9;
         assert!(p.offer(&j, other, " other file".into(), 11, now).is_err());
@@ -177,7 +188,9 @@ mod tests {
         }
         assert!(p.is_full(&j));
         let off = p.end_offset;
-        assert!(p.offer(&j, meta(off), " one too many".into(), 13, now).is_err());
+        assert!(p
+            .offer(&j, meta(off), " one too many".into(), 13, now)
+            .is_err());
         assert!(!p.is_idle(&j, now));
         assert!(p.is_idle(&j, now + Duration::from_millis(500)));
     }

@@ -39,8 +39,8 @@ impl Retention {
             return Ok(());
         }
         self.next = Instant::now() + self.every;
-        let cutoff = chrono::Utc::now()
-            - chrono::Duration::from_std(keep).unwrap_or(chrono::Duration::MAX);
+        let cutoff =
+            chrono::Utc::now() - chrono::Duration::from_std(keep).unwrap_or(chrono::Duration::MAX);
         index.delete_older_than(cutoff)?;
         debug!(%cutoff, "retention: deleted events older than the cutoff");
         Ok(())
@@ -54,8 +54,17 @@ mod tests {
     #[test]
     fn sweep_interval_follows_the_retention() {
         assert_eq!(Retention::new(None).every(), Duration::from_secs(60));
-        assert_eq!(Retention::new(Some(Duration::from_secs(30 * 86400))).every(), Duration::from_secs(60));
-        assert_eq!(Retention::new(Some(Duration::from_secs(120))).every(), Duration::from_secs(2));
-        assert_eq!(Retention::new(Some(Duration::from_secs(60))).every(), Duration::from_secs(1));
+        assert_eq!(
+            Retention::new(Some(Duration::from_secs(30 * 86400))).every(),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            Retention::new(Some(Duration::from_secs(120))).every(),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            Retention::new(Some(Duration::from_secs(60))).every(),
+            Duration::from_secs(1)
+        );
     }
 }

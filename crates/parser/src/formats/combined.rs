@@ -84,9 +84,7 @@ impl<'a> Cursor<'a> {
         let inner = s
             .strip_prefix('[')
             .and_then(|r| r.find(']').map(|e| &r[..e]))
-            .ok_or_else(|| {
-                FormatError::new("expected a time like [22/Nov/2026:10:00:00 +0000]")
-            })?;
+            .ok_or_else(|| FormatError::new("expected a time like [22/Nov/2026:10:00:00 +0000]"))?;
         self.0 = s[inner.len() + 2..].trim_start_matches(' ');
         Ok(inner)
     }
@@ -147,7 +145,10 @@ mod tests {
         assert!(p.fields.get("bytes").is_none(), "`-` bytes");
         assert_eq!(p.fields["user_agent"], "curl/8.5.0");
         // A scanner's garbage request line is still a request.
-        let p = parse(r#"198.51.100.1 - - [22/Nov/2026:10:00:00 +0000] "\x16\x03\x01" 400 157 "-" "-""#).unwrap();
+        let p = parse(
+            r#"198.51.100.1 - - [22/Nov/2026:10:00:00 +0000] "\x16\x03\x01" 400 157 "-" "-""#,
+        )
+        .unwrap();
         assert_eq!(p.fields["request"], r"\x16\x03\x01");
         assert_eq!(p.fields["status"], 400);
     }
@@ -156,11 +157,26 @@ mod tests {
     fn broken_lines_say_what_was_expected() {
         for (line, expected) in [
             ("", "expected the client address"),
-            ("1.2.3.4 - - 22/Nov/2026 \"GET /\" 200 1", "expected a time like"),
-            ("1.2.3.4 - - [yesterday] \"GET /\" 200 1", "expected a time like [22/Nov/2026:10:00:00 +0000], got [yesterday]"),
-            ("1.2.3.4 - - [22/Nov/2026:10:00:00 +0000] \"GET / 200 1", "expected the request line in double quotes"),
-            ("1.2.3.4 - - [22/Nov/2026:10:00:00 +0000] \"GET /\" OK 1", "expected a status code, got \"OK\""),
-            ("1.2.3.4 - - [22/Nov/2026:10:00:00 +0000] \"GET /\" 200 1 \"-\" \"cut", "expected the user agent in double quotes"),
+            (
+                "1.2.3.4 - - 22/Nov/2026 \"GET /\" 200 1",
+                "expected a time like",
+            ),
+            (
+                "1.2.3.4 - - [yesterday] \"GET /\" 200 1",
+                "expected a time like [22/Nov/2026:10:00:00 +0000], got [yesterday]",
+            ),
+            (
+                "1.2.3.4 - - [22/Nov/2026:10:00:00 +0000] \"GET / 200 1",
+                "expected the request line in double quotes",
+            ),
+            (
+                "1.2.3.4 - - [22/Nov/2026:10:00:00 +0000] \"GET /\" OK 1",
+                "expected a status code, got \"OK\"",
+            ),
+            (
+                "1.2.3.4 - - [22/Nov/2026:10:00:00 +0000] \"GET /\" 200 1 \"-\" \"cut",
+                "expected the user agent in double quotes",
+            ),
         ] {
             let e = parse(line).unwrap_err();
             assert!(e.0.contains(expected), "{line}: {e}");

@@ -37,9 +37,10 @@ impl Json {
         };
         let ts = match value {
             None | Some((_, Value::Null)) => None,
-            Some((k, v)) => Some(self.timestamp(v).map_err(|e| {
-                FormatError::new(format!("timestamp key {k:?}: {}", e.0))
-            })?),
+            Some((k, v)) => Some(
+                self.timestamp(v)
+                    .map_err(|e| FormatError::new(format!("timestamp key {k:?}: {}", e.0)))?,
+            ),
         };
         Ok(Parsed { ts, fields })
     }
@@ -99,7 +100,10 @@ mod tests {
         assert_eq!(p.fields["status"], 504);
         assert_eq!(p.fields["http"]["method"], "GET");
         let p = json(None)
-            .parse(r#"{"@timestamp":"2026-11-22T10:00:00.5Z","message":"x"}"#, now)
+            .parse(
+                r#"{"@timestamp":"2026-11-22T10:00:00.5Z","message":"x"}"#,
+                now,
+            )
             .unwrap();
         assert_eq!(p.ts, Some(utc("2026-11-22T10:00:00.5Z")));
         let p = json(Some("when"))
@@ -115,7 +119,9 @@ mod tests {
             timezone: chrono_tz::America::New_York,
         };
         let now = utc("2026-11-22T12:00:00Z");
-        let p = j.parse(r#"{"time":"2026-11-22 05:00:00.25"}"#, now).unwrap();
+        let p = j
+            .parse(r#"{"time":"2026-11-22 05:00:00.25"}"#, now)
+            .unwrap();
         assert_eq!(p.ts, Some(utc("2026-11-22T10:00:00.25Z")));
         let p = j.parse(r#"{"msg":"no time here"}"#, now).unwrap();
         assert_eq!(p.ts, None, "the event takes the time it was read");
@@ -125,11 +131,20 @@ mod tests {
     fn broken_lines_say_what_was_expected() {
         let now = utc("2026-11-22T12:00:00Z");
         for (line, expected) in [
-            (r#"{"level":"info","msg":"cut off"#, "expected a JSON object: EOF"),
+            (
+                r#"{"level":"info","msg":"cut off"#,
+                "expected a JSON object: EOF",
+            ),
             ("[1,2]", "expected a JSON object, got an array"),
             ("plain text", "expected a JSON object"),
-            (r#"{"ts":"last tuesday"}"#, "timestamp key \"ts\": expected an RFC 3339"),
-            (r#"{"ts":true}"#, "expected an RFC 3339 string or epoch number, got a boolean"),
+            (
+                r#"{"ts":"last tuesday"}"#,
+                "timestamp key \"ts\": expected an RFC 3339",
+            ),
+            (
+                r#"{"ts":true}"#,
+                "expected an RFC 3339 string or epoch number, got a boolean",
+            ),
         ] {
             let e = json(None).parse(line, now).unwrap_err();
             assert!(e.0.contains(expected), "{line}: {e}");

@@ -74,7 +74,11 @@ mod tests {
                 utc("2026-11-22T12:00:00Z"),
             )
             .unwrap();
-        assert_eq!(p.ts, Some(utc("2026-11-22T10:00:00.250Z")), "Berlin is UTC+1 in November");
+        assert_eq!(
+            p.ts,
+            Some(utc("2026-11-22T10:00:00.250Z")),
+            "Berlin is UTC+1 in November"
+        );
         assert_eq!(p.fields["level"], "ERROR");
         assert_eq!(p.fields["thread"], "http-nio-8080-exec-3");
         assert_eq!(p.fields["message"], "order 42 failed");
@@ -92,18 +96,29 @@ mod tests {
         )
         .unwrap();
         let p = p
-            .parse("[22/Nov/2026:10:00:00.123456 -0500] warn disk almost full", utc("2026-11-22T16:00:00Z"))
+            .parse(
+                "[22/Nov/2026:10:00:00.123456 -0500] warn disk almost full",
+                utc("2026-11-22T16:00:00Z"),
+            )
             .unwrap();
         assert_eq!(p.ts, Some(utc("2026-11-22T15:00:00.123456Z")));
-        assert!(p.fields.get("pid").is_none(), "a capture that did not match is left out");
+        assert!(
+            p.fields.get("pid").is_none(),
+            "a capture that did not match is left out"
+        );
         assert_eq!(p.fields["msg"], "disk almost full");
     }
 
     #[test]
     fn broken_lines_say_what_was_expected() {
         let now = utc("2026-11-22T12:00:00Z");
-        let e = log4j().parse("\tat com.example.Main.main(Main.java:5)", now).unwrap_err();
-        assert!(e.0.starts_with("expected a line matching \"^(?P<ts>"), "{e}");
+        let e = log4j()
+            .parse("\tat com.example.Main.main(Main.java:5)", now)
+            .unwrap_err();
+        assert!(
+            e.0.starts_with("expected a line matching \"^(?P<ts>"),
+            "{e}"
+        );
         let e = log4j()
             .parse("2026-13-45 11:00:00,250 INFO [main] x - y", now)
             .unwrap_err();

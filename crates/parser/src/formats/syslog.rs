@@ -11,9 +11,30 @@ use serde_json::{Map, Value};
 use super::{time, FormatError, Parsed};
 
 const FACILITIES: [&str; 24] = [
-    "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "authpriv",
-    "ftp", "ntp", "security", "console", "solaris-cron", "local0", "local1", "local2", "local3",
-    "local4", "local5", "local6", "local7",
+    "kern",
+    "user",
+    "mail",
+    "daemon",
+    "auth",
+    "syslog",
+    "lpr",
+    "news",
+    "uucp",
+    "cron",
+    "authpriv",
+    "ftp",
+    "ntp",
+    "security",
+    "console",
+    "solaris-cron",
+    "local0",
+    "local1",
+    "local2",
+    "local3",
+    "local4",
+    "local5",
+    "local6",
+    "local7",
 ];
 const SEVERITIES: [&str; 8] = [
     "emerg", "alert", "crit", "err", "warning", "notice", "info", "debug",
@@ -39,8 +60,10 @@ impl Syslog {
         if let Some(rest) = rest.strip_prefix("1 ") {
             rfc5424(rest, &mut fields).map(|ts| Parsed { ts, fields })
         } else {
-            self.rfc3164(rest, read_at, &mut fields)
-                .map(|ts| Parsed { ts: Some(ts), fields })
+            self.rfc3164(rest, read_at, &mut fields).map(|ts| Parsed {
+                ts: Some(ts),
+                fields,
+            })
         }
     }
 
@@ -58,12 +81,13 @@ impl Syslog {
             let stamp = line.get(..15).ok_or_else(|| {
                 FormatError::new("expected a syslog timestamp like `Nov 22 10:00:00`")
             })?;
-            let ts = time::with_format(stamp, "%b %e %H:%M:%S", self.timezone, read_at)
-                .map_err(|_| {
+            let ts = time::with_format(stamp, "%b %e %H:%M:%S", self.timezone, read_at).map_err(
+                |_| {
                     FormatError::new(format!(
                         "expected a syslog timestamp like `Nov 22 10:00:00`, got {stamp:?}"
                     ))
-                })?;
+                },
+            )?;
             (ts, line[15..].trim_start_matches(' '))
         };
         let (hostname, rest) = word(rest);
@@ -118,7 +142,10 @@ fn word(s: &str) -> (&str, &str) {
 }
 
 /// After `<PRI>1 `: TIMESTAMP HOSTNAME APP-NAME PROCID MSGID SD [MSG].
-fn rfc5424(line: &str, fields: &mut Map<String, Value>) -> Result<Option<DateTime<Utc>>, FormatError> {
+fn rfc5424(
+    line: &str,
+    fields: &mut Map<String, Value>,
+) -> Result<Option<DateTime<Utc>>, FormatError> {
     let (stamp, rest) = word(line);
     let ts = match stamp {
         "-" => None,
@@ -228,7 +255,10 @@ mod tests {
         assert!(p.fields.get("pid").is_none(), "nil `-` is left out");
         assert_eq!(p.fields["msgid"], "ID47");
         assert_eq!(p.fields["sd"]["exampleSDID@32473"]["eventID"], "1011");
-        assert_eq!(p.fields["sd"]["examplePriority@32473"]["class"], "high \"x\"");
+        assert_eq!(
+            p.fields["sd"]["examplePriority@32473"]["class"],
+            "high \"x\""
+        );
         assert_eq!(p.fields["message"], "An application event log entry...");
     }
 
@@ -255,7 +285,10 @@ mod tests {
         assert_eq!(p.ts, Some(utc("2026-10-11T22:14:15Z")));
         assert_eq!(p.fields["app"], "su");
         assert_eq!(p.fields["facility"], "auth");
-        assert_eq!(p.fields["message"], "'su root' failed for lonvick on /dev/pts/8");
+        assert_eq!(
+            p.fields["message"],
+            "'su root' failed for lonvick on /dev/pts/8"
+        );
 
         // No PRI, single-digit day padded with a space, zone-less stamp read
         // in the configured zone.
@@ -268,7 +301,10 @@ mod tests {
         assert_eq!(p.fields["hostname"], "web01");
         assert_eq!(p.fields["app"], "CRON");
         assert_eq!(p.fields["pid"], "12345");
-        assert_eq!(p.fields["message"], "(root) CMD (command -v debian-sa1 > /dev/null)");
+        assert_eq!(
+            p.fields["message"],
+            "(root) CMD (command -v debian-sa1 > /dev/null)"
+        );
         assert!(p.fields.get("severity").is_none());
     }
 
@@ -305,8 +341,14 @@ mod tests {
             ("<34 Oct 11", "expected `<PRI>`"),
             ("Octember 11 22:14:15 h x: y", "expected a syslog timestamp"),
             ("Oct 11", "expected a syslog timestamp"),
-            ("<34>1 yesterday h a p m - x", "expected an RFC 3339 timestamp"),
-            ("<34>1 2026-11-22T10:00:00Z h a p m [broken", "expected structured data"),
+            (
+                "<34>1 yesterday h a p m - x",
+                "expected an RFC 3339 timestamp",
+            ),
+            (
+                "<34>1 2026-11-22T10:00:00Z h a p m [broken",
+                "expected structured data",
+            ),
             ("", "expected a syslog timestamp"),
         ] {
             let e = parse(chrono_tz::UTC, line).unwrap_err();

@@ -78,7 +78,11 @@ pub fn with_format(
     let year = now.with_timezone(&tz).year();
     let with_year = |y: i32| {
         NaiveDateTime::parse_from_str(&format!("{y} {text}"), &format!("%Y {format}"))
-            .map_err(|e| FormatError::new(format!("expected a time like {format:?}, got {text:?}: {e}")))
+            .map_err(|e| {
+                FormatError::new(format!(
+                    "expected a time like {format:?}, got {text:?}: {e}"
+                ))
+            })
             .and_then(|n| local_to_utc(n, tz))
     };
     let t = with_year(year)?;
