@@ -86,23 +86,18 @@ impl EventBuilder {
             return;
         };
         let key = (meta.host.clone(), meta.log.clone(), meta.file_id);
-        let (meta, line) = match self.pending.get_mut(&key) {
-            Some(p) => match p.offer(joiner, meta, line, raw_len, now) {
-                Ok(()) => {
-                    if p.is_full(joiner) {
-                        let p = self.pending.remove(&key).unwrap();
-                        out.push(complete(&rules.format, p));
-                    }
-                    return;
-                }
-                Err(back) => {
-                    let p = self.pending.remove(&key).unwrap();
+        if let Some(p) = self.pending.get_mut(&key) {
+            if p.accepts(joiner, &meta, &line) {
+                p.append(&meta, &line, raw_len, now);
+                if p.is_full(joiner) {
+                    let p = self.pending.remove(&key).expect("present");
                     out.push(complete(&rules.format, p));
-                    back
                 }
-            },
-            None => (meta, line),
-        };
+                return;
+            }
+            let p = self.pending.remove(&key).expect("present");
+            out.push(complete(&rules.format, p));
+        }
         // Another file of the same log (rotation): what was open there is complete.
         let stale: Vec<_> = self
             .pending

@@ -13,7 +13,7 @@
 //! expected for query errors); nothing a client sends can stop the server.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -88,7 +88,7 @@ impl Drop for SearchApi {
     }
 }
 
-fn serve(server: &Server, stop: &AtomicBool, dir: &PathBuf) {
+fn serve(server: &Server, stop: &AtomicBool, dir: &Path) {
     let mut searcher: Option<IndexSearcher> = None;
     while !stop.load(Ordering::SeqCst) {
         let req = match server.recv_timeout(Duration::from_millis(200)) {

@@ -77,29 +77,23 @@ impl Pending {
         }
     }
 
-    /// Adds `line` if it continues this event; gives it back if not.
-    pub fn offer(
-        &mut self,
-        joiner: &Joiner,
-        meta: LineMeta,
-        line: String,
-        raw_len: usize,
-        now: Instant,
-    ) -> Result<(), (LineMeta, String)> {
-        let same_file = meta.file_id == self.first.file_id;
-        if !same_file
-            || meta.offset != self.end_offset
-            || self.lines >= joiner.max_lines
-            || !joiner.continues(&line)
-        {
-            return Err((meta, line));
-        }
-        self.end_offset = next_offset(&meta, raw_len);
+    /// Whether `line` (read at `meta`) continues this event: the rule says
+    /// so, it is in the same file and starts exactly where the event ends
+    /// (nothing in between was missed), and the event is not full.
+    pub fn accepts(&self, joiner: &Joiner, meta: &LineMeta, line: &str) -> bool {
+        meta.file_id == self.first.file_id
+            && meta.offset == self.end_offset
+            && self.lines < joiner.max_lines
+            && joiner.continues(line)
+    }
+
+    /// Adds a line that [`Pending::accepts`] accepted.
+    pub fn append(&mut self, meta: &LineMeta, line: &str, raw_len: usize, now: Instant) {
+        self.end_offset = next_offset(meta, raw_len);
         self.text.push('\n');
-        self.text.push_str(&line);
+        self.text.push_str(line);
         self.lines += 1;
         self.touched = now;
-        Ok(())
     }
 
     pub fn is_full(&self, joiner: &Joiner) -> bool {
@@ -157,7 +151,8 @@ mod tests {
         let mut p = Pending::new(meta(0), lines[0].into(), lines[0].len(), now);
         let mut off = p.end_offset;
         for l in &lines[2..] {
-            p.offer(&j, meta(off), (*l).into(), l.len(), now).unwrap();
+            assert!(p.accepts(&j, &meta(off), l));
+            p.append(&meta(off), l, l.len(), now);
             off = p.end_offset;
         }
         assert_eq!(p.lines, 3);
@@ -165,9 +160,7 @@ mod tests {
             p.end_offset,
             (lines[0].len() + lines[2].len() + lines[3].len() + 3) as u64
         );
-        assert!(p
-            .offer(&j, meta(off), "next record".into(), 11, now)
-            .is_err());
+        assert!(!p.accepts(&j, &meta(off), "next record"));
     }
 
     #[test]
@@ -175,22 +168,18 @@ mod tests {
         let j = java();
         let now = Instant::now();
         let mut p = Pending::new(meta(0), "x".into(), 1, now);
-        assert!(
-            p.offer(&j, meta(5), " gap".into(), 4, now).is_err(),
-            "offset gap"
-        );
+        assert!(!p.accepts(&j, &meta(5), " gap"), "offset gap");
         let mut other = meta(2);
         other.file_id.ino = 9;
-        assert!(p.offer(&j, other, " other file".into(), 11, now).is_err());
+        assert!(!p.accepts(&j, &other, " other file"));
         for _ in 0..3 {
             let off = p.end_offset;
-            p.offer(&j, meta(off), " more".into(), 5, now).unwrap();
+            assert!(p.accepts(&j, &meta(off), " more"));
+            p.append(&meta(off), " more", 5, now);
         }
         assert!(p.is_full(&j));
         let off = p.end_offset;
-        assert!(p
-            .offer(&j, meta(off), " one too many".into(), 13, now)
-            .is_err());
+        assert!(!p.accepts(&j, &meta(off), " one too many"));
         assert!(!p.is_idle(&j, now));
         assert!(p.is_idle(&j, now + Duration::from_millis(500)));
     }

@@ -96,7 +96,7 @@ impl Syslog {
         }
         fields.insert("hostname".into(), hostname.into());
         // TAG[PID]: MSG, TAG: MSG, or just MSG.
-        let tag_end = rest.find(|c: char| c == ':' || c == '[' || c == ' ');
+        let tag_end = rest.find([':', '[', ' ']);
         let message = match tag_end.map(|i| (i, rest.as_bytes()[i])) {
             Some((i, b'[')) => match rest[i..].find("]:") {
                 Some(close) => {
