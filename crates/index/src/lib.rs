@@ -6,7 +6,7 @@
 //!   re-delivered line is never counted twice.
 //!   Upserts are cheap: lines of one file that arrive in order (each starts
 //!   where the previous ended) are buffered as a *run* and replaced with one
-//!   range delete over their keys, instead of one delete per line.
+//!   delete over their offset range, instead of one delete per line.
 //! - [`IndexSearcher`]: read-only; works beside a running writer (it sees
 //!   what was committed when it was opened, [`IndexSearcher::reload`] moves
 //!   it on) and after the writer stopped. Hits come newest first (by `ts`,

@@ -16,7 +16,9 @@ pub struct Fields {
     pub log: Field,
     pub path: Field,
     pub file_id: Field,
-    /// First line's offset: fast (context lines are the neighbours by offset).
+    /// First line's offset: indexed (with host, log and file_id it is the
+    /// durable name that upserts delete by, as a term range), fast (context
+    /// lines are the neighbours by offset).
     pub offset: Field,
     /// Where the event ends (stored only).
     pub end_offset: Field,
@@ -26,9 +28,6 @@ pub struct Fields {
     pub fields: Field,
     /// `parse_error:true` finds lines the parser could not read.
     pub parse_error: Field,
-    /// The durable name with a zero-padded offset, so the keys of one file
-    /// sort by offset and a run of lines is one term range.
-    pub key: Field,
 }
 
 pub fn build() -> (Schema, Fields) {
@@ -59,7 +58,6 @@ pub fn build() -> (Schema, Fields) {
             "parse_error",
             NumericOptions::default().set_indexed().set_stored(),
         ),
-        key: b.add_text_field("key", STRING),
     };
     (b.build(), fields)
 }
@@ -79,12 +77,5 @@ pub fn fields_of(schema: &Schema) -> Result<Fields, String> {
         body: f("body")?,
         fields: f("fields")?,
         parse_error: f("parse_error")?,
-        key: f("key")?,
     })
-}
-
-/// The index's form of a line's durable name: `host/log/file_id/` and the
-/// offset as 20 decimal digits (every u64 fits), so keys sort by offset.
-pub fn index_key(host: &str, log: &str, file_id: &rill_proto::FileId, offset: u64) -> String {
-    format!("{host}/{log}/{file_id}/{offset:020}")
 }

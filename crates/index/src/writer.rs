@@ -1,28 +1,32 @@
 //! Adding lines, idempotently and cheaply.
 //!
 //! Re-adding a line must replace it (the durable path re-delivers lines after
-//! restarts). Deleting each line's key before adding it works but costs one
+//! restarts). Deleting each line's name before adding it works but costs one
 //! term lookup per line in every segment at every commit, which dominates
 //! bulk loads. Instead, lines of one file that follow each other (each starts
 //! at the previous one's `end_offset`) are buffered as a *run*, and the run
-//! is written as ONE delete of the key range `[first offset, last offset]` of
-//! that file followed by its documents. Any line of that file starting
-//! inside the range is one of the run's lines (the run covers every byte in
-//! between), so the range delete removes exactly the older copies of the
-//! run's lines, plus stale pieces that started inside it (a partial line
-//! re-read whole, a multiline event re-joined differently). Lines that do
-//! not follow on start a new run; a run of one line is a plain upsert.
+//! is written as ONE delete of `host AND log AND file_id AND offset in
+//! [first, last]` (a term range over the indexed offsets) followed by its
+//! documents. Any line of that file starting inside the range is one of the
+//! run's lines (the run covers every byte in between), so the range delete
+//! removes exactly the older copies of the run's lines, plus stale pieces
+//! that started inside it (a partial line re-read whole, a multiline event
+//! re-joined differently). Lines that do not follow on start a new run; a
+//! run of one line is a plain upsert.
 
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::ops::Bound;
 use std::path::Path;
 
-use rill_proto::FileId;
+use rill_proto::{FileId, ParsedEvent};
+use serde_json::{Map, Value};
 use tantivy::directory::MmapDirectory;
-use tantivy::query::{Query, RangeQuery};
+use tantivy::query::{BooleanQuery, InvertedIndexRangeQuery, Occur, Query, RangeQuery, TermQuery};
+use tantivy::schema::{IndexRecordOption, OwnedValue};
 use tantivy::{Index, IndexWriter as TantivyWriter, TantivyDocument, Term};
 
-use crate::schema::{self, index_key, Fields};
+use crate::schema::{self, Fields};
 use crate::{IndexError, IndexedLine};
 
 /// How much the writer may use.
@@ -51,6 +55,11 @@ const MAX_RUN: usize = 20_000;
 
 /// Consecutive lines of one file, not handed to tantivy yet.
 struct Run {
+    host: String,
+    log: String,
+    file_id: FileId,
+    /// `file_id` as stored, made once per run.
+    file_id_text: String,
     first: u64,
     last: u64,
     /// Where the line after the run would start.
@@ -58,12 +67,40 @@ struct Run {
     docs: Vec<TantivyDocument>,
 }
 
+impl Run {
+    fn is(&self, host: &str, log: &str, file_id: FileId) -> bool {
+        self.file_id == file_id && self.host == host && self.log == log
+    }
+}
+
+/// The parts of an event a document is made of.
+struct EventRef<'a> {
+    ts: chrono::DateTime<chrono::Utc>,
+    host: &'a str,
+    log: &'a str,
+    path: &'a str,
+    file_id: FileId,
+    offset: u64,
+    end_offset: u64,
+    body: &'a str,
+    fields: Map<String, Value>,
+    parse_error: bool,
+}
+
 /// The only writer of an index (tantivy holds a lock file while it lives).
 pub struct IndexWriter {
     writer: TantivyWriter,
     fields: Fields,
-    runs: HashMap<(String, String, FileId), Run>,
+    /// Open runs by a hash of (host, log, file_id); a collision only ends a
+    /// run early.
+    runs: HashMap<u64, Run>,
     pending: usize,
+}
+
+fn run_hash(host: &str, log: &str, file_id: FileId) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (host, log, file_id).hash(&mut h);
+    h.finish()
 }
 
 impl IndexWriter {
@@ -84,16 +121,14 @@ impl IndexWriter {
         let (schema, _) = schema::build();
         let index = Index::open_or_create(directory, schema.clone()).map_err(|e| {
             if let tantivy::TantivyError::SchemaError(_) = e {
-                let missing = schema::fields_of(
-                    &Index::open_in_dir(dir)
-                        .map(|i| i.schema())
-                        .unwrap_or(schema.clone()),
-                )
-                .err()
-                .unwrap_or_else(|| "?".into());
+                let old = Index::open_in_dir(dir).map(|i| i.schema());
+                let field = old
+                    .ok()
+                    .and_then(|s| schema::fields_of(&s).err())
+                    .unwrap_or_else(|| "?".into());
                 return IndexError::OldSchema {
                     path: dir.to_owned(),
-                    field: missing,
+                    field,
                 };
             }
             open_err(e)
@@ -116,77 +151,94 @@ impl IndexWriter {
     /// Adds `line`, replacing any line with the same durable name. It is
     /// visible to searchers after the next [`IndexWriter::commit`].
     pub fn add(&mut self, line: &IndexedLine) -> Result<(), IndexError> {
-        let doc = self.document(line);
-        let k = (line.host.clone(), line.log.clone(), line.file_id);
-        let follows = self
-            .runs
-            .get(&k)
-            .is_some_and(|r| r.next == line.offset && r.next != 0 && r.docs.len() < MAX_RUN);
-        if follows {
-            let run = self.runs.get_mut(&k).unwrap();
-            run.last = line.offset;
-            run.next = line.end_offset;
-            run.docs.push(doc);
-        } else {
-            if let Some(run) = self.runs.remove(&k) {
-                self.write_run(&k, run)?;
+        self.add_ref(EventRef {
+            ts: line.ts,
+            host: &line.host,
+            log: &line.log,
+            path: &line.path,
+            file_id: line.file_id,
+            offset: line.offset,
+            end_offset: line.end_offset,
+            body: &line.body,
+            fields: line.fields.clone(),
+            parse_error: line.parse_error,
+        })
+    }
+
+    /// Like [`IndexWriter::add`] for a parsed event, without copying it.
+    pub fn add_event(&mut self, e: ParsedEvent) -> Result<(), IndexError> {
+        self.add_ref(EventRef {
+            ts: e.ts,
+            host: &e.host,
+            log: &e.log,
+            path: "",
+            file_id: e.file_id,
+            offset: e.offset,
+            end_offset: e.end_offset,
+            body: &e.body,
+            fields: e.fields,
+            parse_error: e.parse_error,
+        })
+    }
+
+    fn add_ref(&mut self, e: EventRef) -> Result<(), IndexError> {
+        let h = run_hash(e.host, e.log, e.file_id);
+        let follows = self.runs.get(&h).is_some_and(|r| {
+            r.is(e.host, e.log, e.file_id)
+                && r.next == e.offset
+                && r.next != 0
+                && r.docs.len() < MAX_RUN
+        });
+        if !follows {
+            if let Some(run) = self.runs.remove(&h) {
+                self.write_run(run)?;
             }
             self.runs.insert(
-                k,
+                h,
                 Run {
-                    first: line.offset,
-                    last: line.offset,
-                    next: line.end_offset,
-                    docs: vec![doc],
+                    host: e.host.to_owned(),
+                    log: e.log.to_owned(),
+                    file_id: e.file_id,
+                    file_id_text: e.file_id.to_string(),
+                    first: e.offset,
+                    last: e.offset,
+                    next: e.end_offset,
+                    docs: Vec::new(),
                 },
             );
         }
+        let f = self.fields;
+        let run = self.runs.get_mut(&h).expect("inserted above");
+        run.last = e.offset;
+        run.next = e.end_offset;
+        run.docs.push(document(&f, &run.file_id_text, e));
         self.pending += 1;
         Ok(())
     }
 
-    fn document(&self, line: &IndexedLine) -> TantivyDocument {
+    /// One range delete over the run's offsets, then its documents: a
+    /// delete applies only to documents added before it.
+    fn write_run(&mut self, run: Run) -> Result<(), IndexError> {
         let f = &self.fields;
-        let mut doc = TantivyDocument::default();
-        doc.add_date(
-            f.ts,
-            tantivy::DateTime::from_timestamp_micros(line.ts.timestamp_micros()),
-        );
-        doc.add_text(f.host, &line.host);
-        doc.add_text(f.log, &line.log);
-        if !line.path.is_empty() {
-            doc.add_text(f.path, &line.path);
-        }
-        doc.add_text(f.file_id, line.file_id.to_string());
-        doc.add_u64(f.offset, line.offset);
-        doc.add_u64(f.end_offset, line.end_offset);
-        doc.add_text(f.body, &line.body);
-        if !line.fields.is_empty() {
-            doc.add_object(
-                f.fields,
-                line.fields
-                    .iter()
-                    .map(|(k, v)| (k.clone(), tantivy::schema::OwnedValue::from(v.clone())))
-                    .collect(),
-            );
-        }
-        doc.add_bool(f.parse_error, line.parse_error);
-        doc.add_text(
-            f.key,
-            index_key(&line.host, &line.log, &line.file_id, line.offset),
-        );
-        doc
-    }
-
-    /// One range delete over the run's keys, then its documents: a delete
-    /// applies only to documents added before it.
-    fn write_run(&mut self, k: &(String, String, FileId), run: Run) -> Result<(), IndexError> {
-        let key = |o| Term::from_field_text(self.fields.key, &index_key(&k.0, &k.1, &k.2, o));
-        let range: Box<dyn Query> = Box::new(RangeQuery::new(
-            Bound::Included(key(run.first)),
-            Bound::Included(key(run.last)),
-        ));
-        self.writer.delete_query(range)?;
+        let term = |field, v: &str| -> Box<dyn Query> {
+            Box::new(TermQuery::new(
+                Term::from_field_text(field, v),
+                IndexRecordOption::Basic,
+            ))
+        };
+        let same: Box<dyn Query> = Box::new(BooleanQuery::new(vec![
+            (Occur::Must, term(f.host, &run.host)),
+            (Occur::Must, term(f.log, &run.log)),
+            (Occur::Must, term(f.file_id, &run.file_id_text)),
+            (
+                Occur::Must,
+                Box::new(InvertedIndexRangeQuery::new(
+                    Bound::Included(Term::from_field_u64(f.offset, run.first)),
+                    Bound::Included(Term::from_field_u64(f.offset, run.last)),
+                )),
+            ),
+        ]));
+        self.writer.delete_query(same)?;
         for doc in run.docs {
             self.writer.add_document(doc)?;
         }
@@ -194,9 +246,9 @@ impl IndexWriter {
     }
 
     fn write_runs(&mut self) -> Result<(), IndexError> {
-        let runs: Vec<_> = self.runs.drain().collect();
-        for (k, run) in runs {
-            self.write_run(&k, run)?;
+        let runs: Vec<Run> = self.runs.drain().map(|(_, r)| r).collect();
+        for run in runs {
+            self.write_run(run)?;
         }
         Ok(())
     }
@@ -215,25 +267,56 @@ impl IndexWriter {
         Ok(())
     }
 
+    /// Commits, then waits until background merges are done (for tools that
+    /// measure the final index, like the benchmark).
+    pub fn finish(mut self) -> Result<(), IndexError> {
+        self.commit()?;
+        self.writer.wait_merging_threads()?;
+        Ok(())
+    }
+
     /// Deletes every event older than `cutoff` (retention) and commits.
     pub fn delete_older_than(
         &mut self,
         cutoff: chrono::DateTime<chrono::Utc>,
     ) -> Result<(), IndexError> {
         self.write_runs()?;
-        let t = |d: chrono::DateTime<chrono::Utc>| {
-            Term::from_field_date(
-                self.fields.ts,
-                tantivy::DateTime::from_timestamp_micros(d.timestamp_micros()),
-            )
-        };
-        let old: Box<dyn Query> = Box::new(RangeQuery::new(
-            Bound::Unbounded,
-            Bound::Excluded(t(cutoff)),
-        ));
+        let t = Term::from_field_date(
+            self.fields.ts,
+            tantivy::DateTime::from_timestamp_micros(cutoff.timestamp_micros()),
+        );
+        let old: Box<dyn Query> = Box::new(RangeQuery::new(Bound::Unbounded, Bound::Excluded(t)));
         self.writer.delete_query(old)?;
         self.commit()
     }
+}
+
+fn document(f: &Fields, file_id_text: &str, e: EventRef) -> TantivyDocument {
+    let mut doc = TantivyDocument::default();
+    doc.add_date(
+        f.ts,
+        tantivy::DateTime::from_timestamp_micros(e.ts.timestamp_micros()),
+    );
+    doc.add_text(f.host, e.host);
+    doc.add_text(f.log, e.log);
+    if !e.path.is_empty() {
+        doc.add_text(f.path, e.path);
+    }
+    doc.add_text(f.file_id, file_id_text);
+    doc.add_u64(f.offset, e.offset);
+    doc.add_u64(f.end_offset, e.end_offset);
+    doc.add_text(f.body, e.body);
+    if !e.fields.is_empty() {
+        doc.add_object(
+            f.fields,
+            e.fields
+                .into_iter()
+                .map(|(k, v)| (k, OwnedValue::from(v)))
+                .collect(),
+        );
+    }
+    doc.add_bool(f.parse_error, e.parse_error);
+    doc
 }
 
 #[cfg(test)]

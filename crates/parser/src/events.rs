@@ -82,7 +82,8 @@ impl EventBuilder {
         let rules = self.logs.get(&meta.log).unwrap_or(&self.raw);
         let Some(joiner) = &rules.joiner else {
             let end = next_offset(&meta, raw_len);
-            out.push(event(&rules.format, meta, &line, line.clone(), end));
+            let first_len = line.len();
+            out.push(event(&rules.format, meta, line, first_len, end));
             return;
         };
         let key = (meta.host.clone(), meta.log.clone(), meta.file_id);
@@ -148,18 +149,19 @@ impl EventBuilder {
 }
 
 fn complete(format: &LineFormat, p: Pending) -> ParsedEvent {
-    event(format, p.first, &p.first_line, p.text, p.end_offset)
+    event(format, p.first, p.text, p.first_len, p.end_offset)
 }
 
-/// Parses `first_line` with `format`; on failure the event is raw, flagged.
+/// Parses the first line of `body` (its first `first_len` bytes) with
+/// `format`; on failure the event is raw, flagged.
 fn event(
     format: &LineFormat,
     meta: LineMeta,
-    first_line: &str,
     body: String,
+    first_len: usize,
     end_offset: u64,
 ) -> ParsedEvent {
-    let (ts, fields, parse_error) = match format.parse(first_line, meta.read_at) {
+    let (ts, fields, parse_error) = match format.parse(&body[..first_len], meta.read_at) {
         Ok(p) => (p.ts.unwrap_or(meta.read_at), p.fields, false),
         Err(FormatError(reason)) => {
             debug!(host = %meta.host, log = %meta.log, offset = meta.offset, %reason, "line indexed as raw");

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use rill_bus::socket::{self, Role};
 use rill_config::Config;
-use rill_index::{IndexWriter, IndexedLine};
+use rill_index::IndexWriter;
 use rill_process::Shutdown;
 use rill_proto::{LineMeta, ParsedEvent, Topic};
 use tracing::{debug, info, warn};
@@ -69,7 +69,7 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
                 };
                 events.push(meta, bytes, &mut parsed);
                 for event in parsed.drain(..) {
-                    deliver(&mut index, &live, &event)?;
+                    deliver(&mut index, &live, event)?;
                     first_pending.get_or_insert_with(Instant::now);
                     indexed += 1;
                 }
@@ -80,7 +80,7 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
         }
         events.flush_idle(Instant::now(), &mut parsed);
         for event in parsed.drain(..) {
-            deliver(&mut index, &live, &event)?;
+            deliver(&mut index, &live, event)?;
             first_pending.get_or_insert_with(Instant::now);
             indexed += 1;
         }
@@ -94,7 +94,7 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
     }
     events.flush_all(&mut parsed);
     for event in parsed.drain(..) {
-        deliver(&mut index, &live, &event)?;
+        deliver(&mut index, &live, event)?;
     }
     if index.pending() > 0 {
         index.commit()?;
@@ -103,17 +103,17 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Indexes one event and publishes it on `parsed/<host>/<log>`.
-fn deliver(index: &mut IndexWriter, live: &zmq::Socket, event: &ParsedEvent) -> anyhow::Result<()> {
-    index.add(&IndexedLine::from_event(event, ""))?;
+/// Publishes one event on `parsed/<host>/<log>` and indexes it.
+fn deliver(index: &mut IndexWriter, live: &zmq::Socket, event: ParsedEvent) -> anyhow::Result<()> {
     let topic = Topic::Parsed {
         host: &event.host,
         log: &event.log,
     }
     .to_string();
-    if let Ok(json) = serde_json::to_vec(event) {
+    if let Ok(json) = serde_json::to_vec(&event) {
         let _ = live.send_multipart([topic.as_bytes(), &json], zmq::DONTWAIT);
     }
+    index.add_event(event)?;
     Ok(())
 }
 

@@ -52,8 +52,8 @@ impl Joiner {
 pub struct Pending {
     /// The first line's metadata: the event's name and read time.
     pub first: LineMeta,
-    /// The first line alone (what the format parses).
-    pub first_line: String,
+    /// Length of the first line in `text` (what the format parses).
+    pub first_len: usize,
     /// Every line so far, joined with `\n`.
     pub text: String,
     pub lines: usize,
@@ -69,8 +69,8 @@ impl Pending {
         let end_offset = next_offset(&meta, raw_len);
         Pending {
             first: meta,
-            text: line.clone(),
-            first_line: line,
+            first_len: line.len(),
+            text: line,
             lines: 1,
             end_offset,
             touched: now,
