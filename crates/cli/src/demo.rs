@@ -43,6 +43,9 @@ pub fn run(duration: Option<Duration>, out: &mut impl Write) -> anyhow::Result<(
         .context("demo config has a host")?;
     // The embedded host makes a new key at every start: trust it afresh.
     let _ = std::fs::remove_file(cfg.known_hosts_file());
+    // Each demo starts with a fresh index (one from an older rill may have
+    // another schema, which the parser refuses).
+    let _ = std::fs::remove_dir_all(cfg.index_dir());
 
     let ssh = EmbeddedSshHost::start(
         &format!("{}:{}", host.address, host.port),
