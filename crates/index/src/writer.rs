@@ -6,8 +6,8 @@
 //! bulk loads. Instead, lines of one file that follow each other (each starts
 //! at the previous one's `end_offset`) are buffered as a *run*, and the run
 //! is written as ONE delete of `host AND log AND file_id AND offset in
-//! [first, last]` (a term range over the indexed offsets) followed by its
-//! documents. Any line of that file starting inside the range is one of the
+//! [first, last]` (the 64 KiB offset blocks from the inverted index, the
+//! exact range from the offset column) followed by its documents. Any line of that file starting inside the range is one of the
 //! run's lines (the run covers every byte in between), so the range delete
 //! removes exactly the older copies of the run's lines, plus stale pieces
 //! that started inside it (a partial line re-read whole, a multiline event
@@ -26,7 +26,7 @@ use tantivy::query::{BooleanQuery, InvertedIndexRangeQuery, Occur, Query, RangeQ
 use tantivy::schema::{IndexRecordOption, OwnedValue};
 use tantivy::{Index, IndexWriter as TantivyWriter, TantivyDocument, Term};
 
-use crate::schema::{self, Fields};
+use crate::schema::{self, Fields, OFFSET_BLOCK_BITS};
 use crate::{IndexError, IndexedLine};
 
 /// How much the writer may use.
@@ -233,6 +233,19 @@ impl IndexWriter {
             (
                 Occur::Must,
                 Box::new(InvertedIndexRangeQuery::new(
+                    Bound::Included(Term::from_field_u64(
+                        f.offset_block,
+                        run.first >> OFFSET_BLOCK_BITS,
+                    )),
+                    Bound::Included(Term::from_field_u64(
+                        f.offset_block,
+                        run.last >> OFFSET_BLOCK_BITS,
+                    )),
+                )),
+            ),
+            (
+                Occur::Must,
+                Box::new(RangeQuery::new(
                     Bound::Included(Term::from_field_u64(f.offset, run.first)),
                     Bound::Included(Term::from_field_u64(f.offset, run.last)),
                 )),
@@ -304,6 +317,7 @@ fn document(f: &Fields, file_id_text: &str, e: EventRef) -> TantivyDocument {
     }
     doc.add_text(f.file_id, file_id_text);
     doc.add_u64(f.offset, e.offset);
+    doc.add_u64(f.offset_block, e.offset >> OFFSET_BLOCK_BITS);
     doc.add_u64(f.end_offset, e.end_offset);
     doc.add_text(f.body, e.body);
     if !e.fields.is_empty() {
@@ -315,7 +329,9 @@ fn document(f: &Fields, file_id_text: &str, e: EventRef) -> TantivyDocument {
                 .collect(),
         );
     }
-    doc.add_bool(f.parse_error, e.parse_error);
+    if e.parse_error {
+        doc.add_bool(f.parse_error, true);
+    }
     doc
 }
 
@@ -384,6 +400,23 @@ mod tests {
             bodies(dir.path()),
             ["v1 0", "v1 1", "v1 2", "v1 7", "v1 8", "v2 3", "v2 4", "v2 9", "v3 5", "v3 6"]
         );
+    }
+
+    #[test]
+    fn runs_across_offset_blocks_replace_exactly_their_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = IndexWriter::open(dir.path()).unwrap();
+        let base = (1 << 16) - 20;
+        for i in 0..4 {
+            w.add(&line(base + i * 10, 10, &format!("v1 {i}"))).unwrap();
+        }
+        w.commit().unwrap();
+        // Lines 1 and 2 again (they straddle the 64 KiB block boundary).
+        for i in 1..3 {
+            w.add(&line(base + i * 10, 10, &format!("v2 {i}"))).unwrap();
+        }
+        w.commit().unwrap();
+        assert_eq!(bodies(dir.path()), ["v1 0", "v1 3", "v2 1", "v2 2"]);
     }
 
     #[test]

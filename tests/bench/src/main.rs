@@ -29,6 +29,12 @@ const STEP_MS: i64 = 100;
 const RARE_EVERY: u64 = 100_000;
 
 struct Args {
+    /// Which parsers to index with (default both).
+    formats: Vec<String>,
+    /// Indexing threads (default: what the parser uses).
+    threads: Option<usize>,
+    /// Skip the queries (indexing experiments).
+    no_queries: bool,
     lines: u64,
     dir: PathBuf,
     runs: usize,
@@ -37,6 +43,9 @@ struct Args {
 
 fn args() -> anyhow::Result<Args> {
     let mut a = Args {
+        formats: vec!["raw".into(), "combined".into()],
+        threads: None,
+        no_queries: false,
         lines: 5_000_000,
         dir: PathBuf::from("/tmp/rill-bench"),
         runs: 50,
@@ -44,13 +53,21 @@ fn args() -> anyhow::Result<Args> {
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
+        if flag == "--no-queries" {
+            a.no_queries = true;
+            continue;
+        }
         let v = it.next().with_context(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--lines" => a.lines = v.parse()?,
             "--dir" => a.dir = v.into(),
             "--runs" => a.runs = v.parse()?,
             "--rill" => a.rill = v.into(),
-            _ => anyhow::bail!("unknown flag {flag}; expected --lines, --dir, --runs, --rill"),
+            "--formats" => a.formats = v.split(',').map(str::to_owned).collect(),
+            "--threads" => a.threads = Some(v.parse()?),
+            _ => anyhow::bail!(
+                "unknown flag {flag}; expected --lines, --dir, --runs, --rill, --formats, --threads, --no-queries"
+            ),
         }
     }
     Ok(a)
@@ -160,7 +177,13 @@ fn cpu_time() -> Duration {
 
 /// Reads `file` line by line through the parser's EventBuilder and the
 /// index writer, committing every 500 ms like the parser process.
-fn index(file: &Path, log: &str, spec: &ParserSpec, state: &Path) -> anyhow::Result<Indexed> {
+fn index(
+    file: &Path,
+    log: &str,
+    spec: &ParserSpec,
+    state: &Path,
+    threads: Option<usize>,
+) -> anyhow::Result<Indexed> {
     let dir = state.join("index");
     let _ = std::fs::remove_dir_all(&dir);
     let mut rules = HashMap::new();
@@ -172,7 +195,11 @@ fn index(file: &Path, log: &str, spec: &ParserSpec, state: &Path) -> anyhow::Res
         },
     );
     let mut events = EventBuilder::with_rules(rules);
-    let mut writer = IndexWriter::open(&dir)?;
+    let mut opts = rill_index::WriterOptions::default();
+    if let Some(t) = threads {
+        opts.threads = t;
+    }
+    let mut writer = IndexWriter::open_with(&dir, opts)?;
     let mut reader = BufReader::with_capacity(1 << 20, File::open(file)?);
     let mut buf = Vec::with_capacity(512);
     let mut out = Vec::new();
@@ -355,9 +382,12 @@ fn main() -> anyhow::Result<()> {
         ("raw", &app, ParserSpec::Raw),
         ("combined", &access, ParserSpec::Combined),
     ] {
+        if !a.formats.iter().any(|f| f == format) {
+            continue;
+        }
         let state = a.dir.join(format!("state-{format}"));
         eprintln!("indexing {} with {format}", file.display());
-        let r = index(file, "bench", &spec, &state)?;
+        let r = index(file, "bench", &spec, &state, a.threads)?;
         let mb = r.bytes as f64 / 1e6;
         println!(
             "| {format} | {} | {mb:.0} | {:.1} | {:.0} | {:.1} | {:.1} | {:.0} | {:.2} |",
@@ -377,6 +407,9 @@ fn main() -> anyhow::Result<()> {
                 state.display()
             ),
         )?;
+        if a.no_queries {
+            continue;
+        }
         let searcher = IndexSearcher::open(&state.join("index"))?;
         let mut t = format!(
             "\n`{format}` ({} lines), {} runs each, ms:\n\n| query | hits | in-process p50 / p99 | `rill search` p50 / p99 | `rg` p50 / p99 | rg / rill (p50, CLI) |\n|---|---|---|---|---|---|\n",
