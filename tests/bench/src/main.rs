@@ -295,8 +295,35 @@ fn run_quiet(cmd: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `GET path` over HTTP/1.0; fails unless the status is 200.
+fn http_get(addr: std::net::SocketAddr, path: &str) -> anyhow::Result<()> {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(addr)?;
+    write!(s, "GET {path} HTTP/1.0\r\n\r\n")?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out)?;
+    anyhow::ensure!(
+        out.starts_with(b"HTTP/1.1 200") || out.starts_with(b"HTTP/1.0 200"),
+        "{path}: {}",
+        String::from_utf8_lossy(&out[..out.len().min(200)])
+    );
+    Ok(())
+}
+
+/// Percent-encodes a query-string value.
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 struct Query {
     name: &'static str,
+    /// The same query on the HTTP API.
+    http: String,
     rill: Vec<String>,
     req: SearchRequest,
     count: bool,
@@ -320,6 +347,7 @@ fn queries(format: &str, file: &Path) -> Vec<Query> {
     vec![
         Query {
             name: "selective term (`deadlock`, 50 hits, newest 100)",
+            http: "/search?limit=100&q=deadlock".into(),
             rill: s(&["--limit", "100", "deadlock"]),
             req: SearchRequest {
                 query: "deadlock".into(),
@@ -331,6 +359,11 @@ fn queries(format: &str, file: &Path) -> Vec<Query> {
         },
         Query {
             name: "time range (1 h = 36,000 events, newest 100)",
+            http: format!(
+                "/search?limit=100&q=*&since={}&until={}",
+                enc(from),
+                enc(to)
+            ),
             rill: s(&["--limit", "100", "--since", from, "--until", to, "*"]),
             req: SearchRequest {
                 query: "*".into(),
@@ -348,6 +381,7 @@ fn queries(format: &str, file: &Path) -> Vec<Query> {
             } else {
                 "--count `fields.status:500` (2 %)"
             },
+            http: format!("/count?q={}", enc(count_q)),
             rill: s(&["--count", count_q]),
             req: SearchRequest {
                 query: count_q.into(),
@@ -411,8 +445,12 @@ fn main() -> anyhow::Result<()> {
             continue;
         }
         let searcher = IndexSearcher::open(&state.join("index"))?;
+        let api = rill_parser::http::SearchApi::start(
+            std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            &state.join("index"),
+        )?;
         let mut t = format!(
-            "\n`{format}` ({} lines), {} runs each, ms:\n\n| query | hits | in-process p50 / p99 | `rill search` p50 / p99 | `rg` p50 / p99 | rg / rill (p50, CLI) |\n|---|---|---|---|---|---|\n",
+            "\n`{format}` ({} lines), {} runs each, ms:\n\n| query | hits | in-process p50 / p99 | HTTP API p50 / p99 | `rill search` p50 / p99 | `rg` p50 / p99 | rg / rill p50 (HTTP, CLI) |\n|---|---|---|---|---|---|---|\n",
             r.lines, a.runs
         );
         for q in queries(format, file) {
@@ -430,6 +468,7 @@ fn main() -> anyhow::Result<()> {
                 }
                 Ok(())
             })?;
+            let (h50, h99) = percentiles(a.runs, || http_get(api.local_addr(), &q.http))?;
             let (c50, c99) = percentiles(a.runs, || {
                 run_quiet(
                     Command::new(&a.rill)
@@ -446,8 +485,9 @@ fn main() -> anyhow::Result<()> {
                 None => (f64::NAN, f64::NAN),
             };
             t.push_str(&format!(
-                "| {} | {hits} | {p50:.2} / {p99:.2} | {c50:.1} / {c99:.1} | {r50:.0} / {r99:.0} | {:.0}x |\n",
+                "| {} | {hits} | {p50:.2} / {p99:.2} | {h50:.2} / {h99:.2} | {c50:.1} / {c99:.1} | {r50:.0} / {r99:.0} | {:.0}x, {:.0}x |\n",
                 q.name,
+                r50 / h50,
                 r50 / c50
             ));
         }
