@@ -140,6 +140,11 @@ fn parsers_and_every_query_feature_through_rill_search_and_http() {
     assert!(body.starts_with("2025-11-22 11:00:05,125 ERROR") && body.ends_with("\t... 12 more"));
     assert_eq!(trace[0]["ts"], "2025-11-22T10:00:05.125Z");
     assert_eq!(trace[0]["fields"]["level"], "ERROR");
+    assert!(
+        trace[0]["path"].as_str().unwrap().ends_with("/app.log"),
+        "{}",
+        trace[0]
+    );
     assert_eq!(
         trace[0]["offset"].as_u64(),
         APP.find("2025-11-22 11:00:05").map(|o| o as u64)

@@ -62,12 +62,12 @@ pub struct IndexedLine {
 
 impl IndexedLine {
     /// The event as the parser publishes it.
-    pub fn from_event(e: &rill_proto::ParsedEvent, path: &str) -> IndexedLine {
+    pub fn from_event(e: &rill_proto::ParsedEvent) -> IndexedLine {
         IndexedLine {
             ts: e.ts,
             host: e.host.clone(),
             log: e.log.clone(),
-            path: path.to_owned(),
+            path: e.path.clone(),
             file_id: e.file_id,
             offset: e.offset,
             end_offset: e.end_offset,

@@ -171,7 +171,7 @@ impl IndexWriter {
             ts: e.ts,
             host: &e.host,
             log: &e.log,
-            path: "",
+            path: &e.path,
             file_id: e.file_id,
             offset: e.offset,
             end_offset: e.end_offset,

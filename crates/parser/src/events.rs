@@ -146,6 +146,17 @@ impl EventBuilder {
     pub fn pending(&self) -> usize {
         self.pending.len()
     }
+
+    /// The lowest `seq` of a line still held in an open multiline event of
+    /// the tap run `epoch`: a tap may only be told that lines BEFORE it are
+    /// stored, since the open event is not indexed yet.
+    pub fn first_pending_seq(&self, epoch: &str) -> Option<u64> {
+        self.pending
+            .values()
+            .filter(|p| p.first.epoch == epoch)
+            .map(|p| p.first.seq)
+            .min()
+    }
 }
 
 fn complete(format: &LineFormat, p: Pending) -> ParsedEvent {
@@ -177,6 +188,7 @@ fn event(
         body,
         fields,
         file_id: meta.file_id,
+        path: meta.path,
         offset: meta.offset,
         end_offset,
         parse_error,
@@ -277,6 +289,12 @@ Caused by: java.sql.SQLTransientConnectionException: pool exhausted\n\
         assert_eq!(trace.end_offset, last_start);
         // The last record is pending until idle.
         assert_eq!(b.pending(), 1);
+        assert_eq!(
+            b.first_pending_seq("e"),
+            Some(0),
+            "the open event holds seq 0 (test metas)"
+        );
+        assert_eq!(b.first_pending_seq("other run"), None);
         b.flush_idle(Instant::now(), &mut out);
         assert_eq!(out.len(), 2, "not idle yet");
         b.flush_idle(Instant::now() + Duration::from_millis(250), &mut out);

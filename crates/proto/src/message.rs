@@ -123,6 +123,10 @@ pub struct ParsedEvent {
     #[serde(default)]
     pub fields: serde_json::Map<String, serde_json::Value>,
     pub file_id: FileId,
+    /// The remote path the first line was read from (empty in messages from
+    /// before this field existed).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub path: String,
     /// Byte offset of the event's first line.
     pub offset: u64,
     /// Byte offset just past the event's last line (its newline included):
@@ -234,6 +238,7 @@ mod tests {
             body: "GET /".into(),
             fields: Default::default(),
             file_id: FileId::default(),
+            path: "/var/log/x".into(),
             offset: 3,
             end_offset: 9,
             parse_error: true,
@@ -244,7 +249,10 @@ mod tests {
         let old = r#"{"ts":"2026-11-22T10:00:00Z","host":"h","log":"l","body":"x","fields":{},
             "file_id":"1:2:00000003","offset":4}"#;
         let old: ParsedEvent = serde_json::from_str(old).unwrap();
-        assert_eq!((old.end_offset, old.parse_error), (0, false));
+        assert_eq!(
+            (old.end_offset, old.parse_error, old.path.as_str()),
+            (0, false, "")
+        );
         let p = Ping {
             host: "h".into(),
             up: true,

@@ -4,9 +4,10 @@
 //! a commit every 500 ms), then times queries in-process, through the
 //! `rill search` binary, and `rg` over the same raw files, side by side.
 //!
-//! Usage: `tests/bench/search [--lines N] [--dir DIR] [--runs N]`
-//! (the script builds release binaries first). Results are printed as
-//! markdown; docs/BENCHMARKS.md keeps a run.
+//! Usage: `tests/bench/search [--lines N] [--dir DIR] [--runs N]` (the
+//! script builds the release `rill` and runs this with `cargo bench -p
+//! rill-parser --bench search`). Results are printed as markdown;
+//! docs/BENCHMARKS.md keeps a run.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -55,6 +56,10 @@ fn args() -> anyhow::Result<Args> {
     while let Some(flag) = it.next() {
         if flag == "--no-queries" {
             a.no_queries = true;
+            continue;
+        }
+        if flag == "--bench" {
+            // What `cargo bench` passes to every bench binary.
             continue;
         }
         let v = it.next().with_context(|| format!("{flag} needs a value"))?;
