@@ -168,6 +168,20 @@ impl Rill {
         std::fs::write(&self.config, text).unwrap();
     }
 
+    /// Adds YAML keys to log `log`'s entry, e.g. `"parser: combined"` or a
+    /// nested block; each line of `yaml` is indented under the log.
+    pub fn set_log_options(&self, log: &str, yaml: &str) {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        let entry = text
+            .find(&format!("\n  {log}:\n"))
+            .unwrap_or_else(|| panic!("no log {log} in config:\n{text}"));
+        let hosts = entry + text[entry..].find("\n    hosts:").unwrap() + 1;
+        let end = hosts + text[hosts..].find('\n').unwrap() + 1;
+        let extra: String = yaml.lines().map(|l| format!("    {l}\n")).collect();
+        let text = format!("{}{extra}{}", &text[..end], &text[end..]);
+        std::fs::write(&self.config, text).unwrap();
+    }
+
     /// Sets an environment variable for every process this Rill starts.
     pub fn env(&mut self, key: &str, value: &str) -> &mut Self {
         self.env.push((key.into(), value.into()));
@@ -438,6 +452,41 @@ impl OneHost {
     pub fn file(&self, log: &str) -> PathBuf {
         self.remote.file(&format!("{log}.log"))
     }
+}
+
+/// `GET path` (already percent-encoded) from 127.0.0.1:`port` over HTTP/1.0:
+/// the status and the JSON body, or None if nothing answers.
+pub fn http_get(port: u16, path: &str) -> Option<(u16, Value)> {
+    http_request(port, "GET", path)
+}
+
+/// Like [`http_get`] with any method.
+pub fn http_request(port: u16, method: &str, path: &str) -> Option<(u16, Value)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(s, "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).ok()?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let status = head.split(' ').nth(1)?.parse().ok()?;
+    Some((
+        status,
+        serde_json::from_str(body).unwrap_or(Value::String(body.into())),
+    ))
+}
+
+/// Percent-encodes a query-string value.
+pub fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// PIDs of processes whose command line mentions `needle` (e.g. a config path).

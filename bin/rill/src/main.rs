@@ -12,6 +12,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per run; boxing the big variant would only obscure clap's derive.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Validate a config file without starting anything.
@@ -30,23 +32,48 @@ enum Command {
         #[arg(value_name = "TOPIC")]
         topics: Vec<String>,
     },
-    /// Search the index, newest first. QUERY is tantivy query syntax over the line text; '*' matches all.
+    /// Search the index, newest first. QUERY: words (all must match), "phrases", AND/OR/NOT, -word, (groups), host:H, log:L, fields.status:500, parse_error:true; '*' matches all. See docs/search.md.
     Search {
         #[arg(long)]
         config: PathBuf,
+        /// One JSON object per hit (with highlights, and before/after with -A/-B/-C).
         #[arg(long)]
         json: bool,
-        /// Print only the number of matching lines.
+        /// Print only the number of matching events.
         #[arg(long)]
         count: bool,
         #[arg(long, default_value_t = 100)]
         limit: usize,
-        /// Only lines from this host.
+        /// Only events from this host.
         #[arg(long)]
         host: Option<String>,
-        /// Only lines from this log.
+        /// Only events from this log.
         #[arg(long)]
         log: Option<String>,
+        /// Only events at or after: 15m, 2h, 7d (ago) or RFC 3339 (2026-11-22T10:00:00Z).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only events before: 15m, 2h, 7d (ago) or RFC 3339.
+        #[arg(long)]
+        until: Option<String>,
+        /// Oldest first instead of newest first.
+        #[arg(long)]
+        oldest_first: bool,
+        /// N events of the same file before and after each hit.
+        #[arg(short = 'C', long, value_name = "N")]
+        context: Option<usize>,
+        /// N events of the same file before each hit.
+        #[arg(short = 'B', long, value_name = "N")]
+        before: Option<usize>,
+        /// N events of the same file after each hit.
+        #[arg(short = 'A', long, value_name = "N")]
+        after: Option<usize>,
+        /// Match counts per time bucket (10s, 1m, 1h, 1d) as a bar chart (JSON with --json).
+        #[arg(long, value_name = "BUCKET")]
+        histogram: Option<String>,
+        /// Highlight matched terms: auto (when stdout is a terminal), always, never.
+        #[arg(long, default_value = "auto", value_parser = ["auto", "always", "never"])]
+        color: String,
         #[arg(value_name = "QUERY")]
         query: String,
     },
@@ -128,6 +155,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             limit,
             host,
             log,
+            since,
+            until,
+            oldest_first,
+            context,
+            before,
+            after,
+            histogram,
+            color,
             query,
         } => {
             let cfg = Config::load_for_client(&config)?;
@@ -135,9 +170,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 query,
                 host,
                 log,
+                since,
+                until,
+                oldest_first,
                 limit,
+                before: before.or(context).unwrap_or(0),
+                after: after.or(context).unwrap_or(0),
                 count,
+                histogram,
                 json,
+                color: match color.as_str() {
+                    "always" => rill_cli::search::Color::Always,
+                    "never" => rill_cli::search::Color::Never,
+                    _ => rill_cli::search::Color::Auto,
+                },
             };
             rill_cli::search::run(&cfg, &args, &mut out)?;
         }

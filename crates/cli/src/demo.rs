@@ -135,11 +135,8 @@ fn show(
     writeln!(out, "\n--- rill search --limit 5 'GET AND 404' ---")?;
     let args = crate::search::SearchArgs {
         query: "GET AND 404".into(),
-        host: None,
-        log: None,
         limit: 5,
-        count: false,
-        json: false,
+        ..Default::default()
     };
     if let Err(e) = crate::search::run(cfg, &args, out) {
         writeln!(out, "(search not ready yet: {e:#})")?;

@@ -1,32 +1,90 @@
-//! `rill search`: the index, newest first.
+//! `rill search`: the index, newest first; counts, context lines,
+//! histograms, highlighted terms. The query language is in
+//! `docs/search.md` and [`rill_index::query`].
 
 use std::io::Write;
 
 use rill_config::Config;
-use rill_index::{IndexSearcher, IndexedLine, SearchRequest};
+use rill_index::highlight::mark;
+use rill_index::{hit_json, Bucket, IndexError, IndexSearcher, IndexedLine, SearchRequest};
 use serde_json::json;
 
 use crate::emit;
 
+/// Terminal highlighting of matched terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Color {
+    /// When stdout is a terminal.
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Clone, Default)]
 pub struct SearchArgs {
     pub query: String,
     pub host: Option<String>,
     pub log: Option<String>,
+    /// `15m`, `2h`, `7d` (ago) or RFC 3339.
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub oldest_first: bool,
     pub limit: usize,
+    /// Lines of the same file before / after each hit.
+    pub before: usize,
+    pub after: usize,
     pub count: bool,
+    /// A bucket width (`1m`, `1h`): match counts per bucket instead of hits.
+    pub histogram: Option<String>,
     pub json: bool,
+    pub color: Color,
 }
+
+const HIGHLIGHT: (&str, &str) = ("\x1b[1;31m", "\x1b[0m");
 
 pub fn run(cfg: &Config, args: &SearchArgs, out: &mut impl Write) -> anyhow::Result<()> {
     let searcher = IndexSearcher::open(&cfg.index_dir())?;
+    let now = chrono::Utc::now();
+    let bound = |flag: &str, v: &Option<String>| {
+        v.as_deref()
+            .map(|t| {
+                rill_index::time::parse_bound(t, now).map_err(|e| anyhow::anyhow!("{flag}: {e}"))
+            })
+            .transpose()
+    };
     let req = SearchRequest {
         query: args.query.clone(),
         host: args.host.clone(),
         log: args.log.clone(),
+        since: bound("--since", &args.since)?,
+        until: bound("--until", &args.until)?,
         limit: args.limit,
+        oldest_first: args.oldest_first,
     };
+    if let Some(bucket) = &args.histogram {
+        let width = rill_index::time::parse_span(bucket).ok_or_else(|| {
+            anyhow::anyhow!("--histogram: expected a bucket like 10s, 1m, 1h or 1d, got {bucket:?}")
+        })?;
+        let buckets = searcher.histogram(&req, width).map_err(query_error)?;
+        let total: u64 = buckets.iter().map(|b| b.count).sum();
+        if args.json {
+            emit(
+                out,
+                &json!({ "query": req.query, "bucket": bucket, "total": total, "buckets": buckets })
+                    .to_string(),
+            )?;
+        } else {
+            for line in chart(&buckets, 50) {
+                if !emit(out, &line)? {
+                    break;
+                }
+            }
+        }
+        return Ok(());
+    }
     if args.count {
-        let n = searcher.count(&req)?;
+        let n = searcher.count(&req).map_err(query_error)?;
         let text = if args.json {
             json!({ "count": n }).to_string()
         } else {
@@ -35,28 +93,112 @@ pub fn run(cfg: &Config, args: &SearchArgs, out: &mut impl Write) -> anyhow::Res
         emit(out, &text)?;
         return Ok(());
     }
-    for hit in searcher.search(&req)? {
-        if !emit(out, &render(&hit, args.json))? {
-            break;
+    let color = match args.color {
+        Color::Always => true,
+        Color::Never => false,
+        Color::Auto => std::io::IsTerminal::is_terminal(&std::io::stdout()),
+    };
+    let hits = searcher.search(&req).map_err(query_error)?;
+    let mut hl = searcher.highlighter(&req)?;
+    let with_context = args.before + args.after > 0;
+    for (i, hit) in hits.iter().enumerate() {
+        let ranges = hl.ranges(&hit.body);
+        let ctx = if with_context {
+            Some(searcher.context(hit, args.before, args.after)?)
+        } else {
+            None
+        };
+        let mut lines = Vec::new();
+        if args.json {
+            lines.push(hit_json(hit, &ranges, ctx.as_ref()).to_string());
+        } else {
+            if with_context && i > 0 {
+                lines.push("--".to_owned());
+            }
+            let ctx = ctx.unwrap_or_default();
+            lines.extend(ctx.before.iter().map(|l| render(l, '-', &[], false)));
+            lines.push(render(hit, ':', &ranges, color));
+            lines.extend(ctx.after.iter().map(|l| render(l, '-', &[], false)));
+        }
+        for line in lines {
+            if !emit(out, &line)? {
+                return Ok(());
+            }
         }
     }
     Ok(())
 }
 
-pub fn render(hit: &IndexedLine, as_json: bool) -> String {
-    if as_json {
-        json!({
-            "ts": hit.ts, "host": hit.host, "log": hit.log, "body": hit.body,
-            "offset": hit.offset, "file_id": hit.file_id,
-        })
-        .to_string()
+/// A query error with the query and a caret under the position.
+fn query_error(e: IndexError) -> anyhow::Error {
+    match &e {
+        IndexError::Query(q) => match q.pointer() {
+            Some(p) => anyhow::anyhow!("{q}\n{p}"),
+            None => anyhow::anyhow!("{q}"),
+        },
+        _ => e.into(),
+    }
+}
+
+/// `TS HOST LOG: BODY` for a hit, `TS HOST LOG- BODY` for a context line
+/// (as grep marks them).
+pub fn render(
+    hit: &IndexedLine,
+    sep: char,
+    ranges: &[std::ops::Range<usize>],
+    color: bool,
+) -> String {
+    let body = if color {
+        mark(&hit.body, ranges, HIGHLIGHT.0, HIGHLIGHT.1)
     } else {
-        format!(
-            "{} {} {}: {}",
-            hit.ts.format("%Y-%m-%dT%H:%M:%S%.3fZ"),
-            hit.host,
-            hit.log,
-            hit.body
-        )
+        hit.body.clone()
+    };
+    format!(
+        "{} {} {}{sep} {}",
+        hit.ts.format("%Y-%m-%dT%H:%M:%S%.3fZ"),
+        hit.host,
+        hit.log,
+        body
+    )
+}
+
+/// One line per bucket: start, a bar scaled to the largest bucket (eighth
+/// blocks, so small counts still show), the count.
+pub fn chart(buckets: &[Bucket], width: usize) -> Vec<String> {
+    const EIGHTHS: [&str; 8] = ["", "▏", "▎", "▍", "▌", "▋", "▊", "▉"];
+    let max = buckets.iter().map(|b| b.count).max().unwrap_or(0).max(1);
+    let digits = max.to_string().len();
+    buckets
+        .iter()
+        .map(|b| {
+            let eighths = ((b.count as u128 * width as u128 * 8).div_ceil(max as u128)) as usize;
+            let bar = format!("{}{}", "█".repeat(eighths / 8), EIGHTHS[eighths % 8]);
+            let pad = width + 1 - bar.chars().count();
+            format!(
+                "{}  {bar}{}{:>digits$}",
+                b.start.format("%Y-%m-%dT%H:%M:%SZ"),
+                " ".repeat(pad),
+                b.count
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+
+    #[test]
+    fn chart_scales_bars_and_keeps_small_counts_visible() {
+        let b = |m: i64, count| Bucket {
+            start: Utc.timestamp_opt(1_795_341_600 + 60 * m, 0).unwrap(),
+            count,
+        };
+        let lines = chart(&[b(0, 100), b(1, 0), b(2, 1), b(3, 50)], 10);
+        assert_eq!(lines[0], "2026-11-22T10:00:00Z  ██████████ 100");
+        assert_eq!(lines[1], "2026-11-22T10:01:00Z               0");
+        assert_eq!(lines[2], "2026-11-22T10:02:00Z  ▏            1");
+        assert_eq!(lines[3], "2026-11-22T10:03:00Z  █████       50");
     }
 }

@@ -18,7 +18,8 @@ mod sessions;
 mod validate;
 
 pub use model::{
-    Auth, Config, Host, KnownHostsPolicy, Log, ParserKind, Secret, SecretError, TapSettings,
+    Auth, Config, Host, IndexSettings, KnownHostsPolicy, Log, Multiline, MultilineRule, ParserSpec,
+    RegexTimestamp, SearchSettings, Secret, SecretError, TapSettings,
 };
 pub use sessions::{is_local_endpoint, Cidr, Credentials, SessionSettings, PUBLISH_SUFFIX_LEN};
 pub use validate::parse_duration;

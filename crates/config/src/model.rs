@@ -17,6 +17,10 @@ pub struct Config {
     pub streams_endpoint: String,
     /// How taps follow files.
     pub tap: TapSettings,
+    /// Retention of the index.
+    pub index: IndexSettings,
+    /// The HTTP search API.
+    pub search: SearchSettings,
     pub hosts: BTreeMap<String, Host>,
     pub logs: BTreeMap<String, Log>,
 }
@@ -135,13 +139,100 @@ impl fmt::Display for KnownHostsPolicy {
     }
 }
 
-/// How lines of a log are turned into events.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum ParserKind {
+/// How lines of a log are turned into events (`parser:`). Every parser keeps
+/// the whole event text as the body; it adds a timestamp and fields.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum ParserSpec {
     /// The line is the body; its timestamp is the time it was read.
     #[default]
     Raw,
+    /// RFC 3164 (`<34>Oct 11 22:14:15 host app[42]: msg`, no year, no zone:
+    /// read in `timezone`) and RFC 5424 (`<165>1 2003-10-11T22:14:15.003Z ...`).
+    Syslog { timezone: chrono_tz::Tz },
+    /// One JSON object per line. The timestamp comes from `timestamp_key`
+    /// (default: the first of `@timestamp`, `timestamp`, `time`, `ts`);
+    /// zone-less stamps are read in `timezone`.
+    Json {
+        timestamp_key: Option<String>,
+        timezone: chrono_tz::Tz,
+    },
+    /// nginx/Apache combined log format.
+    Combined,
+    /// Named captures become fields; `timestamp` says which one holds the time.
+    Regex {
+        /// Validated: compiles and has at least one named capture.
+        pattern: String,
+        timestamp: Option<RegexTimestamp>,
+    },
+}
+
+impl ParserSpec {
+    /// The name used in the config (`raw`, `syslog`, ...).
+    pub fn name(&self) -> &'static str {
+        match self {
+            ParserSpec::Raw => "raw",
+            ParserSpec::Syslog { .. } => "syslog",
+            ParserSpec::Json { .. } => "json",
+            ParserSpec::Combined => "combined",
+            ParserSpec::Regex { .. } => "regex",
+        }
+    }
+}
+
+/// Where a regex parser finds an event's time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegexTimestamp {
+    /// A named capture of the pattern.
+    pub capture: String,
+    /// A chrono (strftime-like) format, e.g. `%d/%b/%Y:%H:%M:%S %z`.
+    pub format: String,
+    /// For stamps without an offset. Default UTC.
+    pub timezone: chrono_tz::Tz,
+}
+
+/// How lines of one log are joined into multiline events (`multiline:`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Multiline {
+    pub rule: MultilineRule,
+    /// A pending event with no new line for this long is complete (default 500ms).
+    pub flush_after: std::time::Duration,
+    /// An event is complete at this many lines (default 1000).
+    pub max_lines: usize,
+}
+
+/// Which lines belong to the previous event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MultilineRule {
+    /// A line matching this regex continues the previous event
+    /// (e.g. `^(\s|Caused by)` for Java stack traces).
+    Continues(String),
+    /// A line matching this regex starts a new event; any other line continues
+    /// the previous one (e.g. `^\d{4}-\d{2}-\d{2}`).
+    Starts(String),
+}
+
+/// The `index:` block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct IndexSettings {
+    /// Events older than this (by their timestamp) are deleted while the
+    /// parser runs. `None`: kept forever.
+    pub retention: Option<std::time::Duration>,
+}
+
+/// The `search:` block: the HTTP search API served by the parser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SearchSettings {
+    /// Where the API listens; `None` when `listen: off`. Loopback unless
+    /// `allow_remote: true` (the API has no authentication).
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+impl Default for SearchSettings {
+    fn default() -> Self {
+        SearchSettings {
+            listen: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 7680))),
+        }
+    }
 }
 
 /// A log file followed on one or more hosts.
@@ -152,7 +243,9 @@ pub struct Log {
     pub path: String,
     /// The hosts it is followed on (`all` expanded).
     pub hosts: Vec<String>,
-    pub parser: ParserKind,
+    pub parser: ParserSpec,
+    /// `None`: every line is an event.
+    pub multiline: Option<Multiline>,
 }
 
 impl Config {

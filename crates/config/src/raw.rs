@@ -7,7 +7,7 @@ use std::path::Path;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 
-use crate::model::{KnownHostsPolicy, ParserKind};
+use crate::model::KnownHostsPolicy;
 use crate::ConfigError;
 
 #[derive(Debug, Deserialize)]
@@ -16,6 +16,8 @@ pub struct RawConfig {
     pub state_dir: Option<String>,
     pub streams: Option<RawStreams>,
     pub tap: Option<RawTap>,
+    pub index: Option<RawIndex>,
+    pub search: Option<RawSearch>,
     pub hosts: BTreeMap<String, RawHost>,
     pub logs: BTreeMap<String, RawLog>,
 }
@@ -33,6 +35,19 @@ pub struct RawTap {
     pub max_line_bytes: Option<u64>,
     pub partial_line_after: Option<String>,
     pub max_unacked_lines: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIndex {
+    pub retention: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSearch {
+    pub listen: Option<String>,
+    pub allow_remote: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -61,7 +76,99 @@ pub struct RawAuth {
 pub struct RawLog {
     pub path: String,
     pub hosts: HostSelection,
-    pub parser: Option<ParserKind>,
+    pub parser: Option<RawParser>,
+    pub multiline: Option<RawMultiline>,
+}
+
+/// The parser names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ParserName {
+    Raw,
+    Syslog,
+    Json,
+    Combined,
+    Regex,
+}
+
+/// `parser: json` or `parser: {type: json, timestamp_key: time}`.
+#[derive(Debug)]
+pub struct RawParser {
+    pub kind: ParserName,
+    pub options: RawParserOptions,
+}
+
+/// The options of the mapping form; which apply depends on `type` (checked
+/// in validation, so the error can say which type takes which option).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawParserOptions {
+    pub timestamp_key: Option<String>,
+    pub timezone: Option<String>,
+    pub pattern: Option<String>,
+    pub timestamp: Option<RawRegexTimestamp>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRegexTimestamp {
+    pub capture: String,
+    pub format: String,
+    pub timezone: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for RawParser {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawParser;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(
+                    "a parser name (raw, syslog, json, combined, regex) or a mapping with `type`",
+                )
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawParser, E> {
+                let kind = ParserName::deserialize(de::value::StrDeserializer::<E>::new(v))?;
+                Ok(RawParser {
+                    kind,
+                    options: RawParserOptions::default(),
+                })
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<RawParser, A::Error> {
+                let m = RawParserWithType::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(RawParser {
+                    kind: m.kind,
+                    options: RawParserOptions {
+                        timestamp_key: m.timestamp_key,
+                        timezone: m.timezone,
+                        pattern: m.pattern,
+                        timestamp: m.timestamp,
+                    },
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawParserWithType {
+    #[serde(rename = "type")]
+    kind: ParserName,
+    timestamp_key: Option<String>,
+    timezone: Option<String>,
+    pattern: Option<String>,
+    timestamp: Option<RawRegexTimestamp>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMultiline {
+    pub continues: Option<String>,
+    pub starts: Option<String>,
+    pub flush_after: Option<String>,
+    pub max_lines: Option<u64>,
 }
 
 /// `hosts: all` or `hosts: [web01, web02]`.

@@ -7,8 +7,11 @@ use rill_proto::valid_name;
 
 use std::time::Duration;
 
-use crate::model::{Auth, Config, Host, Log, Secret, TapSettings};
-use crate::raw::{HostSelection, RawAuth, RawConfig};
+use crate::model::{
+    Auth, Config, Host, IndexSettings, Log, Multiline, MultilineRule, ParserSpec, RegexTimestamp,
+    SearchSettings, Secret, TapSettings,
+};
+use crate::raw::{HostSelection, ParserName, RawAuth, RawConfig, RawMultiline, RawParser};
 use crate::{ConfigError, DEFAULT_STREAMS_ENDPOINT};
 
 /// Whether to check what the config refers to on this machine (key files,
@@ -85,6 +88,26 @@ pub fn validate(file: &Path, raw: RawConfig, env: Environment) -> Result<Config,
                 ));
             }
             tap.max_unacked_lines = v as usize;
+        }
+    }
+
+    let mut index = IndexSettings::default();
+    if let Some(v) = raw.index.and_then(|i| i.retention) {
+        let d = parse_duration(&v).map_err(|m| err("index.retention", m))?;
+        if d < Duration::from_secs(60) {
+            return Err(err(
+                "index.retention",
+                format!("expected at least 1m, got {v}"),
+            ));
+        }
+        index.retention = Some(d);
+    }
+
+    let mut search = SearchSettings::default();
+    if let Some(s) = raw.search {
+        if let Some(v) = s.listen {
+            search.listen = listen_address(&v, s.allow_remote.unwrap_or(false))
+                .map_err(|m| err("search.listen", m))?;
         }
     }
 
@@ -176,13 +199,23 @@ pub fn validate(file: &Path, raw: RawConfig, env: Environment) -> Result<Config,
                 names
             }
         };
+        let parser = match l.parser {
+            None => ParserSpec::Raw,
+            Some(p) => parser(p).map_err(|(k, m)| err(&key(&format!(".parser{k}")), m))?,
+        };
+        let multiline = l
+            .multiline
+            .map(multiline)
+            .transpose()
+            .map_err(|(k, m)| err(&key(&format!(".multiline{k}")), m))?;
         logs.insert(
             name.clone(),
             Log {
                 name,
                 path: l.path,
                 hosts: selected,
-                parser: l.parser.unwrap_or_default(),
+                parser,
+                multiline,
             },
         );
     }
@@ -192,8 +225,183 @@ pub fn validate(file: &Path, raw: RawConfig, env: Environment) -> Result<Config,
         state_dir,
         streams_endpoint,
         tap,
+        index,
+        search,
         hosts,
         logs,
+    })
+}
+
+/// `off`, or `ADDRESS:PORT` on loopback unless remote access was asked for.
+fn listen_address(v: &str, allow_remote: bool) -> Result<Option<std::net::SocketAddr>, String> {
+    if v == "off" {
+        return Ok(None);
+    }
+    let addr: std::net::SocketAddr = v
+        .parse()
+        .map_err(|_| format!("expected ADDRESS:PORT (e.g. 127.0.0.1:7680) or `off`, got {v:?}"))?;
+    if !addr.ip().is_loopback() && !allow_remote {
+        return Err(format!(
+            "expected a loopback address (127.0.0.1 or [::1]), got {v}: the search API has \
+             no authentication; set search.allow_remote: true to serve other machines"
+        ));
+    }
+    Ok(Some(addr))
+}
+
+fn timezone(v: Option<&str>) -> Result<chrono_tz::Tz, String> {
+    match v {
+        None => Ok(chrono_tz::UTC),
+        Some(name) => name.parse().map_err(|_| {
+            format!("expected an IANA time zone name like UTC or Europe/Berlin, got {name:?}")
+        }),
+    }
+}
+
+/// A chrono format string that chrono itself accepts.
+fn check_time_format(f: &str) -> Result<(), String> {
+    use chrono::format::{Item, StrftimeItems};
+    if f.is_empty() || StrftimeItems::new(f).any(|i| matches!(i, Item::Error)) {
+        return Err(format!(
+            "expected a chrono format like \"%d/%b/%Y:%H:%M:%S %z\", got {f:?}"
+        ));
+    }
+    Ok(())
+}
+
+/// Which options each parser takes; errors are `(key suffix, message)`.
+fn parser(p: RawParser) -> Result<ParserSpec, (String, String)> {
+    let o = p.options;
+    let only = |key: &str, set: bool, types: &str| {
+        if set {
+            Err((format!(".{key}"), format!("only allowed with type {types}")))
+        } else {
+            Ok(())
+        }
+    };
+    let kind = p.kind;
+    if kind != ParserName::Json {
+        only("timestamp_key", o.timestamp_key.is_some(), "json")?;
+    }
+    if !matches!(kind, ParserName::Json | ParserName::Syslog) {
+        only(
+            "timezone",
+            o.timezone.is_some(),
+            "syslog or json (regex: timestamp.timezone)",
+        )?;
+    }
+    if kind != ParserName::Regex {
+        only("pattern", o.pattern.is_some(), "regex")?;
+        only("timestamp", o.timestamp.is_some(), "regex")?;
+    }
+    let tz = |v: Option<&str>, k: &str| timezone(v).map_err(|m| (k.to_owned(), m));
+    Ok(match kind {
+        ParserName::Raw => ParserSpec::Raw,
+        ParserName::Combined => ParserSpec::Combined,
+        ParserName::Syslog => ParserSpec::Syslog {
+            timezone: tz(o.timezone.as_deref(), ".timezone")?,
+        },
+        ParserName::Json => {
+            if o.timestamp_key.as_deref() == Some("") {
+                return Err((".timestamp_key".into(), "expected a key name".into()));
+            }
+            ParserSpec::Json {
+                timestamp_key: o.timestamp_key,
+                timezone: tz(o.timezone.as_deref(), ".timezone")?,
+            }
+        }
+        ParserName::Regex => {
+            let pattern = o.pattern.ok_or_else(|| {
+                (
+                    String::new(),
+                    "expected `pattern` (a regex with named captures) for type regex".into(),
+                )
+            })?;
+            let re = regex::Regex::new(&pattern).map_err(|e| {
+                (
+                    ".pattern".to_owned(),
+                    format!("expected a valid regex: {e}"),
+                )
+            })?;
+            let names: Vec<&str> = re.capture_names().flatten().collect();
+            if names.is_empty() {
+                return Err((
+                    ".pattern".into(),
+                    "expected at least one named capture like (?P<level>\\w+)".into(),
+                ));
+            }
+            let timestamp = match o.timestamp {
+                None => None,
+                Some(t) => {
+                    if !names.contains(&t.capture.as_str()) {
+                        return Err((
+                            ".timestamp.capture".into(),
+                            format!(
+                                "unknown capture {:?}; expected one of: {}",
+                                t.capture,
+                                names.join(", ")
+                            ),
+                        ));
+                    }
+                    check_time_format(&t.format).map_err(|m| (".timestamp.format".into(), m))?;
+                    Some(RegexTimestamp {
+                        capture: t.capture,
+                        format: t.format,
+                        timezone: tz(t.timezone.as_deref(), ".timestamp.timezone")?,
+                    })
+                }
+            };
+            ParserSpec::Regex { pattern, timestamp }
+        }
+    })
+}
+
+fn multiline(m: RawMultiline) -> Result<Multiline, (String, String)> {
+    let compile = |k: &str, p: String| {
+        regex::Regex::new(&p)
+            .map(|_| p)
+            .map_err(|e| (k.to_owned(), format!("expected a valid regex: {e}")))
+    };
+    let rule = match (m.continues, m.starts) {
+        (Some(c), None) => MultilineRule::Continues(compile(".continues", c)?),
+        (None, Some(s)) => MultilineRule::Starts(compile(".starts", s)?),
+        (c, _) => {
+            return Err((
+                String::new(),
+                format!(
+                    "expected exactly one of `continues` or `starts`, found {}",
+                    if c.is_some() { "both" } else { "neither" }
+                ),
+            ))
+        }
+    };
+    let flush_after = match m.flush_after {
+        None => Duration::from_millis(500),
+        Some(v) => {
+            let d = parse_duration(&v).map_err(|e| (".flush_after".to_owned(), e))?;
+            if d < Duration::from_millis(10) || d > Duration::from_secs(60) {
+                return Err((
+                    ".flush_after".into(),
+                    format!("expected between 10ms and 60s, got {v}"),
+                ));
+            }
+            d
+        }
+    };
+    let max_lines = match m.max_lines {
+        None => 1000,
+        Some(n) if (2..=100_000).contains(&n) => n as usize,
+        Some(n) => {
+            return Err((
+                ".max_lines".into(),
+                format!("expected between 2 and 100000, got {n}"),
+            ))
+        }
+    };
+    Ok(Multiline {
+        rule,
+        flush_after,
+        max_lines,
     })
 }
 
@@ -305,7 +513,7 @@ pub(crate) fn resolve(base: &Path, p: &str) -> PathBuf {
         .collect()
 }
 
-/// `500ms`, `1s`, `2.5s`, `5m`, `1h`.
+/// `500ms`, `1s`, `2.5s`, `5m`, `1h`, `30d`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     let split = t
@@ -314,15 +522,16 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let (num, unit) = t.split_at(split);
     let value: f64 = num
         .parse()
-        .map_err(|_| format!("expected a duration like 500ms, 1s, 5m or 1h, got {text:?}"))?;
+        .map_err(|_| format!("expected a duration like 500ms, 1s, 5m, 1h or 7d, got {text:?}"))?;
     let secs = match unit {
         "ms" => value / 1000.0,
         "s" => value,
         "m" => value * 60.0,
         "h" => value * 3600.0,
+        "d" => value * 86400.0,
         _ => {
             return Err(format!(
-                "expected a duration like 500ms, 1s, 5m or 1h, got {text:?}"
+                "expected a duration like 500ms, 1s, 5m, 1h or 7d, got {text:?}"
             ))
         }
     };
@@ -338,6 +547,7 @@ mod tests {
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("2.5s"), Ok(Duration::from_millis(2500)));
         assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86400)));
         assert!(parse_duration("5")
             .unwrap_err()
             .contains("expected a duration"));

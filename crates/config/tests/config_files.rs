@@ -150,3 +150,56 @@ fn sessions_default_to_an_ipc_socket_and_open_endpoints_need_allow_and_credentia
     // Clients load configs without looking at secrets.
     assert!(Config::from_yaml_unchecked(&path, open).is_ok());
 }
+
+#[test]
+fn reference_config_shows_every_parser_option_multiline_retention_and_search() {
+    use rill_config::{MultilineRule, ParserSpec};
+    let path = repo_root().join("config/rill.yaml");
+    let cfg = Config::from_yaml_unchecked(&path, &std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(cfg.logs["nginx-access"].parser, ParserSpec::Combined);
+    assert_eq!(
+        cfg.logs["syslog"].parser,
+        ParserSpec::Syslog {
+            timezone: chrono_tz::Europe::Berlin
+        }
+    );
+    match &cfg.logs["app"].parser {
+        ParserSpec::Regex { pattern, timestamp } => {
+            assert!(pattern.contains("(?P<level>"));
+            let t = timestamp.as_ref().unwrap();
+            assert_eq!(
+                (t.capture.as_str(), t.timezone),
+                ("ts", chrono_tz::Europe::Berlin)
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let m = cfg.logs["app"].multiline.as_ref().unwrap();
+    assert_eq!(m.rule, MultilineRule::Continues(r"^(\s|Caused by)".into()));
+    assert_eq!(m.flush_after, std::time::Duration::from_millis(500));
+    assert_eq!(
+        cfg.logs["events"].parser,
+        ParserSpec::Json {
+            timestamp_key: Some("time".into()),
+            timezone: chrono_tz::UTC
+        }
+    );
+    assert_eq!(
+        cfg.index.retention,
+        Some(std::time::Duration::from_secs(30 * 86400))
+    );
+    assert_eq!(cfg.search.listen, Some("127.0.0.1:7680".parse().unwrap()));
+    // The short forms and the defaults.
+    let text = "hosts: {h: {address: a, user: u, auth: {agent: true}}}\nsearch: {listen: off}\nlogs: {x: {path: /x, hosts: all, parser: json}}\n";
+    let cfg = Config::from_yaml_unchecked(Path::new("/t/rill.yaml"), text).unwrap();
+    assert_eq!(cfg.search.listen, None);
+    assert_eq!(cfg.index.retention, None);
+    assert!(cfg.logs["x"].multiline.is_none());
+    assert!(matches!(
+        cfg.logs["x"].parser,
+        ParserSpec::Json {
+            timestamp_key: None,
+            ..
+        }
+    ));
+}

@@ -1,30 +1,32 @@
-//! Searching.
+//! Searching: hits newest (or oldest) first, counts, histograms, the lines
+//! around a hit, and where the query's terms are in a hit.
 
+use std::ops::Bound;
 use std::path::Path;
 
 use chrono::{TimeZone, Utc};
 use tantivy::collector::{Count, TopDocs};
-use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, QueryParser, TermQuery};
+use tantivy::query::{BooleanQuery, Occur, Query, RangeQuery, TermQuery};
 use tantivy::schema::{IndexRecordOption, Value};
-use tantivy::{DocAddress, Index, IndexReader, ReloadPolicy, SegmentReader, TantivyDocument, Term};
+use tantivy::{
+    DocAddress, Index, IndexReader, Order, ReloadPolicy, SegmentReader, TantivyDocument, Term,
+};
 
+use crate::highlight::Highlighter;
+use crate::histogram::{self, Bucket, TsHistogram};
+use crate::query::{self, SearchRequest};
 use crate::schema::{self, Fields};
 use crate::{IndexError, IndexedLine};
 
-/// What to look for.
-#[derive(Debug, Clone, Default)]
-pub struct SearchRequest {
-    /// Tantivy query syntax over `body`; `*` or empty matches every line.
-    pub query: String,
-    /// Only lines of this host (exact).
-    pub host: Option<String>,
-    /// Only lines of this log (exact).
-    pub log: Option<String>,
-    /// At most this many hits (not used by `count`).
-    pub limit: usize,
+/// The lines around a hit in the same file (same host, log and file).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Context {
+    /// Oldest first (file order).
+    pub before: Vec<IndexedLine>,
+    pub after: Vec<IndexedLine>,
 }
 
-/// A read-only view of the index as of when it was opened.
+/// A read-only view of the index as of when it was opened or last reloaded.
 pub struct IndexSearcher {
     index: Index,
     reader: IndexReader,
@@ -43,7 +45,10 @@ impl IndexSearcher {
             source,
         };
         let index = Index::open_in_dir(dir).map_err(open_err)?;
-        let fields = schema::fields_of(&index.schema()).map_err(open_err)?;
+        let fields = schema::fields_of(&index.schema()).map_err(|field| IndexError::OldSchema {
+            path: dir.to_owned(),
+            field,
+        })?;
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
@@ -56,12 +61,23 @@ impl IndexSearcher {
         })
     }
 
-    /// Matching lines, newest first.
+    /// Sees what was committed since opening.
+    pub fn reload(&self) -> Result<(), IndexError> {
+        Ok(self.reader.reload()?)
+    }
+
+    /// The tantivy query for `req` (errors name a position).
+    pub fn query(&self, req: &SearchRequest) -> Result<Box<dyn Query>, IndexError> {
+        Ok(query::build(&self.index, &self.fields, req)?)
+    }
+
+    /// Matching events, newest first (oldest first if asked), at most `limit`.
     pub fn search(&self, req: &SearchRequest) -> Result<Vec<IndexedLine>, IndexError> {
         let query = self.query(req)?;
         let searcher = self.reader.searcher();
+        let sign = if req.oldest_first { -1 } else { 1 };
         let collector =
-            TopDocs::with_limit(req.limit.max(1)).custom_score(|segment: &SegmentReader| {
+            TopDocs::with_limit(req.limit.max(1)).custom_score(move |segment: &SegmentReader| {
                 let ff = segment.fast_fields();
                 let ts = ff.date("ts").ok();
                 let offset = ff.u64("offset").ok();
@@ -69,52 +85,111 @@ impl IndexSearcher {
                     let t = ts
                         .as_ref()
                         .and_then(|c| c.first(doc))
-                        .map_or(i64::MIN, |d| d.into_timestamp_micros());
-                    let o = offset.as_ref().and_then(|c| c.first(doc)).unwrap_or(0);
-                    (t, o)
+                        .map_or(i64::MIN / 2, |d| d.into_timestamp_micros());
+                    let o = offset.as_ref().and_then(|c| c.first(doc)).unwrap_or(0) as i64;
+                    (sign * t, sign * o)
                 }
             });
-        let hits: Vec<((i64, u64), DocAddress)> = searcher.search(&query, &collector)?;
+        let hits: Vec<((i64, i64), DocAddress)> = searcher.search(&query, &collector)?;
         hits.into_iter()
             .map(|(_, addr)| self.line(&searcher.doc(addr)?))
             .collect()
     }
 
-    /// Number of matching lines.
+    /// Number of matching events.
     pub fn count(&self, req: &SearchRequest) -> Result<u64, IndexError> {
         let query = self.query(req)?;
         Ok(self.reader.searcher().search(&query, &Count)? as u64)
     }
 
-    fn query(&self, req: &SearchRequest) -> Result<Box<dyn Query>, IndexError> {
-        let f = &self.fields;
-        let text = req.query.trim();
-        let main: Box<dyn Query> = if text.is_empty() || text == "*" {
-            Box::new(AllQuery)
-        } else {
-            let parser = QueryParser::for_index(&self.index, vec![f.body]);
-            parser.parse_query(text).map_err(|e| IndexError::Query {
+    /// Matching events per `bucket`, oldest bucket first, empty buckets
+    /// included (from `since`/`until` when given).
+    pub fn histogram(
+        &self,
+        req: &SearchRequest,
+        bucket: chrono::Duration,
+    ) -> Result<Vec<Bucket>, IndexError> {
+        let width = bucket.num_microseconds().unwrap_or(0);
+        if width <= 0 {
+            return Err(IndexError::Query(query::QueryError {
                 query: req.query.clone(),
-                reason: e.to_string(),
-            })?
+                position: None,
+                expected: "a bucket of at least 1ms".into(),
+            }));
+        }
+        let query = self.query(req)?;
+        let counts = self.reader.searcher().search(
+            &query,
+            &TsHistogram {
+                width_micros: width,
+            },
+        )?;
+        histogram::fill(&counts, width, req.since, req.until).map_err(|expected| {
+            IndexError::Query(query::QueryError {
+                query: req.query.clone(),
+                position: None,
+                expected,
+            })
+        })
+    }
+
+    /// Up to `before` and `after` events of the same file around `hit`, by offset.
+    pub fn context(
+        &self,
+        hit: &IndexedLine,
+        before: usize,
+        after: usize,
+    ) -> Result<Context, IndexError> {
+        let f = &self.fields;
+        let searcher = self.reader.searcher();
+        let term = |field, v: &str| -> Box<dyn Query> {
+            Box::new(TermQuery::new(
+                Term::from_field_text(field, v),
+                IndexRecordOption::Basic,
+            ))
         };
-        let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, main)];
-        for (field, value) in [(f.host, &req.host), (f.log, &req.log)] {
-            if let Some(v) = value {
-                clauses.push((
+        let file_id = hit.file_id.to_string();
+        let around = |lo: Bound<u64>, hi: Bound<u64>| -> Box<dyn Query> {
+            Box::new(BooleanQuery::new(vec![
+                (Occur::Must, term(f.host, &hit.host)),
+                (Occur::Must, term(f.log, &hit.log)),
+                (Occur::Must, term(f.file_id, &file_id)),
+                (
                     Occur::Must,
-                    Box::new(TermQuery::new(
-                        Term::from_field_text(field, v),
-                        IndexRecordOption::Basic,
+                    Box::new(RangeQuery::new(
+                        lo.map(|o| Term::from_field_u64(f.offset, o)),
+                        hi.map(|o| Term::from_field_u64(f.offset, o)),
                     )),
-                ));
+                ),
+            ]))
+        };
+        let mut ctx = Context::default();
+        if before > 0 {
+            let hits: Vec<(u64, DocAddress)> = searcher.search(
+                &around(Bound::Unbounded, Bound::Excluded(hit.offset)),
+                &TopDocs::with_limit(before).order_by_fast_field("offset", Order::Desc),
+            )?;
+            for (_, addr) in hits.into_iter().rev() {
+                ctx.before.push(self.line(&searcher.doc(addr)?)?);
             }
         }
-        Ok(if clauses.len() == 1 {
-            clauses.pop().unwrap().1
-        } else {
-            Box::new(BooleanQuery::new(clauses))
-        })
+        if after > 0 {
+            let hits: Vec<(u64, DocAddress)> = searcher.search(
+                &around(Bound::Excluded(hit.offset), Bound::Unbounded),
+                &TopDocs::with_limit(after).order_by_fast_field("offset", Order::Asc),
+            )?;
+            for (_, addr) in hits {
+                ctx.after.push(self.line(&searcher.doc(addr)?)?);
+            }
+        }
+        Ok(ctx)
+    }
+
+    /// Marks the query's terms in bodies.
+    pub fn highlighter(&self, req: &SearchRequest) -> Result<Highlighter, IndexError> {
+        let query = self.query(req)?;
+        let analyzer = self.index.tokenizer_for_field(self.fields.body)?;
+        Ok(Highlighter::new(query.as_ref(), self.fields.body, analyzer))
     }
 
     fn line(&self, doc: &TantivyDocument) -> Result<IndexedLine, IndexError> {
@@ -125,21 +200,33 @@ impl IndexSearcher {
                 .unwrap_or_default()
                 .to_owned()
         };
+        let u64_of = |field| doc.get_first(field).and_then(|v| v.as_u64()).unwrap_or(0);
         let micros = doc
             .get_first(f.ts)
             .and_then(|v| v.as_datetime())
             .map_or(0, |d| d.into_timestamp_micros());
+        let fields = doc
+            .get_first(f.fields)
+            .map(|v| serde_json::to_value(tantivy::schema::OwnedValue::from(v)).unwrap_or_default())
+            .and_then(|v| match v {
+                serde_json::Value::Object(m) => Some(m),
+                _ => None,
+            })
+            .unwrap_or_default();
         Ok(IndexedLine {
             ts: Utc.timestamp_micros(micros).single().unwrap_or_default(),
             host: text(f.host),
             log: text(f.log),
             path: text(f.path),
             file_id: text(f.file_id).parse().unwrap_or_default(),
-            offset: doc
-                .get_first(f.offset)
-                .and_then(|v| v.as_u64())
-                .unwrap_or(0),
+            offset: u64_of(f.offset),
+            end_offset: u64_of(f.end_offset),
             body: text(f.body),
+            fields,
+            parse_error: doc
+                .get_first(f.parse_error)
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false),
         })
     }
 }
@@ -163,7 +250,10 @@ mod tests {
                 fingerprint: 3,
             },
             offset,
+            end_offset: 0,
             body: body.into(),
+            fields: Default::default(),
+            parse_error: false,
         }
     }
 
@@ -302,6 +392,163 @@ mod tests {
         IndexWriter::open(dir.path()).unwrap().commit().unwrap();
         let s = IndexSearcher::open(dir.path()).unwrap();
         let e = s.count(&req("body:(")).unwrap_err();
-        assert!(e.to_string().starts_with("invalid query \"body:(\""), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("invalid query \"body:(\" at position 6: expected"),
+            "{e}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod feature_tests {
+    use super::*;
+    use crate::IndexWriter;
+    use rill_proto::FileId;
+    use serde_json::json;
+
+    fn index() -> (tempfile::TempDir, IndexSearcher) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = IndexWriter::open(dir.path()).unwrap();
+        for i in 0..10u64 {
+            let status = if i % 3 == 0 { 500 } else { 200 };
+            let mut fields = serde_json::Map::new();
+            fields.insert("status".into(), json!(status));
+            fields.insert(
+                "method".into(),
+                json!(if i % 2 == 0 { "GET" } else { "POST" }),
+            );
+            w.add(&IndexedLine {
+                ts: Utc
+                    .timestamp_opt(1_700_000_000 + 60 * i as i64, 250_000_000)
+                    .unwrap(),
+                host: "web01".into(),
+                log: "nginx".into(),
+                path: "/var/log/nginx/access.log".into(),
+                file_id: FileId {
+                    dev: 1,
+                    ino: 2,
+                    fingerprint: 3,
+                },
+                offset: i * 100,
+                end_offset: i * 100 + 100,
+                body: format!("line {i} status {status} Timeout upstream"),
+                fields,
+                parse_error: i == 9,
+            })
+            .unwrap();
+        }
+        w.commit().unwrap();
+        let s = IndexSearcher::open(dir.path()).unwrap();
+        (dir, s)
+    }
+
+    fn req(q: &str) -> SearchRequest {
+        SearchRequest {
+            query: q.into(),
+            limit: 100,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn field_filters_time_ranges_and_order() {
+        let (_d, s) = index();
+        assert_eq!(s.count(&req("fields.status:500")).unwrap(), 4);
+        assert_eq!(
+            s.count(&req("fields.method:post AND fields.status:500"))
+                .unwrap(),
+            2
+        );
+        assert_eq!(s.count(&req("parse_error:true")).unwrap(), 1);
+        assert_eq!(s.count(&req("host:web01 AND log:nginx")).unwrap(), 10);
+        assert_eq!(s.count(&req("timeout -fields.status:500")).unwrap(), 6);
+        assert_eq!(
+            s.count(&req("timeout AND NOT fields.status:500")).unwrap(),
+            6
+        );
+        assert_eq!(s.count(&req("upstream AND NOT timeout")).unwrap(), 0);
+        assert_eq!(s.count(&req("line AND NOT \"line 5\"")).unwrap(), 9);
+        let since = Utc.timestamp_opt(1_700_000_000 + 120, 250_000_000).unwrap();
+        let until = Utc.timestamp_opt(1_700_000_000 + 300, 250_000_000).unwrap();
+        let r = SearchRequest {
+            since: Some(since),
+            until: Some(until),
+            ..req("*")
+        };
+        assert_eq!(
+            s.count(&r).unwrap(),
+            3,
+            "since inclusive, until exclusive, sub-second kept"
+        );
+        let oldest = s
+            .search(&SearchRequest {
+                oldest_first: true,
+                limit: 2,
+                ..req("*")
+            })
+            .unwrap();
+        assert_eq!((oldest[0].offset, oldest[1].offset), (0, 100));
+        let newest = s
+            .search(&SearchRequest {
+                limit: 1,
+                ..req("*")
+            })
+            .unwrap();
+        assert_eq!(newest[0].offset, 900);
+        assert_eq!(newest[0].fields["status"], json!(500));
+        assert!(newest[0].parse_error);
+        assert_eq!(newest[0].end_offset, 1000);
+    }
+
+    #[test]
+    fn context_histogram_and_highlights() {
+        let (_d, s) = index();
+        let hit = &s.search(&req("\"line 5\"")).unwrap()[0];
+        let ctx = s.context(hit, 2, 3).unwrap();
+        let offs = |v: &[IndexedLine]| v.iter().map(|l| l.offset).collect::<Vec<_>>();
+        assert_eq!(offs(&ctx.before), [300, 400]);
+        assert_eq!(offs(&ctx.after), [600, 700, 800]);
+        let h = s
+            .histogram(&req("fields.status:500"), chrono::Duration::minutes(2))
+            .unwrap();
+        // Buckets are aligned to the epoch, not to the first event.
+        assert_eq!(
+            h.iter().map(|b| b.count).collect::<Vec<_>>(),
+            [1, 0, 1, 1, 0, 1]
+        );
+        assert_eq!(h[0].start.timestamp() % 120, 0);
+        let mut hl = s.highlighter(&req("timeout AND status")).unwrap();
+        let body = "line 1 status 200 Timeout upstream";
+        let marked = crate::highlight::mark(body, &hl.ranges(body), "[", "]");
+        assert_eq!(marked, "line 1 [status] 200 [Timeout] upstream");
+    }
+
+    #[test]
+    fn query_errors_name_the_position_and_what_was_expected() {
+        let (_d, s) = index();
+        let err = |q: &str| match s.count(&req(q)).unwrap_err() {
+            IndexError::Query(e) => e,
+            other => panic!("{other}"),
+        };
+        let e = err("error AND (timeout");
+        assert_eq!(e.position, Some(18));
+        assert!(e.expected.contains("`)`"), "{e}");
+        assert_eq!(
+            e.pointer().unwrap(),
+            "  error AND (timeout\n                    ^"
+        );
+        let e = err("\"unclosed phrase");
+        assert!(e.expected.contains("closing `\"`"), "{e}");
+        let e = err("stauts:500");
+        assert_eq!(e.position, Some(0));
+        assert!(
+            e.expected.contains("a known field instead of `stauts`"),
+            "{e}"
+        );
+        let e = err("x AND parse_error:maybe");
+        assert_eq!(e.position, Some(18));
+        let e = err("fields.status:[500 TO");
+        assert!(e.position.is_some(), "{e}");
     }
 }

@@ -1,31 +1,116 @@
-//! Adding lines.
+//! Adding lines, idempotently and cheaply.
+//!
+//! Re-adding a line must replace it (the durable path re-delivers lines after
+//! restarts). Deleting each line's name before adding it works but costs one
+//! term lookup per line in every segment at every commit, which dominates
+//! bulk loads. Instead, lines of one file that follow each other (each starts
+//! at the previous one's `end_offset`) are buffered as a *run*, and the run
+//! is written as ONE delete of `host AND log AND file_id AND offset in
+//! [first, last]` (the 64 KiB offset blocks from the inverted index, the
+//! exact range from the offset column) followed by its documents. Any line of that file starting inside the range is one of the
+//! run's lines (the run covers every byte in between), so the range delete
+//! removes exactly the older copies of the run's lines, plus stale pieces
+//! that started inside it (a partial line re-read whole, a multiline event
+//! re-joined differently). Lines that do not follow on start a new run; a
+//! run of one line is a plain upsert.
 
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::ops::Bound;
 use std::path::Path;
 
-use rill_proto::line_key;
+use rill_proto::{FileId, ParsedEvent};
+use serde_json::{Map, Value};
 use tantivy::directory::MmapDirectory;
+use tantivy::query::{BooleanQuery, InvertedIndexRangeQuery, Occur, Query, RangeQuery, TermQuery};
+use tantivy::schema::{IndexRecordOption, OwnedValue};
 use tantivy::{Index, IndexWriter as TantivyWriter, TantivyDocument, Term};
 
-use crate::schema::{self, Fields};
+use crate::schema::{self, Fields, OFFSET_BLOCK_BITS};
 use crate::{IndexError, IndexedLine};
 
-/// Memory budget of the tantivy writer: enough for large segments, small
-/// enough for a collector machine running many other processes.
-const WRITER_MEMORY: usize = 64_000_000;
-/// One indexing thread: the parser is one of several busy processes on the
-/// collector, and commits every 500 ms keep segments small anyway.
-const WRITER_THREADS: usize = 1;
+/// How much the writer may use.
+#[derive(Debug, Clone, Copy)]
+pub struct WriterOptions {
+    /// Indexing threads.
+    pub threads: usize,
+    /// Memory budget over all threads, bytes.
+    pub memory: usize,
+}
+
+impl Default for WriterOptions {
+    /// Two threads, 128 MB: the collector runs several busy processes, but a
+    /// parser catching up after an outage must keep up with many hosts.
+    fn default() -> Self {
+        WriterOptions {
+            threads: 2,
+            memory: 128_000_000,
+        }
+    }
+}
+
+/// A run is written once it holds this many lines (bounds memory between
+/// commits during bulk loads).
+const MAX_RUN: usize = 20_000;
+
+/// Consecutive lines of one file, not handed to tantivy yet.
+struct Run {
+    host: String,
+    log: String,
+    file_id: FileId,
+    /// `file_id` as stored, made once per run.
+    file_id_text: String,
+    first: u64,
+    last: u64,
+    /// Where the line after the run would start.
+    next: u64,
+    docs: Vec<TantivyDocument>,
+}
+
+impl Run {
+    fn is(&self, host: &str, log: &str, file_id: FileId) -> bool {
+        self.file_id == file_id && self.host == host && self.log == log
+    }
+}
+
+/// The parts of an event a document is made of.
+struct EventRef<'a> {
+    ts: chrono::DateTime<chrono::Utc>,
+    host: &'a str,
+    log: &'a str,
+    path: &'a str,
+    file_id: FileId,
+    offset: u64,
+    end_offset: u64,
+    body: &'a str,
+    fields: Map<String, Value>,
+    parse_error: bool,
+}
 
 /// The only writer of an index (tantivy holds a lock file while it lives).
 pub struct IndexWriter {
     writer: TantivyWriter,
     fields: Fields,
+    /// Open runs by a hash of (host, log, file_id); a collision only ends a
+    /// run early.
+    runs: HashMap<u64, Run>,
     pending: usize,
 }
 
+fn run_hash(host: &str, log: &str, file_id: FileId) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (host, log, file_id).hash(&mut h);
+    h.finish()
+}
+
 impl IndexWriter {
-    /// Opens the index in `dir`, creating the folder and the index if needed.
+    /// Opens the index in `dir` with default options, creating the folder and
+    /// the index if needed.
     pub fn open(dir: &Path) -> Result<Self, IndexError> {
+        Self::open_with(dir, WriterOptions::default())
+    }
+
+    pub fn open_with(dir: &Path, opts: WriterOptions) -> Result<Self, IndexError> {
         let open_err = |source| IndexError::Open {
             path: dir.to_owned(),
             source,
@@ -34,39 +119,150 @@ impl IndexWriter {
             .map_err(|e| open_err(tantivy::TantivyError::IoError(std::sync::Arc::new(e))))?;
         let directory = MmapDirectory::open(dir).map_err(|e| open_err(e.into()))?;
         let (schema, _) = schema::build();
-        let index = Index::open_or_create(directory, schema).map_err(open_err)?;
-        let fields = schema::fields_of(&index.schema()).map_err(open_err)?;
+        let index = Index::open_or_create(directory, schema.clone()).map_err(|e| {
+            if let tantivy::TantivyError::SchemaError(_) = e {
+                let old = Index::open_in_dir(dir).map(|i| i.schema());
+                let field = old
+                    .ok()
+                    .and_then(|s| schema::fields_of(&s).err())
+                    .unwrap_or_else(|| "?".into());
+                return IndexError::OldSchema {
+                    path: dir.to_owned(),
+                    field,
+                };
+            }
+            open_err(e)
+        })?;
+        let fields = schema::fields_of(&index.schema()).map_err(|field| IndexError::OldSchema {
+            path: dir.to_owned(),
+            field,
+        })?;
         let writer = index
-            .writer_with_num_threads(WRITER_THREADS, WRITER_MEMORY)
+            .writer_with_num_threads(opts.threads, opts.memory)
             .map_err(open_err)?;
         Ok(IndexWriter {
             writer,
             fields,
+            runs: HashMap::new(),
             pending: 0,
         })
     }
 
-    /// Adds `line`, replacing any line with the same durable name.
+    /// Adds `line`, replacing any line with the same durable name. It is
+    /// visible to searchers after the next [`IndexWriter::commit`].
     pub fn add(&mut self, line: &IndexedLine) -> Result<(), IndexError> {
-        let f = &self.fields;
-        let key = line_key(&line.host, &line.log, &line.file_id, line.offset);
-        // A delete applies to documents added before it, so delete-then-add
-        // is an upsert, within one commit and across commits.
-        self.writer.delete_term(Term::from_field_text(f.key, &key));
-        let mut doc = TantivyDocument::default();
-        doc.add_date(
-            f.ts,
-            tantivy::DateTime::from_timestamp_micros(line.ts.timestamp_micros()),
-        );
-        doc.add_text(f.host, &line.host);
-        doc.add_text(f.log, &line.log);
-        doc.add_text(f.path, &line.path);
-        doc.add_text(f.file_id, line.file_id.to_string());
-        doc.add_u64(f.offset, line.offset);
-        doc.add_text(f.body, &line.body);
-        doc.add_text(f.key, &key);
-        self.writer.add_document(doc)?;
+        self.add_ref(EventRef {
+            ts: line.ts,
+            host: &line.host,
+            log: &line.log,
+            path: &line.path,
+            file_id: line.file_id,
+            offset: line.offset,
+            end_offset: line.end_offset,
+            body: &line.body,
+            fields: line.fields.clone(),
+            parse_error: line.parse_error,
+        })
+    }
+
+    /// Like [`IndexWriter::add`] for a parsed event, without copying it.
+    pub fn add_event(&mut self, e: ParsedEvent) -> Result<(), IndexError> {
+        self.add_ref(EventRef {
+            ts: e.ts,
+            host: &e.host,
+            log: &e.log,
+            path: &e.path,
+            file_id: e.file_id,
+            offset: e.offset,
+            end_offset: e.end_offset,
+            body: &e.body,
+            fields: e.fields,
+            parse_error: e.parse_error,
+        })
+    }
+
+    fn add_ref(&mut self, e: EventRef) -> Result<(), IndexError> {
+        let h = run_hash(e.host, e.log, e.file_id);
+        let follows = self.runs.get(&h).is_some_and(|r| {
+            r.is(e.host, e.log, e.file_id)
+                && r.next == e.offset
+                && r.next != 0
+                && r.docs.len() < MAX_RUN
+        });
+        if !follows {
+            if let Some(run) = self.runs.remove(&h) {
+                self.write_run(run)?;
+            }
+            self.runs.insert(
+                h,
+                Run {
+                    host: e.host.to_owned(),
+                    log: e.log.to_owned(),
+                    file_id: e.file_id,
+                    file_id_text: e.file_id.to_string(),
+                    first: e.offset,
+                    last: e.offset,
+                    next: e.end_offset,
+                    docs: Vec::new(),
+                },
+            );
+        }
+        let f = self.fields;
+        let run = self.runs.get_mut(&h).expect("inserted above");
+        run.last = e.offset;
+        run.next = e.end_offset;
+        run.docs.push(document(&f, &run.file_id_text, e));
         self.pending += 1;
+        Ok(())
+    }
+
+    /// One range delete over the run's offsets, then its documents: a
+    /// delete applies only to documents added before it.
+    fn write_run(&mut self, run: Run) -> Result<(), IndexError> {
+        let f = &self.fields;
+        let term = |field, v: &str| -> Box<dyn Query> {
+            Box::new(TermQuery::new(
+                Term::from_field_text(field, v),
+                IndexRecordOption::Basic,
+            ))
+        };
+        let same: Box<dyn Query> = Box::new(BooleanQuery::new(vec![
+            (Occur::Must, term(f.host, &run.host)),
+            (Occur::Must, term(f.log, &run.log)),
+            (Occur::Must, term(f.file_id, &run.file_id_text)),
+            (
+                Occur::Must,
+                Box::new(InvertedIndexRangeQuery::new(
+                    Bound::Included(Term::from_field_u64(
+                        f.offset_block,
+                        run.first >> OFFSET_BLOCK_BITS,
+                    )),
+                    Bound::Included(Term::from_field_u64(
+                        f.offset_block,
+                        run.last >> OFFSET_BLOCK_BITS,
+                    )),
+                )),
+            ),
+            (
+                Occur::Must,
+                Box::new(RangeQuery::new(
+                    Bound::Included(Term::from_field_u64(f.offset, run.first)),
+                    Bound::Included(Term::from_field_u64(f.offset, run.last)),
+                )),
+            ),
+        ]));
+        self.writer.delete_query(same)?;
+        for doc in run.docs {
+            self.writer.add_document(doc)?;
+        }
+        Ok(())
+    }
+
+    fn write_runs(&mut self) -> Result<(), IndexError> {
+        let runs: Vec<Run> = self.runs.drain().map(|(_, r)| r).collect();
+        for run in runs {
+            self.write_run(run)?;
+        }
         Ok(())
     }
 
@@ -75,10 +271,176 @@ impl IndexWriter {
         self.pending
     }
 
-    /// Makes every added line durable and visible to searchers opened after this.
+    /// Makes every added line durable and visible to searchers opened (or
+    /// reloaded) after this.
     pub fn commit(&mut self) -> Result<(), IndexError> {
+        self.write_runs()?;
         self.writer.commit()?;
         self.pending = 0;
         Ok(())
+    }
+
+    /// Commits, then waits until background merges are done (for tools that
+    /// measure the final index, like the benchmark).
+    pub fn finish(mut self) -> Result<(), IndexError> {
+        self.commit()?;
+        self.writer.wait_merging_threads()?;
+        Ok(())
+    }
+
+    /// Deletes every event older than `cutoff` (retention) and commits.
+    pub fn delete_older_than(
+        &mut self,
+        cutoff: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), IndexError> {
+        self.write_runs()?;
+        let t = Term::from_field_date(
+            self.fields.ts,
+            tantivy::DateTime::from_timestamp_micros(cutoff.timestamp_micros()),
+        );
+        let old: Box<dyn Query> = Box::new(RangeQuery::new(Bound::Unbounded, Bound::Excluded(t)));
+        self.writer.delete_query(old)?;
+        self.commit()
+    }
+}
+
+fn document(f: &Fields, file_id_text: &str, e: EventRef) -> TantivyDocument {
+    let mut doc = TantivyDocument::default();
+    doc.add_date(
+        f.ts,
+        tantivy::DateTime::from_timestamp_micros(e.ts.timestamp_micros()),
+    );
+    doc.add_text(f.host, e.host);
+    doc.add_text(f.log, e.log);
+    if !e.path.is_empty() {
+        doc.add_text(f.path, e.path);
+    }
+    doc.add_text(f.file_id, file_id_text);
+    doc.add_u64(f.offset, e.offset);
+    doc.add_u64(f.offset_block, e.offset >> OFFSET_BLOCK_BITS);
+    doc.add_u64(f.end_offset, e.end_offset);
+    doc.add_text(f.body, e.body);
+    if !e.fields.is_empty() {
+        doc.add_object(
+            f.fields,
+            e.fields
+                .into_iter()
+                .map(|(k, v)| (k, OwnedValue::from(v)))
+                .collect(),
+        );
+    }
+    if e.parse_error {
+        doc.add_bool(f.parse_error, true);
+    }
+    doc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{IndexSearcher, SearchRequest};
+    use chrono::{TimeZone, Utc};
+
+    fn line(offset: u64, len: u64, body: &str) -> IndexedLine {
+        IndexedLine {
+            ts: Utc.timestamp_opt(1_700_000_000 + offset as i64, 0).unwrap(),
+            host: "h".into(),
+            log: "l".into(),
+            path: String::new(),
+            file_id: FileId {
+                dev: 1,
+                ino: 2,
+                fingerprint: 3,
+            },
+            offset,
+            end_offset: offset + len,
+            body: body.into(),
+            fields: Default::default(),
+            parse_error: false,
+        }
+    }
+
+    fn bodies(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = IndexSearcher::open(dir)
+            .unwrap()
+            .search(&SearchRequest {
+                query: "*".into(),
+                limit: 1000,
+                oldest_first: true,
+                ..Default::default()
+            })
+            .unwrap()
+            .into_iter()
+            .map(|l| l.body)
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn runs_replace_overlapping_redeliveries_and_keep_their_neighbours() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = IndexWriter::open(dir.path()).unwrap();
+        // Lines at 0, 10, 20, ..., 90 (each 10 bytes), committed.
+        for i in 0..10 {
+            w.add(&line(i * 10, 10, &format!("v1 {i}"))).unwrap();
+        }
+        w.commit().unwrap();
+        // A restarted tap re-delivers 30..60, then lines 60..70 again in the
+        // same commit, and a lone line at 90.
+        for i in 3..6 {
+            w.add(&line(i * 10, 10, &format!("v2 {i}"))).unwrap();
+        }
+        for i in 5..7 {
+            w.add(&line(i * 10, 10, &format!("v3 {i}"))).unwrap();
+        }
+        w.add(&line(90, 10, "v2 9")).unwrap();
+        w.commit().unwrap();
+        assert_eq!(
+            bodies(dir.path()),
+            ["v1 0", "v1 1", "v1 2", "v1 7", "v1 8", "v2 3", "v2 4", "v2 9", "v3 5", "v3 6"]
+        );
+    }
+
+    #[test]
+    fn runs_across_offset_blocks_replace_exactly_their_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = IndexWriter::open(dir.path()).unwrap();
+        let base = (1 << 16) - 20;
+        for i in 0..4 {
+            w.add(&line(base + i * 10, 10, &format!("v1 {i}"))).unwrap();
+        }
+        w.commit().unwrap();
+        // Lines 1 and 2 again (they straddle the 64 KiB block boundary).
+        for i in 1..3 {
+            w.add(&line(base + i * 10, 10, &format!("v2 {i}"))).unwrap();
+        }
+        w.commit().unwrap();
+        assert_eq!(bodies(dir.path()), ["v1 0", "v1 3", "v2 1", "v2 2"]);
+    }
+
+    #[test]
+    fn a_line_without_end_offset_is_a_run_of_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = IndexWriter::open(dir.path()).unwrap();
+        let mut a = line(0, 0, "a");
+        a.end_offset = 0;
+        w.add(&a).unwrap();
+        w.add(&line(5, 5, "b")).unwrap();
+        w.add(&a).unwrap();
+        w.commit().unwrap();
+        assert_eq!(bodies(dir.path()), ["a", "b"]);
+    }
+
+    #[test]
+    fn retention_deletes_only_older_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = IndexWriter::open(dir.path()).unwrap();
+        for i in 0..5 {
+            w.add(&line(i * 10, 10, &format!("l{i}"))).unwrap();
+        }
+        w.delete_older_than(Utc.timestamp_opt(1_700_000_020, 0).unwrap())
+            .unwrap();
+        assert_eq!(bodies(dir.path()), ["l2", "l3", "l4"]);
     }
 }

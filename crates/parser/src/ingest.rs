@@ -57,6 +57,8 @@ struct TapRun {
 pub struct Incoming {
     pub meta: LineMeta,
     pub bytes: Vec<u8>,
+    /// Its durable number in its tap run (`meta.epoch`).
+    pub seq: u64,
 }
 
 pub struct Ingest {
@@ -106,6 +108,7 @@ impl Ingest {
                         return Some(Incoming {
                             meta,
                             bytes: bytes.clone(),
+                            seq: env.seq,
                         });
                     }
                     if env.seq > run.next {
@@ -189,15 +192,19 @@ impl Ingest {
             .send_multipart([run.route.as_slice(), &json], zmq::DONTWAIT);
     }
 
-    /// Everything handed out so far is committed: tell the taps.
-    pub fn committed(&mut self) {
+    /// Everything handed out so far is committed, except lines from
+    /// `held(epoch)` on (still in an open multiline event, not indexed yet):
+    /// tell the taps.
+    pub fn committed(&mut self, held: impl Fn(&str) -> Option<u64>) {
         let gained: Vec<String> = self
             .runs
             .iter_mut()
-            .filter(|(_, r)| r.next > r.committed)
-            .map(|(e, r)| {
-                r.committed = r.next;
-                e.clone()
+            .filter_map(|(e, r)| {
+                let upto = held(e).map_or(r.next, |h| h.min(r.next));
+                (upto > r.committed).then(|| {
+                    r.committed = upto;
+                    e.clone()
+                })
             })
             .collect();
         for epoch in gained {
@@ -281,10 +288,13 @@ mod tests {
             tap.line(seq, 5);
         }
         assert_eq!(take(&mut ingest, 3), 3, "the duplicate 6 is skipped");
-        ingest.committed();
+        // Line 7 is still held (an open multiline event): confirm up to it.
+        ingest.committed(|e| (e == "e1").then_some(7));
         let r = tap.receipt();
-        assert_eq!((r.committed, r.resend_from), (8, None));
+        assert_eq!((r.committed, r.resend_from), (7, None));
         assert_eq!(r.generation, "g1");
+        ingest.committed(|_| None);
+        assert_eq!(tap.receipt().committed, 8);
     }
 
     #[test]

@@ -3,45 +3,42 @@
 //! ```text
 //! ingest ROUTER (from every ssh_tap's DEALER) -> [line, LineMeta, raw bytes, Envelope]
 //!   -> in order per tap run (ingest.rs: duplicates skipped, gaps asked for again)
-//!   -> parse (raw: body = line, ts = read_at)
-//!   -> IndexWriter::add (idempotent on the line's durable name)
+//!   -> events: per-log multiline rule and format (events.rs, formats/, multiline.rs)
+//!   -> IndexWriter::add_event (idempotent on the event's durable name)
 //!   -> PUB parsed/<host>/<log> (ParsedEvent JSON) to the bus
 //! commit when lines are pending and COMMIT_EVERY has passed,
-//!   then a receipt to every tap run that gained lines
+//!   then a receipt to every tap run: all its lines before the first one
+//!   still held in an open multiline event are in the index
+//! retention sweep (retention.rs); HTTP search API thread (http.rs)
 //! ```
 //!
 //! Commits are what make lines searchable and what lets a tap move its
 //! resume point on, so they happen at least every [`COMMIT_EVERY`] while
-//! lines arrive, and once more on shutdown.
+//! lines arrive, and once more on shutdown. Multiline events still open are
+//! completed after their `flush_after` idle time.
 
+pub mod events;
+pub mod formats;
+pub mod http;
 pub mod ingest;
+pub mod multiline;
+pub mod retention;
 
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use rill_bus::socket::{self, Role};
 use rill_config::Config;
-use rill_index::{IndexWriter, IndexedLine};
+use rill_index::IndexWriter;
 use rill_process::Shutdown;
-use rill_proto::{LineMeta, ParsedEvent, Topic};
-use tracing::{debug, info};
+use rill_proto::{ParsedEvent, Topic};
+use tracing::{debug, info, warn};
+
+use crate::events::EventBuilder;
+use crate::retention::Retention;
 
 /// The longest a received line waits before it is committed (searchable).
 pub const COMMIT_EVERY: Duration = Duration::from_millis(500);
-
-/// Turns one raw line into an event. `raw` for now: the body is the line
-/// (invalid UTF-8 replaced), the timestamp is the time the tap read it.
-pub fn parse_raw(meta: &LineMeta, bytes: &[u8]) -> ParsedEvent {
-    ParsedEvent {
-        ts: meta.read_at,
-        host: meta.host.clone(),
-        log: meta.log.clone(),
-        body: String::from_utf8_lossy(bytes).into_owned(),
-        fields: Default::default(),
-        file_id: meta.file_id,
-        offset: meta.offset,
-    }
-}
 
 pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
     let ctx = zmq::Context::new();
@@ -55,6 +52,15 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
     let live = socket::open(&ctx, zmq::PUB, Role::Live)?;
     socket::connect(&live, &cfg.bus_endpoint())?;
     info!(index = %dir.display(), "parser ready");
+    let mut events = EventBuilder::new(cfg)?;
+    let mut parsed: Vec<ParsedEvent> = Vec::new();
+    let mut retention = Retention::new(cfg.index.retention);
+    // A taken port must not stop indexing: warn loudly and go on without the API.
+    let _api = cfg.search.listen.and_then(|addr| {
+        http::SearchApi::start(addr, &dir)
+            .map_err(|e| warn!(error = %e, "search api NOT running"))
+            .ok()
+    });
 
     let mut first_pending: Option<Instant> = None;
     let mut indexed: u64 = 0;
@@ -65,50 +71,67 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
         if socket::readable(ingest.socket(), wait)? {
             // Drain what is queued without waiting again.
             while let Some(line) = ingest.recv() {
-                let event = parse_raw(&line.meta, &line.bytes);
-                index.add(&IndexedLine {
-                    ts: event.ts,
-                    host: event.host.clone(),
-                    log: event.log.clone(),
-                    path: line.meta.path.clone(),
-                    file_id: event.file_id,
-                    offset: event.offset,
-                    body: event.body.clone(),
-                })?;
-                first_pending.get_or_insert_with(Instant::now);
-                indexed += 1;
-                let topic = Topic::Parsed {
-                    host: &event.host,
-                    log: &event.log,
-                }
-                .to_string();
-                if let Ok(json) = serde_json::to_vec(&event) {
-                    let _ = live.send_multipart([topic.as_bytes(), &json], zmq::DONTWAIT);
+                // Inside the parser a line's `seq` is its durable number (the
+                // one receipts count), so open multiline events can hold
+                // receipts back (EventBuilder::first_pending_seq).
+                let mut meta = line.meta;
+                meta.seq = line.seq;
+                events.push(meta, &line.bytes, &mut parsed);
+                for event in parsed.drain(..) {
+                    deliver(&mut index, &live, event)?;
+                    first_pending.get_or_insert_with(Instant::now);
+                    indexed += 1;
                 }
                 if first_pending.is_some_and(|t| t.elapsed() >= COMMIT_EVERY) {
                     break;
                 }
             }
         }
+        events.flush_idle(Instant::now(), &mut parsed);
+        for event in parsed.drain(..) {
+            deliver(&mut index, &live, event)?;
+            first_pending.get_or_insert_with(Instant::now);
+            indexed += 1;
+        }
         if first_pending.is_some_and(|t| t.elapsed() >= COMMIT_EVERY) {
             let n = index.pending();
             index.commit()?;
-            ingest.committed();
+            ingest.committed(|epoch| events.first_pending_seq(epoch));
             debug!(lines = n, total = indexed, "committed");
             first_pending = None;
         }
+        retention.tick(&mut index)?;
+    }
+    events.flush_all(&mut parsed);
+    for event in parsed.drain(..) {
+        deliver(&mut index, &live, event)?;
     }
     if index.pending() > 0 {
         index.commit()?;
     }
-    ingest.committed();
+    ingest.committed(|_| None);
     info!(total = indexed, "parser stopped");
+    Ok(())
+}
+
+/// Publishes one event on `parsed/<host>/<log>` and indexes it.
+fn deliver(index: &mut IndexWriter, live: &zmq::Socket, event: ParsedEvent) -> anyhow::Result<()> {
+    let topic = Topic::Parsed {
+        host: &event.host,
+        log: &event.log,
+    }
+    .to_string();
+    if let Ok(json) = serde_json::to_vec(&event) {
+        let _ = live.send_multipart([topic.as_bytes(), &json], zmq::DONTWAIT);
+    }
+    index.add_event(event)?;
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rill_proto::LineMeta;
 
     #[test]
     fn raw_parser_keeps_the_line_and_its_name() {
@@ -116,9 +139,15 @@ mod tests {
             r#"{"host":"h","log":"l","path":"/p","file_id":"1:2:00000003","offset":9,"seq":0,"epoch":"e","read_at":"2026-11-22T10:00:00.5Z"}"#,
         )
         .unwrap();
-        let e = parse_raw(&meta, b"caf\xc3\xa9 \xff");
+        let mut out = Vec::new();
+        EventBuilder::with_rules(Default::default()).push(
+            meta.clone(),
+            b"caf\xc3\xa9 \xff",
+            &mut out,
+        );
+        let e = &out[0];
         assert_eq!(e.body, "café \u{fffd}");
-        assert_eq!(e.offset, 9);
+        assert_eq!((e.offset, e.end_offset), (9, 17));
         assert_eq!(e.ts, meta.read_at);
     }
 }

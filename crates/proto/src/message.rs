@@ -108,16 +108,37 @@ pub fn line_key(host: &str, log: &str, file_id: &FileId, offset: u64) -> String 
 }
 
 /// The single frame after the topic of a `parsed/<host>/<log>` message.
+///
+/// An event is one line, or several joined by a multiline rule; it is named
+/// (durably) by its FIRST line: `host`, `log`, `file_id`, `offset`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ParsedEvent {
+    /// Event time (UTC, sub-second precision kept): parsed from the line, or
+    /// the time the tap read it (`raw`, or when the line has no timestamp).
     pub ts: DateTime<Utc>,
     pub host: String,
     pub log: String,
+    /// The whole event text (lines joined with `\n`).
     pub body: String,
+    /// What the parser extracted (`status`, `method`, `severity`, ...).
     #[serde(default)]
     pub fields: serde_json::Map<String, serde_json::Value>,
     pub file_id: FileId,
+    /// The remote path the first line was read from (empty in messages from
+    /// before this field existed).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub path: String,
+    /// Byte offset of the event's first line.
     pub offset: u64,
+    /// Byte offset just past the event's last line (its newline included):
+    /// where the next line of the file starts. 0 in messages from before
+    /// this field existed.
+    #[serde(default)]
+    pub end_offset: u64,
+    /// The parser could not read the line: it is indexed as raw (ts = time
+    /// read) and `fields.parse_error` says why.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub parse_error: bool,
 }
 
 /// The single frame after the topic of a `ping/<host>` message.
@@ -234,10 +255,21 @@ mod tests {
             body: "GET /".into(),
             fields: Default::default(),
             file_id: FileId::default(),
+            path: "/var/log/x".into(),
             offset: 3,
+            end_offset: 9,
+            parse_error: true,
         };
         let back: ParsedEvent = serde_json::from_str(&serde_json::to_string(&e).unwrap()).unwrap();
         assert_eq!(back, e);
+        // An event from before end_offset and parse_error existed.
+        let old = r#"{"ts":"2026-11-22T10:00:00Z","host":"h","log":"l","body":"x","fields":{},
+            "file_id":"1:2:00000003","offset":4}"#;
+        let old: ParsedEvent = serde_json::from_str(old).unwrap();
+        assert_eq!(
+            (old.end_offset, old.parse_error, old.path.as_str()),
+            (0, false, "")
+        );
         let p = Ping {
             host: "h".into(),
             up: true,

@@ -1,0 +1,191 @@
+//! The query language and its errors.
+//!
+//! A query is tantivy's syntax over `body`: words, `"phrases"`, `AND`, `OR`,
+//! `NOT`/`-`, `+`, parentheses, and field filters: `host:web01`, `log:nginx`,
+//! `fields.status:500`, `fields.method:POST`, `parse_error:true`. `*` (or
+//! nothing) matches every event. `host`, `log`, `since` and `until` of a
+//! [`SearchRequest`] are ANDed to it.
+//!
+//! A query that does not parse gives a [`QueryError`] with the byte position
+//! and what was expected there.
+
+use std::ops::Bound;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tantivy::query::{
+    AllQuery, BooleanQuery, Occur, Query, QueryParser, QueryParserError, RangeQuery, TermQuery,
+};
+use tantivy::query_grammar::{Occur as GrammarOccur, UserInputAst};
+use tantivy::schema::IndexRecordOption;
+use tantivy::{Index, Term};
+
+use crate::schema::Fields;
+
+/// What to look for.
+#[derive(Debug, Clone, Default)]
+pub struct SearchRequest {
+    /// The query text; `*` or empty matches every event.
+    pub query: String,
+    /// Only events of this host (exact).
+    pub host: Option<String>,
+    /// Only events of this log (exact).
+    pub log: Option<String>,
+    /// Only events at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Only events before this time.
+    pub until: Option<DateTime<Utc>>,
+    /// At most this many hits (not used by counts and histograms).
+    pub limit: usize,
+    /// Oldest first instead of newest first.
+    pub oldest_first: bool,
+}
+
+/// A query that could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[error("invalid query {query:?}{}: expected {expected}", position.map(|p| format!(" at position {p}")).unwrap_or_default())]
+pub struct QueryError {
+    pub query: String,
+    /// Byte offset in `query` where the problem is, when known.
+    pub position: Option<usize>,
+    /// What was expected there.
+    pub expected: String,
+}
+
+impl QueryError {
+    /// The query with a caret under the position, for terminals:
+    /// ```text
+    ///   error AND (timeout
+    ///                      ^
+    /// ```
+    pub fn pointer(&self) -> Option<String> {
+        let p = self.position?;
+        let col = self.query.get(..p).map_or(p, |s| s.chars().count());
+        Some(format!("  {}\n  {}^", self.query, " ".repeat(col)))
+    }
+}
+
+/// Fields a query may name, for error messages.
+const FIELDS: &str = "host, log, file_id, parse_error, body or fields.<name>";
+
+/// Builds the tantivy query for `req`.
+pub fn build(index: &Index, f: &Fields, req: &SearchRequest) -> Result<Box<dyn Query>, QueryError> {
+    let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+    let text = req.query.trim();
+    if !(text.is_empty() || text == "*") {
+        clauses.push((Occur::Must, parse(index, f, &req.query)?));
+    }
+    for (field, value) in [(f.host, &req.host), (f.log, &req.log)] {
+        if let Some(v) = value {
+            clauses.push((
+                Occur::Must,
+                Box::new(TermQuery::new(
+                    Term::from_field_text(field, v),
+                    IndexRecordOption::Basic,
+                )),
+            ));
+        }
+    }
+    if req.since.is_some() || req.until.is_some() {
+        let t = |d: DateTime<Utc>| {
+            Term::from_field_date(
+                f.ts,
+                tantivy::DateTime::from_timestamp_micros(d.timestamp_micros()),
+            )
+        };
+        clauses.push((
+            Occur::Must,
+            Box::new(RangeQuery::new(
+                req.since
+                    .map_or(Bound::Unbounded, |s| Bound::Included(t(s))),
+                req.until
+                    .map_or(Bound::Unbounded, |u| Bound::Excluded(t(u))),
+            )),
+        ));
+    }
+    Ok(match clauses.len() {
+        0 => Box::new(AllQuery),
+        1 => clauses.pop().unwrap().1,
+        _ => Box::new(BooleanQuery::new(clauses)),
+    })
+}
+
+/// Parses the user's query text; `AND` binds as engineers expect from
+/// grep-like tools: terms without operators must all match.
+pub fn parse(index: &Index, f: &Fields, text: &str) -> Result<Box<dyn Query>, QueryError> {
+    let mut parser = QueryParser::for_index(index, vec![f.body]);
+    parser.set_conjunction_by_default();
+    let err = |position, expected: String| QueryError {
+        query: text.to_owned(),
+        position,
+        expected,
+    };
+    let (_, errors) = tantivy::query_grammar::parse_query_lenient(text);
+    if let Some(e) = errors.first() {
+        return Err(err(Some(e.pos.min(text.len())), explain(&e.message)));
+    }
+    let ast = tantivy::query_grammar::parse_query(text)
+        .map_err(|_| err(None, "a term, phrase, field:value or (group)".into()))?;
+    parser.build_query_from_user_input_ast(hoist_negations(ast)).map_err(|e| match e {
+        QueryParserError::FieldDoesNotExist(name) => err(
+            text.find(&format!("{name}:")),
+            format!("a known field instead of `{name}`: {FIELDS}"),
+        ),
+        QueryParserError::ExpectedBool(_) => err(
+            text.find("parse_error:").map(|p| p + "parse_error:".len()),
+            "true or false after `parse_error:`".into(),
+        ),
+        QueryParserError::AllButQueryForbidden => err(
+            Some(0),
+            "at least one term that must match (a query of only -exclusions matches nothing; use `* -word`)".into(),
+        ),
+        QueryParserError::SyntaxError(_) => err(None, "a term, phrase, field:value or (group)".into()),
+        other => err(None, other.to_string()),
+    })
+}
+
+/// `a AND NOT b` parses as `+a +(-b)`, and a group of only exclusions
+/// matches nothing, so the whole query would match nothing. Lift such
+/// groups into their parent: `+a -b`.
+fn hoist_negations(ast: UserInputAst) -> UserInputAst {
+    match ast {
+        UserInputAst::Clause(children) => {
+            let mut out = Vec::with_capacity(children.len());
+            for (occur, child) in children {
+                match hoist_negations(child) {
+                    UserInputAst::Clause(inner)
+                        if occur == Some(GrammarOccur::Must)
+                            && !inner.is_empty()
+                            && inner.iter().all(|(o, _)| *o == Some(GrammarOccur::MustNot)) =>
+                    {
+                        out.extend(inner)
+                    }
+                    child => out.push((occur, child)),
+                }
+            }
+            UserInputAst::Clause(out)
+        }
+        UserInputAst::Boost(inner, b) => UserInputAst::Boost(Box::new(hoist_negations(*inner)), b),
+        leaf => leaf,
+    }
+}
+
+/// tantivy's grammar messages, in the operator's words.
+fn explain(message: &str) -> String {
+    let m = match message {
+        "expected ')'" => "`)` to close the group",
+        "missing ]" | "missing range delimiter" => "`]` or `}` to close the range",
+        "Found unexpected boolean operator before term" => "a term before the operator",
+        "unparsed end of query" => {
+            "a term, phrase, operator or `)` here (unbalanced parenthesis or a dangling operator?)"
+        }
+        "parsed possible invalid field as term" => "a value after `field:`",
+        "missing space" => "a space between terms",
+        m if m.starts_with("parsed keyword NOT") => {
+            "a term after NOT (quote \"NOT\" to search for the word)"
+        }
+        m if m.starts_with("missing delimiter") => "a closing `\"` for the phrase",
+        m => return m.to_owned(),
+    };
+    m.to_owned()
+}
