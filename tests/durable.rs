@@ -128,6 +128,49 @@ fn a_lost_index_is_filled_again_from_the_files_still_on_the_server() {
     );
 }
 
+/// A server that stops answering while its TCP stack still acknowledges
+/// (sshd stopped, not the network) is noticed by the receive deadline, and
+/// the tap comes back once it answers again.
+#[test]
+fn a_server_that_stops_answering_is_noticed_and_followed_again() {
+    let h = OneHost::running(&["a"]);
+    let rill = &h.rill;
+    let serving = h.sshd.connection_pids();
+    assert!(!serving.is_empty(), "sshd serves the tap's connection");
+    let t = Instant::now();
+    for pid in &serving {
+        // SAFETY: stopping processes of the test's own sshd.
+        unsafe { libc::kill(*pid as i32, libc::SIGSTOP) };
+    }
+    let noticed = wait_until(Duration::from_secs(30), || {
+        rill.host_status("web01")
+            .is_some_and(|s| s["connected"] == false)
+    });
+    let took = t.elapsed();
+    for pid in &serving {
+        unsafe { libc::kill(*pid as i32, libc::SIGCONT) };
+    }
+    assert!(
+        noticed && took <= Duration::from_secs(15),
+        "noticed after {took:?}: {:?}",
+        rill.host_status("web01")
+    );
+    eprintln!("a stopped sshd was noticed after {took:.1?}");
+    let error = rill.host_status("web01").unwrap()["error"].clone();
+    assert!(
+        error.as_str().is_some_and(|e| e.contains("presumed dead")),
+        "{error}"
+    );
+    assert!(rill.wait_following("web01", Duration::from_secs(30)));
+    append_lines(&h, "a", 0..10);
+    assert_eq!(
+        wait_for(Duration::from_secs(20), || rill
+            .count("*", &[])
+            .filter(|&n| n == 10)),
+        Some(10)
+    );
+}
+
 /// 2,000 hosts, every 100th with a listening SSH port: each is reported, up
 /// or down as it is, within a few probe rounds.
 #[test]

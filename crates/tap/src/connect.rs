@@ -19,7 +19,7 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// black-holed network (packets dropped, no reset) is noticed this long
 /// after it started, whether or not we are reading.
 pub const TCP_USER_TIMEOUT: Duration = Duration::from_secs(8);
-/// Keepalives the server must answer, this many seconds apart.
+/// Keepalives (no reply asked), this many seconds apart.
 pub const KEEPALIVE_SECS: u32 = 2;
 /// How long any blocking SSH operation (handshake, auth, channel open) may take.
 pub const SSH_TIMEOUT_MS: u32 = 10_000;
@@ -116,9 +116,11 @@ pub fn connect(cfg: &Config, host: &Host) -> Result<Session, ConnectError> {
     }
 
     authenticate(&session, host)?;
-    // Keepalives the server answers, so bytes keep arriving on a healthy
-    // but idle connection; `keepalive_send` is called from the tap loop.
-    session.set_keepalive(true, KEEPALIVE_SECS);
+    // Keepalives without a reply: libssh2 never takes the replies off its
+    // packet list (they would pile up for the life of the connection). They
+    // still keep TCP_USER_TIMEOUT armed; liveness comes from the scripts'
+    // ticks. `keepalive_send` is called from the tap loop.
+    session.set_keepalive(false, KEEPALIVE_SECS);
     Ok(session)
 }
 
@@ -133,23 +135,6 @@ fn set_user_timeout(fd: RawFd, d: Duration) {
             (&ms as *const libc::c_uint).cast(),
             std::mem::size_of::<libc::c_uint>() as libc::socklen_t,
         );
-    }
-}
-
-/// How long ago the kernel last received data on the TCP socket `fd`.
-pub fn last_data_received(fd: RawFd) -> Option<Duration> {
-    // SAFETY: tcp_info is plain data; getsockopt writes at most `len` bytes.
-    unsafe {
-        let mut info: libc::tcp_info = std::mem::zeroed();
-        let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
-        let rc = libc::getsockopt(
-            fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_INFO,
-            (&mut info as *mut libc::tcp_info).cast(),
-            &mut len,
-        );
-        (rc == 0).then(|| Duration::from_millis(info.tcpi_last_data_recv as u64))
     }
 }
 

@@ -111,15 +111,6 @@ impl<'a> Connections<'a> {
         self.sessions.iter().map(|s| s.as_raw_fd()).collect()
     }
 
-    /// How long the quietest connection has received no data, as the kernel
-    /// counts it (`TCP_INFO`); `None` where the kernel does not say.
-    pub fn silent_for(&self) -> Option<Duration> {
-        self.sessions
-            .iter()
-            .filter_map(|s| crate::connect::last_data_received(s.as_raw_fd()))
-            .max()
-    }
-
     /// Waits until any connection's socket is readable, or `timeout`.
     pub fn wait_readable(&self, timeout: Duration) {
         let mut fds: Vec<libc::pollfd> = self

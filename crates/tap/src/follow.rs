@@ -47,6 +47,9 @@ const QUIET: Duration = Duration::from_secs(3);
 
 /// What the loop hands every pump.
 pub struct Io<'a> {
+    /// When anything (file bytes or a control line) last came from any
+    /// channel: the tap's measure of a live connection.
+    pub heard: &'a mut Instant,
     pub buf: &'a mut [u8],
     pub lines: &'a mut Vec<Line>,
     pub pieces: &'a mut Vec<Piece>,
@@ -186,6 +189,7 @@ impl Reader {
                 Ok(n) => {
                     seen.progressed = true;
                     self.last_data = Instant::now();
+                    *io.heard = self.last_data;
                     let data = io.buf[..n].to_vec();
                     let rest = if self.following.is_none() {
                         self.take_header(log, &data, io, i, current, &mut seen)?
@@ -303,6 +307,7 @@ impl Reader {
         if n == 0 {
             return;
         }
+        *io.heard = Instant::now();
         seen.progressed = true;
         self.stderr.extend_from_slice(&io.buf[..n]);
         while let Some(nl) = self.stderr.iter().position(|&b| b == b'\n') {
@@ -323,6 +328,7 @@ impl Reader {
                         io.board.log(i).remote_size = Some(n);
                     }
                 }
+                Some(Control::Tick) => {}
                 Some(c) => {
                     debug!(log = %log.name, control = ?c, "follow script reported");
                     apply(&mut self.final_size, &mut self.gone, c);
@@ -808,6 +814,15 @@ impl Follow {
         }
     }
 
+    pub fn poll_interval(&self) -> Duration {
+        self.settings.poll_interval
+    }
+
+    /// Whether any channel of this log is open (and so should be heard from).
+    pub fn has_channels(&self) -> bool {
+        self.current.is_some() || !self.draining.is_empty()
+    }
+
     /// Closes every channel (at shutdown).
     pub fn close(&mut self) {
         for r in self
@@ -835,7 +850,11 @@ fn apply(final_size: &mut Option<u64>, gone: &mut bool, c: Control) {
     match c {
         Control::Final(n) => *final_size = Some(n),
         Control::Gone => *gone = true,
-        Control::Rotated | Control::Truncated | Control::Fingerprint(_) | Control::Size(_) => {}
+        Control::Rotated
+        | Control::Truncated
+        | Control::Fingerprint(_)
+        | Control::Size(_)
+        | Control::Tick => {}
     }
 }
 

@@ -135,12 +135,15 @@ impl Nonce {
 ///   first VLEN bytes have fingerprint VFP.
 /// - `findcopy DIR VLEN VFP MINSIZE NAME`: the newest regular file of DIR
 ///   other than NAME that `fits`.
+/// - `nap`: says `RILL-TICK` on stderr (the tap hears from every channel at
+///   least once per interval, however quiet the file) and sleeps.
 /// - `osize`: `sz`, the size of the file being read (`cur`); fails once it
 ///   is gone (only possible when read by name).
 /// - `chunks`: sends the file from `off` in checked chunks until it is
 ///   truncated or gone, or, once `rot` is set (the path names another file
 ///   now, or this is a finish), until it stopped growing for one interval.
 const PRELUDE: &str = r#"LC_ALL=C; export LC_ALL
+nap() { echo RILL-TICK >&2; sleep @IV@; }
 fpof() {
   [ "$2" -gt 0 ] || { echo 0; return; }
   r=$(head -c "$2" "$1" 2>/dev/null | cksum 2>/dev/null); r=${r%% *}
@@ -208,7 +211,7 @@ chunks() {
       if [ "$sz" = "$prev" ]; then echo "RILL-FINAL $sz"; return; fi
       prev=$sz
     fi
-    sleep @IV@
+    nap
   done
 }
 "#;
@@ -232,7 +235,7 @@ wait $w
 
 const FOLLOW: &str = r#"  if [ ! -e "$p" ]; then
     if [ -d "$d" ]; then echo RILL-WAIT; else echo RILL-WAIT-DIR; fi
-    while [ ! -e "$p" ]; do sleep @IV@; done
+    while [ ! -e "$p" ]; do nap; done
     start=0
   else
     start=@START@
@@ -256,7 +259,7 @@ const FOLLOW: &str = r#"  if [ ! -e "$p" ]; then
   tail -s @STREAM_POLL@ -c +$((start + 1)) -f @NONCE@"$src" 2>&1 &
   t=$!
   while kill -0 $t 2>/dev/null; do
-    sleep @IV@
+    nap
     set -- $(ls -diL "$p" 2>/dev/null)
     if [ "${1:-gone}" != "$me" ]; then
       echo "RILL-ROTATED ${1:-gone}" >&2
@@ -264,7 +267,7 @@ const FOLLOW: &str = r#"  if [ ! -e "$p" ]; then
       while :; do
         osize || { echo RILL-GONE >&2; break; }
         if [ "$sz" = "$prev" ]; then echo "RILL-FINAL $sz" >&2; break; fi
-        prev=$sz; sleep @IV@
+        prev=$sz; nap
       done
       wait $t; exit 0
     fi
@@ -393,6 +396,8 @@ pub enum Control {
     Fingerprint(Verify),
     /// The file at the path is now this long (reported when it changes).
     Size(u64),
+    /// The script is alive (once per interval, however quiet the file).
+    Tick,
 }
 
 /// Parses one control line; `None` for anything else (a real error message).
@@ -406,6 +411,7 @@ pub fn parse_control(line: &str) -> Option<Control> {
         "RILL-GONE" => Some(Control::Gone),
         "RILL-TRUNCATED" => Some(Control::Truncated),
         "RILL-SIZE" => num().map(Control::Size),
+        "RILL-TICK" => Some(Control::Tick),
         "RILL-FP" => {
             let len = num()?;
             let fp = u32::try_from(num()?).ok()?;
@@ -563,6 +569,7 @@ mod tests {
             Some(Control::Fingerprint(Verify { len: 64, fp: 9 }))
         );
         assert_eq!(parse_control("RILL-SIZE 7"), Some(Control::Size(7)));
+        assert_eq!(parse_control("RILL-TICK"), Some(Control::Tick));
         assert_eq!(parse_control("RILL-FINAL x"), None);
         assert_eq!(parse_control("cat: oops"), None);
     }
@@ -731,11 +738,11 @@ mod tests {
         }
 
         /// Control records from the stream and from stderr, in arrival order
-        /// per source, size reports left out.
+        /// per source, size reports and ticks left out.
         fn controls(&self) -> Vec<Control> {
             self.all_controls()
                 .into_iter()
-                .filter(|c| !matches!(c, Control::Size(_)))
+                .filter(|c| !matches!(c, Control::Size(_) | Control::Tick))
                 .collect()
         }
 

@@ -9,7 +9,9 @@
 //!
 //! A dead connection is noticed by libssh2 errors, by TCP (our keepalives
 //! must be acknowledged within [`crate::connect::TCP_USER_TIMEOUT`]) and by
-//! a deadline on bytes received while the channels are being read.
+//! a deadline on bytes received while the channels are being read: every
+//! follow script says `RILL-TICK` once per poll interval, however quiet its
+//! file.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -29,8 +31,8 @@ use crate::follow::{Follow, Io};
 use crate::lines::Line;
 use crate::status::StatusBoard;
 
-/// No byte from the server for this long, while we read, means the
-/// connection is dead (keepalives are answered every 2 s).
+/// No byte from the server for this long (at least; three poll intervals
+/// when those are longer), while we read, means the connection is dead.
 pub const RECEIVE_DEADLINE: Duration = Duration::from_secs(8);
 /// How often checkpoints are saved when nothing else asks for it.
 const SAVE_EVERY: Duration = Duration::from_secs(1);
@@ -85,15 +87,27 @@ pub fn run(cfg: &Config, host: &str, shutdown: &Shutdown) -> anyhow::Result<()> 
         &mut saver,
         shutdown,
     );
+    if let Err(e) = &result {
+        // Say so now: closing below may take a while on a dead connection.
+        let error = format!("{e:#}");
+        error!(host, error = %error, "connection lost");
+        board.set_connected(false, Some(error));
+        board.flush(&out.live, true);
+    }
     // Receipts that arrived meanwhile count for the last checkpoint.
     let _ = out.durable.pump();
     saver.save(&mut follows, &out.durable);
 
-    // Close what we opened so the remote follow scripts end now, not when sshd
-    // notices a dead connection.
-    conns.blocking(2_000);
-    for f in &mut follows {
-        f.close();
+    if result.is_ok() {
+        // Close what we opened so the remote follow scripts end now, not
+        // when sshd notices the connection is gone.
+        conns.blocking(2_000);
+        for f in &mut follows {
+            f.close();
+        }
+    } else {
+        // The server does not answer: a last word, no waiting for replies.
+        conns.blocking(300);
     }
     conns.disconnect();
     let result = crate::sessions::finish(sessions, result);
@@ -117,6 +131,12 @@ fn follow_loop(
     let mut last_keepalive = Instant::now();
     // Since when the channels have been read without pause.
     let mut reading_since = Instant::now();
+    let mut heard = Instant::now();
+    let deadline = RECEIVE_DEADLINE.max(
+        follows
+            .first()
+            .map_or(Duration::ZERO, |f| f.poll_interval() * 3),
+    );
     while !shutdown.requested() {
         for heard in out.durable.pump()? {
             let Heard::Generation(g) = heard;
@@ -139,6 +159,7 @@ fn follow_loop(
             reading_since = Instant::now();
             for (i, f) in follows.iter_mut().enumerate() {
                 let mut io = Io {
+                    heard: &mut heard,
                     buf: &mut buf,
                     lines: &mut lines,
                     pieces: &mut pieces,
@@ -159,6 +180,7 @@ fn follow_loop(
                     warn!(log = %f.log.name, error = %format!("{e:#}"), "could not start following");
                 }
                 let mut io = Io {
+                    heard: &mut heard,
                     buf: &mut buf,
                     lines: &mut lines,
                     pieces: &mut pieces,
@@ -175,13 +197,15 @@ fn follow_loop(
         if last_keepalive.elapsed() >= Duration::from_secs(1) {
             conns.keepalive()?;
             last_keepalive = Instant::now();
-            if let Some(silent) = conns.silent_for() {
-                if silent > RECEIVE_DEADLINE && reading_since.elapsed() > RECEIVE_DEADLINE {
-                    return Err(anyhow!(
-                        "no data from the server for {} s although keepalives are sent every 2 s; the connection is presumed dead",
-                        silent.as_secs()
-                    ));
-                }
+            let listening = follows.iter().any(Follow::has_channels);
+            if listening && heard.elapsed() > deadline && reading_since.elapsed() > deadline {
+                return Err(anyhow!(
+                    "nothing from the server for {} s although its scripts report every poll interval; the connection is presumed dead",
+                    heard.elapsed().as_secs()
+                ));
+            }
+            if !listening {
+                heard = Instant::now();
             }
             for (i, f) in follows.iter().enumerate() {
                 let (indexed, lag) = f.lag(i, &out.durable);

@@ -130,6 +130,46 @@ impl Sshd {
         self.port
     }
 
+    /// The listening sshd's pid (each connection is served by its children).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The processes serving this sshd's connections (its descendants).
+    pub fn connection_pids(&self) -> Vec<u32> {
+        let Some(root) = self.pid() else {
+            return Vec::new();
+        };
+        let parent_of = |pid: u32| -> Option<u32> {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // "pid (comm) state ppid ...": comm may hold spaces, so split after ')'.
+            stat.rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()
+        };
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let mut p = pid;
+            while let Some(pp) = parent_of(p) {
+                if pp == root {
+                    found.push(pid);
+                    break;
+                }
+                if pp <= 1 {
+                    break;
+                }
+                p = pp;
+            }
+        }
+        found
+    }
+
     /// `[127.0.0.1]:PORT ssh-ed25519 AAAA...`
     pub fn known_hosts_line(&self) -> String {
         let public = std::fs::read_to_string(self.dir.path().join("host_ed25519_key.pub")).unwrap();
