@@ -6,12 +6,14 @@
 //! cargo build --release --workspace --bins
 //! target/release/rill-bench latency --rate 1000 --seconds 20
 //! target/release/rill-bench latency --rate 1000 --busybox
+//! target/release/rill-bench throughput --lines 2000000
 //! ```
 
 use clap::{Parser, Subcommand};
 
 mod latency;
 mod stats;
+mod throughput;
 mod workload;
 
 /// Benchmarks of Rill's pipeline on this machine.
@@ -26,12 +28,16 @@ enum Command {
     /// Live latency: from write() on the server to a `rill tail` subscriber
     /// printing the line.
     Latency(latency::Args),
+    /// Tap throughput: a file read through ssh_tap to a subscriber, next to
+    /// `ssh host cat` and `ssh host tail -c +1 -F` of the same file.
+    Throughput(throughput::Args),
 }
 
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Latency(a) => latency::run(&a),
+        Command::Throughput(a) => throughput::run(&a),
     };
     if let Err(e) = result {
         eprintln!("rill-bench: {e:#}");

@@ -1,0 +1,211 @@
+//! Tap throughput: a file of generated lines on the (loopback) server, read
+//! three ways: OpenSSH `ssh host cat FILE | wc -l`, `ssh host tail -c +1 -F
+//! FILE` until every line arrived, and through Rill (the file moved onto a
+//! followed path, so the tap reads it from its start) to a ZeroMQ
+//! subscriber on the streams endpoint.
+
+use std::io::Write;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use rill_e2e::{BusyBoxHost, OneHost, SshdOptions};
+
+use crate::workload;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Lines in the file (about 120 bytes each).
+    #[arg(long, default_value_t = 2_000_000)]
+    pub lines: u64,
+    /// Follow the file on a host whose shell and tools are BusyBox only.
+    #[arg(long)]
+    pub busybox: bool,
+}
+
+/// One way of reading the file: how long it took, how much arrived.
+pub struct Reading {
+    pub name: &'static str,
+    pub seconds: f64,
+    pub lines: u64,
+    pub bytes: u64,
+}
+
+impl Reading {
+    pub fn lines_per_s(&self) -> f64 {
+        self.lines as f64 / self.seconds
+    }
+    pub fn mb_per_s(&self) -> f64 {
+        self.bytes as f64 / self.seconds / 1e6
+    }
+}
+
+pub fn run(a: &Args) -> anyhow::Result<()> {
+    let busybox = a.busybox.then(BusyBoxHost::new);
+    let opts = busybox
+        .as_ref()
+        .map(|b| b.opts.clone())
+        .unwrap_or_else(SshdOptions::default);
+    let h = OneHost::start(OneHost::with_sshd(opts, &["app"]), &["app"]);
+    let big = h.remote.path.join("big.log");
+    let bytes = write_file(&big, a.lines)?;
+    let ssh = |cmd: &str| -> String {
+        format!(
+            "ssh -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile={} -i {} -p {} {}@127.0.0.1 {}",
+            h.sshd.known_hosts_file().display(),
+            h.key.private.display(),
+            h.sshd.port(),
+            h.user.name,
+            cmd
+        )
+    };
+    let cat = timed_shell(
+        "ssh host cat FILE | wc -l",
+        &ssh(&format!("'cat {}'", big.display())),
+        "wc -l",
+        a.lines,
+        bytes,
+    )?;
+    let tail = timed_shell(
+        "ssh host tail -c +1 -F FILE",
+        &ssh(&format!("'tail -c +1 -F {}'", big.display())),
+        &format!("head -n {} | wc -l", a.lines),
+        a.lines,
+        bytes,
+    )?;
+    let rill = through_rill(&h, &big, a.lines, bytes)?;
+    let host = if a.busybox { "busybox" } else { "gnu" };
+    println!("throughput host={host} lines={} bytes={bytes}", a.lines);
+    for r in [&cat, &tail, &rill] {
+        println!(
+            "  {:<32} {:>7.2} s {:>10.0} lines/s {:>7.1} MB/s  ({} lines)",
+            r.name,
+            r.seconds,
+            r.lines_per_s(),
+            r.mb_per_s(),
+            r.lines
+        );
+    }
+    println!(
+        "  rill / ssh cat = {:.0} %, rill / ssh tail -F = {:.0} %",
+        100.0 * rill.lines_per_s() / cat.lines_per_s(),
+        100.0 * rill.lines_per_s() / tail.lines_per_s()
+    );
+    drop(h);
+    drop(busybox);
+    Ok(())
+}
+
+fn write_file(path: &std::path::Path, lines: u64) -> anyhow::Result<u64> {
+    let mut f = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
+    let mut bytes = 0;
+    for n in 0..lines {
+        let l = workload::line(n);
+        bytes += l.len() as u64;
+        f.write_all(l.as_bytes())?;
+    }
+    f.flush()?;
+    // The server's user must be able to read it.
+    Command::new("chmod").arg("644").arg(path).status()?;
+    Ok(bytes)
+}
+
+fn timed_shell(
+    name: &'static str,
+    producer: &str,
+    consumer: &str,
+    lines: u64,
+    bytes: u64,
+) -> anyhow::Result<Reading> {
+    let t = Instant::now();
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!("{producer} | {consumer}"))
+        .output()
+        .with_context(|| format!("could not run {name}"))?;
+    let seconds = t.elapsed().as_secs_f64();
+    let got: u64 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    if got != lines {
+        bail!(
+            "{name}: {got} lines, not {lines}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(Reading {
+        name,
+        seconds,
+        lines,
+        bytes,
+    })
+}
+
+/// Moves the file onto the followed path: the tap sees a new file there and
+/// reads it from the start. Timed from the first line to the last at a
+/// plain SUB socket on the streams endpoint.
+fn through_rill(
+    h: &OneHost,
+    big: &std::path::Path,
+    lines: u64,
+    bytes: u64,
+) -> anyhow::Result<Reading> {
+    let ctx = zmq::Context::new();
+    let sub = ctx.socket(zmq::SUB)?;
+    sub.set_rcvhwm(0)?;
+    sub.set_subscribe(b"line/web01/app")?;
+    sub.connect(&h.rill.streams)?;
+    // Until the subscription is live: a line written now must arrive.
+    let probe_deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        h.append("app", b"probe\n");
+        if sub.poll(zmq::POLLIN, 300)? > 0 {
+            break;
+        }
+        if Instant::now() > probe_deadline {
+            bail!("the subscriber got nothing within 20 s");
+        }
+    }
+    while sub.poll(zmq::POLLIN, 500)? > 0 {
+        sub.recv_multipart(0)?;
+    }
+    std::fs::rename(big, h.file("app"))?;
+    let mut got = 0u64;
+    let mut first: Option<Instant> = None;
+    let mut last = Instant::now();
+    let mut dropped = 0u64;
+    let mut next_seq: Option<u64> = None;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while got < lines && Instant::now() < deadline {
+        if sub.poll(zmq::POLLIN, 2_000)? == 0 {
+            if first.is_some() && last.elapsed() > Duration::from_secs(10) {
+                break;
+            }
+            continue;
+        }
+        while let Ok(frames) = sub.recv_multipart(zmq::DONTWAIT) {
+            let now = Instant::now();
+            first.get_or_insert(now);
+            last = now;
+            got += 1;
+            if let Ok(meta) = serde_json::from_slice::<serde_json::Value>(&frames[1]) {
+                let seq = meta["seq"].as_u64().unwrap_or(0);
+                if let Some(want) = next_seq {
+                    dropped += seq.saturating_sub(want);
+                }
+                next_seq = Some(seq + 1);
+            }
+        }
+    }
+    let first = first.context("no line arrived")?;
+    if got < lines {
+        eprintln!("rill: {got} of {lines} lines arrived ({dropped} dropped by the live stream)");
+    }
+    Ok(Reading {
+        name: "rill (ssh_tap -> subscriber)",
+        seconds: last.duration_since(first).as_secs_f64().max(1e-3),
+        lines: got,
+        bytes: bytes * got / lines,
+    })
+}
