@@ -17,7 +17,7 @@ impl StreamProxy {
     /// Binds `bus` (where publishers connect) and `streams` (where clients
     /// subscribe) and forwards in a background thread.
     pub fn start(ctx: &zmq::Context, bus: &str, streams: &str) -> Result<Self, BusError> {
-        let frontend = socket::open(ctx, zmq::XSUB, Role::Live)?;
+        let frontend = socket::open(ctx, zmq::XSUB, Role::LiveBus)?;
         socket::bind(&frontend, bus)?;
         let backend = socket::open(ctx, zmq::XPUB, Role::Live)?;
         socket::bind(&backend, streams)?;

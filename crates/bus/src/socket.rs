@@ -7,9 +7,15 @@ use crate::BusError;
 /// What a socket is for; decides its limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
-    /// Live stream sockets (PUB, SUB, XPUB, XSUB). Lossy under overload: a slow
-    /// subscriber loses messages once this many are queued for it.
+    /// Live stream sockets facing subscribers (the proxy's XPUB, SUB).
+    /// Lossy under overload: a slow subscriber loses messages once this many
+    /// are queued for it.
     Live,
+    /// The live stream inside one machine, publishers to the proxy (PUB,
+    /// XSUB). Only fills when the proxy falls behind for a moment, never
+    /// because of a subscriber, so it is deep enough for a burst: a tap
+    /// catching up publishes thousands of lines in a millisecond.
+    LiveBus,
     /// The durable hand-over of lines from taps to the parser (PUSH/PULL).
     /// A full queue blocks the sender, which then stops reading.
     Ingest,
@@ -23,6 +29,7 @@ impl Role {
         match self {
             // ~1.2 MB of 120-byte lines per subscriber: a second at 10k lines/s.
             Role::Live => 10_000,
+            Role::LiveBus => 100_000,
             Role::Ingest => 10_000,
             Role::Control => 1_000,
         }

@@ -6,7 +6,8 @@
 //!   -> events: per-log multiline rule and format (events.rs, formats/, multiline.rs)
 //!   -> IndexWriter::add_event (idempotent on the event's durable name)
 //!   -> PUB parsed/<host>/<log> (ParsedEvent JSON) to the bus
-//! commit when lines are pending and COMMIT_EVERY has passed,
+//! commit when lines are pending and COMMIT_EVERY has passed, or half a
+//!   tap's window (`tap.max_unacked_lines`) arrived since the last commit,
 //!   then a receipt to every tap run: all its lines before the first one
 //!   still held in an open multiline event are in the index
 //! retention sweep (retention.rs); HTTP search API thread (http.rs)
@@ -14,7 +15,10 @@
 //!
 //! Commits are what make lines searchable and what lets a tap move its
 //! resume point on, so they happen at least every [`COMMIT_EVERY`] while
-//! lines arrive, and once more on shutdown. Multiline events still open are
+//! lines arrive, and once more on shutdown. A tap stops reading when its
+//! window of unconfirmed lines is full, so a commit is also due as soon as
+//! half a window has arrived: in a burst the tap's speed is then the
+//! indexer's, not `max_unacked_lines` per `COMMIT_EVERY`. Multiline events still open are
 //! completed after their `flush_after` idle time.
 
 pub mod events;
@@ -49,7 +53,7 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
     let generation = ingest::generation(&dir, index_was_there)
         .with_context(|| format!("could not name the index in {}", dir.display()))?;
     let mut ingest = ingest::Ingest::bind(&ctx, &cfg.ingest_endpoint(), generation)?;
-    let live = socket::open(&ctx, zmq::PUB, Role::Live)?;
+    let live = socket::open(&ctx, zmq::PUB, Role::LiveBus)?;
     socket::connect(&live, &cfg.bus_endpoint())?;
     info!(index = %dir.display(), "parser ready");
     let mut events = EventBuilder::new(cfg)?;
@@ -64,6 +68,11 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
 
     let mut first_pending: Option<Instant> = None;
     let mut indexed: u64 = 0;
+    let commit_lines = (cfg.tap.max_unacked_lines / 2).max(1) as u64;
+    let mut received: u64 = 0;
+    let due = |first_pending: Option<Instant>, received: u64| {
+        received >= commit_lines || first_pending.is_some_and(|t| t.elapsed() >= COMMIT_EVERY)
+    };
     while !shutdown.requested() {
         let wait = first_pending.map_or(Duration::from_millis(100), |t| {
             COMMIT_EVERY.saturating_sub(t.elapsed())
@@ -71,6 +80,7 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
         if socket::readable(ingest.socket(), wait)? {
             // Drain what is queued without waiting again.
             while let Some(line) = ingest.recv() {
+                received += 1;
                 // Inside the parser a line's `seq` is its durable number (the
                 // one receipts count), so open multiline events can hold
                 // receipts back (EventBuilder::first_pending_seq).
@@ -82,7 +92,7 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
                     first_pending.get_or_insert_with(Instant::now);
                     indexed += 1;
                 }
-                if first_pending.is_some_and(|t| t.elapsed() >= COMMIT_EVERY) {
+                if due(first_pending, received) {
                     break;
                 }
             }
@@ -93,7 +103,8 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
             first_pending.get_or_insert_with(Instant::now);
             indexed += 1;
         }
-        if first_pending.is_some_and(|t| t.elapsed() >= COMMIT_EVERY) {
+        if first_pending.is_some() && due(first_pending, received) {
+            received = 0;
             let n = index.pending();
             index.commit()?;
             ingest.committed(|epoch| events.first_pending_seq(epoch));

@@ -56,7 +56,7 @@ struct Target {
 pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
     raise_file_limit();
     let ctx = zmq::Context::new();
-    let live = socket::open(&ctx, zmq::PUB, Role::Live)?;
+    let live = socket::open(&ctx, zmq::PUB, Role::LiveBus)?;
     socket::connect(&live, &cfg.bus_endpoint())?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

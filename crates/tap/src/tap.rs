@@ -291,7 +291,7 @@ pub struct Outputs {
 
 impl Outputs {
     fn connect(ctx: &zmq::Context, cfg: &Config, host: &str) -> anyhow::Result<Self> {
-        let live = socket::open(ctx, zmq::PUB, Role::Live)?;
+        let live = socket::open(ctx, zmq::PUB, Role::LiveBus)?;
         socket::connect(&live, &cfg.bus_endpoint())?;
         let durable =
             Durable::connect(ctx, &cfg.ingest_endpoint(), host, cfg.tap.max_unacked_lines)?;

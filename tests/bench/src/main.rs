@@ -7,6 +7,7 @@
 //! target/release/rill-bench latency --rate 1000 --seconds 20
 //! target/release/rill-bench latency --rate 1000 --busybox
 //! target/release/rill-bench throughput --lines 2000000
+//! target/release/rill-bench wire --lines 2000000
 //! ```
 
 use clap::{Parser, Subcommand};
@@ -14,6 +15,7 @@ use clap::{Parser, Subcommand};
 mod latency;
 mod stats;
 mod throughput;
+mod wire;
 mod workload;
 
 /// Benchmarks of Rill's pipeline on this machine.
@@ -31,6 +33,9 @@ enum Command {
     /// Tap throughput: a file read through ssh_tap to a subscriber, next to
     /// `ssh host cat` and `ssh host tail -c +1 -F` of the same file.
     Throughput(throughput::Args),
+    /// The live path's ceiling without SSH or the index: line metas made and
+    /// published through the stream proxy to a subscriber.
+    Wire(wire::Args),
 }
 
 fn main() {
@@ -38,6 +43,7 @@ fn main() {
     let result = match cli.command {
         Command::Latency(a) => latency::run(&a),
         Command::Throughput(a) => throughput::run(&a),
+        Command::Wire(a) => wire::run(&a),
     };
     if let Err(e) = result {
         eprintln!("rill-bench: {e:#}");
