@@ -8,11 +8,18 @@
 //! target/release/rill-bench latency --rate 1000 --busybox
 //! target/release/rill-bench throughput --lines 2000000
 //! target/release/rill-bench wire --lines 2000000
+//! target/release/rill-bench searchable --rate 1000 --seconds 60
+//! target/release/rill-bench memory --rate 20000 --seconds 60 --stall-seconds 300
+//! target/release/rill-bench scale --hosts 200 --rate 10
 //! ```
 
 use clap::{Parser, Subcommand};
 
 mod latency;
+mod memory;
+mod procs;
+mod scale;
+mod searchable;
 mod stats;
 mod throughput;
 mod wire;
@@ -36,6 +43,14 @@ enum Command {
     /// The live path's ceiling without SSH or the index: line metas made and
     /// published through the stream proxy to a subscriber.
     Wire(wire::Args),
+    /// Time to searchable: from write() on the server until `rill search`
+    /// returns the line.
+    Searchable(searchable::Args),
+    /// RSS and CPU of every component at a steady rate, then with a
+    /// subscriber that stopped reading.
+    Memory(memory::Args),
+    /// Many hosts (one sshd each) with two logs each on one collector.
+    Scale(scale::Args),
 }
 
 fn main() {
@@ -44,6 +59,9 @@ fn main() {
         Command::Latency(a) => latency::run(&a),
         Command::Throughput(a) => throughput::run(&a),
         Command::Wire(a) => wire::run(&a),
+        Command::Searchable(a) => searchable::run(&a),
+        Command::Memory(a) => memory::run(&a),
+        Command::Scale(a) => scale::run(&a),
     };
     if let Err(e) = result {
         eprintln!("rill-bench: {e:#}");

@@ -1,0 +1,104 @@
+//! Resident memory and CPU time of a process tree, from /proc.
+
+use std::collections::BTreeMap;
+
+/// One process as /proc shows it now.
+#[derive(Debug, Clone)]
+pub struct Proc {
+    pub pid: u32,
+    pub name: String,
+    pub rss_kib: u64,
+    /// Proportional set size: shared pages divided among their users.
+    pub pss_kib: u64,
+    /// User + system CPU time, in clock ticks.
+    pub ticks: u64,
+}
+
+/// Clock ticks per second (`getconf CLK_TCK`; 100 on Linux).
+pub const TICKS: f64 = 100.0;
+
+/// `root` and every process below it.
+pub fn tree(root: u32) -> Vec<Proc> {
+    let mut parent: BTreeMap<u32, u32> = BTreeMap::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if let Some(ppid) = stat(pid).map(|s| s.1) {
+            parent.insert(pid, ppid);
+        }
+    }
+    let mut ours = vec![root];
+    let mut i = 0;
+    while i < ours.len() {
+        let p = ours[i];
+        ours.extend(parent.iter().filter(|(_, pp)| **pp == p).map(|(c, _)| *c));
+        i += 1;
+    }
+    ours.into_iter().filter_map(one).collect()
+}
+
+/// One process, if it is still there.
+pub fn one(pid: u32) -> Option<Proc> {
+    let (name, _, ticks) = stat(pid)?;
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    let field = |key: &str| -> u64 {
+        rollup
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    Some(Proc {
+        pid,
+        name,
+        rss_kib: field("Rss:"),
+        pss_kib: field("Pss:"),
+        ticks,
+    })
+}
+
+/// (comm, ppid, utime + stime) from /proc/PID/stat.
+fn stat(pid: u32) -> Option<(String, u32, u64)> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let open = s.find('(')?;
+    let close = s.rfind(')')?;
+    let name = s[open + 1..close].to_owned();
+    let rest: Vec<&str> = s[close + 2..].split_whitespace().collect();
+    let ppid = rest.get(1)?.parse().ok()?;
+    let utime: u64 = rest.get(11)?.parse().ok()?;
+    let stime: u64 = rest.get(12)?.parse().ok()?;
+    Some((name, ppid, utime + stime))
+}
+
+/// Sums per program name: (processes, RSS KiB, PSS KiB, ticks).
+pub fn by_name(procs: &[Proc]) -> BTreeMap<String, (usize, u64, u64, u64)> {
+    let mut m: BTreeMap<String, (usize, u64, u64, u64)> = BTreeMap::new();
+    for p in procs {
+        let e = m.entry(p.name.clone()).or_default();
+        e.0 += 1;
+        e.1 += p.rss_kib;
+        e.2 += p.pss_kib;
+        e.3 += p.ticks;
+    }
+    m
+}
+
+/// CPU use between two samples of the same tree, in % of one core, by name.
+pub fn cpu_percent(before: &[Proc], after: &[Proc], seconds: f64) -> BTreeMap<String, f64> {
+    let mut m: BTreeMap<String, f64> = BTreeMap::new();
+    for a in after {
+        let was = before
+            .iter()
+            .find(|b| b.pid == a.pid)
+            .map_or(0, |b| b.ticks);
+        *m.entry(a.name.clone()).or_default() +=
+            a.ticks.saturating_sub(was) as f64 / TICKS / seconds * 100.0;
+    }
+    m
+}
+
+/// `12.3 MB` from KiB.
+pub fn mb(kib: u64) -> String {
+    format!("{:.1} MB", kib as f64 * 1024.0 / 1e6)
+}

@@ -1,0 +1,249 @@
+//! Scale on one collector: many hosts (each its own OpenSSH sshd on
+//! loopback, each its own SSH connection) with two logs each, written at a
+//! slow steady rate. Measures the time from `supervisor` start until every
+//! log's topic delivered a line to a subscriber, then the whole collector
+//! process tree's RSS, PSS and CPU at that load. The sshds and their
+//! remote scripts run on the same machine but are the servers' side: they
+//! are reported apart.
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use rill_e2e::{Rill, TestAuth, TestHost, TestLog};
+use rill_test_support::{Sshd, SshdOptions, TestUser};
+
+use crate::procs::{self, mb};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Hosts, each with its own sshd.
+    #[arg(long, default_value_t = 200)]
+    pub hosts: usize,
+    /// Lines per second written to each log.
+    #[arg(long, default_value_t = 10)]
+    pub rate: u64,
+    /// How long the steady state is measured.
+    #[arg(long, default_value_t = 60)]
+    pub seconds: u64,
+}
+
+pub fn run(a: &Args) -> anyhow::Result<()> {
+    raise_nofile();
+    let user = TestUser::get()?;
+    let key = user.authorize_new_key()?;
+    let remote = user.scratch_dir()?;
+    let logs = ["app", "sys"];
+    for l in logs {
+        remote.append(&format!("{l}.log"), b"")?;
+    }
+    let t = Instant::now();
+    let mut sshds = Vec::with_capacity(a.hosts);
+    for _ in 0..a.hosts {
+        sshds.push(Sshd::start(SshdOptions::default())?);
+    }
+    eprintln!(
+        "{} sshd started in {:.1} s",
+        a.hosts,
+        t.elapsed().as_secs_f64()
+    );
+    let names: Vec<String> = (0..a.hosts).map(|i| format!("h{i:03}")).collect();
+    let hosts: Vec<TestHost> = names
+        .iter()
+        .zip(&sshds)
+        .map(|(n, s)| TestHost {
+            name: n,
+            port: s.port(),
+            user: &user.name,
+            auth: TestAuth::Key(&key.private),
+            known_hosts: "strict",
+        })
+        .collect();
+    let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let paths: Vec<_> = logs
+        .iter()
+        .map(|l| remote.file(&format!("{l}.log")))
+        .collect();
+    let entries: Vec<TestLog> = logs
+        .iter()
+        .zip(&paths)
+        .map(|(name, path)| TestLog {
+            name,
+            path,
+            hosts: &name_refs,
+        })
+        .collect();
+    let known: Vec<String> = sshds.iter().map(Sshd::known_hosts_line).collect();
+    let mut rill = Rill::new(&hosts, &entries, &known);
+
+    // Every log of every host is written to (the hosts share one file per
+    // log, so each write shows up on every host's topic).
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        let paths = paths.clone();
+        let rate = a.rate;
+        std::thread::spawn(move || -> std::io::Result<()> {
+            let mut files = paths
+                .iter()
+                .map(|p| std::fs::OpenOptions::new().append(true).open(p))
+                .collect::<std::io::Result<Vec<_>>>()?;
+            let start = Instant::now();
+            let mut n = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                let due = (start.elapsed().as_secs_f64() * rate as f64) as u64;
+                for s in n..due {
+                    for f in &mut files {
+                        f.write_all(crate::workload::line(s).as_bytes())?;
+                    }
+                }
+                n = n.max(due);
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Ok(())
+        })
+    };
+
+    let ctx = zmq::Context::new();
+    let sub = ctx.socket(zmq::SUB)?;
+    sub.set_rcvhwm(0)?;
+    sub.set_subscribe(b"line/")?;
+    sub.connect(&rill.streams)?;
+
+    let want = a.hosts * logs.len();
+    let start = Instant::now();
+    rill.start();
+    let supervisor = rill.supervisor_pid().context("no supervisor")?;
+    let mut seen: HashSet<Vec<u8>> = HashSet::new();
+    let mut lines = 0u64;
+    let deadline = start + Duration::from_secs(300);
+    while seen.len() < want {
+        if Instant::now() > deadline {
+            bail!(
+                "only {} of {want} logs streamed within 300 s; log:\n{}",
+                seen.len(),
+                tail_of(&rill.log(), 40)
+            );
+        }
+        if sub.poll(zmq::POLLIN, 500)? > 0 {
+            while let Ok(frames) = sub.recv_multipart(zmq::DONTWAIT) {
+                lines += 1;
+                seen.insert(frames[0].clone());
+            }
+        }
+    }
+    let all_streaming = start.elapsed();
+    println!(
+        "scale hosts={} logs={want} rate={}/s per log: all {want} logs streaming {:.1} s after supervisor start",
+        a.hosts,
+        a.rate,
+        all_streaming.as_secs_f64()
+    );
+
+    // Steady state: settle, then measure.
+    let settle = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < settle {
+        drain(&sub, &mut lines)?;
+    }
+    let before = procs::tree(supervisor);
+    let lines_before = lines;
+    let t = Instant::now();
+    let mut max_rss = 0u64;
+    let mut max_pss = 0u64;
+    let mut next_sample = Instant::now();
+    while t.elapsed() < Duration::from_secs(a.seconds) {
+        drain(&sub, &mut lines)?;
+        if Instant::now() >= next_sample {
+            let now = procs::tree(supervisor);
+            max_rss = max_rss.max(now.iter().map(|p| p.rss_kib).sum());
+            max_pss = max_pss.max(now.iter().map(|p| p.pss_kib).sum());
+            next_sample += Duration::from_secs(5);
+        }
+    }
+    let after = procs::tree(supervisor);
+    let secs = t.elapsed().as_secs_f64();
+    let cpu = procs::cpu_percent(&before, &after, secs);
+    let by = procs::by_name(&after);
+    let total_cpu: f64 = cpu.values().sum();
+    println!(
+        "  {:.0} lines/s reached one subscriber of line/# (want {})",
+        (lines - lines_before) as f64 / secs,
+        want as u64 * a.rate
+    );
+    for (name, (n, rss, pss, _)) in &by {
+        println!(
+            "    {:<15} x{n:<4} RSS {:>9}  PSS {:>9}  CPU {:>5.1} % of a core",
+            name,
+            mb(*rss),
+            mb(*pss),
+            cpu.get(name).copied().unwrap_or(0.0)
+        );
+    }
+    println!(
+        "  whole tree: {} processes, RSS {} (max {}), PSS {} (max {}), CPU {:.1} % of a core",
+        after.len(),
+        mb(after.iter().map(|p| p.rss_kib).sum()),
+        mb(max_rss),
+        mb(after.iter().map(|p| p.pss_kib).sum()),
+        mb(max_pss),
+        total_cpu
+    );
+    let server_before: Vec<_> = sshds
+        .iter()
+        .filter_map(Sshd::pid)
+        .flat_map(procs::tree)
+        .collect();
+    std::thread::sleep(Duration::from_secs(10));
+    let server_after: Vec<_> = sshds
+        .iter()
+        .filter_map(Sshd::pid)
+        .flat_map(procs::tree)
+        .collect();
+    let server_by = procs::cpu_percent(&server_before, &server_after, 10.0);
+    let server_cpu: f64 = server_by.values().sum();
+    for (name, c) in &server_by {
+        println!("    server side {name:<15} CPU {c:>5.1} % of a core");
+    }
+    println!(
+        "  servers' side (sshd and the follow scripts, not Rill's collector): {} processes, CPU {:.1} % of a core",
+        server_after.len(),
+        server_cpu
+    );
+    stop.store(true, Ordering::SeqCst);
+    writer.join().expect("writer")?;
+    rill.stop(Duration::from_secs(30));
+    drop(sshds);
+    Ok(())
+}
+
+fn drain(sub: &zmq::Socket, lines: &mut u64) -> anyhow::Result<()> {
+    if sub.poll(zmq::POLLIN, 200)? > 0 {
+        while sub.recv_multipart(zmq::DONTWAIT).is_ok() {
+            *lines += 1;
+        }
+    }
+    Ok(())
+}
+
+fn tail_of(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Hundreds of sshds and connections need more than the default 1024 fds.
+fn raise_nofile() {
+    // SAFETY: plain libc calls on a local struct.
+    unsafe {
+        let mut l = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) == 0 {
+            l.rlim_cur = l.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &l);
+        }
+    }
+}
