@@ -107,11 +107,26 @@ fn run(host: Host, mode: Mode, crash: Crash) {
             .map(|s| s["logs"][0].clone())
             .unwrap_or_default()
     };
+    let mut rotated_away = serde_json::Value::Null;
     for quarter in 1..=3 {
         assert!(wait_until(Duration::from_secs(60), || written
             .load(Ordering::SeqCst)
             >= quarter * LINES / 4));
+        // Rotate only a file the tap follows: a file created and removed
+        // again before the tap ever saw it cannot be read by anyone.
+        assert!(
+            wait_until(Duration::from_secs(20), || {
+                let now = followed();
+                now["error"].is_null()
+                    && !now["file_id"].is_null()
+                    && now["file_id"] != rotated_away
+            }),
+            "the tap never followed the file before rotation {quarter}: {}\n{}",
+            followed(),
+            rill.log()
+        );
         let before = followed()["file_id"].clone();
+        rotated_away = before.clone();
         match &mode {
             Mode::Logrotate(_) => {
                 let out = Command::new("logrotate")

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use rill_config::{Config, Log};
-use rill_proto::{LogStatus, TapStatus, Topic};
+use rill_proto::{FileId, LogStatus, TapStatus, Topic};
 
 /// The status file of `host`.
 pub fn status_file(cfg: &Config, host: &str) -> PathBuf {
@@ -31,6 +31,8 @@ pub fn read_status(cfg: &Config, host: &str) -> Option<TapStatus> {
 
 /// How often an unchanged status is written again (it doubles as a liveness beat).
 pub const REPORT_EVERY: Duration = Duration::from_secs(1);
+/// A change of state is written at most this long after it happened.
+pub const PROMPTLY: Duration = Duration::from_millis(200);
 
 /// The tap's current status, written out once a second (at once when the
 /// connection changes).
@@ -40,6 +42,15 @@ pub struct StatusBoard {
     last_write: Option<Instant>,
     /// The status file, open for rewriting.
     out: Option<std::fs::File>,
+    written_state: State,
+}
+
+/// The part of a status that changes rarely and matters at once.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct State {
+    connected: bool,
+    error: Option<String>,
+    logs: Vec<(Option<FileId>, Option<String>)>,
 }
 
 impl StatusBoard {
@@ -63,6 +74,7 @@ impl StatusBoard {
             file: status_file(cfg, host),
             last_write: None,
             out: None,
+            written_state: State::default(),
         }
     }
 
@@ -76,16 +88,22 @@ impl StatusBoard {
         &mut self.status.logs[i]
     }
 
-    /// Writes the file atomically and publishes: when `force`d (the
-    /// connection came or went), else once per [`REPORT_EVERY`]. Offsets
-    /// and lags change with every line, so "changed" alone would mean a
-    /// file written several times a second per host, which on a collector
-    /// of hundreds of hosts costs more CPU than the lines themselves.
+    /// Writes the file and publishes: when `force`d (the connection came
+    /// or went), within [`PROMPTLY`] of a change of state (connection, an
+    /// error set or cleared, a new file followed), else once per
+    /// [`REPORT_EVERY`]. Counters, offsets and lags change with every line;
+    /// writing for each of those changes meant a file written several times
+    /// a second per host, which on a collector of hundreds of hosts cost
+    /// more CPU than the lines themselves.
     pub fn flush(&mut self, live: &zmq::Socket, force: bool) {
         let due = self.last_write.is_none_or(|t| t.elapsed() >= REPORT_EVERY);
-        if !(force || due) {
+        let state = self.state();
+        let changed =
+            state != self.written_state && self.last_write.is_none_or(|t| t.elapsed() >= PROMPTLY);
+        if !(force || due || changed) {
             return;
         }
+        self.written_state = state;
         self.status.at = Utc::now();
         let Ok(json) = serde_json::to_vec(&self.status) else {
             return;
@@ -97,6 +115,20 @@ impl StatusBoard {
         .to_string();
         let _ = live.send_multipart([topic.as_bytes(), &json], zmq::DONTWAIT);
         self.last_write = Some(Instant::now());
+    }
+
+    /// What a reader must learn promptly when it changes.
+    fn state(&self) -> State {
+        State {
+            connected: self.status.connected,
+            error: self.status.error.clone(),
+            logs: self
+                .status
+                .logs
+                .iter()
+                .map(|l| (l.file_id, l.error.clone()))
+                .collect(),
+        }
     }
 
     /// Rewrites the file in place. A new file per write (temp + rename)
