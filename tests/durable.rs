@@ -47,12 +47,19 @@ fn status_shows_each_log_confirmed_by_the_index_to_the_end_of_its_file() {
     assert_eq!(l["remote_size"].as_u64(), Some(size), "{l}");
     assert_eq!(l["last_offset"].as_u64(), Some(size), "{l}");
     assert_eq!(rill.count("*", &[]), Some(300));
-    // The checkpoint holds the confirmed position, and the index's name.
-    let cp: Value = serde_json::from_slice(
-        &std::fs::read(rill.dir.path().join("state/checkpoints/web01.json")).unwrap(),
-    )
-    .unwrap();
-    assert_eq!(cp["logs"]["a"]["offset"].as_u64(), Some(size), "{cp}");
+    // The checkpoint (saved every few seconds) comes to hold the confirmed
+    // position, and the index's name.
+    let checkpoint = || -> Value {
+        serde_json::from_slice(
+            &std::fs::read(rill.dir.path().join("state/checkpoints/web01.json")).unwrap(),
+        )
+        .unwrap()
+    };
+    let saved = wait_until(Duration::from_secs(10), || {
+        checkpoint()["logs"]["a"]["offset"].as_u64() == Some(size)
+    });
+    let cp = checkpoint();
+    assert!(saved, "the checkpoint never reached offset {size}: {cp}");
     let generation =
         std::fs::read_to_string(rill.dir.path().join("state/index/rill-generation")).unwrap();
     assert_eq!(cp["generation"].as_str(), Some(generation.trim()), "{cp}");
