@@ -25,6 +25,17 @@ fn thirty_logs_stream_through_a_server_with_max_sessions_10() {
     for l in &logs {
         assert_eq!(rill.count("*", &["--log", l]), Some(1), "{l}");
     }
+    // Counters in the status are written once a second.
+    let every_log_read_one = |s: &serde_json::Value| {
+        s["logs"].as_array().is_some_and(|l| {
+            l.iter()
+                .all(|l| l["error"].is_null() && l["lines_read"] == 1)
+        })
+    };
+    wait_until(Duration::from_secs(5), || {
+        rill.host_status("web01")
+            .is_some_and(|s| every_log_read_one(&s))
+    });
     let status = rill.host_status("web01").unwrap();
     let logs_status = status["logs"].as_array().unwrap();
     assert_eq!(logs_status.len(), 30);

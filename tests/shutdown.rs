@@ -67,14 +67,18 @@ fn sigterm_stops_every_local_and_remote_process() {
         rill.log()
     );
     assert_eq!(rill.count("*", &["--log", "a"]), Some(0));
-    let status = rill.host_status("web01").unwrap();
-    let b = status["logs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|l| l["log"] == "b")
-        .unwrap()
-        .clone();
+    // Counters in the status are written once a second.
+    let status_of_b = || {
+        rill.host_status("web01").unwrap()["logs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["log"] == "b")
+            .unwrap()
+            .clone()
+    };
+    wait_until(Duration::from_secs(5), || status_of_b()["lines_read"] == 5);
+    let b = status_of_b();
     assert_eq!(b["lines_read"], 5, "{b}");
     assert_eq!(
         b["last_offset"].as_u64(),
