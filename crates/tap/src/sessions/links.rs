@@ -65,6 +65,18 @@ impl Link {
         self.channels = self.channels.saturating_sub(1);
     }
 
+    /// Its state in a few words, for the log.
+    pub fn describe(&self) -> String {
+        format!(
+            "channels={} peak={} capacity={:?} busy={} resting={}",
+            self.channels,
+            self.peak,
+            self.capacity,
+            self.busy,
+            self.rest_until.is_some_and(|t| Instant::now() < t)
+        )
+    }
+
     /// sshd refused a channel (its MaxSessions).
     pub fn refused(&mut self) {
         if self.channels >= self.peak {

@@ -72,7 +72,14 @@ pub struct Server {
     pub(super) failures: u32,
     pub(super) next_warm: Instant,
     pub(super) buf: Vec<u8>,
+    /// Since when fewer shells than the pool are ready, and whether that
+    /// episode was warned about.
+    pub(super) pool_short_since: Option<Instant>,
+    pub(super) pool_short_warned: Option<Instant>,
 }
+
+/// A pool short of ready shells for this long is worth a warning.
+const POOL_SHORT_WARN: Duration = Duration::from_secs(10);
 
 impl Server {
     pub fn new(
@@ -108,6 +115,8 @@ impl Server {
             failures: 0,
             next_warm: Instant::now(),
             buf: vec![0; 64 * 1024],
+            pool_short_since: None,
+            pool_short_warned: None,
         }
     }
 
@@ -281,6 +290,7 @@ impl Server {
     /// Starts warming shells until ready + warming covers the pool and the
     /// creates waiting.
     fn refill(&mut self) {
+        self.watch_pool();
         let want = self.settings.pool + self.pending.len();
         while self.ready.len() + self.warming.len() < want && Instant::now() >= self.next_warm {
             match self.links.pick() {
@@ -296,6 +306,33 @@ impl Server {
                 }
             }
         }
+    }
+
+    /// Warns (once per episode) when the pool has been short of ready
+    /// shells for longer than [`POOL_SHORT_WARN`], with what holds it back.
+    fn watch_pool(&mut self) {
+        if self.ready.len() >= self.settings.pool {
+            self.pool_short_since = None;
+            return;
+        }
+        let since = *self.pool_short_since.get_or_insert_with(Instant::now);
+        if since.elapsed() < POOL_SHORT_WARN || self.pool_short_warned == Some(since) {
+            return;
+        }
+        self.pool_short_warned = Some(since);
+        let links: Vec<String> = self.links.links.iter().map(|l| l.describe()).collect();
+        warn!(
+            ready = self.ready.len(),
+            pool = self.settings.pool,
+            warming = self.warming.len(),
+            pending = self.pending.len(),
+            open = self.open.len(),
+            closing = self.closer.len(),
+            next_warm_in_ms = self.next_warm.saturating_duration_since(Instant::now()).as_millis() as u64,
+            links = ?links,
+            "the shell pool has been short for {} s",
+            POOL_SHORT_WARN.as_secs()
+        );
     }
 
     pub(super) fn reply(&self, mut envelope: Vec<Vec<u8>>, reply: SessionReply) {

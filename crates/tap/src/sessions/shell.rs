@@ -322,6 +322,10 @@ impl Closer {
         self.closing.is_empty()
     }
 
+    pub fn len(&self) -> usize {
+        self.closing.len()
+    }
+
     /// Moves every close on; frees the finished ones (giving their link a
     /// slot back).
     pub fn pump(&mut self, links: &mut [Link]) {
