@@ -53,6 +53,33 @@ struct State {
     logs: Vec<(Option<FileId>, Option<String>)>,
 }
 
+impl State {
+    fn of(s: &TapStatus) -> State {
+        State {
+            connected: s.connected,
+            error: s.error.clone(),
+            logs: s
+                .logs
+                .iter()
+                .map(|l| (l.file_id, l.error.clone()))
+                .collect(),
+        }
+    }
+
+    /// Whether `s` is still in this state. Asked on every turn of the
+    /// tap's loop, so it compares in place rather than building a State.
+    fn matches(&self, s: &TapStatus) -> bool {
+        self.connected == s.connected
+            && self.error == s.error
+            && self.logs.len() == s.logs.len()
+            && self
+                .logs
+                .iter()
+                .zip(&s.logs)
+                .all(|((id, err), l)| *id == l.file_id && *err == l.error)
+    }
+}
+
 impl StatusBoard {
     pub fn new(cfg: &Config, host: &str, logs: &[Log]) -> Self {
         let logs = logs
@@ -97,13 +124,12 @@ impl StatusBoard {
     /// more CPU than the lines themselves.
     pub fn flush(&mut self, live: &zmq::Socket, force: bool) {
         let due = self.last_write.is_none_or(|t| t.elapsed() >= REPORT_EVERY);
-        let state = self.state();
-        let changed =
-            state != self.written_state && self.last_write.is_none_or(|t| t.elapsed() >= PROMPTLY);
+        let changed = self.last_write.is_none_or(|t| t.elapsed() >= PROMPTLY)
+            && !self.written_state.matches(&self.status);
         if !(force || due || changed) {
             return;
         }
-        self.written_state = state;
+        self.written_state = State::of(&self.status);
         self.status.at = Utc::now();
         let Ok(json) = serde_json::to_vec(&self.status) else {
             return;
@@ -115,20 +141,6 @@ impl StatusBoard {
         .to_string();
         let _ = live.send_multipart([topic.as_bytes(), &json], zmq::DONTWAIT);
         self.last_write = Some(Instant::now());
-    }
-
-    /// What a reader must learn promptly when it changes.
-    fn state(&self) -> State {
-        State {
-            connected: self.status.connected,
-            error: self.status.error.clone(),
-            logs: self
-                .status
-                .logs
-                .iter()
-                .map(|l| (l.file_id, l.error.clone()))
-                .collect(),
-        }
     }
 
     /// Rewrites the file in place. A new file per write (temp + rename)
