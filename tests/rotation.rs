@@ -401,26 +401,11 @@ fn the_busybox_host_has_only_busybox() {
     let user = TestUser::get().unwrap();
     let sshd = Sshd::start(bb.opts.clone()).unwrap();
     let key = user.authorize_new_key().unwrap();
-    let probe = Command::new("ssh")
-        .args([
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=yes",
-            "-o",
-        ])
-        .arg(format!(
-            "UserKnownHostsFile={}",
-            sshd.known_hosts_file().display()
-        ))
-        .arg("-i")
-        .arg(&key.private)
-        .args([
-            "-p",
-            &sshd.port().to_string(),
-            "rilltest@127.0.0.1",
+    let probe = sshd
+        .client(
+            &key,
             "tail --help 2>&1 | head -1; command -v cksum || echo no-cksum; readlink /proc/$$/exe",
-        ])
+        )
         .output()
         .unwrap();
     let out = String::from_utf8_lossy(&probe.stdout);

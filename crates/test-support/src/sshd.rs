@@ -178,6 +178,32 @@ impl Sshd {
         format!("[127.0.0.1]:{} {kind} {key}", self.port)
     }
 
+    /// The system's OpenSSH client, logging in as `rilltest` with `key` and
+    /// checking this server's host key strictly, to run `remote_cmd`.
+    pub fn client(&self, key: &crate::TestKey, remote_cmd: &str) -> Command {
+        let mut c = Command::new("ssh");
+        c.args([
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+        ])
+        .arg(format!(
+            "UserKnownHostsFile={}",
+            self.known_hosts_file().display()
+        ))
+        .arg("-i")
+        .arg(&key.private)
+        .args([
+            "-p",
+            &self.port().to_string(),
+            "rilltest@127.0.0.1",
+            remote_cmd,
+        ]);
+        c
+    }
+
     /// A file holding [`Sshd::known_hosts_line`].
     pub fn known_hosts_file(&self) -> PathBuf {
         let path = self.dir.path().join("known_hosts");

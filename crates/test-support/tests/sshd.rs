@@ -1,40 +1,15 @@
 //! The sshd launcher against the system's OpenSSH client.
 
-use std::process::Command;
 use std::time::Duration;
 
 use rill_test_support::*;
-
-fn ssh(sshd: &Sshd, key: &TestKey, remote_cmd: &str) -> Command {
-    let mut c = Command::new("ssh");
-    c.args([
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        "StrictHostKeyChecking=yes",
-        "-o",
-    ])
-    .arg(format!(
-        "UserKnownHostsFile={}",
-        sshd.known_hosts_file().display()
-    ))
-    .arg("-i")
-    .arg(&key.private)
-    .args([
-        "-p",
-        &sshd.port().to_string(),
-        "rilltest@127.0.0.1",
-        remote_cmd,
-    ]);
-    c
-}
 
 #[test]
 fn key_login_works_with_the_generated_host_key_and_survives_restart() {
     let user = TestUser::get().unwrap();
     let mut sshd = Sshd::start(SshdOptions::default()).unwrap();
     let key = user.authorize_new_key().unwrap();
-    let out = ssh(&sshd, &key, "echo ok; id -un").output().unwrap();
+    let out = sshd.client(&key, "echo ok; id -un").output().unwrap();
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         "ok\nrilltest\n",
@@ -45,7 +20,7 @@ fn key_login_works_with_the_generated_host_key_and_survives_restart() {
     let line = sshd.known_hosts_line();
     sshd.restart().unwrap();
     assert_eq!(sshd.known_hosts_line(), line);
-    assert!(ssh(&sshd, &key, "true").status().unwrap().success());
+    assert!(sshd.client(&key, "true").status().unwrap().success());
 }
 
 #[test]
@@ -58,7 +33,7 @@ fn the_test_user_has_a_usable_password_and_its_processes_are_visible() {
 
     let sshd = Sshd::start(SshdOptions::default()).unwrap();
     let key = user.authorize_new_key().unwrap();
-    let mut client = ssh(&sshd, &key, "sleep 37").spawn().unwrap();
+    let mut client = sshd.client(&key, "sleep 37").spawn().unwrap();
     let seen = wait_until(Duration::from_secs(10), || {
         user.processes().iter().any(|p| p.cmdline == "sleep 37")
     });

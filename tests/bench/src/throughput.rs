@@ -49,36 +49,16 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
     let h = OneHost::start(OneHost::with_sshd(opts, &["app"]), &["app"]);
     let big = h.remote.path.join("big.log");
     let bytes = write_file(&big, a.lines)?;
-    let ssh = |cmd: String| -> Command {
-        let mut c = Command::new("ssh");
-        c.args([
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=yes",
-            "-o",
-        ])
-        .arg(format!(
-            "UserKnownHostsFile={}",
-            h.sshd.known_hosts_file().display()
-        ))
-        .arg("-i")
-        .arg(&h.key.private)
-        .arg("-p")
-        .arg(h.sshd.port().to_string())
-        .arg(format!("{}@127.0.0.1", h.user.name))
-        .arg(cmd);
-        c
-    };
     let cat = timed_ssh(
         "ssh host cat FILE",
-        ssh(format!("cat {}", big.display())),
+        h.sshd.client(&h.key, &format!("cat {}", big.display())),
         a.lines,
         bytes,
     )?;
     let tail = timed_ssh(
         "ssh host tail -c +1 -F FILE",
-        ssh(format!("tail -c +1 -F {}", big.display())),
+        h.sshd
+            .client(&h.key, &format!("tail -c +1 -F {}", big.display())),
         a.lines,
         bytes,
     )?;
