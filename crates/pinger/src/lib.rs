@@ -54,7 +54,7 @@ struct Target {
 }
 
 pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
-    raise_file_limit();
+    rill_process::raise_file_limit();
     let ctx = zmq::Context::new();
     let live = socket::open(&ctx, zmq::PUB, Role::LiveBus)?;
     socket::connect(&live, &cfg.bus_endpoint())?;
@@ -168,18 +168,6 @@ async fn probe_all(targets: &[Target]) -> Vec<Option<Duration>> {
         }
     }
     out
-}
-
-/// Lets the process use as many files as its hard limit allows.
-fn raise_file_limit() {
-    // SAFETY: getrlimit/setrlimit with a valid struct.
-    unsafe {
-        let mut lim: libc::rlimit = std::mem::zeroed();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
-    }
 }
 
 #[cfg(test)]

@@ -14,6 +14,18 @@ use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
+/// Lets the process use as many files as its hard limit allows.
+pub fn raise_file_limit() {
+    // SAFETY: getrlimit/setrlimit with a valid struct.
+    unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
 /// Logs to stderr, level from `RUST_LOG` (default `info`). Only binaries call this.
 pub fn init_logging() {
     use std::io::IsTerminal;

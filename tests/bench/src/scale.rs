@@ -32,7 +32,8 @@ pub struct Args {
 }
 
 pub fn run(a: &Args) -> anyhow::Result<()> {
-    raise_nofile();
+    // Hundreds of sshds and connections need more than the default 1024 fds.
+    rill_process::raise_file_limit();
     let user = TestUser::get()?;
     let key = user.authorize_new_key()?;
     let remote = user.scratch_dir()?;
@@ -231,19 +232,4 @@ fn drain(sub: &zmq::Socket, lines: &mut u64) -> anyhow::Result<()> {
 fn tail_of(s: &str, n: usize) -> String {
     let lines: Vec<&str> = s.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
-/// Hundreds of sshds and connections need more than the default 1024 fds.
-fn raise_nofile() {
-    // SAFETY: plain libc calls on a local struct.
-    unsafe {
-        let mut l = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) == 0 {
-            l.rlim_cur = l.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &l);
-        }
-    }
 }
