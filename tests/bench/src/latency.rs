@@ -8,7 +8,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use rill_e2e::{bin, BusyBoxHost, OneHost, SshdOptions};
+use rill_e2e::bin;
 
 use crate::stats::{ms, Samples};
 use crate::workload;
@@ -27,12 +27,7 @@ pub struct Args {
 }
 
 pub fn run(a: &Args) -> anyhow::Result<()> {
-    let busybox = a.busybox.then(BusyBoxHost::new);
-    let opts = busybox
-        .as_ref()
-        .map(|b| b.opts.clone())
-        .unwrap_or_else(SshdOptions::default);
-    let h = OneHost::start(OneHost::with_sshd(opts, &["app"]), &["app"]);
+    let (h, busybox) = crate::app_host(a.busybox);
     let path = h.file("app");
 
     let mut tail = Command::new(bin("rill"))

@@ -14,6 +14,7 @@
 //! ```
 
 use clap::{Parser, Subcommand};
+use rill_e2e::{BusyBoxHost, OneHost, SshdOptions};
 
 mod latency;
 mod memory;
@@ -51,6 +52,19 @@ enum Command {
     Memory(memory::Args),
     /// Many hosts (one sshd each) with two logs each on one collector.
     Scale(scale::Args),
+}
+
+/// A running pipeline following `app.log` on one loopback sshd, whose shell
+/// and tools are BusyBox only with `busybox` (keep the second value alive
+/// as long as the first).
+pub(crate) fn app_host(busybox: bool) -> (OneHost, Option<BusyBoxHost>) {
+    let bb = busybox.then(BusyBoxHost::new);
+    let opts = bb
+        .as_ref()
+        .map(|b| b.opts.clone())
+        .unwrap_or_else(SshdOptions::default);
+    let h = OneHost::start(OneHost::with_sshd(opts, &["app"]), &["app"]);
+    (h, bb)
 }
 
 fn main() {

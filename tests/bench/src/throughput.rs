@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use rill_e2e::{BusyBoxHost, OneHost, SshdOptions};
+use rill_e2e::OneHost;
 
 use crate::workload;
 
@@ -41,12 +41,7 @@ impl Reading {
 }
 
 pub fn run(a: &Args) -> anyhow::Result<()> {
-    let busybox = a.busybox.then(BusyBoxHost::new);
-    let opts = busybox
-        .as_ref()
-        .map(|b| b.opts.clone())
-        .unwrap_or_else(SshdOptions::default);
-    let h = OneHost::start(OneHost::with_sshd(opts, &["app"]), &["app"]);
+    let (h, busybox) = crate::app_host(a.busybox);
     let big = h.remote.path.join("big.log");
     let bytes = write_file(&big, a.lines)?;
     let cat = timed_ssh(
