@@ -3,12 +3,10 @@
 //! stdout is read as it prints, each line timed on arrival.
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
-use rill_e2e::bin;
+use anyhow::bail;
 
 use crate::stats::{ms, Samples};
 use crate::workload;
@@ -30,14 +28,7 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
     let (h, busybox) = crate::app_host(a.busybox);
     let path = h.file("app");
 
-    let mut tail = Command::new(bin("rill"))
-        .args(["tail", "--json", "--config"])
-        .arg(&h.rill.config)
-        .arg("line/web01/app")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("could not start rill tail")?;
+    let mut tail = crate::rill_tail(&h)?;
     let stdout = tail.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel::<(u64, Instant)>();
     std::thread::spawn(move || {

@@ -67,6 +67,20 @@ pub(crate) fn app_host(busybox: bool) -> (OneHost, Option<BusyBoxHost>) {
     (h, bb)
 }
 
+/// `rill tail --json line/web01/app` on `h`, its stdout piped to us.
+pub(crate) fn rill_tail(h: &OneHost) -> anyhow::Result<std::process::Child> {
+    use anyhow::Context;
+    use std::process::{Command, Stdio};
+    Command::new(rill_e2e::bin("rill"))
+        .args(["tail", "--json", "--config"])
+        .arg(&h.rill.config)
+        .arg("line/web01/app")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("could not start rill tail")
+}
+
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {

@@ -4,13 +4,13 @@
 //! goes on, and RSS is sampled through the stall: it must stay flat.
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use rill_e2e::{bin, OneHost};
+use rill_e2e::OneHost;
 
 use crate::procs::{self, mb, Proc};
 use crate::workload;
@@ -33,14 +33,7 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
     let path = h.file("app");
     let supervisor = h.rill.supervisor_pid().context("no supervisor")?;
 
-    let mut tail = Command::new(bin("rill"))
-        .args(["tail", "--json", "--config"])
-        .arg(&h.rill.config)
-        .arg("line/web01/app")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("could not start rill tail")?;
+    let mut tail = crate::rill_tail(&h)?;
     let tail_pid = tail.id();
     let received = Arc::new(AtomicU64::new(0));
     {
