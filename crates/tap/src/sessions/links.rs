@@ -77,12 +77,21 @@ impl Link {
         )
     }
 
-    /// sshd refused a channel (its MaxSessions).
-    pub fn refused(&mut self) {
-        if self.channels >= self.peak {
-            self.capacity = Some(self.channels);
-        } else {
+    /// sshd refused a channel (its MaxSessions). `closing` says whether a
+    /// channel of this link is on its way out.
+    ///
+    /// While one is, a refusal may just mean "not yet" (sshd frees a slot
+    /// once the shell has exited), so the link rests. With nothing closing,
+    /// every channel counted here holds a slot on the server, so this count
+    /// is what sshd takes, whatever the peak says: the peak can run one
+    /// above the true limit, because sshd frees a slot (and accepts a new
+    /// channel) a moment before the closed channel's CLOSE reaches us.
+    pub fn refused(&mut self, closing: bool) {
+        if closing && self.channels < self.peak {
             self.rest_until = Some(Instant::now() + REST);
+        } else {
+            self.capacity = Some(self.channels);
+            self.peak = self.channels;
         }
     }
 }
@@ -170,5 +179,65 @@ impl Links {
                 .session
                 .disconnect(None, "rill ssh_tap sessions stopping", None);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link() -> Link {
+        Link {
+            session: Session::new().unwrap(),
+            channels: 0,
+            peak: 0,
+            capacity: None,
+            rest_until: None,
+            busy: false,
+        }
+    }
+
+    #[test]
+    fn a_refusal_at_the_peak_notes_the_capacity() {
+        let mut l = link();
+        for _ in 0..10 {
+            l.opened();
+        }
+        assert!(l.has_room());
+        l.refused(false);
+        assert_eq!(l.capacity, Some(10));
+        assert!(!l.has_room() && !l.below_capacity());
+        l.closed();
+        assert!(l.has_room());
+    }
+
+    #[test]
+    fn a_refusal_below_the_peak_rests_while_a_close_is_in_flight() {
+        let mut l = link();
+        for _ in 0..10 {
+            l.opened();
+        }
+        l.closed();
+        l.refused(true);
+        assert_eq!(l.capacity, None);
+        assert!(!l.has_room(), "resting");
+        assert!(l.below_capacity(), "not full");
+    }
+
+    /// The stall seen under the session hammer: a new channel was accepted
+    /// just before a closed one's CLOSE was counted, so the peak read 11 on
+    /// a server that takes 10. Refused at 10 with nothing closing, the link
+    /// is full (so another connection is opened), not resting for ever.
+    #[test]
+    fn a_refusal_below_an_inflated_peak_with_nothing_closing_is_the_capacity() {
+        let mut l = link();
+        for _ in 0..11 {
+            l.opened();
+        }
+        l.closed();
+        assert_eq!((l.channels, l.peak), (10, 11));
+        l.refused(false);
+        assert_eq!(l.capacity, Some(10));
+        assert!(!l.below_capacity());
     }
 }

@@ -178,10 +178,12 @@ impl Server {
                     }
                 }
                 Step::Refused => {
-                    // sshd's MaxSessions (the link noted it); refill tries
-                    // again, on another link if this one is full.
-                    let channels = self.links.links[link].channels;
-                    debug!(link, channels, "server refused another channel");
+                    // sshd's MaxSessions; refill tries again, on another
+                    // link if this one is full.
+                    let closing = self.closer.on_link(link);
+                    let l = &mut self.links.links[link];
+                    l.refused(closing > 0);
+                    debug!(link, closing, state = %l.describe(), "server refused another channel");
                 }
                 Step::Failed { error, channel } => {
                     if let Some(ch) = channel {

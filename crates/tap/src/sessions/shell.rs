@@ -110,8 +110,9 @@ impl Warming {
                     }
                     Err(e) if e.code() == EAGAIN => return Step::Pending,
                     Err(e) if e.code() == CHANNEL_FAILURE => {
+                        // The caller notes it on the link, knowing what
+                        // is closing there.
                         link.busy = false;
-                        link.refused();
                         return Step::Refused;
                     }
                     Err(e) => {
@@ -324,6 +325,11 @@ impl Closer {
 
     pub fn len(&self) -> usize {
         self.closing.len()
+    }
+
+    /// How many of the closing channels are on link `link`.
+    pub fn on_link(&self, link: usize) -> usize {
+        self.closing.iter().filter(|(_, l, _)| *l == link).count()
     }
 
     /// Moves every close on; frees the finished ones (giving their link a
