@@ -102,3 +102,20 @@ pub fn cpu_percent(before: &[Proc], after: &[Proc], seconds: f64) -> BTreeMap<St
 pub fn mb(kib: u64) -> String {
     format!("{:.1} MB", kib as f64 * 1024.0 / 1e6)
 }
+
+/// Busy CPU time of the whole machine so far (every core, all but idle and
+/// iowait), in clock ticks: what short-lived processes (a fork per check on
+/// the servers' side) cost too, which a process tree sampled twice misses.
+pub fn machine_busy_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(cpu) = stat.lines().next() else {
+        return 0;
+    };
+    let v: Vec<u64> = cpu
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal ...
+    v.iter().take(8).sum::<u64>() - v.get(3).copied().unwrap_or(0) - v.get(4).copied().unwrap_or(0)
+}

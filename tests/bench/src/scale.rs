@@ -29,6 +29,11 @@ pub struct Args {
     /// How long the steady state is measured.
     #[arg(long, default_value_t = 60)]
     pub seconds: u64,
+    /// The config's `tap.poll_interval`: how often each follow script
+    /// checks its file for rotation (each check forks `sleep`, `ls` and
+    /// `wc` on the server, and sends the tap a tick and the file's size).
+    #[arg(long, default_value = "1s")]
+    pub poll_interval: String,
 }
 
 pub fn run(a: &Args) -> anyhow::Result<()> {
@@ -79,6 +84,7 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
         .collect();
     let known: Vec<String> = sshds.iter().map(Sshd::known_hosts_line).collect();
     let mut rill = Rill::new(&hosts, &entries, &known);
+    rill.append_config(&format!("tap:\n  poll_interval: {}\n", a.poll_interval));
 
     // Every log of every host is written to (the hosts share one file per
     // log, so each write shows up on every host's topic).
@@ -138,9 +144,10 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
     }
     let all_streaming = start.elapsed();
     println!(
-        "scale hosts={} logs={want} rate={}/s per log: all {want} logs streaming {:.1} s after supervisor start",
+        "scale hosts={} logs={want} rate={}/s per log poll_interval={}: all {want} logs streaming {:.1} s after supervisor start",
         a.hosts,
         a.rate,
+        a.poll_interval,
         all_streaming.as_secs_f64()
     );
 
@@ -150,6 +157,7 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
         drain(&sub, &mut lines)?;
     }
     let before = procs::tree(supervisor);
+    let machine_before = procs::machine_busy_ticks();
     let lines_before = lines;
     let t = Instant::now();
     let mut max_rss = 0u64;
@@ -165,6 +173,7 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
         }
     }
     let after = procs::tree(supervisor);
+    let machine_after = procs::machine_busy_ticks();
     let secs = t.elapsed().as_secs_f64();
     let cpu = procs::cpu_percent(&before, &after, secs);
     let by = procs::by_name(&after);
@@ -191,6 +200,12 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
         mb(after.iter().map(|p| p.pss_kib).sum()),
         mb(max_pss),
         total_cpu
+    );
+    let machine_cpu =
+        machine_after.saturating_sub(machine_before) as f64 / procs::TICKS / secs * 100.0;
+    println!(
+        "  whole machine busy: {machine_cpu:.1} % of a core (of 200 %): the collector, the \
+         servers' side with every process it forked, this benchmark and the kernel"
     );
     let server_before: Vec<_> = sshds
         .iter()

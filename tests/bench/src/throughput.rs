@@ -57,10 +57,11 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
         a.lines,
         bytes,
     )?;
+    let libssh2 = timed_libssh2(&h, &big, a.lines, bytes)?;
     let rill = through_rill(&h, &big, a.lines, bytes)?;
     let host = if a.busybox { "busybox" } else { "gnu" };
     println!("throughput host={host} lines={} bytes={bytes}", a.lines);
-    for r in [&cat, &tail, &rill] {
+    for r in [&cat, &tail, &libssh2, &rill] {
         println!(
             "  {:<32} {:>7.2} s {:>10.0} lines/s {:>7.1} MB/s  ({} lines)",
             r.name,
@@ -74,6 +75,11 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
         "  rill / ssh cat = {:.0} %, rill / ssh tail -F = {:.0} %",
         100.0 * rill.lines_per_s() / cat.lines_per_s(),
         100.0 * rill.lines_per_s() / tail.lines_per_s()
+    );
+    println!(
+        "  libssh2 / ssh cat = {:.0} %, rill / libssh2 = {:.0} %",
+        100.0 * libssh2.lines_per_s() / cat.lines_per_s(),
+        100.0 * rill.lines_per_s() / libssh2.lines_per_s()
     );
     drop(h);
     drop(busybox);
@@ -134,6 +140,47 @@ fn timed_ssh(
     let first = first.context("nothing arrived")?;
     Ok(Reading {
         name,
+        seconds: last.duration_since(first).as_secs_f64().max(1e-3),
+        lines,
+        bytes,
+    })
+}
+
+/// The same `cat FILE` through libssh2 (the `ssh2` crate ssh_tap uses),
+/// read in blocking mode into a buffer and counted, nothing else: the
+/// ceiling of any reader built on that library. Timed like [`timed_ssh`].
+fn timed_libssh2(
+    h: &OneHost,
+    big: &std::path::Path,
+    lines: u64,
+    bytes: u64,
+) -> anyhow::Result<Reading> {
+    let tcp = std::net::TcpStream::connect(("127.0.0.1", h.sshd.port()))?;
+    let mut session = ssh2::Session::new()?;
+    session.set_tcp_stream(tcp);
+    session.handshake()?;
+    session.userauth_pubkey_file(&h.user.name, None, &h.key.private, None)?;
+    let mut channel = session.channel_session()?;
+    channel.exec(&format!("cat {}", big.display()))?;
+    let mut buf = vec![0u8; 1 << 16];
+    let mut got = 0u64;
+    let mut first: Option<Instant> = None;
+    let mut last = Instant::now();
+    while got < lines {
+        let n = channel.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        first.get_or_insert_with(Instant::now);
+        got += bytecount(&buf[..n]);
+        last = Instant::now();
+    }
+    if got != lines {
+        bail!("libssh2: {got} lines, not {lines}");
+    }
+    let first = first.context("nothing arrived")?;
+    Ok(Reading {
+        name: "libssh2 channel (ssh2 crate)",
         seconds: last.duration_since(first).as_secs_f64().max(1e-3),
         lines,
         bytes,
