@@ -36,6 +36,21 @@ impl Role {
     }
 }
 
+impl Role {
+    /// Whether a peer silent for [`HEARTBEAT_TIMEOUT_MS`] is dropped.
+    ///
+    /// Not on the durable path: taps and the parser talk over `ipc://` on
+    /// one machine, where a dead peer closes its socket at once, and a peer
+    /// that is only slow (a parser starved of CPU) must not be dropped:
+    /// libzmq still delivers what the dropped connection had queued (up to
+    /// the high-water mark) while the reconnected tap sends its whole window
+    /// again on a fresh connection with a fresh high-water mark, so every
+    /// drop adds another window's worth to the parser's memory.
+    pub fn heartbeats(self) -> bool {
+        !matches!(self, Role::Ingest)
+    }
+}
+
 /// How long unsent messages may delay `close`, in milliseconds.
 pub const LINGER_MS: i32 = 1_000;
 /// ZMTP heartbeat: ping every second, drop a peer silent for 5 s.
@@ -53,9 +68,11 @@ pub fn open(
     s.set_sndhwm(role.hwm())?;
     s.set_rcvhwm(role.hwm())?;
     s.set_linger(LINGER_MS)?;
-    s.set_heartbeat_ivl(HEARTBEAT_IVL_MS)?;
-    s.set_heartbeat_timeout(HEARTBEAT_TIMEOUT_MS)?;
-    s.set_heartbeat_ttl(HEARTBEAT_TTL_MS)?;
+    if role.heartbeats() {
+        s.set_heartbeat_ivl(HEARTBEAT_IVL_MS)?;
+        s.set_heartbeat_timeout(HEARTBEAT_TIMEOUT_MS)?;
+        s.set_heartbeat_ttl(HEARTBEAT_TTL_MS)?;
+    }
     s.set_reconnect_ivl(100)?;
     s.set_reconnect_ivl_max(2_000)?;
     Ok(s)

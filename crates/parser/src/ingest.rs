@@ -17,6 +17,12 @@ use tracing::{debug, info, warn};
 
 /// A tap run not heard from for this long is forgotten.
 const FORGET_AFTER: Duration = Duration::from_secs(600);
+/// Lines queued in the parser per connected tap (libzmq's receive
+/// high-water mark is per connection): about 0.5 MB with their metadata,
+/// 100 MB for 200 hosts even when the parser is starved of CPU. With
+/// [`Role::Ingest`]'s 10,000 it was ten times that (a 200-host benchmark on
+/// a saturated machine took the parser past 1.7 GB).
+const RCVHWM_PER_TAP: i32 = 1_000;
 /// A tap is asked to send again at most this often per run.
 const ASK_EVERY: Duration = Duration::from_millis(500);
 
@@ -75,6 +81,10 @@ impl Ingest {
         generation: String,
     ) -> Result<Self, rill_bus::BusError> {
         let s = socket::open(ctx, zmq::ROUTER, Role::Ingest)?;
+        // Per tap: the parser's memory must not grow with the number of
+        // hosts. Each tap keeps its unconfirmed lines itself (its window);
+        // a short queue here is all the parser needs to stay busy.
+        s.set_rcvhwm(RCVHWM_PER_TAP)?;
         socket::bind(&s, endpoint)?;
         Ok(Ingest {
             socket: s,
