@@ -116,19 +116,7 @@ fn timed_ssh(
         .spawn()
         .with_context(|| format!("could not run {name}"))?;
     let mut out = child.stdout.take().context("no stdout")?;
-    let mut buf = vec![0u8; 1 << 16];
-    let mut got = 0u64;
-    let mut first: Option<Instant> = None;
-    let mut last = Instant::now();
-    while got < lines {
-        let n = out.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        first.get_or_insert_with(Instant::now);
-        got += bytecount(&buf[..n]);
-        last = Instant::now();
-    }
+    let (got, first, last) = count_lines(&mut out, lines)?;
     let _ = child.kill();
     let status = child.wait_with_output()?;
     if got != lines {
@@ -162,19 +150,7 @@ fn timed_libssh2(
     session.userauth_pubkey_file(&h.user.name, None, &h.key.private, None)?;
     let mut channel = session.channel_session()?;
     channel.exec(&format!("cat {}", big.display()))?;
-    let mut buf = vec![0u8; 1 << 16];
-    let mut got = 0u64;
-    let mut first: Option<Instant> = None;
-    let mut last = Instant::now();
-    while got < lines {
-        let n = channel.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        first.get_or_insert_with(Instant::now);
-        got += bytecount(&buf[..n]);
-        last = Instant::now();
-    }
+    let (got, first, last) = count_lines(&mut channel, lines)?;
     if got != lines {
         bail!("libssh2: {got} lines, not {lines}");
     }
@@ -185,6 +161,25 @@ fn timed_libssh2(
         lines,
         bytes,
     })
+}
+
+/// Reads until `lines` lines arrived or the stream ended: the lines, when
+/// the first byte came and when the last read did.
+fn count_lines(r: &mut impl Read, lines: u64) -> std::io::Result<(u64, Option<Instant>, Instant)> {
+    let mut buf = vec![0u8; 1 << 16];
+    let mut got = 0u64;
+    let mut first: Option<Instant> = None;
+    let mut last = Instant::now();
+    while got < lines {
+        let n = r.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        first.get_or_insert_with(Instant::now);
+        got += bytecount(&buf[..n]);
+        last = Instant::now();
+    }
+    Ok((got, first, last))
 }
 
 fn bytecount(b: &[u8]) -> u64 {
