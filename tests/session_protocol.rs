@@ -123,6 +123,48 @@ fn a_session_runs_a_command_reports_its_counters_and_is_gone_after_delete() {
     );
 }
 
+/// `rill status` shows each host's session server: open sessions against
+/// the cap, ready shells against the pool, and where to connect.
+#[test]
+fn rill_status_shows_open_and_ready_sessions() {
+    let h = host_with_sessions("sessions: {max: 4, pool: 2}");
+    let mut client = SessionClient::connect(&h.rill.sessions_ipc("web01"), Kind::Req);
+    assert!(
+        client.wait_until_served(Duration::from_secs(20)),
+        "{}",
+        h.rill.log()
+    );
+    let endpoint = h.rill.sessions_ipc("web01");
+    let status_shows = |want: &str| {
+        wait_for(Duration::from_secs(20), || {
+            let out = h.rill.rill(&["status"]);
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            text.lines()
+                .any(|l| l.trim() == format!("{want}, at {endpoint}"))
+                .then_some(text)
+        })
+        .unwrap_or_else(|| {
+            let out = h.rill.rill(&["status"]);
+            panic!(
+                "rill status never showed {want:?}:\n{}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    };
+    status_shows("sessions: 0 open (max 4), 2 ready (pool 2)");
+    let created = client.call("create_session", json!({}));
+    assert_eq!(created["status"], "ok", "{created}");
+    let id = created["session_id"].as_str().unwrap().to_owned();
+    // The pool is refilled behind the session handed out.
+    status_shows("sessions: 1 open (max 4), 2 ready (pool 2)");
+    let json = h.rill.host_status("web01").unwrap();
+    assert_eq!(json["sessions"]["open"], 1, "{json}");
+    assert_eq!(json["sessions"]["ready"], 2, "{json}");
+    let deleted = client.call("delete_session", json!({"session_id": id}));
+    assert_eq!(deleted["status"], "ok", "{deleted}");
+    status_shows("sessions: 0 open (max 4), 2 ready (pool 2)");
+}
+
 fn rand_number() -> u32 {
     uuid::Uuid::new_v4().as_u128() as u32 % 32768
 }

@@ -63,6 +63,12 @@ pub fn render(r: &StatusReport) -> String {
         if let Some(e) = &h.error {
             s.push_str(&format!("  error: {e}\n"));
         }
+        if let Some(ss) = &h.sessions {
+            s.push_str(&format!(
+                "  sessions: {} open (max {}), {} ready (pool {}), at {}\n",
+                ss.open, ss.max, ss.ready, ss.pool, ss.endpoint
+            ));
+        }
         for l in &h.logs {
             let offset = l.last_offset.map_or("-".into(), |o| o.to_string());
             s.push_str(&format!(

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::message::{LogStatus, Ping};
+use crate::message::{LogStatus, Ping, SessionsStatus};
 
 /// A request to the supervisor.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -74,6 +74,9 @@ pub struct HostReport {
     /// When the tap last reported; `None` if it never did.
     pub reported_at: Option<DateTime<Utc>>,
     pub logs: Vec<LogStatus>,
+    /// Its session server, if the host has one and its tap is running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<SessionsStatus>,
 }
 
 /// One process the supervisor keeps alive.

@@ -24,5 +24,7 @@ pub use control::{
     ChildReport, ControlReply, ControlRequest, HostReport, StatusReport, SubscriberReport,
     SubscriberStatus,
 };
-pub use message::{line_key, FileId, LineMeta, LogStatus, ParsedEvent, Ping, TapStatus};
+pub use message::{
+    line_key, FileId, LineMeta, LogStatus, ParsedEvent, Ping, SessionsStatus, TapStatus,
+};
 pub use topic::{valid_name, Topic, TopicPattern};

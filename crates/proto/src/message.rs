@@ -190,6 +190,23 @@ pub struct TapStatus {
     pub error: Option<String>,
     pub logs: Vec<LogStatus>,
     pub at: DateTime<Utc>,
+    /// The host's session server, when its config has a `sessions` block.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<SessionsStatus>,
+}
+
+/// A host's session server as its tap last reported it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionsStatus {
+    /// Where clients send requests (as bound).
+    pub endpoint: String,
+    /// Sessions handed to clients and not deleted or ended.
+    pub open: usize,
+    /// Shells warmed up and waiting at a prompt.
+    pub ready: usize,
+    /// The configured cap on open sessions and pool size.
+    pub max: usize,
+    pub pool: usize,
 }
 
 #[cfg(test)]

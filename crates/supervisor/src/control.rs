@@ -66,6 +66,10 @@ pub fn build_report(
                 error: status.as_ref().and_then(|s| s.error.clone()),
                 ping: pings.get(host).cloned(),
                 reported_at: status.as_ref().map(|s| s.at),
+                sessions: status
+                    .as_ref()
+                    .filter(|_| fresh)
+                    .and_then(|s| s.sessions.clone()),
                 logs: status.map(|s| s.logs).unwrap_or_default(),
             }
         })

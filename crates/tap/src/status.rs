@@ -7,7 +7,10 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use rill_config::{Config, Log};
-use rill_proto::{FileId, LogStatus, TapStatus, Topic};
+use rill_proto::{FileId, LogStatus, SessionsStatus, TapStatus, Topic};
+
+/// What the session server thread last reported, for the status.
+pub type SessionsReport = std::sync::Arc<std::sync::Mutex<Option<SessionsStatus>>>;
 
 /// The status file of `host`.
 pub fn status_file(cfg: &Config, host: &str) -> PathBuf {
@@ -43,6 +46,8 @@ pub struct StatusBoard {
     /// The status file, open for rewriting.
     out: Option<std::fs::File>,
     written_state: State,
+    /// The session server's counts, when the host has one.
+    sessions: Option<SessionsReport>,
 }
 
 /// The part of a status that changes rarely and matters at once.
@@ -97,12 +102,19 @@ impl StatusBoard {
                 error: None,
                 logs,
                 at: Utc::now(),
+                sessions: None,
             },
             file: status_file(cfg, host),
             last_write: None,
             out: None,
             written_state: State::default(),
+            sessions: None,
         }
+    }
+
+    /// Reports the session server's counts from now on.
+    pub fn watch_sessions(&mut self, report: SessionsReport) {
+        self.sessions = Some(report);
     }
 
     pub fn set_connected(&mut self, connected: bool, error: Option<String>) {
@@ -130,6 +142,9 @@ impl StatusBoard {
             return;
         }
         self.written_state = State::of(&self.status);
+        if let Some(r) = &self.sessions {
+            self.status.sessions = r.lock().map(|s| s.clone()).unwrap_or_default();
+        }
         self.status.at = Utc::now();
         let Ok(json) = serde_json::to_vec(&self.status) else {
             return;

@@ -65,6 +65,9 @@ pub fn run(cfg: &Config, host: &str, shutdown: &Shutdown) -> anyhow::Result<()> 
     board.set_connected(true, None);
     // The session-control protocol, if configured: its own thread and SSH connection.
     let sessions = crate::sessions::spawn(cfg, host_cfg, shutdown);
+    if let Some(s) = &sessions {
+        board.watch_sessions(s.report.clone());
+    }
 
     let saved = checkpoint::load(cfg, host);
     let mut follows: Vec<Follow> = logs

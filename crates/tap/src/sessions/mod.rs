@@ -41,6 +41,7 @@ use rill_config::{Config, Host, SessionSettings};
 use rill_process::Shutdown;
 use tracing::{error, info};
 
+use crate::status::SessionsReport;
 use gate::{Gate, Policy};
 use links::Links;
 use server::Server;
@@ -49,6 +50,8 @@ use server::Server;
 pub struct SessionServer {
     stop: Shutdown,
     thread: JoinHandle<anyhow::Result<()>>,
+    /// Its counts, for the tap's status (`rill status`).
+    pub report: SessionsReport,
 }
 
 /// Starts the session server for `host` when its config has a `sessions`
@@ -60,29 +63,39 @@ pub fn spawn(cfg: &Config, host: &Host, shutdown: &Shutdown) -> Option<SessionSe
     let span = tracing::info_span!("sessions", host = %host.name);
     let stop = Shutdown::manual();
     let (stopped, tap) = (stop.clone(), shutdown.clone());
+    let report = SessionsReport::default();
+    let reporting = report.clone();
     let thread = std::thread::Builder::new()
         .name("sessions".into())
         .spawn(move || {
             let _span = span.entered();
             let done = || stopped.requested() || tap.requested();
-            let result =
-                std::panic::catch_unwind(AssertUnwindSafe(|| run(&cfg, &host, &settings, &done)))
-                    .unwrap_or_else(|panic| {
-                        let what = panic
-                            .downcast_ref::<String>()
-                            .cloned()
-                            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                            .unwrap_or_default();
-                        Err(anyhow!("the session server panicked: {what}"))
-                    });
+            let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                run(&cfg, &host, &settings, &done, &reporting)
+            }))
+            .unwrap_or_else(|panic| {
+                let what = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                Err(anyhow!("the session server panicked: {what}"))
+            });
             if let Err(e) = &result {
                 error!(error = %format!("{e:#}"), "session server failed; ssh_tap exits");
                 tap.trigger();
             }
+            if let Ok(mut r) = reporting.lock() {
+                *r = None;
+            }
             result
         })
         .expect("could not start the sessions thread");
-    Some(SessionServer { stop, thread })
+    Some(SessionServer {
+        stop,
+        thread,
+        report,
+    })
 }
 
 /// Stops the session server (if any) and waits for it; a failure of the
@@ -103,6 +116,7 @@ pub fn run(
     host: &Host,
     settings: &SessionSettings,
     done: &dyn Fn() -> bool,
+    report: &SessionsReport,
 ) -> anyhow::Result<()> {
     let ctx = zmq::Context::new();
     let gate = Gate::install(&ctx, &host.name, Policy::load(settings)?)?;
@@ -131,6 +145,7 @@ pub fn run(
         if let Err(e) = server.turn() {
             break Err(e);
         }
+        server.report(report);
         if last_keepalive.elapsed() >= Duration::from_secs(2) {
             last_keepalive = Instant::now();
             if let Err(e) = server.links.keepalive() {

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use rill_config::SessionSettings;
 use rill_proto::session::SessionReply;
+use rill_proto::SessionsStatus;
 use tracing::{debug, info, warn};
 
 use super::gate::Gate;
@@ -335,6 +336,26 @@ impl Server {
             "the shell pool has been short for {} s",
             POOL_SHORT_WARN.as_secs()
         );
+    }
+
+    /// Puts the counts into `report` (for the tap's status) when they
+    /// changed.
+    pub fn report(&self, report: &crate::status::SessionsReport) {
+        let (open, ready) = (self.open.len(), self.ready.len());
+        if let Ok(mut r) = report.lock() {
+            if !r
+                .as_ref()
+                .is_some_and(|s| s.open == open && s.ready == ready)
+            {
+                *r = Some(SessionsStatus {
+                    endpoint: self.bound.clone(),
+                    open,
+                    ready,
+                    max: self.settings.max,
+                    pool: self.settings.pool,
+                });
+            }
+        }
     }
 
     pub(super) fn reply(&self, mut envelope: Vec<Vec<u8>>, reply: SessionReply) {
