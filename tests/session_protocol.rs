@@ -287,6 +287,15 @@ fn every_malformed_request_fails_with_its_reason_and_the_next_one_is_served() {
                 "in the future",
             ),
             (
+                "over 4 MiB",
+                base(
+                    &c,
+                    "send_data_to_session",
+                    json!({"session_id": "x", "contents": "y".repeat(5 << 20)}),
+                ),
+                "over the 4 MiB limit",
+            ),
+            (
                 "unknown command",
                 base(&c, "reboot_server", json!({})),
                 "unknown command \"reboot_server\"",

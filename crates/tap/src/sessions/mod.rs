@@ -122,7 +122,7 @@ pub fn run(
     let gate = Gate::install(&ctx, &host.name, Policy::load(settings)?)?;
     let router = socket::open(&ctx, zmq::ROUTER, Role::Control)?;
     gate.guard(&router)?;
-    router.set_maxmsgsize(server::MAX_REQUEST_BYTES)?;
+    router.set_maxmsgsize(server::DROP_ABOVE_BYTES)?;
     if let Some(path) = settings.endpoint.strip_prefix("ipc://") {
         remove_stale_publishers(path);
     }

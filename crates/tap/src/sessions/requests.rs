@@ -11,7 +11,9 @@ use rill_proto::session::{
 };
 use tracing::{debug, info, warn};
 
-use super::server::{OpenSession, Pending, Server, REMEMBER_ENDED, WRITE_WITHIN};
+use super::server::{
+    OpenSession, Pending, Server, MAX_REQUEST_BYTES, REMEMBER_ENDED, WRITE_WITHIN,
+};
 use super::shell::Shell;
 
 impl Server {
@@ -24,6 +26,18 @@ impl Server {
             };
             let (envelope, body) = split_envelope(frames);
             match body {
+                Ok(body) if body.len() > MAX_REQUEST_BYTES => {
+                    let reason = format!(
+                        "request of {} bytes is over the {} MiB limit",
+                        body.len(),
+                        MAX_REQUEST_BYTES >> 20
+                    );
+                    let ids = Ids::of(&body);
+                    self.reply(
+                        envelope,
+                        SessionReply::failed(ids.unique_id, ids.client_id, reason),
+                    )
+                }
                 Ok(body) => self.handle(envelope, &body),
                 Err(reason) => self.reply(envelope, SessionReply::failed(None, None, reason)),
             }
@@ -266,12 +280,43 @@ pub fn split_envelope(mut frames: Vec<Vec<u8>>) -> (Vec<Vec<u8>>, Result<Vec<u8>
     (frames, result)
 }
 
+/// The ids of a request too big to be served, to echo them anyway.
+#[derive(Default, serde::Deserialize)]
+struct Ids {
+    #[serde(default, deserialize_with = "string_or_none")]
+    unique_id: Option<String>,
+    #[serde(default, deserialize_with = "string_or_none")]
+    client_id: Option<String>,
+}
+
+impl Ids {
+    fn of(body: &[u8]) -> Ids {
+        serde_json::from_slice(body).unwrap_or_default()
+    }
+}
+
+fn string_or_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let v = <serde_json::Value as serde::Deserialize>::deserialize(d)?;
+    Ok(v.as_str().map(str::to_owned))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn f(parts: &[&str]) -> Vec<Vec<u8>> {
         parts.iter().map(|p| p.as_bytes().to_vec()).collect()
+    }
+
+    #[test]
+    fn ids_of_an_oversized_request_are_found_when_they_are_strings() {
+        let ids = Ids::of(br#"{"unique_id":"u1","client_id":7,"contents":"xyz"}"#);
+        assert_eq!(
+            (ids.unique_id.as_deref(), ids.client_id),
+            (Some("u1"), None)
+        );
+        let ids = Ids::of(b"not json");
+        assert_eq!((ids.unique_id, ids.client_id), (None, None));
     }
 
     #[test]

@@ -19,8 +19,12 @@ use super::gate::Gate;
 use super::links::Links;
 use super::shell::{Closer, Output, Shell, Step, Warming};
 
-/// Largest request accepted (bigger ones make libzmq drop the connection).
-pub const MAX_REQUEST_BYTES: i64 = 4 << 20;
+/// Largest request accepted; a bigger one gets a `failed` reply.
+pub const MAX_REQUEST_BYTES: usize = 4 << 20;
+/// Larger messages than this make libzmq drop the connection instead of
+/// delivering them (no reply possible): what a client can make the server
+/// hold at once.
+pub const DROP_ABOVE_BYTES: i64 = 64 << 20;
 /// How long a create may wait for a shell to come up.
 const PENDING_FOR: Duration = Duration::from_secs(15);
 /// How long a send may wait for the connection to take the data.
