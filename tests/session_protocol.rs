@@ -123,6 +123,102 @@ fn a_session_runs_a_command_reports_its_counters_and_is_gone_after_delete() {
     );
 }
 
+/// A deleted session leaves nothing behind on the server: not even a
+/// background job that ignores the hangup sshd sends when the terminal
+/// goes away.
+#[test]
+fn deleting_a_session_ends_its_background_jobs_too() {
+    let h = host_with_sessions("sessions: {max: 4, pool: 1}");
+    let mut client = SessionClient::connect(&h.rill.sessions_ipc("web01"), Kind::Req);
+    assert!(
+        client.wait_until_served(Duration::from_secs(20)),
+        "{}",
+        h.rill.log()
+    );
+    let created = client.call("create_session", json!({}));
+    assert_eq!(created["status"], "ok", "{created}");
+    let id = created["session_id"].as_str().unwrap().to_owned();
+    let mut out = SessionOutput::subscribe(created["publish_zeromq_bind"].as_str().unwrap(), &id);
+    assert!(
+        wait_until(Duration::from_secs(10), || client.sessions()[&id]
+            ["subscribed"]
+            == true),
+        "subscription seen"
+    );
+    // A job that ignores SIGHUP, in the background, and one more in the
+    // foreground of a subshell that also ignores it.
+    let n = 400_000 + rand_number();
+    let jobs = format!(
+        "(trap '' HUP; exec sleep {n}) & (trap '' HUP; sleep {}) & echo started-$((1+1))\n",
+        n + 1
+    );
+    let sent = client.call(
+        "send_data_to_session",
+        json!({"session_id": id, "contents": jobs}),
+    );
+    assert_eq!(sent["status"], "ok", "{sent}");
+    assert!(
+        out.read_until(b"started-2", Duration::from_secs(10)),
+        "{:?}",
+        String::from_utf8_lossy(&out.bytes)
+    );
+    let sleeps = |h: &OneHost| -> Vec<String> {
+        h.user
+            .processes()
+            .into_iter()
+            .map(|p| p.cmdline)
+            .filter(|c| c == &format!("sleep {n}") || c == &format!("sleep {}", n + 1))
+            .collect()
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || sleeps(&h).len() == 2),
+        "both jobs run: {:?}",
+        h.user.processes()
+    );
+    let deleted = client.call("delete_session", json!({"session_id": id}));
+    assert_eq!(deleted["status"], "ok", "{deleted}");
+    assert!(
+        wait_until(Duration::from_secs(5), || sleeps(&h).is_empty()),
+        "the session's jobs outlived it: {:?}\n{}",
+        sleeps(&h),
+        h.rill.log()
+    );
+    // The pool shell is untouched.
+    assert!(
+        wait_until(Duration::from_secs(10), || remote_shells(&h.user).len()
+            == 1),
+        "{:?}",
+        remote_shells(&h.user)
+    );
+
+    // Sessions still open when Rill stops are ended the same way.
+    let created = client.call("create_session", json!({}));
+    assert_eq!(created["status"], "ok", "{created}");
+    let id = created["session_id"].as_str().unwrap().to_owned();
+    let mut out = SessionOutput::subscribe(created["publish_zeromq_bind"].as_str().unwrap(), &id);
+    assert!(
+        wait_until(Duration::from_secs(10), || client.sessions()[&id]
+            ["subscribed"]
+            == true),
+        "subscription seen"
+    );
+    let sent = client.call(
+        "send_data_to_session",
+        json!({"session_id": id, "contents": jobs}),
+    );
+    assert_eq!(sent["status"], "ok", "{sent}");
+    assert!(out.read_until(b"started-2", Duration::from_secs(10)));
+    assert!(wait_until(Duration::from_secs(10), || sleeps(&h).len() == 2));
+    let mut h = h;
+    assert!(h.rill.stop(Duration::from_secs(10)).is_some());
+    assert!(
+        wait_until(Duration::from_secs(5), || sleeps(&h).is_empty()
+            && remote_shells(&h.user).is_empty()),
+        "left on the server after stopping: {:?}",
+        h.user.processes()
+    );
+}
+
 /// `rill status` shows each host's session server: open sessions against
 /// the cap, ready shells against the pool, and where to connect.
 #[test]

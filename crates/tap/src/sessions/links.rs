@@ -169,6 +169,35 @@ impl Links {
         self.links.iter().map(|l| l.session.as_raw_fd()).collect()
     }
 
+    /// Runs `command` to its end on the first link that takes a channel,
+    /// in blocking mode (for shutting down), trying for at most `within`.
+    pub fn run_blocking(&self, command: &str, within: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + within;
+        let mut last = anyhow!("no connection");
+        while Instant::now() < deadline {
+            for l in &self.links {
+                l.session.set_blocking(true);
+                let left = deadline.saturating_duration_since(Instant::now());
+                l.session.set_timeout(left.as_millis().max(1) as u32);
+                let run = || -> anyhow::Result<()> {
+                    let mut ch = l.session.channel_session()?;
+                    ch.exec(command)?;
+                    let mut sink = Vec::new();
+                    std::io::Read::read_to_end(&mut ch, &mut sink)?;
+                    let _ = ch.close();
+                    Ok(())
+                };
+                match run() {
+                    Ok(()) => return Ok(()),
+                    Err(e) => last = e,
+                }
+            }
+            // Slots of the channels just closed free up once their shells exit.
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(last)
+    }
+
     /// Says goodbye on every connection (sshd then ends every shell on it),
     /// waiting at most `timeout` per connection.
     pub fn disconnect(&self, timeout: Duration) {

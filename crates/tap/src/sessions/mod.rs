@@ -18,6 +18,7 @@
 //! - [`links`]: the SSH connections for sessions, spilling over on MaxSessions.
 //! - [`shell`]: one shell from channel open to prompt, reading, writing, closing.
 //! - [`server`]: the pool, the open sessions, reading and publishing output.
+//! - [`reaper`]: ends what a deleted or ended session left running.
 //! - [`requests`]: answering requests (parse, check age and replays, dispatch).
 //!
 //! If the server cannot go on (its SSH connection died, a socket failed, a
@@ -27,6 +28,7 @@
 
 pub mod gate;
 pub mod links;
+pub mod reaper;
 pub mod requests;
 pub mod server;
 pub mod shell;

@@ -239,6 +239,7 @@ impl Server {
     /// Closes an open session's shell for good and remembers why.
     pub(super) fn retire(&mut self, s: OpenSession, why: &str) {
         self.closer.push(s.shell.channel, s.shell.link);
+        self.reap.push(s.shell.pid);
         self.ended.insert(s.shell.id.clone(), why.to_owned());
         self.ended_order.push_back(s.shell.id);
         if self.ended_order.len() > REMEMBER_ENDED {

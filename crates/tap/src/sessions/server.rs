@@ -17,6 +17,7 @@ use tracing::{debug, info, warn};
 
 use super::gate::Gate;
 use super::links::Links;
+use super::reaper::{Reaped, Reaper};
 use super::shell::{Closer, Output, Shell, Step, Warming};
 
 /// Largest request accepted; a bigger one gets a `failed` reply.
@@ -67,6 +68,10 @@ pub struct Server {
     pub(super) open: BTreeMap<String, OpenSession>,
     pub(super) pending: VecDeque<Pending>,
     pub(super) closer: Closer,
+    /// Session ids (shell pids) of retired sessions whose leftovers are to
+    /// be killed, and the reaping under way.
+    pub(super) reap: Vec<u32>,
+    pub(super) reaping: Option<Reaper>,
     /// Why recent sessions are gone (deleted, shell exited), oldest first.
     pub(super) ended: HashMap<String, String>,
     pub(super) ended_order: VecDeque<String>,
@@ -113,6 +118,8 @@ impl Server {
             open: BTreeMap::new(),
             pending: VecDeque::new(),
             closer: Closer::default(),
+            reap: Vec::new(),
+            reaping: None,
             ended: HashMap::new(),
             ended_order: VecDeque::new(),
             seen: HashMap::new(),
@@ -130,7 +137,9 @@ impl Server {
         let busy = !self.warming.is_empty()
             || !self.pending.is_empty()
             || !self.open.is_empty()
-            || !self.closer.is_empty();
+            || !self.closer.is_empty()
+            || !self.reap.is_empty()
+            || self.reaping.is_some();
         let timeout = if busy {
             max.min(Duration::from_millis(20))
         } else {
@@ -157,6 +166,7 @@ impl Server {
         self.pump_shells()?;
         self.read_subscriptions();
         self.expire_pending();
+        self.pump_reaper();
         self.refill();
         self.closer.pump(&mut self.links.links);
         Ok(())
@@ -294,6 +304,44 @@ impl Server {
         }
     }
 
+    /// Moves the reaping on, or starts one for every session retired since.
+    fn pump_reaper(&mut self) {
+        if let Some(mut r) = self.reaping.take() {
+            let link = r.link;
+            match r.advance(&mut self.links.links[link], &mut self.buf) {
+                Reaped::Pending => self.reaping = Some(r),
+                Reaped::Done(ch) => {
+                    debug!(sessions = ?r.sids, "leftovers of ended sessions killed");
+                    self.closer.push(ch, link);
+                }
+                Reaped::Refused => {
+                    let closing = self.closer.on_link(link);
+                    self.links.links[link].refused(closing > 0);
+                    self.reap.extend(r.sids);
+                }
+                Reaped::Failed { error, channel } => {
+                    warn!(sessions = ?r.sids, error, "could not end what ended sessions left running");
+                    if let Some(ch) = channel {
+                        self.closer.push(ch, link);
+                    }
+                }
+            }
+        }
+        if self.reaping.is_none() && !self.reap.is_empty() {
+            match self.links.pick() {
+                Ok(Some(i)) => {
+                    let sids = std::mem::take(&mut self.reap);
+                    self.reaping = Some(Reaper::start(sids, i, &mut self.links.links[i]));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    let sids = std::mem::take(&mut self.reap);
+                    warn!(sessions = ?sids, error = %format!("{e:#}"), "no channel to end what ended sessions left running");
+                }
+            }
+        }
+    }
+
     /// Starts warming shells until ready + warming covers the pool and the
     /// creates waiting.
     fn refill(&mut self) {
@@ -381,7 +429,10 @@ impl Server {
             );
         }
         let open = std::mem::take(&mut self.open);
+        let mut sids = std::mem::take(&mut self.reap);
+        sids.extend(self.reaping.take().map(|r| r.sids).unwrap_or_default());
         for (_, s) in open {
+            sids.push(s.shell.pid);
             self.closer.push(s.shell.channel, s.shell.link);
         }
         for shell in std::mem::take(&mut self.ready) {
@@ -389,6 +440,13 @@ impl Server {
         }
         self.warming.clear();
         self.closer.abandon();
+        // What the sessions started and that ignores the hangup.
+        if !sids.is_empty() {
+            let script = super::reaper::command(&sids);
+            if let Err(e) = self.links.run_blocking(&script, Duration::from_secs(2)) {
+                warn!(sessions = ?sids, error = %format!("{e:#}"), "could not end what the sessions left running");
+            }
+        }
         self.links.disconnect(Duration::from_secs(1));
     }
 }
