@@ -3,6 +3,7 @@
 //! session's publish endpoint, and the server's process table (the
 //! `rilltest` user's processes under a real sshd) to check what really runs.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use rill_e2e::session::*;
@@ -175,6 +176,12 @@ fn deleting_a_session_ends_its_background_jobs_too() {
         "both jobs run: {:?}",
         h.user.processes()
     );
+    // The session and the pooled shell warmed up behind it.
+    let pool = wait_for(Duration::from_secs(20), || {
+        let s = remote_shells(&h.user);
+        (s.len() == 2).then_some(s)
+    })
+    .unwrap_or_else(|| panic!("two shells: {:?}", remote_shells(&h.user)));
     let deleted = client.call("delete_session", json!({"session_id": id}));
     assert_eq!(deleted["status"], "ok", "{deleted}");
     assert!(
@@ -183,11 +190,11 @@ fn deleting_a_session_ends_its_background_jobs_too() {
         sleeps(&h),
         h.rill.log()
     );
-    // The pool shell is untouched.
+    // The pooled shell is untouched: the same shell, same pid.
+    let pooled: BTreeMap<String, u32> = pool.into_iter().filter(|(s, _)| *s != id).collect();
     assert!(
-        wait_until(Duration::from_secs(10), || remote_shells(&h.user).len()
-            == 1),
-        "{:?}",
+        wait_until(Duration::from_secs(10), || remote_shells(&h.user) == pooled),
+        "{:?} instead of {pooled:?}",
         remote_shells(&h.user)
     );
 

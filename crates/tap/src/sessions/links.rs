@@ -128,6 +128,12 @@ impl Links {
         Ok(self.links.len() - 1)
     }
 
+    /// A link with room and no request in flight, without ever opening
+    /// another connection (for short jobs that can wait for a slot).
+    pub fn pick_existing(&self) -> Option<usize> {
+        self.links.iter().position(|l| l.has_room() && !l.busy)
+    }
+
     /// A link where a new channel may be opened now: one with room and no
     /// request in flight. Opens another connection when every link is full;
     /// `None` while the links with room are busy or resting.

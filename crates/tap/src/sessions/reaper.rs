@@ -180,9 +180,13 @@ mod tests {
                 .flatten()
                 .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
                 .filter(|s| {
-                    s.rsplit_once(')')
-                        .and_then(|(_, r)| r.split_whitespace().nth(3)?.parse::<u32>().ok())
-                        == Some(sid)
+                    // "pid (comm) state ppid pgrp session ...", zombies
+                    // (killed, not reaped yet by whoever adopted them) not
+                    // counted.
+                    let f: Vec<&str> = s
+                        .rsplit_once(')')
+                        .map_or(vec![], |(_, r)| r.split_whitespace().collect());
+                    f.first() != Some(&"Z") && f.get(3).and_then(|x| x.parse().ok()) == Some(sid)
                 })
                 .count()
         };

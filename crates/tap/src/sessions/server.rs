@@ -22,10 +22,10 @@ use super::shell::{Closer, Output, Shell, Step, Warming};
 
 /// Largest request accepted; a bigger one gets a `failed` reply.
 pub const MAX_REQUEST_BYTES: usize = 4 << 20;
-/// Larger messages than this make libzmq drop the connection instead of
-/// delivering them (no reply possible): what a client can make the server
-/// hold at once.
-pub const DROP_ABOVE_BYTES: i64 = 64 << 20;
+/// A message larger than this makes libzmq drop the connection instead of
+/// delivering it (no reply possible). The limit is per message; a client
+/// can still queue up to the socket's high-water mark of them.
+pub const DROP_ABOVE_BYTES: i64 = 16 << 20;
 /// How long a create may wait for a shell to come up.
 const PENDING_FOR: Duration = Duration::from_secs(15);
 /// How long a send may wait for the connection to take the data.
@@ -327,17 +327,12 @@ impl Server {
                 }
             }
         }
+        // On a link with room only: a slot frees as soon as the retired
+        // session's channel is closed; no new connection for a one-off.
         if self.reaping.is_none() && !self.reap.is_empty() {
-            match self.links.pick() {
-                Ok(Some(i)) => {
-                    let sids = std::mem::take(&mut self.reap);
-                    self.reaping = Some(Reaper::start(sids, i, &mut self.links.links[i]));
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    let sids = std::mem::take(&mut self.reap);
-                    warn!(sessions = ?sids, error = %format!("{e:#}"), "no channel to end what ended sessions left running");
-                }
+            if let Some(i) = self.links.pick_existing() {
+                let sids = std::mem::take(&mut self.reap);
+                self.reaping = Some(Reaper::start(sids, i, &mut self.links.links[i]));
             }
         }
     }
