@@ -136,33 +136,9 @@ fn deleting_a_session_ends_its_background_jobs_too() {
         "{}",
         h.rill.log()
     );
-    let created = client.call("create_session", json!({}));
-    assert_eq!(created["status"], "ok", "{created}");
-    let id = created["session_id"].as_str().unwrap().to_owned();
-    let mut out = SessionOutput::subscribe(created["publish_zeromq_bind"].as_str().unwrap(), &id);
-    assert!(
-        wait_until(Duration::from_secs(10), || client.sessions()[&id]
-            ["subscribed"]
-            == true),
-        "subscription seen"
-    );
-    // A job that ignores SIGHUP, in the background, and one more in the
-    // foreground of a subshell that also ignores it.
+    // Two `sleep N`s that ignore SIGHUP: one in the background, one in the
+    // foreground of a backgrounded subshell that ignores it too.
     let n = 400_000 + rand_number();
-    let jobs = format!(
-        "(trap '' HUP; exec sleep {n}) & (trap '' HUP; sleep {}) & echo started-$((1+1))\n",
-        n + 1
-    );
-    let sent = client.call(
-        "send_data_to_session",
-        json!({"session_id": id, "contents": jobs}),
-    );
-    assert_eq!(sent["status"], "ok", "{sent}");
-    assert!(
-        out.read_until(b"started-2", Duration::from_secs(10)),
-        "{:?}",
-        String::from_utf8_lossy(&out.bytes)
-    );
     let sleeps = |h: &OneHost| -> Vec<String> {
         h.user
             .processes()
@@ -171,11 +147,42 @@ fn deleting_a_session_ends_its_background_jobs_too() {
             .filter(|c| c == &format!("sleep {n}") || c == &format!("sleep {}", n + 1))
             .collect()
     };
-    assert!(
-        wait_until(Duration::from_secs(10), || sleeps(&h).len() == 2),
-        "both jobs run: {:?}",
-        h.user.processes()
-    );
+    // A new session running both; its id.
+    let with_jobs = |client: &mut SessionClient| -> String {
+        let created = client.call("create_session", json!({}));
+        assert_eq!(created["status"], "ok", "{created}");
+        let id = created["session_id"].as_str().unwrap().to_owned();
+        let mut out =
+            SessionOutput::subscribe(created["publish_zeromq_bind"].as_str().unwrap(), &id);
+        assert!(
+            wait_until(Duration::from_secs(10), || client.sessions()[&id]
+                ["subscribed"]
+                == true),
+            "subscription seen"
+        );
+        let jobs = format!(
+            "(trap '' HUP; exec sleep {n}) & (trap '' HUP; sleep {}) & echo started-$((1+1))\n",
+            n + 1
+        );
+        let sent = client.call(
+            "send_data_to_session",
+            json!({"session_id": id, "contents": jobs}),
+        );
+        assert_eq!(sent["status"], "ok", "{sent}");
+        assert!(
+            out.read_until(b"started-2", Duration::from_secs(10)),
+            "{:?}",
+            String::from_utf8_lossy(&out.bytes)
+        );
+        assert!(
+            wait_until(Duration::from_secs(10), || sleeps(&h).len() == 2),
+            "both jobs run: {:?}",
+            h.user.processes()
+        );
+        id
+    };
+
+    let id = with_jobs(&mut client);
     // The session and the pooled shell warmed up behind it.
     let pool = wait_for(Duration::from_secs(20), || {
         let s = remote_shells(&h.user);
@@ -199,23 +206,7 @@ fn deleting_a_session_ends_its_background_jobs_too() {
     );
 
     // Sessions still open when Rill stops are ended the same way.
-    let created = client.call("create_session", json!({}));
-    assert_eq!(created["status"], "ok", "{created}");
-    let id = created["session_id"].as_str().unwrap().to_owned();
-    let mut out = SessionOutput::subscribe(created["publish_zeromq_bind"].as_str().unwrap(), &id);
-    assert!(
-        wait_until(Duration::from_secs(10), || client.sessions()[&id]
-            ["subscribed"]
-            == true),
-        "subscription seen"
-    );
-    let sent = client.call(
-        "send_data_to_session",
-        json!({"session_id": id, "contents": jobs}),
-    );
-    assert_eq!(sent["status"], "ok", "{sent}");
-    assert!(out.read_until(b"started-2", Duration::from_secs(10)));
-    assert!(wait_until(Duration::from_secs(10), || sleeps(&h).len() == 2));
+    with_jobs(&mut client);
     let mut h = h;
     assert!(h.rill.stop(Duration::from_secs(10)).is_some());
     assert!(
