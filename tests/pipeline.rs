@@ -197,3 +197,40 @@ fn a_log_whose_folder_does_not_exist_yet_is_followed_once_both_appear() {
     );
     assert_eq!(error(), None, "the error clears once the file is followed");
 }
+
+/// `tap.stream_poll` is how often GNU tail on the server looks for new
+/// lines: the setting reaches the server's `tail`, and lines still arrive.
+#[test]
+fn stream_poll_sets_how_often_the_servers_tail_looks() {
+    let h = OneHost::new(&["app"]);
+    h.rill.append_config("tap:\n  stream_poll: 250ms\n");
+    let h = OneHost::start(h, &["app"]);
+    let tails = || -> Vec<String> {
+        h.user
+            .processes()
+            .into_iter()
+            .map(|p| p.cmdline)
+            .filter(|c| c.starts_with("tail -s "))
+            .collect()
+    };
+    assert!(
+        wait_until(Duration::from_secs(20), || !tails().is_empty()),
+        "no tail on the server: {:?}",
+        h.user.processes()
+    );
+    assert!(
+        tails().iter().all(|c| c.starts_with("tail -s 0.25 ")),
+        "{:?}",
+        tails()
+    );
+    h.append("app", b"polled\n");
+    assert_eq!(
+        wait_for(Duration::from_secs(15), || h
+            .rill
+            .count("polled", &[])
+            .filter(|&n| n == 1)),
+        Some(1),
+        "{}",
+        h.rill.log()
+    );
+}

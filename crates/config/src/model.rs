@@ -32,6 +32,10 @@ pub struct TapSettings {
     /// truncation (default 1 s). Fractions need a `sleep` that takes them
     /// (GNU, BusyBox).
     pub poll_interval: std::time::Duration,
+    /// How often GNU `tail` on the server looks for new lines of a file it
+    /// follows (default 20 ms): the longest a line waits there, and one
+    /// `read` per file per turn on the server.
+    pub stream_poll: std::time::Duration,
     /// Longer lines are split into pieces marked partial (default 1 MiB).
     pub max_line_bytes: usize,
     /// A last line still without its newline after this long is published,
@@ -47,6 +51,7 @@ impl Default for TapSettings {
     fn default() -> Self {
         TapSettings {
             poll_interval: std::time::Duration::from_secs(1),
+            stream_poll: std::time::Duration::from_millis(20),
             max_line_bytes: 1 << 20,
             partial_line_after: std::time::Duration::from_secs(5),
             max_unacked_lines: 20_000,

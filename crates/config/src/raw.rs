@@ -32,6 +32,7 @@ pub struct RawStreams {
 #[serde(deny_unknown_fields)]
 pub struct RawTap {
     pub poll_interval: Option<String>,
+    pub stream_poll: Option<String>,
     pub max_line_bytes: Option<u64>,
     pub partial_line_after: Option<String>,
     pub max_unacked_lines: Option<u64>,

@@ -67,6 +67,17 @@ pub fn validate(file: &Path, raw: RawConfig, env: Environment) -> Result<Config,
                 ));
             }
         }
+        if let Some(v) = t.stream_poll {
+            tap.stream_poll = parse_duration(&v).map_err(|m| err("tap.stream_poll", m))?;
+            if tap.stream_poll < Duration::from_millis(10)
+                || tap.stream_poll > Duration::from_secs(5)
+            {
+                return Err(err(
+                    "tap.stream_poll",
+                    format!("expected between 10ms and 5s, got {v}"),
+                ));
+            }
+        }
         if let Some(v) = t.max_line_bytes {
             if !(1024..=64 << 20).contains(&v) {
                 return Err(err(

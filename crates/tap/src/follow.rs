@@ -711,7 +711,9 @@ impl Follow {
         }
         if self.current.is_none() && self.reopen_at.is_some_and(|t| Instant::now() >= t) {
             let nonce = Nonce::random();
-            let cmd = remote::follow_command(&self.log.path, self.next, iv, self.reading, &nonce);
+            let polls = (iv, self.settings.stream_poll);
+            let cmd =
+                remote::follow_command(&self.log.path, self.next, polls, self.reading, &nonce);
             match conns.exec(&cmd) {
                 Ok(ch) => {
                     debug!(log = %self.log.name, path = %self.log.path, start = ?self.next, "following");

@@ -12,7 +12,7 @@
 //! then the file's bytes from `start` on, in one of two ways:
 //!
 //! - **stream** (hosts with GNU `tail`): the bytes exactly as
-//!   `tail -c +N -f` prints them, a line within [`STREAM_POLL`]. GNU
+//!   `tail -c +N -f` prints them, a line within `tap.stream_poll`. GNU
 //!   tail notices a truncation itself and reads the file again from 0; with
 //!   its messages on the same stream (`2>&1`) its "file truncated" sits
 //!   exactly between the old bytes and the new ones. It is given the file's
@@ -57,11 +57,11 @@ fn seconds(d: Duration) -> String {
     }
 }
 
-/// How often GNU tail looks at the open file in stream mode. It cannot use
-/// inotify on `/dev/fd/4` (a symlink, for which GNU tail falls back to
-/// polling, by default once a second), so it polls: one `fstat` and `read`
-/// per turn, no fork. This bounds a line's delay on the server.
-pub const STREAM_POLL: Duration = Duration::from_millis(20);
+// How often GNU tail looks at the open file in stream mode is
+// `tap.stream_poll` (20 ms by default). It cannot use inotify on
+// `/dev/fd/4` (a symlink, for which GNU tail falls back to polling, by
+// default once a second), so it polls: one `fstat` and `read` per turn, no
+// fork. This bounds a line's delay on the server.
 
 /// The largest chunk the chunk reader sends at once (the tap holds a chunk
 /// until its `RILL-OK`).
@@ -317,11 +317,12 @@ fn script(path: &str, body: &str, interval: Duration) -> String {
 }
 
 /// The command to exec on the server to follow `path` from `start`, checking
-/// every `interval` whether it was rotated.
+/// every `interval` whether it was rotated, GNU tail looking for new lines
+/// every `stream_poll`.
 pub fn follow_command(
     path: &str,
     start: StartAt,
-    interval: Duration,
+    (interval, stream_poll): (Duration, Duration),
     reading: Reading,
     nonce: &Nonce,
 ) -> String {
@@ -344,7 +345,7 @@ pub fn follow_command(
             },
         )
         .replace("@NONCE@", nonce.as_str())
-        .replace("@STREAM_POLL@", &seconds(STREAM_POLL));
+        .replace("@STREAM_POLL@", &seconds(stream_poll));
     script(path, &body, interval)
 }
 
@@ -816,7 +817,13 @@ mod tests {
             On::GnuChunks => Reading::Chunks,
             _ => Reading::Auto,
         };
-        let script = follow_command(path.to_str().unwrap(), start, IV, reading, &nonce);
+        let script = follow_command(
+            path.to_str().unwrap(),
+            start,
+            (IV, Duration::from_millis(20)),
+            reading,
+            &nonce,
+        );
         let shell = match on {
             On::BusyBox => busybox(),
             _ => Shell::Posix,
