@@ -19,6 +19,11 @@ pub const TICKS: f64 = 100.0;
 
 /// `root` and every process below it.
 pub fn tree(root: u32) -> Vec<Proc> {
+    trees(&[root])
+}
+
+/// Every root and every process below one, from one pass over /proc.
+pub fn trees(roots: &[u32]) -> Vec<Proc> {
     let mut parent: BTreeMap<u32, u32> = BTreeMap::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
@@ -28,11 +33,16 @@ pub fn tree(root: u32) -> Vec<Proc> {
             parent.insert(pid, ppid);
         }
     }
-    let mut ours = vec![root];
+    let mut children: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+    for (c, p) in &parent {
+        children.entry(*p).or_default().push(*c);
+    }
+    let mut ours = roots.to_vec();
     let mut i = 0;
     while i < ours.len() {
-        let p = ours[i];
-        ours.extend(parent.iter().filter(|(_, pp)| **pp == p).map(|(c, _)| *c));
+        if let Some(c) = children.get(&ours[i]) {
+            ours.extend(c);
+        }
         i += 1;
     }
     ours.into_iter().filter_map(one).collect()

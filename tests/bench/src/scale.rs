@@ -215,17 +215,10 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
         "  whole machine busy: {machine_cpu:.1} % of a core (of 200 %): the collector, the \
          servers' side with every process it forked, this benchmark and the kernel"
     );
-    let server_before: Vec<_> = sshds
-        .iter()
-        .filter_map(Sshd::pid)
-        .flat_map(procs::tree)
-        .collect();
+    let server_roots: Vec<u32> = sshds.iter().filter_map(Sshd::pid).collect();
+    let server_before = procs::trees(&server_roots);
     std::thread::sleep(Duration::from_secs(10));
-    let server_after: Vec<_> = sshds
-        .iter()
-        .filter_map(Sshd::pid)
-        .flat_map(procs::tree)
-        .collect();
+    let server_after = procs::trees(&server_roots);
     let server_by = procs::cpu_percent(&server_before, &server_after, 10.0);
     let server_cpu: f64 = server_by.values().sum();
     for (name, c) in &server_by {
