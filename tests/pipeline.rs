@@ -205,12 +205,15 @@ fn stream_poll_sets_how_often_the_servers_tail_looks() {
     let h = OneHost::new(&["app"]);
     h.rill.append_config("tap:\n  stream_poll: 250ms\n");
     let h = OneHost::start(h, &["app"]);
+    // Tests run side by side as the same server user: only the tails
+    // below this test's own sshd count.
     let tails = || -> Vec<String> {
+        let ours = h.sshd.connection_pids();
         h.user
             .processes()
             .into_iter()
+            .filter(|p| p.cmdline.starts_with("tail -s ") && ours.contains(&p.pid))
             .map(|p| p.cmdline)
-            .filter(|c| c.starts_with("tail -s "))
             .collect()
     };
     assert!(
