@@ -30,8 +30,7 @@ fn a_session_runs_a_command_reports_its_counters_and_is_gone_after_delete() {
     );
     // The pool is warmed at start: two shells wait before anyone asks.
     assert!(
-        wait_until(Duration::from_secs(20), || remote_shells(&h.user).len()
-            == 2),
+        wait_until(Duration::from_secs(20), || h.shells().len() == 2),
         "two pooled shells: {:?}\n{}",
         h.user.processes(),
         h.rill.log()
@@ -45,7 +44,7 @@ fn a_session_runs_a_command_reports_its_counters_and_is_gone_after_delete() {
     assert_eq!(created["status"], "ok", "{created}");
     let id = created["session_id"].as_str().unwrap().to_owned();
     let publish = created["publish_zeromq_bind"].as_str().unwrap().to_owned();
-    let shells = remote_shells(&h.user);
+    let shells = h.shells();
     let pid = *shells
         .get(&id)
         .unwrap_or_else(|| panic!("session {id} has a shell on the server: {shells:?}"));
@@ -116,11 +115,11 @@ fn a_session_runs_a_command_reports_its_counters_and_is_gone_after_delete() {
     // Never reused: the pool is refilled with new shells, not the deleted one.
     assert!(
         wait_until(Duration::from_secs(20), || {
-            let s = remote_shells(&h.user);
+            let s = h.shells();
             s.len() == 2 && !s.contains_key(&id)
         }),
         "{:?}",
-        remote_shells(&h.user)
+        h.shells()
     );
 }
 
@@ -185,10 +184,10 @@ fn deleting_a_session_ends_its_background_jobs_too() {
     let id = with_jobs(&mut client);
     // The session and the pooled shell warmed up behind it.
     let pool = wait_for(Duration::from_secs(20), || {
-        let s = remote_shells(&h.user);
+        let s = h.shells();
         (s.len() == 2).then_some(s)
     })
-    .unwrap_or_else(|| panic!("two shells: {:?}", remote_shells(&h.user)));
+    .unwrap_or_else(|| panic!("two shells: {:?}", h.shells()));
     let deleted = client.call("delete_session", json!({"session_id": id}));
     assert_eq!(deleted["status"], "ok", "{deleted}");
     assert!(
@@ -200,9 +199,9 @@ fn deleting_a_session_ends_its_background_jobs_too() {
     // The pooled shell is untouched: the same shell, same pid.
     let pooled: BTreeMap<String, u32> = pool.into_iter().filter(|(s, _)| *s != id).collect();
     assert!(
-        wait_until(Duration::from_secs(10), || remote_shells(&h.user) == pooled),
+        wait_until(Duration::from_secs(10), || h.shells() == pooled),
         "{:?} instead of {pooled:?}",
-        remote_shells(&h.user)
+        h.shells()
     );
 
     // Sessions still open when Rill stops are ended the same way.
@@ -211,7 +210,7 @@ fn deleting_a_session_ends_its_background_jobs_too() {
     assert!(h.rill.stop(Duration::from_secs(10)).is_some());
     assert!(
         wait_until(Duration::from_secs(5), || sleeps(&h).is_empty()
-            && remote_shells(&h.user).is_empty()),
+            && h.shells().is_empty()),
         "left on the server after stopping: {:?}",
         h.user.processes()
     );
@@ -497,7 +496,7 @@ fn every_malformed_request_fails_with_its_reason_and_the_next_one_is_served() {
                 .contains("has ended: its shell exited"),
             "{ended}"
         );
-        assert!(!remote_shells(&h.user).contains_key(a_id));
+        assert!(!h.shells().contains_key(a_id));
         let b_id = b["session_id"].as_str().unwrap();
         // A short write fails and says how much went in: with the terminal
         // in non-canonical mode (nothing is dropped) and the shell asleep,
@@ -758,7 +757,7 @@ fn the_rill_session_command_creates_sends_lists_and_deletes() {
     assert_eq!(code, Some(0), "{err}");
     let (id, publish) = created.split_once(' ').expect("ID ENDPOINT");
     assert!(publish.starts_with("ipc://"), "{created}");
-    assert!(remote_shells(&h.user).contains_key(id));
+    assert!(h.shells().contains_key(id));
 
     let mut out = SessionOutput::subscribe(publish, id);
     assert!(wait_until(Duration::from_secs(10), || probe.sessions()[id]
@@ -809,7 +808,7 @@ fn sessions_of_a_killed_tap_are_gone_and_asking_about_them_fails() {
     let old = h.rill.ssh_tap_pids();
     assert_eq!(old.len(), 1);
     let old_shells = wait_for(Duration::from_secs(20), || {
-        Some(remote_shells(&h.user)).filter(|s| s.len() == 2)
+        Some(h.shells()).filter(|s| s.len() == 2)
     })
     .expect("the session and the refilled pool");
     assert_eq!(
@@ -831,11 +830,11 @@ fn sessions_of_a_killed_tap_are_gone_and_asking_about_them_fails() {
     // sshd ends the dead tap's shells when it notices the connection is gone.
     assert!(
         wait_until(Duration::from_secs(30), || {
-            let now = remote_shells(&h.user);
+            let now = h.shells();
             old_shells.keys().all(|id| !now.contains_key(id))
         }),
         "old shells gone: {:?}",
-        remote_shells(&h.user)
+        h.shells()
     );
     let r = wait_for(Duration::from_secs(20), || {
         let req = c.build(

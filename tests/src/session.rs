@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::{Rill, TestUser};
+use crate::{OneHost, Rill, TestUser};
 
 /// `2002-12-25T00:00:00.000Z` for now.
 pub fn now() -> String {
@@ -60,6 +60,18 @@ pub fn remote_shells(user: &TestUser) -> BTreeMap<String, u32> {
             Some((rest.trim().to_owned(), p.pid))
         })
         .collect()
+}
+
+impl OneHost {
+    /// [`remote_shells`] under this host's own sshd only: tests run side by
+    /// side as one server user, each with its own sshd.
+    pub fn shells(&self) -> BTreeMap<String, u32> {
+        let ours = self.sshd.connection_pids();
+        remote_shells(&self.user)
+            .into_iter()
+            .filter(|(_, pid)| ours.contains(pid))
+            .collect()
+    }
 }
 
 /// How the client talks to the ROUTER.
