@@ -41,6 +41,16 @@ pub struct Link {
     pub busy: bool,
 }
 
+/// What one [`Link::open_channel`] came to.
+pub enum Opening {
+    Opened(ssh2::Channel),
+    /// Call again when the connection has news.
+    Pending,
+    /// sshd refused another channel (its MaxSessions).
+    Refused,
+    Failed(String),
+}
+
 /// How long a link rests after a refusal below its peak.
 const REST: Duration = Duration::from_millis(200);
 
@@ -58,6 +68,28 @@ impl Link {
     pub fn opened(&mut self) {
         self.channels += 1;
         self.peak = self.peak.max(self.channels);
+    }
+
+    /// One non-blocking attempt to open a session channel, for a request
+    /// already marked [`Link::busy`]: counts the channel when it opens and
+    /// clears `busy` when the attempt ends without one. A refusal is left to
+    /// the caller to note ([`Link::refused`]), knowing what is closing.
+    pub fn open_channel(&mut self) -> Opening {
+        match self.session.channel_session() {
+            Ok(ch) => {
+                self.opened();
+                Opening::Opened(ch)
+            }
+            Err(e) if e.code() == EAGAIN => Opening::Pending,
+            Err(e) if e.code() == CHANNEL_FAILURE => {
+                self.busy = false;
+                Opening::Refused
+            }
+            Err(e) => {
+                self.busy = false;
+                Opening::Failed(format!("could not open a channel: {e}"))
+            }
+        }
     }
 
     /// A channel of it was freed.

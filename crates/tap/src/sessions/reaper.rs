@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use ssh2::Channel;
 
-use super::links::{Link, CHANNEL_FAILURE, EAGAIN};
+use super::links::{Link, Opening, EAGAIN};
 
 /// How long one reaping may take before it is given up (and logged).
 const REAP_WITHIN: Duration = Duration::from_secs(10);
@@ -102,21 +102,14 @@ impl Reaper {
                 ));
             }
             match self.stage {
-                Stage::Open => match link.session.channel_session() {
-                    Ok(ch) => {
-                        link.opened();
+                Stage::Open => match link.open_channel() {
+                    Opening::Opened(ch) => {
                         self.channel = Some(ch);
                         self.stage = Stage::Exec;
                     }
-                    Err(e) if e.code() == EAGAIN => return Reaped::Pending,
-                    Err(e) if e.code() == CHANNEL_FAILURE => {
-                        link.busy = false;
-                        return Reaped::Refused;
-                    }
-                    Err(e) => {
-                        link.busy = false;
-                        return self.fail(format!("could not open a channel: {e}"));
-                    }
+                    Opening::Pending => return Reaped::Pending,
+                    Opening::Refused => return Reaped::Refused,
+                    Opening::Failed(error) => return self.fail(error),
                 },
                 Stage::Exec => {
                     let ch = self.channel.as_mut().expect("channel open");

@@ -192,14 +192,9 @@ impl Server {
                         None => self.ready.push_back(shell),
                     }
                 }
-                Step::Refused => {
-                    // sshd's MaxSessions; refill tries again, on another
-                    // link if this one is full.
-                    let closing = self.closer.on_link(link);
-                    let l = &mut self.links.links[link];
-                    l.refused(closing > 0);
-                    debug!(link, closing, state = %l.describe(), "server refused another channel");
-                }
+                // sshd's MaxSessions; refill tries again, on another link
+                // if this one is full.
+                Step::Refused => self.note_refusal(link),
                 Step::Failed { error, channel } => {
                     if let Some(ch) = channel {
                         self.closer.push(ch, link);
@@ -304,6 +299,15 @@ impl Server {
         }
     }
 
+    /// sshd refused a channel on `link`: the link notes it, knowing whether
+    /// one of its channels is still closing.
+    fn note_refusal(&mut self, link: usize) {
+        let closing = self.closer.on_link(link);
+        let l = &mut self.links.links[link];
+        l.refused(closing > 0);
+        debug!(link, closing, state = %l.describe(), "server refused another channel");
+    }
+
     /// Moves the reaping on, or starts one for every session retired since.
     fn pump_reaper(&mut self) {
         if let Some(mut r) = self.reaping.take() {
@@ -315,8 +319,7 @@ impl Server {
                     self.closer.push(ch, link);
                 }
                 Reaped::Refused => {
-                    let closing = self.closer.on_link(link);
-                    self.links.links[link].refused(closing > 0);
+                    self.note_refusal(link);
                     self.reap.extend(r.sids);
                 }
                 Reaped::Failed { error, channel } => {

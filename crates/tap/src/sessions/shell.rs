@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use ssh2::Channel;
 
-use super::links::{Link, CHANNEL_FAILURE, EAGAIN};
+use super::links::{Link, Opening, EAGAIN};
 
 /// The prompt every session shows when handed over and after each command.
 pub const PROMPT: &str = "rill$ ";
@@ -102,23 +102,14 @@ impl Warming {
                 ));
             }
             match self.stage {
-                Stage::Open => match link.session.channel_session() {
-                    Ok(ch) => {
-                        link.opened();
+                Stage::Open => match link.open_channel() {
+                    Opening::Opened(ch) => {
                         self.channel = Some(ch);
                         self.stage = Stage::Pty;
                     }
-                    Err(e) if e.code() == EAGAIN => return Step::Pending,
-                    Err(e) if e.code() == CHANNEL_FAILURE => {
-                        // The caller notes it on the link, knowing what
-                        // is closing there.
-                        link.busy = false;
-                        return Step::Refused;
-                    }
-                    Err(e) => {
-                        link.busy = false;
-                        return self.fail(format!("could not open a channel: {e}"));
-                    }
+                    Opening::Pending => return Step::Pending,
+                    Opening::Refused => return Step::Refused,
+                    Opening::Failed(error) => return self.fail(error),
                 },
                 Stage::Pty => {
                     let ch = self.channel.as_mut().expect("channel open");
