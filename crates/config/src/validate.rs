@@ -57,26 +57,12 @@ pub fn validate(file: &Path, raw: RawConfig, env: Environment) -> Result<Config,
     let mut tap = TapSettings::default();
     if let Some(t) = raw.tap {
         if let Some(v) = t.poll_interval {
-            tap.poll_interval = parse_duration(&v).map_err(|m| err("tap.poll_interval", m))?;
-            if tap.poll_interval < Duration::from_millis(100)
-                || tap.poll_interval > Duration::from_secs(60)
-            {
-                return Err(err(
-                    "tap.poll_interval",
-                    format!("expected between 100ms and 60s, got {v}"),
-                ));
-            }
+            tap.poll_interval =
+                duration_between(&v, "100ms", "60s").map_err(|m| err("tap.poll_interval", m))?;
         }
         if let Some(v) = t.stream_poll {
-            tap.stream_poll = parse_duration(&v).map_err(|m| err("tap.stream_poll", m))?;
-            if tap.stream_poll < Duration::from_millis(10)
-                || tap.stream_poll > Duration::from_secs(5)
-            {
-                return Err(err(
-                    "tap.stream_poll",
-                    format!("expected between 10ms and 5s, got {v}"),
-                ));
-            }
+            tap.stream_poll =
+                duration_between(&v, "10ms", "5s").map_err(|m| err("tap.stream_poll", m))?;
         }
         if let Some(v) = t.max_line_bytes {
             if !(1024..=64 << 20).contains(&v) {
@@ -525,6 +511,17 @@ pub(crate) fn resolve(base: &Path, p: &str) -> PathBuf {
 }
 
 /// `500ms`, `1s`, `2.5s`, `5m`, `1h`, `30d`.
+/// [`parse_duration`] of `text`, which must lie between `min` and `max`
+/// (both written as durations, e.g. `"100ms"`, and named in the error).
+fn duration_between(text: &str, min: &str, max: &str) -> Result<Duration, String> {
+    let d = parse_duration(text)?;
+    let bound = |b: &str| parse_duration(b).expect("a valid bound");
+    if d < bound(min) || d > bound(max) {
+        return Err(format!("expected between {min} and {max}, got {text}"));
+    }
+    Ok(d)
+}
+
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     let split = t
