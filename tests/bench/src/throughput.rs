@@ -116,22 +116,10 @@ fn timed_ssh(
         .spawn()
         .with_context(|| format!("could not run {name}"))?;
     let mut out = child.stdout.take().context("no stdout")?;
-    let (got, first, last) = count_lines(&mut out, lines)?;
+    let counted = count_lines(&mut out, lines)?;
     let _ = child.kill();
     let status = child.wait_with_output()?;
-    if got != lines {
-        bail!(
-            "{name}: {got} lines, not {lines}: {}",
-            String::from_utf8_lossy(&status.stderr)
-        );
-    }
-    let first = first.context("nothing arrived")?;
-    Ok(Reading {
-        name,
-        seconds: last.duration_since(first).as_secs_f64().max(1e-3),
-        lines,
-        bytes,
-    })
+    counted.reading(name, lines, bytes, &String::from_utf8_lossy(&status.stderr))
 }
 
 /// The same `cat FILE` through libssh2 (the `ssh2` crate ssh_tap uses),
@@ -150,22 +138,42 @@ fn timed_libssh2(
     session.userauth_pubkey_file(&h.user.name, None, &h.key.private, None)?;
     let mut channel = session.channel_session()?;
     channel.exec(&format!("cat {}", big.display()))?;
-    let (got, first, last) = count_lines(&mut channel, lines)?;
-    if got != lines {
-        bail!("libssh2: {got} lines, not {lines}");
-    }
-    let first = first.context("nothing arrived")?;
-    Ok(Reading {
-        name: "libssh2 channel (ssh2 crate)",
-        seconds: last.duration_since(first).as_secs_f64().max(1e-3),
-        lines,
-        bytes,
-    })
+    count_lines(&mut channel, lines)?.reading("libssh2 channel (ssh2 crate)", lines, bytes, "")
 }
 
-/// Reads until `lines` lines arrived or the stream ended: the lines, when
-/// the first byte came and when the last read did.
-fn count_lines(r: &mut impl Read, lines: u64) -> std::io::Result<(u64, Option<Instant>, Instant)> {
+/// What a reader got: lines, when the first byte came and when the last
+/// read did.
+struct Counted {
+    got: u64,
+    first: Option<Instant>,
+    last: Instant,
+}
+
+impl Counted {
+    /// The reading, if all `lines` arrived (else an error naming `name`
+    /// and `detail`, e.g. the client's stderr).
+    fn reading(
+        self,
+        name: &'static str,
+        lines: u64,
+        bytes: u64,
+        detail: &str,
+    ) -> anyhow::Result<Reading> {
+        if self.got != lines {
+            bail!("{name}: {} lines, not {lines}: {detail}", self.got);
+        }
+        let first = self.first.context("nothing arrived")?;
+        Ok(Reading {
+            name,
+            seconds: self.last.duration_since(first).as_secs_f64().max(1e-3),
+            lines,
+            bytes,
+        })
+    }
+}
+
+/// Reads until `lines` lines arrived or the stream ended.
+fn count_lines(r: &mut impl Read, lines: u64) -> std::io::Result<Counted> {
     let mut buf = vec![0u8; 1 << 16];
     let mut got = 0u64;
     let mut first: Option<Instant> = None;
@@ -179,7 +187,7 @@ fn count_lines(r: &mut impl Read, lines: u64) -> std::io::Result<(u64, Option<In
         got += bytecount(&buf[..n]);
         last = Instant::now();
     }
-    Ok((got, first, last))
+    Ok(Counted { got, first, last })
 }
 
 fn bytecount(b: &[u8]) -> u64 {
