@@ -17,17 +17,23 @@ fn host_with_sessions(sessions_yaml: &str) -> OneHost {
     OneHost::start(h, &["app"])
 }
 
-/// Done-when 1: create, subscribe, `echo hi-<random>`, see it, counters
-/// agree with what was sent and received, delete, the shell is gone.
-#[test]
-fn a_session_runs_a_command_reports_its_counters_and_is_gone_after_delete() {
-    let h = host_with_sessions("sessions: {max: 4, pool: 2}");
-    let mut client = SessionClient::connect(&h.rill.sessions_ipc("web01"), Kind::Req);
+/// A client of web01's sessions socket, once the server answers it.
+fn served(h: &OneHost, kind: Kind) -> SessionClient {
+    let mut client = SessionClient::connect(&h.rill.sessions_ipc("web01"), kind);
     assert!(
         client.wait_until_served(Duration::from_secs(20)),
         "{}",
         h.rill.log()
     );
+    client
+}
+
+/// Done-when 1: create, subscribe, `echo hi-<random>`, see it, counters
+/// agree with what was sent and received, delete, the shell is gone.
+#[test]
+fn a_session_runs_a_command_reports_its_counters_and_is_gone_after_delete() {
+    let h = host_with_sessions("sessions: {max: 4, pool: 2}");
+    let mut client = served(&h, Kind::Req);
     // The pool is warmed at start: two shells wait before anyone asks.
     assert!(
         wait_until(Duration::from_secs(20), || h.shells().len() == 2),
@@ -51,12 +57,7 @@ fn a_session_runs_a_command_reports_its_counters_and_is_gone_after_delete() {
 
     let mut out = SessionOutput::subscribe(&publish, &id);
     // Wait for our subscription to reach the server (info says so).
-    assert!(
-        wait_until(Duration::from_secs(10), || client.sessions()[&id]
-            ["subscribed"]
-            == true),
-        "subscription seen"
-    );
+    assert!(client.wait_subscribed(&id), "subscription seen");
     let marker = format!("hi-{}", rand_number());
     let command = format!("echo {marker}\n");
     let sent = client.call(
@@ -129,12 +130,7 @@ fn a_session_runs_a_command_reports_its_counters_and_is_gone_after_delete() {
 #[test]
 fn deleting_a_session_ends_its_background_jobs_too() {
     let h = host_with_sessions("sessions: {max: 4, pool: 1}");
-    let mut client = SessionClient::connect(&h.rill.sessions_ipc("web01"), Kind::Req);
-    assert!(
-        client.wait_until_served(Duration::from_secs(20)),
-        "{}",
-        h.rill.log()
-    );
+    let mut client = served(&h, Kind::Req);
     // Two `sleep N`s that ignore SIGHUP: one in the background, one in the
     // foreground of a backgrounded subshell that ignores it too.
     let n = 400_000 + rand_number();
@@ -153,12 +149,7 @@ fn deleting_a_session_ends_its_background_jobs_too() {
         let id = created["session_id"].as_str().unwrap().to_owned();
         let mut out =
             SessionOutput::subscribe(created["publish_zeromq_bind"].as_str().unwrap(), &id);
-        assert!(
-            wait_until(Duration::from_secs(10), || client.sessions()[&id]
-                ["subscribed"]
-                == true),
-            "subscription seen"
-        );
+        assert!(client.wait_subscribed(&id), "subscription seen");
         let jobs = format!(
             "(trap '' HUP; exec sleep {n}) & (trap '' HUP; sleep {}) & echo started-$((1+1))\n",
             n + 1
@@ -221,12 +212,7 @@ fn deleting_a_session_ends_its_background_jobs_too() {
 #[test]
 fn rill_status_shows_open_and_ready_sessions() {
     let h = host_with_sessions("sessions: {max: 4, pool: 2}");
-    let mut client = SessionClient::connect(&h.rill.sessions_ipc("web01"), Kind::Req);
-    assert!(
-        client.wait_until_served(Duration::from_secs(20)),
-        "{}",
-        h.rill.log()
-    );
+    let mut client = served(&h, Kind::Req);
     let endpoint = h.rill.sessions_ipc("web01");
     let status_shows = |want: &str| {
         wait_for(Duration::from_secs(20), || {
@@ -268,16 +254,10 @@ fn rand_number() -> u32 {
 #[test]
 fn every_malformed_request_fails_with_its_reason_and_the_next_one_is_served() {
     let h = host_with_sessions("sessions: {max: 2, pool: 1, max_request_age: 5s}");
-    let endpoint = h.rill.sessions_ipc("web01");
     let tap = h.rill.ssh_tap_pids();
     assert_eq!(tap.len(), 1);
     for kind in [Kind::Req, Kind::Dealer] {
-        let mut c = SessionClient::connect(&endpoint, kind);
-        assert!(
-            c.wait_until_served(Duration::from_secs(20)),
-            "{}",
-            h.rill.log()
-        );
+        let mut c = served(&h, kind);
         let stale = (chrono::Utc::now() - chrono::TimeDelta::seconds(60))
             .format("%Y-%m-%dT%H:%M:%S%.3fZ")
             .to_string();
@@ -503,9 +483,7 @@ fn every_malformed_request_fails_with_its_reason_and_the_next_one_is_served() {
         // no input is read, so the SSH window (2 MiB) fills up.
         let publish = b["publish_zeromq_bind"].as_str().unwrap();
         let mut out = SessionOutput::subscribe(publish, b_id);
-        assert!(wait_until(Duration::from_secs(10), || c.sessions()[b_id]
-            ["subscribed"]
-            == true));
+        assert!(c.wait_subscribed(b_id));
         let busy = c.call(
             "send_data_to_session",
             json!({"session_id": b_id, "contents": "stty -icanon -echo && echo now-''asleep && sleep 10\n"}),
@@ -668,11 +646,7 @@ fn an_open_endpoint_refuses_strangers_and_wrong_passwords() {
     // The allowed client with the right password is served throughout and
     // sees its session's output.
     let mut out = SessionOutput::subscribe_with(&publish, &id, good);
-    assert!(
-        wait_until(Duration::from_secs(10), || ok.sessions()[&id]["subscribed"]
-            == true),
-        "subscribed"
-    );
+    assert!(ok.wait_subscribed(&id), "subscribed");
     let sent = ok.call(
         "send_data_to_session",
         json!({"session_id": id, "contents": "echo $((6*7))-open\n"}),
@@ -735,8 +709,7 @@ fn an_open_endpoint_refuses_strangers_and_wrong_passwords() {
 #[test]
 fn the_rill_session_command_creates_sends_lists_and_deletes() {
     let h = host_with_sessions("sessions: {max: 2, pool: 1}");
-    let mut probe = SessionClient::connect(&h.rill.sessions_ipc("web01"), Kind::Req);
-    assert!(probe.wait_until_served(Duration::from_secs(20)));
+    let mut probe = served(&h, Kind::Req);
     // As the issue writes it: rill session --config FILE --host H ACTION...
     let session = |args: &[&str]| {
         let out = std::process::Command::new(bin("rill"))
@@ -760,9 +733,7 @@ fn the_rill_session_command_creates_sends_lists_and_deletes() {
     assert!(h.shells().contains_key(id));
 
     let mut out = SessionOutput::subscribe(publish, id);
-    assert!(wait_until(Duration::from_secs(10), || probe.sessions()[id]
-        ["subscribed"]
-        == true));
+    assert!(probe.wait_subscribed(id));
     let (code, sent, err) = session(&["send", id, "echo cli-$((40+2))\\n"]);
     assert_eq!(
         (code, sent.as_str()),
@@ -801,8 +772,7 @@ fn the_rill_session_command_creates_sends_lists_and_deletes() {
 #[test]
 fn sessions_of_a_killed_tap_are_gone_and_asking_about_them_fails() {
     let h = host_with_sessions("sessions: {max: 2, pool: 1}");
-    let mut c = SessionClient::connect(&h.rill.sessions_ipc("web01"), Kind::Dealer);
-    assert!(c.wait_until_served(Duration::from_secs(20)));
+    let mut c = served(&h, Kind::Dealer);
     let created = c.call("create_session", json!({}));
     let id = created["session_id"].as_str().unwrap().to_owned();
     let old = h.rill.ssh_tap_pids();

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::{OneHost, Rill, TestUser};
+use crate::{wait_until, OneHost, Rill, TestUser};
 
 /// `2002-12-25T00:00:00.000Z` for now.
 pub fn now() -> String {
@@ -190,6 +190,14 @@ impl SessionClient {
             }
         }
         false
+    }
+
+    /// Waits (up to 10 s) until the server says session `id`'s output has
+    /// a subscriber, so that nothing it prints from now on is missed.
+    pub fn wait_subscribed(&mut self, id: &str) -> bool {
+        wait_until(Duration::from_secs(10), || {
+            self.sessions()[id]["subscribed"] == true
+        })
     }
 
     /// `get_session_info` for all sessions: id -> info.
