@@ -13,6 +13,15 @@
 //! that started inside it (a partial line re-read whole, a multiline event
 //! re-joined differently). Lines that do not follow on start a new run; a
 //! run of one line is a plain upsert.
+//!
+//! Most runs are new lines appended to a file, and their delete would find
+//! nothing; yet tantivy applies every delete to every segment at commit (the
+//! offset range scans each segment's whole offset column). So the writer
+//! knows, per file, the highest offset a line of it starts at in the index
+//! (looked up once per file, then kept up to date as runs are written) and
+//! skips the delete of a run that starts above it: no line of that file can
+//! start inside the run. With 400 followed files that was 400 deletes per
+//! commit, two commits a second.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -21,10 +30,13 @@ use std::path::Path;
 
 use rill_proto::{FileId, ParsedEvent};
 use serde_json::{Map, Value};
+use tantivy::collector::TopDocs;
 use tantivy::directory::MmapDirectory;
 use tantivy::query::{BooleanQuery, InvertedIndexRangeQuery, Occur, Query, RangeQuery, TermQuery};
 use tantivy::schema::{IndexRecordOption, OwnedValue};
-use tantivy::{Index, IndexWriter as TantivyWriter, TantivyDocument, Term};
+use tantivy::{
+    Index, IndexReader, IndexWriter as TantivyWriter, Order, ReloadPolicy, TantivyDocument, Term,
+};
 
 use crate::schema::{self, Fields, OFFSET_BLOCK_BITS};
 use crate::{IndexError, IndexedLine};
@@ -71,6 +83,59 @@ impl Run {
     fn is(&self, host: &str, log: &str, file_id: FileId) -> bool {
         self.file_id == file_id && self.host == host && self.log == log
     }
+
+    /// Host, log and file: whose lines the run holds.
+    fn file(&self) -> FileKey {
+        (self.host.clone(), self.log.clone(), self.file_id)
+    }
+
+    /// Documents of the run's file whose line starts inside the run.
+    fn same_lines(&self, f: &Fields) -> Box<dyn Query> {
+        Box::new(BooleanQuery::new(vec![
+            (
+                Occur::Must,
+                file_query(f, &self.host, &self.log, &self.file_id_text),
+            ),
+            (
+                Occur::Must,
+                Box::new(InvertedIndexRangeQuery::new(
+                    Bound::Included(Term::from_field_u64(
+                        f.offset_block,
+                        self.first >> OFFSET_BLOCK_BITS,
+                    )),
+                    Bound::Included(Term::from_field_u64(
+                        f.offset_block,
+                        self.last >> OFFSET_BLOCK_BITS,
+                    )),
+                )),
+            ),
+            (
+                Occur::Must,
+                Box::new(RangeQuery::new(
+                    Bound::Included(Term::from_field_u64(f.offset, self.first)),
+                    Bound::Included(Term::from_field_u64(f.offset, self.last)),
+                )),
+            ),
+        ]))
+    }
+}
+
+/// (host, log, file_id).
+type FileKey = (String, String, FileId);
+
+/// Every document of one file of one log of one host.
+fn file_query(f: &Fields, host: &str, log: &str, file_id_text: &str) -> Box<dyn Query> {
+    let term = |field, v: &str| -> Box<dyn Query> {
+        Box::new(TermQuery::new(
+            Term::from_field_text(field, v),
+            IndexRecordOption::Basic,
+        ))
+    };
+    Box::new(BooleanQuery::new(vec![
+        (Occur::Must, term(f.host, host)),
+        (Occur::Must, term(f.log, log)),
+        (Occur::Must, term(f.file_id, file_id_text)),
+    ]))
 }
 
 /// The parts of an event a document is made of.
@@ -95,7 +160,18 @@ pub struct IndexWriter {
     /// run early.
     runs: HashMap<u64, Run>,
     pending: usize,
+    /// Per file: the highest offset a line of it starts at, in the index or
+    /// added since (None: no line of it). Files not in here are looked up.
+    highest: HashMap<FileKey, Option<u64>>,
+    index: Index,
+    /// Opened for lookups in [`IndexWriter::highest`], dropped at commit so
+    /// that it does not keep merged-away segment files on disk.
+    reader: Option<IndexReader>,
 }
+
+/// Forget the highest offsets (they are looked up again) beyond this many
+/// files: rotation makes new files for as long as the parser runs.
+const MAX_KNOWN_FILES: usize = 100_000;
 
 fn run_hash(host: &str, log: &str, file_id: FileId) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -145,6 +221,9 @@ impl IndexWriter {
             fields,
             runs: HashMap::new(),
             pending: 0,
+            highest: HashMap::new(),
+            index,
+            reader: None,
         })
     }
 
@@ -217,45 +296,46 @@ impl IndexWriter {
     }
 
     /// One range delete over the run's offsets, then its documents: a
-    /// delete applies only to documents added before it.
+    /// delete applies only to documents added before it. No delete when no
+    /// line of the file starts at or after the run's first offset.
     fn write_run(&mut self, run: Run) -> Result<(), IndexError> {
-        let f = &self.fields;
-        let term = |field, v: &str| -> Box<dyn Query> {
-            Box::new(TermQuery::new(
-                Term::from_field_text(field, v),
-                IndexRecordOption::Basic,
-            ))
-        };
-        let same: Box<dyn Query> = Box::new(BooleanQuery::new(vec![
-            (Occur::Must, term(f.host, &run.host)),
-            (Occur::Must, term(f.log, &run.log)),
-            (Occur::Must, term(f.file_id, &run.file_id_text)),
-            (
-                Occur::Must,
-                Box::new(InvertedIndexRangeQuery::new(
-                    Bound::Included(Term::from_field_u64(
-                        f.offset_block,
-                        run.first >> OFFSET_BLOCK_BITS,
-                    )),
-                    Bound::Included(Term::from_field_u64(
-                        f.offset_block,
-                        run.last >> OFFSET_BLOCK_BITS,
-                    )),
-                )),
-            ),
-            (
-                Occur::Must,
-                Box::new(RangeQuery::new(
-                    Bound::Included(Term::from_field_u64(f.offset, run.first)),
-                    Bound::Included(Term::from_field_u64(f.offset, run.last)),
-                )),
-            ),
-        ]));
-        self.writer.delete_query(same)?;
+        let key = run.file();
+        let highest = self.highest(&key, &run.file_id_text)?;
+        if highest.is_some_and(|h| h >= run.first) {
+            self.writer.delete_query(run.same_lines(&self.fields))?;
+        }
+        self.highest
+            .insert(key, Some(highest.map_or(run.last, |h| h.max(run.last))));
         for doc in run.docs {
             self.writer.add_document(doc)?;
         }
         Ok(())
+    }
+
+    /// The highest offset a line of `file` starts at: known, or looked up in
+    /// the committed index (this process's own lines are always known, as
+    /// the file is looked up before its first run is written).
+    fn highest(&mut self, file: &FileKey, file_id_text: &str) -> Result<Option<u64>, IndexError> {
+        if let Some(h) = self.highest.get(file) {
+            return Ok(*h);
+        }
+        if self.reader.is_none() {
+            self.reader = Some(
+                self.index
+                    .reader_builder()
+                    .reload_policy(ReloadPolicy::Manual)
+                    .try_into()?,
+            );
+        }
+        let searcher = self.reader.as_ref().expect("opened above").searcher();
+        let (host, log, _) = file;
+        let top = searcher.search(
+            &file_query(&self.fields, host, log, file_id_text),
+            &TopDocs::with_limit(1).order_by_fast_field::<u64>("offset", Order::Desc),
+        )?;
+        let h = top.first().map(|(offset, _)| *offset);
+        self.highest.insert(file.clone(), h);
+        Ok(h)
     }
 
     fn write_runs(&mut self) -> Result<(), IndexError> {
@@ -277,6 +357,11 @@ impl IndexWriter {
         self.write_runs()?;
         self.writer.commit()?;
         self.pending = 0;
+        self.reader = None;
+        // Only here: every line added is committed, so a lookup sees them.
+        if self.highest.len() >= MAX_KNOWN_FILES {
+            self.highest.clear();
+        }
         Ok(())
     }
 
@@ -417,6 +502,37 @@ mod tests {
         }
         w.commit().unwrap();
         assert_eq!(bodies(dir.path()), ["v1 0", "v1 3", "v2 1", "v2 2"]);
+    }
+
+    #[test]
+    fn a_new_writer_replaces_what_an_earlier_one_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut w = IndexWriter::open(dir.path()).unwrap();
+            for i in 0..5 {
+                w.add(&line(i * 10, 10, &format!("v1 {i}"))).unwrap();
+            }
+            // The last line had no newline yet: 5 bytes of it.
+            w.add(&line(50, 5, "v1 par")).unwrap();
+            w.commit().unwrap();
+        }
+        // A restarted parser (a new writer) gets 30..50 again, the partial
+        // line whole, and new lines after it; then a file it never saw.
+        let mut w = IndexWriter::open(dir.path()).unwrap();
+        for i in 3..8 {
+            w.add(&line(i * 10, 10, &format!("v2 {i}"))).unwrap();
+        }
+        let mut other = line(0, 10, "other 0");
+        other.file_id.ino = 3;
+        w.add(&other).unwrap();
+        w.commit().unwrap();
+        // And the new lines once more, now known to this writer.
+        w.add(&line(60, 10, "v3 6")).unwrap();
+        w.commit().unwrap();
+        assert_eq!(
+            bodies(dir.path()),
+            ["other 0", "v1 0", "v1 1", "v1 2", "v2 3", "v2 4", "v2 5", "v2 7", "v3 6"]
+        );
     }
 
     #[test]
