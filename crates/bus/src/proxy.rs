@@ -29,6 +29,9 @@ impl StreamProxy {
         let thread = std::thread::Builder::new()
             .name("stream-proxy".into())
             .spawn(move || {
+                // zmq_proxy returns on EINTR: signals (a supervisor's
+                // SIGCHLD, SIGTERM) go to the other threads instead.
+                block_signals();
                 let (mut f, mut b, mut c) = (frontend, backend, control_server);
                 if let Err(e) = zmq::proxy_steerable(&mut f, &mut b, &mut c) {
                     warn!(error = %e, "stream proxy stopped");
@@ -51,6 +54,16 @@ impl StreamProxy {
             let _ = self.control.send("TERMINATE", 0);
             let _ = t.join();
         }
+    }
+}
+
+/// Blocks every signal in the calling thread.
+fn block_signals() {
+    // SAFETY: sigfillset and pthread_sigmask on a set we own.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
     }
 }
 

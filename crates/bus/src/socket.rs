@@ -120,3 +120,25 @@ pub fn readable(s: &zmq::Socket, timeout: std::time::Duration) -> Result<bool, B
         Err(e) => Err(e.into()),
     }
 }
+
+/// Waits up to `timeout` until one of `sockets` has a message or one of `fds`
+/// is readable. A signal (EINTR) ends the wait early, like an event.
+pub fn wait(
+    sockets: &[&zmq::Socket],
+    fds: &[std::os::fd::RawFd],
+    timeout: std::time::Duration,
+) -> Result<(), BusError> {
+    let mut items: Vec<zmq::PollItem> = sockets
+        .iter()
+        .map(|s| s.as_poll_item(zmq::POLLIN))
+        .chain(
+            fds.iter()
+                .map(|&fd| zmq::PollItem::from_fd(fd, zmq::POLLIN)),
+        )
+        .collect();
+    let ms = timeout.as_millis().min(i64::MAX as u128) as i64;
+    match zmq::poll(&mut items, ms) {
+        Ok(_) | Err(zmq::Error::EINTR) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}

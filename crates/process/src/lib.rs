@@ -1,11 +1,18 @@
 //! Child processes as Rill runs them.
 //!
-//! - [`Shutdown`]: a flag raised by SIGTERM or SIGINT that every daemon loop polls.
+//! - [`Shutdown`]: a flag raised by SIGTERM or SIGINT that every daemon loop
+//!   checks, with a descriptor that becomes readable at the same time, so a
+//!   loop can sleep in `poll` until there is work instead of waking to look.
+//! - [`ChildExits`]: a descriptor that becomes readable when a child exits
+//!   (SIGCHLD), for the same kind of loop.
 //! - [`sibling`]: the path of another Rill binary, found next to the running one.
 //! - [`Supervised`]: one child kept alive: spawned with `PR_SET_PDEATHSIG` so it
 //!   dies with its parent, restarted with exponential [`Backoff`] after it exits,
 //!   stopped with SIGTERM then SIGKILL after a grace period.
 
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -54,42 +61,124 @@ pub fn finish(name: &str, result: Result<(), String>) -> ! {
 
 /// Raised once SIGTERM or SIGINT arrived.
 #[derive(Clone, Debug)]
-pub struct Shutdown(Arc<AtomicBool>);
+pub struct Shutdown(Arc<ShutdownInner>);
+
+#[derive(Debug)]
+struct ShutdownInner {
+    flag: Arc<AtomicBool>,
+    /// Readable once shutdown was requested (a byte is written to `wake_tx`
+    /// by the signal handler or by [`Shutdown::trigger`]).
+    wake_rx: UnixStream,
+    wake_tx: UnixStream,
+}
 
 impl Shutdown {
     /// Installs SIGTERM and SIGINT handlers that raise the flag.
     pub fn on_signals() -> std::io::Result<Self> {
-        let flag = Arc::new(AtomicBool::new(false));
+        let s = Self::new()?;
         for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-            signal_hook::flag::register(sig, Arc::clone(&flag))?;
+            signal_hook::flag::register(sig, Arc::clone(&s.0.flag))?;
+            signal_hook::low_level::pipe::register(sig, s.0.wake_tx.try_clone()?)?;
         }
-        Ok(Shutdown(flag))
+        Ok(s)
     }
 
     /// A flag that only [`Shutdown::trigger`] raises (for tests and in-process use).
     pub fn manual() -> Self {
-        Shutdown(Arc::new(AtomicBool::new(false)))
+        Self::new().expect("a socket pair for the shutdown flag")
+    }
+
+    fn new() -> std::io::Result<Self> {
+        let (wake_rx, wake_tx) = UnixStream::pair()?;
+        wake_rx.set_nonblocking(true)?;
+        wake_tx.set_nonblocking(true)?;
+        Ok(Shutdown(Arc::new(ShutdownInner {
+            flag: Arc::new(AtomicBool::new(false)),
+            wake_rx,
+            wake_tx,
+        })))
     }
 
     pub fn requested(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        self.0.flag.load(Ordering::Relaxed)
     }
 
     pub fn trigger(&self) {
-        self.0.store(true, Ordering::Relaxed)
+        self.0.flag.store(true, Ordering::Relaxed);
+        let _ = (&self.0.wake_tx).write(&[1]);
+    }
+
+    /// A descriptor that is readable once shutdown was requested: poll it
+    /// beside whatever the loop waits for.
+    pub fn wake_fd(&self) -> RawFd {
+        self.0.wake_rx.as_raw_fd()
     }
 
     /// Sleeps up to `d`, waking early when shutdown is requested. Returns
     /// whether shutdown was requested.
     pub fn sleep(&self, d: Duration) -> bool {
         let end = Instant::now() + d;
-        while Instant::now() < end {
-            if self.requested() {
-                return true;
+        while !self.requested() {
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
             }
-            std::thread::sleep(Duration::from_millis(20).min(end - Instant::now()));
+            poll_readable(&[self.wake_fd()], left);
         }
         self.requested()
+    }
+}
+
+/// Waits up to `timeout` for one of `fds` to be readable (or a signal).
+fn poll_readable(fds: &[RawFd], timeout: Duration) {
+    let mut items: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let ms = timeout.as_millis().clamp(1, i32::MAX as u128) as i32;
+    // SAFETY: poll(2) on an array we own, of the length we pass.
+    unsafe {
+        libc::poll(items.as_mut_ptr(), items.len() as libc::nfds_t, ms);
+    }
+}
+
+/// A descriptor that becomes readable when a child of this process exits.
+/// [`ChildExits::take`] it before looking at the children (e.g. with
+/// [`Supervised::tick`]); an exit after that makes it readable again.
+#[derive(Debug)]
+pub struct ChildExits {
+    rx: UnixStream,
+}
+
+impl ChildExits {
+    /// Installs a SIGCHLD handler that writes to the descriptor.
+    pub fn watch() -> std::io::Result<Self> {
+        let (rx, tx) = UnixStream::pair()?;
+        rx.set_nonblocking(true)?;
+        tx.set_nonblocking(true)?;
+        signal_hook::low_level::pipe::register(signal_hook::consts::SIGCHLD, tx)?;
+        Ok(ChildExits { rx })
+    }
+
+    pub fn fd(&self) -> RawFd {
+        self.rx.as_raw_fd()
+    }
+
+    /// Whether a child exited since the last call (drains the descriptor).
+    pub fn take(&self) -> bool {
+        let mut buf = [0u8; 64];
+        let mut any = false;
+        while let Ok(n) = (&self.rx).read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            any = true;
+        }
+        any
     }
 }
 
@@ -169,6 +258,12 @@ impl Supervised {
 
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
+    }
+
+    /// When the child is due to be started, while none is running (the
+    /// moment may have passed while the caller held the start back).
+    pub fn next_start(&self) -> Option<Instant> {
+        self.child.is_none().then_some(self.restart_at).flatten()
     }
 
     /// Starts the child if it is due, reaps it if it exited and schedules its
@@ -322,6 +417,47 @@ mod tests {
             b.after_run(Duration::from_secs(60)),
             Duration::from_millis(250)
         );
+    }
+
+    /// Whether `fd` becomes readable within `within`.
+    fn readable_within(fd: RawFd, within: Duration) -> bool {
+        let mut item = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let end = Instant::now() + within;
+        while Instant::now() < end {
+            // SAFETY: poll(2) on one pollfd we own.
+            if unsafe { libc::poll(&mut item, 1, 50) } > 0 {
+                return true;
+            }
+        }
+        false
+    }
+
+    #[test]
+    fn a_triggered_shutdown_wakes_a_sleeper_and_its_descriptor() {
+        let s = Shutdown::manual();
+        assert!(!readable_within(s.wake_fd(), Duration::from_millis(100)));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sleeper = s.clone();
+        std::thread::spawn(move || tx.send(sleeper.sleep(Duration::from_secs(600))));
+        s.trigger();
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(true));
+        assert!(readable_within(s.wake_fd(), Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn a_child_exit_makes_the_descriptor_readable() {
+        // (Other tests of this binary spawn children too, so this only
+        // checks that an exit is seen, not that nothing else is.)
+        let exits = ChildExits::watch().unwrap();
+        exits.take();
+        let mut child = Command::new("true").spawn().unwrap();
+        assert!(readable_within(exits.fd(), Duration::from_secs(10)));
+        assert!(exits.take());
+        child.wait().unwrap();
     }
 
     #[test]

@@ -91,18 +91,15 @@ pub fn build_report(
     }
 }
 
-/// Answers requests that arrive within `wait`. REQ clients send
-/// `[identity, "", json]`; DEALER clients may omit the empty frame.
+/// Answers the requests waiting on `control`, without waiting for more. REQ
+/// clients send `[identity, "", json]`; DEALER clients may omit the empty
+/// frame.
 pub fn serve(
     control: &zmq::Socket,
     cfg: &Config,
     state: &mut State,
     children: &[&Supervised],
-    wait: Duration,
 ) -> anyhow::Result<()> {
-    if !rill_bus::socket::readable(control, wait)? {
-        return Ok(());
-    }
     while let Ok(mut frames) = control.recv_multipart(zmq::DONTWAIT) {
         if frames.len() < 2 {
             continue;

@@ -15,12 +15,12 @@ mod control;
 use std::fs::File;
 use std::os::unix::io::AsRawFd;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use rill_bus::{socket, Role, StreamProxy, Subscriber};
 use rill_config::Config;
-use rill_process::{sibling, stop_all, Shutdown, Supervised};
+use rill_process::{sibling, stop_all, ChildExits, Shutdown, Supervised};
 use tracing::info;
 
 pub use control::build_report;
@@ -28,6 +28,10 @@ pub use control::build_report;
 /// How long children get to stop after SIGTERM before SIGKILL.
 pub const STOP_GRACE: Duration = Duration::from_secs(4);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// The longest sleep between looks at the children, should an event be
+/// missed. Otherwise the loop sleeps until a request, a ping, a child's
+/// exit (SIGCHLD), shutdown or a due restart.
+const LOOK_AT_LEAST_EVERY: Duration = Duration::from_secs(5);
 
 pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
     for dir in [cfg.run_dir(), cfg.index_dir(), cfg.checkpoints_dir()] {
@@ -35,6 +39,7 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
             .with_context(|| format!("could not create {}", dir.display()))?;
     }
     let _lock = lock_state_dir(cfg)?;
+    let exits = ChildExits::watch()?;
     let ctx = zmq::Context::new();
     let proxy = StreamProxy::start(&ctx, &cfg.bus_endpoint(), &cfg.streams_endpoint)?;
     let control = socket::open(&ctx, zmq::ROUTER, Role::Control)?;
@@ -66,22 +71,36 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
 
     let mut state = control::State::default();
     while !shutdown.requested() {
-        parser.tick(true);
-        pinger.tick(true);
-        for t in &mut taps {
-            t.tick(true);
+        // Only a child that exited or is due to start needs a look.
+        let exited = exits.take();
+        let now = Instant::now();
+        for c in std::iter::once(&mut parser)
+            .chain(std::iter::once(&mut pinger))
+            .chain(taps.iter_mut())
+        {
+            if exited || c.next_start().is_some_and(|t| t <= now) {
+                c.tick(true);
+            }
         }
         state.drain_pings(&pings)?;
         let children: Vec<&Supervised> = std::iter::once(&parser)
             .chain(std::iter::once(&pinger))
             .chain(taps.iter())
             .collect();
-        control::serve(
-            &control,
-            cfg,
-            &mut state,
-            &children,
-            Duration::from_millis(100),
+        control::serve(&control, cfg, &mut state, &children)?;
+        let wake =
+            children
+                .iter()
+                .filter_map(|c| c.next_start())
+                .min()
+                .map_or(LOOK_AT_LEAST_EVERY, |t| {
+                    t.saturating_duration_since(Instant::now())
+                        .min(LOOK_AT_LEAST_EVERY)
+                });
+        socket::wait(
+            &[&control, pings.socket()],
+            &[exits.fd(), shutdown.wake_fd()],
+            wake,
         )?;
     }
 

@@ -4,18 +4,26 @@
 //! restart while masspinger says the host is down (assuming up when
 //! masspinger is silent), restarts it at once when the host comes back up,
 //! and stops it with SIGTERM (SIGKILL after 3 s) when asked to stop.
+//!
+//! Between events it sleeps: a ping, the tap's exit (SIGCHLD), shutdown, or
+//! the moment a restart or a down verdict is due wake it; nothing else can
+//! change what it does. (It used to look every 100 ms: with 200 hosts that
+//! was 2,000 wakes a second and 6.5 % of a core.)
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use rill_bus::socket;
 use rill_bus::Subscriber;
 use rill_config::Config;
-use rill_process::{sibling, stop_all, Shutdown, Supervised};
+use rill_process::{sibling, stop_all, ChildExits, Shutdown, Supervised};
 use rill_proto::Ping;
 use tracing::info;
 
 /// How long a ping verdict counts before we assume the host is up again.
 const PING_FRESH_FOR: Duration = Duration::from_secs(30);
+/// The longest sleep between looks, should an event be missed.
+const LOOK_AT_LEAST_EVERY: Duration = Duration::from_secs(5);
 
 pub fn run(cfg: &Config, host: &str, shutdown: &Shutdown) -> anyhow::Result<()> {
     anyhow::ensure!(
@@ -23,6 +31,7 @@ pub fn run(cfg: &Config, host: &str, shutdown: &Shutdown) -> anyhow::Result<()> 
         "host {host:?} is not in {}",
         cfg.file.display()
     );
+    let exits = ChildExits::watch()?;
     let ctx = zmq::Context::new();
     let pings = Subscriber::connect(&ctx, &cfg.streams_endpoint, &[&format!("ping/{host}")])?;
     let config_file = cfg.file.clone();
@@ -41,7 +50,8 @@ pub fn run(cfg: &Config, host: &str, shutdown: &Shutdown) -> anyhow::Result<()> 
     );
     let mut down_since: Option<(bool, Instant)> = None;
     while !shutdown.requested() {
-        if let Some(msg) = pings.recv(Duration::from_millis(100))? {
+        exits.take();
+        while let Some(msg) = pings.recv(Duration::ZERO)? {
             if let Some(ping) = msg
                 .frames
                 .first()
@@ -58,8 +68,21 @@ pub fn run(cfg: &Config, host: &str, shutdown: &Shutdown) -> anyhow::Result<()> 
                 down_since = Some((ping.up, Instant::now()));
             }
         }
-        let host_down = matches!(down_since, Some((false, at)) if at.elapsed() < PING_FRESH_FOR);
-        tap.tick(!host_down);
+        let down_until = match down_since {
+            Some((false, at)) if at.elapsed() < PING_FRESH_FOR => Some(at + PING_FRESH_FOR),
+            _ => None,
+        };
+        tap.tick(down_until.is_none());
+        // While the host is down a due start waits for the verdict to end.
+        let due = match down_until {
+            Some(t) => Some(t),
+            None => tap.next_start(),
+        };
+        let wake = due.map_or(LOOK_AT_LEAST_EVERY, |t| {
+            t.saturating_duration_since(Instant::now())
+                .min(LOOK_AT_LEAST_EVERY)
+        });
+        socket::wait(&[pings.socket()], &[exits.fd(), shutdown.wake_fd()], wake)?;
     }
     stop_all(&mut [&mut tap], Duration::from_secs(3));
     Ok(())
