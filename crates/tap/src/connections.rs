@@ -53,7 +53,8 @@ impl<'a> Connections<'a> {
 
     /// Starts `command` on a new channel of the first connection that
     /// accepts one, opening another connection when every one refuses.
-    pub fn exec(&mut self, command: &str) -> anyhow::Result<Channel> {
+    /// Returns the channel and the number of its connection.
+    pub fn exec(&mut self, command: &str) -> anyhow::Result<(Channel, usize)> {
         let mut i = 0;
         loop {
             if i == self.sessions.len() {
@@ -83,7 +84,7 @@ impl<'a> Connections<'a> {
             };
             s.set_blocking(false);
             match result? {
-                Some(ch) => return Ok(ch),
+                Some(ch) => return Ok((ch, i)),
                 None => i += 1,
             }
         }

@@ -56,6 +56,10 @@ pub struct Io<'a> {
     pub out: &'a mut Outputs,
     pub board: &'a mut StatusBoard,
     pub shutdown: &'a Shutdown,
+    /// Bit N: connection N's socket was read this turn, until it would
+    /// block. Reading any channel reads every packet waiting on its
+    /// connection; after that only channels with queued data need a read.
+    pub drained: &'a mut u32,
 }
 
 /// The file a reader is reading, once its header arrived.
@@ -74,6 +78,8 @@ enum Decoder {
 /// One channel reading one file.
 struct Reader {
     channel: Channel,
+    /// The number of the connection the channel is on.
+    conn: usize,
     settings: TapSettings,
     nonce: Nonce,
     head: Vec<u8>,
@@ -104,7 +110,6 @@ struct Reader {
 /// What a pump of one reader saw.
 #[derive(Default)]
 struct Seen {
-    progressed: bool,
     /// The header arrived or the verification grew: checkpoint soon.
     identified: bool,
     controls: Vec<Control>,
@@ -113,9 +118,10 @@ struct Seen {
 }
 
 impl Reader {
-    fn new(channel: Channel, settings: TapSettings, nonce: Nonce) -> Self {
+    fn new((channel, conn): (Channel, usize), settings: TapSettings, nonce: Nonce) -> Self {
         Reader {
             channel,
+            conn,
             settings,
             nonce,
             head: Vec::new(),
@@ -159,6 +165,28 @@ impl Reader {
         ))
     }
 
+    /// Whether libssh2 holds bytes or an end of file for this channel that no
+    /// read took yet. Reading one channel reads every packet waiting on the
+    /// connection, so another channel's data can wait here while the socket
+    /// has nothing: the loop must not sleep then.
+    fn pending(&self) -> bool {
+        !self.eof && !self.truncated && (self.queued() || self.channel.eof())
+    }
+
+    /// Whether libssh2 holds bytes of this channel (stdout or stderr).
+    fn queued(&self) -> bool {
+        self.channel.read_window().available > 0
+    }
+
+    /// The next moment a timer of this reader fires, if still to come: the
+    /// last line without newline goes out, a gone file is closed.
+    fn next_due(&self, now: Instant) -> Option<Instant> {
+        let partial = (!self.truncated && self.following.is_some())
+            .then(|| self.last_data + self.settings.partial_line_after);
+        let quiet = (self.draining && self.gone).then(|| self.last_data + QUIET);
+        partial.into_iter().chain(quiet).filter(|&t| t > now).min()
+    }
+
     /// Whether a draining reader has read everything it will get.
     fn drained(&self) -> bool {
         if self.eof || self.truncated {
@@ -179,15 +207,19 @@ impl Reader {
             controls: std::mem::take(&mut self.deferred),
             ..Seen::default()
         };
+        // The first channel of a connection read this turn reads its socket;
+        // the others only read what that left queued for them.
+        let conn = 1u32 << self.conn;
+        let read = *io.drained & conn == 0 || self.pending();
+        *io.drained |= conn;
         // Bounded per turn so one busy log cannot starve the others.
         for _ in 0..64 {
-            if self.eof || self.truncated {
+            if self.eof || self.truncated || !read {
                 break;
             }
             match self.channel.read(io.buf) {
                 Ok(0) => break,
                 Ok(n) => {
-                    seen.progressed = true;
                     self.last_data = Instant::now();
                     *io.heard = self.last_data;
                     let data = io.buf[..n].to_vec();
@@ -198,6 +230,11 @@ impl Reader {
                     };
                     if !rest.is_empty() {
                         self.decode(log, rest, io, i, current, &mut seen)?;
+                    }
+                    // The read took the socket until it would block: with
+                    // nothing queued, another read would only hear EAGAIN.
+                    if !self.queued() {
+                        break;
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
@@ -221,14 +258,14 @@ impl Reader {
                 if let Some(line) = f.splitter.flush() {
                     io.out.publish(i, log, f.file_id, &line, Utc::now())?;
                     io.board.log(i).lines_read += 1;
-                    seen.progressed = true;
                 }
             }
         }
-        self.read_stderr(log, io, i, current, &mut seen);
+        if read && self.queued() {
+            self.read_stderr(log, io, i, current, &mut seen);
+        }
         if self.channel.eof() {
             self.eof = true;
-            seen.progressed = true;
         }
         Ok(seen)
     }
@@ -308,7 +345,6 @@ impl Reader {
             return;
         }
         *io.heard = Instant::now();
-        seen.progressed = true;
         self.stderr.extend_from_slice(&io.buf[..n]);
         while let Some(nl) = self.stderr.iter().position(|&b| b == b'\n') {
             let line = String::from_utf8_lossy(&self.stderr[..nl])
@@ -515,6 +551,8 @@ pub struct Follow {
     current: Option<Reader>,
     draining: Vec<Reader>,
     reopen_at: Option<Instant>,
+    /// Not before this (a channel for a file to finish could not be opened).
+    finish_after: Option<Instant>,
     /// Where the next current reader starts.
     next: StartAt,
     /// The current file's position, for the next resume.
@@ -553,6 +591,7 @@ impl Follow {
             current: None,
             draining: Vec::new(),
             reopen_at: Some(Instant::now()),
+            finish_after: None,
             next,
             resume: saved,
             avoid: None,
@@ -693,14 +732,24 @@ impl Follow {
         i: usize,
     ) -> anyhow::Result<()> {
         let iv = self.settings.poll_interval;
-        while let Some(u) = self.finishes.first().copied() {
+        if self.finish_after.is_some_and(|t| Instant::now() >= t) {
+            self.finish_after = None;
+        }
+        while let Some(u) = self
+            .finishes
+            .first()
+            .copied()
+            .filter(|_| self.finish_after.is_none())
+        {
             let old = if u.copy {
                 OldFile::Copy
             } else {
                 OldFile::Inode(u.at.file_id.ino)
             };
             let cmd = remote::finish_command(&self.log.path, old, u.at.verify(), u.at.offset, iv);
-            let ch = conns.exec(&cmd)?;
+            let ch = conns.exec(&cmd).inspect_err(|_| {
+                self.finish_after = Some(Instant::now() + REOPEN_AFTER);
+            })?;
             info!(log = %self.log.name, file_id = %u.at.file_id, offset = u.at.offset, copy = u.copy, "finishing an old file");
             let mut r = Reader::new(ch, self.settings, Nonce::random());
             r.expect = Some(u.at);
@@ -734,12 +783,10 @@ impl Follow {
         Ok(())
     }
 
-    /// Reads every channel of this log; returns whether anything happened.
-    pub fn pump(&mut self, io: &mut Io, i: usize) -> anyhow::Result<bool> {
-        let mut progressed = false;
+    /// Reads every channel of this log.
+    pub fn pump(&mut self, io: &mut Io, i: usize) -> anyhow::Result<()> {
         if let Some(mut r) = self.current.take() {
             let seen = r.pump(&self.log, io, i, true)?;
-            progressed |= seen.progressed;
             self.identity_changed |= seen.identified || !seen.controls.is_empty();
             if let Some(old) = seen.replaced {
                 info!(log = %self.log.name, file_id = %old.at.file_id, copy = old.copy, "the file was replaced while we were away; finishing the old one");
@@ -779,7 +826,6 @@ impl Follow {
         let mut still = Vec::with_capacity(self.draining.len());
         for mut r in std::mem::take(&mut self.draining) {
             let seen = r.pump(&self.log, io, i, false)?;
-            progressed |= seen.progressed;
             self.identity_changed |= seen.identified;
             if r.drained() {
                 info!(log = %self.log.name, "old file finished");
@@ -802,7 +848,32 @@ impl Follow {
             }
         }
         self.draining = still;
-        Ok(progressed)
+        Ok(())
+    }
+
+    /// Whether a channel of this log has data waiting in libssh2 (read it
+    /// before sleeping).
+    pub fn pending(&self) -> bool {
+        self.current
+            .iter()
+            .chain(&self.draining)
+            .any(Reader::pending)
+    }
+
+    /// When this log next needs a turn of the loop without any new bytes:
+    /// now for a file to finish or a channel to open that is due, else the
+    /// first timer of its readers still to come.
+    pub fn next_due(&self, now: Instant) -> Option<Instant> {
+        if !self.finishes.is_empty() {
+            return Some(self.finish_after.unwrap_or(now));
+        }
+        let reopen = self.current.is_none().then_some(self.reopen_at).flatten();
+        self.current
+            .iter()
+            .chain(&self.draining)
+            .filter_map(|r| r.next_due(now))
+            .chain(reopen)
+            .min()
     }
 
     /// While the tap may not read (the index is behind): keep the status of

@@ -134,6 +134,18 @@ impl StatusBoard {
     /// writing for each of those changes meant a file written several times
     /// a second per host, which on a collector of hundreds of hosts cost
     /// more CPU than the lines themselves.
+    /// When [`StatusBoard::flush`] will next write without being forced.
+    pub fn next_due(&self) -> Instant {
+        let Some(t) = self.last_write else {
+            return Instant::now();
+        };
+        if self.written_state.matches(&self.status) {
+            t + REPORT_EVERY
+        } else {
+            t + PROMPTLY
+        }
+    }
+
     pub fn flush(&mut self, live: &zmq::Socket, force: bool) {
         let due = self.last_write.is_none_or(|t| t.elapsed() >= REPORT_EVERY);
         let changed = self.last_write.is_none_or(|t| t.elapsed() >= PROMPTLY)
