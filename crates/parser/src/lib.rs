@@ -8,8 +8,9 @@
 //!   -> PUB parsed/<host>/<log> (ParsedEvent JSON) to the bus
 //! commit when lines are pending and COMMIT_EVERY has passed, or half a
 //!   tap's window (`tap.max_unacked_lines`) arrived since the last commit,
-//!   then a receipt to every tap run: all its lines before the first one
-//!   still held in an open multiline event are in the index
+//!   then a receipt to every tap run (paced: ingest::Pacing): all its lines
+//!   before the first one still held in an open multiline event are in the
+//!   index
 //! retention sweep (retention.rs); HTTP search API thread (http.rs)
 //! ```
 //!
@@ -52,7 +53,12 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
         .with_context(|| format!("could not open index {}", dir.display()))?;
     let generation = ingest::generation(&dir, index_was_there)
         .with_context(|| format!("could not name the index in {}", dir.display()))?;
-    let mut ingest = ingest::Ingest::bind(&ctx, &cfg.ingest_endpoint(), generation)?;
+    let mut ingest = ingest::Ingest::bind(
+        &ctx,
+        &cfg.ingest_endpoint(),
+        generation,
+        ingest::Pacing::for_window(cfg.tap.max_unacked_lines),
+    )?;
     let live = socket::open(&ctx, zmq::PUB, Role::LiveBus)?;
     socket::connect(&live, &cfg.bus_endpoint())?;
     info!(index = %dir.display(), "parser ready");
@@ -111,6 +117,7 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
             debug!(lines = n, total = indexed, "committed");
             first_pending = None;
         }
+        ingest.tell(false);
         retention.tick(&mut index)?;
     }
     events.flush_all(&mut parsed);
@@ -121,6 +128,7 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
         index.commit()?;
     }
     ingest.committed(|_| None);
+    ingest.tell(true);
     info!(total = indexed, "parser stopped");
     Ok(())
 }
