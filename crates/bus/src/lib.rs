@@ -1,10 +1,10 @@
 //! ZeroMQ as Rill uses it.
 //!
 //! - [`socket`]: every socket Rill opens goes through [`socket::open`], which sets
-//!   a finite high-water mark, a linger and (except on the durable path, see
-//!   [`Role::heartbeats`]) ZMTP heartbeats, so no peer can grow our memory
-//!   without bound, a stopping process never hangs on unsent messages, and a
-//!   dead TCP peer is noticed.
+//!   a finite high-water mark, a linger and (on sockets that may face another
+//!   machine, see [`Role::heartbeats`]) ZMTP heartbeats, so no peer can grow
+//!   our memory without bound, a stopping process never hangs on unsent
+//!   messages, and a dead TCP peer is noticed.
 //! - [`proxy`]: the stream proxy. Publishers (taps, parser, masspinger) connect
 //!   to the internal bus endpoint (XSUB); clients subscribe at the one public
 //!   `streams.endpoint` (XPUB). Subscriptions travel upstream, so publishers

@@ -39,24 +39,30 @@ impl Role {
 impl Role {
     /// Whether a peer silent for [`HEARTBEAT_TIMEOUT_MS`] is dropped.
     ///
-    /// Not on the durable path: taps and the parser talk over `ipc://` on
-    /// one machine, where a dead peer closes its socket at once, and a peer
-    /// that is only slow (a parser starved of CPU) must not be dropped:
-    /// libzmq still delivers what the dropped connection had queued (up to
-    /// the high-water mark) while the reconnected tap sends its whole window
+    /// Only on sockets that may face another machine (stream subscribers,
+    /// control clients). Not on the links inside the collector (`ipc://` on
+    /// one machine: taps to the parser, publishers to the stream proxy),
+    /// where a dead peer closes its socket at once, and a peer that is only
+    /// slow (a parser starved of CPU) must not be dropped: libzmq still
+    /// delivers what the dropped connection had queued (up to the
+    /// high-water mark) while the reconnected tap sends its whole window
     /// again on a fresh connection with a fresh high-water mark, so every
-    /// drop adds another window's worth to the parser's memory.
+    /// drop adds another window's worth to the parser's memory. Heartbeats
+    /// there also cost: two pings a second on each of 400 links of a
+    /// 200-host collector, each a thread wake in two processes.
     pub fn heartbeats(self) -> bool {
-        !matches!(self, Role::Ingest)
+        matches!(self, Role::Live | Role::Control)
     }
 }
 
 /// How long unsent messages may delay `close`, in milliseconds.
 pub const LINGER_MS: i32 = 1_000;
-/// ZMTP heartbeat: ping every second, drop a peer silent for 5 s.
-pub const HEARTBEAT_IVL_MS: i32 = 1_000;
-pub const HEARTBEAT_TIMEOUT_MS: i32 = 5_000;
-pub const HEARTBEAT_TTL_MS: i32 = 10_000;
+/// ZMTP heartbeat: ping every 5 s, drop a peer silent for 15 s (a dead
+/// subscriber's queue is freed then; pinging every second cost a collector
+/// with hundreds of local subscribers more than it saved).
+pub const HEARTBEAT_IVL_MS: i32 = 5_000;
+pub const HEARTBEAT_TIMEOUT_MS: i32 = 15_000;
+pub const HEARTBEAT_TTL_MS: i32 = 30_000;
 
 /// Opens a socket of `kind` with Rill's limits for `role`.
 pub fn open(
