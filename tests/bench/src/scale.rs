@@ -38,6 +38,16 @@ pub struct Args {
     /// looks for new lines (the servers' side's main cost at 20 ms).
     #[arg(long, default_value = "20ms")]
     pub stream_poll: String,
+    /// The niceness of the simulated servers (each sshd and all it forks).
+    /// They stand for other machines: on a saturated box they should wait,
+    /// not the collector and the subscriber being measured. 0 to compete.
+    #[arg(long, default_value_t = 10)]
+    pub servers_nice: i32,
+    /// Instead of Rill, the baseline: one OpenSSH `ssh host tail -n 0 -F
+    /// FILE` per log, read by this benchmark; the same figures for those
+    /// client processes.
+    #[arg(long)]
+    pub ssh_tail: bool,
 }
 
 pub fn run(a: &Args) -> anyhow::Result<()> {
@@ -53,7 +63,18 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
     let t = Instant::now();
     let mut sshds = Vec::with_capacity(a.hosts);
     for _ in 0..a.hosts {
-        sshds.push(Sshd::start(SshdOptions::default())?);
+        let sshd = Sshd::start(SshdOptions::default())?;
+        let pid = sshd.pid().context("sshd has no pid")?;
+        // SAFETY: setpriority(2) on a process we started; its children
+        // (every connection's sshd and follow script) inherit it.
+        if unsafe { libc::setpriority(libc::PRIO_PROCESS, pid as libc::id_t, a.servers_nice) } != 0
+        {
+            bail!(
+                "could not renice sshd {pid}: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        sshds.push(sshd);
     }
     eprintln!(
         "{} sshd started in {:.1} s",
@@ -121,6 +142,13 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
         })
     };
 
+    if a.ssh_tail {
+        let result = ssh_tail(a, &sshds, &key, &paths);
+        stop.store(true, Ordering::SeqCst);
+        writer.join().expect("writer")?;
+        return result;
+    }
+
     let ctx = zmq::Context::new();
     let sub = ctx.socket(zmq::SUB)?;
     sub.set_rcvhwm(0)?;
@@ -151,11 +179,12 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
     }
     let all_streaming = start.elapsed();
     println!(
-        "scale hosts={} logs={want} rate={}/s per log poll_interval={} stream_poll={}: all {want} logs streaming {:.1} s after supervisor start",
+        "scale hosts={} logs={want} rate={}/s per log poll_interval={} stream_poll={} servers_nice={}: all {want} logs streaming {:.1} s after supervisor start",
         a.hosts,
         a.rate,
         a.poll_interval,
         a.stream_poll,
+        a.servers_nice,
         all_streaming.as_secs_f64()
     );
 
@@ -233,6 +262,110 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
     writer.join().expect("writer")?;
     rill.stop(Duration::from_secs(30));
     drop(sshds);
+    Ok(())
+}
+
+/// The baseline: `ssh host tail -n 0 -F FILE` per log, each client's
+/// output read here (one `poll` over every pipe, lines counted).
+fn ssh_tail(
+    a: &Args,
+    sshds: &[Sshd],
+    key: &rill_test_support::TestKey,
+    paths: &[std::path::PathBuf],
+) -> anyhow::Result<()> {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    use std::process::Stdio;
+
+    let start = Instant::now();
+    let mut clients = Vec::new();
+    for sshd in sshds {
+        for path in paths {
+            let child = sshd
+                .client(key, &format!("tail -n 0 -F {}", path.display()))
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .context("could not start ssh")?;
+            clients.push(child);
+        }
+    }
+    let want = clients.len();
+    let mut outs: Vec<std::process::ChildStdout> = clients
+        .iter_mut()
+        .map(|c| c.stdout.take().expect("piped"))
+        .collect();
+    let mut lines = vec![0u64; want];
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut read_for = |lines: &mut [u64], timeout_ms: i32| -> anyhow::Result<()> {
+        let mut fds: Vec<libc::pollfd> = outs
+            .iter()
+            .map(|o| libc::pollfd {
+                fd: o.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        // SAFETY: poll(2) on an array we own, of the length we pass.
+        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+        for (i, fd) in fds.iter().enumerate() {
+            if fd.revents & (libc::POLLIN | libc::POLLHUP) != 0 {
+                let n = outs[i].read(&mut buf)?;
+                if n == 0 {
+                    bail!("ssh client {i} ended");
+                }
+                lines[i] += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+            }
+        }
+        Ok(())
+    };
+    let deadline = start + Duration::from_secs(300);
+    while lines.iter().any(|&n| n == 0) {
+        if Instant::now() > deadline {
+            bail!(
+                "only {} of {want} ssh clients delivered a line within 300 s",
+                lines.iter().filter(|&&n| n > 0).count()
+            );
+        }
+        read_for(&mut lines, 500)?;
+    }
+    println!(
+        "baseline ssh_tail hosts={} logs={want} rate={}/s per log servers_nice={}: all {want} `ssh host tail -n 0 -F` streaming {:.1} s after the first was started",
+        a.hosts,
+        a.rate,
+        a.servers_nice,
+        start.elapsed().as_secs_f64()
+    );
+    let pids: Vec<u32> = clients.iter().map(|c| c.id()).collect();
+    let settle = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < settle {
+        read_for(&mut lines, 200)?;
+    }
+    let before = procs::trees(&pids);
+    let lines_before: u64 = lines.iter().sum();
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(a.seconds) {
+        read_for(&mut lines, 200)?;
+    }
+    let after = procs::trees(&pids);
+    let secs = t.elapsed().as_secs_f64();
+    let cpu: f64 = procs::cpu_percent(&before, &after, secs).values().sum();
+    println!(
+        "  {:.0} lines/s read from the clients (want {})",
+        (lines.iter().sum::<u64>() - lines_before) as f64 / secs,
+        want as u64 * a.rate
+    );
+    println!(
+        "  ssh clients: {} processes, RSS {}, PSS {}, CPU {cpu:.1} % of a core",
+        after.len(),
+        mb(after.iter().map(|p| p.rss_kib).sum()),
+        mb(after.iter().map(|p| p.pss_kib).sum()),
+    );
+    for mut c in clients {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
     Ok(())
 }
 
