@@ -321,7 +321,7 @@ fn ssh_tail(
         Ok(())
     };
     let deadline = start + Duration::from_secs(300);
-    while lines.iter().any(|&n| n == 0) {
+    while lines.contains(&0) {
         if Instant::now() > deadline {
             bail!(
                 "only {} of {want} ssh clients delivered a line within 300 s",
