@@ -24,6 +24,8 @@ const FORGET_AFTER: Duration = Duration::from_secs(600);
 /// [`Role::Ingest`]'s 10,000 it was ten times that (a 200-host benchmark on
 /// a saturated machine took the parser past 1.7 GB).
 const RCVHWM_PER_TAP: i32 = 1_000;
+/// How often [`Ingest::tell`] looks for receipts whose time came.
+const LOOK_EVERY: Duration = Duration::from_millis(100);
 /// A tap is asked to send again at most this often per run.
 const ASK_EVERY: Duration = Duration::from_millis(500);
 
@@ -107,6 +109,7 @@ pub struct Ingest {
     parser: String,
     runs: HashMap<String, TapRun>,
     pacing: Pacing,
+    looked: Instant,
 }
 
 impl Ingest {
@@ -128,6 +131,7 @@ impl Ingest {
             parser: uuid::Uuid::new_v4().to_string(),
             runs: HashMap::new(),
             pacing,
+            looked: Instant::now(),
         })
     }
 
@@ -251,14 +255,22 @@ impl Ingest {
             let upto = held(e).map_or(r.next, |h| h.min(r.next));
             r.committed = r.committed.max(upto);
         }
-        self.tell(false);
+        self.send_due(false);
         self.runs.retain(|_, r| r.seen.elapsed() < FORGET_AFTER);
     }
 
     /// Sends the receipts that are due (call often: a receipt held back by
-    /// the pacing goes out once its time came), or every one still owed
-    /// when `all`.
+    /// the pacing goes out once its time came; it looks every
+    /// [`LOOK_EVERY`]), or every one still owed when `all`.
     pub fn tell(&mut self, all: bool) {
+        if !all && self.looked.elapsed() < LOOK_EVERY {
+            return;
+        }
+        self.looked = Instant::now();
+        self.send_due(all);
+    }
+
+    fn send_due(&mut self, all: bool) {
         let p = self.pacing;
         let due: Vec<String> = self
             .runs

@@ -210,11 +210,13 @@ impl Reader {
         // The first channel of a connection read this turn reads its socket;
         // the others only read what that left queued for them.
         let conn = 1u32 << self.conn;
-        let read = *io.drained & conn == 0 || self.pending();
-        *io.drained |= conn;
+        let read = !self.eof && !self.truncated && (*io.drained & conn == 0 || self.pending());
+        if read {
+            *io.drained |= conn;
+        }
         // Bounded per turn so one busy log cannot starve the others.
         for _ in 0..64 {
-            if self.eof || self.truncated || !read {
+            if !read || self.eof || self.truncated {
                 break;
             }
             match self.channel.read(io.buf) {
@@ -849,6 +851,14 @@ impl Follow {
         }
         self.draining = still;
         Ok(())
+    }
+
+    /// Bit N: a channel of this log is on connection N.
+    pub fn connections(&self) -> u32 {
+        self.current
+            .iter()
+            .chain(&self.draining)
+            .fold(0, |m, r| m | 1 << r.conn)
     }
 
     /// Whether a channel of this log has data waiting in libssh2 (read it

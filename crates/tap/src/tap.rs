@@ -240,7 +240,7 @@ fn follow_loop(
         }
         board.flush(&out.live, false);
         if throttled {
-            wait(conns, &out.durable, shutdown, true, THROTTLED_PEEK_EVERY);
+            wait(conns, 0, &out.durable, shutdown, THROTTLED_PEEK_EVERY);
         } else if !follows.iter().any(Follow::pending) {
             let now = Instant::now();
             let due = follows
@@ -253,11 +253,12 @@ fn follow_loop(
                 ])
                 .min()
                 .unwrap_or(now);
+            let reading = follows.iter().fold(0, |m, f| m | f.connections());
             wait(
                 conns,
+                reading,
                 &out.durable,
                 shutdown,
-                false,
                 due.saturating_duration_since(now),
             );
         }
@@ -265,8 +266,10 @@ fn follow_loop(
     Ok(())
 }
 
-/// Waits for a receipt, shutdown, or (unless `throttled`) for bytes on an
-/// SSH socket, at most `timeout` (rounded up to whole milliseconds).
+/// Waits for a receipt, shutdown, or bytes on the SSH socket of a connection
+/// in `reading` (bit N: connection N has a channel to read; a socket no
+/// channel reads would stay readable), at most `timeout` (rounded up to
+/// whole milliseconds).
 ///
 /// One `poll(2)` on the descriptors, the parser socket's among them: that
 /// descriptor only signals new commands to libzmq, so the socket is asked
@@ -274,25 +277,25 @@ fn follow_loop(
 /// signal). `zmq_poll` would make four system calls of the same wait.
 fn wait(
     conns: &Connections,
+    reading: u32,
     durable: &Durable,
     shutdown: &Shutdown,
-    throttled: bool,
     timeout: Duration,
 ) {
     let socket = durable.socket();
-    if socket
-        .get_events()
-        .map_or(true, |e| e.contains(zmq::POLLIN))
-    {
+    if socket.get_events().is_ok_and(|e| e.contains(zmq::POLLIN)) {
         return;
     }
-    let Ok(zmq_fd) = socket.get_fd() else {
-        return;
-    };
-    let mut fds = vec![zmq_fd, shutdown.wake_fd()];
-    if !throttled {
-        fds.extend(conns.fds());
-    }
+    let mut fds = vec![shutdown.wake_fd()];
+    fds.extend(socket.get_fd());
+    fds.extend(
+        conns
+            .fds()
+            .into_iter()
+            .enumerate()
+            .filter(|(n, _)| reading & 1 << n != 0)
+            .map(|(_, fd)| fd),
+    );
     let mut items: Vec<libc::pollfd> = fds
         .into_iter()
         .map(|fd| libc::pollfd {
