@@ -174,24 +174,24 @@ fn follow_loop(
         }
         let throttled = out.durable.full();
         let mut drained = 0u32;
+        let mut io = Io {
+            heard: &mut heard,
+            buf: &mut buf,
+            lines: &mut lines,
+            pieces: &mut pieces,
+            out: &mut *out,
+            board: &mut *board,
+            shutdown,
+            drained: &mut drained,
+        };
         if throttled {
             reading_since = Instant::now();
             for (i, f) in follows.iter_mut().enumerate() {
-                let mut io = Io {
-                    heard: &mut heard,
-                    buf: &mut buf,
-                    lines: &mut lines,
-                    pieces: &mut pieces,
-                    out,
-                    board,
-                    shutdown,
-                    drained: &mut drained,
-                };
                 f.peek(&mut io, i);
             }
         } else {
             for (i, f) in follows.iter_mut().enumerate() {
-                if let Err(e) = f.open_due(conns, board, i) {
+                if let Err(e) = f.open_due(conns, io.board, i) {
                     // A broken connection shows up here first; anything else
                     // is reported (in the log's status) and retried.
                     if !conns.alive() {
@@ -199,18 +199,8 @@ fn follow_loop(
                     }
                     warn!(log = %f.log.name, error = %format!("{e:#}"), "could not start following");
                 }
-                let mut io = Io {
-                    heard: &mut heard,
-                    buf: &mut buf,
-                    lines: &mut lines,
-                    pieces: &mut pieces,
-                    out,
-                    board,
-                    shutdown,
-                    drained: &mut drained,
-                };
                 f.pump(&mut io, i)?;
-                if out.durable.full() {
+                if io.out.durable.full() {
                     break;
                 }
             }

@@ -2,6 +2,11 @@
 //! line's JSON meta and publishes it the way `ssh_tap` does (PUB to the
 //! bus, through the supervisor's stream proxy), a SUB on the streams
 //! endpoint counts. Whatever the tap reads, it cannot hand it on faster.
+//!
+//! `--batch N` measures a wire Rill does not have (yet): N consecutive lines
+//! per message, one meta for them all (the first line's offset and seq; the
+//! others follow), the subscriber counting newlines. It is what batching
+//! would buy before anyone designs it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -19,6 +24,9 @@ pub struct Args {
     /// Lines to publish.
     #[arg(long, default_value_t = 2_000_000)]
     pub lines: u64,
+    /// Lines per message (1: today's wire).
+    #[arg(long, default_value_t = 1)]
+    pub batch: u64,
 }
 
 pub fn run(a: &Args) -> anyhow::Result<()> {
@@ -36,6 +44,7 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
     sub.set_subscribe(b"line/web01/app")?;
     sub.connect(&streams)?;
     let lines = a.lines;
+    let batch = a.batch.max(1);
     let ready = Arc::new(AtomicBool::new(false));
     let seen = ready.clone();
     let publisher = std::thread::spawn(move || -> anyhow::Result<()> {
@@ -62,18 +71,27 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
             live.send_multipart(["line/web01/app/probe".as_bytes()], 0)?;
             std::thread::sleep(Duration::from_millis(10));
         }
-        for n in 0..lines {
-            let body = workload::line(n);
-            meta.offset += body.len() as u64;
+        let mut body = String::new();
+        let mut n = 0;
+        while n < lines {
+            body.clear();
             meta.seq = n;
             meta.read_at = chrono::Utc::now();
             let json = serde_json::to_vec(&meta)?;
+            let end = (n + batch).min(lines);
+            for k in n..end {
+                body.push_str(&workload::line(k));
+            }
+            meta.offset += body.len() as u64;
+            n = end;
+            // One line: without its newline, as today; more: newline-ended.
+            let frame = if batch == 1 {
+                body.trim_end()
+            } else {
+                &body[..]
+            };
             live.send_multipart(
-                [
-                    "line/web01/app".as_bytes(),
-                    &json[..],
-                    body.trim_end().as_bytes(),
-                ],
+                ["line/web01/app".as_bytes(), &json[..], frame.as_bytes()],
                 zmq::DONTWAIT,
             )?;
         }
@@ -96,8 +114,14 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
             }
             first.get_or_insert_with(Instant::now);
             last = Instant::now();
-            bytes += frames.get(2).map_or(0, |b| b.len() as u64 + 1);
-            got += 1;
+            let body = frames.get(2).map_or(&[][..], |b| &b[..]);
+            if batch == 1 {
+                bytes += body.len() as u64 + 1;
+                got += 1;
+            } else {
+                bytes += body.len() as u64;
+                got += memchr::memchr_iter(b'\n', body).count() as u64;
+            }
         }
     }
     publisher.join().expect("publisher thread")?;
@@ -108,7 +132,7 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
     };
     let s = last.duration_since(first).as_secs_f64().max(1e-3);
     println!(
-        "wire lines={lines} received={got} {:.2} s {:.0} lines/s {:.1} MB/s (meta JSON + PUB -> proxy -> SUB, no SSH, no index)",
+        "wire lines={lines} batch={batch} received={got} {:.2} s {:.0} lines/s {:.1} MB/s (meta JSON + PUB -> proxy -> SUB, no SSH, no index)",
         s,
         got as f64 / s,
         bytes as f64 / s / 1e6
