@@ -142,7 +142,8 @@ pub fn wait(
                 .map(|&fd| zmq::PollItem::from_fd(fd, zmq::POLLIN)),
         )
         .collect();
-    let ms = timeout.as_millis().min(i64::MAX as u128) as i64;
+    // Rounded up: a timeout under 1 ms must not become a busy 0.
+    let ms = timeout.as_micros().div_ceil(1000).min(i64::MAX as u128) as i64;
     match zmq::poll(&mut items, ms) {
         Ok(_) | Err(zmq::Error::EINTR) => Ok(()),
         Err(e) => Err(e.into()),

@@ -47,7 +47,13 @@ impl Subscriber {
             if !socket::readable(&self.socket, left)? {
                 return Ok(None);
             }
-            let mut parts = self.socket.recv_multipart(0)?;
+            // Not a blocking recv: a signal (SIGCHLD in the supervisor and
+            // robust_ssh_tap) could end it with EINTR.
+            let mut parts = match self.socket.recv_multipart(zmq::DONTWAIT) {
+                Ok(p) => p,
+                Err(zmq::Error::EAGAIN | zmq::Error::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            };
             if parts.is_empty() {
                 continue;
             }

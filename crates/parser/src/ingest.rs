@@ -34,13 +34,16 @@ const ASK_EVERY: Duration = Duration::from_millis(500);
 pub struct Pacing {
     /// A run gets a receipt at most this often...
     pub every: Duration,
-    /// ... unless this many of its lines were committed since its last one.
+    /// ... unless this many of its lines were committed since its last one,
     pub lines: u64,
+    /// ... or this many bytes (meta and line) handed out since then.
+    pub bytes: u64,
 }
 
 impl Pacing {
     /// Every 2 s, or at once for a quarter of a tap's window
-    /// (`tap.max_unacked_lines`). A receipt per commit (two a second per
+    /// (`tap.max_unacked_lines`, or [`ingest::MAX_WINDOW_BYTES`] for long
+    /// lines). A receipt per commit (two a second per
     /// tap) cost 200 taps 800 thread wakes a second for nothing a tap
     /// needed: its window only fills in a burst, and then receipts go at
     /// once; a checkpoint 2 s staler only means a few more lines read again
@@ -49,6 +52,7 @@ impl Pacing {
         Pacing {
             every: Duration::from_secs(2),
             lines: (max_unacked_lines / 4).max(1) as u64,
+            bytes: (ingest::MAX_WINDOW_BYTES / 4) as u64,
         }
     }
 
@@ -56,6 +60,7 @@ impl Pacing {
     pub const EVERY_COMMIT: Pacing = Pacing {
         every: Duration::ZERO,
         lines: 1,
+        bytes: 1,
     };
 }
 
@@ -93,6 +98,8 @@ struct TapRun {
     /// `committed` as the last receipt said it, and when that was sent.
     told: u64,
     told_at: Option<Instant>,
+    /// Bytes (meta and line) handed out since the last receipt.
+    untold_bytes: u64,
 }
 
 /// A line to index.
@@ -146,6 +153,7 @@ impl Ingest {
             let frames = self.socket.recv_multipart(zmq::DONTWAIT).ok()?;
             match &frames[..] {
                 [route, kind, meta, bytes, env] if kind.as_slice() == ingest::LINE => {
+                    let meta_len = meta.len();
                     let (Ok(meta), Ok(env)) = (
                         serde_json::from_slice::<LineMeta>(meta),
                         serde_json::from_slice::<Envelope>(env),
@@ -156,6 +164,7 @@ impl Ingest {
                     let run = self.run(route, &meta.host, &meta.epoch, env.window_start);
                     if env.seq == run.next {
                         run.next += 1;
+                        run.untold_bytes += (meta_len + bytes.len()) as u64;
                         return Some(Incoming {
                             meta,
                             bytes: bytes.clone(),
@@ -202,6 +211,7 @@ impl Ingest {
                 seen: Instant::now(),
                 told: window_start,
                 told_at: None,
+                untold_bytes: 0,
             }
         });
         run.route = route.to_vec();
@@ -232,6 +242,7 @@ impl Ingest {
         };
         run.told = run.committed;
         run.told_at = Some(Instant::now());
+        run.untold_bytes = 0;
         let r = Receipt {
             generation: self.generation.clone(),
             parser: self.parser.clone(),
@@ -279,6 +290,7 @@ impl Ingest {
                 r.committed > r.told
                     && (all
                         || r.committed - r.told >= p.lines
+                        || r.untold_bytes >= p.bytes
                         || r.told_at.is_none_or(|t| t.elapsed() >= p.every))
             })
             .map(|(e, _)| e.clone())
@@ -381,6 +393,7 @@ mod tests {
         let (mut ingest, tap) = setup_paced(Pacing {
             every: Duration::from_secs(600),
             lines: 3,
+            bytes: u64::MAX,
         });
         tap.line(0, 0);
         assert_eq!(take(&mut ingest, 1), 1);
@@ -407,6 +420,24 @@ mod tests {
         ingest.committed(|_| None);
         ingest.tell(true);
         assert_eq!(tap.receipt().committed, 5);
+    }
+
+    #[test]
+    fn a_quarter_window_of_bytes_gets_its_receipt_at_once() {
+        let (mut ingest, tap) = setup_paced(Pacing {
+            every: Duration::from_secs(600),
+            lines: 1_000,
+            bytes: 100,
+        });
+        tap.line(0, 0);
+        assert_eq!(take(&mut ingest, 1), 1);
+        ingest.committed(|_| None);
+        assert_eq!(tap.receipt().committed, 1);
+        // One line, but its meta alone is over 100 bytes.
+        tap.line(1, 0);
+        assert_eq!(take(&mut ingest, 1), 1);
+        ingest.committed(|_| None);
+        assert_eq!(tap.receipt().committed, 2);
     }
 
     #[test]

@@ -16,8 +16,7 @@ use rill_proto::ingest::{self, Envelope, Hello, Receipt};
 use rill_proto::FileId;
 use tracing::{debug, info, warn};
 
-/// The window never holds more bytes than this, whatever the line limit.
-pub const MAX_WINDOW_BYTES: usize = 16 << 20;
+pub use rill_proto::ingest::MAX_WINDOW_BYTES;
 /// A hello goes out this often while lines wait for their receipt...
 const HELLO_BUSY: Duration = Duration::from_secs(1);
 /// ... and this often otherwise.
@@ -97,6 +96,11 @@ impl Durable {
     /// No room for more lines: stop reading until receipts arrive.
     pub fn full(&self) -> bool {
         self.window.len() >= self.max_lines || self.bytes >= MAX_WINDOW_BYTES
+    }
+
+    /// Lines the socket did not take yet (its high-water mark was reached).
+    pub fn unsent(&self) -> bool {
+        self.send_from < self.next_seq
     }
 
     /// Lines waiting for their receipt.

@@ -874,15 +874,14 @@ impl Follow {
     /// now for a file to finish or a channel to open that is due, else the
     /// first timer of its readers still to come.
     pub fn next_due(&self, now: Instant) -> Option<Instant> {
-        if !self.finishes.is_empty() {
-            return Some(self.finish_after.unwrap_or(now));
-        }
+        let finish = (!self.finishes.is_empty()).then(|| self.finish_after.unwrap_or(now));
         let reopen = self.current.is_none().then_some(self.reopen_at).flatten();
         self.current
             .iter()
             .chain(&self.draining)
             .filter_map(|r| r.next_due(now))
             .chain(reopen)
+            .chain(finish)
             .min()
     }
 

@@ -264,7 +264,8 @@ fn follow_loop(
 /// One `poll(2)` on the descriptors, the parser socket's among them: that
 /// descriptor only signals new commands to libzmq, so the socket is asked
 /// first whether a message is already waiting (a send may have taken the
-/// signal). `zmq_poll` would make four system calls of the same wait.
+/// signal), or room for lines it could not take before. `zmq_poll` would
+/// make four system calls of the same wait.
 fn wait(
     conns: &Connections,
     reading: u32,
@@ -273,7 +274,10 @@ fn wait(
     timeout: Duration,
 ) {
     let socket = durable.socket();
-    if socket.get_events().is_ok_and(|e| e.contains(zmq::POLLIN)) {
+    if socket
+        .get_events()
+        .is_ok_and(|e| e.contains(zmq::POLLIN) || (durable.unsent() && e.contains(zmq::POLLOUT)))
+    {
         return;
     }
     let mut fds = vec![shutdown.wake_fd()];
