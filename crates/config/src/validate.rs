@@ -510,7 +510,6 @@ pub(crate) fn resolve(base: &Path, p: &str) -> PathBuf {
         .collect()
 }
 
-/// `500ms`, `1s`, `2.5s`, `5m`, `1h`, `30d`.
 /// [`parse_duration`] of `text`, which must lie between `min` and `max`
 /// (both written as durations, e.g. `"100ms"`, and named in the error).
 fn duration_between(text: &str, min: &str, max: &str) -> Result<Duration, String> {
@@ -522,6 +521,7 @@ fn duration_between(text: &str, min: &str, max: &str) -> Result<Duration, String
     Ok(d)
 }
 
+/// `500ms`, `1s`, `2.5s`, `5m`, `1h`, `30d`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     let split = t

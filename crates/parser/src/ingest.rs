@@ -43,11 +43,11 @@ pub struct Pacing {
 impl Pacing {
     /// Every 2 s, or at once for a quarter of a tap's window
     /// (`tap.max_unacked_lines`, or [`ingest::MAX_WINDOW_BYTES`] for long
-    /// lines). A receipt per commit (two a second per
-    /// tap) cost 200 taps 800 thread wakes a second for nothing a tap
-    /// needed: its window only fills in a burst, and then receipts go at
-    /// once; a checkpoint 2 s staler only means a few more lines read again
-    /// after a crash, which the index keeps once.
+    /// lines). A receipt per commit (two a second per tap) cost 200 taps
+    /// 800 thread wakes a second for nothing a tap needed: its window only
+    /// fills in a burst, and then receipts go at once; a checkpoint 2 s
+    /// staler only means a few more lines read again after a crash, which
+    /// the index keeps once.
     pub fn for_window(max_unacked_lines: usize) -> Self {
         Pacing {
             every: Duration::from_secs(2),

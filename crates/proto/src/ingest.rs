@@ -19,11 +19,11 @@
 //! `generation` names the index: a tap that finds it changed (the index was
 //! deleted or replaced) reads its files again from the start.
 
+use serde::{Deserialize, Serialize};
+
 /// A tap's window never holds more bytes (meta and line) than this,
 /// whatever its line limit (`tap.max_unacked_lines`).
 pub const MAX_WINDOW_BYTES: usize = 16 << 20;
-
-use serde::{Deserialize, Serialize};
 
 /// The first frame of a tap's durable message.
 pub const LINE: &[u8] = b"line";

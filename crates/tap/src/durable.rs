@@ -16,7 +16,6 @@ use rill_proto::ingest::{self, Envelope, Hello, Receipt};
 use rill_proto::FileId;
 use tracing::{debug, info, warn};
 
-pub use rill_proto::ingest::MAX_WINDOW_BYTES;
 /// A hello goes out this often while lines wait for their receipt...
 const HELLO_BUSY: Duration = Duration::from_secs(1);
 /// ... and this often otherwise.
@@ -95,7 +94,7 @@ impl Durable {
 
     /// No room for more lines: stop reading until receipts arrive.
     pub fn full(&self) -> bool {
-        self.window.len() >= self.max_lines || self.bytes >= MAX_WINDOW_BYTES
+        self.window.len() >= self.max_lines || self.bytes >= ingest::MAX_WINDOW_BYTES
     }
 
     /// Lines the socket did not take yet (its high-water mark was reached).

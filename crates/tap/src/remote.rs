@@ -12,7 +12,9 @@
 //! then the file's bytes from `start` on, in one of two ways:
 //!
 //! - **stream** (hosts with GNU `tail`): the bytes exactly as
-//!   `tail -c +N -f` prints them, a line within `tap.stream_poll`. GNU
+//!   `tail -c +N -f` prints them, a line within `tap.stream_poll` (GNU
+//!   tail cannot use inotify on `/dev/fd/4`, a symlink, so it polls the
+//!   open file: one `fstat` and `read` per turn, no fork). GNU
 //!   tail notices a truncation itself and reads the file again from 0; with
 //!   its messages on the same stream (`2>&1`) its "file truncated" sits
 //!   exactly between the old bytes and the new ones. It is given the file's
@@ -56,12 +58,6 @@ fn seconds(d: Duration) -> String {
             .to_owned()
     }
 }
-
-// How often GNU tail looks at the open file in stream mode is
-// `tap.stream_poll` (20 ms by default). It cannot use inotify on
-// `/dev/fd/4` (a symlink, for which GNU tail falls back to polling, by
-// default once a second), so it polls: one `fstat` and `read` per turn, no
-// fork. This bounds a line's delay on the server.
 
 /// The largest chunk the chunk reader sends at once (the tap holds a chunk
 /// until its `RILL-OK`).
