@@ -129,8 +129,10 @@ impl Shutdown {
     }
 }
 
-/// Waits up to `timeout` for one of `fds` to be readable (or a signal).
-fn poll_readable(fds: &[RawFd], timeout: Duration) {
+/// Waits up to `timeout` (rounded up to whole milliseconds, so a short
+/// wait never becomes a busy 0) for one of `fds` to be readable, or a
+/// signal.
+pub fn poll_readable(fds: &[RawFd], timeout: Duration) {
     let mut items: Vec<libc::pollfd> = fds
         .iter()
         .map(|&fd| libc::pollfd {
@@ -139,11 +141,24 @@ fn poll_readable(fds: &[RawFd], timeout: Duration) {
             revents: 0,
         })
         .collect();
-    let ms = timeout.as_millis().clamp(1, i32::MAX as u128) as i32;
+    let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
     // SAFETY: poll(2) on an array we own, of the length we pass.
     unsafe {
         libc::poll(items.as_mut_ptr(), items.len() as libc::nfds_t, ms);
     }
+}
+
+/// The longest a daemon loop that sleeps until its next event sleeps at
+/// once, should an event be missed.
+pub const LOOK_AT_LEAST_EVERY: Duration = Duration::from_secs(5);
+
+/// How long a loop may sleep when its next timer is `due` (none: only
+/// events wake it): until then, at most [`LOOK_AT_LEAST_EVERY`].
+pub fn sleep_until(due: Option<Instant>) -> Duration {
+    due.map_or(LOOK_AT_LEAST_EVERY, |t| {
+        t.saturating_duration_since(Instant::now())
+            .min(LOOK_AT_LEAST_EVERY)
+    })
 }
 
 /// A descriptor that becomes readable when a child of this process exits.

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use rill_bus::{socket, Role, StreamProxy, Subscriber};
 use rill_config::Config;
-use rill_process::{sibling, stop_all, ChildExits, Shutdown, Supervised};
+use rill_process::{sibling, sleep_until, stop_all, ChildExits, Shutdown, Supervised};
 use tracing::info;
 
 pub use control::build_report;
@@ -28,10 +28,6 @@ pub use control::build_report;
 /// How long children get to stop after SIGTERM before SIGKILL.
 pub const STOP_GRACE: Duration = Duration::from_secs(4);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
-/// The longest sleep between looks at the children, should an event be
-/// missed. Otherwise the loop sleeps until a request, a ping, a child's
-/// exit (SIGCHLD), shutdown or a due restart.
-const LOOK_AT_LEAST_EVERY: Duration = Duration::from_secs(5);
 
 pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
     for dir in [cfg.run_dir(), cfg.index_dir(), cfg.checkpoints_dir()] {
@@ -88,19 +84,12 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
             .chain(taps.iter())
             .collect();
         control::serve(&control, cfg, &mut state, &children)?;
-        let wake =
-            children
-                .iter()
-                .filter_map(|c| c.next_start())
-                .min()
-                .map_or(LOOK_AT_LEAST_EVERY, |t| {
-                    t.saturating_duration_since(Instant::now())
-                        .min(LOOK_AT_LEAST_EVERY)
-                });
+        // Until a request, a ping, a child's exit, shutdown or a due restart.
+        let due = children.iter().filter_map(|c| c.next_start()).min();
         socket::wait(
             &[&control, pings.socket()],
             &[exits.fd(), shutdown.wake_fd()],
-            wake,
+            sleep_until(due),
         )?;
     }
 

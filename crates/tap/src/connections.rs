@@ -4,7 +4,6 @@
 //! connection, opened on demand.
 
 use std::os::unix::io::AsRawFd;
-use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 use rill_config::{Config, Host};
@@ -110,27 +109,6 @@ impl<'a> Connections<'a> {
     /// The connections' sockets, to wait on.
     pub fn fds(&self) -> Vec<std::os::unix::io::RawFd> {
         self.sessions.iter().map(|s| s.as_raw_fd()).collect()
-    }
-
-    /// Waits until any connection's socket is readable, or `timeout`.
-    pub fn wait_readable(&self, timeout: Duration) {
-        let mut fds: Vec<libc::pollfd> = self
-            .sessions
-            .iter()
-            .map(|s| libc::pollfd {
-                fd: s.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            })
-            .collect();
-        // SAFETY: valid pollfds for our sessions' sockets.
-        unsafe {
-            libc::poll(
-                fds.as_mut_ptr(),
-                fds.len() as libc::nfds_t,
-                timeout.as_millis() as i32,
-            );
-        }
     }
 
     /// Switches every connection to blocking mode with `timeout_ms`, for an

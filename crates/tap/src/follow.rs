@@ -853,21 +853,20 @@ impl Follow {
         Ok(())
     }
 
+    /// Every channel of this log: the current file's and the draining ones.
+    fn readers(&self) -> impl Iterator<Item = &Reader> {
+        self.current.iter().chain(&self.draining)
+    }
+
     /// Bit N: a channel of this log is on connection N.
     pub fn connections(&self) -> u32 {
-        self.current
-            .iter()
-            .chain(&self.draining)
-            .fold(0, |m, r| m | 1 << r.conn)
+        self.readers().fold(0, |m, r| m | 1 << r.conn)
     }
 
     /// Whether a channel of this log has data waiting in libssh2 (read it
     /// before sleeping).
     pub fn pending(&self) -> bool {
-        self.current
-            .iter()
-            .chain(&self.draining)
-            .any(Reader::pending)
+        self.readers().any(Reader::pending)
     }
 
     /// When this log next needs a turn of the loop without any new bytes:
@@ -876,9 +875,7 @@ impl Follow {
     pub fn next_due(&self, now: Instant) -> Option<Instant> {
         let finish = (!self.finishes.is_empty()).then(|| self.finish_after.unwrap_or(now));
         let reopen = self.current.is_none().then_some(self.reopen_at).flatten();
-        self.current
-            .iter()
-            .chain(&self.draining)
+        self.readers()
             .filter_map(|r| r.next_due(now))
             .chain(reopen)
             .chain(finish)

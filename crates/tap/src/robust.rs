@@ -16,14 +16,12 @@ use std::time::{Duration, Instant};
 use rill_bus::socket;
 use rill_bus::Subscriber;
 use rill_config::Config;
-use rill_process::{sibling, stop_all, ChildExits, Shutdown, Supervised};
+use rill_process::{sibling, sleep_until, stop_all, ChildExits, Shutdown, Supervised};
 use rill_proto::Ping;
 use tracing::info;
 
 /// How long a ping verdict counts before we assume the host is up again.
 const PING_FRESH_FOR: Duration = Duration::from_secs(30);
-/// The longest sleep between looks, should an event be missed.
-const LOOK_AT_LEAST_EVERY: Duration = Duration::from_secs(5);
 
 pub fn run(cfg: &Config, host: &str, shutdown: &Shutdown) -> anyhow::Result<()> {
     anyhow::ensure!(
@@ -78,11 +76,11 @@ pub fn run(cfg: &Config, host: &str, shutdown: &Shutdown) -> anyhow::Result<()> 
             Some(t) => Some(t),
             None => tap.next_start(),
         };
-        let wake = due.map_or(LOOK_AT_LEAST_EVERY, |t| {
-            t.saturating_duration_since(Instant::now())
-                .min(LOOK_AT_LEAST_EVERY)
-        });
-        socket::wait(&[pings.socket()], &[exits.fd(), shutdown.wake_fd()], wake)?;
+        socket::wait(
+            &[pings.socket()],
+            &[exits.fd(), shutdown.wake_fd()],
+            sleep_until(due),
+        )?;
     }
     stop_all(&mut [&mut tap], Duration::from_secs(3));
     Ok(())

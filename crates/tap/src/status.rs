@@ -127,13 +127,6 @@ impl StatusBoard {
         &mut self.status.logs[i]
     }
 
-    /// Writes the file and publishes: when `force`d (the connection came
-    /// or went), within [`PROMPTLY`] of a change of state (connection, an
-    /// error set or cleared, a new file followed), else once per
-    /// [`REPORT_EVERY`]. Counters, offsets and lags change with every line;
-    /// writing for each of those changes meant a file written several times
-    /// a second per host, which on a collector of hundreds of hosts cost
-    /// more CPU than the lines themselves.
     /// When [`StatusBoard::flush`] will next write without being forced.
     pub fn next_due(&self) -> Instant {
         let Some(t) = self.last_write else {
@@ -146,11 +139,16 @@ impl StatusBoard {
         }
     }
 
+    /// Writes the file and publishes: when `force`d (the connection came
+    /// or went), within [`PROMPTLY`] of a change of state (connection, an
+    /// error set or cleared, a new file followed), else once per
+    /// [`REPORT_EVERY`]. Counters, offsets and lags change with every line;
+    /// writing for each of those changes meant a file written several times
+    /// a second per host, which on a collector of hundreds of hosts cost
+    /// more CPU than the lines themselves.
     pub fn flush(&mut self, live: &zmq::Socket, force: bool) {
-        let due = self.last_write.is_none_or(|t| t.elapsed() >= REPORT_EVERY);
-        let changed = self.last_write.is_none_or(|t| t.elapsed() >= PROMPTLY)
-            && !self.written_state.matches(&self.status);
-        if !(force || due || changed) {
+        let due = self.last_write.is_none() || Instant::now() >= self.next_due();
+        if !(force || due) {
             return;
         }
         self.written_state = State::of(&self.status);

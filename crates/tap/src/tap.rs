@@ -290,20 +290,8 @@ fn wait(
             .filter(|(n, _)| reading & 1 << n != 0)
             .map(|(_, fd)| fd),
     );
-    let mut items: Vec<libc::pollfd> = fds
-        .into_iter()
-        .map(|fd| libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        })
-        .collect();
-    let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
-    // SAFETY: poll(2) on an array we own, of the length we pass. EINTR and
-    // friends: just go round again.
-    unsafe {
-        libc::poll(items.as_mut_ptr(), items.len() as libc::nfds_t, ms);
-    }
+    // EINTR and friends: just go round again.
+    rill_process::poll_readable(&fds, timeout);
 }
 
 /// Writes the checkpoint file when a log's position changed.
