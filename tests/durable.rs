@@ -135,6 +135,117 @@ fn a_lost_index_is_filled_again_from_the_files_still_on_the_server() {
     );
 }
 
+/// The index falling behind holds up no live line: with the parser stopped,
+/// every line streams live while the tap holds no more than its window; the
+/// lines read past the window are read again from the files (here across a
+/// rotation, `how`: rename + create, or copytruncate) once the parser is
+/// back, and the index gets every line exactly once.
+fn a_stopped_parser_holds_up_no_live_line(how: &str) {
+    const WINDOW: u64 = 100;
+    let h = OneHost::new(&["a"]);
+    h.rill
+        .append_config(&format!("tap:\n  max_unacked_lines: {WINDOW}\n"));
+    let h = OneHost::start(h, &["a"]);
+    let conf = h.rill.dir.path().join("logrotate.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "\"{}\" {{\n  su {u} {u}\n  rotate 5\n  {how}\n}}\n",
+            h.file("a").display(),
+            u = h.user.name
+        ),
+    )
+    .unwrap();
+    let rill = &h.rill;
+    let tail = rill.tail(&["line/#", "status/web01"]);
+    // Subscribed once the tap's status (once a second) comes through.
+    let status = tail.collect_until(Duration::from_secs(20), |got| !got.is_empty());
+    assert!(!status.is_empty(), "the subscriber never received a status");
+    let numbers_in = |got: &[Value]| -> BTreeSet<usize> {
+        got.iter()
+            .filter_map(|v| v["body"].as_str()?.get(2..7)?.parse().ok())
+            .collect()
+    };
+    // Line 0 goes through while everything runs: the subscriber is in.
+    append_lines(&h, "a", 0..1);
+    let probe = tail.collect_until(Duration::from_secs(20), |got| !got.is_empty());
+    assert_eq!(numbers_in(&probe), BTreeSet::from([0]));
+    assert_eq!(
+        wait_for(Duration::from_secs(20), || rill
+            .count("*", &[])
+            .filter(|&n| n == 1)),
+        Some(1)
+    );
+
+    let parser = local_processes_mentioning(&rill.config.display().to_string())
+        .into_iter()
+        .find(|(_, c)| c.contains("/parser "))
+        .expect("a parser runs")
+        .0;
+    // SAFETY: stopping the parser of the Rill under test.
+    unsafe { libc::kill(parser as i32, libc::SIGSTOP) };
+    append_lines(&h, "a", 1..1000);
+    // Rotated once the tap has read them (a copytruncate quicker than
+    // tail's poll is lost to any follower: see the README).
+    let before = tail.collect_until(Duration::from_secs(30), |got| numbers_in(got).len() == 999);
+    let mut live = numbers_in(&before);
+    let out = Command::new("logrotate")
+        .arg("-f")
+        .arg("-s")
+        .arg(rill.dir.path().join("logrotate.state"))
+        .arg(&conf)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Fewer bytes than the file had: tail sees the truncation (the same
+    // size again within one of its polls would not be: docs/following.md).
+    append_lines(&h, "a", 1000..1500);
+    let after = tail.collect_until(Duration::from_secs(30), |got| numbers_in(got).len() == 500);
+    live.extend(numbers_in(&after));
+    let missing: Vec<usize> = (1..1500).filter(|n| !live.contains(n)).collect();
+    assert!(
+        missing.is_empty(),
+        "with the parser stopped, {} lines never streamed live (first {:?}); status {:?}; log:\n{}",
+        missing.len(),
+        missing.first(),
+        rill.host_status("web01"),
+        rill.log()
+    );
+    let status = rill.host_status("web01").unwrap();
+    let held = status["unconfirmed_lines"].as_u64().unwrap();
+    assert!(held <= WINDOW, "the tap holds {held} lines: {status}");
+    assert_eq!(rill.count("*", &[]), Some(1), "the parser is stopped");
+
+    // SAFETY: resuming the parser we stopped.
+    unsafe { libc::kill(parser as i32, libc::SIGCONT) };
+    let all = wait_for(Duration::from_secs(60), || {
+        rill.count("*", &[]).filter(|&n| n >= 1500)
+    });
+    assert_eq!(
+        all,
+        Some(1500),
+        "the index after the parser came back: {:?}; status {:?}; log:\n{}",
+        rill.count("*", &[]),
+        rill.host_status("web01"),
+        rill.log()
+    );
+    assert_eq!(numbers(rill), (0..1500).collect::<BTreeSet<_>>());
+}
+
+#[test]
+fn a_stopped_parser_holds_up_no_live_line_across_a_rename() {
+    a_stopped_parser_holds_up_no_live_line("create 0644");
+}
+
+#[test]
+fn a_stopped_parser_holds_up_no_live_line_across_a_copytruncate() {
+    a_stopped_parser_holds_up_no_live_line("copytruncate");
+}
+
 /// A server that stops answering while its TCP stack still acknowledges
 /// (sshd stopped, not the network) is noticed by the receive deadline, and
 /// the tap comes back once it answers again.

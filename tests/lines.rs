@@ -2,9 +2,11 @@
 //! ZeroMQ SUB socket: raw bytes unchanged, long lines split and marked, a
 //! last line without newline published (marked partial) after the idle time.
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use rill_e2e::*;
+use rill_proto::LineMeta;
 use serde_json::Value;
 
 struct Msg {
@@ -12,21 +14,31 @@ struct Msg {
     body: Vec<u8>,
 }
 
-fn next_line(sub: &zmq::Socket, deadline: Duration) -> Option<Msg> {
-    let end = Instant::now() + deadline;
-    while Instant::now() < end {
-        if sub.poll(zmq::POLLIN, 100).unwrap() == 0 {
-            continue;
+/// The lines of the messages received, one at a time (a message may hold
+/// several: `LineMeta::split`).
+#[derive(Default)]
+struct Lines(VecDeque<Msg>);
+
+impl Lines {
+    fn next(&mut self, sub: &zmq::Socket, deadline: Duration) -> Option<Msg> {
+        let end = Instant::now() + deadline;
+        while self.0.is_empty() && Instant::now() < end {
+            if sub.poll(zmq::POLLIN, 100).unwrap() == 0 {
+                continue;
+            }
+            let frames = sub.recv_multipart(0).unwrap();
+            if frames[0].starts_with(b"line/") {
+                let meta: LineMeta = serde_json::from_slice(&frames[1]).unwrap();
+                for (m, body) in meta.split(&frames[2]) {
+                    self.0.push_back(Msg {
+                        meta: serde_json::to_value(&m).unwrap(),
+                        body: body.to_vec(),
+                    });
+                }
+            }
         }
-        let frames = sub.recv_multipart(0).unwrap();
-        if frames[0].starts_with(b"line/") {
-            return Some(Msg {
-                meta: serde_json::from_slice(&frames[1]).unwrap(),
-                body: frames[2].clone(),
-            });
-        }
+        self.0.pop_front()
     }
-    None
 }
 
 #[test]
@@ -64,14 +76,17 @@ fn raw_bytes_long_lines_and_partial_lines() {
     data.extend_from_slice(b"no newline yet");
     h.append("app", &data);
 
-    let m = next_line(&sub, Duration::from_secs(10)).expect("the raw line");
+    let mut lines = Lines::default();
+    let m = lines
+        .next(&sub, Duration::from_secs(10))
+        .expect("the raw line");
     assert_eq!(m.body, raw, "bytes pass through unchanged");
     assert_eq!(m.meta["offset"], 0);
     assert!(m.meta.get("partial").is_none());
 
     let start = raw.len() as u64 + 1;
     let pieces: Vec<Msg> = (0..3)
-        .map(|_| next_line(&sub, Duration::from_secs(10)).expect("a piece"))
+        .map(|_| lines.next(&sub, Duration::from_secs(10)).expect("a piece"))
         .collect();
     let sizes: Vec<usize> = pieces.iter().map(|p| p.body.len()).collect();
     assert_eq!(
@@ -90,7 +105,8 @@ fn raw_bytes_long_lines_and_partial_lines() {
     );
 
     let written = Instant::now();
-    let tail = next_line(&sub, Duration::from_secs(10))
+    let tail = lines
+        .next(&sub, Duration::from_secs(10))
         .expect("the unterminated line, after the idle time");
     assert!(
         written.elapsed() >= Duration::from_millis(400),
@@ -102,7 +118,7 @@ fn raw_bytes_long_lines_and_partial_lines() {
     assert_eq!(tail.meta["offset"].as_u64(), Some(tail_offset));
 
     h.append("app", b" and the rest\n");
-    let rest = next_line(&sub, Duration::from_secs(10)).expect("the rest");
+    let rest = lines.next(&sub, Duration::from_secs(10)).expect("the rest");
     assert_eq!(rest.body, b" and the rest");
     assert_eq!(rest.meta["offset"].as_u64(), Some(tail_offset + 14));
 }

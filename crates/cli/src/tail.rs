@@ -32,15 +32,16 @@ pub struct Gaps {
 }
 
 impl Gaps {
-    pub fn see(&mut self, topic: &str, epoch: &str, seq: u64) {
-        self.received += 1;
+    /// A message of `lines` lines, the first numbered `seq`.
+    pub fn see(&mut self, topic: &str, epoch: &str, seq: u64, lines: u64) {
+        self.received += lines;
         let key = (topic.to_owned(), epoch.to_owned());
         if let Some(&want) = self.next.get(&key) {
             if seq > want {
                 self.dropped += seq - want;
             }
         }
-        self.next.insert(key, seq + 1);
+        self.next.insert(key, seq + lines);
     }
 }
 
@@ -70,7 +71,7 @@ pub fn run(
                     .first()
                     .and_then(|f| serde_json::from_slice::<LineMeta>(f).ok())
                 {
-                    gaps.see(&msg.topic, &m.epoch, m.seq);
+                    gaps.see(&msg.topic, &m.epoch, m.seq, m.lines);
                 }
             }
             let text = render(&msg.topic, &msg.frames, as_json);
@@ -83,7 +84,7 @@ pub fn run(
     reporter.tick(&gaps, true);
     if gaps.dropped > 0 {
         eprintln!(
-            "rill tail: {} of {} messages were dropped because this subscriber fell behind (the index has every line)",
+            "rill tail: {} of {} lines were dropped because this subscriber fell behind (the index has every line)",
             gaps.dropped,
             gaps.received + gaps.dropped
         );
@@ -135,7 +136,7 @@ impl Reporter {
         }
         if !now && gaps.dropped > self.dropped_said {
             eprintln!(
-                "rill tail: {} messages dropped so far (this subscriber fell behind; the index has every line)",
+                "rill tail: {} lines dropped so far (this subscriber fell behind; the index has every line)",
                 gaps.dropped
             );
             self.dropped_said = gaps.dropped;
@@ -143,23 +144,30 @@ impl Reporter {
     }
 }
 
-/// One message as printed: `host log: line` or a JSON object.
+/// One message as printed: `host log: line` or a JSON object, one per
+/// line (a `line/` message may hold several).
 pub fn render(topic: &str, frames: &[Vec<u8>], as_json: bool) -> String {
     let kind = topic.split('/').next().unwrap_or("");
     match (kind, frames) {
         ("line", [meta, body, ..]) => match serde_json::from_slice::<LineMeta>(meta) {
             Ok(m) => {
-                let body = String::from_utf8_lossy(body);
-                if as_json {
-                    json!({
-                        "topic": topic, "host": m.host, "log": m.log, "body": body,
-                        "offset": m.offset, "file_id": m.file_id, "path": m.path,
-                        "seq": m.seq, "epoch": m.epoch, "read_at": m.read_at, "partial": m.partial,
+                let lines: Vec<String> = m
+                    .split(body)
+                    .map(|(m, body)| {
+                        let body = String::from_utf8_lossy(body);
+                        if as_json {
+                            json!({
+                                "topic": topic, "host": m.host, "log": m.log, "body": body,
+                                "offset": m.offset, "file_id": m.file_id, "path": m.path,
+                                "seq": m.seq, "epoch": m.epoch, "read_at": m.read_at, "partial": m.partial,
+                            })
+                            .to_string()
+                        } else {
+                            format!("{} {}: {body}", m.host, m.log)
+                        }
                     })
-                    .to_string()
-                } else {
-                    format!("{} {}: {body}", m.host, m.log)
-                }
+                    .collect();
+                lines.join("\n")
             }
             Err(_) => fallback(topic, frames, as_json),
         },
@@ -221,12 +229,44 @@ mod tests {
     fn gaps_in_a_topics_numbers_are_counted_per_tap_run() {
         let mut g = Gaps::default();
         for seq in [0, 1, 5, 6] {
-            g.see("line/a/x", "run1", seq);
+            g.see("line/a/x", "run1", seq, 1);
         }
         // Another topic, and a restarted tap starting at 0 again: no gap.
-        g.see("line/a/y", "run1", 3);
-        g.see("line/a/x", "run2", 0);
+        g.see("line/a/y", "run1", 3, 1);
+        g.see("line/a/x", "run2", 0, 1);
         assert_eq!((g.received, g.dropped), (6, 3));
+        // Messages of several lines: 7..=9, then 10 and 11 lost.
+        g.see("line/a/x", "run1", 7, 3);
+        g.see("line/a/x", "run1", 12, 2);
+        assert_eq!((g.received, g.dropped), (11, 5));
+    }
+
+    #[test]
+    fn a_message_of_several_lines_prints_each_line() {
+        let meta = META.replace(r#""seq":1"#, r#""seq":1,"lines":2"#);
+        let s = render(
+            "line/web01/nginx",
+            &[meta.clone().into(), b"GET /a\nGET /b".to_vec()],
+            false,
+        );
+        assert_eq!(s, "web01 nginx: GET /a\nweb01 nginx: GET /b");
+        let s = render(
+            "line/web01/nginx",
+            &[meta.into(), b"GET /a\nGET /b".to_vec()],
+            true,
+        );
+        let v: Vec<Value> = s
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(
+            (
+                v[1]["body"].as_str(),
+                v[1]["offset"].as_u64(),
+                v[1]["seq"].as_u64()
+            ),
+            (Some("GET /b"), Some(49), Some(2))
+        );
     }
 
     #[test]

@@ -233,6 +233,7 @@ fn index(
             file_id,
             offset,
             seq: n,
+            lines: 1,
             epoch: "bench".into(),
             read_at: t0 + chrono::Duration::milliseconds(n as i64 * STEP_MS),
             partial: false,

@@ -77,6 +77,10 @@ pub struct HostReport {
     /// Its session server, if the host has one and its tap is running.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sessions: Option<SessionsStatus>,
+    /// Lines its tap holds for the index, not confirmed yet (at most
+    /// `tap.max_unacked_lines`).
+    #[serde(default)]
+    pub unconfirmed_lines: u64,
 }
 
 /// One process the supervisor keeps alive.

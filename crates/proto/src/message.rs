@@ -70,7 +70,10 @@ impl<'de> Deserialize<'de> for FileId {
 }
 
 /// Frame 2 of a `line/<host>/<log>` message. Frame 3 holds the line's raw bytes
-/// without its newline; they are not necessarily UTF-8.
+/// without its newline (not necessarily UTF-8) or, when `lines` is more than
+/// 1, that many consecutive lines of the file joined by `\n` (no newline
+/// after the last): a tap sends the complete lines of one read as one
+/// message. [`LineMeta::split`] gives each line with its own meta.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LineMeta {
     pub host: String,
@@ -78,24 +81,60 @@ pub struct LineMeta {
     /// The remote path the line was read from.
     pub path: String,
     pub file_id: FileId,
-    /// Byte offset of the line's first byte in that file. Together with host, log
-    /// and file_id this names the line durably.
+    /// Byte offset of the (first) line's first byte in that file. Together
+    /// with host, log and file_id this names the line durably.
     pub offset: u64,
-    /// Counts the messages of this topic from one tap process, starting at
-    /// 0: a subscriber that sees a number skipped lost that many messages
-    /// (the live path drops under overload; the index does not).
+    /// Counts the lines of this topic from one tap process, starting at 0
+    /// (the first line of a message; the next one has `seq + 1`): a
+    /// subscriber that sees a number skipped lost that many lines (the live
+    /// path drops under overload; the index does not).
     pub seq: u64,
+    /// How many lines frame 3 holds (1 when absent). Each is followed by a
+    /// newline in the file, so line k+1 starts 1 byte after line k ends.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub lines: u64,
     /// Identifies one run of the tap: a restarted tap starts a new epoch.
     pub epoch: String,
     /// When the tap read the line.
     pub read_at: DateTime<Utc>,
     /// Set when the line ended without a newline (published after the idle time)
-    /// or was split because it exceeded the maximum line length.
+    /// or was split because it exceeded the maximum line length. Such a line
+    /// is always a message of its own.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub partial: bool,
 }
 
+fn one() -> u64 {
+    1
+}
+
+fn is_one(n: &u64) -> bool {
+    *n == 1
+}
+
 impl LineMeta {
+    /// Each line of a message (`body` being its frame 3) with the meta it
+    /// would have had in a message of its own.
+    pub fn split<'a>(&self, body: &'a [u8]) -> impl Iterator<Item = (LineMeta, &'a [u8])> + 'a {
+        let mut next = (self.offset, self.seq);
+        let first = self.clone();
+        let parts: Box<dyn Iterator<Item = &'a [u8]>> = if self.lines > 1 {
+            Box::new(body.split(|&b| b == b'\n'))
+        } else {
+            Box::new(std::iter::once(body))
+        };
+        parts.map(move |line| {
+            let meta = LineMeta {
+                offset: next.0,
+                seq: next.1,
+                lines: 1,
+                ..first.clone()
+            };
+            next = (next.0 + line.len() as u64 + 1, next.1 + 1);
+            (meta, line)
+        })
+    }
+
     /// The durable name of the line, unique per (host, log, file, offset).
     pub fn key(&self) -> String {
         line_key(&self.host, &self.log, &self.file_id, self.offset)
@@ -193,6 +232,10 @@ pub struct TapStatus {
     /// The host's session server, when its config has a `sessions` block.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sessions: Option<SessionsStatus>,
+    /// Lines the tap holds for the index that it has not confirmed yet
+    /// (at most `tap.max_unacked_lines`; the rest waits in the files).
+    #[serde(default)]
+    pub unconfirmed_lines: u64,
 }
 
 /// A host's session server as its tap last reported it.
@@ -225,10 +268,38 @@ mod tests {
             },
             offset: 4096,
             seq: 7,
+            lines: 1,
             epoch: "e1".into(),
             read_at: "2026-11-22T10:00:00.123Z".parse().unwrap(),
             partial: false,
         }
+    }
+
+    #[test]
+    fn a_message_of_several_lines_splits_into_lines_with_their_own_offsets() {
+        let m = LineMeta { lines: 3, ..meta() };
+        let json = serde_json::to_string(&m).unwrap();
+        assert!(json.contains(r#""lines":3"#), "{json}");
+        let back: LineMeta = serde_json::from_str(&json).unwrap();
+        let got: Vec<(u64, u64, &[u8])> = back
+            .split(b"ab\n\ncd")
+            .map(|(m, l)| (m.offset, m.seq, l))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (4096, 7, &b"ab"[..]),
+                (4099, 8, &b""[..]),
+                (4100, 9, &b"cd"[..])
+            ]
+        );
+        // One line: no `lines` on the wire, and a body with a newline in it
+        // (never sent so) stays one line.
+        let one = serde_json::to_string(&meta()).unwrap();
+        assert!(!one.contains("lines"), "{one}");
+        let m: LineMeta = serde_json::from_str(&one).unwrap();
+        assert_eq!(m.lines, 1);
+        assert_eq!(m.split(b"a\nb").count(), 1);
     }
 
     #[test]

@@ -70,6 +70,7 @@ pub fn build_report(
                     .as_ref()
                     .filter(|_| fresh)
                     .and_then(|s| s.sessions.clone()),
+                unconfirmed_lines: status.as_ref().map_or(0, |s| s.unconfirmed_lines),
                 logs: status.map(|s| s.logs).unwrap_or_default(),
             }
         })

@@ -1,20 +1,26 @@
 //! The tap's side of the durable path (protocol: `rill_proto::ingest`).
 //!
-//! Every line read is numbered and kept in a window until the parser's
+//! Every line taken is numbered and kept in a window until the parser's
 //! receipt says it is committed to the index; the window is sent in order
 //! and sent again from wherever the parser says lines went missing. The
-//! window is bounded: when it is full the tap stops reading its channels, so
-//! a slow or stopped parser makes the remote file the buffer instead of the
-//! tap's memory. Checkpoints are taken from the window: a file's resume
+//! window is bounded. The live readers do not wait for it: while it is full
+//! they go on publishing live, and the lines they read meanwhile are left
+//! in the server's file, a *gap* behind the file's *frontier* (the offset of
+//! the next line the index needs from it), for a catch-up reader to read
+//! again at the index's pace. A slow or stopped parser makes the remote file
+//! the buffer instead of the tap's memory, and slows no live subscriber.
+//! Checkpoints are taken from the window and the frontiers: a file's resume
 //! point is its oldest line not yet committed.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use rill_bus::socket::{self, Role};
 use rill_proto::ingest::{self, Envelope, Hello, Receipt};
 use rill_proto::FileId;
 use tracing::{debug, info, warn};
+
+use crate::checkpoint::Verify;
 
 /// A hello goes out this often while lines wait for their receipt...
 const HELLO_BUSY: Duration = Duration::from_secs(1);
@@ -30,6 +36,17 @@ struct Pending {
     offset: u64,
     meta: Vec<u8>,
     bytes: Vec<u8>,
+}
+
+/// Where the durable path stands in one file.
+#[derive(Debug, Clone, Copy)]
+struct Frontier {
+    /// The offset of the next line the index needs from this file.
+    next: u64,
+    /// Past the last line any reader read of it (live or catch-up).
+    read_to: u64,
+    /// How the file is recognised, for a catch-up reader.
+    verify: Verify,
 }
 
 /// Something a receipt told the tap.
@@ -55,6 +72,18 @@ pub struct Durable {
     generation: Option<String>,
     /// Lines confirmed since the tap started.
     pub confirmed: u64,
+    /// Per (log, file): the next line the index needs, and how far the file
+    /// was read.
+    frontiers: HashMap<(usize, FileId), Frontier>,
+}
+
+/// A file the live readers read past what the durable path took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gap {
+    pub file_id: FileId,
+    /// Where to read it again from: the next line the index needs.
+    pub from: u64,
+    pub verify: Verify,
 }
 
 impl Durable {
@@ -79,6 +108,7 @@ impl Durable {
             parser: None,
             generation: None,
             confirmed: 0,
+            frontiers: HashMap::new(),
         })
     }
 
@@ -111,8 +141,70 @@ impl Durable {
         self.window.front().map_or(self.next_seq, |p| p.seq)
     }
 
+    /// Offers a line read from `file_id` of log `log`, `end` being the
+    /// offset just past it (and its newline). The line is taken when it is
+    /// the next one the index needs from that file (or overlaps it: a line
+    /// sent partial, read again whole) and, for a live reader, the window
+    /// has room; a `catchup` reader's line is taken even in a full window
+    /// (catch-ups are read only while it has room, so it overshoots by one
+    /// read at most). A line the window cannot take leaves a gap in the file
+    /// from its frontier on. Returns whether the line was taken; `meta` is
+    /// made only then.
+    pub fn offer(
+        &mut self,
+        at: (usize, FileId, Verify),
+        (offset, end): (u64, u64),
+        catchup: bool,
+        meta: impl FnOnce() -> Vec<u8>,
+        bytes: &[u8],
+    ) -> bool {
+        let (log, file_id, verify) = at;
+        let full = self.full();
+        let f = self.frontiers.entry((log, file_id)).or_insert(Frontier {
+            next: offset,
+            read_to: offset,
+            verify,
+        });
+        f.read_to = f.read_to.max(end);
+        if verify.len > f.verify.len {
+            f.verify = verify;
+        }
+        let wanted = offset <= f.next && end > f.next;
+        if !wanted || (full && !catchup) {
+            return false;
+        }
+        f.next = end;
+        self.push(log, file_id, offset, meta(), bytes);
+        true
+    }
+
+    /// The file has lines that were read but not taken: where to read it
+    /// again from.
+    pub fn gap(&self, log: usize, file_id: FileId) -> Option<Gap> {
+        let f = self.frontiers.get(&(log, file_id))?;
+        (f.read_to > f.next).then_some(Gap {
+            file_id,
+            from: f.next,
+            verify: f.verify,
+        })
+    }
+
+    /// Every file of log `log` with a gap.
+    pub fn gaps(&self, log: usize) -> impl Iterator<Item = Gap> + '_ {
+        self.frontiers
+            .keys()
+            .filter(move |(l, _)| *l == log)
+            .filter_map(|&(l, id)| self.gap(l, id))
+    }
+
+    /// Forgets a file's frontier: it is done with (no gap), or its gap can
+    /// no longer be read (the file is gone from the server).
+    pub fn forget(&mut self, log: usize, file_id: FileId) {
+        self.frontiers.remove(&(log, file_id));
+    }
+
     /// Takes a line for the index.
-    pub fn push(&mut self, log: usize, file_id: FileId, offset: u64, meta: Vec<u8>, bytes: &[u8]) {
+    fn push(&mut self, log: usize, file_id: FileId, offset: u64, meta: Vec<u8>, bytes: &[u8]) {
         self.bytes += meta.len() + bytes.len();
         self.window.push_back(Pending {
             seq: self.next_seq,
@@ -216,18 +308,21 @@ impl Durable {
         }
     }
 
-    /// The offset of the oldest unconfirmed line of `file_id` in log `log`.
+    /// The offset of the oldest line of `file_id` in log `log` the index
+    /// has not confirmed: in the window, or else the start of its gap.
     pub fn first_unconfirmed(&self, log: usize, file_id: FileId) -> Option<u64> {
         self.window
             .iter()
             .find(|p| p.log == log && p.file_id == file_id)
             .map(|p| p.offset)
+            .or_else(|| self.gap(log, file_id).map(|g| g.from))
     }
 
     /// Forgets every unconfirmed line and starts a new run (after the index
     /// was replaced the files are read again anyway).
     pub fn restart(&mut self) {
         self.window.clear();
+        self.frontiers.clear();
         self.bytes = 0;
         self.epoch = uuid::Uuid::new_v4().to_string();
         self.next_seq = 0;
@@ -357,6 +452,69 @@ mod tests {
             let e = p.next_line();
             assert_eq!((e.seq, e.window_start), (want, 1));
         }
+    }
+
+    fn offer(d: &mut Durable, (offset, end): (u64, u64), catchup: bool) -> bool {
+        let at = (0, id(7), Verify::NOTHING);
+        d.offer(at, (offset, end), catchup, || b"{}".to_vec(), b"x")
+    }
+
+    #[test]
+    fn a_full_window_leaves_a_gap_that_a_catchup_fills_once() {
+        let (mut d, mut p) = pair(3);
+        // Live lines: three fit, the next two are left in the file.
+        let taken: Vec<bool> = (0..5u64)
+            .map(|n| offer(&mut d, (n * 10, n * 10 + 10), false))
+            .collect();
+        assert_eq!(taken, [true, true, true, false, false]);
+        assert_eq!(d.gap(0, id(7)).map(|g| g.from), Some(30));
+        // The resume point is the oldest unconfirmed line, in the window...
+        assert_eq!(d.first_unconfirmed(0, id(7)), Some(0));
+        for _ in 0..3 {
+            p.next_line();
+        }
+        p.receipt(3, None, &d.epoch.clone());
+        wait_receipt(&mut d, |d| d.unconfirmed() == 0);
+        // ... and then the start of the gap.
+        assert_eq!(d.first_unconfirmed(0, id(7)), Some(30));
+        // A live line past the gap waits for it, even with room.
+        assert!(!offer(&mut d, (50, 60), false));
+        // The catch-up reads the gap; the line the live reader takes next
+        // is not taken twice.
+        assert!(offer(&mut d, (30, 40), true));
+        assert!(offer(&mut d, (40, 50), true));
+        assert!(!offer(&mut d, (40, 50), false), "taken already");
+        assert!(offer(&mut d, (50, 60), true));
+        assert_eq!(
+            d.gap(0, id(7)),
+            None,
+            "the catch-up reached the live reader"
+        );
+        for _ in 0..3 {
+            p.next_line();
+        }
+        p.receipt(6, None, &d.epoch.clone());
+        wait_receipt(&mut d, |d| d.unconfirmed() == 0);
+        assert!(offer(&mut d, (60, 70), false), "live takes over");
+        assert_eq!(d.first_unconfirmed(0, id(7)), Some(60));
+    }
+
+    #[test]
+    fn a_line_sent_partial_is_taken_again_whole_and_its_rest_is_not() {
+        let (mut d, _p) = pair(10);
+        assert!(offer(&mut d, (0, 5), false), "the partial line");
+        assert!(offer(&mut d, (0, 12), true), "the whole line, read again");
+        assert!(!offer(&mut d, (5, 12), false), "the rest is in it");
+        assert!(offer(&mut d, (12, 20), false));
+    }
+
+    #[test]
+    fn a_catchup_line_is_taken_in_a_full_window() {
+        let (mut d, _p) = pair(1);
+        assert!(offer(&mut d, (0, 10), false));
+        assert!(!offer(&mut d, (10, 20), false), "full");
+        assert!(offer(&mut d, (10, 20), true), "one read's overshoot");
+        assert_eq!(d.gap(0, id(7)), None);
     }
 
     #[test]

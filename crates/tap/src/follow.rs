@@ -32,12 +32,12 @@ use tracing::{debug, info, warn};
 
 use crate::checkpoint::{self, LogCheckpoint, Unfinished, Verify};
 use crate::connections::Connections;
-use crate::durable::Durable;
+use crate::durable::{Durable, Gap};
 use crate::frames::{ChunkDecoder, Piece, StreamFilter};
 use crate::lines::{Line, LineSplitter};
 use crate::remote::{self, Control, Header, Mode, Nonce, OldFile, Reading, StartAt};
 use crate::status::StatusBoard;
-use crate::tap::Outputs;
+use crate::tap::{Outputs, Source};
 
 /// How long to wait before reopening a log whose follow script ended.
 const REOPEN_AFTER: Duration = Duration::from_secs(1);
@@ -92,6 +92,9 @@ struct Reader {
     avoid: Option<FileId>,
     /// Reading a file the path no longer names; `copy`: through its copy.
     draining: bool,
+    /// Going back over a gap of the durable path: its lines go to the index
+    /// only, and it is read only while the durable window has room.
+    catchup: bool,
     copy: bool,
     /// Draining: done once this many bytes were read.
     final_size: Option<u64>,
@@ -101,8 +104,6 @@ struct Reader {
     truncated: bool,
     /// The file's size on the server, as last reported.
     remote_size: Option<u64>,
-    /// Controls read from stderr while the log was paused, for the next pump.
-    deferred: Vec<Control>,
     last_data: Instant,
     eof: bool,
 }
@@ -130,12 +131,12 @@ impl Reader {
             expect: None,
             avoid: None,
             draining: false,
+            catchup: false,
             copy: false,
             final_size: None,
             gone: false,
             truncated: false,
             remote_size: None,
-            deferred: Vec::new(),
             last_data: Instant::now(),
             eof: false,
         }
@@ -173,6 +174,15 @@ impl Reader {
         !self.eof && !self.truncated && (self.queued() || self.channel.eof())
     }
 
+    /// Where this reader's lines go.
+    fn source(&self) -> Source {
+        if self.catchup {
+            Source::CatchUp
+        } else {
+            Source::Live
+        }
+    }
+
     /// Whether libssh2 holds bytes of this channel (stdout or stderr).
     fn queued(&self) -> bool {
         self.channel.read_window().available > 0
@@ -203,10 +213,7 @@ impl Reader {
     }
 
     fn pump(&mut self, log: &Log, io: &mut Io, i: usize, current: bool) -> anyhow::Result<Seen> {
-        let mut seen = Seen {
-            controls: std::mem::take(&mut self.deferred),
-            ..Seen::default()
-        };
+        let mut seen = Seen::default();
         // The first channel of a connection read this turn reads its socket;
         // the others only read what that left queued for them.
         let conn = 1u32 << self.conn;
@@ -217,6 +224,10 @@ impl Reader {
         // Bounded per turn so one busy log cannot starve the others.
         for _ in 0..64 {
             if !read || self.eof || self.truncated {
+                break;
+            }
+            // A catch-up stops at a full window (overshooting by one read).
+            if self.catchup && io.out.durable.full() {
                 break;
             }
             match self.channel.read(io.buf) {
@@ -255,11 +266,16 @@ impl Reader {
                             f.splitter.feed(&d, io.lines);
                         }
                     }
-                    publish(log, f, io, i, current)?;
+                    publish(log, f, io, i, current, self.catchup)?;
                 }
                 if let Some(line) = f.splitter.flush() {
-                    io.out.publish(i, log, f.file_id, &line, Utc::now())?;
-                    io.board.log(i).lines_read += 1;
+                    let file = (f.file_id, f.verify);
+                    let line = std::slice::from_ref(&line);
+                    io.out
+                        .publish(i, log, file, line, Utc::now(), self.source())?;
+                    if !self.catchup {
+                        io.board.log(i).lines_read += 1;
+                    }
                 }
             }
         }
@@ -328,15 +344,7 @@ impl Reader {
                 }
             }
         }
-        publish(log, f, io, i, current)
-    }
-
-    /// Reads only the channel's stderr (never the file's bytes): sizes and
-    /// fingerprints take effect, other controls wait for the next pump.
-    fn peek_stderr(&mut self, log: &Log, io: &mut Io, i: usize, current: bool) {
-        let mut seen = Seen::default();
-        self.read_stderr(log, io, i, current, &mut seen);
-        self.deferred.extend(seen.controls);
+        publish(log, f, io, i, current, self.catchup)
     }
 
     fn read_stderr(&mut self, log: &Log, io: &mut Io, i: usize, current: bool, seen: &mut Seen) {
@@ -491,9 +499,12 @@ impl Reader {
     /// Closes the channel; with `flush`, first publishes a last line that
     /// never got its newline (the file is done).
     fn close(mut self, log: &Log, io: &mut Io, i: usize, flush: bool) -> anyhow::Result<()> {
+        let source = self.source();
         if let (true, Some(f)) = (flush, &mut self.following) {
             if let Some(line) = f.splitter.flush() {
-                io.out.publish(i, log, f.file_id, &line, Utc::now())?;
+                let file = (f.file_id, f.verify);
+                let line = std::slice::from_ref(&line);
+                io.out.publish(i, log, file, line, Utc::now(), source)?;
             }
         }
         let _ = self.channel.close();
@@ -528,16 +539,24 @@ fn publish(
     io: &mut Io,
     i: usize,
     current: bool,
+    catchup: bool,
 ) -> anyhow::Result<()> {
     if io.lines.is_empty() {
         return Ok(());
     }
     let read_at = Utc::now();
     let st = io.board.log(i);
-    for line in io.lines.drain(..) {
-        io.out.publish(i, log, f.file_id, &line, read_at)?;
-        st.lines_read += 1;
+    let source = if catchup {
+        Source::CatchUp
+    } else {
+        Source::Live
+    };
+    io.out
+        .publish(i, log, (f.file_id, f.verify), io.lines, read_at, source)?;
+    if !catchup {
+        st.lines_read += io.lines.len() as u64;
     }
+    io.lines.clear();
     if current {
         st.file_id = Some(f.file_id);
         st.last_offset = Some(f.splitter.next_offset());
@@ -568,6 +587,14 @@ pub struct Follow {
     closed: Vec<Unfinished>,
     /// The last few files read to their end (newest last).
     history: Vec<Unfinished>,
+    /// The channel going back over a gap the live readers left for the
+    /// index (at most one per log at a time).
+    catchup: Option<Reader>,
+    /// Not before this (the last catch-up ended short of its gap).
+    catchup_after: Option<Instant>,
+    /// This file's gap is read from its copytruncate copy: the file at its
+    /// inode no longer has those bytes.
+    catchup_copy: Option<FileId>,
     /// A file's identity was established or a rotation seen since the last
     /// checkpoint: save now, not at the next periodic save, so a restart
     /// never names the same file differently.
@@ -600,6 +627,9 @@ impl Follow {
             finishes: unfinished,
             closed: Vec::new(),
             history,
+            catchup: None,
+            catchup_after: None,
+            catchup_copy: None,
             identity_changed: false,
         }
     }
@@ -697,10 +727,11 @@ impl Follow {
             let mut ch = r.channel;
             let _ = ch.close();
         }
-        if let Some(r) = self.current.take() {
+        for r in self.current.take().into_iter().chain(self.catchup.take()) {
             let mut ch = r.channel;
             let _ = ch.close();
         }
+        self.catchup_copy = None;
         for u in self
             .finishes
             .drain(..)
@@ -731,9 +762,35 @@ impl Follow {
         &mut self,
         conns: &mut Connections,
         board: &mut StatusBoard,
+        durable: &Durable,
         i: usize,
     ) -> anyhow::Result<()> {
         let iv = self.settings.poll_interval;
+        if let Some(mut gap) = self.due_gap(durable, i, Instant::now()) {
+            if let Some(v) = self.known_verify(gap.file_id) {
+                if v.len > gap.verify.len {
+                    gap.verify = v;
+                }
+            }
+            let copy = self.catchup_copy == Some(gap.file_id);
+            let old = if copy {
+                OldFile::Copy
+            } else {
+                OldFile::Inode(gap.file_id.ino)
+            };
+            let cmd = remote::finish_command(&self.log.path, old, gap.verify, gap.from, iv);
+            let ch = conns.exec(&cmd).inspect_err(|_| {
+                self.catchup_after = Some(Instant::now() + REOPEN_AFTER);
+            })?;
+            debug!(log = %self.log.name, file_id = %gap.file_id, from = gap.from, copy, "reading a gap again for the index");
+            let mut r = Reader::new(ch, self.settings, Nonce::random());
+            r.expect = Some(LogCheckpoint::new(gap.file_id, gap.from, gap.verify));
+            r.draining = true;
+            r.catchup = true;
+            r.copy = copy;
+            self.catchup = Some(r);
+            self.catchup_after = None;
+        }
         if self.finish_after.is_some_and(|t| Instant::now() >= t) {
             self.finish_after = None;
         }
@@ -801,6 +858,8 @@ impl Follow {
                 let at = r.position().expect("a truncated reader has a file");
                 info!(log = %self.log.name, file_id = %at.file_id, offset = at.offset, "file truncated; finishing the old content from its copy, reading the file again from 0");
                 self.finishes.push(Unfinished { at, copy: true });
+                // A gap of the old content is read from the copy too.
+                self.catchup_copy = Some(at.file_id);
                 self.avoid = Some(at.file_id);
                 self.next = StartAt::Beginning;
                 self.resume = None;
@@ -836,6 +895,9 @@ impl Follow {
                 let end = r.end_position(flush);
                 r.close(&self.log, io, i, flush)?;
                 if let Some(at) = end {
+                    if io.out.durable.gap(i, at.file_id).is_none() {
+                        io.out.durable.forget(i, at.file_id);
+                    }
                     let u = Unfinished { at, copy };
                     self.closed.push(u);
                     self.history.retain(|h| h.at.file_id != at.file_id);
@@ -850,47 +912,119 @@ impl Follow {
             }
         }
         self.draining = still;
+        self.pump_catchup(io, i)
+    }
+
+    /// The gap a catch-up reader should go over now, if any: none while one
+    /// is open, while the window is full, or before `catchup_after`.
+    fn due_gap(&self, durable: &Durable, i: usize, now: Instant) -> Option<Gap> {
+        if self.catchup.is_some() || durable.full() || self.catchup_after.is_some_and(|t| now < t) {
+            return None;
+        }
+        durable.gaps(i).min_by_key(|g| (g.file_id.ino, g.from))
+    }
+
+    /// Reads the catch-up channel while the window has room; closes it once
+    /// its gap is closed, or when it ended short of it (then the gap is
+    /// read again, from its copy if the file is gone, or given up when
+    /// neither is there).
+    fn pump_catchup(&mut self, io: &mut Io, i: usize) -> anyhow::Result<()> {
+        let Some(mut r) = self.catchup.take() else {
+            return Ok(());
+        };
+        let file_id = r.expect.expect("a catch-up knows its file").file_id;
+        if io.out.durable.full() {
+            // Waiting for room is not quiet: no partial line goes out for it.
+            r.last_data = Instant::now();
+            self.catchup = Some(r);
+            return Ok(());
+        }
+        r.pump(&self.log, io, i, false)?;
+        if io.out.durable.gap(i, file_id).is_none() {
+            debug!(log = %self.log.name, %file_id, "gap read again");
+            r.close(&self.log, io, i, false)?;
+            return Ok(());
+        }
+        if !r.drained() {
+            self.catchup = Some(r);
+            return Ok(());
+        }
+        // Nothing there to read: the file is not where its inode was, or no
+        // longer fits, or holds no byte of the gap (truncated).
+        let from = io.out.durable.gap(i, file_id).map_or(0, |g| g.from);
+        let short = r.following.is_none() || r.truncated || r.final_size.is_some_and(|n| n <= from);
+        if short {
+            if r.copy {
+                warn!(log = %self.log.name, %file_id, "the rest of a file the index had not taken is gone from the server");
+                io.board.log(i).error = Some(format!(
+                    "lines of {} {file_id} were gone from the server before the index took them",
+                    self.log.path
+                ));
+                io.out.durable.forget(i, file_id);
+            } else {
+                self.catchup_copy = Some(file_id);
+            }
+        }
+        // Ended short (a last line without newline still waiting, the file
+        // truncated): what it read goes in, the rest is read again.
+        let flush = !r.truncated;
+        r.close(&self.log, io, i, flush)?;
+        self.catchup_after = Some(Instant::now() + REOPEN_AFTER);
         Ok(())
     }
 
-    /// Every channel of this log: the current file's and the draining ones.
-    fn readers(&self) -> impl Iterator<Item = &Reader> {
-        self.current.iter().chain(&self.draining)
+    /// The longest verification this log knows for `file_id` (its readers'
+    /// are upgraded as the file grows past 64 bytes).
+    fn known_verify(&self, file_id: FileId) -> Option<Verify> {
+        let readers = self
+            .current
+            .iter()
+            .chain(&self.draining)
+            .filter_map(|r| r.following.as_ref())
+            .filter(|f| f.file_id == file_id)
+            .map(|f| f.verify);
+        let lists = self
+            .finishes
+            .iter()
+            .chain(&self.closed)
+            .filter(|u| u.at.file_id == file_id)
+            .map(|u| u.at.verify());
+        readers.chain(lists).max_by_key(|v| v.len)
     }
 
-    /// Bit N: a channel of this log is on connection N.
-    pub fn connections(&self) -> u32 {
-        self.readers().fold(0, |m, r| m | 1 << r.conn)
+    /// Every channel of this log that is read now: the current file's, the
+    /// draining ones, and the catch-up while the window has room.
+    fn readers(&self, full: bool) -> impl Iterator<Item = &Reader> {
+        let catchup = self.catchup.iter().filter(move |_| !full);
+        self.current.iter().chain(&self.draining).chain(catchup)
     }
 
-    /// Whether a channel of this log has data waiting in libssh2 (read it
-    /// before sleeping).
-    pub fn pending(&self) -> bool {
-        self.readers().any(Reader::pending)
+    /// Bit N: a channel of this log read now is on connection N.
+    pub fn connections(&self, full: bool) -> u32 {
+        self.readers(full).fold(0, |m, r| m | 1 << r.conn)
+    }
+
+    /// Whether a channel of this log read now has data waiting in libssh2
+    /// (read it before sleeping).
+    pub fn pending(&self, full: bool) -> bool {
+        self.readers(full).any(Reader::pending)
     }
 
     /// When this log next needs a turn of the loop without any new bytes:
-    /// now for a file to finish or a channel to open that is due, else the
-    /// first timer of its readers still to come.
-    pub fn next_due(&self, now: Instant) -> Option<Instant> {
+    /// now for a file to finish, a gap to read or a channel to open that is
+    /// due, else the first timer of its readers still to come.
+    pub fn next_due(&self, now: Instant, durable: &Durable, i: usize) -> Option<Instant> {
+        let full = durable.full();
         let finish = (!self.finishes.is_empty()).then(|| self.finish_after.unwrap_or(now));
         let reopen = self.current.is_none().then_some(self.reopen_at).flatten();
-        self.readers()
+        let gap = (self.catchup.is_none() && !full && durable.gaps(i).next().is_some())
+            .then(|| self.catchup_after.unwrap_or(now));
+        self.readers(full)
             .filter_map(|r| r.next_due(now))
             .chain(reopen)
             .chain(finish)
+            .chain(gap)
             .min()
-    }
-
-    /// While the tap may not read (the index is behind): keep the status of
-    /// every channel fresh from its stderr, reading none of the file.
-    pub fn peek(&mut self, io: &mut Io, i: usize) {
-        if let Some(r) = &mut self.current {
-            r.peek_stderr(&self.log, io, i, true);
-        }
-        for r in &mut self.draining {
-            r.peek_stderr(&self.log, io, i, false);
-        }
     }
 
     pub fn poll_interval(&self) -> Duration {
@@ -909,6 +1043,7 @@ impl Follow {
             .take()
             .into_iter()
             .chain(self.draining.drain(..))
+            .chain(self.catchup.take())
         {
             let mut ch = r.channel;
             let _ = ch.close();

@@ -10,14 +10,17 @@
 //!   -> LineSplitter: bytes -> lines with exact byte offsets  (lines)
 //!   -> LineMeta + raw bytes, published twice:                (publish)
 //!        live   PUB  -> bus -> streams endpoint  line/<host>/<log>
-//!        ingest PUSH -> parser (blocks when full: the tap stops reading)
+//!        ingest DEALER -> parser, through a bounded window    (durable)
+//!           full window: the line is left in the file (a gap), and a
+//!           catch-up channel reads it again once there is room
 //! ```
 //!
 //! - [`connect`]: TCP with a deadline, handshake, host key policy, auth.
 //! - [`hostkey`]: strict / accept-new checking against known_hosts files.
 //! - [`remote`]: shell quoting and the portable follow script.
 //! - [`frames`]: the script's output -> file bytes and control records.
-//! - [`follow`]: one log's readers: current, draining, finishing; identity.
+//! - [`follow`]: one log's readers: current, draining, finishing, catching
+//!   up; identity.
 //! - [`checkpoint`]: where each log was read up to, for restarts.
 //! - [`lines`]: splitting a byte stream into lines with offsets.
 //! - [`tap`]: the `ssh_tap` loop; [`robust`]: the `robust_ssh_tap` loop.

@@ -103,6 +103,7 @@ impl StatusBoard {
                 logs,
                 at: Utc::now(),
                 sessions: None,
+                unconfirmed_lines: 0,
             },
             file: status_file(cfg, host),
             last_write: None,
@@ -120,6 +121,11 @@ impl StatusBoard {
     pub fn set_connected(&mut self, connected: bool, error: Option<String>) {
         self.status.connected = connected;
         self.status.error = error;
+    }
+
+    /// Lines held for the index, not confirmed yet.
+    pub fn set_unconfirmed(&mut self, lines: usize) {
+        self.status.unconfirmed_lines = lines as u64;
     }
 
     /// The status of log number `i`.

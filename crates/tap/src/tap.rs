@@ -5,10 +5,11 @@
 //! sleep until the SSH sockets have bytes, a receipt comes from the parser,
 //! shutdown is asked, or a timer is due (the keepalive once a second, the
 //! status report, a checkpoint, a log's reopen or partial line). It does not
-//! sleep while libssh2 holds data a read has not taken yet. While the
-//! durable window is full the channels are not read at all (only their
-//! stderr, every 100 ms): the parser is behind, and the files on the server
-//! hold what is not read yet.
+//! sleep while libssh2 holds data a read has not taken yet. The live
+//! readers never wait for the index: while the durable window is full they
+//! go on publishing live, and what they read meanwhile stays in the
+//! server's file as a gap that a catch-up channel reads again for the index
+//! once the window has room (see [`crate::durable`]).
 //!
 //! Each turn costs a dozen syscalls whatever it finds, so the loop turns
 //! only when something happened: on a collector of 200 hosts it used to turn
@@ -32,7 +33,7 @@ use rill_process::Shutdown;
 use rill_proto::{FileId, LineMeta, Topic};
 use tracing::{error, info, warn};
 
-use crate::checkpoint::{self, Checkpoints};
+use crate::checkpoint::{self, Checkpoints, Verify};
 use crate::connections::Connections;
 use crate::durable::{Durable, Heard};
 use crate::follow::{Follow, Io};
@@ -49,9 +50,6 @@ pub const RECEIVE_DEADLINE: Duration = Duration::from_secs(8);
 const SAVE_EVERY: Duration = Duration::from_secs(3);
 /// How often the connection is checked: keepalive, receive deadline, lags.
 const KEEPALIVE_EVERY: Duration = Duration::from_secs(1);
-/// While the durable window is full: how often the channels' stderr (file
-/// sizes, rotations) is read for the status.
-const THROTTLED_PEEK_EVERY: Duration = Duration::from_millis(100);
 
 /// Runs the tap for `host` until shutdown or until the connection fails
 /// (then it returns the error and `robust_ssh_tap` restarts it).
@@ -148,8 +146,6 @@ fn follow_loop(
     let mut lines = Vec::new();
     let mut pieces = Vec::new();
     let mut last_keepalive = Instant::now();
-    // Since when the channels have been read without pause.
-    let mut reading_since = Instant::now();
     let mut heard = Instant::now();
     let deadline = RECEIVE_DEADLINE.max(
         follows
@@ -172,7 +168,6 @@ fn follow_loop(
             saver.saved.generation = Some(g);
             saver.last = Instant::now() - SAVE_EVERY;
         }
-        let throttled = out.durable.full();
         let mut drained = 0u32;
         let mut io = Io {
             heard: &mut heard,
@@ -184,32 +179,22 @@ fn follow_loop(
             shutdown,
             drained: &mut drained,
         };
-        if throttled {
-            reading_since = Instant::now();
-            for (i, f) in follows.iter_mut().enumerate() {
-                f.peek(&mut io, i);
-            }
-        } else {
-            for (i, f) in follows.iter_mut().enumerate() {
-                if let Err(e) = f.open_due(conns, io.board, i) {
-                    // A broken connection shows up here first; anything else
-                    // is reported (in the log's status) and retried.
-                    if !conns.alive() {
-                        return Err(e.context("connection lost"));
-                    }
-                    warn!(log = %f.log.name, error = %format!("{e:#}"), "could not start following");
+        for (i, f) in follows.iter_mut().enumerate() {
+            if let Err(e) = f.open_due(conns, io.board, &io.out.durable, i) {
+                // A broken connection shows up here first; anything else
+                // is reported (in the log's status) and retried.
+                if !conns.alive() {
+                    return Err(e.context("connection lost"));
                 }
-                f.pump(&mut io, i)?;
-                if io.out.durable.full() {
-                    break;
-                }
+                warn!(log = %f.log.name, error = %format!("{e:#}"), "could not start following");
             }
+            f.pump(&mut io, i)?;
         }
         if last_keepalive.elapsed() >= KEEPALIVE_EVERY {
             conns.keepalive()?;
             last_keepalive = Instant::now();
             let listening = follows.iter().any(Follow::has_channels);
-            if listening && heard.elapsed() > deadline && reading_since.elapsed() > deadline {
+            if listening && heard.elapsed() > deadline {
                 return Err(anyhow!(
                     "nothing from the server for {} s although its scripts report every poll interval; the connection is presumed dead",
                     heard.elapsed().as_secs()
@@ -218,6 +203,7 @@ fn follow_loop(
             if !listening {
                 heard = Instant::now();
             }
+            board.set_unconfirmed(out.durable.unconfirmed());
             for (i, f) in follows.iter().enumerate() {
                 let (indexed, lag) = f.lag(i, &out.durable);
                 let st = board.log(i);
@@ -229,13 +215,13 @@ fn follow_loop(
             saver.save(follows, &out.durable);
         }
         board.flush(&out.live, false);
-        if throttled {
-            wait(conns, 0, &out.durable, shutdown, THROTTLED_PEEK_EVERY);
-        } else if !follows.iter().any(Follow::pending) {
+        let full = out.durable.full();
+        if !follows.iter().any(|f| f.pending(full)) {
             let now = Instant::now();
             let due = follows
                 .iter()
-                .filter_map(|f| f.next_due(now))
+                .enumerate()
+                .filter_map(|(i, f)| f.next_due(now, &out.durable, i))
                 .chain([
                     last_keepalive + KEEPALIVE_EVERY,
                     saver.last + SAVE_EVERY,
@@ -243,7 +229,7 @@ fn follow_loop(
                 ])
                 .min()
                 .unwrap_or(now);
-            let reading = follows.iter().fold(0, |m, f| m | f.connections());
+            let reading = follows.iter().fold(0, |m, f| m | f.connections(full));
             wait(
                 conns,
                 reading,
@@ -341,6 +327,8 @@ pub struct Outputs {
     pub durable: Durable,
     /// Per log: the next live sequence number of its topic.
     seq: HashMap<usize, u64>,
+    /// The body of a message of several lines, reused.
+    body: Vec<u8>,
 }
 
 impl Outputs {
@@ -354,44 +342,108 @@ impl Outputs {
             live,
             durable,
             seq: HashMap::new(),
+            body: Vec::new(),
         })
     }
 
-    /// Publishes one line of log number `i`: on its live topic (never
-    /// blocks; a full subscriber queue drops) and into the durable window.
+    /// Publishes lines of log number `i`, read in one go from one file: a
+    /// live reader's on their live topic (never blocks; a full subscriber
+    /// queue drops), one message for each run of consecutive complete lines
+    /// (a line sent partial goes alone); and offers every line to the
+    /// durable path, one at a time. A catch-up reader's lines go to the
+    /// latter only.
     pub fn publish(
         &mut self,
         i: usize,
         log: &Log,
-        file_id: FileId,
-        line: &Line,
+        (file_id, verify): (FileId, Verify),
+        lines: &[Line],
         read_at: chrono::DateTime<Utc>,
+        source: Source,
     ) -> anyhow::Result<()> {
-        let seq = self.seq.entry(i).or_insert(0);
-        let meta = LineMeta {
-            host: self.host.clone(),
+        let (host, epoch) = (&self.host, self.durable.epoch().to_owned());
+        let meta = |line: &Line, seq: u64, lines: u64| LineMeta {
+            host: host.clone(),
             log: log.name.clone(),
             path: log.path.clone(),
             file_id,
             offset: line.offset,
-            seq: *seq,
-            epoch: self.durable.epoch().to_owned(),
+            seq,
+            lines,
+            epoch: epoch.clone(),
             read_at,
             partial: line.partial,
         };
-        *seq += 1;
-        let topic = Topic::Line {
-            host: &self.host,
-            log: &log.name,
+        if source == Source::Live {
+            let topic = Topic::Line {
+                host: &self.host,
+                log: &log.name,
+            }
+            .to_string();
+            let seq = self.seq.entry(i).or_insert(0);
+            let mut rest = lines;
+            while let Some(first) = rest.first() {
+                let n = run_length(rest);
+                let json = serde_json::to_vec(&meta(first, *seq, n as u64))?;
+                let body: &[u8] = if n == 1 {
+                    &first.bytes
+                } else {
+                    self.body.clear();
+                    for (k, l) in rest[..n].iter().enumerate() {
+                        if k > 0 {
+                            self.body.push(b'\n');
+                        }
+                        self.body.extend_from_slice(&l.bytes);
+                    }
+                    &self.body
+                };
+                let _ = self
+                    .live
+                    .send_multipart([topic.as_bytes(), &json[..], body], zmq::DONTWAIT);
+                *seq += n as u64;
+                rest = &rest[n..];
+            }
         }
-        .to_string();
-        let json = serde_json::to_vec(&meta)?;
-        let _ = self.live.send_multipart(
-            [topic.as_bytes(), &json[..], &line.bytes[..]],
-            zmq::DONTWAIT,
-        );
-        self.durable
-            .push(i, file_id, line.offset, json, &line.bytes);
+        let catchup = source == Source::CatchUp;
+        for line in lines {
+            let end = line.offset + line.bytes.len() as u64 + u64::from(!line.partial);
+            let json = || serde_json::to_vec(&meta(line, 0, 1)).expect("line meta serialises");
+            self.durable.offer(
+                (i, file_id, verify),
+                (line.offset, end),
+                catchup,
+                json,
+                &line.bytes,
+            );
+        }
         Ok(())
     }
+}
+
+/// How many lines from the start of `lines` go in one live message: complete
+/// lines, each starting right after the previous one's newline; a partial
+/// line alone.
+fn run_length(lines: &[Line]) -> usize {
+    let mut n = 1;
+    if lines[0].partial {
+        return n;
+    }
+    while let Some(l) = lines.get(n) {
+        let prev = &lines[n - 1];
+        if l.partial || l.offset != prev.offset + prev.bytes.len() as u64 + 1 {
+            break;
+        }
+        n += 1;
+    }
+    n
+}
+
+/// Which kind of reader read a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// A reader following a file as it is written (or finishing an old one):
+    /// its lines go live, and to the index when the window has room.
+    Live,
+    /// A reader going back over a gap for the index alone.
+    CatchUp,
 }

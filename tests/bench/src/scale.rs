@@ -172,7 +172,7 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
         }
         if sub.poll(zmq::POLLIN, 500)? > 0 {
             while let Ok(frames) = sub.recv_multipart(zmq::DONTWAIT) {
-                lines += 1;
+                lines += lines_of(&frames);
                 seen.insert(frames[0].clone());
             }
         }
@@ -371,11 +371,19 @@ fn ssh_tail(
 
 fn drain(sub: &zmq::Socket, lines: &mut u64) -> anyhow::Result<()> {
     if sub.poll(zmq::POLLIN, 200)? > 0 {
-        while sub.recv_multipart(zmq::DONTWAIT).is_ok() {
-            *lines += 1;
+        while let Ok(frames) = sub.recv_multipart(zmq::DONTWAIT) {
+            *lines += lines_of(&frames);
         }
     }
     Ok(())
+}
+
+/// How many lines a `line/` message holds.
+fn lines_of(frames: &[Vec<u8>]) -> u64 {
+    frames
+        .get(1)
+        .and_then(|m| crate::workload::number_in(m, "lines"))
+        .unwrap_or(1)
 }
 
 fn tail_of(s: &str, n: usize) -> String {

@@ -240,14 +240,16 @@ fn through_rill(
             let now = Instant::now();
             first.get_or_insert(now);
             last = now;
-            got += 1;
-            // As cheap as `wc -l`: the seq is found in the meta without
-            // parsing all of it.
-            if let Some(seq) = frames.get(1).and_then(|m| seq_in(m)) {
+            // As cheap as `wc -l`: the seq and the number of lines are
+            // found in the meta without parsing all of it.
+            let meta = frames.get(1).map_or(&[][..], |m| &m[..]);
+            let n = crate::workload::number_in(meta, "lines").unwrap_or(1);
+            got += n;
+            if let Some(seq) = crate::workload::number_in(meta, "seq") {
                 if let Some(want) = next_seq {
                     dropped += seq.saturating_sub(want);
                 }
-                next_seq = Some(seq + 1);
+                next_seq = Some(seq + n);
             }
         }
     }
@@ -261,15 +263,4 @@ fn through_rill(
         lines: got,
         bytes: bytes * got / lines,
     })
-}
-
-/// The `"seq":N` of a line's JSON meta.
-fn seq_in(meta: &[u8]) -> Option<u64> {
-    let key = b"\"seq\":";
-    let at = meta.windows(key.len()).position(|w| w == key)? + key.len();
-    let digits = meta[at..].iter().take_while(|c| c.is_ascii_digit()).count();
-    std::str::from_utf8(&meta[at..at + digits])
-        .ok()?
-        .parse()
-        .ok()
 }

@@ -62,6 +62,7 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
             },
             offset: 0,
             seq: 0,
+            lines: 1,
             epoch: "0c4ad1a2-43b1-4d3a-9d7e-6a0f0b9a1a11".into(),
             read_at: chrono::Utc::now(),
             partial: false,

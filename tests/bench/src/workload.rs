@@ -13,6 +13,18 @@ pub fn line(seq: u64) -> String {
     )
 }
 
+/// The number `"key":N` of a JSON meta, found without parsing all of it.
+pub fn number_in(meta: &[u8], key: &str) -> Option<u64> {
+    let key = format!("\"{key}\":");
+    let key = key.as_bytes();
+    let at = meta.windows(key.len()).position(|w| w == key)? + key.len();
+    let digits = meta[at..].iter().take_while(|c| c.is_ascii_digit()).count();
+    std::str::from_utf8(&meta[at..at + digits])
+        .ok()?
+        .parse()
+        .ok()
+}
+
 /// The sequence number at the end of a line.
 pub fn seq_of(body: &str) -> Option<u64> {
     body.rsplit_once("seq=")?.1.trim_end().parse().ok()
