@@ -21,13 +21,15 @@ fn append_lines(h: &OneHost, log: &str, range: std::ops::Range<usize>) {
 /// The numbers in the index, checking none is there twice.
 fn numbers(rill: &Rill) -> BTreeSet<usize> {
     let out = rill.rill(&["search", "--json", "--limit", "100000", "*"]);
-    let mut seen = BTreeSet::new();
+    let mut seen = BTreeMap::new();
     for l in String::from_utf8_lossy(&out.stdout).lines() {
         let v: Value = serde_json::from_str(l).unwrap();
         let n: usize = v["body"].as_str().unwrap()[2..7].parse().unwrap();
-        assert!(seen.insert(n), "line {n} twice");
+        if let Some(first) = seen.insert(n, v.clone()) {
+            panic!("line {n} twice: {first} and {v}");
+        }
     }
-    seen
+    seen.into_keys().collect()
 }
 
 #[test]

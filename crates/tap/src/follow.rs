@@ -943,6 +943,14 @@ impl Follow {
         if io.out.durable.gap(i, file_id).is_none() {
             debug!(log = %self.log.name, %file_id, "gap read again");
             r.close(&self.log, io, i, false)?;
+            let read = self
+                .current
+                .iter()
+                .chain(&self.draining)
+                .any(|r| r.following.as_ref().map(|f| f.file_id) == Some(file_id));
+            if !read {
+                io.out.durable.forget(i, file_id);
+            }
             return Ok(());
         }
         if !r.drained() {

@@ -278,7 +278,8 @@ const FINISH: &str = r#"  ino_=@INO@
   if [ "$ino_" = - ]; then
     n=$(findcopy "$d" @VLEN@ @VFP@ @OFFSET@ "$b")
   else
-    n=$(byino "$d" "$ino_")
+    set -- $(ls -diL "$p" 2>/dev/null)
+    if [ "${1:-}" = "$ino_" ]; then n=$b; else n=$(byino "$d" "$ino_"); fi
     [ -n "$n" ] && fits "$d/$n" @VLEN@ @VFP@ @OFFSET@ || n=
   fi
   if [ -z "$n" ]; then echo RILL-GONE; exit 0; fi
