@@ -27,9 +27,13 @@ impl Role {
     /// Messages queued per peer and direction before dropping or blocking.
     pub fn hwm(self) -> i32 {
         match self {
-            // ~1.2 MB of 120-byte lines per subscriber: a second at 10k lines/s.
-            Role::Live => 10_000,
-            Role::LiveBus => 100_000,
+            // A `line/` message holds the lines of one read from a channel
+            // (up to 64 KiB, more only for one line longer than that):
+            // at most ~64 MB queued per stalled subscriber, and at least a
+            // thousand lines.
+            Role::Live => 1_000,
+            // A backlog of 1 M lines of 120 bytes is about 2,000 messages.
+            Role::LiveBus => 10_000,
             Role::Ingest => 10_000,
             Role::Control => 1_000,
         }
