@@ -32,6 +32,35 @@ fn numbers(rill: &Rill) -> BTreeSet<usize> {
     seen.into_keys().collect()
 }
 
+/// Writes a logrotate config for `<log>.log` (`how`: its directives), and
+/// returns a function that rotates it now.
+fn logrotate<'a>(h: &'a OneHost, log: &str, how: &str) -> impl Fn() + 'a {
+    let conf = h.rill.dir.path().join("logrotate.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "\"{}\" {{\n  su {u} {u}\n  rotate 5\n  {how}\n}}\n",
+            h.file(log).display(),
+            u = h.user.name
+        ),
+    )
+    .unwrap();
+    move || {
+        let out = Command::new("logrotate")
+            .arg("-f")
+            .arg("-s")
+            .arg(h.rill.dir.path().join("logrotate.state"))
+            .arg(&conf)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 #[test]
 fn status_shows_each_log_confirmed_by_the_index_to_the_end_of_its_file() {
     let h = OneHost::running(&["a"]);
@@ -70,16 +99,6 @@ fn status_shows_each_log_confirmed_by_the_index_to_the_end_of_its_file() {
 #[test]
 fn a_lost_index_is_filled_again_from_the_files_still_on_the_server() {
     let mut h = OneHost::running(&["a"]);
-    let conf = h.rill.dir.path().join("logrotate.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "\"{}\" {{\n  su {u} {u}\n  rotate 5\n  create 0644\n}}\n",
-            h.file("a").display(),
-            u = h.user.name
-        ),
-    )
-    .unwrap();
     append_lines(&h, "a", 0..400);
     assert_eq!(
         wait_for(Duration::from_secs(20), || h
@@ -88,18 +107,7 @@ fn a_lost_index_is_filled_again_from_the_files_still_on_the_server() {
             .filter(|&n| n == 400)),
         Some(400)
     );
-    let out = Command::new("logrotate")
-        .arg("-f")
-        .arg("-s")
-        .arg(h.rill.dir.path().join("logrotate.state"))
-        .arg(&conf)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    logrotate(&h, "a", "create 0644")();
     // The tap reads the new file and finishes the rotated one.
     assert!(wait_until(Duration::from_secs(20), || h
         .rill
@@ -148,16 +156,7 @@ fn a_stopped_parser_holds_up_no_live_line(how: &str) {
     h.rill
         .append_config(&format!("tap:\n  max_unacked_lines: {WINDOW}\n"));
     let h = OneHost::start(h, &["a"]);
-    let conf = h.rill.dir.path().join("logrotate.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "\"{}\" {{\n  su {u} {u}\n  rotate 5\n  {how}\n}}\n",
-            h.file("a").display(),
-            u = h.user.name
-        ),
-    )
-    .unwrap();
+    let rotate = logrotate(&h, "a", how);
     let rill = &h.rill;
     let tail = rill.tail(&["line/#", "status/web01"]);
     // Subscribed once the tap's status (once a second) comes through.
@@ -191,18 +190,7 @@ fn a_stopped_parser_holds_up_no_live_line(how: &str) {
     // tail's poll is lost to any follower: see the README).
     let before = tail.collect_until(Duration::from_secs(30), |got| numbers_in(got).len() == 999);
     let mut live = numbers_in(&before);
-    let out = Command::new("logrotate")
-        .arg("-f")
-        .arg("-s")
-        .arg(rill.dir.path().join("logrotate.state"))
-        .arg(&conf)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    rotate();
     // Fewer bytes than the file had: tail sees the truncation (the same
     // size again within one of its polls would not be: docs/following.md).
     append_lines(&h, "a", 1000..1500);
