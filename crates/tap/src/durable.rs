@@ -21,6 +21,7 @@ use rill_proto::FileId;
 use tracing::{debug, info, warn};
 
 use crate::checkpoint::Verify;
+use crate::lines::Line;
 
 /// A hello goes out this often while lines wait for their receipt...
 const HELLO_BUSY: Duration = Duration::from_secs(1);
@@ -141,41 +142,48 @@ impl Durable {
         self.window.front().map_or(self.next_seq, |p| p.seq)
     }
 
-    /// Offers a line read from `file_id` of log `log`, `end` being the
-    /// offset just past it (and its newline). The line is taken when it is
-    /// the next one the index needs from that file (or overlaps it: a line
-    /// sent partial, read again whole) and, for a live reader, the window
-    /// has room; a `catchup` reader's line is taken even in a full window
-    /// (catch-ups are read only while it has room, so it overshoots by one
-    /// read at most). A line the window cannot take leaves a gap in the file
-    /// from its frontier on. Returns whether the line was taken; `meta` is
-    /// made only then.
+    /// Offers lines read in one go from `file_id` of log `log`. A line is
+    /// taken when it is the next one the index needs from that file (or
+    /// overlaps it: a line sent partial, read again whole) and, for a live
+    /// reader, the window has room; a `catchup` reader's line is taken even
+    /// in a full window (catch-ups are read only while it has room, so it
+    /// overshoots by one read at most). A line the window cannot take
+    /// leaves a gap in the file from its frontier on. Returns how many were
+    /// taken; `meta` is made only for those. The file's frontier is looked
+    /// up once for all of them.
     pub fn offer(
         &mut self,
-        at: (usize, FileId, Verify),
-        (offset, end): (u64, u64),
+        (log, file_id, verify): (usize, FileId, Verify),
+        lines: &[Line],
         catchup: bool,
-        meta: impl FnOnce() -> Vec<u8>,
-        bytes: &[u8],
-    ) -> bool {
-        let (log, file_id, verify) = at;
-        let full = self.full();
-        let f = self.frontiers.entry((log, file_id)).or_insert(Frontier {
-            next: offset,
-            read_to: offset,
+        meta: impl Fn(&Line) -> Vec<u8>,
+    ) -> usize {
+        let Some(first) = lines.first() else {
+            return 0;
+        };
+        let key = (log, file_id);
+        let mut f = self.frontiers.get(&key).copied().unwrap_or(Frontier {
+            next: first.offset,
+            read_to: first.offset,
             verify,
         });
-        f.read_to = f.read_to.max(end);
         if verify.len > f.verify.len {
             f.verify = verify;
         }
-        let wanted = offset <= f.next && end > f.next;
-        if !wanted || (full && !catchup) {
-            return false;
+        let mut taken = 0;
+        for line in lines {
+            let end = line.end();
+            f.read_to = f.read_to.max(end);
+            let wanted = line.offset <= f.next && end > f.next;
+            if !wanted || (self.full() && !catchup) {
+                continue;
+            }
+            f.next = end;
+            self.push(log, file_id, line.offset, meta(line), &line.bytes);
+            taken += 1;
         }
-        f.next = end;
-        self.push(log, file_id, offset, meta(), bytes);
-        true
+        self.frontiers.insert(key, f);
+        taken
     }
 
     /// The file has lines that were read but not taken: where to read it
@@ -454,9 +462,25 @@ mod tests {
         }
     }
 
+    /// Offers one complete line from `offset` to `end` (its newline
+    /// included); whether it was taken.
     fn offer(d: &mut Durable, (offset, end): (u64, u64), catchup: bool) -> bool {
+        offer_line(d, offset, (end - offset - 1) as usize, false, catchup)
+    }
+
+    /// Offers one line without newline from `offset` to `end`.
+    fn offer_partial(d: &mut Durable, (offset, end): (u64, u64), catchup: bool) -> bool {
+        offer_line(d, offset, (end - offset) as usize, true, catchup)
+    }
+
+    fn offer_line(d: &mut Durable, offset: u64, len: usize, partial: bool, catchup: bool) -> bool {
+        let line = Line {
+            offset,
+            bytes: vec![b'x'; len],
+            partial,
+        };
         let at = (0, id(7), Verify::NOTHING);
-        d.offer(at, (offset, end), catchup, || b"{}".to_vec(), b"x")
+        d.offer(at, &[line], catchup, |_| b"{}".to_vec()) == 1
     }
 
     #[test]
@@ -502,7 +526,7 @@ mod tests {
     #[test]
     fn a_line_sent_partial_is_taken_again_whole_and_its_rest_is_not() {
         let (mut d, _p) = pair(10);
-        assert!(offer(&mut d, (0, 5), false), "the partial line");
+        assert!(offer_partial(&mut d, (0, 5), false), "the partial line");
         assert!(offer(&mut d, (0, 12), true), "the whole line, read again");
         assert!(!offer(&mut d, (5, 12), false), "the rest is in it");
         assert!(offer(&mut d, (12, 20), false));

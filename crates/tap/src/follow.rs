@@ -256,6 +256,7 @@ impl Reader {
         }
         // A last line without its newline goes out, marked partial, once
         // the file has been quiet for a while.
+        let source = self.source();
         if !self.truncated && self.last_data.elapsed() >= self.settings.partial_line_after {
             if let Some(f) = &mut self.following {
                 if let Decoder::Stream(filter) = &mut f.decoder {
@@ -266,14 +267,13 @@ impl Reader {
                             f.splitter.feed(&d, io.lines);
                         }
                     }
-                    publish(log, f, io, i, current, self.catchup)?;
+                    publish(log, f, io, i, current, source)?;
                 }
                 if let Some(line) = f.splitter.flush() {
                     let file = (f.file_id, f.verify);
                     let line = std::slice::from_ref(&line);
-                    io.out
-                        .publish(i, log, file, line, Utc::now(), self.source())?;
-                    if !self.catchup {
+                    io.out.publish(i, log, file, line, Utc::now(), source)?;
+                    if source == Source::Live {
                         io.board.log(i).lines_read += 1;
                     }
                 }
@@ -298,6 +298,7 @@ impl Reader {
         current: bool,
         seen: &mut Seen,
     ) -> anyhow::Result<()> {
+        let source = self.source();
         let Some(f) = &mut self.following else {
             return Ok(());
         };
@@ -344,7 +345,7 @@ impl Reader {
                 }
             }
         }
-        publish(log, f, io, i, current, self.catchup)
+        publish(log, f, io, i, current, source)
     }
 
     fn read_stderr(&mut self, log: &Log, io: &mut Io, i: usize, current: bool, seen: &mut Seen) {
@@ -539,21 +540,16 @@ fn publish(
     io: &mut Io,
     i: usize,
     current: bool,
-    catchup: bool,
+    source: Source,
 ) -> anyhow::Result<()> {
     if io.lines.is_empty() {
         return Ok(());
     }
     let read_at = Utc::now();
     let st = io.board.log(i);
-    let source = if catchup {
-        Source::CatchUp
-    } else {
-        Source::Live
-    };
     io.out
         .publish(i, log, (f.file_id, f.verify), io.lines, read_at, source)?;
-    if !catchup {
+    if source == Source::Live {
         st.lines_read += io.lines.len() as u64;
     }
     io.lines.clear();
@@ -943,12 +939,7 @@ impl Follow {
         if io.out.durable.gap(i, file_id).is_none() {
             debug!(log = %self.log.name, %file_id, "gap read again");
             r.close(&self.log, io, i, false)?;
-            let read = self
-                .current
-                .iter()
-                .chain(&self.draining)
-                .any(|r| r.following.as_ref().map(|f| f.file_id) == Some(file_id));
-            if !read {
+            if !self.followed().any(|f| f.file_id == file_id) {
                 io.out.durable.forget(i, file_id);
             }
             return Ok(());
@@ -985,10 +976,7 @@ impl Follow {
     /// are upgraded as the file grows past 64 bytes).
     fn known_verify(&self, file_id: FileId) -> Option<Verify> {
         let readers = self
-            .current
-            .iter()
-            .chain(&self.draining)
-            .filter_map(|r| r.following.as_ref())
+            .followed()
             .filter(|f| f.file_id == file_id)
             .map(|f| f.verify);
         let lists = self
@@ -998,6 +986,14 @@ impl Follow {
             .filter(|u| u.at.file_id == file_id)
             .map(|u| u.at.verify());
         readers.chain(lists).max_by_key(|v| v.len)
+    }
+
+    /// The files the current and draining readers are reading.
+    fn followed(&self) -> impl Iterator<Item = &Following> {
+        self.current
+            .iter()
+            .chain(&self.draining)
+            .filter_map(|r| r.following.as_ref())
     }
 
     /// Every channel of this log that is read now: the current file's, the

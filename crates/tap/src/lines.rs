@@ -11,6 +11,14 @@ pub struct Line {
     pub partial: bool,
 }
 
+impl Line {
+    /// The offset just past the line: past its newline, or for a partial
+    /// line (which has none) past its last byte.
+    pub fn end(&self) -> u64 {
+        self.offset + self.bytes.len() as u64 + u64::from(!self.partial)
+    }
+}
+
 /// Accumulates bytes and hands out complete lines. A partial last line stays
 /// here until its newline arrives.
 #[derive(Debug)]

@@ -404,18 +404,10 @@ impl Outputs {
                 rest = &rest[n..];
             }
         }
-        let catchup = source == Source::CatchUp;
-        for line in lines {
-            let end = line.offset + line.bytes.len() as u64 + u64::from(!line.partial);
-            let json = || serde_json::to_vec(&meta(line, 0, 1)).expect("line meta serialises");
-            self.durable.offer(
-                (i, file_id, verify),
-                (line.offset, end),
-                catchup,
-                json,
-                &line.bytes,
-            );
-        }
+        let json =
+            |line: &Line| serde_json::to_vec(&meta(line, 0, 1)).expect("line meta serialises");
+        self.durable
+            .offer((i, file_id, verify), lines, source == Source::CatchUp, json);
         Ok(())
     }
 }
@@ -429,8 +421,7 @@ fn run_length(lines: &[Line]) -> usize {
         return n;
     }
     while let Some(l) = lines.get(n) {
-        let prev = &lines[n - 1];
-        if l.partial || l.offset != prev.offset + prev.bytes.len() as u64 + 1 {
+        if l.partial || l.offset != lines[n - 1].end() {
             break;
         }
         n += 1;
