@@ -76,6 +76,20 @@ fn a_burst_of_lines_reaches_a_subscriber_that_keeps_up_without_a_gap() {
             }
         }
     }
+    // The index yields the CPU to the live path: every thread of the parser
+    // (tantivy's included) runs at `index.nice` (10 by default), the tap at 0.
+    let parser = pid_of(&h, "parser");
+    let tap = pid_of(&h, "ssh_tap");
+    let parser_nice = thread_niceness(parser);
+    assert!(
+        parser_nice.len() > 3 && parser_nice.iter().all(|&n| n == 10),
+        "the parser's threads run at {parser_nice:?}"
+    );
+    assert!(
+        thread_niceness(tap).iter().all(|&n| n == 0),
+        "the tap's threads run at {:?}",
+        thread_niceness(tap)
+    );
     assert_eq!(gaps, 0, "the live stream skipped {gaps} lines");
     assert_eq!(got, LINES, "{got} of {LINES} lines arrived");
     assert!(bodies_in_order, "lines arrived out of order");
@@ -89,4 +103,28 @@ fn a_burst_of_lines_reaches_a_subscriber_that_keeps_up_without_a_gap() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+fn pid_of(h: &OneHost, bin: &str) -> u32 {
+    let config = h.rill.config.display().to_string();
+    let pids: Vec<u32> = rill_e2e::local_processes_mentioning(&config)
+        .into_iter()
+        .filter(|(_, c)| c.contains(&format!("/{bin} ")))
+        .map(|(p, _)| p)
+        .collect();
+    assert_eq!(pids.len(), 1, "one {bin}: {pids:?}");
+    pids[0]
+}
+
+/// The niceness of each thread of `pid`, as `ps -L -o ni` shows it.
+fn thread_niceness(pid: u32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let stat = std::fs::read_to_string(task.unwrap().path().join("stat")).unwrap();
+        // Field 19; the fields after the command's closing parenthesis
+        // start at field 3.
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        out.push(rest.split(' ').nth(16).unwrap().parse().unwrap());
+    }
+    out
 }

@@ -217,11 +217,25 @@ pub enum MultilineRule {
 }
 
 /// The `index:` block.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IndexSettings {
     /// Events older than this (by their timestamp) are deleted while the
     /// parser runs. `None`: kept forever.
     pub retention: Option<std::time::Duration>,
+    /// The parser's niceness (0 to 19, default 10): when the CPU is short,
+    /// the live path (taps, stream proxy) goes first and the index (with
+    /// the `parsed/` streams it feeds) catches up after, by the durable
+    /// path's gaps and receipts.
+    pub nice: i32,
+}
+
+impl Default for IndexSettings {
+    fn default() -> Self {
+        IndexSettings {
+            retention: None,
+            nice: 10,
+        }
+    }
 }
 
 /// The `search:` block: the HTTP search API served by the parser.

@@ -38,10 +38,11 @@ pub struct RawTap {
     pub max_unacked_lines: Option<u64>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawIndex {
     pub retention: Option<String>,
+    pub nice: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]

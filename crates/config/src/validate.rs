@@ -89,7 +89,17 @@ pub fn validate(file: &Path, raw: RawConfig, env: Environment) -> Result<Config,
     }
 
     let mut index = IndexSettings::default();
-    if let Some(v) = raw.index.and_then(|i| i.retention) {
+    let raw_index = raw.index.unwrap_or_default();
+    if let Some(v) = raw_index.nice {
+        if !(0..=19).contains(&v) {
+            return Err(err(
+                "index.nice",
+                format!("expected a niceness between 0 and 19, got {v}"),
+            ));
+        }
+        index.nice = v as i32;
+    }
+    if let Some(v) = raw_index.retention {
         let d = parse_duration(&v).map_err(|m| err("index.retention", m))?;
         if d < Duration::from_secs(60) {
             return Err(err(

@@ -46,6 +46,9 @@ use crate::retention::Retention;
 pub const COMMIT_EVERY: Duration = Duration::from_millis(500);
 
 pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
+    // Before any thread starts (ZeroMQ's, tantivy's, the HTTP API's): they
+    // all inherit it.
+    rill_process::lower_priority(cfg.index.nice);
     let ctx = zmq::Context::new();
     let dir = cfg.index_dir();
     let index_was_there = dir.join("meta.json").exists();

@@ -34,6 +34,24 @@ pub fn raise_file_limit() {
 }
 
 /// Logs to stderr, level from `RUST_LOG` (default `info`). Only binaries call this.
+/// Gives this thread, and every thread it starts from now on, a niceness
+/// of at least `nice` (Linux keeps the niceness per thread and hands it
+/// down to new threads, so call it before any thread starts to cover the
+/// whole process). Raising it needs no privilege; a failure is logged and
+/// otherwise ignored.
+pub fn lower_priority(nice: i32) {
+    // SAFETY: plain syscalls about this thread. (getpriority's -1 may be
+    // an error or the niceness -1: either way below `nice`, so it is set.)
+    unsafe {
+        if libc::getpriority(libc::PRIO_PROCESS as _, 0) >= nice {
+            return;
+        }
+        if libc::setpriority(libc::PRIO_PROCESS as _, 0, nice) != 0 {
+            warn!(nice, error = %std::io::Error::last_os_error(), "could not lower the priority");
+        }
+    }
+}
+
 pub fn init_logging() {
     use std::io::IsTerminal;
     // tantivy logs every commit at info; keep its warnings only.

@@ -44,6 +44,10 @@ const REOPEN_AFTER: Duration = Duration::from_secs(1);
 /// A draining file whose inode left the directory is closed after this long
 /// without data.
 const QUIET: Duration = Duration::from_secs(3);
+/// A gap is read again once the live reader had no bytes for this long...
+const LIVE_FIRST_QUIET: Duration = Duration::from_millis(100);
+/// ...or once it waited this long, however busy the live reader is.
+const LIVE_FIRST_MAX: Duration = Duration::from_secs(5);
 
 /// What the loop hands every pump.
 pub struct Io<'a> {
@@ -588,6 +592,8 @@ pub struct Follow {
     catchup: Option<Reader>,
     /// Not before this (the last catch-up ended short of its gap).
     catchup_after: Option<Instant>,
+    /// Since when a gap waits for the live reader's burst to pass.
+    catchup_held: Option<Instant>,
     /// This file's gap is read from its copytruncate copy: the file at its
     /// inode no longer has those bytes.
     catchup_copy: Option<FileId>,
@@ -625,6 +631,7 @@ impl Follow {
             history,
             catchup: None,
             catchup_after: None,
+            catchup_held: None,
             catchup_copy: None,
             identity_changed: false,
         }
@@ -762,7 +769,13 @@ impl Follow {
         i: usize,
     ) -> anyhow::Result<()> {
         let iv = self.settings.poll_interval;
-        if let Some(mut gap) = self.due_gap(durable, i, Instant::now()) {
+        let now = Instant::now();
+        if self.live_busy(now) && self.catchup.is_none() && durable.gaps(i).next().is_some() {
+            self.catchup_held.get_or_insert(now);
+        } else {
+            self.catchup_held = None;
+        }
+        if let Some(mut gap) = self.due_gap(durable, i, now) {
             if let Some(v) = self.known_verify(gap.file_id) {
                 if v.len > gap.verify.len {
                     gap.verify = v;
@@ -786,6 +799,7 @@ impl Follow {
             r.copy = copy;
             self.catchup = Some(r);
             self.catchup_after = None;
+            self.catchup_held = None;
         }
         if self.finish_after.is_some_and(|t| Instant::now() >= t) {
             self.finish_after = None;
@@ -912,12 +926,33 @@ impl Follow {
     }
 
     /// The gap a catch-up reader should go over now, if any: none while one
-    /// is open, while the window is full, or before `catchup_after`.
+    /// is open, while the window is full, or before [`Follow::catchup_at`].
     fn due_gap(&self, durable: &Durable, i: usize, now: Instant) -> Option<Gap> {
-        if self.catchup.is_some() || durable.full() || self.catchup_after.is_some_and(|t| now < t) {
+        if self.catchup.is_some() || durable.full() || self.catchup_at(now) > now {
             return None;
         }
         durable.gaps(i).min_by_key(|g| (g.file_id.ino, g.from))
+    }
+
+    /// Whether the live reader is in a burst: it read bytes within
+    /// [`LIVE_FIRST_QUIET`].
+    fn live_busy(&self, now: Instant) -> bool {
+        self.current
+            .as_ref()
+            .is_some_and(|r| now < r.last_data + LIVE_FIRST_QUIET)
+    }
+
+    /// When a gap may be read again: after `catchup_after` (a catch-up that
+    /// ended short), and not while the live reader is in a burst, for at
+    /// most [`LIVE_FIRST_MAX`]: the live stream has the tap's CPU and the
+    /// connection first, the index reads the burst's gap right after.
+    fn catchup_at(&self, now: Instant) -> Instant {
+        let after = self.catchup_after.unwrap_or(now);
+        let burst = match (self.catchup_held, &self.current) {
+            (Some(held), Some(r)) => (r.last_data + LIVE_FIRST_QUIET).min(held + LIVE_FIRST_MAX),
+            _ => now,
+        };
+        after.max(burst)
     }
 
     /// Reads the catch-up channel while the window has room; closes it once
@@ -1022,7 +1057,7 @@ impl Follow {
         let finish = (!self.finishes.is_empty()).then(|| self.finish_after.unwrap_or(now));
         let reopen = self.current.is_none().then_some(self.reopen_at).flatten();
         let gap = (self.catchup.is_none() && !full && durable.gaps(i).next().is_some())
-            .then(|| self.catchup_after.unwrap_or(now));
+            .then(|| self.catchup_at(now));
         self.readers(full)
             .filter_map(|r| r.next_due(now))
             .chain(reopen)
