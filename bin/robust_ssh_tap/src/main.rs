@@ -1,4 +1,4 @@
-//! robust_ssh_tap: keeps one ssh_tap alive for a host.
+//! robust_ssh_tap: keeps one ssh_tap alive for a host (or a group of hosts).
 use std::path::PathBuf;
 
 use clap::Parser;
@@ -11,15 +11,17 @@ struct Args {
     /// The Rill YAML config file.
     #[arg(long)]
     config: PathBuf,
-    /// The host (a key under `hosts:` in the config).
-    #[arg(long)]
-    host: String,
+    /// The host (a key under `hosts:` in the config); repeated for a group
+    /// of hosts followed by one ssh_tap process.
+    #[arg(long, required = true)]
+    host: Vec<String>,
 }
 
 fn main() {
     let args = Args::parse();
     rill_process::init_logging();
-    let _span = tracing::info_span!("robust_ssh_tap", host = %args.host).entered();
+    let hosts = args.host.join(",");
+    let _span = tracing::info_span!("robust_ssh_tap", host = %hosts).entered();
     let result = (|| {
         let cfg = rill_config::Config::load(&args.config)?;
         let shutdown = rill_process::Shutdown::on_signals()?;

@@ -45,6 +45,11 @@ pub struct TapSettings {
     /// 20,000, and never more than 16 MiB): when full, the tap stops reading
     /// until the parser catches up, and the files on the server wait.
     pub max_unacked_lines: usize,
+    /// Hosts followed by one `ssh_tap` process, each on a thread of its own
+    /// that is restarted by itself (default 1: a process per host). More
+    /// save memory on large fleets; a crash of the process restarts all of
+    /// them.
+    pub hosts_per_process: usize,
 }
 
 impl Default for TapSettings {
@@ -55,6 +60,7 @@ impl Default for TapSettings {
             max_line_bytes: 1 << 20,
             partial_line_after: std::time::Duration::from_secs(5),
             max_unacked_lines: 20_000,
+            hosts_per_process: 1,
         }
     }
 }
@@ -268,6 +274,16 @@ pub struct Log {
 }
 
 impl Config {
+    /// The hosts each `ssh_tap` process follows: in name order, at most
+    /// `tap.hosts_per_process` to a process.
+    pub fn tap_groups(&self) -> Vec<Vec<String>> {
+        let names: Vec<String> = self.hosts.keys().cloned().collect();
+        names
+            .chunks(self.tap.hosts_per_process.max(1))
+            .map(<[String]>::to_vec)
+            .collect()
+    }
+
     /// The logs followed on `host`, in name order.
     pub fn logs_for<'a>(&'a self, host: &'a str) -> impl Iterator<Item = &'a Log> + 'a {
         self.logs

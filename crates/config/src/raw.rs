@@ -36,6 +36,7 @@ pub struct RawTap {
     pub max_line_bytes: Option<u64>,
     pub partial_line_after: Option<String>,
     pub max_unacked_lines: Option<u64>,
+    pub hosts_per_process: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

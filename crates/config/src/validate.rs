@@ -86,6 +86,15 @@ pub fn validate(file: &Path, raw: RawConfig, env: Environment) -> Result<Config,
             }
             tap.max_unacked_lines = v as usize;
         }
+        if let Some(v) = t.hosts_per_process {
+            if !(1..=256).contains(&v) {
+                return Err(err(
+                    "tap.hosts_per_process",
+                    format!("expected between 1 and 256, got {v}"),
+                ));
+            }
+            tap.hosts_per_process = v as usize;
+        }
     }
 
     let mut index = IndexSettings::default();

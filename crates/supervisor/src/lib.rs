@@ -1,7 +1,8 @@
 //! The supervisor: the one process an operator starts.
 //!
 //! - runs the stream proxy (publishers -> `run/bus.sock` -> `streams.endpoint`);
-//! - starts `masspinger`, `parser` and one `robust_ssh_tap` per host, and
+//! - starts `masspinger`, `parser` and one `robust_ssh_tap` per host (per
+//!   `tap.hosts_per_process` hosts), and
 //!   restarts any that exits (250 ms doubling to 10 s);
 //! - answers `rill status` on its control socket (`run/control.sock`, ROUTER,
 //!   JSON [`ControlRequest`]/[`ControlReply`]);
@@ -52,13 +53,16 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
         })
     };
     let mut taps: Vec<Supervised> = cfg
-        .hosts
-        .keys()
-        .map(|h| {
+        .tap_groups()
+        .iter()
+        .map(|hosts| {
             child(
-                &format!("robust_ssh_tap {h}"),
+                &format!("robust_ssh_tap {}", hosts.join(" ")),
                 "robust_ssh_tap",
-                vec!["--host".into(), h.clone()],
+                hosts
+                    .iter()
+                    .flat_map(|h| ["--host".to_owned(), h.clone()])
+                    .collect(),
             )
         })
         .collect();

@@ -1,6 +1,7 @@
 //! Following remote files over SSH.
 //!
-//! Data flow inside `ssh_tap` (one process per host):
+//! Data flow inside `ssh_tap` (one process per host, or a thread per host
+//! with `tap.hosts_per_process`, see [`group`]):
 //!
 //! ```text
 //! connect (TCP, handshake, host key, auth)
@@ -23,7 +24,8 @@
 //!   up; identity.
 //! - [`checkpoint`]: where each log was read up to, for restarts.
 //! - [`lines`]: splitting a byte stream into lines with offsets.
-//! - [`tap`]: the `ssh_tap` loop; [`robust`]: the `robust_ssh_tap` loop.
+//! - [`tap`]: the `ssh_tap` loop; [`group`]: several hosts in one process;
+//!   [`robust`]: the `robust_ssh_tap` loop.
 //! - [`status`]: what a tap reports (status file + `status/<host>` topic).
 //! - [`sessions`]: the session-control protocol server (a thread of its own,
 //!   started by the tap when the host has a `sessions` block).
@@ -34,6 +36,7 @@ pub mod connections;
 pub mod durable;
 pub mod follow;
 pub mod frames;
+pub mod group;
 pub mod hostkey;
 pub mod lines;
 pub mod remote;
@@ -43,5 +46,6 @@ pub mod status;
 pub mod tap;
 
 pub use connect::{connect, ConnectError};
+pub use group::run as run_taps;
 pub use robust::run as run_robust;
 pub use tap::run as run_tap;

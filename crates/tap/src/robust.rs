@@ -1,8 +1,10 @@
-//! `robust_ssh_tap`: keeps one `ssh_tap` for a host alive.
+//! `robust_ssh_tap`: keeps one `ssh_tap` for a host (or for a group of hosts,
+//! `tap.hosts_per_process`) alive.
 //!
 //! Restarts it with exponential backoff (250 ms doubling to 30 s), holds the
-//! restart while masspinger says the host is down (assuming up when
-//! masspinger is silent), restarts it at once when the host comes back up,
+//! restart while masspinger says the host (every host of the group) is down
+//! (assuming up when masspinger is silent), restarts it at once when a host
+//! comes back up,
 //! and stops it with SIGTERM (SIGKILL after 3 s) when asked to stop.
 //!
 //! Between events it sleeps: a ping, the tap's exit (SIGCHLD), shutdown, or
@@ -10,6 +12,7 @@
 //! change what it does. (It used to look every 100 ms: with 200 hosts that
 //! was 2,000 wakes a second and 6.5 % of a core.)
 
+use std::collections::HashMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -23,55 +26,63 @@ use tracing::info;
 /// How long a ping verdict counts before we assume the host is up again.
 const PING_FRESH_FOR: Duration = Duration::from_secs(30);
 
-pub fn run(cfg: &Config, host: &str, shutdown: &Shutdown) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        cfg.hosts.contains_key(host),
-        "host {host:?} is not in {}",
-        cfg.file.display()
-    );
+pub fn run(cfg: &Config, hosts: &[String], shutdown: &Shutdown) -> anyhow::Result<()> {
+    for host in hosts {
+        anyhow::ensure!(
+            cfg.hosts.contains_key(host),
+            "host {host:?} is not in {}",
+            cfg.file.display()
+        );
+    }
     let exits = ChildExits::watch()?;
     let ctx = zmq::Context::new();
-    let pings = Subscriber::connect(&ctx, &cfg.streams_endpoint, &[&format!("ping/{host}")])?;
+    let topics: Vec<String> = hosts.iter().map(|h| format!("ping/{h}")).collect();
+    let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+    let pings = Subscriber::connect(&ctx, &cfg.streams_endpoint, &topics)?;
     let config_file = cfg.file.clone();
-    let host_arg = host.to_owned();
+    let host_args: Vec<String> = hosts
+        .iter()
+        .flat_map(|h| ["--host".to_owned(), h.clone()])
+        .collect();
     let mut tap = Supervised::new(
-        format!("ssh_tap {host}"),
+        format!("ssh_tap {}", hosts.join(" ")),
         Duration::from_secs(30),
         move || {
             let mut c = Command::new(sibling("ssh_tap"));
-            c.arg("--config")
-                .arg(&config_file)
-                .arg("--host")
-                .arg(&host_arg);
+            c.arg("--config").arg(&config_file).args(&host_args);
             c
         },
     );
-    let mut down_since: Option<(bool, Instant)> = None;
+    // The last verdict on each host, and when it came.
+    let mut verdicts: HashMap<String, (bool, Instant)> = HashMap::new();
     while !shutdown.requested() {
         exits.take();
         while let Some(msg) = pings.recv(Duration::ZERO)? {
-            if let Some(ping) = msg
+            let Some(ping) = msg
                 .frames
                 .first()
                 .and_then(|f| serde_json::from_slice::<Ping>(f).ok())
-            {
-                if down_since.is_none_or(|(up, _)| up != ping.up) {
-                    info!(host, up = ping.up, "host reachability changed");
-                    if ping.up {
-                        // Back up: try at once, not after the backoff the
-                        // failed attempts while it was down built up.
-                        tap.restart_soon();
-                    }
-                }
-                down_since = Some((ping.up, Instant::now()));
+            else {
+                continue;
+            };
+            // A subscription is a prefix: `ping/web01` also hears web010.
+            if !hosts.contains(&ping.host) {
+                continue;
             }
+            let host = ping.host.clone();
+            if verdicts.get(&host).is_none_or(|&(up, _)| up != ping.up) {
+                info!(host, up = ping.up, "host reachability changed");
+                if ping.up {
+                    // Back up: try at once, not after the backoff the
+                    // failed attempts while it was down built up.
+                    tap.restart_soon();
+                }
+            }
+            verdicts.insert(host, (ping.up, Instant::now()));
         }
-        let down_until = match down_since {
-            Some((false, at)) if at.elapsed() < PING_FRESH_FOR => Some(at + PING_FRESH_FOR),
-            _ => None,
-        };
+        let down_until = all_down_until(hosts, &verdicts);
         tap.tick(down_until.is_none());
-        // While the host is down a due start waits for the verdict to end.
+        // While every host is down a due start waits for the verdicts to end.
         let due = match down_until {
             Some(t) => Some(t),
             None => tap.next_start(),
@@ -84,4 +95,20 @@ pub fn run(cfg: &Config, host: &str, shutdown: &Shutdown) -> anyhow::Result<()> 
     }
     stop_all(&mut [&mut tap], Duration::from_secs(3));
     Ok(())
+}
+
+/// Until when every host of the group counts as down (a fresh down verdict
+/// for each; silence counts as up), if they all do.
+fn all_down_until(
+    hosts: &[String],
+    verdicts: &HashMap<String, (bool, Instant)>,
+) -> Option<Instant> {
+    hosts
+        .iter()
+        .map(|h| match verdicts.get(h) {
+            Some(&(false, at)) if at.elapsed() < PING_FRESH_FOR => Some(at + PING_FRESH_FOR),
+            _ => None,
+        })
+        .min()
+        .flatten()
 }

@@ -211,7 +211,9 @@ impl Sshd {
         path
     }
 
-    /// Stops the server and every connection it serves.
+    /// Stops the listening server. Connections it already serves go on (their
+    /// processes start sessions of their own, outside its process group):
+    /// kill [`Sshd::connection_pids`] first for a server that is gone.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let pid = c.id() as i32;

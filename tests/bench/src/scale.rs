@@ -38,6 +38,10 @@ pub struct Args {
     /// looks for new lines (the servers' side's main cost at 20 ms).
     #[arg(long, default_value = "20ms")]
     pub stream_poll: String,
+    /// The config's `tap.hosts_per_process`: hosts followed by one ssh_tap
+    /// process, each on a thread of its own.
+    #[arg(long, default_value_t = 1)]
+    pub hosts_per_process: usize,
     /// The niceness of the simulated servers (each sshd and all it forks).
     /// They stand for other machines: on a saturated box they should wait,
     /// not the collector and the subscriber being measured. 0 to compete.
@@ -110,8 +114,8 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
     let known: Vec<String> = sshds.iter().map(Sshd::known_hosts_line).collect();
     let mut rill = Rill::new(&hosts, &entries, &known);
     rill.append_config(&format!(
-        "tap:\n  poll_interval: {}\n  stream_poll: {}\n",
-        a.poll_interval, a.stream_poll
+        "tap:\n  poll_interval: {}\n  stream_poll: {}\n  hosts_per_process: {}\n",
+        a.poll_interval, a.stream_poll, a.hosts_per_process
     ));
 
     // Every log of every host is written to (the hosts share one file per
@@ -179,11 +183,12 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
     }
     let all_streaming = start.elapsed();
     println!(
-        "scale hosts={} logs={want} rate={}/s per log poll_interval={} stream_poll={} servers_nice={}: all {want} logs streaming {:.1} s after supervisor start",
+        "scale hosts={} logs={want} rate={}/s per log poll_interval={} stream_poll={} hosts_per_process={} servers_nice={}: all {want} logs streaming {:.1} s after supervisor start",
         a.hosts,
         a.rate,
         a.poll_interval,
         a.stream_poll,
+        a.hosts_per_process,
         a.servers_nice,
         all_streaming.as_secs_f64()
     );
