@@ -1,6 +1,7 @@
 //! `tap.hosts_per_process`: several hosts followed by one ssh_tap process,
 //! each on a thread that restarts by itself. One host's server going down
-//! and coming back neither stops nor restarts the others, nor the process.
+//! and coming back (its session server failing with it) neither stops nor
+//! restarts the others, nor the process.
 
 use std::time::Duration;
 
@@ -24,138 +25,177 @@ fn append(path: &std::path::Path, text: &str) {
     f.write_all(text.as_bytes()).unwrap();
 }
 
-#[test]
-fn three_hosts_share_one_tap_process_and_one_host_down_leaves_the_others_streaming() {
-    let user = TestUser::get().unwrap();
-    let key = user.authorize_new_key().unwrap();
-    let remote = user.scratch_dir().unwrap();
-    let mut sshds: Vec<Sshd> = HOSTS
-        .iter()
-        .map(|_| Sshd::start(SshdOptions::default()).unwrap())
-        .collect();
-    let paths: Vec<_> = HOSTS
-        .iter()
-        .map(|h| remote.path.join(format!("{h}.log")))
-        .collect();
-    for p in &paths {
-        append(p, "");
-    }
-    let hosts: Vec<TestHost> = HOSTS
-        .iter()
-        .zip(&sshds)
-        .map(|(name, sshd)| TestHost {
-            name,
-            port: sshd.port(),
-            user: &user.name,
-            auth: TestAuth::Key(&key.private),
-            known_hosts: "strict",
-        })
-        .collect();
-    let host_lists: Vec<[&str; 1]> = HOSTS.iter().map(|h| [*h]).collect();
-    let logs: Vec<TestLog> = HOSTS
-        .iter()
-        .zip(&paths)
-        .zip(&host_lists)
-        .map(|((name, path), hosts)| TestLog { name, path, hosts })
-        .collect();
-    let known: Vec<String> = sshds.iter().map(Sshd::known_hosts_line).collect();
-    let mut rill = Rill::new(&hosts, &logs, &known);
-    rill.append_config("tap:\n  hosts_per_process: 3\n");
-    rill.start();
-    for h in HOSTS {
-        assert!(
-            rill.wait_following(h, Duration::from_secs(30)),
-            "{h} is not followed:\n{}",
-            rill.log()
-        );
+/// `names.len()` hosts, each its own sshd with one log `<host>.log` named
+/// after it, all in one ssh_tap process (`hosts_per_process`); `extra`
+/// lines go under a host's entry in the config.
+struct Group {
+    user: TestUser,
+    /// Its file must outlive the run: every reconnect reads it.
+    _key: TestKey,
+    remote: RemoteDir,
+    sshds: Vec<Sshd>,
+    paths: Vec<std::path::PathBuf>,
+    rill: Rill,
+}
+
+impl Group {
+    fn start(names: &[&str], extra: &[(&str, &str)]) -> Group {
+        let user = TestUser::get().unwrap();
+        let key = user.authorize_new_key().unwrap();
+        let remote = user.scratch_dir().unwrap();
+        let sshds: Vec<Sshd> = names
+            .iter()
+            .map(|_| Sshd::start(SshdOptions::default()).unwrap())
+            .collect();
+        let paths: Vec<_> = names
+            .iter()
+            .map(|h| remote.path.join(format!("{h}.log")))
+            .collect();
+        for p in &paths {
+            append(p, "");
+        }
+        let hosts: Vec<TestHost> = names
+            .iter()
+            .zip(&sshds)
+            .map(|(name, sshd)| TestHost {
+                name,
+                port: sshd.port(),
+                user: &user.name,
+                auth: TestAuth::Key(&key.private),
+                known_hosts: "strict",
+            })
+            .collect();
+        let host_lists: Vec<[&str; 1]> = names.iter().map(|h| [*h]).collect();
+        let logs: Vec<TestLog> = names
+            .iter()
+            .zip(&paths)
+            .zip(&host_lists)
+            .map(|((name, path), hosts)| TestLog { name, path, hosts })
+            .collect();
+        let known: Vec<String> = sshds.iter().map(Sshd::known_hosts_line).collect();
+        let mut rill = Rill::new(&hosts, &logs, &known);
+        rill.append_config(&format!("tap:\n  hosts_per_process: {}\n", names.len()));
+        let mut text = std::fs::read_to_string(&rill.config).unwrap();
+        for (host, yaml) in extra {
+            let i = names.iter().position(|n| n == host).unwrap();
+            let port = format!("    port: {}\n", sshds[i].port());
+            assert!(text.contains(&port));
+            text = text.replace(&port, &format!("{port}    {yaml}\n"));
+        }
+        std::fs::write(&rill.config, text).unwrap();
+        rill.start();
+        for h in names {
+            if extra.iter().all(|(e, _)| e != h) {
+                assert!(
+                    rill.wait_following(h, Duration::from_secs(30)),
+                    "{h} is not followed:\n{}",
+                    rill.log()
+                );
+            }
+        }
+        Group {
+            user,
+            _key: key,
+            remote,
+            sshds,
+            paths,
+            rill,
+        }
     }
 
-    // One ssh_tap process for the three, kept by one robust_ssh_tap.
-    let config = rill.config.display().to_string();
-    let procs = |bin: &str| -> Vec<(u32, String)> {
+    /// The Rill's processes running `bin`, with their command lines.
+    fn procs(&self, bin: &str) -> Vec<(u32, String)> {
+        let config = self.rill.config.display().to_string();
         local_processes_mentioning(&config)
             .into_iter()
             .filter(|(_, c)| c.contains(&format!("/{bin} ")))
             .collect()
-    };
-    let taps = procs("ssh_tap");
+    }
+
+    /// How often `host`'s tap connected, by the supervisor's log.
+    fn connects(&self, host: &str) -> usize {
+        self.rill
+            .log()
+            .lines()
+            .filter(|l| l.contains(&format!("host=\"{host}\"")) && l.contains(": connected "))
+            .count()
+    }
+
+    /// Waits until `rill search --count WORD` is `n`.
+    fn wait_count(&self, word: &str, n: u64, within: Duration) {
+        assert_eq!(
+            wait_for(within, || self.rill.count(word, &[]).filter(|&c| c == n)),
+            Some(n),
+            "{word}:\n{}",
+            self.rill.log()
+        );
+    }
+}
+
+#[test]
+fn three_hosts_share_one_tap_process_and_one_host_down_leaves_the_others_streaming() {
+    let mut g = Group::start(&HOSTS, &[]);
+
+    // One ssh_tap process for the three, kept by one robust_ssh_tap.
+    let taps = g.procs("ssh_tap");
     assert_eq!(taps.len(), 1, "one ssh_tap: {taps:?}");
     assert!(
         taps[0].1.contains("--host h1 --host h2 --host h3"),
         "{}",
         taps[0].1
     );
-    assert_eq!(procs("robust_ssh_tap").len(), 1);
+    assert_eq!(g.procs("robust_ssh_tap").len(), 1);
     let tap_pid = taps[0].0;
 
     // Every host's lines reach the index.
-    for (h, p) in HOSTS.iter().zip(&paths) {
+    for (h, p) in HOSTS.iter().zip(&g.paths) {
         append(p, &lines(h, "before", 50));
     }
     for h in HOSTS {
-        let word = format!("{h}before");
-        assert_eq!(
-            wait_for(Duration::from_secs(20), || rill
-                .count(&word, &[])
-                .filter(|&n| n == 50)),
-            Some(50),
-            "{word}:\n{}",
-            rill.log()
-        );
+        g.wait_count(&format!("{h}before"), 50, Duration::from_secs(20));
     }
 
     // h2's server goes away, connections and all: status says so, h1 and
-    // h3 go on.
-    let serving = sshds[1].connection_pids();
+    // h3 go on, on the connections they had.
+    let connects: Vec<usize> = HOSTS.iter().map(|h| g.connects(h)).collect();
+    assert_eq!(connects, [1, 1, 1], "{}", g.rill.log());
+    let serving = g.sshds[1].connection_pids();
     assert!(!serving.is_empty());
-    sshds[1].stop();
+    g.sshds[1].stop();
     for pid in serving {
         // SAFETY: signalling the test's own sshd's processes.
         unsafe { libc::kill(pid as i32, libc::SIGKILL) };
     }
     assert!(
-        wait_until(Duration::from_secs(30), || rill
+        wait_until(Duration::from_secs(30), || g
+            .rill
             .host_status("h2")
             .is_some_and(|s| s["connected"] == false && !s["error"].is_null())),
         "status does not report h2 down: {:?}",
-        rill.host_status("h2")
+        g.rill.host_status("h2")
     );
-    for (h, p) in HOSTS.iter().zip(&paths) {
+    for (h, p) in HOSTS.iter().zip(&g.paths) {
         append(p, &lines(h, "during", 40));
     }
     for h in ["h1", "h3"] {
-        let word = format!("{h}during");
-        assert_eq!(
-            wait_for(Duration::from_secs(20), || rill
-                .count(&word, &[])
-                .filter(|&n| n == 40)),
-            Some(40),
-            "{word} while h2 is down:\n{}",
-            rill.log()
-        );
-        assert_eq!(
-            rill.host_status(h).map(|s| s["connected"].clone()),
-            Some(serde_json::Value::Bool(true)),
-            "{h} stays connected"
-        );
+        g.wait_count(&format!("{h}during"), 40, Duration::from_secs(20));
     }
-    assert_eq!(rill.count("h2during", &[]), Some(0));
 
     // h2 comes back: its thread reconnects and reads what was written
-    // meanwhile, once; the process is the same one throughout.
-    sshds[1].restart().unwrap();
+    // meanwhile; the process is the same one throughout, and h1 and h3
+    // never reconnected.
+    g.sshds[1].restart().unwrap();
+    g.wait_count("h2during", 40, Duration::from_secs(60));
+    assert!(g.rill.wait_following("h2", Duration::from_secs(10)));
     assert_eq!(
-        wait_for(Duration::from_secs(60), || rill
-            .count("h2during", &[])
-            .filter(|&n| n == 40)),
-        Some(40),
-        "h2's lines written while it was down:\n{}",
-        rill.log()
+        [g.connects("h1"), g.connects("h3")],
+        [1, 1],
+        "{}",
+        g.rill.log()
     );
-    assert!(rill.wait_following("h2", Duration::from_secs(10)));
-    assert_eq!(rill.count("h2before", &[]), Some(50), "read once");
+    assert!(g.connects("h2") >= 2, "h2 connected again");
     assert_eq!(
-        procs("ssh_tap").iter().map(|p| p.0).collect::<Vec<_>>(),
+        g.procs("ssh_tap").iter().map(|p| p.0).collect::<Vec<_>>(),
         vec![tap_pid],
         "the group's process was not restarted"
     );
@@ -164,29 +204,23 @@ fn three_hosts_share_one_tap_process_and_one_host_down_leaves_the_others_streami
     // SAFETY: signalling a process of the Rill under test.
     unsafe { libc::kill(tap_pid as i32, libc::SIGKILL) };
     assert!(
-        wait_until(Duration::from_secs(30), || procs("ssh_tap")
+        wait_until(Duration::from_secs(30), || g
+            .procs("ssh_tap")
             .iter()
             .any(|p| p.0 != tap_pid)),
         "the group's ssh_tap was not restarted"
     );
-    for (h, p) in HOSTS.iter().zip(&paths) {
+    for (h, p) in HOSTS.iter().zip(&g.paths) {
         append(p, &lines(h, "after", 30));
     }
     for h in HOSTS {
-        let word = format!("{h}after");
-        assert_eq!(
-            wait_for(Duration::from_secs(30), || rill
-                .count(&word, &[])
-                .filter(|&n| n == 30)),
-            Some(30),
-            "{word} after the restart:\n{}",
-            rill.log()
-        );
+        g.wait_count(&format!("{h}after"), 30, Duration::from_secs(30));
     }
 
     // Stopped: nothing of it is left, here or on the servers.
-    let sessions = remote_sessions(&user, &remote.path.display().to_string());
-    assert!(rill.stop(Duration::from_secs(10)).is_some());
+    let config = g.rill.config.display().to_string();
+    let sessions = remote_sessions(&g.user, &g.remote.path.display().to_string());
+    assert!(g.rill.stop(Duration::from_secs(10)).is_some());
     assert!(
         wait_until(Duration::from_secs(5), || local_processes_mentioning(
             &config
@@ -197,11 +231,55 @@ fn three_hosts_share_one_tap_process_and_one_host_down_leaves_the_others_streami
     );
     assert!(
         wait_until(Duration::from_secs(5), || remote_processes_in(
-            &user, &sessions
+            &g.user, &sessions
         )
         .is_empty()),
         "{:?}",
-        remote_processes_in(&user, &sessions)
+        remote_processes_in(&g.user, &sessions)
     );
-    drop(sshds);
+}
+
+/// What ends one host's tap ends that host's run only: h2's session server
+/// cannot bind its endpoint (the port is taken), fails, and so ends h2's
+/// tap again and again; h1, in the same process, keeps its one connection
+/// and streams on.
+#[test]
+fn a_host_whose_session_server_fails_does_not_stop_the_others_of_its_process() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!(
+        "sessions: {{endpoint: 'tcp://127.0.0.1:{}'}}",
+        taken.local_addr().unwrap().port()
+    );
+    let g = Group::start(&["h1", "h2"], &[("h2", &endpoint)]);
+    let failures = || g.rill.log().matches("session server failed").count();
+    assert!(
+        wait_until(Duration::from_secs(30), || failures() >= 2),
+        "h2's session server did not fail twice: {}\n{}",
+        failures(),
+        g.rill.log()
+    );
+    assert!(
+        g.rill
+            .host_status("h2")
+            .and_then(|s| s["error"].as_str().map(str::to_owned))
+            .is_some_and(|e| e.contains("session server")),
+        "status of h2: {:?}",
+        g.rill.host_status("h2")
+    );
+    let tap = g.procs("ssh_tap");
+    assert_eq!(tap.len(), 1, "{tap:?}");
+    append(&g.paths[0], &lines("h1", "meanwhile", 25));
+    g.wait_count("h1meanwhile", 25, Duration::from_secs(20));
+    assert_eq!(
+        g.connects("h1"),
+        1,
+        "h1 kept its connection:\n{}",
+        g.rill.log()
+    );
+    assert_eq!(
+        g.procs("ssh_tap").iter().map(|p| p.0).collect::<Vec<_>>(),
+        vec![tap[0].0],
+        "the process was not restarted"
+    );
+    drop(taken);
 }

@@ -33,7 +33,6 @@ pub fn raise_file_limit() {
     }
 }
 
-/// Logs to stderr, level from `RUST_LOG` (default `info`). Only binaries call this.
 /// Gives this thread, and every thread it starts from now on, a niceness
 /// of at least `nice` (Linux keeps the niceness per thread and hands it
 /// down to new threads, so call it before any thread starts to cover the
@@ -52,6 +51,7 @@ pub fn lower_priority(nice: i32) {
     }
 }
 
+/// Logs to stderr, level from `RUST_LOG` (default `info`). Only binaries call this.
 pub fn init_logging() {
     use std::io::IsTerminal;
     // tantivy logs every commit at info; keep its warnings only.

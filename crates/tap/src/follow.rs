@@ -770,7 +770,13 @@ impl Follow {
     ) -> anyhow::Result<()> {
         let iv = self.settings.poll_interval;
         let now = Instant::now();
-        if self.live_busy(now) && self.catchup.is_none() && durable.gaps(i).next().is_some() {
+        // The hold's clock runs only while the gap could otherwise be read:
+        // not while the window is full or a failed catch-up waits.
+        let could_read = self.catchup.is_none()
+            && !durable.full()
+            && self.catchup_after.is_none_or(|t| now >= t)
+            && durable.gaps(i).next().is_some();
+        if could_read && self.live_busy(now) {
             self.catchup_held.get_or_insert(now);
         } else {
             self.catchup_held = None;

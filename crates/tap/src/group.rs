@@ -13,6 +13,7 @@
 //! (0.8 GB PSS), a host on a thread costs its buffers and stacks.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use rill_bus::{socket, Subscriber};
@@ -29,6 +30,10 @@ const PING_FRESH_FOR: Duration = Duration::from_secs(30);
 /// Follows `hosts`: one host as before (the tap ends with its connection
 /// and `robust_ssh_tap` restarts the process), several each on a thread
 /// that restarts its tap until shutdown.
+///
+/// Each run of a host's tap gets a shutdown flag of its own, raised when
+/// the process is asked to stop: what ends one run (its session server
+/// failing raises that run's flag) must not end the other hosts'.
 pub fn run(cfg: &Config, hosts: &[String], shutdown: &Shutdown) -> anyhow::Result<()> {
     if let [host] = hosts {
         return crate::tap::run(cfg, host, shutdown);
@@ -44,77 +49,114 @@ pub fn run(cfg: &Config, hosts: &[String], shutdown: &Shutdown) -> anyhow::Resul
     // descriptors: 64 hosts pass the usual soft limit of 1,024.
     rill_process::raise_file_limit();
     let ctx = zmq::Context::new();
+    let runs: Vec<Mutex<Option<Shutdown>>> = hosts.iter().map(|_| Mutex::new(None)).collect();
     std::thread::scope(|s| {
-        for host in hosts {
+        let runs = &runs;
+        s.spawn(move || {
+            while !shutdown.sleep(Duration::from_secs(3600)) {}
+            for r in runs {
+                if let Some(run) = &*r.lock().unwrap_or_else(PoisonError::into_inner) {
+                    run.trigger();
+                }
+            }
+        });
+        for (host, slot) in hosts.iter().zip(runs) {
             let ctx = &ctx;
-            std::thread::Builder::new()
+            let started = std::thread::Builder::new()
                 .name(format!("tap {host}"))
-                .spawn_scoped(s, move || keep(cfg, host, shutdown, ctx))
-                .map_err(|e| anyhow::anyhow!("could not start the thread of {host}: {e}"))?;
+                .spawn_scoped(s, move || keep(cfg, host, shutdown, slot, ctx));
+            if let Err(e) = started {
+                error!(host, error = %e, "could not start the host's thread; it is not followed");
+            }
         }
-        Ok(())
-    })
+    });
+    Ok(())
 }
 
-/// Runs `host`'s tap until shutdown, again after each end.
-fn keep(cfg: &Config, host: &str, shutdown: &Shutdown, ctx: &zmq::Context) {
+/// Runs `host`'s tap until shutdown, again after each end. `slot` holds the
+/// current run's shutdown flag for [`run`] to raise.
+fn keep(
+    cfg: &Config,
+    host: &str,
+    shutdown: &Shutdown,
+    slot: &Mutex<Option<Shutdown>>,
+    ctx: &zmq::Context,
+) {
     let _span = info_span!("ssh_tap", host = %host).entered();
     let topic = format!("ping/{host}");
-    let pings = Subscriber::connect(ctx, &cfg.streams_endpoint, &[&topic])
-        .inspect_err(
-            |e| warn!(error = %e, "no ping verdicts: restarts are not held while the host is down"),
-        )
-        .ok();
     let mut backoff = Backoff::new(MAX_BACKOFF);
-    let mut verdict: Option<(bool, Instant)> = None;
-    while !shutdown.requested() {
+    loop {
+        let this_run = Shutdown::manual();
+        *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(this_run.clone());
+        // After the flag is in its slot: a stop asked before is seen here,
+        // one asked after raises it.
+        if shutdown.requested() {
+            return;
+        }
         let started = Instant::now();
-        match catch_unwind(AssertUnwindSafe(|| crate::tap::run(cfg, host, shutdown))) {
+        match catch_unwind(AssertUnwindSafe(|| crate::tap::run(cfg, host, &this_run))) {
             Ok(Ok(())) => {}
             // The tap has logged and reported why.
             Ok(Err(_)) => {}
             Err(_) => error!("the tap panicked"),
         }
-        let mut due = Instant::now() + backoff.after_run(started.elapsed());
-        // Until the restart is due and the host not known to be down.
-        while !shutdown.requested() {
-            while let Some(msg) = pings
-                .as_ref()
-                .and_then(|p| p.recv(Duration::ZERO).ok().flatten())
-            {
-                let Some(ping) = msg
-                    .frames
-                    .first()
-                    .and_then(|f| serde_json::from_slice::<Ping>(f).ok())
-                    .filter(|p| p.host == host)
-                else {
-                    continue;
-                };
-                if verdict.is_none_or(|(up, _)| up != ping.up) {
-                    info!(up = ping.up, "host reachability changed");
-                    if ping.up {
-                        // Back up: at once, not after the backoff the
-                        // attempts while it was down built up.
-                        backoff = Backoff::new(MAX_BACKOFF);
-                        due = Instant::now();
-                    }
-                }
-                verdict = Some((ping.up, Instant::now()));
-            }
-            let down_until = match verdict {
-                Some((false, at)) if at.elapsed() < PING_FRESH_FOR => Some(at + PING_FRESH_FOR),
-                _ => None,
+        if shutdown.requested() {
+            return;
+        }
+        // Subscribed afresh for each wait: verdicts queued during a long
+        // run would be hours old.
+        let pings = Subscriber::connect(ctx, &cfg.streams_endpoint, &[&topic])
+            .inspect_err(|e| warn!(error = %e, "no ping verdicts: the restart is not held while the host is down"))
+            .ok();
+        let due = Instant::now() + backoff.after_run(started.elapsed());
+        wait_to_restart(host, shutdown, pings.as_ref(), due, &mut backoff);
+    }
+}
+
+/// Until `due`, and while masspinger says the host is down; at once when
+/// it says the host came back up (the backoff starts over then).
+fn wait_to_restart(
+    host: &str,
+    shutdown: &Shutdown,
+    pings: Option<&Subscriber>,
+    mut due: Instant,
+    backoff: &mut Backoff,
+) {
+    let mut verdict: Option<(bool, Instant)> = None;
+    while !shutdown.requested() {
+        while let Some(msg) = pings.and_then(|p| p.recv(Duration::ZERO).ok().flatten()) {
+            let Some(ping) = msg
+                .frames
+                .first()
+                .and_then(|f| serde_json::from_slice::<Ping>(f).ok())
+                .filter(|p| p.host == host)
+            else {
+                continue;
             };
-            let now = Instant::now();
-            if down_until.is_none() && now >= due {
-                break;
+            if verdict.is_some_and(|(up, _)| up != ping.up) {
+                info!(up = ping.up, "host reachability changed");
+                if ping.up {
+                    // Back up: at once, not after the backoff the attempts
+                    // while it was down built up.
+                    *backoff = Backoff::new(MAX_BACKOFF);
+                    due = Instant::now();
+                }
             }
-            let until = down_until.unwrap_or(due);
-            let sockets: Vec<&zmq::Socket> = pings.iter().map(Subscriber::socket).collect();
-            if let Err(e) = socket::wait(&sockets, &[shutdown.wake_fd()], until - now) {
-                warn!(error = %e, "waiting to restart");
-                shutdown.sleep(until - now);
-            }
+            verdict = Some((ping.up, Instant::now()));
+        }
+        let down_until = match verdict {
+            Some((false, at)) if at.elapsed() < PING_FRESH_FOR => Some(at + PING_FRESH_FOR),
+            _ => None,
+        };
+        let now = Instant::now();
+        if down_until.is_none() && now >= due {
+            return;
+        }
+        let until = down_until.unwrap_or(due);
+        let sockets: Vec<&zmq::Socket> = pings.iter().map(|p| p.socket()).collect();
+        if let Err(e) = socket::wait(&sockets, &[shutdown.wake_fd()], until - now) {
+            warn!(error = %e, "waiting to restart");
+            shutdown.sleep(until - now);
         }
     }
 }

@@ -51,7 +51,8 @@ use server::Server;
 /// The running session server of a tap.
 pub struct SessionServer {
     stop: Shutdown,
-    thread: JoinHandle<anyhow::Result<()>>,
+    /// Taken by [`finish`]; joined on drop otherwise (a tap that panicked).
+    thread: Option<JoinHandle<anyhow::Result<()>>>,
     /// Its counts, for the tap's status (`rill status`).
     pub report: SessionsReport,
 }
@@ -84,7 +85,7 @@ pub fn spawn(cfg: &Config, host: &Host, shutdown: &Shutdown) -> Option<SessionSe
                 Err(anyhow!("the session server panicked: {what}"))
             });
             if let Err(e) = &result {
-                error!(error = %format!("{e:#}"), "session server failed; ssh_tap exits");
+                error!(error = %format!("{e:#}"), "session server failed; the host's tap ends");
                 tap.trigger();
             }
             if let Ok(mut r) = reporting.lock() {
@@ -95,20 +96,32 @@ pub fn spawn(cfg: &Config, host: &Host, shutdown: &Shutdown) -> Option<SessionSe
         .expect("could not start the sessions thread");
     Some(SessionServer {
         stop,
-        thread,
+        thread: Some(thread),
         report,
     })
+}
+
+impl Drop for SessionServer {
+    /// A tap that unwinds (a panic caught by its group thread) does not
+    /// leave its session server, connection and endpoint behind for the
+    /// next run to trip over.
+    fn drop(&mut self) {
+        self.stop.trigger();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// Stops the session server (if any) and waits for it; a failure of the
 /// server fails the tap too.
 pub fn finish(server: Option<SessionServer>, tap: anyhow::Result<()>) -> anyhow::Result<()> {
-    let Some(s) = server else { return tap };
+    let Some(mut s) = server else { return tap };
     s.stop.trigger();
-    let sessions = s
-        .thread
-        .join()
-        .unwrap_or_else(|_| Err(anyhow!("the session server panicked")));
+    let sessions = s.thread.take().map_or(Ok(()), |t| {
+        t.join()
+            .unwrap_or_else(|_| Err(anyhow!("the session server panicked")))
+    });
     tap.and(sessions.context("session server"))
 }
 
