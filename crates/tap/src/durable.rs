@@ -21,7 +21,7 @@ use rill_proto::FileId;
 use tracing::{debug, info, warn};
 
 use crate::checkpoint::Verify;
-use crate::lines::Line;
+use crate::lines::{Line, Lines};
 
 /// A hello goes out this often while lines wait for their receipt...
 const HELLO_BUSY: Duration = Duration::from_secs(1);
@@ -154,13 +154,14 @@ impl Durable {
     pub fn offer(
         &mut self,
         (log, file_id, verify): (usize, FileId, Verify),
-        lines: &[Line],
+        lines: &Lines,
         catchup: bool,
         meta: impl Fn(&Line) -> Vec<u8>,
     ) -> usize {
-        let Some(first) = lines.first() else {
+        if lines.is_empty() {
             return 0;
-        };
+        }
+        let first = lines.get(0);
         let key = (log, file_id);
         let mut f = self.frontiers.get(&key).copied().unwrap_or(Frontier {
             next: first.offset,
@@ -171,7 +172,7 @@ impl Durable {
             f.verify = verify;
         }
         let mut taken = 0;
-        for line in lines {
+        for line in lines.iter() {
             let end = line.end();
             f.read_to = f.read_to.max(end);
             let wanted = line.offset <= f.next && end > f.next;
@@ -179,7 +180,7 @@ impl Durable {
                 continue;
             }
             f.next = end;
-            self.push(log, file_id, line.offset, meta(line), &line.bytes);
+            self.push(log, file_id, line.offset, meta(&line), line.bytes);
             taken += 1;
         }
         self.frontiers.insert(key, f);
@@ -474,13 +475,10 @@ mod tests {
     }
 
     fn offer_line(d: &mut Durable, offset: u64, len: usize, partial: bool, catchup: bool) -> bool {
-        let line = Line {
-            offset,
-            bytes: vec![b'x'; len],
-            partial,
-        };
+        let mut lines = Lines::default();
+        lines.push(offset, &vec![b'x'; len], partial);
         let at = (0, id(7), Verify::NOTHING);
-        d.offer(at, &[line], catchup, |_| b"{}".to_vec()) == 1
+        d.offer(at, &lines, catchup, |_| b"{}".to_vec()) == 1
     }
 
     #[test]

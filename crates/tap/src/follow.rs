@@ -34,7 +34,7 @@ use crate::checkpoint::{self, LogCheckpoint, Unfinished, Verify};
 use crate::connections::Connections;
 use crate::durable::{Durable, Gap};
 use crate::frames::{ChunkDecoder, Piece, StreamFilter};
-use crate::lines::{Line, LineSplitter};
+use crate::lines::{LineSplitter, Lines};
 use crate::remote::{self, Control, Header, Mode, Nonce, OldFile, Reading, StartAt};
 use crate::status::StatusBoard;
 use crate::tap::{Outputs, Source};
@@ -55,7 +55,7 @@ pub struct Io<'a> {
     /// channel: the tap's measure of a live connection.
     pub heard: &'a mut Instant,
     pub buf: &'a mut [u8],
-    pub lines: &'a mut Vec<Line>,
+    pub lines: &'a mut Lines,
     pub pieces: &'a mut Vec<Piece>,
     pub out: &'a mut Outputs,
     pub board: &'a mut StatusBoard,
@@ -271,16 +271,9 @@ impl Reader {
                             f.splitter.feed(&d, io.lines);
                         }
                     }
-                    publish(log, f, io, i, current, source)?;
                 }
-                if let Some(line) = f.splitter.flush() {
-                    let file = (f.file_id, f.verify);
-                    let line = std::slice::from_ref(&line);
-                    io.out.publish(i, log, file, line, Utc::now(), source)?;
-                    if source == Source::Live {
-                        io.board.log(i).lines_read += 1;
-                    }
-                }
+                f.splitter.flush(io.lines);
+                publish(log, f, io, i, current, source)?;
             }
         }
         if read && self.queued() {
@@ -506,11 +499,8 @@ impl Reader {
     fn close(mut self, log: &Log, io: &mut Io, i: usize, flush: bool) -> anyhow::Result<()> {
         let source = self.source();
         if let (true, Some(f)) = (flush, &mut self.following) {
-            if let Some(line) = f.splitter.flush() {
-                let file = (f.file_id, f.verify);
-                let line = std::slice::from_ref(&line);
-                io.out.publish(i, log, file, line, Utc::now(), source)?;
-            }
+            f.splitter.flush(io.lines);
+            publish(log, f, io, i, false, source)?;
         }
         let _ = self.channel.close();
         Ok(())

@@ -1,21 +1,107 @@
 //! Bytes to lines, keeping each line's byte offset in the remote file.
+//!
+//! The lines of a read go into one buffer ([`Lines`]) as they were in the
+//! file, newlines included, so a run of consecutive lines is one slice of
+//! it: the live path sends that slice as it is, and no line is an
+//! allocation of its own (a `Vec` per line was a quarter of the tap's time
+//! in a burst).
 
-/// One line cut from the stream.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Line {
+use std::ops::Range;
+
+/// One line cut from the stream, borrowed from its [`Lines`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Line<'a> {
     /// Offset of the line's first byte in the remote file.
     pub offset: u64,
     /// The line without its newline; any bytes, not necessarily UTF-8.
-    pub bytes: Vec<u8>,
-    /// True when this is a piece of a line longer than the maximum.
+    pub bytes: &'a [u8],
+    /// True when this is a piece of a line longer than the maximum, or a
+    /// last line handed out without its newline.
     pub partial: bool,
 }
 
-impl Line {
+impl Line<'_> {
     /// The offset just past the line: past its newline, or for a partial
     /// line (which has none) past its last byte.
     pub fn end(&self) -> u64 {
         self.offset + self.bytes.len() as u64 + u64::from(!self.partial)
+    }
+}
+
+/// Lines in one buffer: each complete line followed by its newline, a
+/// partial one without.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Lines {
+    data: Vec<u8>,
+    items: Vec<Item>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Item {
+    offset: u64,
+    start: usize,
+    len: usize,
+    partial: bool,
+}
+
+impl Lines {
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.data.clear();
+        self.items.clear();
+    }
+
+    /// Adds a line (copying its bytes).
+    pub fn push(&mut self, offset: u64, bytes: &[u8], partial: bool) {
+        self.items.push(Item {
+            offset,
+            start: self.data.len(),
+            len: bytes.len(),
+            partial,
+        });
+        self.data.extend_from_slice(bytes);
+        if !partial {
+            self.data.push(b'\n');
+        }
+    }
+
+    /// Line `i`.
+    pub fn get(&self, i: usize) -> Line<'_> {
+        let it = self.items[i];
+        Line {
+            offset: it.offset,
+            bytes: &self.data[it.start..it.start + it.len],
+            partial: it.partial,
+        }
+    }
+
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = Line<'_>> + '_ {
+        (0..self.items.len()).map(|i| self.get(i))
+    }
+
+    /// Whether line `i` starts right after line `i - 1` ends, in the file
+    /// and in the buffer: complete lines read in one go.
+    pub fn follows(&self, i: usize) -> bool {
+        let (prev, it) = (self.items[i - 1], self.items[i]);
+        !prev.partial
+            && !it.partial
+            && it.offset == prev.offset + prev.len as u64 + 1
+            && it.start == prev.start + prev.len + 1
+    }
+
+    /// Lines `range` as they are in the file, joined by their newlines and
+    /// without the last one. Each line of the range after the first must
+    /// [`Lines::follows`] the one before.
+    pub fn joined(&self, range: Range<usize>) -> &[u8] {
+        let (first, last) = (self.items[range.start], self.items[range.end - 1]);
+        &self.data[first.start..last.start + last.len]
     }
 }
 
@@ -52,50 +138,54 @@ impl LineSplitter {
     }
 
     /// Hands out the bytes still waiting for a newline as a partial line
-    /// (when a file is done and its last line never got one).
-    pub fn flush(&mut self) -> Option<Line> {
+    /// (when a file is done and its last line never got one); whether
+    /// there were any.
+    pub fn flush(&mut self, out: &mut Lines) -> bool {
         if self.buf.is_empty() {
-            return None;
+            return false;
         }
-        let bytes = std::mem::take(&mut self.buf);
-        let line = Line {
-            offset: self.start,
-            bytes,
-            partial: true,
-        };
-        self.start += line.bytes.len() as u64;
-        Some(line)
+        out.push(self.start, &self.buf, true);
+        self.start += self.buf.len() as u64;
+        self.buf.clear();
+        true
     }
 
     /// Adds `data` and appends every completed line to `out`.
-    pub fn feed(&mut self, data: &[u8], out: &mut Vec<Line>) {
-        self.buf.extend_from_slice(data);
+    pub fn feed(&mut self, data: &[u8], out: &mut Lines) {
+        if self.buf.is_empty() {
+            // The usual case: lines straight from the read, the rest kept.
+            let used = self.cut(data, out);
+            self.buf.extend_from_slice(&data[used..]);
+        } else {
+            let mut buf = std::mem::take(&mut self.buf);
+            buf.extend_from_slice(data);
+            let used = self.cut(&buf, out);
+            buf.drain(..used);
+            self.buf = buf;
+        }
+    }
+
+    /// Cuts the complete lines (and pieces of overlong ones) off the front
+    /// of `data` into `out`; how many bytes they took.
+    fn cut(&mut self, data: &[u8], out: &mut Lines) -> usize {
         let mut consumed = 0;
         loop {
-            let rest = &self.buf[consumed..];
-            match rest.iter().position(|&b| b == b'\n') {
+            let rest = &data[consumed..];
+            match memchr::memchr(b'\n', rest) {
                 Some(i) if i <= self.max_line => {
-                    out.push(Line {
-                        offset: self.start,
-                        bytes: rest[..i].to_vec(),
-                        partial: false,
-                    });
+                    out.push(self.start, &rest[..i], false);
                     consumed += i + 1;
                     self.start += i as u64 + 1;
                 }
                 _ if rest.len() > self.max_line => {
-                    out.push(Line {
-                        offset: self.start,
-                        bytes: rest[..self.max_line].to_vec(),
-                        partial: true,
-                    });
+                    out.push(self.start, &rest[..self.max_line], true);
                     consumed += self.max_line;
                     self.start += self.max_line as u64;
                 }
                 _ => break,
             }
         }
-        self.buf.drain(..consumed);
+        consumed
     }
 }
 
@@ -103,8 +193,8 @@ impl LineSplitter {
 mod tests {
     use super::*;
 
-    fn feed_all(s: &mut LineSplitter, chunks: &[&[u8]]) -> Vec<Line> {
-        let mut out = Vec::new();
+    fn feed_all(s: &mut LineSplitter, chunks: &[&[u8]]) -> Lines {
+        let mut out = Lines::default();
         for c in chunks {
             s.feed(c, &mut out);
         }
@@ -115,7 +205,7 @@ mod tests {
     fn lines_carry_the_offset_of_their_first_byte() {
         let mut s = LineSplitter::new(100, DEFAULT_MAX_LINE);
         let out = feed_all(&mut s, &[b"ab\nc", b"d\n\nef"]);
-        let got: Vec<(u64, &[u8])> = out.iter().map(|l| (l.offset, l.bytes.as_slice())).collect();
+        let got: Vec<(u64, &[u8])> = out.iter().map(|l| (l.offset, l.bytes)).collect();
         assert_eq!(
             got,
             vec![(100, &b"ab"[..]), (103, &b"cd"[..]), (106, &b""[..])]
@@ -127,32 +217,32 @@ mod tests {
     #[test]
     fn flush_hands_out_the_unterminated_rest_once() {
         let mut s = LineSplitter::new(10, DEFAULT_MAX_LINE);
-        let out = feed_all(&mut s, &[b"a\nlast"]);
+        let mut out = feed_all(&mut s, &[b"a\nlast"]);
         assert_eq!(out.len(), 1);
-        let rest = s.flush().unwrap();
+        assert!(s.flush(&mut out));
+        let rest = out.get(1);
         assert_eq!(
-            (rest.offset, rest.bytes.as_slice(), rest.partial),
+            (rest.offset, rest.bytes, rest.partial),
             (12, &b"last"[..], true)
         );
         assert_eq!(s.next_offset(), 16);
-        assert!(s.flush().is_none());
+        assert!(!s.flush(&mut out));
+        assert_eq!(out.len(), 2);
     }
 
     #[test]
     fn non_utf8_bytes_pass_through() {
         let mut s = LineSplitter::new(0, DEFAULT_MAX_LINE);
         let out = feed_all(&mut s, &[b"\xff\xfe caf\xc3\xa9\n"]);
-        assert_eq!(out[0].bytes, b"\xff\xfe caf\xc3\xa9");
+        assert_eq!(out.get(0).bytes, b"\xff\xfe caf\xc3\xa9");
     }
 
     #[test]
     fn long_lines_are_split_and_marked_never_dropped() {
         let mut s = LineSplitter::new(0, 4);
         let out = feed_all(&mut s, &[b"abcdefghij\nxy\n"]);
-        let got: Vec<(u64, &[u8], bool)> = out
-            .iter()
-            .map(|l| (l.offset, l.bytes.as_slice(), l.partial))
-            .collect();
+        let got: Vec<(u64, &[u8], bool)> =
+            out.iter().map(|l| (l.offset, l.bytes, l.partial)).collect();
         assert_eq!(
             got,
             vec![
@@ -173,5 +263,19 @@ mod tests {
         let chunks: Vec<&[u8]> = text.chunks(1).collect();
         let b = feed_all(&mut bytes, &chunks);
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn consecutive_lines_are_one_slice_as_in_the_file() {
+        let mut s = LineSplitter::new(0, 4);
+        // A line split over two reads, then an overlong one in pieces.
+        let out = feed_all(&mut s, &[b"one\ntw", b"o\n\nthree\nabcdefg\nz\n"]);
+        let follows: Vec<bool> = (1..out.len()).map(|i| out.follows(i)).collect();
+        // one, two, "", three (pieces "thre" + "e"), "abcd" + "efg", z
+        assert_eq!(out.len(), 8);
+        assert_eq!(follows, [true, true, false, false, false, false, true]);
+        assert_eq!(out.joined(0..3), b"one\ntwo\n");
+        assert_eq!(out.joined(6..8), b"efg\nz");
+        assert_eq!(out.joined(3..4), b"thre");
     }
 }

@@ -37,7 +37,7 @@ use crate::checkpoint::{self, Checkpoints, Verify};
 use crate::connections::Connections;
 use crate::durable::{Durable, Heard};
 use crate::follow::{Follow, Io};
-use crate::lines::Line;
+use crate::lines::{Line, Lines};
 use crate::status::StatusBoard;
 
 /// No byte from the server for this long (at least; three poll intervals
@@ -143,7 +143,7 @@ fn follow_loop(
     shutdown: &Shutdown,
 ) -> anyhow::Result<()> {
     let mut buf = vec![0u8; 64 * 1024];
-    let mut lines = Vec::new();
+    let mut lines = Lines::default();
     let mut pieces = Vec::new();
     let mut last_keepalive = Instant::now();
     let mut heard = Instant::now();
@@ -327,8 +327,6 @@ pub struct Outputs {
     pub durable: Durable,
     /// Per log: the next live sequence number of its topic.
     seq: HashMap<usize, u64>,
-    /// The body of a message of several lines, reused.
-    body: Vec<u8>,
 }
 
 impl Outputs {
@@ -342,7 +340,6 @@ impl Outputs {
             live,
             durable,
             seq: HashMap::new(),
-            body: Vec::new(),
         })
     }
 
@@ -357,7 +354,7 @@ impl Outputs {
         i: usize,
         log: &Log,
         (file_id, verify): (FileId, Verify),
-        lines: &[Line],
+        lines: &Lines,
         read_at: chrono::DateTime<Utc>,
         source: Source,
     ) -> anyhow::Result<()> {
@@ -381,27 +378,16 @@ impl Outputs {
             }
             .to_string();
             let seq = self.seq.entry(i).or_insert(0);
-            let mut rest = lines;
-            while let Some(first) = rest.first() {
-                let n = run_length(rest);
-                let json = serde_json::to_vec(&meta(first, *seq, n as u64))?;
-                let body: &[u8] = if n == 1 {
-                    &first.bytes
-                } else {
-                    self.body.clear();
-                    for (k, l) in rest[..n].iter().enumerate() {
-                        if k > 0 {
-                            self.body.push(b'\n');
-                        }
-                        self.body.extend_from_slice(&l.bytes);
-                    }
-                    &self.body
-                };
+            let mut k = 0;
+            while k < lines.len() {
+                let n = run_length(lines, k);
+                let json = serde_json::to_vec(&meta(&lines.get(k), *seq, n as u64))?;
+                let body = lines.joined(k..k + n);
                 let _ = self
                     .live
                     .send_multipart([topic.as_bytes(), &json[..], body], zmq::DONTWAIT);
                 *seq += n as u64;
-                rest = &rest[n..];
+                k += n;
             }
         }
         let json =
@@ -412,18 +398,12 @@ impl Outputs {
     }
 }
 
-/// How many lines from the start of `lines` go in one live message: complete
-/// lines, each starting right after the previous one's newline; a partial
-/// line alone.
-fn run_length(lines: &[Line]) -> usize {
+/// How many lines from line `from` of `lines` go in one live message:
+/// complete lines, each starting right after the previous one's newline; a
+/// partial line alone.
+fn run_length(lines: &Lines, from: usize) -> usize {
     let mut n = 1;
-    if lines[0].partial {
-        return n;
-    }
-    while let Some(l) = lines.get(n) {
-        if l.partial || l.offset != lines[n - 1].end() {
-            break;
-        }
+    while from + n < lines.len() && lines.follows(from + n) {
         n += 1;
     }
     n
