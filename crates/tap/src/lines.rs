@@ -150,19 +150,24 @@ impl LineSplitter {
         true
     }
 
-    /// Adds `data` and appends every completed line to `out`.
-    pub fn feed(&mut self, data: &[u8], out: &mut Lines) {
-        if self.buf.is_empty() {
-            // The usual case: lines straight from the read, the rest kept.
-            let used = self.cut(data, out);
-            self.buf.extend_from_slice(&data[used..]);
-        } else {
+    /// Adds `data` and appends every completed line to `out`. Only the
+    /// line pending from the last read is put together in `buf`; the lines
+    /// after it are cut from `data` itself and the unfinished rest kept.
+    pub fn feed(&mut self, mut data: &[u8], out: &mut Lines) {
+        if !self.buf.is_empty() {
+            // Up to and including the pending line's newline, if it came.
+            let upto = memchr::memchr(b'\n', data).map_or(data.len(), |i| i + 1);
             let mut buf = std::mem::take(&mut self.buf);
-            buf.extend_from_slice(data);
+            buf.extend_from_slice(&data[..upto]);
             let used = self.cut(&buf, out);
             buf.drain(..used);
             self.buf = buf;
+            data = &data[upto..];
+            // A newline ends every piece of the pending line: all cut.
+            debug_assert!(self.buf.is_empty() || data.is_empty());
         }
+        let used = self.cut(data, out);
+        self.buf.extend_from_slice(&data[used..]);
     }
 
     /// Cuts the complete lines (and pieces of overlong ones) off the front
