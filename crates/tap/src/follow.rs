@@ -762,10 +762,8 @@ impl Follow {
         let now = Instant::now();
         // The hold's clock runs only while the gap could otherwise be read:
         // not while the window is full or a failed catch-up waits.
-        let could_read = self.catchup.is_none()
-            && !durable.full()
-            && self.catchup_after.is_none_or(|t| now >= t)
-            && durable.gaps(i).next().is_some();
+        let could_read =
+            self.gap_waiting(durable, i) && self.catchup_after.is_none_or(|t| now >= t);
         if could_read && self.live_busy(now) {
             self.catchup_held.get_or_insert(now);
         } else {
@@ -924,10 +922,16 @@ impl Follow {
     /// The gap a catch-up reader should go over now, if any: none while one
     /// is open, while the window is full, or before [`Follow::catchup_at`].
     fn due_gap(&self, durable: &Durable, i: usize, now: Instant) -> Option<Gap> {
-        if self.catchup.is_some() || durable.full() || self.catchup_at(now) > now {
+        if !self.gap_waiting(durable, i) || self.catchup_at(now) > now {
             return None;
         }
         durable.gaps(i).min_by_key(|g| (g.file_id.ino, g.from))
+    }
+
+    /// Whether a gap waits for a catch-up that could be opened, timing
+    /// aside: none is open and the window has room.
+    fn gap_waiting(&self, durable: &Durable, i: usize) -> bool {
+        self.catchup.is_none() && !durable.full() && durable.gaps(i).next().is_some()
     }
 
     /// Whether the live reader is in a burst: it read bytes within
@@ -1052,8 +1056,7 @@ impl Follow {
         let full = durable.full();
         let finish = (!self.finishes.is_empty()).then(|| self.finish_after.unwrap_or(now));
         let reopen = self.current.is_none().then_some(self.reopen_at).flatten();
-        let gap = (self.catchup.is_none() && !full && durable.gaps(i).next().is_some())
-            .then(|| self.catchup_at(now));
+        let gap = self.gap_waiting(durable, i).then(|| self.catchup_at(now));
         self.readers(full)
             .filter_map(|r| r.next_due(now))
             .chain(reopen)
