@@ -59,10 +59,7 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
             child(
                 &format!("robust_ssh_tap {}", hosts.join(" ")),
                 "robust_ssh_tap",
-                hosts
-                    .iter()
-                    .flat_map(|h| ["--host".to_owned(), h.clone()])
-                    .collect(),
+                rill_tap::robust::host_args(hosts),
             )
         })
         .collect();

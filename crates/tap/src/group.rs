@@ -19,13 +19,9 @@ use std::time::{Duration, Instant};
 use rill_bus::{socket, Subscriber};
 use rill_config::Config;
 use rill_process::{Backoff, Shutdown};
-use rill_proto::Ping;
 use tracing::{error, info, info_span, warn};
 
-/// The longest wait between two attempts of one host.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// How long a ping verdict counts before the host is assumed up again.
-const PING_FRESH_FOR: Duration = Duration::from_secs(30);
+use crate::robust::{check_hosts, down_until, ping_of, MAX_BACKOFF};
 
 /// Follows `hosts`: one host as before (the tap ends with its connection
 /// and `robust_ssh_tap` restarts the process), several each on a thread
@@ -38,13 +34,7 @@ pub fn run(cfg: &Config, hosts: &[String], shutdown: &Shutdown) -> anyhow::Resul
     if let [host] = hosts {
         return crate::tap::run(cfg, host, shutdown);
     }
-    for host in hosts {
-        anyhow::ensure!(
-            cfg.hosts.contains_key(host),
-            "host {host:?} is not in {}",
-            cfg.file.display()
-        );
-    }
+    check_hosts(cfg, hosts)?;
     // A host's connection, sockets and ZeroMQ context take a dozen or two
     // descriptors: 64 hosts pass the usual soft limit of 1,024.
     rill_process::raise_file_limit();
@@ -125,12 +115,7 @@ fn wait_to_restart(
     let mut verdict: Option<(bool, Instant)> = None;
     while !shutdown.requested() {
         while let Some(msg) = pings.and_then(|p| p.recv(Duration::ZERO).ok().flatten()) {
-            let Some(ping) = msg
-                .frames
-                .first()
-                .and_then(|f| serde_json::from_slice::<Ping>(f).ok())
-                .filter(|p| p.host == host)
-            else {
+            let Some(ping) = ping_of(&msg).filter(|p| p.host == host) else {
                 continue;
             };
             if verdict.is_some_and(|(up, _)| up != ping.up) {
@@ -144,10 +129,7 @@ fn wait_to_restart(
             }
             verdict = Some((ping.up, Instant::now()));
         }
-        let down_until = match verdict {
-            Some((false, at)) if at.elapsed() < PING_FRESH_FOR => Some(at + PING_FRESH_FOR),
-            _ => None,
-        };
+        let down_until = down_until(verdict);
         let now = Instant::now();
         if down_until.is_none() && now >= due {
             return;

@@ -17,7 +17,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rill_bus::socket;
-use rill_bus::Subscriber;
+use rill_bus::{Message, Subscriber};
 use rill_config::Config;
 use rill_process::{sibling, sleep_until, stop_all, ChildExits, Shutdown, Supervised};
 use rill_proto::Ping;
@@ -25,28 +25,22 @@ use tracing::info;
 
 /// How long a ping verdict counts before we assume the host is up again.
 const PING_FRESH_FOR: Duration = Duration::from_secs(30);
+/// The longest wait between two starts of a tap (a process, or a grouped
+/// host's thread).
+pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 pub fn run(cfg: &Config, hosts: &[String], shutdown: &Shutdown) -> anyhow::Result<()> {
-    for host in hosts {
-        anyhow::ensure!(
-            cfg.hosts.contains_key(host),
-            "host {host:?} is not in {}",
-            cfg.file.display()
-        );
-    }
+    check_hosts(cfg, hosts)?;
     let exits = ChildExits::watch()?;
     let ctx = zmq::Context::new();
     let topics: Vec<String> = hosts.iter().map(|h| format!("ping/{h}")).collect();
     let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
     let pings = Subscriber::connect(&ctx, &cfg.streams_endpoint, &topics)?;
     let config_file = cfg.file.clone();
-    let host_args: Vec<String> = hosts
-        .iter()
-        .flat_map(|h| ["--host".to_owned(), h.clone()])
-        .collect();
+    let host_args = host_args(hosts);
     let mut tap = Supervised::new(
         format!("ssh_tap {}", hosts.join(" ")),
-        Duration::from_secs(30),
+        MAX_BACKOFF,
         move || {
             let mut c = Command::new(sibling("ssh_tap"));
             c.arg("--config").arg(&config_file).args(&host_args);
@@ -58,17 +52,9 @@ pub fn run(cfg: &Config, hosts: &[String], shutdown: &Shutdown) -> anyhow::Resul
     while !shutdown.requested() {
         exits.take();
         while let Some(msg) = pings.recv(Duration::ZERO)? {
-            let Some(ping) = msg
-                .frames
-                .first()
-                .and_then(|f| serde_json::from_slice::<Ping>(f).ok())
-            else {
+            let Some(ping) = ping_of(&msg).filter(|p| hosts.contains(&p.host)) else {
                 continue;
             };
-            // A subscription is a prefix: `ping/web01` also hears web010.
-            if !hosts.contains(&ping.host) {
-                continue;
-            }
             let host = ping.host.clone();
             if verdicts.get(&host).is_none_or(|&(up, _)| up != ping.up) {
                 info!(host, up = ping.up, "host reachability changed");
@@ -105,10 +91,44 @@ fn all_down_until(
 ) -> Option<Instant> {
     hosts
         .iter()
-        .map(|h| match verdicts.get(h) {
-            Some(&(false, at)) if at.elapsed() < PING_FRESH_FOR => Some(at + PING_FRESH_FOR),
-            _ => None,
-        })
+        .map(|h| down_until(verdicts.get(h).copied()))
         .min()
         .flatten()
+}
+
+/// Until when a host counts as down by its last ping verdict and when it
+/// came: a fresh "down" holds its restart; "up", stale or none do not.
+pub(crate) fn down_until(verdict: Option<(bool, Instant)>) -> Option<Instant> {
+    match verdict {
+        Some((false, at)) if at.elapsed() < PING_FRESH_FOR => Some(at + PING_FRESH_FOR),
+        _ => None,
+    }
+}
+
+/// The verdict a `ping/<host>` message carries.
+pub(crate) fn ping_of(msg: &Message) -> Option<Ping> {
+    msg.frames
+        .first()
+        .and_then(|f| serde_json::from_slice::<Ping>(f).ok())
+}
+
+/// Each of `hosts` must be in the config.
+pub(crate) fn check_hosts(cfg: &Config, hosts: &[String]) -> anyhow::Result<()> {
+    for host in hosts {
+        anyhow::ensure!(
+            cfg.hosts.contains_key(host),
+            "host {host:?} is not in {}",
+            cfg.file.display()
+        );
+    }
+    Ok(())
+}
+
+/// The command-line arguments naming `hosts` to `ssh_tap` or
+/// `robust_ssh_tap`: `--host` before each.
+pub fn host_args(hosts: &[String]) -> Vec<String> {
+    hosts
+        .iter()
+        .flat_map(|h| ["--host".to_owned(), h.clone()])
+        .collect()
 }
