@@ -46,18 +46,7 @@ fn logrotate<'a>(h: &'a OneHost, log: &str, how: &str) -> impl Fn() + 'a {
     )
     .unwrap();
     move || {
-        let out = Command::new("logrotate")
-            .arg("-f")
-            .arg("-s")
-            .arg(h.rill.dir.path().join("logrotate.state"))
-            .arg(&conf)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        logrotate_now(&h.rill.dir.path().join("logrotate.state"), &conf);
     }
 }
 

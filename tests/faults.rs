@@ -203,18 +203,7 @@ impl Run {
 
     /// logrotate -f; the writers reopen by name a moment later.
     fn rotate(&self) {
-        let out = Command::new("logrotate")
-            .arg("-f")
-            .arg("-s")
-            .arg(&self.logrotate_state)
-            .arg(&self.logrotate_conf)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "logrotate: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        logrotate_now(&self.logrotate_state, &self.logrotate_conf);
         std::thread::sleep(Duration::from_millis(300));
         for f in &self.files {
             f.writer.reopen.store(true, Ordering::SeqCst);

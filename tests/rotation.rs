@@ -129,18 +129,7 @@ fn run(host: Host, mode: Mode, crash: Crash) {
         rotated_away = before.clone();
         match &mode {
             Mode::Logrotate(_) => {
-                let out = Command::new("logrotate")
-                    .arg("-f")
-                    .arg("-s")
-                    .arg(&state)
-                    .arg(&conf)
-                    .output()
-                    .unwrap();
-                assert!(
-                    out.status.success(),
-                    "logrotate: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
+                logrotate_now(&state, &conf);
             }
             Mode::DeleteRecreate => std::fs::remove_file(&path).unwrap(),
         }

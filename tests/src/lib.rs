@@ -489,6 +489,23 @@ pub fn url_encode(s: &str) -> String {
         .collect()
 }
 
+/// `logrotate -f -s STATE CONF`: rotates now, whatever the conditions in
+/// CONF say; panics with logrotate's stderr if it fails.
+pub fn logrotate_now(state: &Path, conf: &Path) {
+    let out = Command::new("logrotate")
+        .arg("-f")
+        .arg("-s")
+        .arg(state)
+        .arg(conf)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "logrotate: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// PIDs of processes whose command line mentions `needle` (e.g. a config path).
 pub fn local_processes_mentioning(needle: &str) -> Vec<(u32, String)> {
     let mut found = Vec::new();
