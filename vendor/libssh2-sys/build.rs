@@ -30,6 +30,10 @@ fn main() {
     // can lead to having two copies of libssl loaded at once.
     // See https://github.com/alexcrichton/ssh2-rs/pull/88
     println!("cargo:rerun-if-env-changed=LIBSSH2_SYS_USE_PKG_CONFIG");
+    // Rill: the C sources are patched here; build them again when they
+    // change (a directory is checked file by file).
+    println!("cargo:rerun-if-changed=libssh2/src");
+    println!("cargo:rerun-if-changed=libssh2/include");
     if env::var("LIBSSH2_SYS_USE_PKG_CONFIG").is_ok() {
         if zlib_ng_compat {
             panic!(

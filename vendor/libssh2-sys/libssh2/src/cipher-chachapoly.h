@@ -27,6 +27,10 @@
 
 #ifdef LIBSSH2_OPENSSL
 #include <openssl/evp.h>
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+/* Rill: Poly1305 through OpenSSL's EVP_MAC (OpenSSL 3). */
+#define RILL_EVP_POLY1305 1
+#endif
 #endif
 
 struct chachapoly_ctx {
@@ -36,6 +40,11 @@ struct chachapoly_ctx {
        OpenSSH's cipher-chachapoly-libcrypto.c does; NULL: the portable
        code above. */
     EVP_CIPHER_CTX *main_evp;
+#endif
+#ifdef RILL_EVP_POLY1305
+    /* Rill: Poly1305 by OpenSSL's vectorised code, keyed again for each
+       packet; NULL: poly1305_auth. */
+    EVP_MAC_CTX *poly_evp;
 #endif
 };
 
