@@ -1,7 +1,8 @@
 //! A backlog read in one go (a file of 200,000 lines moved onto a followed
 //! path) reaches a subscriber that keeps up without a single line dropped:
 //! the live path drops for slow subscribers, not because a tap reads a
-//! burst faster than the proxy forwards it. Its own test binary, so no other
+//! burst faster than the proxy forwards it. And it comes in large messages,
+//! not one per SSH packet. Its own test binary, so no other
 //! test competes for the CPU with the subscriber.
 
 use std::io::Write;
@@ -58,6 +59,9 @@ fn a_burst_of_lines_reaches_a_subscriber_that_keeps_up_without_a_gap() {
     let mut bodies_in_order = true;
     let mut last_seq: Option<u64> = None;
     let mut gaps = 0u64;
+    // Body bytes in all, and in messages larger than one read of the tap
+    // (64 KiB) or SSH packet (32 KiB) could make.
+    let (mut bytes, mut in_large) = (0usize, 0usize);
     let deadline = Instant::now() + Duration::from_secs(120);
     while got < LINES && Instant::now() < deadline {
         if sub.poll(zmq::POLLIN, 1_000).unwrap() == 0 {
@@ -65,6 +69,10 @@ fn a_burst_of_lines_reaches_a_subscriber_that_keeps_up_without_a_gap() {
         }
         while let Ok(frames) = sub.recv_multipart(zmq::DONTWAIT) {
             let meta: LineMeta = serde_json::from_slice(&frames[1]).unwrap();
+            bytes += frames[2].len();
+            if frames[2].len() > 64 * 1024 {
+                in_large += frames[2].len();
+            }
             for (m, body) in meta.split(&frames[2]) {
                 if let Some(prev) = last_seq {
                     gaps += m.seq - prev - 1;
@@ -93,6 +101,10 @@ fn a_burst_of_lines_reaches_a_subscriber_that_keeps_up_without_a_gap() {
     assert_eq!(gaps, 0, "the live stream skipped {gaps} lines");
     assert_eq!(got, LINES, "{got} of {LINES} lines arrived");
     assert!(bodies_in_order, "lines arrived out of order");
+    assert!(
+        in_large * 2 > bytes,
+        "only {in_large} of {bytes} bytes of the backlog came in messages over 64 KiB"
+    );
     // And the index has them all too.
     let t = Instant::now();
     while h.rill.count("burst", &[]) != Some(LINES) {

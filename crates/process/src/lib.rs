@@ -166,6 +166,23 @@ pub fn poll_readable(fds: &[RawFd], timeout: Duration) {
     }
 }
 
+/// Waits until `fd` is readable, at most `timeout` (to the microsecond);
+/// whether it is.
+pub fn wait_readable(fd: RawFd, timeout: Duration) -> bool {
+    let mut item = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs().min(i32::MAX as u64) as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: ppoll(2) on one pollfd we own, no signal mask.
+    let n = unsafe { libc::ppoll(&mut item, 1, &ts, std::ptr::null()) };
+    n > 0 && item.revents & libc::POLLIN != 0
+}
+
 /// The longest a daemon loop that sleeps until its next event sleeps at
 /// once, should an event be missed.
 pub const LOOK_AT_LEAST_EVERY: Duration = Duration::from_secs(5);
@@ -436,6 +453,16 @@ pub fn describe(status: ExitStatus) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wait_readable_says_whether_bytes_came_within_the_time() {
+        use std::io::Write;
+        use std::os::unix::io::AsRawFd;
+        let (mut a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        assert!(!wait_readable(b.as_raw_fd(), Duration::from_micros(300)));
+        a.write_all(b"x").unwrap();
+        assert!(wait_readable(b.as_raw_fd(), Duration::from_secs(5)));
+    }
 
     #[test]
     fn backoff_doubles_to_max_and_resets_after_a_healthy_run() {

@@ -20,6 +20,7 @@
 //! file it replaced.
 
 use std::io::Read;
+use std::os::unix::io::RawFd;
 use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
@@ -64,7 +65,24 @@ pub struct Io<'a> {
     /// block. Reading any channel reads every packet waiting on its
     /// connection; after that only channels with queued data need a read.
     pub drained: &'a mut u32,
+    /// Connection N's socket, to wait on for a backlog's next packet.
+    pub sockets: &'a [RawFd],
 }
+
+/// A read at least this long is a full SSH packet (OpenSSH sends at most
+/// 32 KiB of channel data in one): the file is being read faster than it
+/// grows, a backlog, not a live tail.
+const BACKLOG_READ: usize = 16 * 1024;
+/// A backlog's lines go out in live messages of up to about this much
+/// rather than one per packet: every message wakes the tap's, the proxy's
+/// and each subscriber's threads, and at 32 KiB the live wire alone carries
+/// a third fewer lines per second than at 128 KiB (`rill-bench wire`; no
+/// gain beyond). It also bounds what a stream socket's 1,000-message
+/// high-water mark can hold.
+const BACKLOG_MESSAGE: usize = 128 * 1024;
+/// How long one pump waits, in all, for a backlog's next packets. A live
+/// tail's reads are short and never wait.
+const BACKLOG_WAIT: Duration = Duration::from_millis(2);
 
 /// The file a reader is reading, once its header arrived.
 struct Following {
@@ -225,6 +243,8 @@ impl Reader {
         if read {
             *io.drained |= conn;
         }
+        let mut waited = Duration::ZERO;
+        let mut failed = None;
         // Bounded per turn so one busy log cannot starve the others.
         for _ in 0..64 {
             if !read || self.eof || self.truncated {
@@ -239,28 +259,37 @@ impl Reader {
                 Ok(n) => {
                     self.last_data = Instant::now();
                     *io.heard = self.last_data;
-                    let data = io.buf[..n].to_vec();
-                    let rest = if self.following.is_none() {
-                        self.take_header(log, &data, io, i, current, &mut seen)?
-                    } else {
-                        &data[..]
-                    };
-                    if !rest.is_empty() {
-                        self.decode(log, rest, io, i, current, &mut seen)?;
-                    }
+                    // The read buffer is lent out while `io` is in use
+                    // (not copied: this is the tap's hot path).
+                    let buf = std::mem::take(&mut io.buf);
+                    let taken = self.take(log, &buf[..n], io, i, current, &mut seen);
+                    io.buf = buf;
+                    taken?;
                     // The read took the socket until it would block: with
-                    // nothing queued, another read would only hear EAGAIN.
-                    if !self.queued() {
+                    // nothing queued, another read would only hear EAGAIN;
+                    // in a backlog, the next packet is a moment away.
+                    if !self.queued() && !self.backlog_continues(n, io, &mut waited) {
                         break;
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(e) => return Err(anyhow!(e).context(format!("reading {} failed", log.path))),
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
             }
+        }
+        // What the reads gathered goes out, even before a failed read's
+        // error.
+        let source = self.source();
+        if let Some(f) = &mut self.following {
+            publish(log, f, io, i, current, source)?;
+        }
+        if let Some(e) = failed {
+            return Err(anyhow!(e).context(format!("reading {} failed", log.path)));
         }
         // A last line without its newline goes out, marked partial, once
         // the file has been quiet for a while.
-        let source = self.source();
         if !self.truncated && self.last_data.elapsed() >= self.settings.partial_line_after {
             if let Some(f) = &mut self.following {
                 if let Decoder::Stream(filter) = &mut f.decoder {
@@ -285,6 +314,50 @@ impl Reader {
         Ok(seen)
     }
 
+    /// After a read of `n` bytes that left nothing queued: whether to read
+    /// again, having waited (for at most what is left of
+    /// [`BACKLOG_WAIT`]) until the connection's socket has the next packet.
+    /// Only in a backlog (`n` a full packet) whose lines do not yet fill a
+    /// message.
+    fn backlog_continues(&self, n: usize, io: &Io, waited: &mut Duration) -> bool {
+        if self.catchup
+            || n < BACKLOG_READ
+            || io.lines.bytes() >= BACKLOG_MESSAGE
+            || *waited >= BACKLOG_WAIT
+        {
+            return false;
+        }
+        let Some(&fd) = io.sockets.get(self.conn) else {
+            return false;
+        };
+        let start = Instant::now();
+        let ready = rill_process::wait_readable(fd, BACKLOG_WAIT - *waited);
+        *waited += start.elapsed();
+        ready
+    }
+
+    /// What one read brought: the header, if it is still due, then file
+    /// bytes and control records.
+    fn take(
+        &mut self,
+        log: &Log,
+        data: &[u8],
+        io: &mut Io,
+        i: usize,
+        current: bool,
+        seen: &mut Seen,
+    ) -> anyhow::Result<()> {
+        let rest = if self.following.is_none() {
+            self.take_header(log, data, io, i, current, seen)?
+        } else {
+            data
+        };
+        if !rest.is_empty() {
+            self.decode(log, rest, io, i, current, seen)?;
+        }
+        Ok(())
+    }
+
     /// Decodes file bytes and control records and publishes the lines.
     fn decode(
         &mut self,
@@ -300,6 +373,7 @@ impl Reader {
             return Ok(());
         };
         io.pieces.clear();
+        let decoder_said = |pieces: &[Piece]| pieces.iter().any(|p| !matches!(p, Piece::Data(_)));
         match &mut f.decoder {
             Decoder::Stream(filter) => filter.feed(data, io.pieces),
             Decoder::Chunks(d) => {
@@ -310,6 +384,11 @@ impl Reader {
                     self.eof = true;
                 }
             }
+        }
+        // The lines so far go out under what was known when they were
+        // read, before a control record changes it.
+        if decoder_said(io.pieces) {
+            publish(log, f, io, i, current, source)?;
         }
         for piece in io.pieces.drain(..) {
             match piece {
@@ -342,7 +421,12 @@ impl Reader {
                 }
             }
         }
-        publish(log, f, io, i, current, source)
+        // A backlog's live lines gather into one message (see `pump`); a
+        // catch-up's go at once, as it stops at a full window.
+        if io.lines.bytes() >= BACKLOG_MESSAGE || self.catchup || self.truncated || self.eof {
+            publish(log, f, io, i, current, source)?;
+        }
+        Ok(())
     }
 
     fn read_stderr(&mut self, log: &Log, io: &mut Io, i: usize, current: bool, seen: &mut Seen) {

@@ -59,6 +59,13 @@ impl StreamFilter {
     }
 
     pub fn feed(&mut self, data: &[u8], out: &mut Vec<Piece>) {
+        if self.held.is_empty() && self.nonce.find(data).is_none() {
+            // Nearly every read: no message, nothing held. One copy.
+            let ready = data.len() - undecided_suffix(data);
+            push_data(out, data[..ready].to_vec());
+            self.held.extend_from_slice(&data[ready..]);
+            return;
+        }
         self.held.extend_from_slice(data);
         while let Some(at) = self.nonce.find(&self.held) {
             // The message starts at the last "tail: " before the nonce on
@@ -68,16 +75,16 @@ impl StreamFilter {
                 memmem::rfind(&self.held[line_start..at], TAIL).map(|i| line_start + i)
             else {
                 let end = at + self.nonce_len;
-                push_data(out, self.held.drain(..end).collect());
+                push_data(out, take_front(&mut self.held, end));
                 continue;
             };
             let Some(nl) = memchr::memchr(b'\n', &self.held[at..]).map(|i| at + i) else {
                 // The message is still arriving.
-                push_data(out, self.held.drain(..start).collect());
+                push_data(out, take_front(&mut self.held, start));
                 return;
             };
-            push_data(out, self.held.drain(..start).collect());
-            let message: Vec<u8> = self.held.drain(..=nl - start).collect();
+            push_data(out, take_front(&mut self.held, start));
+            let message = take_front(&mut self.held, nl - start + 1);
             let text = String::from_utf8_lossy(&message).trim_end().to_owned();
             out.push(if text.ends_with(": file truncated") {
                 Piece::Control(Control::Truncated)
@@ -85,24 +92,8 @@ impl StreamFilter {
                 Piece::TailSaid(text)
             });
         }
-        let keep = self.undecided_suffix();
-        let ready = self.held.len() - keep;
-        push_data(out, self.held.drain(..ready).collect());
-    }
-
-    /// How many trailing bytes could still turn out to begin a message:
-    /// from a `tail: ` after the last newline on, or a trailing piece of
-    /// `tail: ` itself.
-    fn undecided_suffix(&self) -> usize {
-        let h = &self.held;
-        let line_start = memchr::memrchr(b'\n', h).map_or(0, |i| i + 1);
-        if let Some(i) = memmem::rfind(&h[line_start..], TAIL) {
-            return h.len() - (line_start + i);
-        }
-        (1..TAIL.len())
-            .rev()
-            .find(|&k| h.len() >= k && h.ends_with(&TAIL[..k]))
-            .unwrap_or(0)
+        let ready = self.held.len() - undecided_suffix(&self.held);
+        push_data(out, take_front(&mut self.held, ready));
     }
 
     /// Hands out held bytes as data (the file has been quiet: they were
@@ -110,6 +101,28 @@ impl StreamFilter {
     pub fn flush(&mut self, out: &mut Vec<Piece>) {
         push_data(out, std::mem::take(&mut self.held));
     }
+}
+
+/// How many trailing bytes of `h` could still turn out to begin a
+/// message: from a `tail: ` after the last newline on, or a trailing piece
+/// of `tail: ` itself.
+fn undecided_suffix(h: &[u8]) -> usize {
+    let line_start = memchr::memrchr(b'\n', h).map_or(0, |i| i + 1);
+    if let Some(i) = memmem::rfind(&h[line_start..], TAIL) {
+        return h.len() - (line_start + i);
+    }
+    (1..TAIL.len())
+        .rev()
+        .find(|&k| h.len() >= k && h.ends_with(&TAIL[..k]))
+        .unwrap_or(0)
+}
+
+/// The first `n` bytes of `v`, leaving the rest: the rest is copied (it is
+/// the short part, what may still be a message), the front keeps the
+/// allocation.
+fn take_front(v: &mut Vec<u8>, n: usize) -> Vec<u8> {
+    let rest = v.split_off(n);
+    std::mem::replace(v, rest)
 }
 
 fn push_data(out: &mut Vec<Piece>, bytes: Vec<u8>) {

@@ -53,6 +53,11 @@ impl Lines {
         self.items.is_empty()
     }
 
+    /// The bytes the lines take, newlines included.
+    pub fn bytes(&self) -> usize {
+        self.data.len()
+    }
+
     pub fn clear(&mut self) {
         self.data.clear();
         self.items.clear();

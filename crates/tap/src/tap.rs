@@ -169,6 +169,7 @@ fn follow_loop(
             saver.last = Instant::now() - SAVE_EVERY;
         }
         let mut drained = 0u32;
+        let sockets = conns.fds();
         let mut io = Io {
             heard: &mut heard,
             buf: &mut buf,
@@ -178,6 +179,7 @@ fn follow_loop(
             board: &mut *board,
             shutdown,
             drained: &mut drained,
+            sockets: &sockets,
         };
         for (i, f) in follows.iter_mut().enumerate() {
             if let Err(e) = f.open_due(conns, io.board, &io.out.durable, i) {

@@ -314,6 +314,7 @@ fn through_rill(
     let mut first: Option<(Instant, u64)> = None;
     let mut last = Instant::now();
     let mut dropped = 0u64;
+    let mut messages = 0u64;
     let mut next_seq: Option<u64> = None;
     let deadline = Instant::now() + Duration::from_secs(600);
     while got < lines && Instant::now() < deadline {
@@ -332,6 +333,7 @@ fn through_rill(
             let meta = frames.get(1).map_or(&[][..], |m| &m[..]);
             let n = crate::workload::number_in(meta, "lines").unwrap_or(1);
             got += n;
+            messages += 1;
             if let Some(seq) = crate::workload::number_in(meta, "seq") {
                 if let Some(want) = next_seq {
                     dropped += seq.saturating_sub(want);
@@ -345,6 +347,11 @@ fn through_rill(
     if got < lines {
         eprintln!("rill: {got} of {lines} lines arrived ({dropped} dropped by the live stream)");
     }
+    println!(
+        "  rill: {messages} messages, {:.0} lines and {:.1} KiB each",
+        got as f64 / messages.max(1) as f64,
+        (bytes * got / lines) as f64 / messages.max(1) as f64 / 1024.0
+    );
     Ok(Reading {
         name: "rill (ssh_tap -> subscriber)",
         seconds: last.duration_since(first).as_secs_f64().max(1e-3),
