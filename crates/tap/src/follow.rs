@@ -70,19 +70,28 @@ pub struct Io<'a> {
 }
 
 /// A read at least this long is a full SSH packet (OpenSSH sends at most
-/// 32 KiB of channel data in one): the file is being read faster than it
-/// grows, a backlog, not a live tail.
+/// [`PACKET`] of channel data in one): the file is being read faster than
+/// it grows, a backlog, not a live tail.
 const BACKLOG_READ: usize = 16 * 1024;
-/// A backlog's lines go out in live messages of up to about this much
-/// rather than one per packet: every message wakes the tap's, the proxy's
-/// and each subscriber's threads, and at 32 KiB the live wire alone carries
-/// a third fewer lines per second than at 128 KiB (`rill-bench wire`; no
-/// gain beyond). It also bounds what a stream socket's 1,000-message
-/// high-water mark can hold.
+/// The most channel data OpenSSH puts in one packet.
+const PACKET: usize = 32 * 1024;
+/// A backlog's lines go out in live messages of up to this much (plus
+/// the rest of a line the previous read ended in) rather than one per
+/// packet: every message wakes the tap's, the proxy's and each
+/// subscriber's threads, and at 32 KiB the live wire alone carries a third
+/// fewer lines per second than at 96–128 KiB (`rill-bench wire`; no gain
+/// beyond). Reads are cut to the room left, and the lines go out once
+/// another packet would not fit: a message holds 96–128 KiB.
 const BACKLOG_MESSAGE: usize = 128 * 1024;
 /// How long one pump waits, in all, for a backlog's next packets. A live
 /// tail's reads are short and never wait.
 const BACKLOG_WAIT: Duration = Duration::from_millis(2);
+
+/// Whether a backlog's lines fill a live message: another packet would
+/// not fit.
+fn batch_full(lines: &Lines) -> bool {
+    lines.bytes() + PACKET > BACKLOG_MESSAGE
+}
 
 /// The file a reader is reading, once its header arrived.
 struct Following {
@@ -254,7 +263,9 @@ impl Reader {
             if self.catchup && io.out.durable.full() {
                 break;
             }
-            match self.channel.read(io.buf) {
+            let room = BACKLOG_MESSAGE.saturating_sub(io.lines.bytes()).max(PACKET);
+            let want = io.buf.len().min(room);
+            match self.channel.read(&mut io.buf[..want]) {
                 Ok(0) => break,
                 Ok(n) => {
                     self.last_data = Instant::now();
@@ -320,11 +331,7 @@ impl Reader {
     /// Only in a backlog (`n` a full packet) whose lines do not yet fill a
     /// message.
     fn backlog_continues(&self, n: usize, io: &Io, waited: &mut Duration) -> bool {
-        if self.catchup
-            || n < BACKLOG_READ
-            || io.lines.bytes() >= BACKLOG_MESSAGE
-            || *waited >= BACKLOG_WAIT
-        {
+        if self.catchup || n < BACKLOG_READ || batch_full(io.lines) || *waited >= BACKLOG_WAIT {
             return false;
         }
         let Some(&fd) = io.sockets.get(self.conn) else {
@@ -423,7 +430,7 @@ impl Reader {
         }
         // A backlog's live lines gather into one message (see `pump`); a
         // catch-up's go at once, as it stops at a full window.
-        if io.lines.bytes() >= BACKLOG_MESSAGE || self.catchup || self.truncated || self.eof {
+        if batch_full(io.lines) || self.catchup || self.truncated || self.eof {
             publish(log, f, io, i, current, source)?;
         }
         Ok(())

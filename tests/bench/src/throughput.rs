@@ -37,6 +37,8 @@ pub struct Reading {
     /// Busy CPU time of the whole machine while it ran (every process, the
     /// server's side included), in seconds.
     pub cpu: f64,
+    /// Messages the lines came in, for a reader that gets messages.
+    pub messages: Option<u64>,
 }
 
 impl Reading {
@@ -87,6 +89,13 @@ fn print_round(round: &[Reading]) {
     let [cat, tail, libssh2, rill] = round else {
         return;
     };
+    if let Some(m) = rill.messages {
+        println!(
+            "  rill: {m} messages, {:.0} lines and {:.1} KiB each",
+            rill.lines as f64 / m.max(1) as f64,
+            rill.bytes as f64 / m.max(1) as f64 / 1024.0
+        );
+    }
     println!(
         "  rill / ssh cat = {:.0} %, rill / ssh tail -F = {:.0} %",
         100.0 * rill.lines_per_s() / cat.lines_per_s(),
@@ -250,6 +259,7 @@ impl Counted {
             lines,
             bytes,
             cpu: self.last_busy.saturating_sub(first_busy) as f64 / procs::TICKS,
+            messages: None,
         })
     }
 }
@@ -347,16 +357,12 @@ fn through_rill(
     if got < lines {
         eprintln!("rill: {got} of {lines} lines arrived ({dropped} dropped by the live stream)");
     }
-    println!(
-        "  rill: {messages} messages, {:.0} lines and {:.1} KiB each",
-        got as f64 / messages.max(1) as f64,
-        (bytes * got / lines) as f64 / messages.max(1) as f64 / 1024.0
-    );
     Ok(Reading {
         name: "rill (ssh_tap -> subscriber)",
         seconds: last.duration_since(first).as_secs_f64().max(1e-3),
         lines: got,
         bytes: bytes * got / lines,
         cpu: last_busy.saturating_sub(first_busy) as f64 / procs::TICKS,
+        messages: Some(messages),
     })
 }
