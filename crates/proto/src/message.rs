@@ -72,8 +72,8 @@ impl<'de> Deserialize<'de> for FileId {
 /// Frame 2 of a `line/<host>/<log>` message. Frame 3 holds the line's raw bytes
 /// without its newline (not necessarily UTF-8) or, when `lines` is more than
 /// 1, that many consecutive lines of the file joined by `\n` (no newline
-/// after the last): a tap sends the complete lines of one read as one
-/// message. [`LineMeta::split`] gives each line with its own meta.
+/// after the last): a tap sends the complete lines of one read, or of a
+/// backlog's 96–128 KiB, as one message. [`LineMeta::split`] gives each line with its own meta.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LineMeta {
     pub host: String,

@@ -345,7 +345,8 @@ impl Outputs {
         })
     }
 
-    /// Publishes lines of log number `i`, read in one go from one file: a
+    /// Publishes lines of log number `i`, read in one go (one read, or a
+    /// backlog's several) from one file: a
     /// live reader's on their live topic (never blocks; a full subscriber
     /// queue drops), one message for each run of consecutive complete lines
     /// (a line sent partial goes alone); and offers every line to the
