@@ -365,7 +365,10 @@ impl Reader {
         Ok(())
     }
 
-    /// Decodes file bytes and control records and publishes the lines.
+    /// Decodes file bytes and control records into lines. They go out
+    /// here when they fill a backlog's message, before a control record,
+    /// and always for a catch-up or an ended reader; else at the end of
+    /// [`Reader::pump`].
     fn decode(
         &mut self,
         log: &Log,
