@@ -18,8 +18,9 @@ mod sessions;
 mod validate;
 
 pub use model::{
-    Auth, Config, Host, IndexSettings, KnownHostsPolicy, Log, Multiline, MultilineRule, ParserSpec,
-    RegexTimestamp, SearchSettings, Secret, SecretError, TapSettings,
+    Auth, Config, Host, HostsPerProcess, IndexSettings, KnownHostsPolicy, Log, Multiline,
+    MultilineRule, ParserSpec, RegexTimestamp, SearchSettings, Secret, SecretError, TapSettings,
+    AUTO_PROCESSES,
 };
 pub use sessions::{is_local_endpoint, Cidr, Credentials, SessionSettings, PUBLISH_SUFFIX_LEN};
 pub use validate::parse_duration;

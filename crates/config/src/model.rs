@@ -46,10 +46,32 @@ pub struct TapSettings {
     /// until the parser catches up, and the files on the server wait.
     pub max_unacked_lines: usize,
     /// Hosts followed by one `ssh_tap` process, each on a thread of its own
-    /// that is restarted by itself (default 1: a process per host). More
-    /// save memory on large fleets; a crash of the process restarts all of
-    /// them.
-    pub hosts_per_process: usize,
+    /// that is restarted by itself (default [`HostsPerProcess::Auto`]).
+    /// More save memory on large fleets; a crash of the process restarts
+    /// all of them.
+    pub hosts_per_process: HostsPerProcess,
+}
+
+/// How many hosts one `ssh_tap` process follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostsPerProcess {
+    /// One process per host up to [`AUTO_PROCESSES`] hosts; beyond, the
+    /// hosts are spread over that many processes.
+    Auto,
+    Fixed(usize),
+}
+
+/// The most `ssh_tap` processes [`HostsPerProcess::Auto`] starts.
+pub const AUTO_PROCESSES: usize = 16;
+
+impl HostsPerProcess {
+    /// Hosts per process for a fleet of `hosts`.
+    pub fn for_fleet(self, hosts: usize) -> usize {
+        match self {
+            HostsPerProcess::Auto => hosts.div_ceil(AUTO_PROCESSES).max(1),
+            HostsPerProcess::Fixed(n) => n.max(1),
+        }
+    }
 }
 
 impl Default for TapSettings {
@@ -60,7 +82,7 @@ impl Default for TapSettings {
             max_line_bytes: 1 << 20,
             partial_line_after: std::time::Duration::from_secs(5),
             max_unacked_lines: 20_000,
-            hosts_per_process: 1,
+            hosts_per_process: HostsPerProcess::Auto,
         }
     }
 }
@@ -279,7 +301,7 @@ impl Config {
     pub fn tap_groups(&self) -> Vec<Vec<String>> {
         let names: Vec<String> = self.hosts.keys().cloned().collect();
         names
-            .chunks(self.tap.hosts_per_process.max(1))
+            .chunks(self.tap.hosts_per_process.for_fleet(names.len()))
             .map(<[String]>::to_vec)
             .collect()
     }

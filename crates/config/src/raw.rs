@@ -36,7 +36,15 @@ pub struct RawTap {
     pub max_line_bytes: Option<u64>,
     pub partial_line_after: Option<String>,
     pub max_unacked_lines: Option<u64>,
-    pub hosts_per_process: Option<u64>,
+    pub hosts_per_process: Option<RawHostsPerProcess>,
+}
+
+/// `tap.hosts_per_process`: a number or `auto`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawHostsPerProcess {
+    Number(i64),
+    Word(String),
 }
 
 #[derive(Debug, Default, Deserialize)]

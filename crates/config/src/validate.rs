@@ -8,10 +8,12 @@ use rill_proto::valid_name;
 use std::time::Duration;
 
 use crate::model::{
-    Auth, Config, Host, IndexSettings, Log, Multiline, MultilineRule, ParserSpec, RegexTimestamp,
-    SearchSettings, Secret, TapSettings,
+    Auth, Config, Host, HostsPerProcess, IndexSettings, Log, Multiline, MultilineRule, ParserSpec,
+    RegexTimestamp, SearchSettings, Secret, TapSettings,
 };
-use crate::raw::{HostSelection, ParserName, RawAuth, RawConfig, RawMultiline, RawParser};
+use crate::raw::{
+    HostSelection, ParserName, RawAuth, RawConfig, RawHostsPerProcess, RawMultiline, RawParser,
+};
 use crate::{ConfigError, DEFAULT_STREAMS_ENDPOINT};
 
 /// Whether to check what the config refers to on this machine (key files,
@@ -87,13 +89,24 @@ pub fn validate(file: &Path, raw: RawConfig, env: Environment) -> Result<Config,
             tap.max_unacked_lines = v as usize;
         }
         if let Some(v) = t.hosts_per_process {
-            if !(1..=256).contains(&v) {
-                return Err(err(
-                    "tap.hosts_per_process",
-                    format!("expected between 1 and 256, got {v}"),
-                ));
-            }
-            tap.hosts_per_process = v as usize;
+            tap.hosts_per_process = match v {
+                RawHostsPerProcess::Number(n) if (1..=256).contains(&n) => {
+                    HostsPerProcess::Fixed(n as usize)
+                }
+                RawHostsPerProcess::Word(w) if w == "auto" => HostsPerProcess::Auto,
+                RawHostsPerProcess::Number(n) => {
+                    return Err(err(
+                        "tap.hosts_per_process",
+                        format!("expected between 1 and 256, or auto, got {n}"),
+                    ))
+                }
+                RawHostsPerProcess::Word(w) => {
+                    return Err(err(
+                        "tap.hosts_per_process",
+                        format!("expected between 1 and 256, or auto, got {w:?}"),
+                    ))
+                }
+            };
         }
     }
 

@@ -203,3 +203,38 @@ fn reference_config_shows_every_parser_option_multiline_retention_and_search() {
         }
     ));
 }
+
+/// A fleet of `n` hosts with `tap` as the config's tap section.
+fn fleet(n: usize, tap: &str) -> Config {
+    let mut yaml = format!("{tap}hosts:\n");
+    for i in 0..n {
+        yaml += &format!("  h{i:03}: {{address: a, user: u, auth: {{agent: true}}}}\n");
+    }
+    yaml += "logs: {x: {path: /x, hosts: all}}\n";
+    Config::from_yaml_unchecked(Path::new("fleet.yaml"), &yaml).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn hosts_per_process_auto_gives_a_process_per_host_up_to_16_then_spreads_them() {
+    let sizes = |c: &Config| c.tap_groups().iter().map(Vec::len).collect::<Vec<_>>();
+    // The default is auto.
+    assert_eq!(sizes(&fleet(5, "")), vec![1; 5]);
+    assert_eq!(
+        sizes(&fleet(16, "tap: {hosts_per_process: auto}\n")),
+        vec![1; 16]
+    );
+    assert_eq!(sizes(&fleet(17, "")), [vec![2; 8], vec![1]].concat());
+    let big = sizes(&fleet(200, ""));
+    assert_eq!(big.len(), 16, "{big:?}");
+    assert!(big.iter().all(|&n| n == 13 || n == 5), "{big:?}");
+    assert_eq!(big.iter().sum::<usize>(), 200);
+    // A number is taken as it is.
+    assert_eq!(
+        sizes(&fleet(200, "tap: {hosts_per_process: 1}\n")).len(),
+        200
+    );
+    assert_eq!(
+        sizes(&fleet(5, "tap: {hosts_per_process: 2}\n")),
+        vec![2, 2, 1]
+    );
+}

@@ -39,9 +39,10 @@ pub struct Args {
     #[arg(long, default_value = "20ms")]
     pub stream_poll: String,
     /// The config's `tap.hosts_per_process`: hosts followed by one ssh_tap
-    /// process, each on a thread of its own.
-    #[arg(long, default_value_t = 1)]
-    pub hosts_per_process: usize,
+    /// process, each on a thread of its own (a number, or `auto`, the
+    /// default).
+    #[arg(long, default_value = "auto")]
+    pub hosts_per_process: String,
     /// The niceness of the simulated servers (each sshd and all it forks).
     /// They stand for other machines: on a saturated box they should wait,
     /// not the collector and the subscriber being measured. 0 to compete.
