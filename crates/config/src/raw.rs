@@ -47,6 +47,16 @@ pub enum RawHostsPerProcess {
     Word(String),
 }
 
+impl std::fmt::Display for RawHostsPerProcess {
+    /// As an error message quotes it: a number bare, a word in quotes.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RawHostsPerProcess::Number(n) => write!(f, "{n}"),
+            RawHostsPerProcess::Word(w) => write!(f, "{w:?}"),
+        }
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawIndex {

@@ -94,16 +94,10 @@ pub fn validate(file: &Path, raw: RawConfig, env: Environment) -> Result<Config,
                     HostsPerProcess::Fixed(n as usize)
                 }
                 RawHostsPerProcess::Word(w) if w == "auto" => HostsPerProcess::Auto,
-                RawHostsPerProcess::Number(n) => {
+                other => {
                     return Err(err(
                         "tap.hosts_per_process",
-                        format!("expected between 1 and 256, or auto, got {n}"),
-                    ))
-                }
-                RawHostsPerProcess::Word(w) => {
-                    return Err(err(
-                        "tap.hosts_per_process",
-                        format!("expected between 1 and 256, or auto, got {w:?}"),
+                        format!("expected between 1 and 256, or auto, got {other}"),
                     ))
                 }
             };

@@ -151,6 +151,19 @@ impl Shutdown {
 /// wait never becomes a busy 0) for one of `fds` to be readable, or a
 /// signal.
 pub fn poll_readable(fds: &[RawFd], timeout: Duration) {
+    let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as u64;
+    readable(fds, Duration::from_millis(ms));
+}
+
+/// Waits until `fd` is readable, at most `timeout` (to the microsecond);
+/// whether it is.
+pub fn wait_readable(fd: RawFd, timeout: Duration) -> bool {
+    readable(&[fd], timeout)
+}
+
+/// Waits up to `timeout` for one of `fds` to be readable, or a signal;
+/// whether one is.
+fn readable(fds: &[RawFd], timeout: Duration) -> bool {
     let mut items: Vec<libc::pollfd> = fds
         .iter()
         .map(|&fd| libc::pollfd {
@@ -159,28 +172,21 @@ pub fn poll_readable(fds: &[RawFd], timeout: Duration) {
             revents: 0,
         })
         .collect();
-    let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
-    // SAFETY: poll(2) on an array we own, of the length we pass.
-    unsafe {
-        libc::poll(items.as_mut_ptr(), items.len() as libc::nfds_t, ms);
-    }
-}
-
-/// Waits until `fd` is readable, at most `timeout` (to the microsecond);
-/// whether it is.
-pub fn wait_readable(fd: RawFd, timeout: Duration) -> bool {
-    let mut item = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
     let ts = libc::timespec {
         tv_sec: timeout.as_secs().min(i32::MAX as u64) as libc::time_t,
         tv_nsec: timeout.subsec_nanos() as libc::c_long,
     };
-    // SAFETY: ppoll(2) on one pollfd we own, no signal mask.
-    let n = unsafe { libc::ppoll(&mut item, 1, &ts, std::ptr::null()) };
-    n > 0 && item.revents & libc::POLLIN != 0
+    // SAFETY: ppoll(2) on an array we own, of the length we pass; no
+    // signal mask.
+    let n = unsafe {
+        libc::ppoll(
+            items.as_mut_ptr(),
+            items.len() as libc::nfds_t,
+            &ts,
+            std::ptr::null(),
+        )
+    };
+    n > 0 && items.iter().any(|i| i.revents & libc::POLLIN != 0)
 }
 
 /// The longest a daemon loop that sleeps until its next event sleeps at
