@@ -132,7 +132,10 @@ fn pid_of(h: &OneHost, bin: &str) -> u32 {
 fn thread_niceness(pid: u32) -> Vec<i32> {
     let mut out = Vec::new();
     for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
-        let stat = std::fs::read_to_string(task.unwrap().path().join("stat")).unwrap();
+        // A thread that ended since the listing has no niceness left.
+        let Ok(stat) = std::fs::read_to_string(task.unwrap().path().join("stat")) else {
+            continue;
+        };
         // Field 19; the fields after the command's closing parenthesis
         // start at field 3.
         let rest = &stat[stat.rfind(')').unwrap() + 2..];
