@@ -185,12 +185,14 @@ impl Run {
             let got = wait_for(Duration::from_secs(180), || {
                 self.count(host, log).filter(|&c| c as usize >= n)
             });
+            // The findings go last: CI shows the end of a long message.
             assert!(
                 got.is_some(),
-                "{fault}: {host}/{log} never caught up to {n} lines (has {:?}); status {:?}\nlog:\n{}",
+                "log:\n{}\n{fault}: {host}/{log} never caught up to {n} lines (has {:?})\n{}\nstatus of the logs: {}",
+                tail_of(&self.rill.log(), 60),
                 self.count(host, log),
-                self.rill.status(),
-                tail_of(&self.rill.log(), 80)
+                self.what_the_index_has(),
+                self.log_status()
             );
         }
         let took = t.elapsed();
@@ -199,6 +201,84 @@ impl Run {
         );
         self.heals.push((fault.to_owned(), took));
         took
+    }
+
+    /// Every hit of `host`/`log`: its line number, file and offset.
+    fn hits(&self, host: &str, log: &str) -> Vec<(usize, String, u64)> {
+        let out = self.rill.rill(&[
+            "search", "--json", "--host", host, "--log", log, "--limit", "1000000", "*",
+        ]);
+        assert!(out.status.success(), "rill search failed: {out:?}");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| {
+                let hit: Value = serde_json::from_str(l).unwrap();
+                let body = hit["body"].as_str().unwrap();
+                let k: usize = body[2..9].parse().unwrap();
+                assert_eq!(format!("{body}\n"), line(k));
+                let file = hit["file_id"].as_str().unwrap_or("?").to_owned();
+                (k, file, hit["offset"].as_u64().unwrap_or(0))
+            })
+            .collect()
+    }
+
+    /// For a failed heal: per file written, the numbers missing from the
+    /// index (as ranges, with the hit before each) and those held twice.
+    fn what_the_index_has(&self) -> String {
+        let mut out = String::new();
+        for f in &self.files {
+            let hits = self.hits(f.host, f.log);
+            let mut at: BTreeMap<usize, Vec<(String, u64)>> = BTreeMap::new();
+            for (k, file, offset) in hits {
+                at.entry(k).or_default().push((file, offset));
+            }
+            let written = f.writer.written();
+            let twice: Vec<_> = at.iter().filter(|(_, v)| v.len() > 1).take(5).collect();
+            let mut gaps = Vec::new();
+            let mut k = 0;
+            while k < written {
+                if at.contains_key(&k) {
+                    k += 1;
+                    continue;
+                }
+                let from = k;
+                while k < written && !at.contains_key(&k) {
+                    k += 1;
+                }
+                let before = from
+                    .checked_sub(1)
+                    .and_then(|b| at.get(&b))
+                    .map(|v| v[0].clone());
+                gaps.push(format!("{from}..{k} (after {before:?})"));
+            }
+            out.push_str(&format!(
+                "{}/{}: {written} written, {} distinct indexed; missing {} ranges: {:?}; twice (first 5): {twice:?}\n",
+                f.host,
+                f.log,
+                at.len(),
+                gaps.len(),
+                &gaps[..gaps.len().min(8)]
+            ));
+        }
+        out
+    }
+
+    /// Each log's entry in `rill status`, without the noise.
+    fn log_status(&self) -> String {
+        let Some(s) = self.rill.status() else {
+            return "(no status)".into();
+        };
+        let mut out = String::new();
+        for h in s["hosts"].as_array().into_iter().flatten() {
+            out.push_str(&format!(
+                "\n{}: connected {} unconfirmed_lines {}",
+                h["host"], h["connected"], h["unconfirmed_lines"]
+            ));
+            for l in h["logs"].as_array().into_iter().flatten() {
+                out.push_str(&format!("\n  {l}"));
+            }
+        }
+        out
     }
 
     /// logrotate -f; the writers reopen by name a moment later.
@@ -503,16 +583,8 @@ fn one_fault_after_another_and_the_index_still_holds_every_line_once() {
     }
     run.heal("the end");
     for (host, log, n) in totals {
-        let out = run.rill.rill(&[
-            "search", "--json", "--host", host, "--log", log, "--limit", "1000000", "*",
-        ]);
-        assert!(out.status.success());
         let mut seen = BTreeSet::new();
-        for l in String::from_utf8_lossy(&out.stdout).lines() {
-            let hit: Value = serde_json::from_str(l).unwrap();
-            let body = hit["body"].as_str().unwrap();
-            let k: usize = body[2..9].parse().unwrap();
-            assert_eq!(format!("{body}\n"), line(k));
+        for (k, _, _) in run.hits(host, log) {
             assert!(seen.insert(k), "{host}/{log}: line {k} twice");
         }
         assert_eq!(seen.len(), n, "{host}/{log}: every line written, once");

@@ -200,7 +200,10 @@ impl Rill {
             .arg("--config")
             .arg(&self.config)
             .envs(self.env.iter().cloned())
-            .env("RUST_LOG", "info,tantivy=warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("RILL_E2E_RUST_LOG").unwrap_or_else(|_| "info,tantivy=warn".into()),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
