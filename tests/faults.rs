@@ -203,21 +203,22 @@ impl Run {
         took
     }
 
-    /// Every hit of `host`/`log`: its line number, file and offset.
-    fn hits(&self, host: &str, log: &str) -> Vec<(usize, String, u64)> {
+    /// Every hit of `host`/`log`: its body, file and offset; the search's
+    /// error if it failed.
+    fn hits(&self, host: &str, log: &str) -> Result<Vec<(String, String, u64)>, String> {
         let out = self.rill.rill(&[
             "search", "--json", "--host", host, "--log", log, "--limit", "1000000", "*",
         ]);
-        assert!(out.status.success(), "rill search failed: {out:?}");
+        if !out.status.success() {
+            return Err(format!("rill search failed: {out:?}"));
+        }
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .map(|l| {
-                let hit: Value = serde_json::from_str(l).unwrap();
-                let body = hit["body"].as_str().unwrap();
-                let k: usize = body[2..9].parse().unwrap();
-                assert_eq!(format!("{body}\n"), line(k));
+                let hit: Value = serde_json::from_str(l).map_err(|e| format!("{e}: {l}"))?;
+                let body = hit["body"].as_str().unwrap_or_default().to_owned();
                 let file = hit["file_id"].as_str().unwrap_or("?").to_owned();
-                (k, file, hit["offset"].as_u64().unwrap_or(0))
+                Ok((body, file, hit["offset"].as_u64().unwrap_or(0)))
             })
             .collect()
     }
@@ -227,10 +228,20 @@ impl Run {
     fn what_the_index_has(&self) -> String {
         let mut out = String::new();
         for f in &self.files {
-            let hits = self.hits(f.host, f.log);
+            let hits = match self.hits(f.host, f.log) {
+                Ok(hits) => hits,
+                Err(e) => {
+                    out.push_str(&format!("{}/{}: {e}\n", f.host, f.log));
+                    continue;
+                }
+            };
             let mut at: BTreeMap<usize, Vec<(String, u64)>> = BTreeMap::new();
-            for (k, file, offset) in hits {
-                at.entry(k).or_default().push((file, offset));
+            let mut odd = Vec::new();
+            for (body, file, offset) in hits {
+                match number(&body) {
+                    Some(k) => at.entry(k).or_default().push((file, offset)),
+                    None => odd.push((body, file, offset)),
+                }
             }
             let written = f.writer.written();
             let twice: Vec<_> = at.iter().filter(|(_, v)| v.len() > 1).take(5).collect();
@@ -252,12 +263,13 @@ impl Run {
                 gaps.push(format!("{from}..{k} (after {before:?})"));
             }
             out.push_str(&format!(
-                "{}/{}: {written} written, {} distinct indexed; missing {} ranges: {:?}; twice (first 5): {twice:?}\n",
+                "{}/{}: {written} written, {} distinct indexed; missing {} ranges: {:?}; twice (first 5): {twice:?}; not a whole line (first 5): {:?}\n",
                 f.host,
                 f.log,
                 at.len(),
                 gaps.len(),
-                &gaps[..gaps.len().min(8)]
+                &gaps[..gaps.len().min(8)],
+                &odd[..odd.len().min(5)]
             ));
         }
         out
@@ -316,6 +328,12 @@ impl Run {
             "{bin} {extra} was not restarted"
         );
     }
+}
+
+/// The number of a line as written (`line(k)` without its newline).
+fn number(body: &str) -> Option<usize> {
+    let k = body.get(2..9)?.parse().ok()?;
+    (format!("{body}\n") == line(k)).then_some(k)
 }
 
 fn tail_of(text: &str, lines: usize) -> String {
@@ -584,7 +602,9 @@ fn one_fault_after_another_and_the_index_still_holds_every_line_once() {
     run.heal("the end");
     for (host, log, n) in totals {
         let mut seen = BTreeSet::new();
-        for (k, _, _) in run.hits(host, log) {
+        for (body, _, _) in run.hits(host, log).unwrap() {
+            let k = number(&body)
+                .unwrap_or_else(|| panic!("{host}/{log}: not a line written: {body:?}"));
             assert!(seen.insert(k), "{host}/{log}: line {k} twice");
         }
         assert_eq!(seen.len(), n, "{host}/{log}: every line written, once");
