@@ -245,23 +245,18 @@ impl Run {
             }
             let written = f.writer.written();
             let twice: Vec<_> = at.iter().filter(|(_, v)| v.len() > 1).take(5).collect();
-            let mut gaps = Vec::new();
-            let mut k = 0;
-            while k < written {
-                if at.contains_key(&k) {
-                    k += 1;
-                    continue;
-                }
-                let from = k;
-                while k < written && !at.contains_key(&k) {
-                    k += 1;
-                }
-                let before = from
-                    .checked_sub(1)
-                    .and_then(|b| at.get(&b))
-                    .map(|v| v[0].clone());
-                gaps.push(format!("{from}..{k} (after {before:?})"));
-            }
+            let missing: Vec<usize> = (0..written).filter(|k| !at.contains_key(k)).collect();
+            let gaps: Vec<String> = missing
+                .chunk_by(|a, b| b - a == 1)
+                .map(|run| {
+                    let (from, to) = (run[0], run[run.len() - 1] + 1);
+                    let before = from
+                        .checked_sub(1)
+                        .and_then(|b| at.get(&b))
+                        .map(|v| v[0].clone());
+                    format!("{from}..{to} (after {before:?})")
+                })
+                .collect();
             out.push_str(&format!(
                 "{}/{}: {written} written, {} distinct indexed; missing {} ranges: {:?}; twice (first 5): {twice:?}; not a whole line (first 5): {:?}\n",
                 f.host,
