@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the end-to-end tests need, when missing (Debian, as root):
 # OpenSSH's sshd, logrotate, busybox, procps, iproute2, iptables (to black-hole
-# a port in the partition tests), gzip, and the unprivileged
+# a port in the partition tests), gzip, tcsh (a login shell the remote
+# scripts must survive), shellcheck (checks those scripts), and the unprivileged
 # `rilltest` user the tests log in as. Never starts the system sshd and never
 # touches /etc/ssh/sshd_config: each test starts its own sshd.
 set -euo pipefail
@@ -15,6 +16,8 @@ command -v ip >/dev/null || need+=(iproute2)
 command -v ssh-keygen >/dev/null || need+=(openssh-client)
 command -v iptables >/dev/null || need+=(iptables)
 command -v gzip >/dev/null || need+=(gzip)
+command -v tcsh >/dev/null || need+=(tcsh)
+command -v shellcheck >/dev/null || need+=(shellcheck)
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then

@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::model::Host;
-use crate::validate::{check_endpoint, parse_duration, resolve, Environment};
+use crate::validate::{check_endpoint, duration_between, resolve, Environment};
 
 /// Unix socket paths hold at most 107 bytes.
 const MAX_IPC_PATH: usize = 107;
@@ -279,14 +279,7 @@ pub fn validate(
     let max_request_age = match raw.max_request_age {
         None => SessionSettings::DEFAULT_MAX_REQUEST_AGE,
         Some(text) => {
-            let d = parse_duration(&text).map_err(|m| (".max_request_age".to_owned(), m))?;
-            if d.is_zero() {
-                return Err((
-                    ".max_request_age".into(),
-                    format!("expected more than zero, got {text}"),
-                ));
-            }
-            d
+            duration_between(&text, "1s", "1d").map_err(|m| (".max_request_age".to_owned(), m))?
         }
     };
     let mut allow = Vec::new();

@@ -76,8 +76,8 @@ pub fn validate(file: &Path, raw: RawConfig, env: Environment) -> Result<Config,
             tap.max_line_bytes = v as usize;
         }
         if let Some(v) = t.partial_line_after {
-            tap.partial_line_after =
-                parse_duration(&v).map_err(|m| err("tap.partial_line_after", m))?;
+            tap.partial_line_after = duration_between(&v, "100ms", "1h")
+                .map_err(|m| err("tap.partial_line_after", m))?;
         }
         if let Some(v) = t.max_unacked_lines {
             if !(100..=1_000_000).contains(&v) {
@@ -116,14 +116,9 @@ pub fn validate(file: &Path, raw: RawConfig, env: Environment) -> Result<Config,
         index.nice = v as i32;
     }
     if let Some(v) = raw_index.retention {
-        let d = parse_duration(&v).map_err(|m| err("index.retention", m))?;
-        if d < Duration::from_secs(60) {
-            return Err(err(
-                "index.retention",
-                format!("expected at least 1m, got {v}"),
-            ));
-        }
-        index.retention = Some(d);
+        index.retention = Some(
+            duration_between(&v, "1m", MAX_RETENTION).map_err(|m| err("index.retention", m))?,
+        );
     }
 
     let mut search = SearchSettings::default();
@@ -401,14 +396,7 @@ fn multiline(m: RawMultiline) -> Result<Multiline, (String, String)> {
     let flush_after = match m.flush_after {
         None => Duration::from_millis(500),
         Some(v) => {
-            let d = parse_duration(&v).map_err(|e| (".flush_after".to_owned(), e))?;
-            if d < Duration::from_millis(10) || d > Duration::from_secs(60) {
-                return Err((
-                    ".flush_after".into(),
-                    format!("expected between 10ms and 60s, got {v}"),
-                ));
-            }
-            d
+            duration_between(&v, "10ms", "60s").map_err(|e| (".flush_after".to_owned(), e))?
         }
     };
     let max_lines = match m.max_lines {
@@ -536,9 +524,13 @@ pub(crate) fn resolve(base: &Path, p: &str) -> PathBuf {
         .collect()
 }
 
+/// The longest `index.retention`: 100 years (the index's times are kept
+/// well inside what a timestamp holds).
+const MAX_RETENTION: &str = "36500d";
+
 /// [`parse_duration`] of `text`, which must lie between `min` and `max`
 /// (both written as durations, e.g. `"100ms"`, and named in the error).
-fn duration_between(text: &str, min: &str, max: &str) -> Result<Duration, String> {
+pub(crate) fn duration_between(text: &str, min: &str, max: &str) -> Result<Duration, String> {
     let d = parse_duration(text)?;
     let bound = |b: &str| parse_duration(b).expect("a valid bound");
     if d < bound(min) || d > bound(max) {
@@ -547,7 +539,8 @@ fn duration_between(text: &str, min: &str, max: &str) -> Result<Duration, String
     Ok(d)
 }
 
-/// `500ms`, `1s`, `2.5s`, `5m`, `1h`, `30d`.
+/// `500ms`, `1s`, `2.5s`, `5m`, `1h`, `30d`. A number too large for a
+/// duration (`99999999999999999999d`) is an error, never a panic.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     let split = t
@@ -569,7 +562,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             ))
         }
     };
-    Ok(Duration::from_secs_f64(secs))
+    Duration::try_from_secs_f64(secs)
+        .map_err(|_| format!("expected a duration like 500ms, 1s, 5m, 1h or 7d, got {text:?}, which is too long"))
 }
 
 #[cfg(test)]
@@ -586,5 +580,18 @@ mod tests {
             .unwrap_err()
             .contains("expected a duration"));
         assert!(parse_duration("fast").is_err());
+    }
+
+    /// Regression: `retention: 99999999999999999999d` panicked check-config
+    /// and the supervisor (`Duration::from_secs_f64` overflowed).
+    #[test]
+    fn absurd_durations_are_errors_not_panics() {
+        for text in ["99999999999999999999d", &"9".repeat(400), "1e999s"] {
+            assert!(parse_duration(text).is_err(), "{text}");
+        }
+        let e = parse_duration("99999999999999999999d").unwrap_err();
+        assert!(e.contains("too long"), "{e}");
+        let e = duration_between("200000000000000d", "100ms", "1h").unwrap_err();
+        assert_eq!(e, "expected between 100ms and 1h, got 200000000000000d");
     }
 }

@@ -100,7 +100,10 @@ pub fn fill(
     if last < first {
         return Ok(Vec::new());
     }
-    let n = (last - first) / width_micros + 1;
+    // Both ends come from the user: a span of 500,000 years overflows.
+    let n = last
+        .checked_sub(first)
+        .map_or(i64::MAX, |d| d / width_micros + 1);
     if n > MAX_BUCKETS {
         return Err(format!(
             "{n} buckets; expected at most {MAX_BUCKETS}: use a larger bucket or a narrower --since/--until"
@@ -135,5 +138,10 @@ mod tests {
             .unwrap_err()
             .contains("buckets; expected at most"));
         assert!(fill(&BTreeMap::new(), min, None, None).unwrap().is_empty());
+        // The widest range chrono holds, in microseconds: refused, no overflow.
+        let (lo, hi) = (DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC);
+        assert!(fill(&counts, 1, Some(lo), Some(hi))
+            .unwrap_err()
+            .contains("expected at most"));
     }
 }

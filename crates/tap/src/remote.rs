@@ -1,5 +1,13 @@
 //! What runs on the server: a portable POSIX sh script per followed file.
 //!
+//! The scripts are real files under `script/` (`common.sh`, then
+//! `follow.sh` or `finish.sh`, then `run.sh`), constant text checked by
+//! shellcheck in the tests. Every value (the path, its folder and name,
+//! intervals, offsets, the nonce) reaches them as a positional parameter:
+//! a path is always a path, whatever it holds. The login shell only runs
+//! `exec sh -c BOOT rill SCRIPT ARGS...`, each word escaped so that sh,
+//! bash, zsh, fish and tcsh all pass it on unchanged ([`escape`]).
+//!
 //! Every script opens its file once (`exec 4<FILE`) and from then on reads
 //! it through `/dev/fd/4`, so a rename or a delete never changes which file
 //! it reads (where `/dev/fd` is missing it falls back to the name). It prints
@@ -41,11 +49,6 @@
 use std::time::Duration;
 
 use crate::checkpoint::Verify;
-
-/// Quotes `s` for a POSIX shell: the result is always one literal word.
-pub fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
 
 /// `1`, `0.5`: seconds as `sleep` takes them.
 fn seconds(d: Duration) -> String {
@@ -119,177 +122,47 @@ impl Nonce {
     }
 }
 
-/// Shell functions the scripts share (see the module docs).
-///
-/// - `ident FILE`: `ino`, `dev`, `size`, and `vn`/`fp`, the fingerprint of
-///   the first `min(size, 64)` bytes.
-/// - `fpof FILE N`: the fingerprint of the first N bytes: POSIX `cksum`, or
-///   the first 32 bits of `md5sum` where `cksum` is missing (Debian's
-///   BusyBox); 0 for N = 0.
-/// - `byino DIR INO`: the name of DIR's regular file with inode INO.
-/// - `fits FILE VLEN VFP MINSIZE`: FILE is at least MINSIZE long and its
-///   first VLEN bytes have fingerprint VFP.
-/// - `findcopy DIR VLEN VFP MINSIZE NAME`: the newest regular file of DIR
-///   other than NAME that `fits`.
-/// - `nap`: says `RILL-TICK` on stderr (the tap hears from every channel at
-///   least once per interval, however quiet the file) and sleeps.
-/// - `osize`: `sz`, the size of the file being read (`cur`); fails once it
-///   is gone (only possible when read by name).
-/// - `chunks`: sends the file from `off` in checked chunks until it is
-///   truncated or gone, or, once `rot` is set (the path names another file
-///   now, or this is a finish), until it stopped growing for one interval.
-const PRELUDE: &str = r#"LC_ALL=C; export LC_ALL
-nap() { echo RILL-TICK >&2; sleep @IV@; }
-fpof() {
-  [ "$2" -gt 0 ] || { echo 0; return; }
-  r=$(head -c "$2" "$1" 2>/dev/null | cksum 2>/dev/null); r=${r%% *}
-  if [ -z "$r" ]; then
-    r=$(head -c "$2" "$1" 2>/dev/null | md5sum 2>/dev/null); r=$(printf %.8s "$r"); r=$((0x${r:-0}))
-  fi
-  echo "$r"
-}
-ident() {
-  f=$1
-  set -- $(ls -diL "$f" 2>/dev/null); ino=${1:-0}
-  dev=$(stat -L -c %d "$f" 2>/dev/null || stat -L -f %d "$f" 2>/dev/null); dev=${dev:-0}
-  size=$(wc -c 2>/dev/null < "$f"); size=$((size + 0))
-  vn=$size; [ "$vn" -le @FPB@ ] || vn=@FPB@
-  fp=$(fpof "$f" "$vn")
-}
-byino() {
-  ls -ai "$1" 2>/dev/null | while read -r i n; do
-    if [ "$i" = "$2" ] && [ -f "$1/$n" ]; then printf '%s\n' "$n"; break; fi
-  done
-}
-fits() {
-  s=$(wc -c 2>/dev/null < "$1"); s=$((s + 0))
-  [ "$s" -ge "$4" ] && [ "$(fpof "$1" "$2")" = "$3" ]
-}
-findcopy() {
-  ls -at "$1" 2>/dev/null | while read -r n; do
-    if [ -f "$1/$n" ] && [ "$n" != "$5" ] && fits "$1/$n" "$2" "$3" "$4"; then printf '%s\n' "$n"; break; fi
-  done
-}
-osize() {
-  if [ -n "$rot" ] && [ "$src" != /dev/fd/4 ]; then
-    n=$(byino "$d" "$me"); [ -n "$n" ] || return 1; cur=$d/$n
-  else
-    cur=$src
-  fi
-  sz=$(wc -c 2>/dev/null < "$cur"); sz=$((sz + 0))
-}
-same() {
-  [ "$cur" = /dev/fd/4 ] && return 0
-  set -- $(ls -di "$cur" 2>/dev/null); [ "${1:-0}" = "$me" ]
-}
-chunks() {
-  prev=-1
-  while :; do
-    if [ -z "$rot" ]; then
-      set -- $(ls -diL "$p" 2>/dev/null)
-      if [ "${1:-gone}" != "$me" ]; then rot=1; echo "RILL-ROTATED ${1:-gone}"; fi
-    fi
-    osize || { echo RILL-GONE; return; }
-    if [ -z "$rot" ] && [ "$sz" != "$lastsz" ]; then echo "RILL-SIZE $sz" >&2; lastsz=$sz; fi
-    if [ "$sz" -lt "$off" ]; then echo "RILL-TRUNCATED $sz"; return; fi
-    if [ "$sz" -gt "$off" ]; then
-      [ "$(fpof "$cur" "$vn")" = "$fp" ] || { echo "RILL-TRUNCATED $sz"; return; }
-      if [ "$vn" -lt @FPB@ ] && [ "$sz" -ge @FPB@ ]; then vn=@FPB@; fp=$(fpof "$cur" "$vn"); echo "RILL-FP $vn $fp"; fi
-      len=$((sz - off)); [ "$len" -le @CHUNK@ ] || len=@CHUNK@
-      echo "RILL-CHUNK $off $len"
-      tail -c +$((off + 1)) "$cur" 2>/dev/null | head -c "$len"
-      osize && same && [ "$sz" -ge $((off + len)) ] && [ "$(fpof "$cur" "$vn")" = "$fp" ] || return
-      echo RILL-OK
-      off=$((off + len)); prev=-1
-      continue
-    fi
-    if [ -n "$rot" ]; then
-      if [ "$sz" = "$prev" ]; then echo "RILL-FINAL $sz"; return; fi
-      prev=$sz
-    fi
-    nap
-  done
-}
-"#;
+/// The scripts, as they are on disk under `script/`: constant text. Every
+/// value (path, interval, offsets, nonce) reaches them as a positional
+/// parameter, never by substitution into the text.
+const COMMON: &str = include_str!("script/common.sh");
+const FOLLOW: &str = include_str!("script/follow.sh");
+const FINISH: &str = include_str!("script/finish.sh");
+const RUN: &str = include_str!("script/run.sh");
 
-/// The worker runs in a subshell with the channel's stdin moved to fd 3; the
-/// watchdog ends it when that stdin closes (the channel is gone). The
-/// worker's TERM trap ends its `tail`.
-const WRAPPER: &str = r#"exec 3<&0
-@PRELUDE@p=@PATH@
-d=@DIR@
-b=@BASE@
-(
-  t=
-  trap 'kill $t 2>/dev/null; exit 0' TERM
-@BODY@) 3<&- &
-w=$!
-( cat <&3 >/dev/null 2>&1; kill $w 2>/dev/null ) >/dev/null 2>&1 &
-exec 3<&-
-wait $w
-"#;
+/// What the login shell runs: `sh`, which turns each of its arguments back
+/// into the bytes they stand for ([`escape`]), then runs the first as a
+/// script with the rest as its positional parameters. It holds no `'`,
+/// `\`, `!` or newline, so sh, bash, zsh, fish and tcsh all pass it to `sh`
+/// unchanged inside single quotes.
+const BOOT: &str = r#"for a in "$@"; do v=$(printf "%bx" "$a"); set -- "$@" "${v%x}"; shift; done; s=$1; shift; eval "$s""#;
 
-const FOLLOW: &str = r#"  if [ ! -e "$p" ]; then
-    if [ -d "$d" ]; then echo RILL-WAIT; else echo RILL-WAIT-DIR; fi
-    while [ ! -e "$p" ]; do nap; done
-    start=0
-  else
-    start=@START@
-  fi
-  exec 4<"$p" || exit 1
-  src=/dev/fd/4; [ -r "$src" ] || src=$p
-  ident "$src"; me=$ino
-  case $start in
-    end) start=$size ;;
-    *:*:*:*)
-      want=${start%%:*}; r=${start#*:}; off=${r%%:*}; r=${r#*:}; wvn=${r%%:*}; wfp=${r#*:}
-      if [ "$ino" = "$want" ] && [ "$size" -ge "$off" ] && [ "$(fpof "$src" "$wvn")" = "$wfp" ]; then start=$off; else start=0; fi ;;
-  esac
-  mode=@MODE@
-  if [ "$mode" = auto ]; then
-    case $(tail --version 2>/dev/null) in *GNU*) mode=stream ;; *) mode=chunks ;; esac
-  fi
-  echo "RILL $dev $ino $vn $fp $start $mode"
-  rot=
-  if [ "$mode" = chunks ]; then off=$start; chunks; exit 0; fi
-  tail -s @STREAM_POLL@ -c +$((start + 1)) -f @NONCE@"$src" 2>&1 &
-  t=$!
-  while kill -0 $t 2>/dev/null; do
-    nap
-    set -- $(ls -diL "$p" 2>/dev/null)
-    if [ "${1:-gone}" != "$me" ]; then
-      echo "RILL-ROTATED ${1:-gone}" >&2
-      rot=1; prev=-1
-      while :; do
-        osize || { echo RILL-GONE >&2; break; }
-        if [ "$sz" = "$prev" ]; then echo "RILL-FINAL $sz" >&2; break; fi
-        prev=$sz; nap
-      done
-      wait $t; exit 0
-    fi
-    osize
-    if [ "$sz" != "$lastsz" ]; then echo "RILL-SIZE $sz" >&2; lastsz=$sz; fi
-    if [ "$vn" -lt @FPB@ ] && [ "$sz" -ge @FPB@ ]; then vn=@FPB@; fp=$(fpof "$cur" "$vn"); echo "RILL-FP $vn $fp" >&2; fi
-  done
-  exit 1
-"#;
+/// `s` as a word that every login shell passes on unchanged inside single
+/// quotes and that `printf %b` turns back into `s`: every byte but
+/// printable ASCII other than `\`, `'` and `!` becomes `\0ooo`.
+pub fn escape(s: &[u8]) -> String {
+    let mut out = String::with_capacity(s.len());
+    for &c in s {
+        if c.is_ascii_graphic() && !matches!(c, b'\\' | b'\'' | b'!') || c == b' ' {
+            out.push(c as char);
+        } else {
+            out.push_str(&format!("\\0{c:03o}"));
+        }
+    }
+    out
+}
 
-const FINISH: &str = r#"  ino_=@INO@
-  if [ "$ino_" = - ]; then
-    n=$(findcopy "$d" @VLEN@ @VFP@ @OFFSET@ "$b")
-  else
-    set -- $(ls -diL "$p" 2>/dev/null)
-    if [ "${1:-}" = "$ino_" ]; then n=$b; else n=$(byino "$d" "$ino_"); fi
-    [ -n "$n" ] && fits "$d/$n" @VLEN@ @VFP@ @OFFSET@ || n=
-  fi
-  if [ -z "$n" ]; then echo RILL-GONE; exit 0; fi
-  exec 4<"$d/$n" || { echo RILL-GONE; exit 0; }
-  src=/dev/fd/4; [ -r "$src" ] || src=$d/$n
-  ident "$src"; me=$ino
-  echo "RILL $dev $ino $vn $fp @OFFSET@ chunks"
-  off=@OFFSET@; rot=1
-  chunks
-"#;
+/// The command line for the login shell: `script` run by `sh` with `args`
+/// as `$1`, `$2`, ...
+fn command(script: &str, args: &[&str]) -> String {
+    let mut cmd = format!("exec sh -c '{BOOT}' rill '{}'", escape(script.as_bytes()));
+    for a in args {
+        cmd.push_str(" '");
+        cmd.push_str(&escape(a.as_bytes()));
+        cmd.push('\'');
+    }
+    cmd
+}
 
 /// `path`'s folder and file name.
 fn split(path: &str) -> (&str, &str) {
@@ -300,17 +173,24 @@ fn split(path: &str) -> (&str, &str) {
     }
 }
 
-fn script(path: &str, body: &str, interval: Duration) -> String {
+/// The arguments every script starts with: PATH DIR NAME INTERVAL FP_BYTES
+/// CHUNK_BYTES.
+fn common_args(path: &str, interval: Duration) -> Vec<String> {
     let (dir, base) = split(path);
-    WRAPPER
-        .replace("@PRELUDE@", PRELUDE)
-        .replace("@BODY@", body)
-        .replace("@PATH@", &shell_quote(path))
-        .replace("@DIR@", &shell_quote(dir))
-        .replace("@BASE@", &shell_quote(base))
-        .replace("@IV@", &seconds(interval))
-        .replace("@FPB@", &FINGERPRINT_BYTES.to_string())
-        .replace("@CHUNK@", &CHUNK_BYTES.to_string())
+    vec![
+        path.to_owned(),
+        dir.to_owned(),
+        base.to_owned(),
+        seconds(interval),
+        FINGERPRINT_BYTES.to_string(),
+        CHUNK_BYTES.to_string(),
+    ]
+}
+
+fn program(kind: &str, args: Vec<String>) -> String {
+    let script = [COMMON, kind, RUN].concat();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    command(&script, &args)
 }
 
 /// The command to exec on the server to follow `path` from `start`, checking
@@ -332,18 +212,18 @@ pub fn follow_command(
             verify,
         } => format!("{ino}:{offset}:{}:{}", verify.len, verify.fp),
     };
-    let body = FOLLOW
-        .replace("@START@", &start)
-        .replace(
-            "@MODE@",
-            match reading {
-                Reading::Auto => "auto",
-                Reading::Chunks => "chunks",
-            },
-        )
-        .replace("@NONCE@", nonce.as_str())
-        .replace("@STREAM_POLL@", &seconds(stream_poll));
-    script(path, &body, interval)
+    let mode = match reading {
+        Reading::Auto => "auto",
+        Reading::Chunks => "chunks",
+    };
+    let mut args = common_args(path, interval);
+    args.extend([
+        start,
+        mode.to_owned(),
+        nonce.as_str().to_owned(),
+        seconds(stream_poll),
+    ]);
+    program(FOLLOW, args)
 }
 
 /// Which old file a finish reads.
@@ -371,12 +251,14 @@ pub fn finish_command(
         OldFile::Inode(ino) => ino.to_string(),
         OldFile::Copy => "-".to_owned(),
     };
-    let body = FINISH
-        .replace("@INO@", &ino)
-        .replace("@VLEN@", &verify.len.to_string())
-        .replace("@VFP@", &verify.fp.to_string())
-        .replace("@OFFSET@", &offset.to_string());
-    script(path, &body, interval)
+    let mut args = common_args(path, interval);
+    args.extend([
+        ino,
+        verify.len.to_string(),
+        verify.fp.to_string(),
+        offset.to_string(),
+    ]);
+    program(FINISH, args)
 }
 
 /// A control line: on stderr (stream mode) or in the stream (chunks).
@@ -495,21 +377,127 @@ mod tests {
 
     const IV: Duration = Duration::from_millis(200);
 
+    /// Strings a careless or hostile config could hold: every placeholder
+    /// the scripts ever used, shell syntax, quotes, escapes, newlines.
+    const HOSTILE: [&str; 14] = [
+        "@PATH@ @DIR@ @BASE@ @IV@ @FPB@ @CHUNK@ @START@ @MODE@ @NONCE@",
+        "@STREAM_POLL@ @PRELUDE@ @BODY@ @INO@ @VLEN@ @VFP@ @OFFSET@",
+        "x'; touch RILLPWN; echo '",
+        "$(touch RILLPWN) `touch RILLPWN` ${HOME} $HOME",
+        "\"double\" \\back\\slash \\c \\0101 %s %b %%",
+        "bang! !! !$ history",
+        "new\nline\n",
+        "\ttab and trailing space ",
+        "-n",
+        "",
+        "caf\u{e9} \u{1f600}",
+        "a;b&&c||d|e>f<g",
+        "{a,b} [x] * ? ~root #hash",
+        "\u{7f}\u{1}\u{1b}[31m",
+    ];
+
+    /// The login shells a server account may have, each with the PATH its
+    /// `sh` comes from. Tests run them all; a missing one fails (the test
+    /// command installs them).
+    fn login_shells() -> Vec<(String, Shell)> {
+        let mut shells = vec![
+            ("sh".to_owned(), Shell::Posix),
+            ("bash".to_owned(), Shell::Posix),
+            ("sh".to_owned(), busybox()),
+        ];
+        let tcsh = which("tcsh");
+        shells.push((tcsh, Shell::Posix));
+        shells
+    }
+
+    fn which(name: &str) -> String {
+        std::env::var("PATH")
+            .unwrap_or_default()
+            .split(':')
+            .map(|d| Path::new(d).join(name))
+            .find(|p| p.exists())
+            .unwrap_or_else(|| panic!("{name} is not installed; run tests/install-deps.sh"))
+            .display()
+            .to_string()
+    }
+
     #[test]
-    fn quoting_keeps_any_path_one_literal_word() {
-        for path in [
-            "/var/log/a b.log",
-            "/tmp/it's",
-            "/tmp/$(touch x)",
-            "/tmp/`id`;rm -rf /",
-            "/tmp/\"q\"",
-        ] {
-            let out = Command::new("sh")
+    fn every_login_shell_hands_the_script_its_arguments_unchanged() {
+        let script = r#"for a in "$@"; do printf '<%s>' "$a" | od -An -c; done"#;
+        let expected = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .arg("sh")
+            .args(HOSTILE)
+            .output()
+            .unwrap()
+            .stdout;
+        for (login, shell) in login_shells() {
+            let mut cmd = match &shell {
+                Shell::Posix => Command::new(&login),
+                Shell::BusyBox(applets) => {
+                    let mut c = Command::new(applets.path().join(&login));
+                    c.env("PATH", applets.path());
+                    c
+                }
+            };
+            let dir = tempfile::tempdir().unwrap();
+            let out = cmd
+                .current_dir(dir.path())
                 .arg("-c")
-                .arg(format!("printf %s {}", shell_quote(path)))
+                .arg(command(script, &HOSTILE))
                 .output()
                 .unwrap();
-            assert_eq!(String::from_utf8(out.stdout).unwrap(), path);
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&expected),
+                "under {login}: stderr {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        }
+    }
+
+    #[test]
+    fn the_command_line_holds_nothing_a_login_shell_interprets_in_quotes() {
+        let cmd = follow_command(
+            &HOSTILE.concat(),
+            StartAt::End,
+            (IV, IV),
+            Reading::Auto,
+            &Nonce::random(),
+        );
+        // Outside its quotes only `exec sh -c` and `rill`; inside, no quote,
+        // backslash other than \0ooo, `!` or newline.
+        let words: Vec<&str> = cmd.split('\'').collect();
+        assert_eq!(words[0], "exec sh -c ");
+        assert!(words.iter().skip(2).step_by(2).all(|w| w.trim().is_empty() || *w == " rill "));
+        for w in words.iter().skip(1).step_by(2) {
+            assert!(!w.contains(['!', '\n', '\'']), "{w}");
+            let b = w.as_bytes();
+            for (i, _) in w.match_indices('\\') {
+                assert!(b.len() > i + 4 && b[i + 1] == b'0', "{w}");
+                assert!(b[i + 2..i + 5].iter().all(|c| (b'0'..=b'7').contains(c)), "{w}");
+            }
+        }
+    }
+
+    #[test]
+    fn shellcheck_finds_nothing_in_the_scripts() {
+        for (name, kind) in [("follow", FOLLOW), ("finish", FINISH)] {
+            let dir = tempfile::tempdir().unwrap();
+            let file = dir.path().join(format!("{name}.sh"));
+            std::fs::write(&file, [COMMON, kind, RUN].concat()).unwrap();
+            let out = Command::new(which("shellcheck"))
+                .args(["--shell=sh", "--severity=style"])
+                .arg(&file)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "shellcheck on {name}: {}",
+                String::from_utf8_lossy(&out.stdout)
+            );
         }
     }
 
@@ -585,6 +573,8 @@ mod tests {
         stderr: Vec<String>,
         /// Keeps BusyBox's applet folder while the script runs.
         _shell: Shell,
+        /// The script's working directory: must stay empty.
+        cwd: tempfile::TempDir,
     }
 
     enum Decoder {
@@ -600,12 +590,7 @@ mod tests {
     }
 
     fn busybox() -> Shell {
-        let busybox = std::env::var("PATH")
-            .unwrap_or_default()
-            .split(':')
-            .map(|d| Path::new(d).join("busybox"))
-            .find(|p| p.exists())
-            .expect("busybox is not installed; run tests/install-deps.sh");
+        let busybox = which("busybox");
         let dir = tempfile::tempdir().unwrap();
         let out = Command::new(&busybox).arg("--list").output().unwrap();
         for applet in String::from_utf8_lossy(&out.stdout).lines() {
@@ -615,9 +600,6 @@ mod tests {
     }
 
     impl Local {
-        fn start(script: String, nonce: &Nonce) -> Local {
-            Local::start_on(Shell::Posix, script, nonce)
-        }
 
         fn start_on(shell: Shell, script: String, nonce: &Nonce) -> Local {
             let mut cmd = match &shell {
@@ -628,7 +610,9 @@ mod tests {
                     c
                 }
             };
+            let cwd = tempfile::tempdir().unwrap();
             let mut child = cmd
+                .current_dir(cwd.path())
                 .arg("-c")
                 .arg(script)
                 .stdin(Stdio::piped())
@@ -669,6 +653,7 @@ mod tests {
                 pieces: Vec::new(),
                 stderr: Vec::new(),
                 _shell: shell,
+                cwd,
             }
         }
 
@@ -780,6 +765,8 @@ mod tests {
                 assert!(Instant::now() < end, "script outlived its stdin");
                 std::thread::sleep(Duration::from_millis(20));
             }
+            let made: Vec<_> = std::fs::read_dir(self.cwd.path()).unwrap().collect();
+            assert!(made.is_empty(), "the script made files: {made:?}");
         }
     }
 
@@ -994,12 +981,23 @@ mod tests {
     }
 
     fn finish(path: &Path, old: OldFile, verify: Verify, offset: u64) -> (Local, Nonce) {
+        finish_on(path, old, verify, offset, On::Gnu)
+    }
+
+    fn finish_on(
+        path: &Path,
+        old: OldFile,
+        verify: Verify,
+        offset: u64,
+        on: On,
+    ) -> (Local, Nonce) {
         let nonce = Nonce::random();
-        let l = Local::start(
-            finish_command(path.to_str().unwrap(), old, verify, offset, IV),
-            &nonce,
-        );
-        (l, nonce)
+        let shell = match on {
+            On::BusyBox => busybox(),
+            _ => Shell::Posix,
+        };
+        let cmd = finish_command(path.to_str().unwrap(), old, verify, offset, IV);
+        (Local::start_on(shell, cmd, &nonce), nonce)
     }
 
     #[test]
@@ -1044,6 +1042,120 @@ mod tests {
             let (mut l, n) = finish(&path, old, verify, offset);
             l.until(&n, |l| l.header.is_some());
             assert_eq!(l.header, Some(Header::Gone));
+            l.close();
+        }
+    }
+
+    /// A folder name with a newline, quotes, shell syntax and every
+    /// placeholder the scripts ever used.
+    const HOSTILE_DIR: &str = "d @DIR@ @BASE@;touch RILLPWN;# $(touch RILLPWN) 'q'\nz";
+
+    /// Regression: `@BASE@` in a path closed the script's quotes (a command
+    /// ran on the server) and `@IV@` was rewritten (another file followed).
+    #[test]
+    fn hostile_folder_and_file_names_are_followed_literally() {
+        let names = [
+            "x@BASE@;touch RILLPWN;#",
+            "t@IV@.log",
+            "@PATH@@DIR@@FPB@@CHUNK@",
+            "$(touch RILLPWN)`touch RILLPWN`",
+            "it's \"q\" \\ !",
+            " lead\nnew",
+        ];
+        for (on, _) in EVERY_HOST {
+            let top = tempfile::tempdir().unwrap();
+            let dir = top.path().join(HOSTILE_DIR);
+            std::fs::create_dir(&dir).unwrap();
+            // What a substitution would have turned the names into.
+            for decoy in ["t0.2.log", "t.log", "x", "d", "64"] {
+                std::fs::write(dir.join(decoy), "decoy\n").unwrap();
+            }
+            for name in names {
+                let path = dir.join(name);
+                let body = format!("the line of {name:?}\n");
+                std::fs::write(&path, &body).unwrap();
+                let (mut l, n) = follow(&path, StartAt::Beginning, on);
+                l.until(&n, |l| l.data() == body.as_bytes());
+                let meta = std::fs::metadata(&path).unwrap();
+                assert_eq!(following(&l).unwrap().1, meta.ino(), "{on:?} {name:?}");
+                l.close();
+            }
+            let made: Vec<_> = walk(top.path())
+                .into_iter()
+                .filter(|p| p.file_name().is_some_and(|n| n == "RILLPWN"))
+                .collect();
+            assert!(made.is_empty(), "{on:?}: a name ran as a command: {made:?}");
+        }
+    }
+
+    fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                out.extend(walk(&e.path()));
+            }
+            out.push(e.path());
+        }
+        out
+    }
+
+    /// Regression: a rotated file was found by parsing `ls -ai` with
+    /// `read -r i n`, which lost a name with a newline or a leading blank.
+    #[test]
+    fn finish_finds_a_renamed_file_by_inode_whatever_its_new_name() {
+        for (on, _) in EVERY_HOST {
+            for rotated in ["app.log.1\nx", " app.log.1", "app.log.1 ", "-n", "a\\b"] {
+                let top = tempfile::tempdir().unwrap();
+                let dir = top.path().join(HOSTILE_DIR);
+                std::fs::create_dir(&dir).unwrap();
+                let path = dir.join("app.log");
+                let head = "h".repeat(70) + "\n";
+                append(&path, head.as_bytes());
+                let ino = std::fs::metadata(&path).unwrap().ino();
+                let (mut l, n) = follow(&path, StartAt::End, on);
+                l.until(&n, |l| l.header.is_some());
+                let verify = following(&l).unwrap().2;
+                l.close();
+                // The tap is down: the file is written, renamed, replaced.
+                append(&path, b"written while down\n");
+                std::fs::rename(&path, dir.join(rotated)).unwrap();
+                append(&path, b"the new file\n");
+                let (mut l, n) = finish_on(&path, OldFile::Inode(ino), verify, 71, on);
+                l.until(&n, |l| {
+                    l.controls().contains(&Control::Final(90))
+                });
+                assert_eq!(l.data(), b"written while down\n", "{on:?} {rotated:?}");
+                assert_eq!(following(&l).unwrap().1, ino);
+                l.close();
+            }
+        }
+    }
+
+    #[test]
+    fn a_copytruncate_copy_is_found_whatever_its_name() {
+        for (on, _) in EVERY_HOST {
+            let top = tempfile::tempdir().unwrap();
+            let dir = top.path().join(HOSTILE_DIR);
+            std::fs::create_dir(&dir).unwrap();
+            let path = dir.join("app.log");
+            let body = "c".repeat(70) + "\nlast\n";
+            append(&path, body.as_bytes());
+            let (mut l, n) = follow(&path, StartAt::End, on);
+            l.until(&n, |l| l.header.is_some());
+            let verify = following(&l).unwrap().2;
+            l.close();
+            let copy = dir.join(" app.log.1\n$(touch RILLPWN)");
+            std::fs::copy(&path, &copy).unwrap();
+            std::fs::write(&path, "").unwrap();
+            let (mut l, n) = finish_on(&path, OldFile::Copy, verify, 71, on);
+            l.until(&n, |l| {
+                l.controls().contains(&Control::Final(body.len() as u64))
+            });
+            assert_eq!(l.data(), b"last\n", "{on:?}");
+            assert_eq!(
+                following(&l).unwrap().1,
+                std::fs::metadata(&copy).unwrap().ino()
+            );
             l.close();
         }
     }

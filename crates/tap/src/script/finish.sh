@@ -1,0 +1,29 @@
+# Reads an old file of the log's folder from OFFSET in chunks until it
+# stops growing (RILL-FINAL <size>), with the same header as a follow;
+# RILL-GONE instead of a header when no file there is at least OFFSET long
+# with first bytes matching VLEN/VFP.
+#
+# Arguments: PATH DIR NAME INTERVAL FP_BYTES CHUNK_BYTES INO VLEN VFP OFFSET,
+# where INO is the old file's inode, or `-` for the newest file whose first
+# bytes match (a copytruncate copy).
+p=$1 d=$2 b=$3 iv=$4 fpb=$5 chunk=$6 old=$7 vlen=$8 vfp=$9
+shift 9
+offset=$1
+
+main() {
+  if [ "$old" = - ]; then
+    findcopy "$d" "$vlen" "$vfp" "$offset" "$b"; n=$found
+  else
+    # shellcheck disable=SC2046 # the inode is the first word
+    set -- $(ls -diL "$p" 2>/dev/null)
+    if [ "${1:-}" = "$old" ]; then n=$b; else byino "$d" "$old"; n=$found; fi
+    [ -n "$n" ] && fits "$d/$n" "$vlen" "$vfp" "$offset" || n=
+  fi
+  if [ -z "$n" ]; then echo RILL-GONE; exit 0; fi
+  exec 4<"$d/$n" || { echo RILL-GONE; exit 0; }
+  src=/dev/fd/4; [ -r "$src" ] || src=$d/$n
+  ident "$src"; me=$ino
+  echo "RILL $dev $ino $vn $fp $offset chunks"
+  off=$offset; rot=1
+  chunks
+}
