@@ -126,7 +126,10 @@ fn placeholders_in_folder_and_file_names_are_followed_literally() {
     );
     for (i, n) in names.iter().enumerate() {
         remote
-            .append(&format!("{HOSTILE_DIR}/{n}"), format!("written to l{i}\n").as_bytes())
+            .append(
+                &format!("{HOSTILE_DIR}/{n}"),
+                format!("written to l{i}\n").as_bytes(),
+            )
             .unwrap();
     }
     for (i, log) in log_names.iter().enumerate() {
@@ -148,12 +151,21 @@ fn placeholders_in_folder_and_file_names_are_followed_literally() {
         assert_eq!(hits[0]["body"], format!("written to l{i}"));
         assert_eq!(hits[0]["path"], files[i].display().to_string());
     }
-    assert_eq!(rill.count("decoy", &[]), Some(0), "a decoy file was followed");
+    assert_eq!(
+        rill.count("decoy", &[]),
+        Some(0),
+        "a decoy file was followed"
+    );
     // A restart reconnects (the injection ran at every connect).
     rill.stop(Duration::from_secs(10));
     rill.start();
     assert!(rill.wait_following("web01", Duration::from_secs(20)));
-    for dir in [&user.home, &remote.path, &remote.file(HOSTILE_DIR), &std::path::PathBuf::from("/tmp")] {
+    for dir in [
+        &user.home,
+        &remote.path,
+        &remote.file(HOSTILE_DIR),
+        &std::path::PathBuf::from("/tmp"),
+    ] {
         assert!(
             !dir.join("RILLPWN").exists(),
             "{}/RILLPWN was created: a path ran as a command",

@@ -42,8 +42,9 @@ enum Command {
         /// Print only the number of matching events.
         #[arg(long)]
         count: bool,
-        #[arg(long, default_value_t = 100)]
-        limit: usize,
+        /// At most this many hits (1 to 1000000).
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        limit: u32,
         /// Only events from this host.
         #[arg(long)]
         host: Option<String>,
@@ -60,14 +61,14 @@ enum Command {
         #[arg(long)]
         oldest_first: bool,
         /// N events of the same file before and after each hit.
-        #[arg(short = 'C', long, value_name = "N")]
-        context: Option<usize>,
+        #[arg(short = 'C', long, value_name = "N", value_parser = clap::value_parser!(u16).range(0..=10_000))]
+        context: Option<u16>,
         /// N events of the same file before each hit.
-        #[arg(short = 'B', long, value_name = "N")]
-        before: Option<usize>,
+        #[arg(short = 'B', long, value_name = "N", value_parser = clap::value_parser!(u16).range(0..=10_000))]
+        before: Option<u16>,
         /// N events of the same file after each hit.
-        #[arg(short = 'A', long, value_name = "N")]
-        after: Option<usize>,
+        #[arg(short = 'A', long, value_name = "N", value_parser = clap::value_parser!(u16).range(0..=10_000))]
+        after: Option<u16>,
         /// Match counts per time bucket (10s, 1m, 1h, 1d) as a bar chart (JSON with --json).
         #[arg(long, value_name = "BUCKET")]
         histogram: Option<String>,
@@ -173,9 +174,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 since,
                 until,
                 oldest_first,
-                limit,
-                before: before.or(context).unwrap_or(0),
-                after: after.or(context).unwrap_or(0),
+                limit: limit as usize,
+                before: before.or(context).unwrap_or(0).into(),
+                after: after.or(context).unwrap_or(0).into(),
                 count,
                 histogram,
                 json,

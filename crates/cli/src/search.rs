@@ -61,6 +61,7 @@ pub fn run(cfg: &Config, args: &SearchArgs, out: &mut impl Write) -> anyhow::Res
         until: bound("--until", &args.until)?,
         limit: args.limit,
         oldest_first: args.oldest_first,
+        deadline: Default::default(),
     };
     if let Some(bucket) = &args.histogram {
         let width = rill_index::time::parse_span(bucket).ok_or_else(|| {
@@ -104,7 +105,13 @@ pub fn run(cfg: &Config, args: &SearchArgs, out: &mut impl Write) -> anyhow::Res
     for (i, hit) in hits.iter().enumerate() {
         let ranges = hl.ranges(&hit.body);
         let ctx = if with_context {
-            Some(searcher.context(hit, args.before, args.after)?)
+            Some(searcher.context(
+                hit,
+                args.before,
+                args.after,
+                usize::MAX,
+                &Default::default(),
+            )?)
         } else {
             None
         };

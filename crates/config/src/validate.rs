@@ -116,9 +116,8 @@ pub fn validate(file: &Path, raw: RawConfig, env: Environment) -> Result<Config,
         index.nice = v as i32;
     }
     if let Some(v) = raw_index.retention {
-        index.retention = Some(
-            duration_between(&v, "1m", MAX_RETENTION).map_err(|m| err("index.retention", m))?,
-        );
+        index.retention =
+            Some(duration_between(&v, "1m", MAX_RETENTION).map_err(|m| err("index.retention", m))?);
     }
 
     let mut search = SearchSettings::default();
@@ -562,8 +561,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             ))
         }
     };
-    Duration::try_from_secs_f64(secs)
-        .map_err(|_| format!("expected a duration like 500ms, 1s, 5m, 1h or 7d, got {text:?}, which is too long"))
+    Duration::try_from_secs_f64(secs).map_err(|_| {
+        format!("expected a duration like 500ms, 1s, 5m, 1h or 7d, got {text:?}, which is too long")
+    })
 }
 
 #[cfg(test)]

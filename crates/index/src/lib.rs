@@ -16,7 +16,9 @@
 //! - [`histogram`]: match counts per time bucket, from the `ts` fast field.
 //! - [`highlight`]: where the query's terms are in a body.
 //! - [`time`]: `15m`, `2h`, `7d` and RFC 3339 bounds.
+//! - [`deadline`]: stopping a search past its time or once its client left.
 
+pub mod deadline;
 pub mod highlight;
 pub mod histogram;
 pub mod query;
@@ -25,6 +27,7 @@ mod search;
 pub mod time;
 mod writer;
 
+pub use deadline::Deadline;
 pub use histogram::Bucket;
 pub use query::{QueryError, SearchRequest};
 pub use search::{Context, IndexSearcher};
@@ -92,6 +95,8 @@ pub enum IndexError {
     Query(#[from] QueryError),
     #[error("index at {path} was made by an older rill (field `{field}` is missing); delete it to rebuild from the servers")]
     OldSchema { path: PathBuf, field: String },
+    #[error("the search was stopped: it passed its deadline or its client went away")]
+    Stopped,
     #[error("index: {0}")]
     Tantivy(#[from] tantivy::TantivyError),
 }
@@ -122,6 +127,9 @@ pub fn hit_json(
             };
             o.insert("before".into(), lines(&c.before));
             o.insert("after".into(), lines(&c.after));
+            if c.truncated {
+                o.insert("context_truncated".into(), true.into());
+            }
         }
     }
     v

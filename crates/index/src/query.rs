@@ -39,6 +39,8 @@ pub struct SearchRequest {
     pub limit: usize,
     /// Oldest first instead of newest first.
     pub oldest_first: bool,
+    /// When the search must stop (never, by default).
+    pub deadline: crate::Deadline,
 }
 
 /// A query that could not be parsed.
@@ -65,11 +67,72 @@ impl QueryError {
     }
 }
 
+/// The longest query text, in bytes. Engineers type a few hundred at most;
+/// tantivy's parser takes memory and time that grow with the text (an 8 MB
+/// query took the parser process to 17 GB).
+pub const MAX_QUERY_BYTES: usize = 4096;
+
+/// The deepest nesting of `( )` groups. tantivy's grammar takes time that
+/// doubles with each level (20 levels: over a second, 100: forever); at 8
+/// a 4 KiB query of nested groups parses in about a millisecond.
+pub const MAX_NESTING: usize = 8;
+
+/// Refuses a query over [`MAX_QUERY_BYTES`] or with groups nested deeper
+/// than [`MAX_NESTING`] (parentheses inside a `"phrase"` or escaped with `\`
+/// do not count), before any parsing.
+pub fn check_limits(text: &str) -> Result<(), QueryError> {
+    let err = |position, expected: String| QueryError {
+        query: text.to_owned(),
+        position,
+        expected,
+    };
+    if text.len() > MAX_QUERY_BYTES {
+        return Err(QueryError {
+            query: format!("{}...", &text[..head(text, 64)]),
+            position: None,
+            expected: format!(
+                "a query of at most {MAX_QUERY_BYTES} bytes, got {} bytes",
+                text.len()
+            ),
+        });
+    }
+    let (mut depth, mut quoted, mut escaped) = (0usize, false, false);
+    for (i, c) in text.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '"' => quoted = !quoted,
+            '(' if !quoted => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Err(err(
+                        Some(i),
+                        format!("groups nested at most {MAX_NESTING} deep"),
+                    ));
+                }
+            }
+            ')' if !quoted => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The longest prefix of `text` of at most `n` bytes that ends on a
+/// character boundary.
+fn head(text: &str, n: usize) -> usize {
+    (0..=n.min(text.len()))
+        .rev()
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(0)
+}
+
 /// Fields a query may name, for error messages.
 const FIELDS: &str = "host, log, file_id, parse_error, body or fields.<name>";
 
 /// Builds the tantivy query for `req`.
 pub fn build(index: &Index, f: &Fields, req: &SearchRequest) -> Result<Box<dyn Query>, QueryError> {
+    check_limits(&req.query)?;
     let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
     let text = req.query.trim();
     if !(text.is_empty() || text == "*") {
@@ -115,6 +178,7 @@ pub fn build(index: &Index, f: &Fields, req: &SearchRequest) -> Result<Box<dyn Q
 pub fn parse(index: &Index, f: &Fields, text: &str) -> Result<Box<dyn Query>, QueryError> {
     let mut parser = QueryParser::for_index(index, vec![f.body]);
     parser.set_conjunction_by_default();
+    check_limits(text)?;
     let err = |position, expected: String| QueryError {
         query: text.to_owned(),
         position,
@@ -188,4 +252,32 @@ fn explain(message: &str) -> String {
         m => return m.to_owned(),
     };
     m.to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: 100 nested parentheses hung the search API (tantivy's
+    /// grammar doubles its time with each level).
+    #[test]
+    fn deep_nesting_and_long_queries_are_refused_before_parsing() {
+        let deep = format!("{}a{}", "(".repeat(100), ")".repeat(100));
+        let e = check_limits(&deep).unwrap_err();
+        assert_eq!(e.position, Some(MAX_NESTING));
+        assert_eq!(e.expected, "groups nested at most 8 deep");
+        let ok = format!("{}a{}", "(".repeat(8), ")".repeat(8));
+        assert!(check_limits(&ok).is_ok());
+        // Parentheses in a phrase or escaped are text, not groups.
+        assert!(check_limits(&format!("\"{}\"", "(".repeat(50))).is_ok());
+        assert!(check_limits(&"\\(".repeat(50)).is_ok());
+        let long = "é".repeat(MAX_QUERY_BYTES);
+        let e = check_limits(&long).unwrap_err();
+        assert_eq!(
+            e.expected,
+            format!("a query of at most 4096 bytes, got {} bytes", long.len())
+        );
+        assert!(e.query.len() < 80);
+        assert!(check_limits(&"a ".repeat(MAX_QUERY_BYTES / 2)).is_ok());
+    }
 }

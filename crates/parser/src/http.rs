@@ -1,6 +1,5 @@
 //! The HTTP search API, served by the parser on `search.listen` (loopback by
-//! default). One thread, blocking: `tiny_http` is a small, dependency-light
-//! server and searches take milliseconds, so no async runtime is needed.
+//! default) through [`rill_http`]'s server and its limits.
 //!
 //! ```text
 //! GET /search?q=&since=&until=&limit=&host=&log=&order=&before=&after=&context=
@@ -10,162 +9,205 @@
 //! ```
 //! Every answer is JSON. A bad request gets a 4xx status and
 //! `{"error": "...", "position": N, "expected": "..."}` (position and
-//! expected for query errors); nothing a client sends can stop the server.
+//! expected for query errors). Searches run as [`rill_http::Work`]: under a
+//! deadline, a few at once, their answers within a byte budget (a search
+//! that would pass it stops at the hits that fit and says so in
+//! `truncated`); nothing a client sends can stop the server.
 
 use std::net::SocketAddr;
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
-use rill_index::{hit_json, IndexError, IndexSearcher, SearchRequest};
+use axum::extract::{RawQuery, State};
+use axum::http::{Method, StatusCode, Uri};
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use rill_http::{HttpServer, Job, Limits, ListenError, Work};
+use rill_index::{hit_json, Deadline, IndexError, IndexSearcher, SearchRequest};
 use serde_json::{json, Value};
-use tiny_http::{Header, Method, Request, Response, Server};
-use tracing::{info, warn};
 
 /// The most hits one request may ask for.
 pub const MAX_LIMIT: usize = 10_000;
 /// The most context lines on each side of a hit.
 pub const MAX_CONTEXT: usize = 100;
+/// The longest query string (everything after `?`), in bytes.
+pub const MAX_QUERY_STRING: usize = 8192;
 
-/// A running API; stops (and joins its thread) when dropped.
+/// A running API; stops when dropped.
 pub struct SearchApi {
-    addr: SocketAddr,
-    server: Arc<Server>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("could not listen on {addr}: {reason}")]
-pub struct ListenError {
-    pub addr: SocketAddr,
-    pub reason: String,
+    server: HttpServer,
 }
 
 impl SearchApi {
-    /// Binds `addr` and serves the index in `index_dir` from a thread.
+    /// Binds `addr` and serves the index in `index_dir` with the default
+    /// [`Limits`].
     pub fn start(addr: SocketAddr, index_dir: &Path) -> Result<SearchApi, ListenError> {
-        let server = Server::http(addr).map_err(|e| ListenError {
-            addr,
-            reason: e.to_string(),
-        })?;
-        let addr = server.server_addr().to_ip().unwrap_or(addr);
-        let server = Arc::new(server);
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let (server, stop, dir) = (server.clone(), stop.clone(), index_dir.to_owned());
-            std::thread::Builder::new()
-                .name("search-api".into())
-                .spawn(move || serve(&server, &stop, &dir))
-                .map_err(|e| ListenError {
-                    addr,
-                    reason: e.to_string(),
-                })?
-        };
-        info!(%addr, "search api listening");
-        Ok(SearchApi {
-            addr,
-            server,
-            stop,
-            thread: Some(thread),
-        })
+        SearchApi::start_with(addr, index_dir, Limits::default())
+    }
+
+    pub fn start_with(
+        addr: SocketAddr,
+        index_dir: &Path,
+        limits: Limits,
+    ) -> Result<SearchApi, ListenError> {
+        let dir = index_dir.to_owned();
+        let server = HttpServer::bind("search", addr, limits, move |work| router(dir, work))?;
+        Ok(SearchApi { server })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.addr
+        self.server.local_addr()
+    }
+
+    /// Whether the server still runs (see [`HttpServer::is_running`]).
+    pub fn is_running(&self) -> bool {
+        self.server.is_running()
     }
 }
 
-impl Drop for SearchApi {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        self.server.unblock();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
+/// What every handler shares.
+#[derive(Clone)]
+struct Api {
+    dir: PathBuf,
+    work: Work,
+    /// Opened on the first search that finds an index.
+    searcher: Arc<Mutex<Option<Arc<IndexSearcher>>>>,
 }
 
-fn serve(server: &Server, stop: &AtomicBool, dir: &Path) {
-    let mut searcher: Option<IndexSearcher> = None;
-    while !stop.load(Ordering::SeqCst) {
-        let req = match server.recv_timeout(Duration::from_millis(200)) {
-            Ok(Some(r)) => r,
-            Ok(None) => continue,
-            Err(e) => {
-                warn!(error = %e, "search api: could not receive a request");
-                continue;
-            }
-        };
-        let (status, body) = answer(&req, dir, &mut searcher);
-        respond(req, status, &body);
-    }
-}
-
-fn respond(req: Request, status: u16, body: &Value) {
-    let header = Header::from_bytes("Content-Type", "application/json").expect("static header");
-    let resp = Response::from_string(body.to_string())
-        .with_status_code(status)
-        .with_header(header);
-    let _ = req.respond(resp);
-}
-
-fn error(status: u16, msg: impl Into<String>) -> (u16, Value) {
-    (status, json!({ "error": msg.into() }))
-}
-
-/// Status and JSON body for one request.
-fn answer(req: &Request, dir: &Path, searcher: &mut Option<IndexSearcher>) -> (u16, Value) {
-    if *req.method() != Method::Get {
-        return error(
-            405,
-            format!("method {} not allowed; expected GET", req.method()),
-        );
-    }
-    let (path, query) = req.url().split_once('?').unwrap_or((req.url(), ""));
-    let params = match Params::parse(query) {
-        Ok(p) => p,
-        Err(e) => return error(400, e),
+/// The API's routes on `work`'s limits.
+pub fn router(dir: PathBuf, work: Work) -> Router {
+    let api = Api {
+        dir,
+        work,
+        searcher: Arc::default(),
     };
-    if path == "/health" {
-        return (200, json!({ "status": "ok" }));
-    }
-    if !matches!(path, "/search" | "/count" | "/histogram") {
-        return error(
-            404,
-            format!("unknown path {path:?}; expected /search, /count, /histogram or /health"),
+    Router::new()
+        .route(
+            "/health",
+            get(|| async { rill_http::json(StatusCode::OK, &json!({"status": "ok"})) }),
+        )
+        .route("/search", get(|s, q| endpoint(s, q, Endpoint::Search)))
+        .route("/count", get(|s, q| endpoint(s, q, Endpoint::Count)))
+        .route(
+            "/histogram",
+            get(|s, q| endpoint(s, q, Endpoint::Histogram)),
+        )
+        .fallback(unknown)
+        .with_state(api)
+}
+
+async fn unknown(method: Method, uri: Uri) -> Response {
+    if method != Method::GET {
+        return rill_http::error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("method {method} not allowed; expected GET"),
         );
     }
-    if searcher.is_none() {
-        match IndexSearcher::open(dir) {
-            Ok(s) => *searcher = Some(s),
-            Err(e) => return error(503, e.to_string()),
+    rill_http::error(
+        StatusCode::NOT_FOUND,
+        format!(
+            "unknown path {:?}; expected /search, /count, /histogram or /health",
+            uri.path()
+        ),
+    )
+}
+
+#[derive(Clone, Copy)]
+enum Endpoint {
+    Search,
+    Count,
+    Histogram,
+}
+
+async fn endpoint(State(api): State<Api>, RawQuery(query): RawQuery, which: Endpoint) -> Response {
+    let query = query.unwrap_or_default();
+    if query.len() > MAX_QUERY_STRING {
+        return rill_http::error(
+            StatusCode::URI_TOO_LONG,
+            format!(
+                "query string of {} bytes; expected at most {MAX_QUERY_STRING}",
+                query.len()
+            ),
+        );
+    }
+    let params = match Params::parse(&query) {
+        Ok(p) => p,
+        Err(e) => return rill_http::error(StatusCode::BAD_REQUEST, e),
+    };
+    let work = api.work.clone();
+    work.run(move |job| {
+        let (status, body) = answer(&api, &params, which, job);
+        (status, body)
+    })
+    .await
+}
+
+/// Status and JSON body for one request, computed on a worker thread.
+fn answer(api: &Api, params: &Params, which: Endpoint, job: &Job) -> (StatusCode, Vec<u8>) {
+    let searcher = match api.searcher() {
+        Ok(s) => s,
+        Err(e) => {
+            return fail(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({"error": e.to_string()}),
+            )
         }
+    };
+    if let Err(e) = searcher.reload() {
+        return fail(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"error": e.to_string()}),
+        );
     }
-    let s = searcher.as_ref().expect("opened above");
-    if let Err(e) = s.reload() {
-        return error(503, e.to_string());
-    }
-    let result = match path {
-        "/search" => search(s, &params),
-        "/count" => params.request(false).and_then(|r| {
-            s.count(&r)
-                .map_err(Bad::from)
-                .map(|n| json!({ "count": n }))
+    let deadline = Deadline::new(job.deadline, job.cancelled.clone());
+    let result = match which {
+        Endpoint::Search => search(&searcher, params, deadline, job.max_response_bytes),
+        Endpoint::Count => params.request(false, deadline).and_then(|r| {
+            let n = searcher.count(&r)?;
+            Ok(json_bytes(&json!({ "count": n })))
         }),
-        _ => histogram(s, &params),
+        Endpoint::Histogram => histogram(&searcher, params, deadline),
     };
     match result {
-        Ok(v) => (200, v),
-        Err(Bad::Param(m)) => error(400, m),
-        Err(Bad::Index(IndexError::Query(q))) => (
-            400,
-            json!({ "error": q.to_string(), "position": q.position, "expected": q.expected }),
+        Ok(body) => (StatusCode::OK, body),
+        Err(Bad::Param(m)) => fail(StatusCode::BAD_REQUEST, &json!({ "error": m })),
+        Err(Bad::Index(IndexError::Query(q))) => fail(
+            StatusCode::BAD_REQUEST,
+            &json!({ "error": q.to_string(), "position": q.position, "expected": q.expected }),
         ),
-        Err(Bad::Index(e)) => error(500, e.to_string()),
+        Err(Bad::Index(IndexError::Stopped)) => fail(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({ "error": format!(
+                "the search ran longer than its deadline of {}s and was stopped; narrow it (since, host, log) or ask for less",
+                api.work.limits().request_timeout.as_secs()
+            ) }),
+        ),
+        Err(Bad::Index(e)) => fail(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &json!({ "error": e.to_string() }),
+        ),
     }
+}
+
+impl Api {
+    fn searcher(&self) -> Result<Arc<IndexSearcher>, IndexError> {
+        let mut slot = self.searcher.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = slot.as_ref() {
+            return Ok(s.clone());
+        }
+        let s = Arc::new(IndexSearcher::open(&self.dir)?);
+        *slot = Some(s.clone());
+        Ok(s)
+    }
+}
+
+fn json_bytes(v: &Value) -> Vec<u8> {
+    serde_json::to_vec(v).unwrap_or_default()
+}
+
+fn fail(status: StatusCode, v: &Value) -> (StatusCode, Vec<u8>) {
+    (status, json_bytes(v))
 }
 
 enum Bad {
@@ -179,28 +221,67 @@ impl From<IndexError> for Bad {
     }
 }
 
-fn search(s: &IndexSearcher, p: &Params) -> Result<Value, Bad> {
-    let req = p.request(true)?;
+/// The hits as JSON, written one by one until the answer would pass
+/// `budget` bytes; then `truncated` says where it stopped and why.
+fn search(
+    s: &IndexSearcher,
+    p: &Params,
+    deadline: Deadline,
+    budget: usize,
+) -> Result<Vec<u8>, Bad> {
+    let req = p.request(true, deadline)?;
     let context = p.number("context", MAX_CONTEXT)?.unwrap_or(0);
     let before = p.number("before", MAX_CONTEXT)?.unwrap_or(context);
     let after = p.number("after", MAX_CONTEXT)?.unwrap_or(context);
     let hits = s.search(&req)?;
     let total = s.count(&req)?;
     let mut hl = s.highlighter(&req)?;
-    let mut out = Vec::with_capacity(hits.len());
+    let mut out = Vec::with_capacity(4096);
+    out.extend_from_slice(b"{\"query\":");
+    out.extend(json_bytes(&Value::String(req.query.clone())));
+    out.extend_from_slice(format!(",\"count\":{total},\"hits\":[").as_bytes());
+    // Room for the closing and the `truncated` note.
+    let budget = budget.saturating_sub(512);
+    let mut given = 0usize;
+    let mut truncated = false;
     for h in &hits {
+        let room = budget.saturating_sub(out.len());
         let ctx = if before + after > 0 {
-            Some(s.context(h, before, after)?)
+            Some(s.context(h, before, after, room, &req.deadline)?)
         } else {
             None
         };
-        out.push(hit_json(h, &hl.ranges(&h.body), ctx.as_ref()));
+        let hit = json_bytes(&hit_json(h, &hl.ranges(&h.body), ctx.as_ref()));
+        if out.len() + hit.len() + 1 > budget {
+            truncated = true;
+            break;
+        }
+        if given > 0 {
+            out.push(b',');
+        }
+        out.extend(hit);
+        given += 1;
     }
-    Ok(json!({ "query": req.query, "count": total, "hits": out }))
+    out.push(b']');
+    if truncated {
+        let note = json!({
+            "hits": given,
+            "limit_bytes": budget + 512,
+            "reason": format!(
+                "the answer reached its limit of {} bytes after {given} of {} hits; ask for fewer (limit, context) or narrow the query",
+                budget + 512,
+                hits.len()
+            ),
+        });
+        out.extend_from_slice(b",\"truncated\":");
+        out.extend(json_bytes(&note));
+    }
+    out.push(b'}');
+    Ok(out)
 }
 
-fn histogram(s: &IndexSearcher, p: &Params) -> Result<Value, Bad> {
-    let req = p.request(false)?;
+fn histogram(s: &IndexSearcher, p: &Params, deadline: Deadline) -> Result<Vec<u8>, Bad> {
+    let req = p.request(false, deadline)?;
     let bucket_text = p.get("bucket").unwrap_or("1m");
     let bucket = rill_index::time::parse_span(bucket_text).ok_or_else(|| {
         Bad::Param(format!(
@@ -209,7 +290,9 @@ fn histogram(s: &IndexSearcher, p: &Params) -> Result<Value, Bad> {
     })?;
     let buckets = s.histogram(&req, bucket)?;
     let total: u64 = buckets.iter().map(|b| b.count).sum();
-    Ok(json!({ "query": req.query, "bucket": bucket_text, "total": total, "buckets": buckets }))
+    Ok(json_bytes(
+        &json!({ "query": req.query, "bucket": bucket_text, "total": total, "buckets": buckets }),
+    ))
 }
 
 /// Decoded query-string parameters.
@@ -220,15 +303,15 @@ impl Params {
         let mut out = Vec::new();
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            out.push((decode(k)?, decode(v)?));
-        }
-        for (k, _) in &out {
+            let k = decode(k)?;
             if !KNOWN.contains(&k.as_str()) {
                 return Err(format!(
-                    "unknown parameter {k:?}; expected one of: {}",
+                    "unknown parameter {:?}; expected one of: {}",
+                    k.chars().take(64).collect::<String>(),
                     KNOWN.join(", ")
                 ));
             }
+            out.push((k, decode(v)?));
         }
         Ok(Params(out))
     }
@@ -250,7 +333,8 @@ impl Params {
                     .filter(|n| *n <= max)
                     .ok_or_else(|| {
                         Bad::Param(format!(
-                            "{key}: expected a number from 0 to {max}, got {v:?}"
+                            "{key}: expected a number from 0 to {max}, got {:?}",
+                            v.chars().take(64).collect::<String>()
                         ))
                     })
             })
@@ -258,7 +342,7 @@ impl Params {
     }
 
     /// The search request these parameters describe.
-    fn request(&self, with_limit: bool) -> Result<SearchRequest, Bad> {
+    fn request(&self, with_limit: bool, deadline: Deadline) -> Result<SearchRequest, Bad> {
         let now = chrono::Utc::now();
         let time = |key: &str| {
             self.get(key)
@@ -290,6 +374,7 @@ impl Params {
             until: time("until")?,
             limit,
             oldest_first,
+            deadline,
         })
     }
 }
@@ -311,7 +396,7 @@ fn decode(s: &str) -> Result<String, String> {
                 let hex = s
                     .get(i + 1..i + 3)
                     .and_then(|h| u8::from_str_radix(h, 16).ok())
-                    .ok_or_else(|| format!("bad percent-encoding at byte {i} of {s:?}"))?;
+                    .ok_or_else(|| format!("bad percent-encoding at byte {i} of a parameter"))?;
                 out.push(hex);
                 i += 2;
             }
@@ -319,7 +404,7 @@ fn decode(s: &str) -> Result<String, String> {
         }
         i += 1;
     }
-    String::from_utf8(out).map_err(|_| format!("parameter {s:?} is not UTF-8 once decoded"))
+    String::from_utf8(out).map_err(|_| "a parameter is not UTF-8 once decoded".to_owned())
 }
 
 #[cfg(test)]
@@ -333,17 +418,18 @@ mod tests {
         assert!(decode("%zz").unwrap_err().contains("bad percent-encoding"));
         assert!(decode("%ff").unwrap_err().contains("not UTF-8"));
         let p = Params::parse("q=error&limit=5&since=15m").unwrap();
-        let r = p.request(true).ok().unwrap();
+        let r = p.request(true, Deadline::default()).ok().unwrap();
         assert_eq!((r.query.as_str(), r.limit), ("error", 5));
         assert!(r.since.is_some());
         let e = Params::parse("qq=x").err().unwrap();
         assert!(e.starts_with("unknown parameter \"qq\""), "{e}");
-        let bad = |q: &str| match Params::parse(q).unwrap().request(true) {
+        let bad = |q: &str| match Params::parse(q).unwrap().request(true, Deadline::default()) {
             Err(Bad::Param(m)) => m,
             _ => panic!("{q} accepted"),
         };
         assert!(bad("limit=lots").starts_with("limit: expected a number"));
         assert!(bad("since=yesterday").starts_with("since: expected a time like"));
         assert!(bad("order=random").starts_with("order: expected newest or oldest"));
+        assert!(bad("since=99999999d").starts_with("since: \"99999999d\" reaches further back"));
     }
 }

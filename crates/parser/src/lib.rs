@@ -68,12 +68,9 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
     let mut events = EventBuilder::new(cfg)?;
     let mut parsed: Vec<ParsedEvent> = Vec::new();
     let mut retention = Retention::new(cfg.index.retention);
-    // A taken port must not stop indexing: warn loudly and go on without the API.
-    let _api = cfg.search.listen.and_then(|addr| {
-        http::SearchApi::start(addr, &dir)
-            .map_err(|e| warn!(error = %e, "search api NOT running"))
-            .ok()
-    });
+    // A taken port must not stop indexing: warn loudly and go on without the
+    // API, trying again now and then (and if its server ever stopped).
+    let mut api = ApiKeeper::new(cfg.search.listen, &dir);
 
     let mut first_pending: Option<Instant> = None;
     let mut indexed: u64 = 0;
@@ -122,6 +119,7 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
         }
         ingest.tell(false);
         retention.tick(&mut index)?;
+        api.tick();
     }
     events.flush_all(&mut parsed);
     for event in parsed.drain(..) {
@@ -134,6 +132,49 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
     ingest.tell(true);
     info!(total = indexed, "parser stopped");
     Ok(())
+}
+
+/// The search API, started again when it is not running (its port was
+/// taken, or its server stopped): at most every [`ApiKeeper::RETRY`].
+struct ApiKeeper {
+    listen: Option<std::net::SocketAddr>,
+    dir: std::path::PathBuf,
+    api: Option<http::SearchApi>,
+    tried: Instant,
+}
+
+impl ApiKeeper {
+    const RETRY: Duration = Duration::from_secs(10);
+
+    fn new(listen: Option<std::net::SocketAddr>, dir: &std::path::Path) -> ApiKeeper {
+        let mut k = ApiKeeper {
+            listen,
+            dir: dir.to_owned(),
+            api: None,
+            tried: Instant::now(),
+        };
+        k.start();
+        k
+    }
+
+    fn start(&mut self) {
+        let Some(addr) = self.listen else { return };
+        self.tried = Instant::now();
+        match http::SearchApi::start(addr, &self.dir) {
+            Ok(a) => self.api = Some(a),
+            Err(e) => warn!(error = %e, retry_s = Self::RETRY.as_secs(), "search api NOT running"),
+        }
+    }
+
+    fn tick(&mut self) {
+        if self.api.as_ref().is_some_and(|a| !a.is_running()) {
+            warn!("search api stopped; starting it again");
+            self.api = None;
+        }
+        if self.api.is_none() && self.listen.is_some() && self.tried.elapsed() >= Self::RETRY {
+            self.start();
+        }
+    }
 }
 
 /// Publishes one event on `parsed/<host>/<log>` and indexes it.

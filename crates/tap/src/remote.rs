@@ -471,13 +471,20 @@ mod tests {
         // backslash other than \0ooo, `!` or newline.
         let words: Vec<&str> = cmd.split('\'').collect();
         assert_eq!(words[0], "exec sh -c ");
-        assert!(words.iter().skip(2).step_by(2).all(|w| w.trim().is_empty() || *w == " rill "));
+        assert!(words
+            .iter()
+            .skip(2)
+            .step_by(2)
+            .all(|w| w.trim().is_empty() || *w == " rill "));
         for w in words.iter().skip(1).step_by(2) {
             assert!(!w.contains(['!', '\n', '\'']), "{w}");
             let b = w.as_bytes();
             for (i, _) in w.match_indices('\\') {
                 assert!(b.len() > i + 4 && b[i + 1] == b'0', "{w}");
-                assert!(b[i + 2..i + 5].iter().all(|c| (b'0'..=b'7').contains(c)), "{w}");
+                assert!(
+                    b[i + 2..i + 5].iter().all(|c| (b'0'..=b'7').contains(c)),
+                    "{w}"
+                );
             }
         }
     }
@@ -600,7 +607,6 @@ mod tests {
     }
 
     impl Local {
-
         fn start_on(shell: Shell, script: String, nonce: &Nonce) -> Local {
             let mut cmd = match &shell {
                 Shell::Posix => Command::new("sh"),
@@ -984,13 +990,7 @@ mod tests {
         finish_on(path, old, verify, offset, On::Gnu)
     }
 
-    fn finish_on(
-        path: &Path,
-        old: OldFile,
-        verify: Verify,
-        offset: u64,
-        on: On,
-    ) -> (Local, Nonce) {
+    fn finish_on(path: &Path, old: OldFile, verify: Verify, offset: u64, on: On) -> (Local, Nonce) {
         let nonce = Nonce::random();
         let shell = match on {
             On::BusyBox => busybox(),
@@ -1121,9 +1121,7 @@ mod tests {
                 std::fs::rename(&path, dir.join(rotated)).unwrap();
                 append(&path, b"the new file\n");
                 let (mut l, n) = finish_on(&path, OldFile::Inode(ino), verify, 71, on);
-                l.until(&n, |l| {
-                    l.controls().contains(&Control::Final(90))
-                });
+                l.until(&n, |l| l.controls().contains(&Control::Final(90)));
                 assert_eq!(l.data(), b"written while down\n", "{on:?} {rotated:?}");
                 assert_eq!(following(&l).unwrap().1, ino);
                 l.close();

@@ -1,0 +1,253 @@
+//! The server's limits, against real sockets on loopback.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+use rill_http::{HttpServer, Limits, Work};
+
+/// `GET path` over HTTP/1.0: status and body, or None if the connection
+/// failed or closed without an answer.
+fn get_path(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).ok()?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    Some((head.split(' ').nth(1)?.parse().ok()?, body.to_owned()))
+}
+
+fn panicking() -> (StatusCode, Vec<u8>) {
+    panic!("on purpose")
+}
+
+/// A server with routes that misbehave on purpose.
+fn server(limits: Limits, stopped: Arc<AtomicBool>) -> HttpServer {
+    HttpServer::bind(
+        "test",
+        "127.0.0.1:0".parse().unwrap(),
+        limits,
+        move |work: Work| {
+            let slow = work.clone();
+            let stubborn = work.clone();
+            Router::new()
+                .route(
+                    "/stubborn",
+                    get(move || {
+                        let w = stubborn.clone();
+                        async move {
+                            // Ignores its deadline.
+                            w.run(|_| {
+                                std::thread::sleep(Duration::from_secs(3));
+                                (StatusCode::OK, b"{}".to_vec())
+                            })
+                            .await
+                        }
+                    }),
+                )
+                .route("/health", get(|| async { "ok" }))
+                .route("/panic", get(|| async { panicking() }))
+                .route(
+                    "/panic-in-work",
+                    get(move || {
+                        let w = work.clone();
+                        async move { w.run(|_| panicking()).await }
+                    }),
+                )
+                .route(
+                    "/slow",
+                    get(move || {
+                        let w = slow.clone();
+                        let stopped = stopped.clone();
+                        async move {
+                            w.run(move |job| {
+                                // Runs until told to stop, as a search does.
+                                while !job.stopped() {
+                                    std::thread::sleep(Duration::from_millis(5));
+                                }
+                                stopped.store(true, Ordering::SeqCst);
+                                (
+                                    StatusCode::SERVICE_UNAVAILABLE,
+                                    b"{\"error\":\"stopped\"}".to_vec(),
+                                )
+                            })
+                            .await
+                        }
+                    }),
+                )
+        },
+    )
+    .unwrap()
+}
+
+fn quick() -> Limits {
+    Limits {
+        max_connections: 8,
+        header_timeout: Duration::from_millis(500),
+        stall_timeout: Duration::from_secs(2),
+        request_timeout: Duration::from_millis(800),
+        workers: 2,
+        ..Limits::default()
+    }
+}
+
+#[test]
+fn a_panic_is_a_500_and_the_server_goes_on() {
+    let s = server(quick(), Arc::default());
+    for path in ["/panic", "/panic-in-work"] {
+        let (status, body) = get_path(s.local_addr(), path).unwrap();
+        assert_eq!(status, 500, "{path}: {body}");
+        assert!(body.contains("internal error"), "{body}");
+        assert_eq!(get_path(s.local_addr(), "/health").unwrap().0, 200);
+    }
+}
+
+#[test]
+fn slow_work_stops_at_its_deadline_and_never_holds_up_others() {
+    let stopped = Arc::new(AtomicBool::new(false));
+    let s = server(quick(), stopped.clone());
+    let addr = s.local_addr();
+    let slow = std::thread::spawn(move || get_path(addr, "/slow"));
+    std::thread::sleep(Duration::from_millis(100));
+    // The slow request holds one of two turns; cheap routes never wait.
+    let t = Instant::now();
+    assert_eq!(get_path(addr, "/health").unwrap().0, 200);
+    assert!(t.elapsed() < Duration::from_millis(500));
+    let (status, body) = slow.join().unwrap().unwrap();
+    assert_eq!((status, body.as_str()), (503, "{\"error\":\"stopped\"}"));
+    assert!(stopped.load(Ordering::SeqCst), "the work was told to stop");
+    // Work that ignores its deadline is answered for at the deadline (plus
+    // a second's grace) all the same.
+    let t = Instant::now();
+    let (status, body) = get_path(addr, "/stubborn").unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("longer than its deadline of 0.8s"), "{body}");
+    assert!(
+        t.elapsed() < Duration::from_millis(2500),
+        "{:?}",
+        t.elapsed()
+    );
+}
+
+#[test]
+fn a_client_that_hangs_up_stops_its_work() {
+    let stopped = Arc::new(AtomicBool::new(false));
+    let limits = Limits {
+        request_timeout: Duration::from_secs(60),
+        ..quick()
+    };
+    let s = server(limits, stopped.clone());
+    let mut c = TcpStream::connect(s.local_addr()).unwrap();
+    write!(c, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    drop(c);
+    let end = Instant::now() + Duration::from_secs(10);
+    while !stopped.load(Ordering::SeqCst) {
+        assert!(
+            Instant::now() < end,
+            "the work ran on after its client left"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn connections_over_the_cap_get_503_and_the_server_recovers() {
+    let s = server(quick(), Arc::default());
+    let addr = s.local_addr();
+    // Eight connections that send nothing hold every slot.
+    let held: Vec<TcpStream> = (0..8).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(100));
+    let (status, body) = get_path(addr, "/health").unwrap();
+    assert_eq!(status, 503);
+    assert!(body.contains("too many connections: at most 8"), "{body}");
+    // The header timeout closes them; the server answers again.
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        if get_path(addr, "/health").is_some_and(|(s, _)| s == 200) {
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "never recovered from idle connections"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(held);
+}
+
+#[test]
+fn half_a_request_is_closed_after_the_header_timeout() {
+    let s = server(quick(), Arc::default());
+    let mut c = TcpStream::connect(s.local_addr()).unwrap();
+    c.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n").unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let t = Instant::now();
+    let mut buf = Vec::new();
+    let _ = c.read_to_end(&mut buf);
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "open for {:?}",
+        t.elapsed()
+    );
+    assert!(!String::from_utf8_lossy(&buf).contains("200 OK"));
+}
+
+#[test]
+fn an_oversized_head_is_refused() {
+    let s = server(quick(), Arc::default());
+    let path = format!("/health?q={}", "x".repeat(64 * 1024));
+    let status = get_path(s.local_addr(), &path).map(|(s, _)| s);
+    assert!(matches!(status, Some(414 | 431) | None), "{status:?}");
+    assert_eq!(get_path(s.local_addr(), "/health").unwrap().0, 200);
+}
+
+/// Raises this process's open-file limit to what root may (for floods).
+fn more_files(n: u64) {
+    let mut l = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit on a local struct.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut l);
+        l.rlim_cur = n.min(l.rlim_max.max(n));
+        l.rlim_max = l.rlim_max.max(n);
+        libc::setrlimit(libc::RLIMIT_NOFILE, &l);
+    }
+}
+
+#[test]
+fn a_flood_of_connections_leaves_the_listener_working() {
+    more_files(8192);
+    let limits = Limits {
+        max_connections: 64,
+        header_timeout: Duration::from_secs(2),
+        ..quick()
+    };
+    let s = server(limits, Arc::default());
+    let addr = s.local_addr();
+    let flood: Vec<TcpStream> = (0..3000)
+        .filter_map(|_| TcpStream::connect(addr).ok())
+        .collect();
+    assert!(flood.len() > 1000, "only {} connections", flood.len());
+    drop(flood);
+    let end = Instant::now() + Duration::from_secs(15);
+    loop {
+        if get_path(addr, "/health").is_some_and(|(s, _)| s == 200) {
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "the listener did not recover after the flood"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
