@@ -94,6 +94,18 @@ pub fn render(r: &StatusReport) -> String {
             rep.dropped
         ));
     }
+    if let Some(api) = &r.search_api {
+        let verdict = match (&api.ok, &api.error) {
+            (true, _) => "answers".to_owned(),
+            (false, Some(e)) => format!("NOT answering: {e}"),
+            (false, None) => "NOT answering".to_owned(),
+        };
+        s.push_str(&format!(
+            "search api {}: {verdict} (checked {})\n",
+            api.listen,
+            api.checked_at.format("%H:%M:%S")
+        ));
+    }
     for c in &r.children {
         let pid = c.pid.map_or("not running".into(), |p| format!("pid {p}"));
         s.push_str(&format!(

@@ -291,6 +291,9 @@ pub struct Supervised {
     backoff: Backoff,
     pub restarts: u32,
     pub last_exit: Option<String>,
+    /// Why [`Supervised::restart`] stopped the running child, and when it
+    /// is to be killed if it has not exited by then.
+    restarting: Option<(String, Instant)>,
 }
 
 impl Supervised {
@@ -309,6 +312,22 @@ impl Supervised {
             backoff: Backoff::new(max_backoff),
             restarts: 0,
             last_exit: None,
+            restarting: None,
+        }
+    }
+
+    /// How long the running child has been running.
+    pub fn running_for(&self) -> Option<Duration> {
+        self.child.as_ref().map(|_| self.started.elapsed())
+    }
+
+    /// Stops the running child (SIGTERM, then SIGKILL after `grace`) to have
+    /// it started again as if it had exited; `why` goes into `last_exit`.
+    pub fn restart(&mut self, why: &str, grace: Duration) {
+        if let Some(c) = &self.child {
+            warn!(child = %self.name, pid = c.id(), reason = why, "restarting child");
+            signal(c.id(), libc::SIGTERM);
+            self.restarting = Some((why.to_owned(), Instant::now() + grace));
         }
     }
 
@@ -331,13 +350,24 @@ impl Supervised {
                 Ok(Some(status)) => {
                     let ran = self.started.elapsed();
                     let delay = self.backoff.after_run(ran);
-                    let how = describe(status);
+                    let mut how = describe(status);
+                    if let Some((why, _)) = self.restarting.take() {
+                        how = format!("{how} (restarted: {why})");
+                    }
                     warn!(child = %self.name, exit = %how, ran_ms = ran.as_millis() as u64, restart_in_ms = delay.as_millis() as u64, "child exited");
                     self.last_exit = Some(how);
                     self.child = None;
                     self.restart_at = Some(Instant::now() + delay);
                 }
-                Ok(None) => {}
+                Ok(None) => {
+                    if self
+                        .restarting
+                        .as_ref()
+                        .is_some_and(|(_, at)| Instant::now() >= *at)
+                    {
+                        signal(child.id(), libc::SIGKILL);
+                    }
+                }
                 Err(e) => warn!(child = %self.name, error = %e, "could not wait for child"),
             }
         }

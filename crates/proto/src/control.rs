@@ -51,6 +51,21 @@ pub struct StatusReport {
     /// Stream subscribers that reported within the last 30 s.
     #[serde(default)]
     pub subscribers: Vec<SubscriberStatus>,
+    /// The search API's last health probe (none when `search.listen` is
+    /// off, or before the first probe).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search_api: Option<ApiStatus>,
+}
+
+/// Whether the search API answered the supervisor's last `GET /health`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiStatus {
+    pub listen: String,
+    pub ok: bool,
+    /// What went wrong, when not ok.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub checked_at: DateTime<Utc>,
 }
 
 /// A subscriber's last report, as `rill status` shows it.
@@ -122,6 +137,12 @@ mod tests {
                 },
                 reported_at: Utc::now(),
             }],
+            search_api: Some(ApiStatus {
+                listen: "127.0.0.1:7680".into(),
+                ok: false,
+                error: Some("could not connect".into()),
+                checked_at: Utc::now(),
+            }),
         };
         let ok = ControlReply::Ok {
             report: Some(report),

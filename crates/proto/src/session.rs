@@ -45,9 +45,55 @@ pub fn parse_datetime(text: &str) -> Result<DateTime<Utc>, String> {
     {
         return Err(expected());
     }
+    // chrono takes second 60 (a leap second); the protocol does not.
+    if &text[17..19] > "59" {
+        return Err(format!(
+            "bad datetime {text:?}: seconds go from 00 to 59, e.g. {DATETIME_EXAMPLE}"
+        ));
+    }
     NaiveDateTime::parse_from_str(text, DATETIME_FORMAT)
         .map(|t| t.and_utc())
         .map_err(|_| expected())
+}
+
+/// The longest `unique_id` and `client_id`, in bytes (a UUID is 36).
+pub const MAX_ID_BYTES: usize = 128;
+
+/// A JSON object read with every key checked for a second occurrence (a
+/// plain `serde_json::Value` keeps the last one silently).
+struct UniqueKeys;
+
+impl<'de> serde::de::Visitor<'de> for UniqueKeys {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if !seen.insert(key.clone()) {
+                return Err(serde::de::Error::custom(format!(
+                    "field `{}` appears twice; each field must appear once",
+                    key.chars().take(64).collect::<String>()
+                )));
+            }
+            map.next_value::<serde::de::IgnoredAny>()?;
+        }
+        Ok(())
+    }
+}
+
+/// Err with the repeated key's message if a top-level key of the object in
+/// `body` appears twice.
+fn check_unique_keys(body: &[u8]) -> Result<(), String> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    serde::Deserializer::deserialize_map(&mut de, UniqueKeys).map_err(|e| {
+        let m = e.to_string();
+        // serde_json adds " at line L column C"; keep the reason.
+        m.split(" at line ").next().unwrap_or(&m).to_owned()
+    })
 }
 
 /// The topic of every message on a session's publish socket.
@@ -134,7 +180,13 @@ impl SessionRequest {
                 reason: format!("expected one JSON object, got {}", kind(&value)),
             });
         };
-        let echo = |k: &str| obj.get(k).and_then(Value::as_str).map(str::to_owned);
+        // Ids are echoed only if they are within bounds.
+        let echo = |k: &str| {
+            obj.get(k)
+                .and_then(Value::as_str)
+                .filter(|v| v.len() <= MAX_ID_BYTES)
+                .map(str::to_owned)
+        };
         let mut rejected = Rejected {
             unique_id: echo("unique_id"),
             client_id: echo("client_id"),
@@ -144,6 +196,22 @@ impl SessionRequest {
             r.reason = reason;
             Err(r)
         };
+        if let Err(reason) = check_unique_keys(body) {
+            return fail(rejected, reason);
+        }
+        for key in ["unique_id", "client_id", "session_id"] {
+            if let Some(v) = obj.get(key).and_then(Value::as_str) {
+                if v.len() > MAX_ID_BYTES {
+                    return fail(
+                        rejected,
+                        format!(
+                            "field `{key}` is {} bytes long; expected at most {MAX_ID_BYTES}",
+                            v.len()
+                        ),
+                    );
+                }
+            }
+        }
         let unique_id = match required_string(&obj, "unique_id") {
             Ok(v) => v,
             Err(reason) => return fail(rejected, reason),
@@ -545,6 +613,45 @@ mod tests {
         }
         let r = parse(r#"{"unique_id":7,"client_id":"c1"}"#).unwrap_err();
         assert_eq!((r.unique_id, r.client_id), (None, Some("c1".into())));
+
+        // Regression (issue 17, item 11): a repeated field took the last
+        // value; second 60 was taken as a leap second.
+        let ok = r#""unique_id":"u1","client_id":"c1","datetime":"2002-12-25T00:00:00.000Z","command":"create_session""#;
+        for (json, want) in [
+            (
+                format!(r#"{{{ok},"unique_id":"u2"}}"#),
+                "field `unique_id` appears twice",
+            ),
+            (
+                format!(r#"{{{ok},"command":"delete_session"}}"#),
+                "field `command` appears twice",
+            ),
+            (
+                ok.replace(":00.000Z", ":60.000Z")
+                    .replace("\"unique", "{\"unique")
+                    + "}",
+                "seconds go from 00 to 59",
+            ),
+            (
+                ok.replace("u1", &"u".repeat(MAX_ID_BYTES + 1))
+                    .replace("\"unique", "{\"unique")
+                    + "}",
+                "field `unique_id` is 129 bytes long; expected at most 128",
+            ),
+        ] {
+            let r = parse(&json).unwrap_err();
+            assert!(r.reason.contains(want), "{json}: {}", r.reason);
+        }
+        let long = parse(&format!(
+            r#"{{"unique_id":"{}","client_id":"c1"}}"#,
+            "u".repeat(4 << 20)
+        ))
+        .unwrap_err();
+        assert_eq!(
+            (long.unique_id, long.client_id.as_deref()),
+            (None, Some("c1"))
+        );
+        assert!(parse(&format!("{{{ok}}}")).is_ok());
 
         let with_head = [
             ("", "missing field `command`"),

@@ -8,7 +8,8 @@ use rill_bus::Subscriber;
 use rill_config::Config;
 use rill_process::Supervised;
 use rill_proto::{
-    ChildReport, ControlReply, ControlRequest, HostReport, Ping, StatusReport, SubscriberStatus,
+    ApiStatus, ChildReport, ControlReply, ControlRequest, HostReport, Ping, StatusReport,
+    SubscriberStatus,
 };
 use tracing::warn;
 
@@ -23,6 +24,8 @@ const SUBSCRIBER_GONE_AFTER: chrono::TimeDelta = chrono::TimeDelta::seconds(30);
 pub struct State {
     pings: BTreeMap<String, Ping>,
     subscribers: BTreeMap<String, SubscriberStatus>,
+    /// The search API's last health probe.
+    pub search_api: Option<ApiStatus>,
 }
 
 impl State {
@@ -47,6 +50,7 @@ pub fn build_report(
     pings: &BTreeMap<String, Ping>,
     subscribers: &BTreeMap<String, SubscriberStatus>,
     children: &[&Supervised],
+    search_api: Option<ApiStatus>,
 ) -> StatusReport {
     let now = Utc::now();
     let subscribers = subscribers
@@ -89,6 +93,7 @@ pub fn build_report(
         hosts,
         children,
         subscribers,
+        search_api,
     }
 }
 
@@ -113,6 +118,7 @@ pub fn serve(
                     &state.pings,
                     &state.subscribers,
                     children,
+                    state.search_api.clone(),
                 )),
             },
             Ok(ControlRequest::SubscriberReport(report)) => {

@@ -12,6 +12,7 @@
 //!   within [`STOP_GRACE`] plus a little.
 
 mod control;
+mod health;
 
 use std::fs::File;
 use std::os::unix::io::AsRawFd;
@@ -67,6 +68,7 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
     let mut pinger = child("masspinger", "masspinger", vec![]);
 
     let mut state = control::State::default();
+    let probe = cfg.search.listen.map(health::ApiProbe::start);
     while !shutdown.requested() {
         // Only a child that exited or is due to start needs a look.
         let exited = exits.take();
@@ -80,6 +82,10 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
             }
         }
         state.drain_pings(&pings)?;
+        if let Some(p) = &probe {
+            state.search_api = p.status();
+            keep_api_answering(p, &mut parser);
+        }
         let children: Vec<&Supervised> = std::iter::once(&parser)
             .chain(std::iter::once(&pinger))
             .chain(taps.iter())
@@ -101,6 +107,29 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
     proxy.stop();
     info!("supervisor stopped");
     Ok(())
+}
+
+/// Restarts the parser once its search API has not answered for
+/// [`health::RESTART_AFTER`] (and the parser ran that long).
+fn keep_api_answering(probe: &health::ApiProbe, parser: &mut Supervised) {
+    let Some(failing) = probe.failing_for() else {
+        return;
+    };
+    let ran = parser.running_for().unwrap_or_default();
+    if failing >= health::RESTART_AFTER && ran >= health::RESTART_AFTER {
+        if let Some(s) = probe.status() {
+            health::log_failure(&s);
+        }
+        parser.restart(
+            &format!(
+                "its search api on {} did not answer /health for {}s",
+                probe.listen(),
+                health::RESTART_AFTER.as_secs()
+            ),
+            STOP_GRACE,
+        );
+        probe.reset();
+    }
 }
 
 /// One supervisor per state_dir: two would fight over sockets and the index.

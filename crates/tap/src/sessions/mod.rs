@@ -29,6 +29,7 @@
 pub mod gate;
 pub mod links;
 pub mod reaper;
+mod replays;
 pub mod requests;
 pub mod server;
 pub mod shell;

@@ -1,7 +1,7 @@
 //! Answering requests: parse and check, then create, send, list or delete.
 
 use std::collections::HashSet;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use chrono::Utc;
 use rill_bus::socket::{self, Role};
@@ -58,7 +58,7 @@ impl Server {
         if let Err(reason) = check_age(sent, Utc::now(), self.settings.max_request_age) {
             return self.reply(envelope, SessionReply::failed(uid, cid, reason));
         }
-        if let Some(reason) = self.replayed(&req.unique_id) {
+        if let Err(reason) = self.replays.check(&req.unique_id) {
             return self.reply(envelope, SessionReply::failed(uid, cid, reason));
         }
         let reply = match req.command {
@@ -94,22 +94,6 @@ impl Server {
             }
         };
         self.reply(envelope, reply);
-    }
-
-    /// A reason if `unique_id` was already used within max_request_age.
-    fn replayed(&mut self, unique_id: &str) -> Option<String> {
-        // Older requests are refused as stale anyway; forget their ids.
-        let keep = self.settings.max_request_age * 2;
-        if self.pruned.elapsed() > Duration::from_secs(1) {
-            self.seen.retain(|_, at| at.elapsed() <= keep);
-            self.pruned = Instant::now();
-        }
-        match self.seen.insert(unique_id.to_owned(), Instant::now()) {
-            Some(at) if at.elapsed() <= keep => Some(format!(
-                "duplicate unique_id {unique_id:?}: a request with it was already answered"
-            )),
-            _ => None,
-        }
     }
 
     fn create(&mut self, envelope: Vec<Vec<u8>>, unique_id: String, client_id: String) {

@@ -18,6 +18,7 @@ use tracing::{debug, info, warn};
 use super::gate::Gate;
 use super::links::Links;
 use super::reaper::{Reaped, Reaper};
+use super::replays::Replays;
 use super::shell::{Closer, Output, Shell, Step, Warming};
 
 /// Largest request accepted; a bigger one gets a `failed` reply.
@@ -76,8 +77,7 @@ pub struct Server {
     pub(super) ended: HashMap<String, String>,
     pub(super) ended_order: VecDeque<String>,
     /// unique_ids answered within max_request_age, against replays.
-    pub(super) seen: HashMap<String, Instant>,
-    pub(super) pruned: Instant,
+    pub(super) replays: Replays,
     /// Warming failures in a row, and when the next may start.
     pub(super) failures: u32,
     pub(super) next_warm: Instant,
@@ -122,8 +122,7 @@ impl Server {
             reaping: None,
             ended: HashMap::new(),
             ended_order: VecDeque::new(),
-            seen: HashMap::new(),
-            pruned: Instant::now(),
+            replays: Replays::new(settings.max_request_age),
             failures: 0,
             next_warm: Instant::now(),
             buf: vec![0; 64 * 1024],

@@ -1,0 +1,180 @@
+//! Asking the search API whether it answers.
+//!
+//! A thread sends `GET /health` to `search.listen` every [`PROBE_EVERY`]
+//! (connect within 2 s, answer within 3 s) and keeps the last verdict. The
+//! supervisor shows it in `rill status` and restarts a parser whose API has
+//! hung for [`RESTART_AFTER`]: it took connections (or let them wait in the
+//! backlog) and answered none. A refused connection is not a hang: the
+//! parser's own keeper binds the port again, and a port taken by another
+//! program is not cured by restarting the parser.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use rill_proto::ApiStatus;
+use tracing::warn;
+
+pub const PROBE_EVERY: Duration = Duration::from_secs(5);
+pub const RESTART_AFTER: Duration = Duration::from_secs(30);
+
+#[derive(Default)]
+struct Verdict {
+    status: Option<ApiStatus>,
+    /// Since when every probe found the API hung (None otherwise).
+    failing_since: Option<Instant>,
+}
+
+/// The probing thread; stops when dropped.
+pub struct ApiProbe {
+    listen: SocketAddr,
+    verdict: Arc<Mutex<Verdict>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ApiProbe {
+    pub fn start(listen: SocketAddr) -> ApiProbe {
+        let verdict = Arc::new(Mutex::new(Verdict::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (verdict, stop) = (verdict.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("api-probe".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        let result = probe(listen);
+                        let mut v = verdict.lock().unwrap_or_else(|p| p.into_inner());
+                        match &result {
+                            Err(f) if f.hung => {
+                                v.failing_since.get_or_insert_with(Instant::now);
+                            }
+                            _ => v.failing_since = None,
+                        }
+                        v.status = Some(ApiStatus {
+                            listen: listen.to_string(),
+                            ok: result.is_ok(),
+                            error: result.err().map(|f| f.message),
+                            checked_at: Utc::now(),
+                        });
+                        drop(v);
+                        let end = Instant::now() + PROBE_EVERY;
+                        while Instant::now() < end && !stop.load(Ordering::Relaxed) {
+                            std::thread::sleep(Duration::from_millis(100));
+                        }
+                    }
+                })
+                .ok()
+        };
+        ApiProbe {
+            listen,
+            verdict,
+            stop,
+            thread,
+        }
+    }
+
+    /// The last probe's verdict.
+    pub fn status(&self) -> Option<ApiStatus> {
+        self.lock().status.clone()
+    }
+
+    /// How long the API has been hung, if it is.
+    pub fn failing_for(&self) -> Option<Duration> {
+        self.lock().failing_since.map(|t| t.elapsed())
+    }
+
+    /// Forgets the failures so far (the parser was just restarted).
+    pub fn reset(&self) {
+        self.lock().failing_since = None;
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Verdict> {
+        self.verdict.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn listen(&self) -> SocketAddr {
+        self.listen
+    }
+}
+
+impl Drop for ApiProbe {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Why a probe failed.
+#[derive(Debug)]
+pub struct Failure {
+    /// Something listens but does not answer in time.
+    pub hung: bool,
+    pub message: String,
+}
+
+/// One `GET /health`: Ok if the answer is a 200, else what went wrong.
+pub fn probe(addr: SocketAddr) -> Result<(), Failure> {
+    let fail = |hung, message: String| Failure { hung, message };
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| {
+        let hung = e.kind() == std::io::ErrorKind::TimedOut;
+        fail(hung, format!("could not connect: {e}"))
+    })?;
+    let _ = s.set_read_timeout(Some(Duration::from_secs(3)));
+    let _ = s.set_write_timeout(Some(Duration::from_secs(3)));
+    s.write_all(b"GET /health HTTP/1.0\r\nHost: rill\r\n\r\n")
+        .map_err(|e| fail(false, format!("could not send: {e}")))?;
+    let mut head = [0u8; 64];
+    let mut got = 0;
+    while got < 12 {
+        match s.read(&mut head[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) => return Err(fail(true, format!("no answer within 3s: {e}"))),
+        }
+    }
+    let line = String::from_utf8_lossy(&head[..got]);
+    match line.split(' ').nth(1) {
+        Some("200") => Ok(()),
+        Some(code) => Err(fail(false, format!("answered {code}"))),
+        None if got == 0 => Err(fail(
+            false,
+            "closed the connection without an answer".into(),
+        )),
+        None => Err(fail(false, format!("answered {line:?}"))),
+    }
+}
+
+/// Logs once per failure stretch.
+pub fn log_failure(status: &ApiStatus) {
+    warn!(listen = %status.listen, error = status.error.as_deref().unwrap_or(""), "search api does not answer /health");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_closed_port_and_a_silent_listener_are_failures_with_reasons() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        // Accepts (the kernel does) but never answers.
+        let e = probe(addr).unwrap_err();
+        assert!(
+            e.hung && e.message.starts_with("no answer within 3s"),
+            "{e:?}"
+        );
+        drop(l);
+        let e = probe(addr).unwrap_err();
+        assert!(
+            !e.hung && e.message.starts_with("could not connect"),
+            "{e:?}"
+        );
+    }
+}
