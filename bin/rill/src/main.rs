@@ -124,6 +124,7 @@ enum SessionAction {
 
 fn main() {
     let cli = Cli::parse();
+    rill_process::private_files();
     if let Err(e) = run(cli) {
         eprintln!("rill: {e:#}");
         std::process::exit(2);

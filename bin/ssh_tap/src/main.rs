@@ -19,6 +19,7 @@ struct Args {
 
 fn main() {
     let args = Args::parse();
+    rill_process::private_files();
     rill_process::init_logging();
     let hosts = args.host.join(",");
     let _span = tracing::info_span!("ssh_tap", host = %hosts).entered();

@@ -14,6 +14,7 @@ struct Args {
 
 fn main() {
     let args = Args::parse();
+    rill_process::private_files();
     rill_process::init_logging();
     let _span = tracing::info_span!("supervisor").entered();
     let result = (|| {

@@ -42,5 +42,8 @@ pub fn run(path: &Path) -> anyhow::Result<String> {
             ));
         }
     }
+    for w in cfg.warnings() {
+        out.push_str(&format!("warning: {w}\n"));
+    }
     Ok(out)
 }

@@ -12,7 +12,9 @@
 //!
 //! Every error is a [`ConfigError`]: file, key path, and what was expected.
 
+mod duplicates;
 mod model;
+mod permissions;
 mod raw;
 mod sessions;
 mod validate;
@@ -81,10 +83,29 @@ impl Config {
     }
 }
 
+/// The largest config file read: a fleet of thousands of hosts fits in a
+/// few MiB.
+pub const MAX_CONFIG_BYTES: u64 = 16 << 20;
+
 fn read(path: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path).map_err(|e| ConfigError {
+    let fail = |message: String| ConfigError {
         file: path.to_owned(),
         key: String::new(),
-        message: format!("could not read config file: {e}"),
-    })
+        message,
+    };
+    let file =
+        std::fs::File::open(path).map_err(|e| fail(format!("could not read config file: {e}")))?;
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut std::io::Read::take(file, MAX_CONFIG_BYTES + 1),
+        &mut text,
+    )
+    .map_err(|e| fail(format!("could not read config file: {e}")))?;
+    if text.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(fail(format!(
+            "the file is larger than {} MiB; expected a config file",
+            MAX_CONFIG_BYTES >> 20
+        )));
+    }
+    Ok(text)
 }

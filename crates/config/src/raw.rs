@@ -77,12 +77,13 @@ pub struct RawHost {
     pub address: String,
     pub port: Option<u16>,
     pub user: String,
+    #[serde(deserialize_with = "auth")]
     pub auth: RawAuth,
     pub known_hosts: Option<KnownHostsPolicy>,
     pub sessions: Option<crate::sessions::RawSessions>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAuth {
     pub key: Option<String>,
@@ -90,6 +91,37 @@ pub struct RawAuth {
     pub password_env: Option<String>,
     pub password_file: Option<String>,
     pub agent: Option<bool>,
+}
+
+/// `auth:` as a mapping. Anything else is refused without repeating it: an
+/// operator who wrote `auth: "Hunter2"` wrote a password there.
+pub fn auth<'de, D: Deserializer<'de>>(d: D) -> Result<RawAuth, D::Error> {
+    struct V;
+    const HIDDEN: &str = "a value (not shown: it may be a secret)";
+    impl<'de> Visitor<'de> for V {
+        type Value = RawAuth;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str(
+                "a mapping with one of `key`, `password_env`, `password_file`, `agent: true`",
+            )
+        }
+        fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<RawAuth, A::Error> {
+            RawAuth::deserialize(de::value::MapAccessDeserializer::new(map))
+        }
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<RawAuth, E> {
+            Err(E::invalid_type(de::Unexpected::Other(HIDDEN), &self))
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<RawAuth, E> {
+            Err(E::invalid_type(de::Unexpected::Other(HIDDEN), &self))
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<RawAuth, E> {
+            Err(E::invalid_type(de::Unexpected::Other(HIDDEN), &self))
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<RawAuth, E> {
+            Err(E::invalid_type(de::Unexpected::Other(HIDDEN), &self))
+        }
+    }
+    d.deserialize_any(V)
 }
 
 #[derive(Debug, Deserialize)]
@@ -229,6 +261,13 @@ impl<'de> Deserialize<'de> for HostSelection {
 /// Parses YAML into [`RawConfig`], turning serde's error into one that names
 /// the key path.
 pub fn parse(file: &Path, text: &str) -> Result<RawConfig, ConfigError> {
+    if let Some((key, message)) = crate::duplicates::find(text) {
+        return Err(ConfigError {
+            file: file.to_owned(),
+            key,
+            message,
+        });
+    }
     let de = serde_yaml::Deserializer::from_str(text);
     serde_path_to_error::deserialize(de).map_err(|err| {
         let key = err.path().to_string();

@@ -83,6 +83,8 @@ fn every_broken_fixture_fails_with_its_expected_message() {
         );
         let shown = err.to_string();
         assert!(shown.starts_with(&path.display().to_string()), "{shown}");
+        // A fixture's secrets (`Hunter2`) never appear in its error.
+        assert!(!shown.contains("Hunter2"), "{shown}");
         seen += 1;
     }
     assert!(seen >= 15);
@@ -237,4 +239,23 @@ fn hosts_per_process_auto_gives_a_process_per_host_up_to_16_then_spreads_them() 
         sizes(&fleet(5, "tap: {hosts_per_process: 2}\n")),
         vec![2, 2, 1]
     );
+}
+
+/// Hostile files get an error, within a bound on time and memory.
+#[test]
+fn deep_nesting_and_huge_files_are_refused_with_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rill.yaml");
+    for text in [
+        "[".repeat(100_000),
+        format!("hosts: {}1{}", "{a: ".repeat(5_000), "}".repeat(5_000)),
+        "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]\ne: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e]\ng: [*f, *f, *f, *f, *f, *f, *f, *f, *f]\n".to_owned(),
+    ] {
+        let t = std::time::Instant::now();
+        assert!(Config::from_yaml(&path, &text).is_err());
+        assert!(t.elapsed() < std::time::Duration::from_secs(5), "{:?}", t.elapsed());
+    }
+    std::fs::write(&path, "#".repeat(17 << 20)).unwrap();
+    let e = Config::load(&path).unwrap_err();
+    assert!(e.message.contains("larger than 16 MiB"), "{e}");
 }

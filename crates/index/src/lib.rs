@@ -39,6 +39,15 @@ use chrono::{DateTime, Utc};
 use rill_proto::FileId;
 use serde::{Deserialize, Serialize};
 
+/// `t` as tantivy stores it. tantivy keeps nanoseconds in an i64, so it
+/// holds 1677-09-21 to 2262-04-11; a time outside (a log line that says
+/// year 9999, a `--since 100000w`) is clamped to the nearest end instead of
+/// overflowing.
+pub fn tantivy_time(t: DateTime<Utc>) -> tantivy::DateTime {
+    const LIMIT: i64 = i64::MAX / 1000;
+    tantivy::DateTime::from_timestamp_micros(t.timestamp_micros().clamp(-LIMIT, LIMIT))
+}
+
 /// One line as stored in the index.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IndexedLine {

@@ -150,12 +150,7 @@ pub fn build(index: &Index, f: &Fields, req: &SearchRequest) -> Result<Box<dyn Q
         }
     }
     if req.since.is_some() || req.until.is_some() {
-        let t = |d: DateTime<Utc>| {
-            Term::from_field_date(
-                f.ts,
-                tantivy::DateTime::from_timestamp_micros(d.timestamp_micros()),
-            )
-        };
+        let t = |d: DateTime<Utc>| Term::from_field_date(f.ts, crate::tantivy_time(d));
         clauses.push((
             Occur::Must,
             Box::new(RangeQuery::new(

@@ -799,6 +799,53 @@ mod feature_tests {
     }
 
     #[test]
+    fn histograms_over_absurd_ranges_are_errors() {
+        let (_d, s) = index();
+        let since = Utc::now() - chrono::Duration::weeks(100_000);
+        let r = SearchRequest {
+            since: Some(since),
+            ..req("*")
+        };
+        let e = s
+            .histogram(&r, chrono::Duration::milliseconds(1))
+            .unwrap_err();
+        assert!(e.to_string().contains("buckets; expected at most"), "{e}");
+        assert_eq!(s.count(&r).unwrap(), 10);
+        let r = SearchRequest {
+            since: Some(chrono::DateTime::<Utc>::MIN_UTC),
+            until: Some(chrono::DateTime::<Utc>::MAX_UTC),
+            ..req("*")
+        };
+        assert_eq!(s.count(&r).unwrap(), 10);
+    }
+
+    /// Regression: an event whose time was outside 1677..2262 (a log line
+    /// saying year 9999) overflowed tantivy's nanoseconds.
+    #[test]
+    fn events_from_the_far_past_and_future_are_indexed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = IndexWriter::open(dir.path()).unwrap();
+        for (i, ts) in [
+            chrono::DateTime::<Utc>::MAX_UTC,
+            chrono::DateTime::<Utc>::MIN_UTC,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut l = file_line(9, i as u64 * 100, 100);
+            l.body = "far away".into();
+            l.ts = ts;
+            w.add(&l).unwrap();
+        }
+        w.commit().unwrap();
+        let s = IndexSearcher::open(dir.path()).unwrap();
+        let hits = s.search(&req("far")).unwrap();
+        assert_eq!(hits.len(), 2);
+        assert_eq!(hits[0].ts.format("%Y").to_string(), "2262");
+        assert_eq!(hits[1].ts.format("%Y").to_string(), "1677");
+    }
+
+    #[test]
     fn a_passed_deadline_stops_every_kind_of_search() {
         let (_d, s) = index();
         let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));

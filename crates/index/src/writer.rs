@@ -379,10 +379,7 @@ impl IndexWriter {
         cutoff: chrono::DateTime<chrono::Utc>,
     ) -> Result<(), IndexError> {
         self.write_runs()?;
-        let t = Term::from_field_date(
-            self.fields.ts,
-            tantivy::DateTime::from_timestamp_micros(cutoff.timestamp_micros()),
-        );
+        let t = Term::from_field_date(self.fields.ts, crate::tantivy_time(cutoff));
         let old: Box<dyn Query> = Box::new(RangeQuery::new(Bound::Unbounded, Bound::Excluded(t)));
         self.writer.delete_query(old)?;
         self.commit()
@@ -391,10 +388,7 @@ impl IndexWriter {
 
 fn document(f: &Fields, file_id_text: &str, e: EventRef) -> TantivyDocument {
     let mut doc = TantivyDocument::default();
-    doc.add_date(
-        f.ts,
-        tantivy::DateTime::from_timestamp_micros(e.ts.timestamp_micros()),
-    );
+    doc.add_date(f.ts, crate::tantivy_time(e.ts));
     doc.add_text(f.host, e.host);
     doc.add_text(f.log, e.log);
     if !e.path.is_empty() {

@@ -65,14 +65,25 @@ pub fn init_logging() {
         .try_init();
 }
 
-/// Ends a daemon: prints the error once (`name: error: ...`) and exits 1.
+/// Files and folders this process creates are its user's alone (0600,
+/// 0700): the index holds every line of every log, the state dir host keys
+/// and offsets. Every binary calls it first.
+pub fn private_files() {
+    // SAFETY: umask(2) only sets the process's file mode mask.
+    unsafe {
+        libc::umask(0o077);
+    }
+}
+
+/// Ends a daemon: prints the error once (`name: error: ...`) and exits 2,
+/// as `rill` does (a bad config, a socket that cannot be bound, ...).
 pub fn finish(name: &str, result: Result<(), String>) -> ! {
     match result {
         Ok(()) => std::process::exit(0),
         Err(e) => {
             tracing::error!(error = %e, "{name} failed");
             eprintln!("{name}: error: {e}");
-            std::process::exit(1)
+            std::process::exit(2)
         }
     }
 }
@@ -314,6 +325,13 @@ impl Supervised {
             last_exit: None,
             restarting: None,
         }
+    }
+
+    /// When [`Supervised::tick`] has something to do: the next start, or
+    /// the kill of a child that [`Supervised::restart`] stopped.
+    pub fn next_due(&self) -> Option<Instant> {
+        self.next_start()
+            .or_else(|| self.restarting.as_ref().map(|(_, at)| *at))
     }
 
     /// How long the running child has been running.

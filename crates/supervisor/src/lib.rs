@@ -36,6 +36,20 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("could not create {}", dir.display()))?;
     }
+    // A state dir made by an older rill (0755) is closed too: it holds every
+    // indexed line.
+    for dir in [
+        cfg.state_dir.clone(),
+        cfg.run_dir(),
+        cfg.index_dir(),
+        cfg.checkpoints_dir(),
+    ] {
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .with_context(|| format!("could not make {} private", dir.display()))?;
+    }
+    for w in cfg.warnings() {
+        tracing::warn!("{w}");
+    }
     let _lock = lock_state_dir(cfg)?;
     let exits = ChildExits::watch()?;
     let ctx = zmq::Context::new();
@@ -77,7 +91,7 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
             .chain(std::iter::once(&mut pinger))
             .chain(taps.iter_mut())
         {
-            if exited || c.next_start().is_some_and(|t| t <= now) {
+            if exited || c.next_due().is_some_and(|t| t <= now) {
                 c.tick(true);
             }
         }
@@ -92,7 +106,7 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
             .collect();
         control::serve(&control, cfg, &mut state, &children)?;
         // Until a request, a ping, a child's exit, shutdown or a due restart.
-        let due = children.iter().filter_map(|c| c.next_start()).min();
+        let due = children.iter().filter_map(|c| c.next_due()).min();
         socket::wait(
             &[&control, pings.socket()],
             &[exits.fd(), shutdown.wake_fd()],

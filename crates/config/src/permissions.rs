@@ -1,0 +1,47 @@
+//! Secrets other users of this machine can read.
+//!
+//! OpenSSH refuses a private key that others can read; Rill warns (at
+//! `check-config` and when the supervisor and taps start), naming the file
+//! and the fix, for every key, password file and sessions credentials file
+//! whose mode gives group or others any access.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use crate::{Auth, Config, Secret};
+
+impl Config {
+    /// One line per secret file that others can read:
+    /// `hosts.web01.auth.key: /etc/rill/id (mode 0644) is readable by other users; chmod 600 it`.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut check = |key: String, path: &Path| {
+            if let Ok(meta) = std::fs::metadata(path) {
+                let mode = meta.permissions().mode() & 0o777;
+                if mode & 0o077 != 0 {
+                    out.push(format!(
+                        "{key}: {} (mode {mode:04o}) is readable by other users; chmod 600 it",
+                        path.display()
+                    ));
+                }
+            }
+        };
+        for h in self.hosts.values() {
+            match &h.auth {
+                Auth::Key { path, .. } => check(format!("hosts.{}.auth.key", h.name), path),
+                Auth::Password(Secret::File(path)) => {
+                    check(format!("hosts.{}.auth.password_file", h.name), path)
+                }
+                _ => {}
+            }
+            if let Some(path) = h
+                .sessions
+                .as_ref()
+                .and_then(|s| s.credentials_file.as_ref())
+            {
+                check(format!("hosts.{}.sessions.credentials_file", h.name), path);
+            }
+        }
+        out
+    }
+}
