@@ -179,12 +179,12 @@ pub fn parse(index: &Index, f: &Fields, text: &str) -> Result<Box<dyn Query>, Qu
         position,
         expected,
     };
-    let (_, errors) = tantivy::query_grammar::parse_query_lenient(text);
+    // The lenient grammar says where a query goes wrong; without errors
+    // its tree is the query. (The strict grammar panics on `- *`.)
+    let (ast, errors) = tantivy::query_grammar::parse_query_lenient(text);
     if let Some(e) = errors.first() {
         return Err(err(Some(e.pos.min(text.len())), explain(&e.message)));
     }
-    let ast = tantivy::query_grammar::parse_query(text)
-        .map_err(|_| err(None, "a term, phrase, field:value or (group)".into()))?;
     parser.build_query_from_user_input_ast(hoist_negations(ast)).map_err(|e| match e {
         QueryParserError::FieldDoesNotExist(name) => err(
             text.find(&format!("{name}:")),
