@@ -69,16 +69,29 @@ fn a_path_full_of_shell_syntax_is_just_a_path() {
 }
 
 /// A folder whose name holds every placeholder the follow scripts ever
-/// used, shell syntax and a newline-free mix of quotes.
-const HOSTILE_DIR: &str = "d @DIR@ @BASE@;touch RILLPWN;# $(touch RILLPWN) 'q' \"w\" \\ !";
+/// used, shell syntax and a newline-free mix of quotes; `PWN` is the file
+/// its commands would create.
+fn hostile_dir() -> String {
+    let pwn = pwn();
+    format!("d @DIR@ @BASE@;touch {pwn};# $(touch {pwn}) 'q' \"w\" \\ !")
+}
+
+/// The name of the file an injected command would create: this test
+/// run's own, so a file left by an older run (or another test) is not it.
+fn pwn() -> String {
+    format!("RILLPWN-{}", std::process::id())
+}
 
 /// Regression (issue 17, item 1): `@BASE@` in a path closed the remote
 /// script's quotes, so `x@BASE@;touch RILLPWN;#` created `~/RILLPWN` at
 /// every connect; `t@IV@.log` was followed as `t1.log`.
 #[test]
 fn placeholders_in_folder_and_file_names_are_followed_literally() {
+    let pwn = pwn();
+    let hostile_dir = hostile_dir();
+    let injected = format!("x@BASE@;touch {pwn};#");
     let names = [
-        "x@BASE@;touch RILLPWN;#",
+        injected.as_str(),
         "t@IV@.log",
         "@PATH@@DIR@@FPB@@CHUNK@@START@@MODE@@NONCE@@STREAM_POLL@",
         "caf\u{e9} \u{1f600} it's.log",
@@ -87,16 +100,16 @@ fn placeholders_in_folder_and_file_names_are_followed_literally() {
     let sshd = Sshd::start(SshdOptions::default()).unwrap();
     let key = user.authorize_new_key().unwrap();
     let remote = user.scratch_dir().unwrap();
-    std::fs::create_dir(remote.file(HOSTILE_DIR)).unwrap();
+    std::fs::create_dir(remote.file(&hostile_dir)).unwrap();
     // What the old substitution turned the names into.
     for decoy in ["t1.log", "x", "RILLPWN.log"] {
         remote
-            .append(&format!("{HOSTILE_DIR}/{decoy}"), b"decoy line\n")
+            .append(&format!("{hostile_dir}/{decoy}"), b"decoy line\n")
             .unwrap();
     }
     let files: Vec<_> = names
         .iter()
-        .map(|n| remote.file(&format!("{HOSTILE_DIR}/{n}")))
+        .map(|n| remote.file(&format!("{hostile_dir}/{n}")))
         .collect();
     let log_names: Vec<String> = (0..names.len()).map(|i| format!("l{i}")).collect();
     let logs: Vec<TestLog> = files
@@ -109,7 +122,7 @@ fn placeholders_in_folder_and_file_names_are_followed_literally() {
         })
         .collect();
     for n in names {
-        remote.append(&format!("{HOSTILE_DIR}/{n}"), b"").unwrap();
+        remote.append(&format!("{hostile_dir}/{n}"), b"").unwrap();
     }
     let mut rill = Rill::new(
         &[TestHost {
@@ -131,7 +144,7 @@ fn placeholders_in_folder_and_file_names_are_followed_literally() {
     for (i, n) in names.iter().enumerate() {
         remote
             .append(
-                &format!("{HOSTILE_DIR}/{n}"),
+                &format!("{hostile_dir}/{n}"),
                 format!("written to l{i}\n").as_bytes(),
             )
             .unwrap();
@@ -167,12 +180,12 @@ fn placeholders_in_folder_and_file_names_are_followed_literally() {
     for dir in [
         &user.home,
         &remote.path,
-        &remote.file(HOSTILE_DIR),
+        &remote.file(&hostile_dir),
         &std::path::PathBuf::from("/tmp"),
     ] {
         assert!(
-            !dir.join("RILLPWN").exists(),
-            "{}/RILLPWN was created: a path ran as a command",
+            !dir.join(&pwn).exists(),
+            "{}/{pwn} was created: a path ran as a command",
             dir.display()
         );
     }

@@ -251,3 +251,30 @@ fn a_flood_of_connections_leaves_the_listener_working() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Regression: SIGTERM waited for running searches; the parser must stop
+/// within about a second whatever its requests are doing.
+#[test]
+fn stopping_the_server_stops_its_work_within_a_second() {
+    let stopped = Arc::new(AtomicBool::new(false));
+    let limits = Limits {
+        request_timeout: Duration::from_secs(60),
+        ..quick()
+    };
+    let s = server(limits, stopped.clone());
+    let addr = s.local_addr();
+    let client = std::thread::spawn(move || get_path(addr, "/slow"));
+    std::thread::sleep(Duration::from_millis(200));
+    let t = Instant::now();
+    drop(s);
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "stopping took {:?}",
+        t.elapsed()
+    );
+    assert!(
+        stopped.load(Ordering::SeqCst),
+        "the work was not told to stop"
+    );
+    let _ = client.join();
+}

@@ -333,6 +333,8 @@ struct Query {
     rill: Vec<String>,
     req: SearchRequest,
     count: bool,
+    /// Context lines on each side of every hit (`-C`).
+    context: usize,
     rg: Vec<String>,
 }
 
@@ -361,6 +363,7 @@ fn queries(format: &str, file: &Path) -> Vec<Query> {
                 ..Default::default()
             },
             count: false,
+            context: 0,
             rg: s(&["deadlock", &f]),
         },
         Query {
@@ -379,6 +382,7 @@ fn queries(format: &str, file: &Path) -> Vec<Query> {
                 ..Default::default()
             },
             count: false,
+            context: 0,
             rg: s(&["-c", window_rg, &f]),
         },
         Query {
@@ -394,7 +398,21 @@ fn queries(format: &str, file: &Path) -> Vec<Query> {
                 ..Default::default()
             },
             count: true,
+            context: 0,
             rg: s(&["-c", count_rg, &f]),
+        },
+        Query {
+            name: "newest 50 events with one line of context each (`-C 1`)",
+            http: "/search?limit=50&q=*&context=1".into(),
+            rill: s(&["--limit", "50", "-C", "1", "*"]),
+            req: SearchRequest {
+                query: "*".into(),
+                limit: 50,
+                ..Default::default()
+            },
+            count: false,
+            context: 1,
+            rg: s(&["-C", "1", "-m", "50", "deadlock", &f]),
         },
     ]
 }
@@ -470,7 +488,17 @@ fn main() -> anyhow::Result<()> {
                 if q.count {
                     searcher.count(&q.req)?;
                 } else {
-                    searcher.search(&q.req)?;
+                    for hit in searcher.search(&q.req)? {
+                        if q.context > 0 {
+                            searcher.context(
+                                &hit,
+                                q.context,
+                                q.context,
+                                usize::MAX,
+                                &Default::default(),
+                            )?;
+                        }
+                    }
                 }
                 Ok(())
             })?;
