@@ -261,15 +261,8 @@ impl<'de> Deserialize<'de> for HostSelection {
 /// Parses YAML into [`RawConfig`], turning serde's error into one that names
 /// the key path.
 pub fn parse(file: &Path, text: &str) -> Result<RawConfig, ConfigError> {
-    if let Some((key, message)) = crate::duplicates::find(text) {
-        return Err(ConfigError {
-            file: file.to_owned(),
-            key,
-            message,
-        });
-    }
     let de = serde_yaml::Deserializer::from_str(text);
-    serde_path_to_error::deserialize(de).map_err(|err| {
+    let raw = serde_path_to_error::deserialize(de).map_err(|err| {
         let key = err.path().to_string();
         let key = if key == "." { String::new() } else { key };
         let mut message = err.into_inner().to_string();
@@ -284,5 +277,15 @@ pub fn parse(file: &Path, text: &str) -> Result<RawConfig, ConfigError> {
             key,
             message,
         }
-    })
+    })?;
+    // After serde: its recursion limit has bounded the nesting this walk
+    // follows (yaml-rust2 recurses once per level of block nesting).
+    if let Some((key, message)) = crate::duplicates::find(text) {
+        return Err(ConfigError {
+            file: file.to_owned(),
+            key,
+            message,
+        });
+    }
+    Ok(raw)
 }

@@ -248,6 +248,7 @@ fn deep_nesting_and_huge_files_are_refused_with_an_error() {
     let path = dir.path().join("rill.yaml");
     for text in [
         "[".repeat(100_000),
+        format!("{}a", "- ".repeat(100_000)),
         format!("hosts: {}1{}", "{a: ".repeat(5_000), "}".repeat(5_000)),
         "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]\ne: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e]\ng: [*f, *f, *f, *f, *f, *f, *f, *f, *f]\n".to_owned(),
     ] {

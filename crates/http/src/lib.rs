@@ -113,6 +113,8 @@ impl HttpServer {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .max_blocking_threads(limits.workers + 2)
+            // Parsers recurse on what clients send; room beyond tokio's 2 MiB.
+            .thread_stack_size(8 << 20)
             .thread_name(format!("{name}-http"))
             .enable_all()
             .build()

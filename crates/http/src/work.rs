@@ -140,17 +140,29 @@ impl Work {
     }
 }
 
+/// The longest an answer may take to be handed to its connection: a client
+/// that reads a byte now and then (and so never stalls) is cut off here.
+pub const SEND_WITHIN: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// `body` sent in 64 KiB pieces, holding `memory` until the last piece is
-/// handed to the connection.
+/// handed to the connection, or [`SEND_WITHIN`] passed.
 fn answer(status: StatusCode, body: Vec<u8>, memory: OwnedSemaphorePermit) -> Response {
     const PIECE: usize = 64 * 1024;
     let len = body.len();
+    let until = Instant::now() + SEND_WITHIN;
     let pieces = futures_util::stream::unfold(
         (Bytes::from(body), Some(memory)),
-        |(mut rest, memory)| async move {
+        move |(mut rest, memory)| async move {
             if rest.is_empty() {
                 drop(memory);
                 return None;
+            }
+            if Instant::now() > until {
+                let e = std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("the answer was not taken within {}s", SEND_WITHIN.as_secs()),
+                );
+                return Some((Err(e), (Bytes::new(), None)));
             }
             let piece = rest.split_to(rest.len().min(PIECE));
             Some((Ok::<_, std::io::Error>(piece), (rest, memory)))

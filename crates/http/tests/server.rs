@@ -278,3 +278,82 @@ fn stopping_the_server_stops_its_work_within_a_second() {
     );
     let _ = client.join();
 }
+
+/// Regression: while an answer streamed out, hyper's pending read (it
+/// watches for a hang-up) timed the connection out though the client read
+/// steadily.
+#[test]
+fn a_slow_but_steady_reader_gets_its_whole_answer() {
+    let limits = Limits {
+        stall_timeout: Duration::from_secs(1),
+        ..quick()
+    };
+    let s = HttpServer::bind(
+        "test",
+        "127.0.0.1:0".parse().unwrap(),
+        limits,
+        |work: Work| {
+            Router::new().route(
+                "/big",
+                get(move || {
+                    let w = work.clone();
+                    async move { w.run(|_| (StatusCode::OK, vec![b'x'; 8 << 20])).await }
+                }),
+            )
+        },
+    )
+    .unwrap();
+    let mut c = TcpStream::connect(s.local_addr()).unwrap();
+    write!(c, "GET /big HTTP/1.0\r\n\r\n").unwrap();
+    let started = Instant::now();
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 256 * 1024];
+    // 8 MiB over about 3 s: longer than the stall limit, never stalled.
+    loop {
+        let n = c.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        got += n;
+        std::thread::sleep(Duration::from_millis(80));
+    }
+    assert!(got > 8 << 20, "got {got} bytes in {:?}", started.elapsed());
+    assert!(started.elapsed() > Duration::from_secs(1));
+}
+
+#[test]
+fn a_client_that_stops_reading_is_closed_after_the_stall_limit() {
+    let limits = Limits {
+        stall_timeout: Duration::from_secs(1),
+        ..quick()
+    };
+    let s = HttpServer::bind(
+        "test",
+        "127.0.0.1:0".parse().unwrap(),
+        limits,
+        |work: Work| {
+            Router::new().route(
+                "/big",
+                get(move || {
+                    let w = work.clone();
+                    async move { w.run(|_| (StatusCode::OK, vec![b'x'; 16 << 20])).await }
+                }),
+            )
+        },
+    )
+    .unwrap();
+    let mut c = TcpStream::connect(s.local_addr()).unwrap();
+    write!(c, "GET /big HTTP/1.0\r\n\r\n").unwrap();
+    // Read nothing for 3 s: the server gives up on the connection.
+    std::thread::sleep(Duration::from_secs(3));
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 1 << 20];
+    while let Ok(n) = c.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        got += n;
+    }
+    assert!(got < 16 << 20, "the whole answer came after a 3 s stall");
+}

@@ -30,7 +30,7 @@ mod writer;
 pub use deadline::Deadline;
 pub use histogram::Bucket;
 pub use query::{QueryError, SearchRequest};
-pub use search::{Context, IndexSearcher};
+pub use search::{Context, Hits, IndexSearcher};
 pub use writer::{IndexWriter, WriterOptions};
 
 use std::path::PathBuf;

@@ -4,13 +4,12 @@
 //! Every search runs under the request's [`Deadline`] (see
 //! [`crate::deadline`]): past it, it stops with [`IndexError::Stopped`].
 
-use std::ops::Bound;
 use std::path::Path;
 
 use chrono::{TimeZone, Utc};
 use tantivy::collector::{Collector, Count, SegmentCollector, TopDocs};
 use tantivy::columnar::Column;
-use tantivy::query::{BooleanQuery, Occur, Query, RangeQuery, TermQuery};
+use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
 use tantivy::schema::{IndexRecordOption, Value};
 use tantivy::{
     DocAddress, DocId, Index, IndexReader, ReloadPolicy, Score, Searcher, SegmentOrdinal,
@@ -97,6 +96,13 @@ impl IndexSearcher {
 
     /// Matching events, newest first (oldest first if asked), at most `limit`.
     pub fn search(&self, req: &SearchRequest) -> Result<Vec<IndexedLine>, IndexError> {
+        self.hits(req)?.collect()
+    }
+
+    /// Like [`IndexSearcher::search`], but each event is read from the index
+    /// only when the iterator reaches it: a caller with a byte budget holds
+    /// one event at a time, not all of them.
+    pub fn hits<'a>(&'a self, req: &'a SearchRequest) -> Result<Hits<'a>, IndexError> {
         let query = self.query(req)?;
         let searcher = self.reader.searcher();
         let sign = if req.oldest_first { -1 } else { 1 };
@@ -117,12 +123,16 @@ impl IndexSearcher {
         );
         let hits: Vec<((i64, i64), DocAddress)> =
             bounded(&searcher, &query, collector, &req.deadline)?;
-        hits.into_iter()
-            .map(|(_, addr)| {
-                check(&req.deadline)?;
-                self.line(&searcher.doc(addr)?)
-            })
-            .collect()
+        Ok(Hits {
+            searcher: self,
+            reader: searcher,
+            addrs: hits
+                .into_iter()
+                .map(|(_, a)| a)
+                .collect::<Vec<_>>()
+                .into_iter(),
+            deadline: &req.deadline,
+        })
     }
 
     /// Number of matching events.
@@ -165,7 +175,7 @@ impl IndexSearcher {
     }
 
     /// Up to `before` and `after` events of the same file around `hit`, by
-    /// offset, their bodies at most `max_bytes` in all (`truncated` says
+    /// offset, at most `max_bytes` of them as JSON in all (`truncated` says
     /// when that stopped it). The cost grows with the lines asked for, not
     /// with the file: it reads the offsets of the hit's 64 KiB block of the
     /// file, then of blocks further away, and stops at the lines it needs
@@ -187,7 +197,9 @@ impl IndexSearcher {
             for addr in addrs {
                 check(deadline)?;
                 let line = self.line(&searcher.doc(addr)?)?;
-                bytes = bytes.saturating_add(line.body.len());
+                // As the answer will hold it (escapes, fields and all).
+                let size = serde_json::to_vec(&line).map_or(usize::MAX, |v| v.len());
+                bytes = bytes.saturating_add(size);
                 if bytes > max_bytes {
                     ctx.truncated = true;
                     break;
@@ -210,7 +222,8 @@ impl IndexSearcher {
 
     /// The `want` events of `hit`'s file nearest to it on `side`, nearest
     /// first: scans windows of offset blocks moving away from the hit's
-    /// block (1, 1, 2, 4, ... blocks wide).
+    /// block, one block wide after a window that found lines, twice as wide
+    /// (up to 64 blocks) after one that found none.
     fn neighbours(
         &self,
         searcher: &Searcher,
@@ -234,17 +247,26 @@ impl IndexSearcher {
         let (mut lo, mut hi, mut width) = (home, home, 1u64);
         let mut near = home;
         while found.len() < want {
+            // The window's blocks as a union of terms: a range query would
+            // build a bitset over every document of the segment first.
+            let blocks: Box<dyn Query> = Box::new(BooleanQuery::new(
+                (lo..=hi)
+                    .map(|b| -> (Occur, Box<dyn Query>) {
+                        (
+                            Occur::Should,
+                            Box::new(TermQuery::new(
+                                Term::from_field_u64(f.offset_block, b),
+                                IndexRecordOption::Basic,
+                            )),
+                        )
+                    })
+                    .collect(),
+            ));
             let window: Box<dyn Query> = Box::new(BooleanQuery::new(vec![
+                (Occur::Must, blocks),
                 (Occur::Must, term(f.file_id, &file_id)),
                 (Occur::Must, term(f.host, &hit.host)),
                 (Occur::Must, term(f.log, &hit.log)),
-                (
-                    Occur::Must,
-                    Box::new(RangeQuery::new(
-                        Bound::Included(Term::from_field_u64(f.offset_block, lo)),
-                        Bound::Included(Term::from_field_u64(f.offset_block, hi)),
-                    )),
-                ),
             ]));
             let mut got: Vec<(u64, DocAddress)> = bounded(searcher, &window, Offsets, deadline)?
                 .into_iter()
@@ -257,8 +279,14 @@ impl IndexSearcher {
                 Side::Before => got.sort_unstable_by_key(|a| std::cmp::Reverse(a.0)),
                 Side::After => got.sort_unstable_by_key(|a| a.0),
             }
+            // Windows widen only across stretches with nothing indexed, and
+            // never past the gap limit: a dense stretch after sparse lines
+            // is read a block at a time.
             if let Some(last) = got.last() {
                 near = last.0 >> OFFSET_BLOCK_BITS;
+                width = 1;
+            } else {
+                width = width.saturating_mul(2).min(CONTEXT_GAP_BLOCKS);
             }
             found.extend(got);
             // The next window, further away; none past the file's start or
@@ -279,7 +307,6 @@ impl IndexSearcher {
                     hi = hi.saturating_add(width);
                 }
             }
-            width = width.saturating_mul(2);
         }
         found.truncate(want);
         Ok(found.into_iter().map(|(_, a)| a).collect())
@@ -328,6 +355,30 @@ impl IndexSearcher {
                 .and_then(|v| v.as_bool())
                 .unwrap_or(false),
         })
+    }
+}
+
+/// The hits of a search, newest (or oldest) first, read one by one.
+pub struct Hits<'a> {
+    searcher: &'a IndexSearcher,
+    reader: Searcher,
+    addrs: std::vec::IntoIter<DocAddress>,
+    deadline: &'a Deadline,
+}
+
+impl Hits<'_> {
+    /// How many hits are left to read.
+    pub fn remaining(&self) -> usize {
+        self.addrs.len()
+    }
+}
+
+impl Iterator for Hits<'_> {
+    type Item = Result<IndexedLine, IndexError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let addr = self.addrs.next()?;
+        Some(check(self.deadline).and_then(|()| self.searcher.line(&self.reader.doc(addr)?)))
     }
 }
 
@@ -795,7 +846,17 @@ mod feature_tests {
             .context(&file_line(1, 130 * len, len), 100, 100, 100, &none)
             .unwrap();
         assert!(c.truncated);
-        assert!(c.before.iter().map(|l| l.body.len()).sum::<usize>() <= 100);
+        assert!(c.before.is_empty(), "one line as JSON is over 100 bytes");
+        let c = s
+            .context(&file_line(1, 130 * len, len), 100, 100, 1000, &none)
+            .unwrap();
+        assert!(c.truncated);
+        let json: usize = c
+            .before
+            .iter()
+            .map(|l| serde_json::to_vec(l).unwrap().len())
+            .sum();
+        assert!(json <= 1000 && !c.before.is_empty(), "{json}");
     }
 
     #[test]

@@ -233,9 +233,10 @@ fn search(
     let context = p.number("context", MAX_CONTEXT)?.unwrap_or(0);
     let before = p.number("before", MAX_CONTEXT)?.unwrap_or(context);
     let after = p.number("after", MAX_CONTEXT)?.unwrap_or(context);
-    let hits = s.search(&req)?;
     let total = s.count(&req)?;
     let mut hl = s.highlighter(&req)?;
+    let mut hits = s.hits(&req)?;
+    let asked = hits.remaining();
     let mut out = Vec::with_capacity(4096);
     out.extend_from_slice(b"{\"query\":");
     out.extend(json_bytes(&Value::String(req.query.clone())));
@@ -244,14 +245,26 @@ fn search(
     let budget = budget.saturating_sub(512);
     let mut given = 0usize;
     let mut truncated = false;
-    for h in &hits {
+    // One event at a time is read, with its context, within what is left.
+    for h in hits.by_ref() {
+        let h = h?;
         let room = budget.saturating_sub(out.len());
+        if h.body.len() > room {
+            truncated = true;
+            break;
+        }
         let ctx = if before + after > 0 {
-            Some(s.context(h, before, after, room, &req.deadline)?)
+            Some(s.context(
+                &h,
+                before,
+                after,
+                room.saturating_sub(h.body.len()),
+                &req.deadline,
+            )?)
         } else {
             None
         };
-        let hit = json_bytes(&hit_json(h, &hl.ranges(&h.body), ctx.as_ref()));
+        let hit = json_bytes(&hit_json(&h, &hl.ranges(&h.body), ctx.as_ref()));
         if out.len() + hit.len() + 1 > budget {
             truncated = true;
             break;
@@ -268,9 +281,8 @@ fn search(
             "hits": given,
             "limit_bytes": budget + 512,
             "reason": format!(
-                "the answer reached its limit of {} bytes after {given} of {} hits; ask for fewer (limit, context) or narrow the query",
+                "the answer reached its limit of {} bytes after {given} of {asked} hits; ask for fewer (limit, context) or narrow the query",
                 budget + 512,
-                hits.len()
             ),
         });
         out.extend_from_slice(b",\"truncated\":");

@@ -303,8 +303,8 @@ pub struct Supervised {
     pub restarts: u32,
     pub last_exit: Option<String>,
     /// Why [`Supervised::restart`] stopped the running child, and when it
-    /// is to be killed if it has not exited by then.
-    restarting: Option<(String, Instant)>,
+    /// is to be killed if it has not exited by then (None once killed).
+    restarting: Option<(String, Option<Instant>)>,
 }
 
 impl Supervised {
@@ -331,7 +331,7 @@ impl Supervised {
     /// the kill of a child that [`Supervised::restart`] stopped.
     pub fn next_due(&self) -> Option<Instant> {
         self.next_start()
-            .or_else(|| self.restarting.as_ref().map(|(_, at)| *at))
+            .or_else(|| self.restarting.as_ref().and_then(|(_, at)| *at))
     }
 
     /// How long the running child has been running.
@@ -345,7 +345,7 @@ impl Supervised {
         if let Some(c) = &self.child {
             warn!(child = %self.name, pid = c.id(), reason = why, "restarting child");
             signal(c.id(), libc::SIGTERM);
-            self.restarting = Some((why.to_owned(), Instant::now() + grace));
+            self.restarting = Some((why.to_owned(), Some(Instant::now() + grace)));
         }
     }
 
@@ -378,12 +378,12 @@ impl Supervised {
                     self.restart_at = Some(Instant::now() + delay);
                 }
                 Ok(None) => {
-                    if self
-                        .restarting
-                        .as_ref()
-                        .is_some_and(|(_, at)| Instant::now() >= *at)
-                    {
-                        signal(child.id(), libc::SIGKILL);
+                    if let Some((_, at)) = &mut self.restarting {
+                        if at.is_some_and(|t| Instant::now() >= t) {
+                            signal(child.id(), libc::SIGKILL);
+                            // Its exit wakes the caller; no need to look again.
+                            *at = None;
+                        }
                     }
                 }
                 Err(e) => warn!(child = %self.name, error = %e, "could not wait for child"),

@@ -136,7 +136,18 @@ pub fn probe(addr: SocketAddr) -> Result<(), Failure> {
         match s.read(&mut head[got..]) {
             Ok(0) => break,
             Ok(n) => got += n,
-            Err(e) => return Err(fail(true, format!("no answer within 3s: {e}"))),
+            // A reset is an answer of sorts (a server at its connection
+            // cap closes the connections it cannot serve): only silence is
+            // a hang.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(fail(true, format!("no answer within 3s: {e}")))
+            }
+            Err(e) => return Err(fail(false, format!("the connection failed: {e}"))),
         }
     }
     let line = String::from_utf8_lossy(&head[..got]);

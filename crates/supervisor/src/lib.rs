@@ -44,8 +44,11 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
         cfg.index_dir(),
         cfg.checkpoints_dir(),
     ] {
-        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
-            .with_context(|| format!("could not make {} private", dir.display()))?;
+        if let Err(e) =
+            std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        {
+            tracing::warn!(dir = %dir.display(), error = %e, "could not make the folder private (0700); other users may read it");
+        }
     }
     for w in cfg.warnings() {
         tracing::warn!("{w}");
