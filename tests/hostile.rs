@@ -23,13 +23,7 @@ fn a_path_full_of_shell_syntax_is_just_a_path() {
     let file = remote.file(&name);
     remote.append(&name, b"").unwrap();
     let mut rill = Rill::new(
-        &[TestHost {
-            name: "web01",
-            port: sshd.port(),
-            user: &user.name,
-            auth: TestAuth::Key(&key.private),
-            known_hosts: "strict",
-        }],
+        &[TestHost::web01(&sshd, &user, &key)],
         &[TestLog {
             name: "odd",
             path: &file,
@@ -47,9 +41,7 @@ fn a_path_full_of_shell_syntax_is_just_a_path() {
         .append(&name, b"literal line one\nliteral line two\n")
         .unwrap();
     assert_eq!(
-        wait_for(Duration::from_secs(15), || rill
-            .count("literal", &[])
-            .filter(|&n| n == 2)),
+        rill.wait_count("literal", &[], 2, Duration::from_secs(15)),
         Some(2),
         "{}",
         rill.log()
@@ -125,13 +117,7 @@ fn placeholders_in_folder_and_file_names_are_followed_literally() {
         remote.append(&format!("{hostile_dir}/{n}"), b"").unwrap();
     }
     let mut rill = Rill::new(
-        &[TestHost {
-            name: "web01",
-            port: sshd.port(),
-            user: &user.name,
-            auth: TestAuth::Key(&key.private),
-            known_hosts: "strict",
-        }],
+        &[TestHost::web01(&sshd, &user, &key)],
         &logs,
         &[sshd.known_hosts_line()],
     );
@@ -151,9 +137,7 @@ fn placeholders_in_folder_and_file_names_are_followed_literally() {
     }
     for (i, log) in log_names.iter().enumerate() {
         assert_eq!(
-            wait_for(Duration::from_secs(15), || rill
-                .count("written", &["--log", log])
-                .filter(|&n| n == 1)),
+            rill.wait_count("written", &["--log", log], 1, Duration::from_secs(15)),
             Some(1),
             "{log} ({:?}) never got its line; log:\n{}",
             names[i],
@@ -200,10 +184,7 @@ fn lines_left_in_a_file_renamed_oddly_while_the_tap_was_down_are_indexed() {
         let mut h = OneHost::running(&["app"]);
         h.append("app", b"before 1\nbefore 2\n");
         assert_eq!(
-            wait_for(Duration::from_secs(15), || h
-                .rill
-                .count("before", &[])
-                .filter(|&n| n == 2)),
+            h.rill.wait_count("before", &[], 2, Duration::from_secs(15)),
             Some(2),
             "{}",
             h.rill.log()
@@ -214,10 +195,8 @@ fn lines_left_in_a_file_renamed_oddly_while_the_tap_was_down_are_indexed() {
         h.append("app", b"new file 1\n");
         h.rill.start();
         assert_eq!(
-            wait_for(Duration::from_secs(20), || h
-                .rill
-                .count("down OR new", &[])
-                .filter(|&n| n == 3)),
+            h.rill
+                .wait_count("down OR new", &[], 3, Duration::from_secs(20)),
             Some(3),
             "renamed to {rotated:?}; log:\n{}",
             h.rill.log()
@@ -245,21 +224,6 @@ fn healthy(port: u16) -> bool {
     })
 }
 
-/// Raises this process's open-file limit (root may).
-fn more_files(n: u64) {
-    let mut l = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit on a local struct.
-    unsafe {
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut l);
-        l.rlim_max = l.rlim_max.max(n);
-        l.rlim_cur = n;
-        libc::setrlimit(libc::RLIMIT_NOFILE, &l);
-    }
-}
-
 /// Issue 17, items 2-6: each attack gets a clear refusal within a bound on
 /// time and memory, and `/health` answers after every one.
 #[test]
@@ -279,10 +243,7 @@ fn the_search_api_answers_after_every_attack() {
     let small: String = (0..1000).map(|i| format!("small line {i}\n")).collect();
     h.append("big", small.as_bytes());
     assert_eq!(
-        wait_for(Duration::from_secs(60), || h
-            .rill
-            .count("*", &[])
-            .filter(|&n| n == 1050)),
+        h.rill.wait_count("*", &[], 1050, Duration::from_secs(60)),
         Some(1050),
         "{}",
         h.rill.log()
@@ -394,17 +355,14 @@ fn the_search_api_answers_after_every_attack() {
 
     // A flood of connections that send nothing: beyond the cap they are
     // refused; when they go, the API answers again, and indexing went on.
-    more_files(20_000);
+    raise_open_files(20_000);
     let flood: Vec<std::net::TcpStream> = (0..10_000)
         .filter_map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).ok())
         .collect();
     assert!(flood.len() > 5_000, "only {} connections", flood.len());
     h.append("big", b"written during the flood\n");
     assert_eq!(
-        wait_for(Duration::from_secs(20), || h
-            .rill
-            .count("flood", &[])
-            .filter(|&n| n == 1)),
+        h.rill.wait_count("flood", &[], 1, Duration::from_secs(20)),
         Some(1)
     );
     drop(flood);
@@ -477,10 +435,8 @@ fn a_hung_search_api_is_reported_and_its_parser_restarted() {
     .is_some_and(|(s, _)| s == 200)));
     h.append("app", b"after the restart\n");
     assert_eq!(
-        wait_for(Duration::from_secs(20), || h
-            .rill
-            .count("restart", &[])
-            .filter(|&n| n == 1)),
+        h.rill
+            .wait_count("restart", &[], 1, Duration::from_secs(20)),
         Some(1)
     );
 }
@@ -642,10 +598,7 @@ fn state_is_private_and_readable_keys_are_warned_about() {
     h = OneHost::start(h, &["app"]);
     h.append("app", b"a line\n");
     assert_eq!(
-        wait_for(Duration::from_secs(15), || h
-            .rill
-            .count("line", &[])
-            .filter(|&n| n == 1)),
+        h.rill.wait_count("line", &[], 1, Duration::from_secs(15)),
         Some(1)
     );
     assert!(h

@@ -18,7 +18,8 @@ use tempfile::TempDir;
 pub mod session;
 
 pub use rill_test_support::{
-    free_port, wait_for, wait_until, RemoteDir, RemoteProcess, Sshd, SshdOptions, TestKey, TestUser,
+    free_port, raise_open_files, wait_for, wait_until, which, RemoteDir, RemoteProcess, Sshd,
+    SshdOptions, TestKey, TestUser,
 };
 
 /// The SSH sessions (sids) of the test user whose processes mention `needle`
@@ -76,6 +77,19 @@ pub struct TestHost<'a> {
     pub user: &'a str,
     pub auth: TestAuth<'a>,
     pub known_hosts: &'a str,
+}
+
+impl<'a> TestHost<'a> {
+    /// `web01` on `sshd`, logging in as `user` with `key`, host key strict.
+    pub fn web01(sshd: &Sshd, user: &'a TestUser, key: &'a TestKey) -> TestHost<'a> {
+        TestHost {
+            name: "web01",
+            port: sshd.port(),
+            user: &user.name,
+            auth: TestAuth::Key(&key.private),
+            known_hosts: "strict",
+        }
+    }
 }
 
 /// One log entry: name, absolute path, `all` or a list of hosts.
@@ -256,6 +270,17 @@ impl Rill {
             .envs(self.env.iter().cloned())
             .output()
             .unwrap()
+    }
+
+    /// Waits up to `within` until `rill search --count QUERY` (plus extra
+    /// args) says `n`; the last count seen (None if none) otherwise.
+    pub fn wait_count(&self, query: &str, extra: &[&str], n: u64, within: Duration) -> Option<u64> {
+        let mut last = None;
+        wait_for(within, || {
+            last = self.count(query, extra);
+            last.filter(|&c| c == n)
+        })
+        .or(last)
     }
 
     /// `rill search --count QUERY` (plus extra args), or None while the index
@@ -569,16 +594,6 @@ impl Default for BusyBoxHost {
     fn default() -> Self {
         BusyBoxHost::new()
     }
-}
-
-/// The first `name` on this machine's PATH.
-pub fn which(name: &str) -> PathBuf {
-    std::env::var("PATH")
-        .unwrap_or_default()
-        .split(':')
-        .map(|d| Path::new(d).join(name))
-        .find(|p| p.exists())
-        .unwrap_or_else(|| panic!("{name} is not installed; run tests/install-deps.sh"))
 }
 
 /// A process's resident memory in KiB, if it is still there.

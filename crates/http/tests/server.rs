@@ -209,24 +209,9 @@ fn an_oversized_head_is_refused() {
     assert_eq!(get_path(s.local_addr(), "/health").unwrap().0, 200);
 }
 
-/// Raises this process's open-file limit to what root may (for floods).
-fn more_files(n: u64) {
-    let mut l = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit on a local struct.
-    unsafe {
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut l);
-        l.rlim_cur = n.min(l.rlim_max.max(n));
-        l.rlim_max = l.rlim_max.max(n);
-        libc::setrlimit(libc::RLIMIT_NOFILE, &l);
-    }
-}
-
 #[test]
 fn a_flood_of_connections_leaves_the_listener_working() {
-    more_files(8192);
+    rill_test_support::raise_open_files(8192);
     let limits = Limits {
         max_connections: 64,
         header_timeout: Duration::from_secs(2),
@@ -279,30 +264,35 @@ fn stopping_the_server_stops_its_work_within_a_second() {
     let _ = client.join();
 }
 
+/// A server whose `/big` answers `bytes` bytes, with a stall limit of 1 s.
+fn big_answers(bytes: usize) -> HttpServer {
+    let limits = Limits {
+        stall_timeout: Duration::from_secs(1),
+        ..quick()
+    };
+    HttpServer::bind(
+        "test",
+        "127.0.0.1:0".parse().unwrap(),
+        limits,
+        move |work: Work| {
+            Router::new().route(
+                "/big",
+                get(move || {
+                    let w = work.clone();
+                    async move { w.run(move |_| (StatusCode::OK, vec![b'x'; bytes])).await }
+                }),
+            )
+        },
+    )
+    .unwrap()
+}
+
 /// Regression: while an answer streamed out, hyper's pending read (it
 /// watches for a hang-up) timed the connection out though the client read
 /// steadily.
 #[test]
 fn a_slow_but_steady_reader_gets_its_whole_answer() {
-    let limits = Limits {
-        stall_timeout: Duration::from_secs(1),
-        ..quick()
-    };
-    let s = HttpServer::bind(
-        "test",
-        "127.0.0.1:0".parse().unwrap(),
-        limits,
-        |work: Work| {
-            Router::new().route(
-                "/big",
-                get(move || {
-                    let w = work.clone();
-                    async move { w.run(|_| (StatusCode::OK, vec![b'x'; 8 << 20])).await }
-                }),
-            )
-        },
-    )
-    .unwrap();
+    let s = big_answers(8 << 20);
     let mut c = TcpStream::connect(s.local_addr()).unwrap();
     write!(c, "GET /big HTTP/1.0\r\n\r\n").unwrap();
     let started = Instant::now();
@@ -323,25 +313,7 @@ fn a_slow_but_steady_reader_gets_its_whole_answer() {
 
 #[test]
 fn a_client_that_stops_reading_is_closed_after_the_stall_limit() {
-    let limits = Limits {
-        stall_timeout: Duration::from_secs(1),
-        ..quick()
-    };
-    let s = HttpServer::bind(
-        "test",
-        "127.0.0.1:0".parse().unwrap(),
-        limits,
-        |work: Work| {
-            Router::new().route(
-                "/big",
-                get(move || {
-                    let w = work.clone();
-                    async move { w.run(|_| (StatusCode::OK, vec![b'x'; 16 << 20])).await }
-                }),
-            )
-        },
-    )
-    .unwrap();
+    let s = big_answers(16 << 20);
     let mut c = TcpStream::connect(s.local_addr()).unwrap();
     write!(c, "GET /big HTTP/1.0\r\n\r\n").unwrap();
     // Read nothing for 3 s: the server gives up on the connection.

@@ -411,14 +411,7 @@ mod tests {
     }
 
     fn which(name: &str) -> String {
-        std::env::var("PATH")
-            .unwrap_or_default()
-            .split(':')
-            .map(|d| Path::new(d).join(name))
-            .find(|p| p.exists())
-            .unwrap_or_else(|| panic!("{name} is not installed; run tests/install-deps.sh"))
-            .display()
-            .to_string()
+        rill_test_support::which(name).display().to_string()
     }
 
     #[test]

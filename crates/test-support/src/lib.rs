@@ -9,6 +9,8 @@
 //!   (created by `tests/install-deps.sh`): its password, authorized keys, a
 //!   scratch dir for "remote" log files, and its processes (what Rill left
 //!   running on the server side).
+//! - [`which`]: a program the test command installs; [`raise_open_files`]:
+//!   room for floods of connections.
 
 mod sshd;
 mod user;
@@ -52,6 +54,34 @@ pub fn free_port() -> u16 {
         if given.get_or_insert_with(HashSet::new).insert(port) {
             return port;
         }
+    }
+}
+
+/// The first `name` on this machine's PATH; panics naming the install
+/// script when it is missing (the test command installs every tool the
+/// tests use, so a missing one is a failure, never a skip).
+pub fn which(name: &str) -> std::path::PathBuf {
+    std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .map(|d| std::path::Path::new(d).join(name))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| panic!("{name} is not installed; run tests/install-deps.sh"))
+}
+
+/// Raises this process's open-file limit to `n` (the hard limit too: tests
+/// run as root), for tests that hold thousands of connections.
+pub fn raise_open_files(n: u64) {
+    let mut l = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit on a local struct.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut l);
+        l.rlim_max = l.rlim_max.max(n);
+        l.rlim_cur = n;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &l);
     }
 }
 
