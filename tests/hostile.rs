@@ -256,6 +256,7 @@ fn the_search_api_answers_after_every_attack() {
     let deep = format!("{}error{}", "(".repeat(100), ")".repeat(100));
     let t = Instant::now();
     let (status, v) = get(&format!("/search?q={}", url_encode(&deep))).unwrap();
+    eprintln!("100 nested groups refused in {:?}", t.elapsed());
     assert_eq!(status, 400, "{v}");
     assert_eq!(
         v["expected"],
@@ -335,6 +336,12 @@ fn the_search_api_answers_after_every_attack() {
     assert!(v["truncated"]["hits"].as_u64().unwrap() < 1050);
     assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
     let rss = rss_kib(pid).unwrap();
+    eprintln!(
+        "big answer: {} bytes, {} of 1050 hits, {:?}; parser RSS {rss} KiB",
+        body.len(),
+        v["truncated"]["hits"],
+        t.elapsed()
+    );
     assert!(
         rss < 1024 * 1024,
         "parser RSS {rss} KiB after the big answer"
@@ -379,6 +386,7 @@ fn the_search_api_answers_after_every_attack() {
         h.rill.log()
     );
     let rss = rss_kib(pid).unwrap();
+    eprintln!("after the flood: parser RSS {rss} KiB");
     assert!(rss < 1024 * 1024, "parser RSS {rss} KiB after the flood");
 }
 
@@ -478,6 +486,7 @@ fn session_requests_with_huge_ids_repeated_fields_or_second_60_are_refused() {
         );
     }
     let after = rss_kib(tap).unwrap();
+    eprintln!("100 requests with 4 MB ids: ssh_tap RSS {before} -> {after} KiB");
     assert!(
         after < before + 64 * 1024,
         "ssh_tap grew from {before} to {after} KiB"
