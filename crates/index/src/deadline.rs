@@ -2,7 +2,8 @@
 //!
 //! A [`Deadline`] is a time and a flag anyone may raise (the HTTP API raises
 //! it when the client hangs up or its request's time is over). Every
-//! collector of [`crate::IndexSearcher`] runs as a [`Bounded`] collector,
+//! collector of [`crate::IndexSearcher`] runs through [`Deadline::search`]
+//! as a `Bounded` collector,
 //! which walks a segment's matches itself and looks at the deadline every
 //! few thousand documents, so an abandoned search stops within milliseconds
 //! instead of scanning a 64-million-line index to its end.
@@ -12,8 +13,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use tantivy::collector::{Collector, SegmentCollector};
-use tantivy::query::Weight;
-use tantivy::{DocId, SegmentOrdinal, SegmentReader, TantivyError, TERMINATED};
+use tantivy::query::{Query, Weight};
+use tantivy::{DocId, Searcher, SegmentOrdinal, SegmentReader, TantivyError, TERMINATED};
+
+use crate::IndexError;
 
 /// When a search must stop. The default never stops (the CLI's searches).
 #[derive(Debug, Clone, Default)]
@@ -45,7 +48,38 @@ impl Deadline {
             || self.at.is_some_and(|at| Instant::now() >= at)
     }
 
-    fn check(&self) -> tantivy::Result<()> {
+    /// [`IndexError::Stopped`] once the deadline passed.
+    pub(crate) fn check(&self) -> Result<(), IndexError> {
+        if self.passed() {
+            Err(IndexError::Stopped)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// `searcher.search(query, inner)`, stopped once the deadline passed.
+    pub(crate) fn search<C: Collector>(
+        &self,
+        searcher: &Searcher,
+        query: &dyn Query,
+        inner: C,
+    ) -> Result<C::Fruit, IndexError> {
+        searcher
+            .search(
+                query,
+                &Bounded {
+                    inner,
+                    deadline: self,
+                },
+            )
+            .map_err(|e| match e {
+                TantivyError::InternalError(m) if m == STOPPED => IndexError::Stopped,
+                e => IndexError::Tantivy(e),
+            })
+    }
+
+    /// The stop as tantivy carries it out of a collector.
+    fn check_collecting(&self) -> tantivy::Result<()> {
         if self.passed() {
             Err(TantivyError::InternalError(STOPPED.into()))
         } else {
@@ -54,15 +88,10 @@ impl Deadline {
     }
 }
 
-/// Whether a tantivy error is a [`Bounded`] collector's stop.
-pub(crate) fn is_stop(e: &TantivyError) -> bool {
-    matches!(e, TantivyError::InternalError(m) if m == STOPPED)
-}
-
 /// `inner`, stopping with an error once `deadline` passed.
-pub struct Bounded<'a, C> {
-    pub inner: C,
-    pub deadline: &'a Deadline,
+struct Bounded<'a, C> {
+    inner: C,
+    deadline: &'a Deadline,
 }
 
 impl<C: Collector> Collector for Bounded<'_, C> {
@@ -94,7 +123,7 @@ impl<C: Collector> Collector for Bounded<'_, C> {
         segment_ord: u32,
         reader: &SegmentReader,
     ) -> tantivy::Result<<Self::Child as SegmentCollector>::Fruit> {
-        self.deadline.check()?;
+        self.deadline.check_collecting()?;
         let mut child = self.inner.for_segment(segment_ord, reader)?;
         let scoring = self.inner.requires_scoring();
         let alive = reader.alive_bitset();
@@ -108,7 +137,7 @@ impl<C: Collector> Collector for Bounded<'_, C> {
             }
             n = n.wrapping_add(1);
             if n.is_multiple_of(CHECK_EVERY) {
-                self.deadline.check()?;
+                self.deadline.check_collecting()?;
             }
             doc = scorer.advance();
         }
@@ -131,6 +160,6 @@ mod tests {
         assert!(later.passed());
         let past = Deadline::new(Instant::now(), Arc::new(AtomicBool::new(false)));
         assert!(past.passed());
-        assert!(is_stop(&past.check().unwrap_err()));
+        assert!(matches!(past.check(), Err(IndexError::Stopped)));
     }
 }

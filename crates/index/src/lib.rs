@@ -16,8 +16,11 @@
 //! - [`histogram`]: match counts per time bucket, from the `ts` fast field.
 //! - [`highlight`]: where the query's terms are in a body.
 //! - [`time`]: `15m`, `2h`, `7d` and RFC 3339 bounds.
+//! - [`Context`]: the lines around a hit, found by walking the file's
+//!   offset blocks (context.rs).
 //! - [`deadline`]: stopping a search past its time or once its client left.
 
+mod context;
 pub mod deadline;
 pub mod highlight;
 pub mod histogram;
@@ -27,10 +30,11 @@ mod search;
 pub mod time;
 mod writer;
 
+pub use context::Context;
 pub use deadline::Deadline;
 pub use histogram::Bucket;
 pub use query::{QueryError, SearchRequest};
-pub use search::{Context, Hits, IndexSearcher};
+pub use search::{Hits, IndexSearcher};
 pub use writer::{IndexWriter, WriterOptions};
 
 use std::path::PathBuf;

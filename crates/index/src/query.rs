@@ -155,10 +155,10 @@ pub fn build(index: &Index, f: &Fields, req: &SearchRequest) -> Result<Box<dyn Q
 
 /// Parses the user's query text; `AND` binds as engineers expect from
 /// grep-like tools: terms without operators must all match.
-pub fn parse(index: &Index, f: &Fields, text: &str) -> Result<Box<dyn Query>, QueryError> {
+/// [`build`] checked the text's limits before.
+fn parse(index: &Index, f: &Fields, text: &str) -> Result<Box<dyn Query>, QueryError> {
     let mut parser = QueryParser::for_index(index, vec![f.body]);
     parser.set_conjunction_by_default();
-    check_limits(text)?;
     let err = |position, expected: String| QueryError {
         query: text.to_owned(),
         position,

@@ -553,4 +553,35 @@ mod tests {
             .unwrap();
         assert_eq!(bodies(dir.path()), ["l2", "l3", "l4"]);
     }
+
+    /// Regression: an event whose time was outside 1677..2262 (a log line
+    /// saying year 9999) overflowed tantivy's nanoseconds.
+    #[test]
+    fn events_from_the_far_past_and_future_are_indexed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = IndexWriter::open(dir.path()).unwrap();
+        for (i, ts) in [
+            chrono::DateTime::<Utc>::MAX_UTC,
+            chrono::DateTime::<Utc>::MIN_UTC,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut l = line(i as u64 * 100, 100, "far away");
+            l.ts = ts;
+            w.add(&l).unwrap();
+        }
+        w.commit().unwrap();
+        let s = IndexSearcher::open(dir.path()).unwrap();
+        let hits = s
+            .search(&SearchRequest {
+                query: "far".into(),
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(hits.len(), 2);
+        assert_eq!(hits[0].ts.format("%Y").to_string(), "2262");
+        assert_eq!(hits[1].ts.format("%Y").to_string(), "1677");
+    }
 }
