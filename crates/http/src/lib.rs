@@ -164,6 +164,10 @@ impl Drop for HttpServer {
     }
 }
 
+/// What a request that panicked is answered (the panic itself is in the
+/// process's log).
+pub(crate) const PANICKED: &str = "internal error: the request failed inside the server (see its log); other requests are not affected";
+
 /// A JSON answer.
 pub fn json(status: StatusCode, body: &serde_json::Value) -> Response {
     (

@@ -114,10 +114,7 @@ async fn refuse(mut stream: TcpStream, max: usize, _permit: OwnedSemaphorePermit
 /// A handler that panicked: a 500 that says so (the panic itself is in the
 /// process's log), and the server goes on.
 fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    crate::error(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internal error: the request failed inside the server (see its log); other requests are not affected",
-    )
+    crate::error(StatusCode::INTERNAL_SERVER_ERROR, crate::PANICKED)
 }
 
 /// At most one warning per 10 s from the accept loop.

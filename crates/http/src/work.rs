@@ -119,15 +119,18 @@ impl Work {
         match tokio::time::timeout_at(grace.into(), task).await {
             Ok(Ok((status, body))) => {
                 // Keep what the answer takes until it is sent.
-                if let Some(excess) = memory.split(memory.num_permits().saturating_sub(kib(body.len()) as usize)) {
-                    drop(excess);
-                }
+                drop(
+                    memory.split(
+                        memory
+                            .num_permits()
+                            .saturating_sub(kib(body.len()) as usize),
+                    ),
+                );
                 answer(status, body, memory)
             }
-            Ok(Err(e)) if e.is_panic() => crate::error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal error: the request failed inside the server (see its log); other requests are not affected",
-            ),
+            Ok(Err(e)) if e.is_panic() => {
+                crate::error(StatusCode::INTERNAL_SERVER_ERROR, crate::PANICKED)
+            }
             Ok(Err(_)) => crate::error(StatusCode::SERVICE_UNAVAILABLE, "the server is stopping"),
             Err(_) => {
                 cancelled.store(true, Ordering::Relaxed);

@@ -12,11 +12,14 @@
 //! expected for query errors). Searches run as [`rill_http::Work`]: under a
 //! deadline, a few at once, their answers within a byte budget (a search
 //! that would pass it stops at the hits that fit and says so in
-//! `truncated`); nothing a client sends can stop the server.
+//! `truncated`); nothing a client sends can stop the server. The parser
+//! keeps it running with [`ApiKeeper`] (a taken port or a stopped server is
+//! tried again every 10 s).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::extract::{RawQuery, State};
 use axum::http::{Method, StatusCode, Uri};
@@ -26,6 +29,7 @@ use axum::Router;
 use rill_http::{HttpServer, Job, Limits, ListenError, Work};
 use rill_index::{hit_json, Deadline, IndexError, IndexSearcher, SearchRequest};
 use serde_json::{json, Value};
+use tracing::warn;
 
 /// The most hits one request may ask for.
 pub const MAX_LIMIT: usize = 10_000;
@@ -63,6 +67,50 @@ impl SearchApi {
     /// Whether the server still runs (see [`HttpServer::is_running`]).
     pub fn is_running(&self) -> bool {
         self.server.is_running()
+    }
+}
+
+/// The search API, started again when it is not running (its port was
+/// taken, or its server stopped): at most every [`ApiKeeper::RETRY`].
+pub struct ApiKeeper {
+    listen: Option<std::net::SocketAddr>,
+    dir: std::path::PathBuf,
+    api: Option<SearchApi>,
+    tried: Instant,
+}
+
+impl ApiKeeper {
+    const RETRY: Duration = Duration::from_secs(10);
+
+    pub fn new(listen: Option<std::net::SocketAddr>, dir: &std::path::Path) -> ApiKeeper {
+        let mut k = ApiKeeper {
+            listen,
+            dir: dir.to_owned(),
+            api: None,
+            tried: Instant::now(),
+        };
+        k.start();
+        k
+    }
+
+    fn start(&mut self) {
+        let Some(addr) = self.listen else { return };
+        self.tried = Instant::now();
+        match SearchApi::start(addr, &self.dir) {
+            Ok(a) => self.api = Some(a),
+            Err(e) => warn!(error = %e, retry_s = Self::RETRY.as_secs(), "search api NOT running"),
+        }
+    }
+
+    /// Starts the API again if it is not running and a retry is due.
+    pub fn tick(&mut self) {
+        if self.api.as_ref().is_some_and(|a| !a.is_running()) {
+            warn!("search api stopped; starting it again");
+            self.api = None;
+        }
+        if self.api.is_none() && self.listen.is_some() && self.tried.elapsed() >= Self::RETRY {
+            self.start();
+        }
     }
 }
 
@@ -136,16 +184,12 @@ async fn endpoint(State(api): State<Api>, RawQuery(query): RawQuery, which: Endp
         Err(e) => return rill_http::error(StatusCode::BAD_REQUEST, e),
     };
     let work = api.work.clone();
-    work.run(move |job| {
-        let (status, body) = answer(&api, &params, which, job);
-        (status, body)
-    })
-    .await
+    work.run(move |job| answer(&api, &params, which, job)).await
 }
 
 /// Status and JSON body for one request, computed on a worker thread.
 fn answer(api: &Api, params: &Params, which: Endpoint, job: &Job) -> (StatusCode, Vec<u8>) {
-    let searcher = match api.searcher() {
+    let searcher = match api.searcher().and_then(|s| s.reload().map(|()| s)) {
         Ok(s) => s,
         Err(e) => {
             return fail(
@@ -154,12 +198,6 @@ fn answer(api: &Api, params: &Params, which: Endpoint, job: &Job) -> (StatusCode
             )
         }
     };
-    if let Err(e) = searcher.reload() {
-        return fail(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &json!({"error": e.to_string()}),
-        );
-    }
     let deadline = Deadline::new(job.deadline, job.cancelled.clone());
     let result = match which {
         Endpoint::Search => search(&searcher, params, deadline, job.max_response_bytes),

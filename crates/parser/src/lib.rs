@@ -11,7 +11,7 @@
 //!   then a receipt to every tap run (paced: ingest::Pacing): all its lines
 //!   before the first one still held in an open multiline event are in the
 //!   index
-//! retention sweep (retention.rs); HTTP search API thread (http.rs)
+//! retention sweep (retention.rs); the HTTP search API, kept running (http.rs)
 //! ```
 //!
 //! Commits are what make lines searchable and what lets a tap move its
@@ -37,7 +37,7 @@ use rill_config::Config;
 use rill_index::IndexWriter;
 use rill_process::Shutdown;
 use rill_proto::{ParsedEvent, Topic};
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 use crate::events::EventBuilder;
 use crate::retention::Retention;
@@ -70,7 +70,7 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
     let mut retention = Retention::new(cfg.index.retention);
     // A taken port must not stop indexing: warn loudly and go on without the
     // API, trying again now and then (and if its server ever stopped).
-    let mut api = ApiKeeper::new(cfg.search.listen, &dir);
+    let mut api = http::ApiKeeper::new(cfg.search.listen, &dir);
 
     let mut first_pending: Option<Instant> = None;
     let mut indexed: u64 = 0;
@@ -132,49 +132,6 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
     ingest.tell(true);
     info!(total = indexed, "parser stopped");
     Ok(())
-}
-
-/// The search API, started again when it is not running (its port was
-/// taken, or its server stopped): at most every [`ApiKeeper::RETRY`].
-struct ApiKeeper {
-    listen: Option<std::net::SocketAddr>,
-    dir: std::path::PathBuf,
-    api: Option<http::SearchApi>,
-    tried: Instant,
-}
-
-impl ApiKeeper {
-    const RETRY: Duration = Duration::from_secs(10);
-
-    fn new(listen: Option<std::net::SocketAddr>, dir: &std::path::Path) -> ApiKeeper {
-        let mut k = ApiKeeper {
-            listen,
-            dir: dir.to_owned(),
-            api: None,
-            tried: Instant::now(),
-        };
-        k.start();
-        k
-    }
-
-    fn start(&mut self) {
-        let Some(addr) = self.listen else { return };
-        self.tried = Instant::now();
-        match http::SearchApi::start(addr, &self.dir) {
-            Ok(a) => self.api = Some(a),
-            Err(e) => warn!(error = %e, retry_s = Self::RETRY.as_secs(), "search api NOT running"),
-        }
-    }
-
-    fn tick(&mut self) {
-        if self.api.as_ref().is_some_and(|a| !a.is_running()) {
-            warn!("search api stopped; starting it again");
-            self.api = None;
-        }
-        if self.api.is_none() && self.listen.is_some() && self.tried.elapsed() >= Self::RETRY {
-            self.start();
-        }
-    }
 }
 
 /// Publishes one event on `parsed/<host>/<log>` and indexes it.
