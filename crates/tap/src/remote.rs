@@ -154,11 +154,11 @@ pub fn escape(s: &[u8]) -> String {
 
 /// The command line for the login shell: `script` run by `sh` with `args`
 /// as `$1`, `$2`, ...
-fn command(script: &str, args: &[&str]) -> String {
+fn command(script: &str, args: &[impl AsRef<str>]) -> String {
     let mut cmd = format!("exec sh -c '{BOOT}' rill '{}'", escape(script.as_bytes()));
     for a in args {
         cmd.push_str(" '");
-        cmd.push_str(&escape(a.as_bytes()));
+        cmd.push_str(&escape(a.as_ref().as_bytes()));
         cmd.push('\'');
     }
     cmd
@@ -187,10 +187,9 @@ fn common_args(path: &str, interval: Duration) -> Vec<String> {
     ]
 }
 
-fn program(kind: &str, args: Vec<String>) -> String {
-    let script = [COMMON, kind, RUN].concat();
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    command(&script, &args)
+/// The command for `kind` (follow.sh or finish.sh) with `args`.
+fn program(kind: &str, args: &[String]) -> String {
+    command(&[COMMON, kind, RUN].concat(), args)
 }
 
 /// The command to exec on the server to follow `path` from `start`, checking
@@ -223,7 +222,7 @@ pub fn follow_command(
         nonce.as_str().to_owned(),
         seconds(stream_poll),
     ]);
-    program(FOLLOW, args)
+    program(FOLLOW, &args)
 }
 
 /// Which old file a finish reads.
@@ -258,7 +257,7 @@ pub fn finish_command(
         verify.fp.to_string(),
         offset.to_string(),
     ]);
-    program(FINISH, args)
+    program(FINISH, &args)
 }
 
 /// A control line: on stderr (stream mode) or in the stream (chunks).
@@ -400,14 +399,12 @@ mod tests {
     /// `sh` comes from. Tests run them all; a missing one fails (the test
     /// command installs them).
     fn login_shells() -> Vec<(String, Shell)> {
-        let mut shells = vec![
+        vec![
             ("sh".to_owned(), Shell::Posix),
             ("bash".to_owned(), Shell::Posix),
             ("sh".to_owned(), busybox()),
-        ];
-        let tcsh = which("tcsh");
-        shells.push((tcsh, Shell::Posix));
-        shells
+            (which("tcsh"), Shell::Posix),
+        ]
     }
 
     fn which(name: &str) -> String {
@@ -807,11 +804,25 @@ mod tests {
             reading,
             &nonce,
         );
-        let shell = match on {
+        (Local::start_on(shell_for(on), script, &nonce), nonce)
+    }
+
+    /// The shell a host of kind `on` runs scripts with.
+    fn shell_for(on: On) -> Shell {
+        match on {
             On::BusyBox => busybox(),
-            _ => Shell::Posix,
-        };
-        (Local::start_on(shell, script, &nonce), nonce)
+            On::Gnu | On::GnuChunks => Shell::Posix,
+        }
+    }
+
+    /// What a checkpoint holds to recognise `path`'s file: its verification,
+    /// as the follow script reports it.
+    fn verify_of(path: &Path, on: On) -> Verify {
+        let (mut l, n) = follow(path, StartAt::End, on);
+        l.until(&n, |l| l.header.is_some());
+        let verify = following(&l).unwrap().2;
+        l.close();
+        verify
     }
 
     fn following(l: &Local) -> Option<(u64, u64, Verify, u64, Mode)> {
@@ -985,12 +996,8 @@ mod tests {
 
     fn finish_on(path: &Path, old: OldFile, verify: Verify, offset: u64, on: On) -> (Local, Nonce) {
         let nonce = Nonce::random();
-        let shell = match on {
-            On::BusyBox => busybox(),
-            _ => Shell::Posix,
-        };
         let cmd = finish_command(path.to_str().unwrap(), old, verify, offset, IV);
-        (Local::start_on(shell, cmd, &nonce), nonce)
+        (Local::start_on(shell_for(on), cmd, &nonce), nonce)
     }
 
     #[test]
@@ -1000,10 +1007,7 @@ mod tests {
         let body = "x".repeat(70) + "\nlast\n";
         append(&path, body.as_bytes());
         let ino = std::fs::metadata(&path).unwrap().ino();
-        let (mut l, n) = follow(&path, StartAt::End, On::Gnu);
-        l.until(&n, |l| l.header.is_some());
-        let verify = following(&l).unwrap().2;
-        l.close();
+        let verify = verify_of(&path, On::Gnu);
         let rotated = dir.path().join("app.log.1");
         std::fs::rename(&path, &rotated).unwrap();
         append(&path, b"new file\n");
@@ -1043,6 +1047,14 @@ mod tests {
     /// placeholder the scripts ever used.
     const HOSTILE_DIR: &str = "d @DIR@ @BASE@;touch RILLPWN;# $(touch RILLPWN) 'q'\nz";
 
+    /// A fresh [`HOSTILE_DIR`] in a temp dir (kept while the first lives).
+    fn hostile_dir() -> (tempfile::TempDir, std::path::PathBuf) {
+        let top = tempfile::tempdir().unwrap();
+        let dir = top.path().join(HOSTILE_DIR);
+        std::fs::create_dir(&dir).unwrap();
+        (top, dir)
+    }
+
     /// Regression: `@BASE@` in a path closed the script's quotes (a command
     /// ran on the server) and `@IV@` was rewritten (another file followed).
     #[test]
@@ -1056,9 +1068,7 @@ mod tests {
             " lead\nnew",
         ];
         for (on, _) in EVERY_HOST {
-            let top = tempfile::tempdir().unwrap();
-            let dir = top.path().join(HOSTILE_DIR);
-            std::fs::create_dir(&dir).unwrap();
+            let (top, dir) = hostile_dir();
             // What a substitution would have turned the names into.
             for decoy in ["t0.2.log", "t.log", "x", "d", "64"] {
                 std::fs::write(dir.join(decoy), "decoy\n").unwrap();
@@ -1098,17 +1108,12 @@ mod tests {
     fn finish_finds_a_renamed_file_by_inode_whatever_its_new_name() {
         for (on, _) in EVERY_HOST {
             for rotated in ["app.log.1\nx", " app.log.1", "app.log.1 ", "-n", "a\\b"] {
-                let top = tempfile::tempdir().unwrap();
-                let dir = top.path().join(HOSTILE_DIR);
-                std::fs::create_dir(&dir).unwrap();
+                let (_top, dir) = hostile_dir();
                 let path = dir.join("app.log");
                 let head = "h".repeat(70) + "\n";
                 append(&path, head.as_bytes());
                 let ino = std::fs::metadata(&path).unwrap().ino();
-                let (mut l, n) = follow(&path, StartAt::End, on);
-                l.until(&n, |l| l.header.is_some());
-                let verify = following(&l).unwrap().2;
-                l.close();
+                let verify = verify_of(&path, on);
                 // The tap is down: the file is written, renamed, replaced.
                 append(&path, b"written while down\n");
                 std::fs::rename(&path, dir.join(rotated)).unwrap();
@@ -1125,16 +1130,11 @@ mod tests {
     #[test]
     fn a_copytruncate_copy_is_found_whatever_its_name() {
         for (on, _) in EVERY_HOST {
-            let top = tempfile::tempdir().unwrap();
-            let dir = top.path().join(HOSTILE_DIR);
-            std::fs::create_dir(&dir).unwrap();
+            let (_top, dir) = hostile_dir();
             let path = dir.join("app.log");
             let body = "c".repeat(70) + "\nlast\n";
             append(&path, body.as_bytes());
-            let (mut l, n) = follow(&path, StartAt::End, on);
-            l.until(&n, |l| l.header.is_some());
-            let verify = following(&l).unwrap().2;
-            l.close();
+            let verify = verify_of(&path, on);
             let copy = dir.join(" app.log.1\n$(touch RILLPWN)");
             std::fs::copy(&path, &copy).unwrap();
             std::fs::write(&path, "").unwrap();
