@@ -72,42 +72,53 @@ impl Walk {
     /// a mapping or a sequence (`None`). `leaf` says it has nothing inside
     /// (a scalar or an alias), so it also ends here.
     fn node(&mut self, scalar: Option<&str>, leaf: bool, mark: Marker) {
-        let here = self.path();
+        let expects_key = matches!(
+            self.stack.last(),
+            Some(Frame::Mapping {
+                slot: Slot::Key,
+                ..
+            })
+        );
+        if let (true, Some(k)) = (expects_key, scalar) {
+            self.key(k, mark.line());
+        }
         match self.stack.last_mut() {
-            Some(Frame::Mapping { keys, slot }) => match slot {
-                Slot::Key => {
-                    *slot = match scalar {
-                        Some(k) => {
-                            match keys.get(k) {
-                                Some(first) if self.found.is_none() && k != "<<" => {
-                                    self.found = Some((
-                                        here,
-                                        format!(
-                                            "`{k}` is written twice (lines {first} and {}); each key may appear once",
-                                            mark.line()
-                                        ),
-                                    ));
-                                }
-                                Some(_) => {}
-                                None => {
-                                    keys.insert(k.to_owned(), mark.line());
-                                }
-                            }
-                            Slot::Value(k.to_owned())
-                        }
-                        None if leaf => Slot::OtherValue,
-                        None => Slot::ComplexKey,
-                    };
+            Some(Frame::Mapping { slot, .. }) => {
+                let next = match (&*slot, scalar) {
+                    (Slot::Key, Some(k)) => Some(Slot::Value(k.to_owned())),
+                    (Slot::Key, None) if leaf => Some(Slot::OtherValue),
+                    (Slot::Key, None) => Some(Slot::ComplexKey),
+                    (Slot::Value(_) | Slot::OtherValue, _) if leaf => Some(Slot::Key),
+                    _ => None,
+                };
+                if let Some(next) = next {
+                    *slot = next;
                 }
-                Slot::Value(_) | Slot::OtherValue => {
-                    if leaf {
-                        *slot = Slot::Key;
-                    }
-                }
-                Slot::ComplexKey => {}
-            },
+            }
             Some(Frame::Sequence { items }) => *items += 1,
             None => {}
+        }
+    }
+
+    /// Plain scalar key `k` on `line` in the innermost mapping: remembered,
+    /// or the first duplicate found (merge keys `<<` may repeat).
+    fn key(&mut self, k: &str, line: usize) {
+        let Some(Frame::Mapping { keys, .. }) = self.stack.last_mut() else {
+            return;
+        };
+        match keys.get(k).copied() {
+            None => {
+                keys.insert(k.to_owned(), line);
+            }
+            Some(first) if self.found.is_none() && k != "<<" => {
+                self.found = Some((
+                    self.path(),
+                    format!(
+                        "`{k}` is written twice (lines {first} and {line}); each key may appear once"
+                    ),
+                ));
+            }
+            Some(_) => {}
         }
     }
 

@@ -109,16 +109,22 @@ pub fn auth<'de, D: Deserializer<'de>>(d: D) -> Result<RawAuth, D::Error> {
             RawAuth::deserialize(de::value::MapAccessDeserializer::new(map))
         }
         fn visit_str<E: de::Error>(self, _: &str) -> Result<RawAuth, E> {
-            Err(E::invalid_type(de::Unexpected::Other(HIDDEN), &self))
+            self.hidden()
         }
         fn visit_i64<E: de::Error>(self, _: i64) -> Result<RawAuth, E> {
-            Err(E::invalid_type(de::Unexpected::Other(HIDDEN), &self))
+            self.hidden()
         }
         fn visit_u64<E: de::Error>(self, _: u64) -> Result<RawAuth, E> {
-            Err(E::invalid_type(de::Unexpected::Other(HIDDEN), &self))
+            self.hidden()
         }
         fn visit_f64<E: de::Error>(self, _: f64) -> Result<RawAuth, E> {
-            Err(E::invalid_type(de::Unexpected::Other(HIDDEN), &self))
+            self.hidden()
+        }
+    }
+    impl V {
+        /// The type is wrong; the value is not repeated.
+        fn hidden<E: de::Error>(&self) -> Result<RawAuth, E> {
+            Err(E::invalid_type(de::Unexpected::Other(HIDDEN), self))
         }
     }
     d.deserialize_any(V)
