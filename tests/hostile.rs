@@ -31,12 +31,7 @@ fn a_path_full_of_shell_syntax_is_just_a_path() {
         }],
         &[sshd.known_hosts_line()],
     );
-    rill.start();
-    assert!(
-        rill.wait_following("web01", Duration::from_secs(20)),
-        "{}",
-        rill.log()
-    );
+    rill.start_following("web01");
     remote
         .append(&name, b"literal line one\nliteral line two\n")
         .unwrap();
@@ -121,12 +116,7 @@ fn placeholders_in_folder_and_file_names_are_followed_literally() {
         &logs,
         &[sshd.known_hosts_line()],
     );
-    rill.start();
-    assert!(
-        rill.wait_following("web01", Duration::from_secs(20)),
-        "{}",
-        rill.log()
-    );
+    rill.start_following("web01");
     for (i, n) in names.iter().enumerate() {
         remote
             .append(
@@ -159,8 +149,7 @@ fn placeholders_in_folder_and_file_names_are_followed_literally() {
     );
     // A restart reconnects (the injection ran at every connect).
     rill.stop(Duration::from_secs(10));
-    rill.start();
-    assert!(rill.wait_following("web01", Duration::from_secs(20)));
+    rill.start_following("web01");
     for dir in [
         &user.home,
         &remote.path,

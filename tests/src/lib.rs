@@ -315,6 +315,17 @@ impl Rill {
             .cloned()
     }
 
+    /// [`Rill::start`], then waits up to 20 s until every log of `host` is
+    /// followed; panics with the supervisor's log if they never are.
+    pub fn start_following(&mut self, host: &str) {
+        self.start();
+        assert!(
+            self.wait_following(host, Duration::from_secs(20)),
+            "{host} never followed; log:\n{}",
+            self.log()
+        );
+    }
+
     /// Waits until every log of `host` is being followed (its file identity
     /// is known), i.e. lines written from now on will be read.
     pub fn wait_following(&self, host: &str, deadline: Duration) -> bool {
@@ -462,12 +473,7 @@ impl OneHost {
         for l in logs {
             h.remote.append(&format!("{l}.log"), b"").unwrap();
         }
-        h.rill.start();
-        assert!(
-            h.rill.wait_following("web01", Duration::from_secs(20)),
-            "never followed; log:\n{}",
-            h.rill.log()
-        );
+        h.rill.start_following("web01");
         h
     }
 

@@ -2,7 +2,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::routing::get;
 use axum::Router;
@@ -63,9 +63,8 @@ fn running_out_of_file_descriptors_does_not_close_the_listener() {
     std::thread::sleep(Duration::from_millis(500));
     drop(held);
     set_files(old);
-    let end = Instant::now() + Duration::from_secs(20);
-    while !health(addr) {
-        assert!(Instant::now() < end, "the listener never came back");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert!(
+        rill_test_support::wait_until(Duration::from_secs(20), || health(addr)),
+        "the listener never came back"
+    );
 }

@@ -10,6 +10,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
 use rill_http::{HttpServer, Limits, Work};
+use rill_test_support::wait_until;
 
 /// `GET path` over HTTP/1.0: status and body, or None if the connection
 /// failed or closed without an answer.
@@ -26,6 +27,11 @@ fn get_path(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
 
 fn panicking() -> (StatusCode, Vec<u8>) {
     panic!("on purpose")
+}
+
+/// `/health` answers 200.
+fn healthy(addr: SocketAddr) -> bool {
+    get_path(addr, "/health").is_some_and(|(s, _)| s == 200)
 }
 
 /// A server with routes that misbehave on purpose.
@@ -148,14 +154,10 @@ fn a_client_that_hangs_up_stops_its_work() {
     write!(c, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
     std::thread::sleep(Duration::from_millis(200));
     drop(c);
-    let end = Instant::now() + Duration::from_secs(10);
-    while !stopped.load(Ordering::SeqCst) {
-        assert!(
-            Instant::now() < end,
-            "the work ran on after its client left"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert!(
+        wait_until(Duration::from_secs(10), || stopped.load(Ordering::SeqCst)),
+        "the work ran on after its client left"
+    );
 }
 
 #[test]
@@ -169,17 +171,10 @@ fn connections_over_the_cap_get_503_and_the_server_recovers() {
     assert_eq!(status, 503);
     assert!(body.contains("too many connections: at most 8"), "{body}");
     // The header timeout closes them; the server answers again.
-    let end = Instant::now() + Duration::from_secs(10);
-    loop {
-        if get_path(addr, "/health").is_some_and(|(s, _)| s == 200) {
-            break;
-        }
-        assert!(
-            Instant::now() < end,
-            "never recovered from idle connections"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert!(
+        wait_until(Duration::from_secs(10), || healthy(addr)),
+        "never recovered from idle connections"
+    );
     drop(held);
 }
 
@@ -224,17 +219,10 @@ fn a_flood_of_connections_leaves_the_listener_working() {
         .collect();
     assert!(flood.len() > 1000, "only {} connections", flood.len());
     drop(flood);
-    let end = Instant::now() + Duration::from_secs(15);
-    loop {
-        if get_path(addr, "/health").is_some_and(|(s, _)| s == 200) {
-            break;
-        }
-        assert!(
-            Instant::now() < end,
-            "the listener did not recover after the flood"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert!(
+        wait_until(Duration::from_secs(15), || healthy(addr)),
+        "the listener did not recover after the flood"
+    );
 }
 
 /// Regression: SIGTERM waited for running searches; the parser must stop
