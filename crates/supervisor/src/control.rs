@@ -7,6 +7,8 @@ use chrono::Utc;
 use rill_bus::Subscriber;
 use rill_config::Config;
 use rill_process::Supervised;
+
+use crate::health::ApiProbe;
 use rill_proto::{
     ApiStatus, ChildReport, ControlReply, ControlRequest, HostReport, Ping, StatusReport,
     SubscriberStatus,
@@ -24,8 +26,6 @@ const SUBSCRIBER_GONE_AFTER: chrono::TimeDelta = chrono::TimeDelta::seconds(30);
 pub struct State {
     pings: BTreeMap<String, Ping>,
     subscribers: BTreeMap<String, SubscriberStatus>,
-    /// The search API's last health probe.
-    pub search_api: Option<ApiStatus>,
 }
 
 impl State {
@@ -100,11 +100,13 @@ pub fn build_report(
 /// Answers the requests waiting on `control`, without waiting for more. REQ
 /// clients send `[identity, "", json]`; DEALER clients may omit the empty
 /// frame.
+/// `probe` is asked for the search API's health only when a status is.
 pub fn serve(
     control: &zmq::Socket,
     cfg: &Config,
     state: &mut State,
     children: &[&Supervised],
+    probe: Option<&ApiProbe>,
 ) -> anyhow::Result<()> {
     while let Ok(mut frames) = control.recv_multipart(zmq::DONTWAIT) {
         if frames.len() < 2 {
@@ -118,7 +120,7 @@ pub fn serve(
                     &state.pings,
                     &state.subscribers,
                     children,
-                    state.search_api.clone(),
+                    probe.and_then(ApiProbe::status),
                 )),
             },
             Ok(ControlRequest::SubscriberReport(report)) => {

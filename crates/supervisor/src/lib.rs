@@ -100,14 +100,13 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
         }
         state.drain_pings(&pings)?;
         if let Some(p) = &probe {
-            state.search_api = p.status();
             keep_api_answering(p, &mut parser);
         }
         let children: Vec<&Supervised> = std::iter::once(&parser)
             .chain(std::iter::once(&pinger))
             .chain(taps.iter())
             .collect();
-        control::serve(&control, cfg, &mut state, &children)?;
+        control::serve(&control, cfg, &mut state, &children, probe.as_ref())?;
         // Until a request, a ping, a child's exit, shutdown or a due restart.
         let due = children.iter().filter_map(|c| c.next_due()).min();
         socket::wait(
