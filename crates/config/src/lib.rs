@@ -1,58 +1,48 @@
 //! Rill's one YAML file.
 //!
 //! Loading goes in two steps, as in quickwit's config crate:
-//! 1. [`raw`]: serde structs that mirror the YAML exactly, with
+//! 1. `raw.rs`: serde structs that mirror the YAML exactly, with
 //!    `deny_unknown_fields`, parsed through `serde_path_to_error` so every
-//!    error knows the key path (`hosts.web01.auth`).
-//! 2. [`validate`]: checks that serde cannot express (names, exactly one auth
-//!    method, secrets present, logs naming known hosts) and resolves relative
-//!    paths against the config file's folder, giving the [`Config`] the rest of
-//!    Rill uses. [`sessions`] validates the optional `hosts.<name>.sessions`
-//!    block (the session-control protocol's socket and who may use it).
+//!    error knows the key path (`hosts.web01.auth`); `duplicates.rs` refuses
+//!    a key written twice, which serde would keep silently.
+//! 2. `validate/`: the checks serde cannot express (names, exactly one auth
+//!    method, secrets present, logs naming known hosts), one module per
+//!    section, each reporting keys below itself; relative paths resolve
+//!    against the config file's folder. The result is the [`Config`] of
+//!    `model.rs` (with `sessions.rs` for the session-control block) that
+//!    the rest of Rill uses.
 //!
-//! Every error is a [`ConfigError`]: file, key path, and what was expected.
+//! `values.rs` holds the small parsers the sections share (durations,
+//! numbers in a range, endpoints, names, paths); `permissions.rs` warns
+//! about secret files others can read. Every error is a [`ConfigError`]
+//! (`error.rs`): file, key path, and what was expected.
+//!
+//! Imports go one way: `validate/` reads `raw.rs` and builds `model.rs`,
+//! `model.rs` holds `sessions.rs`' types, `raw.rs` calls `duplicates.rs`;
+//! `error.rs`, `values.rs`, `sessions.rs` and `duplicates.rs` import no
+//! other module, and no module imports `lib.rs`.
 
 mod duplicates;
+mod error;
 mod model;
 mod permissions;
 mod raw;
 mod sessions;
 mod validate;
+mod values;
 
+pub use error::ConfigError;
 pub use model::{
     Auth, Config, Host, HostsPerProcess, IndexSettings, KnownHostsPolicy, Log, Multiline,
     MultilineRule, ParserSpec, RegexTimestamp, SearchSettings, Secret, SecretError, TapSettings,
-    AUTO_PROCESSES,
+    AUTO_PROCESSES, DEFAULT_STREAMS_ENDPOINT,
 };
 pub use sessions::{is_local_endpoint, Cidr, Credentials, SessionSettings, PUBLISH_SUFFIX_LEN};
-pub use validate::parse_duration;
+pub use values::parse_duration;
 
-use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-/// The default endpoint clients subscribe to.
-pub const DEFAULT_STREAMS_ENDPOINT: &str = "tcp://127.0.0.1:7600";
-
-/// A config that could not be loaded: which file, which key, what was expected.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    pub file: PathBuf,
-    /// Dotted key path, e.g. `hosts.web01.auth.key`; empty for the whole file.
-    pub key: String,
-    pub message: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.key.is_empty() {
-            write!(f, "{}: {}", self.file.display(), self.message)
-        } else {
-            write!(f, "{}: {}: {}", self.file.display(), self.key, self.message)
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {}
+use values::Environment;
 
 impl Config {
     /// Reads, parses and validates the config file at `path`.
@@ -71,7 +61,7 @@ impl Config {
     /// paths resolve against `path`'s folder).
     pub fn from_yaml(path: &Path, text: &str) -> Result<Config, ConfigError> {
         let raw = raw::parse(path, text)?;
-        validate::validate(path, raw, validate::Environment::Check)
+        validate::validate(path, raw, Environment::Check)
     }
 
     /// Like [`Config::from_yaml`] but without looking at this machine: key
@@ -79,7 +69,7 @@ impl Config {
     /// validating a config meant for another machine.
     pub fn from_yaml_unchecked(path: &Path, text: &str) -> Result<Config, ConfigError> {
         let raw = raw::parse(path, text)?;
-        validate::validate(path, raw, validate::Environment::Skip)
+        validate::validate(path, raw, Environment::Skip)
     }
 }
 

@@ -6,6 +6,11 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::sessions::SessionSettings;
+
+/// The default endpoint clients subscribe to.
+pub const DEFAULT_STREAMS_ENDPOINT: &str = "tcp://127.0.0.1:7600";
+
 /// A validated Rill config.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -98,7 +103,7 @@ pub struct Host {
     pub known_hosts: KnownHostsPolicy,
     /// The session-control protocol's socket; `None` (no `sessions` block)
     /// means off.
-    pub sessions: Option<crate::SessionSettings>,
+    pub sessions: Option<SessionSettings>,
 }
 
 /// How to authenticate to a host. Secrets are named, not held: they are read

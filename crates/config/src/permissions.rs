@@ -8,7 +8,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use crate::{Auth, Config, Secret};
+use crate::model::{Auth, Config, Secret};
 
 impl Config {
     /// One line per secret file that others can read:

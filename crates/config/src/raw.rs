@@ -7,8 +7,9 @@ use std::path::Path;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 
+use crate::duplicates;
+use crate::error::ConfigError;
 use crate::model::KnownHostsPolicy;
-use crate::ConfigError;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -80,7 +81,7 @@ pub struct RawHost {
     #[serde(deserialize_with = "auth")]
     pub auth: RawAuth,
     pub known_hosts: Option<KnownHostsPolicy>,
-    pub sessions: Option<crate::sessions::RawSessions>,
+    pub sessions: Option<RawSessions>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -128,6 +129,18 @@ pub fn auth<'de, D: Deserializer<'de>>(d: D) -> Result<RawAuth, D::Error> {
         }
     }
     d.deserialize_any(V)
+}
+
+/// `hosts.<name>.sessions`: the session-control socket and who may use it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSessions {
+    pub endpoint: Option<String>,
+    pub max: Option<u64>,
+    pub pool: Option<u64>,
+    pub max_request_age: Option<String>,
+    pub allow: Option<Vec<String>>,
+    pub credentials_file: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -286,7 +299,7 @@ pub fn parse(file: &Path, text: &str) -> Result<RawConfig, ConfigError> {
     })?;
     // After serde: its recursion limit has bounded the nesting this walk
     // follows (yaml-rust2 recurses once per level of block nesting).
-    if let Some((key, message)) = crate::duplicates::find(text) {
+    if let Some((key, message)) = duplicates::find(text) {
         return Err(ConfigError {
             file: file.to_owned(),
             key,

@@ -1,5 +1,6 @@
-//! The `hosts.<name>.sessions` block: the session-control protocol's socket,
-//! its caps, and who may connect (CIDR allowlist, PLAIN credentials).
+//! The validated `hosts.<name>.sessions` block: the session-control
+//! protocol's socket, its caps, and who may connect (CIDR allowlist, PLAIN
+//! credentials). The block is checked in `validate/sessions.rs`.
 //!
 //! Safe by default: without the block there is no socket; the default
 //! endpoint is an `ipc://` socket under `state_dir/run`; a `tcp://` endpoint
@@ -13,28 +14,9 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use serde::Deserialize;
-
-use crate::model::Host;
-use crate::validate::{check_endpoint, duration_between, resolve, Environment};
-
-/// Unix socket paths hold at most 107 bytes.
-const MAX_IPC_PATH: usize = 107;
 /// Each session's publish socket is the sessions socket's path plus
 /// `.` and 12 hex digits.
 pub const PUBLISH_SUFFIX_LEN: usize = 13;
-
-/// The block as written.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawSessions {
-    pub endpoint: Option<String>,
-    pub max: Option<u64>,
-    pub pool: Option<u64>,
-    pub max_request_age: Option<String>,
-    pub allow: Option<Vec<String>>,
-    pub credentials_file: Option<String>,
-}
 
 /// A validated `sessions` block.
 #[derive(Debug, Clone, PartialEq)]
@@ -211,136 +193,6 @@ impl Credentials {
     pub fn first(&self) -> Option<(&str, &str)> {
         self.0.iter().next().map(|(u, p)| (u.as_str(), p.as_str()))
     }
-}
-
-/// Validates one host's block. Errors are `(key suffix, message)`, the
-/// suffix relative to `hosts.<name>.sessions`.
-pub fn validate(
-    base: &Path,
-    run_dir: &Path,
-    host: &str,
-    raw: RawSessions,
-    env: Environment,
-) -> Result<SessionSettings, (String, String)> {
-    let endpoint = raw
-        .endpoint
-        .unwrap_or_else(|| format!("ipc://{}/{host}.sessions", run_dir.display()));
-    check_endpoint(&endpoint).map_err(|m| (".endpoint".into(), m))?;
-    if let Some(rest) = endpoint.strip_prefix("tcp://") {
-        // libzmq binds to addresses, not names.
-        let host = rest.rsplit_once(':').map_or(rest, |(h, _)| h);
-        let ip = host.trim_start_matches('[').trim_end_matches(']');
-        if host != "*" && ip.parse::<IpAddr>().is_err() {
-            return Err((
-                ".endpoint".into(),
-                format!(
-                    "expected an IP address (or *) to listen on, like tcp://127.0.0.1:7701, got {endpoint:?}"
-                ),
-            ));
-        }
-    }
-    if let Some(path) = endpoint.strip_prefix("ipc://") {
-        if path.len() + PUBLISH_SUFFIX_LEN > MAX_IPC_PATH {
-            return Err((
-                ".endpoint".into(),
-                format!(
-                    "the socket path {path} is {} bytes; expected at most {} so each \
-                     session's publish socket ({path}.<12 hex digits>) fits the system's limit",
-                    path.len(),
-                    MAX_IPC_PATH - PUBLISH_SUFFIX_LEN
-                ),
-            ));
-        }
-    }
-
-    let max = match raw.max {
-        None => SessionSettings::DEFAULT_MAX,
-        Some(m) if (1..=SessionSettings::MAX_MAX as u64).contains(&m) => m as usize,
-        Some(m) => {
-            return Err((
-                ".max".into(),
-                format!(
-                    "expected between 1 and {}, got {m}",
-                    SessionSettings::MAX_MAX
-                ),
-            ))
-        }
-    };
-    let pool = match raw.pool {
-        None => SessionSettings::DEFAULT_POOL.min(max),
-        Some(p) if p as usize <= max => p as usize,
-        Some(p) => {
-            return Err((
-                ".pool".into(),
-                format!("expected at most max ({max}), got {p}"),
-            ))
-        }
-    };
-    let max_request_age = match raw.max_request_age {
-        None => SessionSettings::DEFAULT_MAX_REQUEST_AGE,
-        Some(text) => {
-            duration_between(&text, "1s", "1d").map_err(|m| (".max_request_age".to_owned(), m))?
-        }
-    };
-    let mut allow = Vec::new();
-    for (i, c) in raw.allow.unwrap_or_default().iter().enumerate() {
-        allow.push(c.parse::<Cidr>().map_err(|m| (format!(".allow[{i}]"), m))?);
-    }
-    let credentials_file = raw.credentials_file.map(|f| resolve(base, &f));
-    if let (Environment::Check, Some(path)) = (env, &credentials_file) {
-        Credentials::load(path).map_err(|m| (".credentials_file".to_owned(), m))?;
-    }
-
-    let settings = SessionSettings {
-        endpoint,
-        max,
-        pool,
-        max_request_age,
-        allow,
-        credentials_file,
-    };
-    if !settings.is_local() {
-        let why = format!(
-            "required because endpoint {} is reachable from other machines (not loopback or ipc)",
-            settings.endpoint
-        );
-        if settings.allow.is_empty() {
-            return Err((
-                ".allow".into(),
-                format!("{why}: a CIDR allowlist, e.g. [10.0.0.0/8]"),
-            ));
-        }
-        if settings.credentials_file.is_none() {
-            return Err((
-                ".credentials_file".into(),
-                format!("{why}: a file of PLAIN user:password lines"),
-            ));
-        }
-    }
-    Ok(settings)
-}
-
-/// No two hosts share a sessions endpoint, and none takes the streams one.
-/// The error is `(key, message)`.
-pub fn check_unique(
-    hosts: &BTreeMap<String, Host>,
-    streams_endpoint: &str,
-) -> Result<(), (String, String)> {
-    let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
-    for (name, h) in hosts {
-        let Some(s) = &h.sessions else { continue };
-        let key = format!("hosts.{name}.sessions.endpoint");
-        if s.endpoint == streams_endpoint {
-            return Err((key, format!("{} is already streams.endpoint", s.endpoint)));
-        }
-        if let Some(other) = seen.insert(&s.endpoint, name) {
-            return Err((
-                key,
-                format!("{} is already hosts.{other}.sessions.endpoint", s.endpoint),
-            ));
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -1,0 +1,71 @@
+//! The `hosts:` block: the servers to follow logs on. Each host's `auth`
+//! and `sessions` blocks are checked by their own modules.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::{auth, sessions};
+use crate::error::Invalid;
+use crate::model::Host;
+use crate::raw::RawHost;
+use crate::values::{check_name, Environment};
+
+/// Every host, keyed by name. `base` is the config file's folder, `run_dir`
+/// where default sessions sockets go; no sessions endpoint may be another
+/// host's or `streams_endpoint`.
+pub fn validate(
+    raw: BTreeMap<String, RawHost>,
+    base: &Path,
+    run_dir: &Path,
+    streams_endpoint: &str,
+    env: Environment,
+) -> Result<BTreeMap<String, Host>, Invalid> {
+    if raw.is_empty() {
+        return Err(Invalid::at("", "expected at least one host"));
+    }
+    let mut hosts = BTreeMap::new();
+    for (name, h) in raw {
+        let host = host(&name, h, base, run_dir, env).map_err(|e| e.under(&format!(".{name}")))?;
+        hosts.insert(name, host);
+    }
+    sessions::check_unique(&hosts, streams_endpoint)?;
+    Ok(hosts)
+}
+
+/// One host; errors are keyed below `hosts.<name>`.
+fn host(
+    name: &str,
+    h: RawHost,
+    base: &Path,
+    run_dir: &Path,
+    env: Environment,
+) -> Result<Host, Invalid> {
+    check_name("host", name).map_err(|m| Invalid::at("", m))?;
+    if h.address.trim().is_empty() {
+        return Err(Invalid::at(
+            ".address",
+            "expected a host name or IP address",
+        ));
+    }
+    if h.port == Some(0) {
+        return Err(Invalid::at(".port", "expected a port between 1 and 65535"));
+    }
+    if h.user.trim().is_empty() {
+        return Err(Invalid::at(".user", "expected a user name"));
+    }
+    let auth = auth::validate(base, h.auth, env).map_err(|e| e.under(".auth"))?;
+    let sessions = h
+        .sessions
+        .map(|s| sessions::validate(base, run_dir, name, s, env))
+        .transpose()
+        .map_err(|e| e.under(".sessions"))?;
+    Ok(Host {
+        name: name.to_owned(),
+        address: h.address,
+        port: h.port.unwrap_or(22),
+        user: h.user,
+        auth,
+        known_hosts: h.known_hosts.unwrap_or_default(),
+        sessions,
+    })
+}

@@ -1,0 +1,85 @@
+//! The `logs:` block: which files to follow on which hosts, and how their
+//! lines become events (`parser` and `multiline`, checked by their own
+//! modules).
+
+use std::collections::BTreeMap;
+
+use super::{multiline, parser};
+use crate::error::Invalid;
+use crate::model::{Host, Log, ParserSpec};
+use crate::raw::{HostSelection, RawLog};
+use crate::values::check_name;
+
+/// Every log, keyed by name; each names hosts among `hosts`.
+pub fn validate(
+    raw: BTreeMap<String, RawLog>,
+    hosts: &BTreeMap<String, Host>,
+) -> Result<BTreeMap<String, Log>, Invalid> {
+    if raw.is_empty() {
+        return Err(Invalid::at("", "expected at least one log"));
+    }
+    let mut logs = BTreeMap::new();
+    for (name, l) in raw {
+        let log = log(&name, l, hosts).map_err(|e| e.under(&format!(".{name}")))?;
+        logs.insert(name, log);
+    }
+    Ok(logs)
+}
+
+/// One log; errors are keyed below `logs.<name>`.
+fn log(name: &str, l: RawLog, hosts: &BTreeMap<String, Host>) -> Result<Log, Invalid> {
+    check_name("log", name).map_err(|m| Invalid::at("", m))?;
+    if !l.path.starts_with('/') {
+        return Err(Invalid::at(
+            ".path",
+            format!("expected an absolute path, got {:?}", l.path),
+        ));
+    }
+    if l.path.contains('\0') || l.path.contains('\n') {
+        return Err(Invalid::at(
+            ".path",
+            "expected a path without NUL or newline",
+        ));
+    }
+    let selected = selected_hosts(l.hosts, hosts)?;
+    let parser = match l.parser {
+        None => ParserSpec::Raw,
+        Some(p) => parser::validate(p).map_err(|e| e.under(".parser"))?,
+    };
+    let multiline = l
+        .multiline
+        .map(multiline::validate)
+        .transpose()
+        .map_err(|e| e.under(".multiline"))?;
+    Ok(Log {
+        name: name.to_owned(),
+        path: l.path,
+        hosts: selected,
+        parser,
+        multiline,
+    })
+}
+
+/// `all` expanded to every host's name, or the names given, each a host.
+fn selected_hosts(
+    selection: HostSelection,
+    hosts: &BTreeMap<String, Host>,
+) -> Result<Vec<String>, Invalid> {
+    let names = match selection {
+        HostSelection::All => return Ok(hosts.keys().cloned().collect()),
+        HostSelection::Named(names) => names,
+    };
+    if names.is_empty() {
+        return Err(Invalid::at(".hosts", "expected `all` or at least one host"));
+    }
+    for (i, h) in names.iter().enumerate() {
+        if !hosts.contains_key(h) {
+            let known: Vec<&str> = hosts.keys().map(String::as_str).collect();
+            return Err(Invalid::at(
+                format!(".hosts[{i}]"),
+                format!("unknown host {h:?}; expected one of: {}", known.join(", ")),
+            ));
+        }
+    }
+    Ok(names)
+}

@@ -1,0 +1,94 @@
+//! From [`RawConfig`] to [`Config`]: the checks serde cannot express.
+//!
+//! One module per section, each validating its own block and reporting an
+//! [`Invalid`] keyed below it; [`validate`] calls them in order and adds the
+//! section's key and the file. The order decides which problem a file with
+//! several reports first, and follows what later sections need: `state_dir`
+//! holds the sessions sockets, `streams.endpoint` must differ from every
+//! sessions endpoint, and logs name hosts.
+
+mod auth;
+mod hosts;
+mod index;
+mod logs;
+mod multiline;
+mod parser;
+mod search;
+mod sessions;
+mod tap;
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{ConfigError, Invalid};
+use crate::model::{Config, DEFAULT_STREAMS_ENDPOINT};
+use crate::raw::{RawConfig, RawStreams};
+use crate::values::{absolute, check_endpoint, resolve, Environment};
+
+/// Unix socket paths are limited to 107 bytes; `run/control.sock` and friends
+/// are added to `state_dir`, so keep room for them.
+const MAX_STATE_DIR_LEN: usize = 80;
+
+/// The config of `file` (made absolute; relative paths in it resolve against
+/// its folder), or the first problem found, in the order of the sections.
+pub fn validate(file: &Path, raw: RawConfig, env: Environment) -> Result<Config, ConfigError> {
+    let file = absolute(file);
+    let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
+
+    let state_dir = state_dir(&base, raw.state_dir.as_deref()).map_err(at(&file, "state_dir"))?;
+    let streams_endpoint = streams_endpoint(raw.streams).map_err(at(&file, "streams"))?;
+    let tap = tap::validate(raw.tap).map_err(at(&file, "tap"))?;
+    let index = index::validate(raw.index).map_err(at(&file, "index"))?;
+    let search = search::validate(raw.search).map_err(at(&file, "search"))?;
+    let hosts = hosts::validate(
+        raw.hosts,
+        &base,
+        &state_dir.join("run"),
+        &streams_endpoint,
+        env,
+    )
+    .map_err(at(&file, "hosts"))?;
+    let logs = logs::validate(raw.logs, &hosts).map_err(at(&file, "logs"))?;
+
+    Ok(Config {
+        file,
+        state_dir,
+        streams_endpoint,
+        tap,
+        index,
+        search,
+        hosts,
+        logs,
+    })
+}
+
+/// Turns a section's [`Invalid`] into the [`ConfigError`] of `file`, the
+/// section being the top-level key `section`.
+fn at<'a>(file: &'a Path, section: &'a str) -> impl Fn(Invalid) -> ConfigError + 'a {
+    move |e| e.under(section).in_file(file)
+}
+
+/// `state_dir`, default `./state`, resolved against the config's folder.
+fn state_dir(base: &Path, raw: Option<&str>) -> Result<PathBuf, Invalid> {
+    let state_dir = resolve(base, raw.unwrap_or("./state"));
+    let len = state_dir.as_os_str().len();
+    if len > MAX_STATE_DIR_LEN {
+        return Err(Invalid::at(
+            "",
+            format!(
+                "resolves to {} ({len} bytes); expected at most {MAX_STATE_DIR_LEN} bytes so \
+                 its unix sockets fit the system's path limit",
+                state_dir.display(),
+            ),
+        ));
+    }
+    Ok(state_dir)
+}
+
+/// `streams.endpoint`, default [`DEFAULT_STREAMS_ENDPOINT`].
+fn streams_endpoint(raw: Option<RawStreams>) -> Result<String, Invalid> {
+    let endpoint = raw
+        .and_then(|s| s.endpoint)
+        .unwrap_or_else(|| DEFAULT_STREAMS_ENDPOINT.to_owned());
+    check_endpoint(&endpoint).map_err(|m| Invalid::at(".endpoint", m))?;
+    Ok(endpoint)
+}
