@@ -1,6 +1,6 @@
 //! Several hosts in one `ssh_tap` process (`tap.hosts_per_process`).
 //!
-//! Each host runs the same loop as a tap of its own ([`crate::tap::run`]),
+//! Each host runs the same loop as a tap of its own ([`crate::run::run`]),
 //! on a thread of its own, with its own SSH connection, sockets, status and
 //! checkpoints. A host's tap that ends (connection lost, server down, host
 //! key changed) or panics is restarted on its thread the way
@@ -21,7 +21,7 @@ use rill_config::Config;
 use rill_process::{Backoff, Shutdown};
 use tracing::{error, info, info_span, warn};
 
-use crate::robust::{check_hosts, down_until, ping_of, MAX_BACKOFF};
+use crate::keeper::{check_hosts, down_until, ping_of, MAX_BACKOFF};
 
 /// Follows `hosts`: one host as before (the tap ends with its connection
 /// and `robust_ssh_tap` restarts the process), several each on a thread
@@ -32,7 +32,7 @@ use crate::robust::{check_hosts, down_until, ping_of, MAX_BACKOFF};
 /// failing raises that run's flag) must not end the other hosts'.
 pub fn run(cfg: &Config, hosts: &[String], shutdown: &Shutdown) -> anyhow::Result<()> {
     if let [host] = hosts {
-        return crate::tap::run(cfg, host, shutdown);
+        return crate::run::run(cfg, host, shutdown);
     }
     check_hosts(cfg, hosts)?;
     // A host's connection, sockets and ZeroMQ context take a dozen or two
@@ -84,7 +84,7 @@ fn keep(
             return;
         }
         let started = Instant::now();
-        match catch_unwind(AssertUnwindSafe(|| crate::tap::run(cfg, host, &this_run))) {
+        match catch_unwind(AssertUnwindSafe(|| crate::run::run(cfg, host, &this_run))) {
             Ok(Ok(())) => {}
             // The tap has logged and reported why.
             Ok(Err(_)) => {}

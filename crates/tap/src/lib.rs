@@ -1,13 +1,13 @@
-//! Following remote files over SSH.
+//! Following remote files over SSH: `ssh_tap` and `robust_ssh_tap`.
 //!
 //! Data flow inside `ssh_tap` (one process per host, or a thread per host
 //! with `tap.hosts_per_process`, see [`group`]):
 //!
 //! ```text
-//! connect (TCP, handshake, host key, auth)
-//!   -> one exec channel per log running the follow script   (remote)
-//!   -> header "RILL dev ino vlen vfp start mode", then the    (remote::Header)
-//!      file's bytes: a tail stream or checked chunks         (frames)
+//! rill_ssh::Pool (TCP, handshake, host key, auth; spills over on MaxSessions)
+//!   -> one channel per reader running a script                (script)
+//!   -> header "RILL dev ino vlen vfp start mode", then the    (script::Output)
+//!      file's bytes: a tail stream or checked chunks
 //!   -> LineSplitter: bytes -> lines with exact byte offsets  (lines)
 //!   -> LineMeta + raw bytes, published twice:                (publish)
 //!        live   PUB  -> bus -> streams endpoint  line/<host>/<log>
@@ -16,36 +16,42 @@
 //!           catch-up channel reads it again once there is room
 //! ```
 //!
-//! - [`connect`]: TCP with a deadline, handshake, host key policy, auth.
-//! - [`hostkey`]: strict / accept-new checking against known_hosts files.
-//! - [`remote`]: shell quoting and the portable follow script.
-//! - [`frames`]: the script's output -> file bytes and control records.
-//! - [`follow`]: one log's readers: current, draining, finishing, catching
-//!   up; identity.
-//! - [`checkpoint`]: where each log was read up to, for restarts.
+//! Where things live:
+//!
+//! - [`run`]: one host's tap from connect to close; [`turn`]: its loop.
+//! - [`follow`]: one log's readers (current, finishing, catch-up) as a
+//!   state machine over an abstract channel; model tests drive it against
+//!   a simulated server.
+//! - [`script`]: the remote programs (`script/*.sh`), their command lines
+//!   and the one decoder of their output.
+//! - [`identity`]: which file a reader reads, as line metadata names it.
 //! - [`lines`]: splitting a byte stream into lines with offsets.
-//! - [`tap`]: the `ssh_tap` loop; [`group`]: several hosts in one process;
-//!   [`robust`]: the `robust_ssh_tap` loop.
+//! - [`publish`]: lines out, live and durable; [`durable`]: the window to
+//!   the parser, gaps and receipts.
+//! - [`checkpoint`]: the checkpoint file; [`saver`]: when it is written.
 //! - [`status`]: what a tap reports (status file + `status/<host>` topic).
-//! - [`sessions`]: the session-control protocol server (a thread of its own,
-//!   started by the tap when the host has a `sessions` block).
+//! - [`group`]: several hosts in one process; [`robust`]: the
+//!   `robust_ssh_tap` loop; [`keeper`]: the restart policy both share.
+//!
+//! SSH plumbing is in `rill-ssh`; the session-control server, which a tap
+//! starts on a thread of its own when the host has a `sessions` block, in
+//! `rill-sessions`.
 
 pub mod checkpoint;
-pub mod connect;
-pub mod connections;
 pub mod durable;
 pub mod follow;
-pub mod frames;
 pub mod group;
-pub mod hostkey;
+pub mod identity;
+pub mod keeper;
 pub mod lines;
-pub mod remote;
+pub mod publish;
 pub mod robust;
-pub mod sessions;
+pub mod run;
+pub mod saver;
+pub mod script;
 pub mod status;
-pub mod tap;
+pub mod turn;
 
-pub use connect::{connect, ConnectError};
 pub use group::run as run_taps;
 pub use robust::run as run_robust;
-pub use tap::run as run_tap;
+pub use run::run as run_tap;

@@ -7,10 +7,9 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use rill_config::{Config, Log};
-use rill_proto::{FileId, LogStatus, SessionsStatus, TapStatus, Topic};
+use rill_proto::{FileId, LogStatus, TapStatus, Topic};
 
-/// What the session server thread last reported, for the status.
-pub type SessionsReport = std::sync::Arc<std::sync::Mutex<Option<SessionsStatus>>>;
+pub use rill_sessions::SessionsReport;
 
 /// The status file of `host`.
 pub fn status_file(cfg: &Config, host: &str) -> PathBuf {

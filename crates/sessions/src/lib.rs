@@ -8,14 +8,14 @@
 //! client REQ/DEALER --JSON--> ROUTER (sessions.endpoint, ZAP: allow + PLAIN)
 //!                                |  server: parse, check age and replays, dispatch
 //!                                v
-//!            pool of PTY shells at a prompt (shell) over SSH (links)
+//!            pool of PTY shells at a prompt (shell) over SSH (a rill_ssh::Pool)
 //!                                |  output of each open session
 //!                                v
 //! client SUB <--[session/<id>, bytes]-- XPUB per session (publish_zeromq_bind)
 //! ```
 //!
 //! - [`gate`]: the ZAP handler: CIDR allowlist and PLAIN credentials.
-//! - [`links`]: the SSH connections for sessions, spilling over on MaxSessions.
+//! - SSH connections: a [`rill_ssh::Pool`] of their own, spilling over on MaxSessions.
 //! - [`shell`]: one shell from channel open to prompt, reading, writing, closing.
 //! - [`server`]: the pool, the open sessions, reading and publishing output.
 //! - [`reaper`]: ends what a deleted or ended session left running.
@@ -27,7 +27,6 @@
 //! do not survive that; clients get `failed` for their ids.
 
 pub mod gate;
-pub mod links;
 pub mod reaper;
 mod replays;
 pub mod requests;
@@ -42,12 +41,15 @@ use anyhow::{anyhow, Context};
 use rill_bus::socket::{self, Role};
 use rill_config::{Config, Host, SessionSettings};
 use rill_process::Shutdown;
+use rill_proto::SessionsStatus;
 use tracing::{error, info};
 
-use crate::status::SessionsReport;
 use gate::{Gate, Policy};
-use links::Links;
+use rill_ssh::Pool;
 use server::Server;
+
+/// What the session server thread last reported, for the tap's status.
+pub type SessionsReport = std::sync::Arc<std::sync::Mutex<Option<SessionsStatus>>>;
 
 /// The running session server of a tap.
 pub struct SessionServer {
@@ -144,7 +146,7 @@ pub fn run(
     }
     socket::bind(&router, &settings.endpoint)?;
     owner_only(&settings.endpoint);
-    let links = Links::connect(cfg, host).context("could not connect for sessions")?;
+    let links = Pool::connect(cfg, host).context("could not connect for sessions")?;
     info!(
         endpoint = %settings.endpoint,
         max = settings.max,
@@ -165,7 +167,7 @@ pub fn run(
         if last_keepalive.elapsed() >= Duration::from_secs(2) {
             last_keepalive = Instant::now();
             if let Err(e) = server.links.keepalive() {
-                break Err(e);
+                break Err(e.into());
             }
         }
     };

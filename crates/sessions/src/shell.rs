@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use ssh2::Channel;
 
-use super::links::{Link, Opening, EAGAIN};
+use rill_ssh::{Link, Opening, EAGAIN};
 
 /// The prompt every session shows when handed over and after each command.
 pub const PROMPT: &str = "rill$ ";

@@ -1,28 +1,32 @@
-//! The SSH connections that carry a host's sessions, separate from the ones
-//! following logs. Usually one; another is opened when sshd refuses more
-//! channels on every one (OpenSSH `MaxSessions`, 10 by default).
+//! The SSH connections to one host: usually one; another is opened when
+//! sshd refuses a channel on every one (OpenSSH `MaxSessions`, 10 by
+//! default). The tap's followers and the session server each keep a pool
+//! of their own (they run on different threads); both spill over the same
+//! way.
 //!
-//! All of them are non-blocking. At most one channel request (open, PTY,
-//! exec) is in flight per link ([`Link::busy`]): libssh2 keeps the state of
-//! an open in the connection, and a non-blocking wait for a reply gives up
-//! when a reply of the same kind for another channel arrives first.
+//! Every connection is non-blocking between requests. Followers open their
+//! channels with [`Pool::exec`], which blocks for the open and the exec.
+//! The session server opens them without blocking ([`Link::open_channel`]),
+//! one request in flight per link ([`Link::busy`]): libssh2 keeps the state
+//! of an open in the connection, and a non-blocking wait for a reply gives
+//! up when a reply of the same kind for another channel arrives first.
 
-use std::os::unix::io::AsRawFd;
+use std::os::unix::io::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail};
 use rill_config::{Config, Host};
-use ssh2::{ErrorCode, Session};
+use ssh2::{Channel, Session};
 use tracing::info;
 
-use crate::ConnectError;
+use crate::error::{Error, CHANNEL_FAILURE, EAGAIN};
 
-/// libssh2's "would block" in non-blocking mode.
-pub const EAGAIN: ErrorCode = ErrorCode::Session(-37);
-/// libssh2's "channel open refused" (e.g. "administratively prohibited").
-pub const CHANNEL_FAILURE: ErrorCode = ErrorCode::Session(-21);
-/// Connections per host for sessions at most.
-const MAX_LINKS: usize = 16;
+/// Connections per host at most (16 × MaxSessions channels).
+pub const MAX_CONNECTIONS: usize = 16;
+/// How much a server may send on a follower's channel before the tap reads
+/// it: what libssh2 buffers per followed file while the tap is paused
+/// (libssh2's default is 2 MiB).
+const FOLLOW_WINDOW: u32 = 512 * 1024;
+const FOLLOW_PACKET: u32 = 32 * 1024;
 
 /// One SSH connection and what it carries.
 pub struct Link {
@@ -128,25 +132,29 @@ impl Link {
     }
 }
 
-pub struct Links {
+/// The connections to one host.
+pub struct Pool {
     cfg: Config,
     host: Host,
     pub links: Vec<Link>,
 }
 
-impl Links {
+impl Pool {
     /// Opens the first connection.
-    pub fn connect(cfg: &Config, host: &Host) -> Result<Links, ConnectError> {
-        let mut links = Links {
+    pub fn connect(cfg: &Config, host: &Host) -> Result<Pool, Error> {
+        let mut pool = Pool {
             cfg: cfg.clone(),
             host: host.clone(),
             links: Vec::new(),
         };
-        links.add()?;
-        Ok(links)
+        pool.add()?;
+        Ok(pool)
     }
 
-    fn add(&mut self) -> Result<usize, ConnectError> {
+    fn add(&mut self) -> Result<usize, Error> {
+        if self.links.len() >= MAX_CONNECTIONS {
+            return Err(Error::Full(MAX_CONNECTIONS));
+        }
         let session = crate::connect(&self.cfg, &self.host)?;
         session.set_blocking(false);
         self.links.push(Link {
@@ -157,7 +165,50 @@ impl Links {
             rest_until: None,
             busy: false,
         });
+        if self.links.len() > 1 {
+            info!(
+                connections = self.links.len(),
+                "server refused another session on each connection; opened one more"
+            );
+        }
         Ok(self.links.len() - 1)
+    }
+
+    pub fn len(&self) -> usize {
+        self.links.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.links.is_empty()
+    }
+
+    /// Starts `command` on a new channel of the first connection that
+    /// accepts one, opening another connection when every one refuses.
+    /// Blocks for the open and the exec. Returns the channel and the number
+    /// of its connection.
+    pub fn exec(&mut self, command: &str) -> Result<(Channel, usize), Error> {
+        let mut i = 0;
+        loop {
+            if i == self.links.len() {
+                self.add()?;
+            }
+            let s = &self.links[i].session;
+            s.set_blocking(true);
+            let opened = s.channel_open("session", FOLLOW_WINDOW, FOLLOW_PACKET, None);
+            let result = match opened {
+                Ok(mut ch) => ch
+                    .exec(command)
+                    .map(|()| Some(ch))
+                    .map_err(|e| Error::ssh("could not start the remote command", e)),
+                Err(e) if e.code() == CHANNEL_FAILURE => Ok(None),
+                Err(e) => Err(Error::ssh("could not open a channel", e)),
+            };
+            s.set_blocking(false);
+            match result? {
+                Some(ch) => return Ok((ch, i)),
+                None => i += 1,
+            }
+        }
     }
 
     /// A link with room and no request in flight, without ever opening
@@ -169,54 +220,52 @@ impl Links {
     /// A link where a new channel may be opened now: one with room and no
     /// request in flight. Opens another connection when every link is full;
     /// `None` while the links with room are busy or resting.
-    pub fn pick(&mut self) -> anyhow::Result<Option<usize>> {
-        if let Some(i) = self.links.iter().position(|l| l.has_room() && !l.busy) {
+    pub fn pick(&mut self) -> Result<Option<usize>, Error> {
+        if let Some(i) = self.pick_existing() {
             return Ok(Some(i));
         }
         if self.links.iter().any(Link::below_capacity) {
             return Ok(None);
         }
-        if self.links.len() >= MAX_LINKS {
-            bail!(
-                "the server refused another session on each of {MAX_LINKS} connections \
-                 (raise sshd's MaxSessions or lower sessions.max)"
-            );
-        }
-        let i = self.add()?;
-        info!(
-            connections = self.links.len(),
-            "server refused another session on each connection; opened one more for sessions"
-        );
-        Ok(Some(i))
+        self.add().map(Some)
     }
 
     /// Sends a keepalive on every connection; an error means one is dead.
-    pub fn keepalive(&self) -> anyhow::Result<()> {
+    pub fn keepalive(&self) -> Result<(), Error> {
         for l in &self.links {
             match l.session.keepalive_send() {
                 Ok(_) => {}
                 Err(e) if e.code() == EAGAIN => {}
-                Err(e) => return Err(anyhow!(e).context("ssh connection for sessions lost")),
+                Err(e) => return Err(Error::Lost(format!("keepalive failed: {e}"))),
             }
         }
         Ok(())
     }
 
-    /// The sockets to poll for incoming data.
-    pub fn fds(&self) -> Vec<std::os::unix::io::RawFd> {
+    /// The connections' sockets, to wait on.
+    pub fn fds(&self) -> Vec<RawFd> {
         self.links.iter().map(|l| l.session.as_raw_fd()).collect()
+    }
+
+    /// Switches every connection to blocking mode with `timeout`, for an
+    /// orderly close.
+    pub fn blocking(&self, timeout: Duration) {
+        for l in &self.links {
+            l.session.set_blocking(true);
+            l.session.set_timeout(millis(timeout));
+        }
     }
 
     /// Runs `command` to its end on the first link that takes a channel,
     /// in blocking mode (for shutting down), trying for at most `within`.
     pub fn run_blocking(&self, command: &str, within: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + within;
-        let mut last = anyhow!("no connection");
+        let mut last = anyhow::anyhow!("no connection");
         while Instant::now() < deadline {
             for l in &self.links {
                 l.session.set_blocking(true);
                 let left = deadline.saturating_duration_since(Instant::now());
-                l.session.set_timeout(left.as_millis().max(1) as u32);
+                l.session.set_timeout(millis(left).max(1));
                 let run = || -> anyhow::Result<()> {
                     let mut ch = l.session.channel_session()?;
                     ch.exec(command)?;
@@ -236,17 +285,20 @@ impl Links {
         Err(last)
     }
 
-    /// Says goodbye on every connection (sshd then ends every shell on it),
-    /// waiting at most `timeout` per connection.
-    pub fn disconnect(&self, timeout: Duration) {
+    /// Says goodbye on every connection (sshd then ends every command on
+    /// it), waiting at most `timeout` per connection.
+    pub fn disconnect(&self, timeout: Duration, why: &str) {
         for l in &self.links {
             l.session.set_blocking(true);
-            l.session.set_timeout(timeout.as_millis() as u32);
-            let _ = l
-                .session
-                .disconnect(None, "rill ssh_tap sessions stopping", None);
+            l.session.set_timeout(millis(timeout));
+            let _ = l.session.disconnect(None, why, None);
         }
     }
+}
+
+/// A timeout for libssh2, in milliseconds (0 would mean none).
+fn millis(d: Duration) -> u32 {
+    u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
 }
 
 #[cfg(test)]

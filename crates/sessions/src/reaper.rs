@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use ssh2::Channel;
 
-use super::links::{Link, Opening, EAGAIN};
+use rill_ssh::{Link, Opening, EAGAIN};
 
 /// How long one reaping may take before it is given up (and logged).
 const REAP_WITHIN: Duration = Duration::from_secs(10);

@@ -16,10 +16,10 @@ use rill_proto::SessionsStatus;
 use tracing::{debug, info, warn};
 
 use super::gate::Gate;
-use super::links::Links;
 use super::reaper::{Reaped, Reaper};
 use super::replays::Replays;
 use super::shell::{Closer, Output, Shell, Step, Warming};
+use rill_ssh::Pool;
 
 /// Largest request accepted; a bigger one gets a `failed` reply.
 pub const MAX_REQUEST_BYTES: usize = 4 << 20;
@@ -63,7 +63,7 @@ pub struct Server {
     pub(super) router: zmq::Socket,
     /// Where the router listens, as bound (the base of publish endpoints).
     pub(super) bound: String,
-    pub links: Links,
+    pub links: Pool,
     pub(super) warming: Vec<Warming>,
     pub(super) ready: VecDeque<Shell>,
     pub(super) open: BTreeMap<String, OpenSession>,
@@ -98,7 +98,7 @@ impl Server {
         ctx: zmq::Context,
         gate: Gate,
         router: zmq::Socket,
-        links: Links,
+        links: Pool,
     ) -> Server {
         let bound = router
             .get_last_endpoint()
@@ -389,7 +389,7 @@ impl Server {
 
     /// Puts the counts into `report` (for the tap's status) when they
     /// changed.
-    pub fn report(&self, report: &crate::status::SessionsReport) {
+    pub fn report(&self, report: &crate::SessionsReport) {
         let (open, ready) = (self.open.len(), self.ready.len());
         if let Ok(mut r) = report.lock() {
             if !r
@@ -444,6 +444,7 @@ impl Server {
                 warn!(sessions = ?sids, error = %format!("{e:#}"), "could not end what the sessions left running");
             }
         }
-        self.links.disconnect(Duration::from_secs(1));
+        self.links
+            .disconnect(Duration::from_secs(1), "rill ssh_tap sessions stopping");
     }
 }

@@ -1,0 +1,17 @@
+//! SSH plumbing shared by the tap's followers and the session server.
+//!
+//! - [`connect`]: one authenticated connection: TCP with a deadline,
+//!   handshake, host key policy, authentication.
+//! - [`hostkey`]: strict / accept-new checking against known_hosts files.
+//! - [`pool`]: the connections to one host, spilling over to another
+//!   connection when sshd refuses channels (`MaxSessions`).
+//! - [`error`]: a pool's errors, and whether the connection survives them.
+
+pub mod connect;
+pub mod error;
+pub mod hostkey;
+pub mod pool;
+
+pub use connect::{connect, ConnectError};
+pub use error::{Error, CHANNEL_FAILURE, EAGAIN};
+pub use pool::{Link, Opening, Pool};

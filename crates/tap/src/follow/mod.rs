@@ -1,0 +1,386 @@
+//! One followed log: the reader of the file at its path now, readers
+//! finishing files it replaced, and a catch-up reader going back over a
+//! gap the durable path left.
+//!
+//! ```text
+//! Current ── rotated (path names another inode) ──> Finishing ── final size read ──> closed
+//!    │         └── a new Current reader of the path from 0, opened at once
+//!    └── truncated (copytruncate) ──> closed; the old bytes from the copy (a
+//!              Finishing reader), a new Current reader of the path from 0
+//!              under a new identity
+//! ```
+//!
+//! A restarted tap finishes what its checkpoint says was unfinished and, if
+//! the path's file changed while it was down (renamed away: found by inode;
+//! truncated: its copy found by its first bytes), finishes the old file from
+//! the checkpoint's offset before the new one is read from 0.
+//!
+//! - [`role`]: what a reader is for and how control records move it on.
+//! - [`reader`]: one channel: header, bytes to lines, publishing.
+//! - [`catchup`]: when a gap is read again, and the reader that does it.
+//! - [`position`]: what this log saves in checkpoints, its lag, a rewind.
+//! - [`channel`]: the channel and opener traits (SSH, or the model tests'
+//!   simulated server).
+
+mod catchup;
+pub mod channel;
+mod position;
+pub mod reader;
+pub mod role;
+
+#[cfg(test)]
+mod model;
+#[cfg(test)]
+mod model_tests;
+
+use std::os::unix::io::RawFd;
+use std::time::{Duration, Instant};
+
+use rill_config::{Log, TapSettings};
+use rill_process::Shutdown;
+use rill_proto::FileId;
+use tracing::{debug, info, warn};
+
+use crate::checkpoint::{self, LogCheckpoint, Unfinished};
+use crate::lines::Lines;
+use crate::publish::Outputs;
+use crate::script::{Nonce, Piece, Reading, Script, StartAt};
+use crate::status::StatusBoard;
+use channel::Opener;
+use reader::{Following, Reader};
+use role::{End, Role};
+
+/// How long to wait before reopening a log whose follow script ended.
+const REOPEN_AFTER: Duration = Duration::from_secs(1);
+
+/// What the loop hands every pump.
+pub struct Io<'a> {
+    /// When anything (file bytes or a control line) last came from any
+    /// channel: the tap's measure of a live connection.
+    pub heard: &'a mut Instant,
+    pub buf: &'a mut [u8],
+    pub lines: &'a mut Lines,
+    pub pieces: &'a mut Vec<Piece>,
+    pub out: &'a mut Outputs,
+    pub board: &'a mut StatusBoard,
+    pub shutdown: &'a Shutdown,
+    /// Bit N: connection N's socket was read this turn, until it would
+    /// block. Reading any channel reads every packet waiting on its
+    /// connection; after that only channels with queued data need a read.
+    pub drained: &'a mut u32,
+    /// Connection N's socket, to wait on for a backlog's next packet.
+    pub sockets: &'a [RawFd],
+}
+
+/// One followed log.
+pub struct Follow {
+    pub log: Log,
+    settings: TapSettings,
+    reading: Reading,
+    current: Option<Reader>,
+    finishing: Vec<Reader>,
+    reopen_at: Option<Instant>,
+    /// Not before this (a channel for a file to finish could not be opened).
+    finish_after: Option<Instant>,
+    /// Where the next current reader starts.
+    next: StartAt,
+    /// The current file's position, for the next resume.
+    resume: Option<LogCheckpoint>,
+    /// An identity the next new file must not get.
+    avoid: Option<FileId>,
+    /// Files still to finish (from a checkpoint, or replaced while down).
+    finishes: Vec<Unfinished>,
+    /// Files read to their end whose last lines the index may not have
+    /// confirmed yet: kept in checkpoints until it has.
+    closed: Vec<Unfinished>,
+    /// The last few files read to their end (newest last).
+    history: Vec<Unfinished>,
+    catchup: catchup::CatchUp,
+    /// A file's identity was established or a rotation seen since the last
+    /// checkpoint: save now, not at the next periodic save, so a restart
+    /// never names the same file differently.
+    pub identity_changed: bool,
+}
+
+impl Follow {
+    pub fn new(
+        log: Log,
+        settings: TapSettings,
+        saved: Option<LogCheckpoint>,
+        unfinished: Vec<Unfinished>,
+        history: Vec<Unfinished>,
+    ) -> Self {
+        let next = match saved {
+            Some(c) => resume_at(c),
+            None => StartAt::End,
+        };
+        Follow {
+            log,
+            settings,
+            reading: Reading::Auto,
+            current: None,
+            finishing: Vec::new(),
+            reopen_at: Some(Instant::now()),
+            finish_after: None,
+            next,
+            resume: saved,
+            avoid: None,
+            finishes: unfinished,
+            closed: Vec::new(),
+            history,
+            catchup: catchup::CatchUp::default(),
+            identity_changed: false,
+        }
+    }
+
+    /// Reads every file in chunks, whatever the server's `tail` (the model
+    /// tests' simulated server speaks only chunks).
+    #[cfg(test)]
+    pub fn reading(mut self, reading: Reading) -> Self {
+        self.reading = reading;
+        self
+    }
+
+    /// Whether a catch-up reader is open.
+    #[cfg(test)]
+    pub fn catchup_open(&self) -> bool {
+        self.catchup.reader.is_some()
+    }
+
+    /// The script that finishes `at` (in the inode it had, or in its copy).
+    fn finish_script(&self, at: LogCheckpoint, copy: bool) -> Script {
+        Script::Finish {
+            path: self.log.path.clone(),
+            old: if copy {
+                crate::script::OldFile::Copy
+            } else {
+                crate::script::OldFile::Inode(at.file_id.ino)
+            },
+            verify: at.verify(),
+            offset: at.offset,
+            interval: self.settings.poll_interval,
+        }
+    }
+
+    /// Opens the channels that are due.
+    pub fn open_due(
+        &mut self,
+        conns: &mut dyn Opener,
+        board: &mut StatusBoard,
+        durable: &crate::durable::Durable,
+        i: usize,
+    ) -> anyhow::Result<()> {
+        self.open_catchup(conns, durable, i)?;
+        if self.finish_after.is_some_and(|t| Instant::now() >= t) {
+            self.finish_after = None;
+        }
+        while let Some(u) = self
+            .finishes
+            .first()
+            .copied()
+            .filter(|_| self.finish_after.is_none())
+        {
+            let script = self.finish_script(u.at, u.copy);
+            let ch = conns.open(&script).inspect_err(|_| {
+                self.finish_after = Some(Instant::now() + REOPEN_AFTER);
+            })?;
+            info!(log = %self.log.name, file_id = %u.at.file_id, offset = u.at.offset, copy = u.copy, "finishing an old file");
+            let mut r = Reader::new(ch, self.settings, Nonce::random(), Role::finishing(u.copy));
+            r.expect = Some(u.at);
+            self.finishing.push(r);
+            self.finishes.remove(0);
+        }
+        if self.current.is_none() && self.reopen_at.is_some_and(|t| Instant::now() >= t) {
+            let nonce = Nonce::random();
+            let script = Script::Follow {
+                path: self.log.path.clone(),
+                start: self.next,
+                interval: self.settings.poll_interval,
+                stream_poll: self.settings.stream_poll,
+                reading: self.reading,
+                nonce: nonce.clone(),
+            };
+            match conns.open(&script) {
+                Ok(ch) => {
+                    debug!(log = %self.log.name, path = %self.log.path, start = ?self.next, "following");
+                    let mut r = Reader::new(ch, self.settings, nonce, Role::Current);
+                    r.expect = self.resume;
+                    r.avoid = self.avoid;
+                    self.current = Some(r);
+                    self.reopen_at = None;
+                    board.log(i).error = None;
+                }
+                Err(e) => {
+                    board.log(i).error = Some(format!("{e:#}"));
+                    self.reopen_at = Some(Instant::now() + REOPEN_AFTER * 5);
+                    return Err(e.into());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads every channel of this log.
+    pub fn pump(&mut self, io: &mut Io, i: usize) -> anyhow::Result<()> {
+        if let Some(r) = self.current.take() {
+            self.pump_current(r, io, i)?;
+        }
+        let mut still = Vec::with_capacity(self.finishing.len());
+        for mut r in std::mem::take(&mut self.finishing) {
+            let seen = r.pump(&self.log, io, i)?;
+            self.identity_changed |= seen.identified;
+            if r.drained() {
+                self.finished(r, io, i)?;
+            } else {
+                still.push(r);
+            }
+        }
+        self.finishing = still;
+        self.pump_catchup(io, i)
+    }
+
+    /// Reads the current file's channel and acts on what happened to the
+    /// file: truncated, rotated, or the script ended.
+    fn pump_current(&mut self, mut r: Reader, io: &mut Io, i: usize) -> anyhow::Result<()> {
+        let seen = r.pump(&self.log, io, i)?;
+        self.identity_changed |= seen.identified || seen.controlled;
+        if let Some(old) = seen.replaced {
+            info!(log = %self.log.name, file_id = %old.at.file_id, copy = old.copy, "the file was replaced while we were away; finishing the old one");
+            self.finishes.push(old);
+        }
+        self.resume = r.position();
+        if r.truncated() {
+            // copytruncate (or any truncation): the old bytes not read yet
+            // are in the copy, if there is one.
+            let at = r.position().expect("a truncated reader has a file");
+            info!(log = %self.log.name, file_id = %at.file_id, offset = at.offset, "file truncated; finishing the old content from its copy, reading the file again from 0");
+            self.finishes.push(Unfinished { at, copy: true });
+            // A gap of the old content is read from the copy too.
+            self.catchup.copy_of = Some(at.file_id);
+            self.avoid = Some(at.file_id);
+            self.next = StartAt::Beginning;
+            self.resume = None;
+            self.reopen_at = Some(Instant::now());
+            r.close(&self.log, io, i, false)
+        } else if !r.role.is_current() {
+            info!(log = %self.log.name, "file rotated; draining the old one and following the new");
+            self.avoid = self.resume.map(|c| c.file_id);
+            self.finishing.push(r);
+            self.next = StartAt::Beginning;
+            self.resume = None;
+            self.reopen_at = Some(Instant::now());
+            Ok(())
+        } else if r.end == Some(End::Eof) {
+            warn!(log = %self.log.name, "remote follow script ended; reopening");
+            // Resume at the start of a line still waiting for its newline:
+            // it is read again whole.
+            self.next = self.resume.map_or(StartAt::Beginning, resume_at);
+            self.reopen_at = Some(Instant::now() + REOPEN_AFTER);
+            r.close(&self.log, io, i, false)
+        } else {
+            self.current = Some(r);
+            Ok(())
+        }
+    }
+
+    /// An old file was read to its end: close its reader and remember it
+    /// until the index confirmed its last lines.
+    fn finished(&mut self, r: Reader, io: &mut Io, i: usize) -> anyhow::Result<()> {
+        info!(log = %self.log.name, "old file finished");
+        let flush = !r.truncated();
+        let copy = r.role.copy();
+        let end = r.end_position(flush);
+        r.close(&self.log, io, i, flush)?;
+        if let Some(at) = end {
+            if io.out.durable.gap(i, at.file_id).is_none() {
+                io.out.durable.forget(i, at.file_id);
+            }
+            let u = Unfinished { at, copy };
+            self.closed.push(u);
+            self.history.retain(|h| h.at.file_id != at.file_id);
+            self.history.push(u);
+            if self.history.len() > checkpoint::HISTORY {
+                self.history.remove(0);
+            }
+        }
+        self.identity_changed = true;
+        Ok(())
+    }
+
+    /// The files the current and finishing readers are reading.
+    fn followed(&self) -> impl Iterator<Item = &Following> {
+        self.current
+            .iter()
+            .chain(&self.finishing)
+            .filter_map(|r| r.following.as_ref())
+    }
+
+    /// Every channel of this log that is read now: the current file's, the
+    /// finishing ones, and the catch-up while the window has room.
+    fn readers(&self, full: bool) -> impl Iterator<Item = &Reader> {
+        let catchup = self.catchup.reader.iter().filter(move |_| !full);
+        self.current.iter().chain(&self.finishing).chain(catchup)
+    }
+
+    /// Bit N: a channel of this log read now is on connection N.
+    pub fn connections(&self, full: bool) -> u32 {
+        self.readers(full).fold(0, |m, r| m | 1 << r.conn)
+    }
+
+    /// Whether a channel of this log read now has data waiting (read it
+    /// before sleeping).
+    pub fn pending(&self, full: bool) -> bool {
+        self.readers(full).any(Reader::pending)
+    }
+
+    /// When this log next needs a turn of the loop without any new bytes:
+    /// now for a file to finish, a gap to read or a channel to open that is
+    /// due, else the first timer of its readers still to come.
+    pub fn next_due(
+        &self,
+        now: Instant,
+        durable: &crate::durable::Durable,
+        i: usize,
+    ) -> Option<Instant> {
+        let full = durable.full();
+        let finish = (!self.finishes.is_empty()).then(|| self.finish_after.unwrap_or(now));
+        let reopen = self.current.is_none().then_some(self.reopen_at).flatten();
+        let gap = self.gap_waiting(durable, i).then(|| self.catchup_at(now));
+        self.readers(full)
+            .filter_map(|r| r.next_due(now))
+            .chain(reopen)
+            .chain(finish)
+            .chain(gap)
+            .min()
+    }
+
+    pub fn poll_interval(&self) -> Duration {
+        self.settings.poll_interval
+    }
+
+    /// Whether any channel of this log is open (and so should be heard from).
+    pub fn has_channels(&self) -> bool {
+        self.current.is_some() || !self.finishing.is_empty()
+    }
+
+    /// Closes every channel (at shutdown).
+    pub fn close(&mut self) {
+        for r in self
+            .current
+            .take()
+            .into_iter()
+            .chain(self.finishing.drain(..))
+            .chain(self.catchup.reader.take())
+        {
+            r.abandon();
+        }
+    }
+}
+
+fn resume_at(c: LogCheckpoint) -> StartAt {
+    StartAt::Resume {
+        ino: c.file_id.ino,
+        offset: c.offset,
+        verify: c.verify(),
+    }
+}

@@ -1,0 +1,96 @@
+//! `ssh_tap` for one host: connect, start the session server when the host
+//! has one, follow every log until shutdown or a lost connection
+//! ([`crate::turn`]), then save the checkpoints and close what it opened.
+
+use std::time::Duration;
+
+use anyhow::anyhow;
+use rill_config::{Config, Log};
+use rill_process::Shutdown;
+use rill_ssh::Pool;
+use tracing::{error, info};
+
+use crate::checkpoint;
+use crate::follow::Follow;
+use crate::publish::Outputs;
+use crate::saver::CheckpointSaver;
+use crate::status::StatusBoard;
+use crate::turn;
+
+/// Runs the tap for `host` until shutdown or until the connection fails
+/// (then it returns the error and `robust_ssh_tap` restarts it).
+pub fn run(cfg: &Config, host: &str, shutdown: &Shutdown) -> anyhow::Result<()> {
+    let host_cfg = cfg
+        .hosts
+        .get(host)
+        .ok_or_else(|| anyhow!("host {host:?} is not in {}", cfg.file.display()))?;
+    let logs: Vec<Log> = cfg.logs_for(host).cloned().collect();
+    let ctx = zmq::Context::new();
+    let mut out = Outputs::connect(&ctx, cfg, host)?;
+    let mut board = StatusBoard::new(cfg, host, &logs);
+
+    let mut conns = match Pool::connect(cfg, host_cfg) {
+        Ok(c) => c,
+        Err(e) => {
+            error!(host, error = %e, "could not connect");
+            board.set_connected(false, Some(e.to_string()));
+            board.flush(&out.live, true);
+            return Err(e.into());
+        }
+    };
+    info!(host, address = %host_cfg.address, port = host_cfg.port, logs = logs.len(), "connected");
+    board.set_connected(true, None);
+    // The session-control protocol, if configured: its own thread and SSH connection.
+    let sessions = rill_sessions::spawn(cfg, host_cfg, shutdown);
+    if let Some(s) = &sessions {
+        board.watch_sessions(s.report.clone());
+    }
+
+    let saved = checkpoint::load(cfg, host);
+    let mut follows: Vec<Follow> = logs
+        .into_iter()
+        .map(|l| {
+            let resume = saved.logs.get(&l.name).copied();
+            let draining = saved.draining.get(&l.name).cloned().unwrap_or_default();
+            let history = saved.history.get(&l.name).cloned().unwrap_or_default();
+            Follow::new(l, cfg.tap, resume, draining, history)
+        })
+        .collect();
+    let mut saver = CheckpointSaver::new(cfg, host, saved);
+    let result = turn::follow(
+        &mut conns,
+        &mut follows,
+        &mut out,
+        &mut board,
+        &mut saver,
+        shutdown,
+    );
+    if let Err(e) = &result {
+        // Say so now: closing below may take a while on a dead connection.
+        let error = format!("{e:#}");
+        error!(host, error = %error, "connection lost");
+        board.set_connected(false, Some(error));
+        board.flush(&out.live, true);
+    }
+    // Receipts that arrived meanwhile count for the last checkpoint.
+    let _ = out.durable.pump();
+    saver.save(&mut follows, &out.durable);
+
+    if result.is_ok() {
+        // Close what we opened so the remote follow scripts end now, not
+        // when sshd notices the connection is gone.
+        conns.blocking(Duration::from_secs(2));
+        for f in &mut follows {
+            f.close();
+        }
+    } else {
+        // The server does not answer: a last word, no waiting for replies.
+        conns.blocking(Duration::from_millis(300));
+    }
+    conns.disconnect(Duration::from_secs(10), "rill ssh_tap stopping");
+    let result = rill_sessions::finish(sessions, result);
+    let error = result.as_ref().err().map(|e| format!("{e:#}"));
+    board.set_connected(false, error.or_else(|| Some("stopped".into())));
+    board.flush(&out.live, true);
+    result
+}

@@ -1,0 +1,64 @@
+//! Saving where each log stands (the checkpoint file) when it changed.
+
+use std::time::{Duration, Instant};
+
+use rill_config::Config;
+use tracing::warn;
+
+use crate::checkpoint::{self, Checkpoints};
+use crate::durable::Durable;
+use crate::follow::Follow;
+
+/// How often checkpoints are saved when only positions moved (a new file
+/// followed is saved at once). Each save is a new file and an fsync; a
+/// staler position only means more lines read again after a crash, which
+/// the index keeps once.
+pub const SAVE_EVERY: Duration = Duration::from_secs(3);
+
+/// Writes the checkpoint file when a log's position changed.
+pub struct CheckpointSaver<'a> {
+    cfg: &'a Config,
+    host: &'a str,
+    pub saved: Checkpoints,
+    pub last: Instant,
+}
+
+impl<'a> CheckpointSaver<'a> {
+    pub fn new(cfg: &'a Config, host: &'a str, saved: Checkpoints) -> Self {
+        CheckpointSaver {
+            cfg,
+            host,
+            saved,
+            last: Instant::now(),
+        }
+    }
+
+    pub fn save(&mut self, follows: &mut [Follow], durable: &Durable) {
+        self.last = Instant::now();
+        let mut now = self.saved.clone();
+        for (i, f) in follows.iter_mut().enumerate() {
+            f.identity_changed = false;
+            let (current, unfinished, history) = f.checkpoint(i, durable);
+            let name = f.log.name.clone();
+            if let Some(c) = current {
+                now.logs.insert(name.clone(), c);
+            }
+            if unfinished.is_empty() {
+                now.draining.remove(&name);
+            } else {
+                now.draining.insert(name.clone(), unfinished);
+            }
+            if history.is_empty() {
+                now.history.remove(&name);
+            } else {
+                now.history.insert(name, history);
+            }
+        }
+        if now != self.saved {
+            match checkpoint::save(self.cfg, self.host, &now) {
+                Ok(()) => self.saved = now,
+                Err(e) => warn!(error = %e, "could not save checkpoints"),
+            }
+        }
+    }
+}

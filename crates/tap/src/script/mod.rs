@@ -1,0 +1,329 @@
+//! What runs on the server: a portable POSIX sh script per followed file.
+//!
+//! The scripts are real files under `script/` (`common.sh`, then
+//! `follow.sh` or `finish.sh`, then `run.sh`), constant text checked by
+//! shellcheck in the tests. Every value (the path, its folder and name,
+//! intervals, offsets, the nonce) reaches them as a positional parameter:
+//! a path is always a path, whatever it holds. The login shell only runs
+//! `exec sh -c BOOT rill SCRIPT ARGS...`, each word escaped so that sh,
+//! bash, zsh, fish and tcsh all pass it on unchanged ([`escape`]).
+//!
+//! Every script opens its file once (`exec 4<FILE`) and from then on reads
+//! it through `/dev/fd/4`, so a rename or a delete never changes which file
+//! it reads (where `/dev/fd` is missing it falls back to the name). It prints
+//! one header line,
+//!
+//! ```text
+//! RILL <dev> <ino> <verify len> <verify fp> <start> <stream|chunks>
+//! ```
+//!
+//! then the file's bytes from `start` on, in one of two ways:
+//!
+//! - **stream** (hosts with GNU `tail`): the bytes exactly as
+//!   `tail -c +N -f` prints them, a line within `tap.stream_poll` (GNU
+//!   tail cannot use inotify on `/dev/fd/4`, a symlink, so it polls the
+//!   open file: one `fstat` and `read` per turn, no fork). GNU
+//!   tail notices a truncation itself and reads the file again from 0; with
+//!   its messages on the same stream (`2>&1`) its "file truncated" sits
+//!   exactly between the old bytes and the new ones. It is given the file's
+//!   name behind a random run of `/.` and `//.` segments (the [`Nonce`]), so
+//!   its messages are told apart from any log line (`frames::StreamFilter`).
+//!   Rotation, the file's size when it changed, a draining file's final
+//!   size and a grown fingerprint are reported on stderr.
+//! - **chunks** (any other `tail`: BusyBox, BSD, which re-read a truncated
+//!   file silently): every poll the script sends what is new as
+//!   `RILL-CHUNK <off> <len>`, the bytes, then `RILL-OK` once it checked that
+//!   the file was not truncated meanwhile (a chunk without `RILL-OK` is
+//!   dropped and the script ends, so the tap resumes before it). Control
+//!   lines come on the same stream, in order. A line arrives within the poll
+//!   interval, like BusyBox's own `tail -f`.
+//!
+//! While the file does not exist the script prints `RILL-WAIT`
+//! (`RILL-WAIT-DIR` when its directory is missing too) once and polls.
+//!
+//! No leftovers: sshd gives the script a pipe as stdin that closes when the
+//! channel or the connection goes away. A watchdog (`cat` on that stdin) then
+//! kills the worker, so no remote process outlives its channel by more than
+//! one poll interval.
+
+use std::time::Duration;
+
+use crate::checkpoint::Verify;
+
+/// `1`, `0.5`: seconds as `sleep` takes them.
+fn seconds(d: Duration) -> String {
+    let ms = d.as_millis().max(1);
+    if ms.is_multiple_of(1000) {
+        (ms / 1000).to_string()
+    } else {
+        format!("{}.{:03}", ms / 1000, ms % 1000)
+            .trim_end_matches('0')
+            .to_owned()
+    }
+}
+
+/// The largest chunk the chunk reader sends at once (the tap holds a chunk
+/// until its `RILL-OK`).
+pub const CHUNK_BYTES: u64 = 256 * 1024;
+
+/// How many leading bytes a full fingerprint covers.
+pub const FINGERPRINT_BYTES: u64 = rill_proto::FileId::FINGERPRINT_BYTES;
+
+/// Where to start reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartAt {
+    /// At the current end of the file (new lines only). A file that does not
+    /// exist yet is read from its beginning once it appears.
+    End,
+    /// At byte 0 (a file that replaced the one we followed).
+    Beginning,
+    /// At `offset` if the file still has inode `ino`, is at least that long
+    /// and its first bytes still match `verify`; otherwise from 0 (it was
+    /// replaced or truncated).
+    Resume {
+        ino: u64,
+        offset: u64,
+        verify: Verify,
+    },
+}
+
+/// How the follow script sends the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reading {
+    /// Streams where GNU tail is found, chunks elsewhere.
+    Auto,
+    /// Always chunks (tests of the chunk reader on any host).
+    Chunks,
+}
+
+/// The run of `/.` and `//.` segments put before the file's name for tail,
+/// different for every channel, so that a message of tail's names a path no
+/// log line can guess.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Nonce(String);
+
+impl Nonce {
+    const BITS: u32 = 48;
+
+    pub fn random() -> Nonce {
+        Nonce::from_bits(uuid::Uuid::new_v4().as_u128() as u64)
+    }
+
+    fn from_bits(bits: u64) -> Nonce {
+        let mut s = String::from("/.");
+        for i in 0..Self::BITS {
+            s.push_str(if bits >> i & 1 == 1 { "//." } else { "/." });
+        }
+        Nonce(s)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The scripts, as they are on disk under `script/`: constant text. Every
+/// value (path, interval, offsets, nonce) reaches them as a positional
+/// parameter, never by substitution into the text.
+const COMMON: &str = include_str!("common.sh");
+const FOLLOW: &str = include_str!("follow.sh");
+const FINISH: &str = include_str!("finish.sh");
+const RUN: &str = include_str!("run.sh");
+
+/// What the login shell runs: `sh`, which turns each of its arguments back
+/// into the bytes they stand for ([`escape`]), then runs the first as a
+/// script with the rest as its positional parameters. It holds no `'`,
+/// `\`, `!` or newline, so sh, bash, zsh, fish and tcsh all pass it to `sh`
+/// unchanged inside single quotes.
+const BOOT: &str = r#"for a in "$@"; do v=$(printf "%bx" "$a"); set -- "$@" "${v%x}"; shift; done; s=$1; shift; eval "$s""#;
+
+/// `s` as a word that every login shell passes on unchanged inside single
+/// quotes and that `printf %b` turns back into `s`: every byte but
+/// printable ASCII other than `\`, `'` and `!` becomes `\0ooo`.
+pub fn escape(s: &[u8]) -> String {
+    let mut out = String::with_capacity(s.len());
+    for &c in s {
+        if c.is_ascii_graphic() && !matches!(c, b'\\' | b'\'' | b'!') || c == b' ' {
+            out.push(c as char);
+        } else {
+            out.push_str(&format!("\\0{c:03o}"));
+        }
+    }
+    out
+}
+
+/// The command line for the login shell: `script` run by `sh` with `args`
+/// as `$1`, `$2`, ...
+fn command(script: &str, args: &[impl AsRef<str>]) -> String {
+    let mut cmd = format!("exec sh -c '{BOOT}' rill '{}'", escape(script.as_bytes()));
+    for a in args {
+        cmd.push_str(" '");
+        cmd.push_str(&escape(a.as_ref().as_bytes()));
+        cmd.push('\'');
+    }
+    cmd
+}
+
+/// `path`'s folder and file name.
+fn split(path: &str) -> (&str, &str) {
+    match path.rfind('/') {
+        Some(0) => ("/", &path[1..]),
+        Some(i) => (&path[..i], &path[i + 1..]),
+        None => (".", path),
+    }
+}
+
+/// The arguments every script starts with: PATH DIR NAME INTERVAL FP_BYTES
+/// CHUNK_BYTES.
+fn common_args(path: &str, interval: Duration) -> Vec<String> {
+    let (dir, base) = split(path);
+    vec![
+        path.to_owned(),
+        dir.to_owned(),
+        base.to_owned(),
+        seconds(interval),
+        FINGERPRINT_BYTES.to_string(),
+        CHUNK_BYTES.to_string(),
+    ]
+}
+
+/// The command for `kind` (follow.sh or finish.sh) with `args`.
+fn program(kind: &str, args: &[String]) -> String {
+    command(&[COMMON, kind, RUN].concat(), args)
+}
+
+/// The command to exec on the server to follow `path` from `start`, checking
+/// every `interval` whether it was rotated, GNU tail looking for new lines
+/// every `stream_poll`.
+pub fn follow_command(
+    path: &str,
+    start: StartAt,
+    (interval, stream_poll): (Duration, Duration),
+    reading: Reading,
+    nonce: &Nonce,
+) -> String {
+    let start = match start {
+        StartAt::End => "end".to_owned(),
+        StartAt::Beginning => "0".to_owned(),
+        StartAt::Resume {
+            ino,
+            offset,
+            verify,
+        } => format!("{ino}:{offset}:{}:{}", verify.len, verify.fp),
+    };
+    let mode = match reading {
+        Reading::Auto => "auto",
+        Reading::Chunks => "chunks",
+    };
+    let mut args = common_args(path, interval);
+    args.extend([
+        start,
+        mode.to_owned(),
+        nonce.as_str().to_owned(),
+        seconds(stream_poll),
+    ]);
+    program(FOLLOW, &args)
+}
+
+/// A script to run on the server for one reader, with its values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Script {
+    /// Follow the file at `path` from `start` ([`follow_command`]).
+    Follow {
+        path: String,
+        start: StartAt,
+        interval: Duration,
+        stream_poll: Duration,
+        reading: Reading,
+        nonce: Nonce,
+    },
+    /// Read an old file of `path`'s folder to its end ([`finish_command`]).
+    Finish {
+        path: String,
+        old: OldFile,
+        verify: Verify,
+        offset: u64,
+        interval: Duration,
+    },
+}
+
+impl Script {
+    /// The command line for the account's login shell.
+    pub fn command_line(&self) -> String {
+        match self {
+            Script::Follow {
+                path,
+                start,
+                interval,
+                stream_poll,
+                reading,
+                nonce,
+            } => follow_command(path, *start, (*interval, *stream_poll), *reading, nonce),
+            Script::Finish {
+                path,
+                old,
+                verify,
+                offset,
+                interval,
+            } => finish_command(path, *old, *verify, *offset, *interval),
+        }
+    }
+
+    /// The nonce its output is decoded with (a finish has none: it sends
+    /// chunks).
+    pub fn nonce(&self) -> Nonce {
+        match self {
+            Script::Follow { nonce, .. } => nonce.clone(),
+            Script::Finish { .. } => Nonce::random(),
+        }
+    }
+}
+
+/// Which old file a finish reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OldFile {
+    /// The entry of the log's directory with this inode (a renamed file).
+    Inode(u64),
+    /// The newest file of the directory, other than the log itself, whose
+    /// first bytes match (a copytruncate copy).
+    Copy,
+}
+
+/// The command that reads an old file of `path`'s directory from `offset`
+/// in chunks until it stops growing (`RILL-FINAL <size>`), with the same
+/// header as a follow; `RILL-GONE` instead of a header when no file there is
+/// at least `offset` long with first bytes matching `verify`.
+pub fn finish_command(
+    path: &str,
+    old: OldFile,
+    verify: Verify,
+    offset: u64,
+    interval: Duration,
+) -> String {
+    let ino = match old {
+        OldFile::Inode(ino) => ino.to_string(),
+        OldFile::Copy => "-".to_owned(),
+    };
+    let mut args = common_args(path, interval);
+    args.extend([
+        ino,
+        verify.len.to_string(),
+        verify.fp.to_string(),
+        offset.to_string(),
+    ]);
+    program(FINISH, &args)
+}
+
+mod output;
+
+pub use output::{
+    parse_control, parse_header, ChunkDecoder, Control, FrameError, Header, HeaderError, Mode,
+    Output, OutputError, Piece, Said, StderrLines, StreamFilter,
+};
+
+#[cfg(test)]
+mod run_tests;
+#[cfg(test)]
+mod shells;
+#[cfg(test)]
+mod tests;
