@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs what the end-to-end tests need, when missing (Debian, as root):
 # OpenSSH's sshd, logrotate, busybox, procps, iproute2, iptables (to black-hole
-# a port in the partition tests), gzip, tcsh (a login shell the remote
+# a port in the partition tests), gzip, tcsh and fish (login shells the remote
 # scripts must survive), shellcheck (checks those scripts), and the unprivileged
-# `rilltest` user the tests log in as. Never starts the system sshd and never
-# touches /etc/ssh/sshd_config: each test starts its own sshd.
+# users the tests log in as: `rilltest` (login shell sh), `rilltcsh` (tcsh)
+# and `rillfish` (fish). Never starts the system sshd and never touches
+# /etc/ssh/sshd_config: each test starts its own sshd.
 set -euo pipefail
 
 need=()
@@ -17,6 +18,7 @@ command -v ssh-keygen >/dev/null || need+=(openssh-client)
 command -v iptables >/dev/null || need+=(iptables)
 command -v gzip >/dev/null || need+=(gzip)
 command -v tcsh >/dev/null || need+=(tcsh)
+command -v fish >/dev/null || need+=(fish)
 command -v shellcheck >/dev/null || need+=(shellcheck)
 
 if [ ${#need[@]} -gt 0 ]; then
@@ -38,10 +40,22 @@ fi
 mkdir -p /run/sshd
 chmod 755 /run/sshd
 
-if ! id rilltest >/dev/null 2>&1; then
+# The accounts the tests log in as, NAME:SHELL (keep in step with ACCOUNTS
+# in crates/test-support/src/user.rs). Each is created with its login shell,
+# or given it back if it has another one. Their password is set by the tests
+# themselves (TestUser::password): useradd leaves it locked.
+for account in rilltest:/bin/sh rilltcsh:tcsh rillfish:fish; do
+  name=${account%%:*}
+  shell=$(command -v "${account#*:}")
+  current=$(getent passwd "$name" | cut -d: -f7) || true
+  [ "$current" = "$shell" ] && continue
   if [ "$(id -u)" != 0 ]; then
-    echo "install-deps: user rilltest is missing; run as root to create it" >&2
+    echo "install-deps: user $name is missing or has no login shell $shell; run as root" >&2
     exit 1
   fi
-  useradd -m -s /bin/sh rilltest
-fi
+  if [ -z "$current" ]; then
+    useradd -m -s "$shell" "$name"
+  else
+    usermod -s "$shell" "$name"
+  fi
+done

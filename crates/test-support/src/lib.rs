@@ -5,8 +5,9 @@
 //! - [`free_port`]: a loopback port no other test in this process got.
 //! - [`Sshd`]: a real OpenSSH `sshd` on 127.0.0.1 with a generated config and
 //!   host key in a temp dir (never the system's config).
-//! - [`TestUser`]: the unprivileged `rilltest` account the tests log in as
-//!   (created by `tests/install-deps.sh`): its password, authorized keys, a
+//! - [`TestUser`]: an unprivileged account the tests log in as (one of
+//!   [`ACCOUNTS`], created by `tests/install-deps.sh`; `rilltest` unless a
+//!   test needs another login shell): its password, authorized keys, a
 //!   scratch dir for "remote" log files, and its processes (what Rill left
 //!   running on the server side).
 //! - [`which`]: a program the test command installs; [`raise_open_files`]:
@@ -16,7 +17,7 @@ mod sshd;
 mod user;
 
 pub use sshd::{Sshd, SshdOptions};
-pub use user::{RemoteDir, RemoteProcess, TestKey, TestUser};
+pub use user::{RemoteDir, RemoteProcess, TestKey, TestUser, ACCOUNTS};
 
 use std::collections::HashSet;
 use std::sync::Mutex;

@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use tempfile::TempDir;
 
+use crate::user::ACCOUNTS;
 use crate::{free_port, wait_until};
 
 #[derive(Debug, Clone, Default)]
@@ -76,10 +77,11 @@ impl Sshd {
         c += &format!(
             "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_ed25519_key\nPidFile {d}/sshd.pid\n\
              UsePAM no\nPasswordAuthentication {pw}\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
-             AuthorizedKeysFile .ssh/authorized_keys\nStrictModes no\nPermitRootLogin no\nAllowUsers rilltest\n\
+             AuthorizedKeysFile .ssh/authorized_keys\nStrictModes no\nPermitRootLogin no\nAllowUsers {users}\n\
              LogLevel VERBOSE\nClientAliveInterval 5\nClientAliveCountMax 3\nMaxStartups 100:30:200\n",
             port = self.port,
             pw = yes(self.opts.password_auth),
+            users = ACCOUNTS.map(|(name, _)| name).join(" "),
         );
         if let Some(n) = self.opts.max_sessions {
             c.push_str(&format!("MaxSessions {n}\n"));
@@ -178,8 +180,9 @@ impl Sshd {
         format!("[127.0.0.1]:{} {kind} {key}", self.port)
     }
 
-    /// The system's OpenSSH client, logging in as `rilltest` with `key` and
-    /// checking this server's host key strictly, to run `remote_cmd`.
+    /// The system's OpenSSH client, logging in with `key` as the account it
+    /// is authorized for, checking this server's host key strictly, to run
+    /// `remote_cmd`.
     pub fn client(&self, key: &crate::TestKey, remote_cmd: &str) -> Command {
         let mut c = Command::new("ssh");
         c.args([
@@ -198,7 +201,7 @@ impl Sshd {
         .args([
             "-p",
             &self.port().to_string(),
-            "rilltest@127.0.0.1",
+            &format!("{}@127.0.0.1", key.user),
             remote_cmd,
         ]);
         c

@@ -1,18 +1,28 @@
-//! The unprivileged `rilltest` user: the "remote" account of every test.
+//! The unprivileged test accounts: the "remote" side of every test.
+//! `rilltest` (login shell sh) is the default; `rilltcsh` and `rillfish`
+//! prove the remote scripts run whatever the login shell is.
 
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use anyhow::{bail, Context};
 use rand::distributions::{Alphanumeric, DistString};
 use tempfile::TempDir;
 
-const NAME: &str = "rilltest";
+/// Every account the tests log in as, with its login shell (a program
+/// looked up on PATH, or an absolute path). `tests/install-deps.sh` creates
+/// the same list; sshd allows these users and no other.
+pub const ACCOUNTS: [(&str, &str); 3] = [
+    ("rilltest", "/bin/sh"),
+    ("rilltcsh", "tcsh"),
+    ("rillfish", "fish"),
+];
 
 pub struct TestUser {
     pub name: String,
@@ -21,10 +31,12 @@ pub struct TestUser {
     pub gid: u32,
 }
 
-/// A private key whose public half is in rilltest's authorized_keys; removed
-/// from there on drop.
+/// A private key whose public half is in a test account's authorized_keys;
+/// removed from there on drop.
 pub struct TestKey {
     pub private: PathBuf,
+    /// The account it logs in as.
+    pub user: String,
     public_line: String,
     authorized: PathBuf,
     _dir: TempDir,
@@ -40,7 +52,7 @@ pub struct RemoteProcess {
     pub cmdline: String,
 }
 
-/// A folder owned by rilltest where tests put the files Rill follows.
+/// A folder owned by a test account where tests put the files Rill follows.
 pub struct RemoteDir {
     pub path: PathBuf,
     uid: u32,
@@ -65,23 +77,33 @@ impl FileLock {
 }
 
 impl TestUser {
-    /// The test user, created if missing (as root), with a password set:
-    /// OpenSSH refuses every login, keys included, to an account whose
-    /// password is locked.
+    /// `rilltest`, the account of every test that does not ask for another.
     pub fn get() -> anyhow::Result<TestUser> {
-        if lookup().is_none() {
+        TestUser::account(ACCOUNTS[0].0)
+    }
+
+    /// The test account `name` (one of [`ACCOUNTS`]), created with its login
+    /// shell if missing (as root), with a password set: OpenSSH refuses
+    /// every login, keys included, to an account whose password is locked.
+    pub fn account(name: &str) -> anyhow::Result<TestUser> {
+        let Some(&(_, shell)) = ACCOUNTS.iter().find(|(n, _)| *n == name) else {
+            bail!("{name} is not a test account (see ACCOUNTS)");
+        };
+        if lookup(name).is_none() {
             let ok = Command::new("useradd")
-                .args(["-m", "-s", "/bin/sh", NAME])
+                .args(["-m", "-s"])
+                .arg(crate::which(shell))
+                .arg(name)
                 .status()
                 .map(|s| s.success())
                 .unwrap_or(false);
             if !ok {
-                bail!("user {NAME} is missing and could not be created; run tests/install-deps.sh as root");
+                bail!("user {name} is missing and could not be created; run tests/install-deps.sh as root");
             }
         }
-        let (uid, gid, home) = lookup().context("rilltest user")?;
+        let (uid, gid, home) = lookup(name).with_context(|| format!("user {name}"))?;
         let user = TestUser {
-            name: NAME.into(),
+            name: name.into(),
             home: home.into(),
             uid,
             gid,
@@ -90,11 +112,14 @@ impl TestUser {
         Ok(user)
     }
 
-    /// rilltest's password: generated once, kept in a root-only file so every
-    /// test process agrees, and set with chpasswd.
+    /// The password of every test account: generated once, kept in a
+    /// root-only file so every test process agrees, and set with chpasswd
+    /// the first time this process uses the account.
     pub fn password(&self) -> anyhow::Result<String> {
         static CACHED: OnceLock<String> = OnceLock::new();
-        if let Some(p) = CACHED.get() {
+        static SET_FOR: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+        let mut set_for = SET_FOR.lock().unwrap();
+        if let Some(p) = CACHED.get().filter(|_| set_for.contains(&self.name)) {
             return Ok(p.clone());
         }
         let file = std::env::temp_dir().join("rill-test-password");
@@ -113,22 +138,21 @@ impl TestUser {
                 p
             }
         };
-        if !shadow_has_password() || CACHED.get().is_none() {
-            let mut child = Command::new("chpasswd")
-                .stdin(Stdio::piped())
-                .spawn()
-                .context("could not run chpasswd")?;
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(format!("{NAME}:{password}\n").as_bytes())?;
-            anyhow::ensure!(child.wait()?.success(), "chpasswd failed");
-        }
+        let mut child = Command::new("chpasswd")
+            .stdin(Stdio::piped())
+            .spawn()
+            .context("could not run chpasswd")?;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{}:{password}\n", self.name).as_bytes())?;
+        anyhow::ensure!(child.wait()?.success(), "chpasswd failed");
+        set_for.insert(self.name.clone());
         Ok(CACHED.get_or_init(|| password).clone())
     }
 
-    /// A new ed25519 key pair, authorized for rilltest.
+    /// A new ed25519 key pair, authorized for this account.
     pub fn authorize_new_key(&self) -> anyhow::Result<TestKey> {
         let dir = tempfile::Builder::new().prefix("rill-key").tempdir()?;
         let private = dir.path().join("id_ed25519");
@@ -157,13 +181,14 @@ impl TestUser {
         }
         Ok(TestKey {
             private,
+            user: self.name.clone(),
             public_line,
             authorized,
             _dir: dir,
         })
     }
 
-    /// A fresh folder owned by rilltest, removed on drop.
+    /// A fresh folder owned by this account, removed on drop.
     pub fn scratch_dir(&self) -> anyhow::Result<RemoteDir> {
         let dir = tempfile::Builder::new()
             .prefix("rill-remote")
@@ -178,8 +203,8 @@ impl TestUser {
         })
     }
 
-    /// rilltest's processes other than sshd's own session processes: what
-    /// Rill left running on the "server".
+    /// This account's processes other than sshd's own session processes:
+    /// what Rill left running on the "server".
     pub fn processes(&self) -> Vec<RemoteProcess> {
         let mut found = Vec::new();
         let Ok(entries) = std::fs::read_dir("/proc") else {
@@ -251,7 +276,7 @@ impl RemoteDir {
     }
 
     /// Appends `data` to `name` with a single write(2), creating it (owned by
-    /// rilltest) if needed.
+    /// the account) if needed.
     pub fn append(&self, name: &str, data: &[u8]) -> anyhow::Result<()> {
         let path = self.file(name);
         let existed = path.exists();
@@ -271,23 +296,14 @@ impl RemoteDir {
     }
 }
 
-fn lookup() -> Option<(u32, u32, String)> {
+fn lookup(name: &str) -> Option<(u32, u32, String)> {
     let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
     passwd.lines().find_map(|l| {
         let f: Vec<&str> = l.split(':').collect();
-        if f.len() < 6 || f[0] != NAME {
+        if f.len() < 6 || f[0] != name {
             return None;
         }
         Some((f[2].parse().ok()?, f[3].parse().ok()?, f[5].to_owned()))
-    })
-}
-
-fn shadow_has_password() -> bool {
-    std::fs::read_to_string("/etc/shadow").is_ok_and(|s| {
-        s.lines().any(|l| {
-            l.split(':').next() == Some(NAME)
-                && l.split(':').nth(1).is_some_and(|h| h.starts_with('$'))
-        })
     })
 }
 
