@@ -20,9 +20,9 @@ use tracing::{debug, info, warn};
 const FORGET_AFTER: Duration = Duration::from_secs(600);
 /// Lines queued in the parser per connected tap (libzmq's receive
 /// high-water mark is per connection): about 0.5 MB with their metadata,
-/// 100 MB for 200 hosts even when the parser is starved of CPU. With
-/// [`Role::Ingest`]'s 10,000 it was ten times that (a 200-host benchmark on
-/// a saturated machine took the parser past 1.7 GB).
+/// 100 MB for 200 hosts even when the parser is starved of CPU. It is a
+/// tenth of [`Role::Ingest`]'s default, which let a saturated parser grow
+/// past 1.7 GB in a 200-host benchmark.
 const RCVHWM_PER_TAP: i32 = 1_000;
 /// How often [`Ingest::tell`] looks for receipts whose time came.
 const LOOK_EVERY: Duration = Duration::from_millis(100);

@@ -2,9 +2,10 @@
 //! `state_dir/checkpoints/<host>.json` (written atomically: temp file, fsync,
 //! rename) so a restarted tap resumes instead of starting at the file's end.
 //!
-//! The offset is the one after the last line handed to the parser's queue;
-//! lines still in that queue when a tap is killed are not re-read (the
-//! acknowledged durable path closes that gap).
+//! Each offset is that of the file's oldest line the index has not
+//! confirmed yet (the durable window and its gaps say which), so a tap
+//! killed with lines in flight reads them again, and the index keeps each
+//! line once.
 
 use std::collections::BTreeMap;
 use std::io::Write;
