@@ -1,12 +1,19 @@
 //! `rill check-config`: validate without starting anything.
 
-use std::path::Path;
+use std::path::PathBuf;
 
 use rill_config::{Auth, Config};
 
+/// Validate a config file without starting anything.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[arg(long)]
+    pub config: PathBuf,
+}
+
 /// A one-paragraph summary of a valid config.
-pub fn run(path: &Path) -> anyhow::Result<String> {
-    let cfg = Config::load(path)?;
+pub fn run(args: &Args) -> anyhow::Result<String> {
+    let cfg = Config::load(&args.config)?;
     let mut out = format!(
         "{}: ok\n  state_dir: {}\n  streams: {}\n",
         cfg.file.display(),

@@ -24,7 +24,18 @@ pub const DEMO_CONFIG: &str = include_str!("../../../config/demo.yaml");
 /// Where the demo keeps its config copy, logs and state.
 pub const DEMO_DIR: &str = "/tmp/rill-demo";
 
-pub fn run(duration: Option<Duration>, out: &mut impl Write) -> anyhow::Result<()> {
+/// Run the demo: an embedded SSH host, generated logs and a supervisor following them.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Stop after this many seconds (default: run until Ctrl-C).
+    #[arg(long)]
+    pub duration: Option<u64>,
+}
+
+/// `rill demo`: runs the demo until Ctrl-C or `--duration`, then stops
+/// everything it started.
+pub fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
+    let duration = args.duration.map(Duration::from_secs);
     let shutdown = Shutdown::on_signals()?;
     let dir = PathBuf::from(DEMO_DIR);
     let logs = dir.join("logs");
@@ -128,7 +139,7 @@ fn show(
     let started = Instant::now();
     writeln!(out, "--- live lines (rill tail 'line/#') for 8 seconds ---")?;
     let until = Instant::now() + Duration::from_secs(8);
-    crate::tail::run(cfg, &["line/#".to_owned()], false, out, &|| {
+    crate::tail::follow(cfg, &["line/#".to_owned()], false, out, &|| {
         shutdown.requested() || Instant::now() >= until
     })?;
 
@@ -138,7 +149,7 @@ fn show(
         limit: 5,
         ..Default::default()
     };
-    if let Err(e) = crate::search::run(cfg, &args, out) {
+    if let Err(e) = crate::search::print(cfg, &args, out) {
         writeln!(out, "(search not ready yet: {e:#})")?;
     }
     let all = crate::search::SearchArgs {
@@ -147,7 +158,7 @@ fn show(
         ..args
     };
     write!(out, "lines indexed so far: ")?;
-    crate::search::run(cfg, &all, out).ok();
+    crate::search::print(cfg, &all, out).ok();
 
     let rill = std::env::current_exe().unwrap_or_else(|_| "rill".into());
     let c = config_path.display();

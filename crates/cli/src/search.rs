@@ -3,6 +3,7 @@
 //! `docs/search.md` and [`rill_index::query`].
 
 use std::io::Write;
+use std::path::PathBuf;
 
 use rill_config::Config;
 use rill_index::highlight::mark;
@@ -11,39 +12,95 @@ use serde_json::json;
 
 use crate::emit;
 
-/// Terminal highlighting of matched terms.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Terminal highlighting of matched terms: `Auto` highlights when stdout is
+/// a terminal. (The variants carry no doc comments: clap would print them
+/// as the help of each value.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Color {
-    /// When stdout is a terminal.
     #[default]
     Auto,
     Always,
     Never,
 }
 
-#[derive(Debug, Clone, Default)]
+/// Search the index, newest first. QUERY: words (all must match), "phrases", AND/OR/NOT, -word, (groups), host:H, log:L, fields.status:500, parse_error:true; '*' matches all. See docs/search.md.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[arg(long)]
+    pub config: PathBuf,
+    #[command(flatten)]
+    pub search: SearchArgs,
+}
+
+/// What a search asks of the index and how its answer is printed: the
+/// flags of `rill search` after `--config`, and what the demo asks.
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct SearchArgs {
-    pub query: String,
-    pub host: Option<String>,
-    pub log: Option<String>,
-    /// `15m`, `2h`, `7d` (ago) or RFC 3339.
-    pub since: Option<String>,
-    pub until: Option<String>,
-    pub oldest_first: bool,
-    pub limit: usize,
-    /// Lines of the same file before / after each hit.
-    pub before: usize,
-    pub after: usize,
-    pub count: bool,
-    /// A bucket width (`1m`, `1h`): match counts per bucket instead of hits.
-    pub histogram: Option<String>,
+    /// One JSON object per hit (with highlights, and before/after with -A/-B/-C).
+    #[arg(long)]
     pub json: bool,
+    /// Print only the number of matching events.
+    #[arg(long)]
+    pub count: bool,
+    /// At most this many hits (1 to 1000000).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub limit: u32,
+    /// Only events from this host.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Only events from this log.
+    #[arg(long)]
+    pub log: Option<String>,
+    /// Only events at or after: 15m, 2h, 7d (ago) or RFC 3339 (2026-11-22T10:00:00Z).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only events before: 15m, 2h, 7d (ago) or RFC 3339.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Oldest first instead of newest first.
+    #[arg(long)]
+    pub oldest_first: bool,
+    /// N events of the same file before and after each hit.
+    #[arg(short = 'C', long, value_name = "N", value_parser = clap::value_parser!(u16).range(0..=10_000))]
+    pub context: Option<u16>,
+    /// N events of the same file before each hit.
+    #[arg(short = 'B', long, value_name = "N", value_parser = clap::value_parser!(u16).range(0..=10_000))]
+    pub before: Option<u16>,
+    /// N events of the same file after each hit.
+    #[arg(short = 'A', long, value_name = "N", value_parser = clap::value_parser!(u16).range(0..=10_000))]
+    pub after: Option<u16>,
+    /// Match counts per time bucket (10s, 1m, 1h, 1d) as a bar chart (JSON with --json).
+    #[arg(long, value_name = "BUCKET")]
+    pub histogram: Option<String>,
+    /// Highlight matched terms: auto (when stdout is a terminal), always, never.
+    #[arg(long, value_enum, default_value_t = Color::Auto)]
     pub color: Color,
+    #[arg(value_name = "QUERY")]
+    pub query: String,
+}
+
+impl SearchArgs {
+    /// Events of the same file to print before each hit: `-B`, else `-C`.
+    pub fn lines_before(&self) -> usize {
+        self.before.or(self.context).unwrap_or(0).into()
+    }
+
+    /// Events of the same file to print after each hit: `-A`, else `-C`.
+    pub fn lines_after(&self) -> usize {
+        self.after.or(self.context).unwrap_or(0).into()
+    }
 }
 
 const HIGHLIGHT: (&str, &str) = ("\x1b[1;31m", "\x1b[0m");
 
-pub fn run(cfg: &Config, args: &SearchArgs, out: &mut impl Write) -> anyhow::Result<()> {
+/// `rill search`: loads the config and prints the search's answer.
+pub fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
+    let cfg = Config::load_for_client(&args.config)?;
+    print(&cfg, &args.search, out)
+}
+
+/// Prints what `args` asks of the index of `cfg`.
+pub fn print(cfg: &Config, args: &SearchArgs, out: &mut impl Write) -> anyhow::Result<()> {
     let searcher = IndexSearcher::open(&cfg.index_dir())?;
     let now = chrono::Utc::now();
     let bound = |flag: &str, v: &Option<String>| {
@@ -59,7 +116,7 @@ pub fn run(cfg: &Config, args: &SearchArgs, out: &mut impl Write) -> anyhow::Res
         log: args.log.clone(),
         since: bound("--since", &args.since)?,
         until: bound("--until", &args.until)?,
-        limit: args.limit,
+        limit: args.limit as usize,
         oldest_first: args.oldest_first,
         deadline: Default::default(),
     };
@@ -101,17 +158,12 @@ pub fn run(cfg: &Config, args: &SearchArgs, out: &mut impl Write) -> anyhow::Res
     };
     let hits = searcher.search(&req).map_err(query_error)?;
     let mut hl = searcher.highlighter(&req)?;
-    let with_context = args.before + args.after > 0;
+    let (before, after) = (args.lines_before(), args.lines_after());
+    let with_context = before + after > 0;
     for (i, hit) in hits.iter().enumerate() {
         let ranges = hl.ranges(&hit.body);
         let ctx = if with_context {
-            Some(searcher.context(
-                hit,
-                args.before,
-                args.after,
-                usize::MAX,
-                &Default::default(),
-            )?)
+            Some(searcher.context(hit, before, after, usize::MAX, &Default::default())?)
         } else {
             None
         };

@@ -7,6 +7,7 @@
 //! `--user`, as the file's first user (the operator's own machine).
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
@@ -24,34 +25,63 @@ const ANSWER_WITHIN: Duration = Duration::from_secs(20);
 /// The environment variable holding the PLAIN password for `--user`.
 pub const PASSWORD_ENV: &str = "RILL_SESSION_PASSWORD";
 
-/// What to ask.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Drive a shell on a host through its session-control socket (docs/sessions.md).
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[arg(long)]
+    pub config: PathBuf,
+    /// The host (its config needs a `sessions` block).
+    #[arg(long)]
+    pub host: String,
+    /// Print the server's JSON reply.
+    #[arg(long)]
+    pub json: bool,
+    /// PLAIN user when the socket needs a login; the password is read from
+    /// $RILL_SESSION_PASSWORD (default: the credentials file's first user).
+    #[arg(long)]
+    pub user: Option<String>,
+    #[command(subcommand)]
+    pub action: Action,
+}
+
+/// What to ask. Each variant's doc comment is its subcommand's help; the
+/// `data` of `send` goes through [`unescape`] before it is sent.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
 pub enum Action {
+    /// Open a session; prints its id and the endpoint publishing its output.
     Create,
-    /// `data` is sent after [`unescape`].
+    /// Write DATA to the session as given; escapes \n, \r, \t, \e, \\, \xHH are understood.
     Send {
+        #[arg(value_name = "ID")]
         session_id: String,
         data: String,
     },
+    /// List open sessions (or one).
     Info {
+        #[arg(value_name = "ID")]
         session_id: Option<String>,
     },
+    /// Close the session; its shell ends.
     Delete {
+        #[arg(value_name = "ID")]
         session_id: String,
     },
 }
 
-pub fn run(
-    cfg: &Config,
-    host: &str,
-    action: Action,
-    user: Option<&str>,
-    as_json: bool,
-    out: &mut impl Write,
-) -> anyhow::Result<()> {
+/// `rill session`: loads the config, sends the one request and prints the
+/// reply.
+pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<()> {
+    let Args {
+        config,
+        host,
+        json: as_json,
+        user,
+        action,
+    } = args;
+    let cfg = Config::load_for_client(&config)?;
     let h = cfg
         .hosts
-        .get(host)
+        .get(&host)
         .ok_or_else(|| anyhow!("host {host:?} is not in {}", cfg.file.display()))?;
     let settings = h.sessions.as_ref().ok_or_else(|| {
         anyhow!(
@@ -80,7 +110,7 @@ pub fn run(
     let req = socket::open(&ctx, zmq::REQ, Role::Control)?;
     req.set_linger(0)?;
     if let Some(file) = &settings.credentials_file {
-        let (user, password) = login(user, file)?;
+        let (user, password) = login(user.as_deref(), file)?;
         req.set_plain_username(Some(&user))?;
         req.set_plain_password(Some(&password))?;
     }

@@ -1,6 +1,7 @@
 //! `rill status`: ask the supervisor.
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail};
@@ -12,6 +13,15 @@ use crate::emit;
 
 /// How long to wait for the supervisor's answer.
 const ANSWER_WITHIN: Duration = Duration::from_secs(3);
+
+/// Show each host's connection and each log's progress and errors.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[arg(long)]
+    pub config: PathBuf,
+    #[arg(long)]
+    pub json: bool,
+}
 
 pub fn fetch(cfg: &Config) -> anyhow::Result<StatusReport> {
     let ctx = zmq::Context::new();
@@ -36,9 +46,11 @@ pub fn fetch(cfg: &Config) -> anyhow::Result<StatusReport> {
     }
 }
 
-pub fn run(cfg: &Config, as_json: bool, out: &mut impl Write) -> anyhow::Result<()> {
-    let report = fetch(cfg)?;
-    if as_json {
+/// `rill status`: loads the config and prints the supervisor's report.
+pub fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
+    let cfg = Config::load_for_client(&args.config)?;
+    let report = fetch(&cfg)?;
+    if args.json {
         emit(out, &serde_json::to_string_pretty(&report)?)?;
         return Ok(());
     }

@@ -8,11 +8,13 @@
 
 use std::collections::HashMap;
 use std::io::Write;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use rill_bus::socket::{self, Role};
 use rill_bus::Subscriber;
 use rill_config::Config;
+use rill_process::Shutdown;
 use rill_proto::{ControlRequest, LineMeta, ParsedEvent, SubscriberReport};
 use serde_json::{json, Value};
 
@@ -20,6 +22,19 @@ use crate::emit;
 
 /// How often a subscriber tells the supervisor how it fares.
 const REPORT_EVERY: Duration = Duration::from_secs(5);
+
+/// Print live lines. TOPIC accepts MQTT-style wildcards: line/+/nginx-access, line/web01/#.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[arg(long)]
+    pub config: PathBuf,
+    /// One JSON object per line (topic, host, log, body, offset, ...).
+    #[arg(long)]
+    pub json: bool,
+    /// Topics to follow, e.g. line/web01/# (default: line/#).
+    #[arg(value_name = "TOPIC")]
+    pub topics: Vec<String>,
+}
 
 /// A subscriber's count of what it received and lost, from the gaps in each
 /// topic's sequence numbers (one count per tap run: a restarted tap starts
@@ -45,8 +60,20 @@ impl Gaps {
     }
 }
 
+/// Follows `args.topics` (every line when none is given) until SIGTERM or
+/// SIGINT, or until the reader goes away.
+pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<()> {
+    let cfg = Config::load_for_client(&args.config)?;
+    let mut topics = args.topics;
+    if topics.is_empty() {
+        topics.push("line/#".into());
+    }
+    let shutdown = Shutdown::on_signals()?;
+    follow(&cfg, &topics, args.json, out, &|| shutdown.requested())
+}
+
 /// Prints matching messages until the reader goes away or `stop` says so.
-pub fn run(
+pub fn follow(
     cfg: &Config,
     patterns: &[String],
     as_json: bool,
