@@ -1,10 +1,11 @@
 //! Accounts whose login shell is not sh. sshd runs every remote command
 //! through the account's login shell (`tcsh -c CMD`, `fish -c CMD`), which
 //! must hand `exec sh -c BOOT rill SCRIPT ARGS...` to sh unchanged
-//! (crates/tap/src/remote.rs). For each shell: a file with a hostile name is
-//! followed live and indexed exactly once, across a rename rotation and a
-//! copytruncate; `rill status` shows the host connected without error; and
-//! once the supervisor stops, nothing of the account is left on the server.
+//! (crates/tap/src/script/mod.rs). For each shell: a file with a hostile
+//! name is followed live and indexed exactly once, across a rename rotation
+//! and a copytruncate; `rill status` shows the host connected without error;
+//! and once the supervisor stops, nothing of the account is left on the
+//! server.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
