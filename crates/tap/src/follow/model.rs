@@ -1,7 +1,7 @@
 //! A simulated server for the follow engine's model tests: a folder of
 //! files that tests write, rename, copy-truncate, truncate and delete, and
-//! channels that speak the scripts' chunk protocol about it, one poll per
-//! step, without SSH or a shell.
+//! channels that speak the scripts' chunk protocol about it, one turn of a
+//! script's loop per [`Server::poll`], without SSH or a shell.
 //!
 //! A channel reads its file through the inode it opened (as the scripts
 //! read `/dev/fd/4`), so a rename or a delete never changes what it reads.
@@ -140,6 +140,17 @@ impl Server {
         self.fs.borrow_mut().names.remove(path);
     }
 
+    /// One poll interval passes: every script still running prints what
+    /// it would in one turn of its loop.
+    pub fn poll(&self) {
+        for p in self.open.borrow().iter() {
+            let mut p = p.borrow_mut();
+            if !p.closed {
+                p.step();
+            }
+        }
+    }
+
     /// Channels still open (not closed by the tap, whether or not their
     /// script ended).
     pub fn open_channels(&self) -> usize {
@@ -176,6 +187,8 @@ impl Opener for Server {
             err: VecDeque::new(),
             closed: false,
         }));
+        // The script starts at once: it opens its file and says which.
+        proc.borrow_mut().step();
         self.open.borrow_mut().push(proc.clone());
         *self.opened.borrow_mut() += 1;
         Ok((Box::new(FakeChannel(proc)), 0))
@@ -357,19 +370,9 @@ impl Proc {
     }
 }
 
-/// A channel of the simulated server. Its script advances one poll each
-/// time the tap looks for data and finds none buffered, as if the server
-/// were always a poll ahead.
+/// A channel of the simulated server: what its script printed at the
+/// polls so far ([`Server::poll`]), as if every packet had arrived.
 struct FakeChannel(Rc<RefCell<Proc>>);
-
-impl FakeChannel {
-    fn fill(&self) {
-        let mut p = self.0.borrow_mut();
-        if p.out.is_empty() && p.err.is_empty() && !p.closed {
-            p.step();
-        }
-    }
-}
 
 fn drain(q: &mut VecDeque<u8>, buf: &mut [u8]) -> usize {
     let n = q.len().min(buf.len());
@@ -381,7 +384,6 @@ fn drain(q: &mut VecDeque<u8>, buf: &mut [u8]) -> usize {
 
 impl Channel for FakeChannel {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.fill();
         let mut p = self.0.borrow_mut();
         if p.out.is_empty() {
             return if matches!(p.state, State::Done) {
@@ -402,7 +404,6 @@ impl Channel for FakeChannel {
     }
 
     fn queued(&self) -> bool {
-        self.fill();
         let p = self.0.borrow();
         !p.out.is_empty() || !p.err.is_empty()
     }

@@ -159,8 +159,10 @@ impl Harness {
         *self.generation.entry(ino).or_insert(0) += 1;
     }
 
-    /// One turn of the tap's loop for this log.
+    /// A poll interval on the server, then one turn of the tap's loop for
+    /// this log.
     fn turn(&mut self) {
+        self.server.poll();
         self.out.durable.pump().unwrap();
         let (mut buf, mut lines, mut pieces) = (vec![0u8; 64 * 1024], Lines::default(), Vec::new());
         let (mut heard, mut drained, shutdown) = (Instant::now(), 0u32, Shutdown::manual());
@@ -305,8 +307,11 @@ fn a_rename_rotation_finishes_the_old_file_and_follows_the_new_one() {
         h.turn();
         h.write(PATH, 5);
         h.server.rename(PATH, rotated);
-        // A writer that still has the old file open goes on writing there.
+        h.turn();
+        // A writer that still has the old file open goes on writing there
+        // after the tap saw the rotation.
         h.write(rotated, 3);
+        h.turn();
         h.write(PATH, 10);
         h.settle();
         h.check();
