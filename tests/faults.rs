@@ -17,17 +17,21 @@
 //! memory grew past a fixed bound, the stalled subscriber reported its drops,
 //! a subscriber running throughout kept receiving across the supervisor's
 //! restart, and the time each fault took to heal is printed.
+//!
+//! The writers, the heals and the report of a failed heal are in
+//! `rill_e2e::numbered_lines` and `rill_e2e::fault_run`.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Write};
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use rill_e2e::fault_run::{File, Run};
+use rill_e2e::numbered_lines::{number, Writer};
 use rill_e2e::*;
-use serde_json::Value;
 
 /// The taps' window, small so that a stopped parser soon fills it.
 const WINDOW: usize = 1000;
@@ -41,300 +45,6 @@ const RSS_BOUNDS: [(&str, u64); 5] = [
     ("supervisor", 64 << 10),
     ("parser", 400 << 10),
 ];
-
-fn line(n: usize) -> String {
-    format!("n={n:07} the quick brown fox jumps over the lazy dog\n")
-}
-
-/// Appends numbered lines to one file at about 60 per second, reopening it
-/// by name when told (a daemon's "postrotate"), and a burst when asked.
-struct Writer {
-    written: Arc<AtomicUsize>,
-    reopen: Arc<AtomicBool>,
-    burst: Arc<AtomicUsize>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Writer {
-    fn start(path: PathBuf) -> Writer {
-        let w = Writer {
-            written: Arc::default(),
-            reopen: Arc::default(),
-            burst: Arc::default(),
-            stop: Arc::default(),
-            thread: None,
-        };
-        let (written, reopen, burst, stop) = (
-            Arc::clone(&w.written),
-            Arc::clone(&w.reopen),
-            Arc::clone(&w.burst),
-            Arc::clone(&w.stop),
-        );
-        let thread = std::thread::spawn(move || {
-            let open = || {
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&path)
-                    .unwrap()
-            };
-            let mut f = open();
-            let mut n = 0;
-            while !stop.load(Ordering::SeqCst) {
-                if reopen.swap(false, Ordering::SeqCst) {
-                    f = open();
-                }
-                let k = burst.swap(0, Ordering::SeqCst);
-                if k > 0 {
-                    for chunk in (n..n + k).collect::<Vec<_>>().chunks(500) {
-                        let text: String = chunk.iter().map(|&i| line(i)).collect();
-                        f.write_all(text.as_bytes()).unwrap();
-                    }
-                    n += k;
-                } else {
-                    f.write_all(line(n).as_bytes()).unwrap();
-                    n += 1;
-                }
-                written.store(n, Ordering::SeqCst);
-                std::thread::sleep(Duration::from_millis(16));
-            }
-        });
-        Writer {
-            thread: Some(thread),
-            ..w
-        }
-    }
-
-    fn written(&self) -> usize {
-        self.written.load(Ordering::SeqCst)
-    }
-
-    fn finish(&mut self) -> usize {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            t.join().unwrap();
-        }
-        self.written()
-    }
-}
-
-/// One followed file: which host and log it is, and its writer.
-struct File {
-    host: &'static str,
-    log: &'static str,
-    writer: Writer,
-}
-
-/// The highest RSS seen per component, sampled every half second.
-struct RssWatch {
-    max: Arc<Mutex<BTreeMap<String, u64>>>,
-    stop: Arc<AtomicBool>,
-}
-
-impl RssWatch {
-    fn start(config: String) -> RssWatch {
-        let max: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
-        let stop: Arc<AtomicBool> = Arc::default();
-        let (m, s) = (Arc::clone(&max), Arc::clone(&stop));
-        std::thread::spawn(move || {
-            while !s.load(Ordering::SeqCst) {
-                for (pid, cmd) in local_processes_mentioning(&config) {
-                    let Some(name) = RSS_BOUNDS
-                        .iter()
-                        .map(|(n, _)| *n)
-                        .find(|n| cmd.contains(&format!("/{n} ")))
-                    else {
-                        continue;
-                    };
-                    if let Some(kib) = rss_kib(pid) {
-                        let mut m = m.lock().unwrap();
-                        let e = m.entry(name.to_owned()).or_insert(0);
-                        *e = (*e).max(kib);
-                    }
-                }
-                std::thread::sleep(Duration::from_millis(500));
-            }
-        });
-        RssWatch { max, stop }
-    }
-}
-
-struct Run {
-    rill: Rill,
-    files: Vec<File>,
-    logrotate_conf: PathBuf,
-    logrotate_state: PathBuf,
-    heals: Vec<(String, Duration)>,
-}
-
-impl Run {
-    fn count(&self, host: &str, log: &str) -> Option<u64> {
-        self.rill.count("*", &["--host", host, "--log", log])
-    }
-
-    /// Waits until every line written so far is searchable; how long it took.
-    fn heal(&mut self, fault: &str) -> Duration {
-        let t = Instant::now();
-        let want: Vec<(&str, &str, usize)> = self
-            .files
-            .iter()
-            .map(|f| (f.host, f.log, f.writer.written()))
-            .collect();
-        for (host, log, n) in want {
-            let got = wait_for(Duration::from_secs(180), || {
-                self.count(host, log).filter(|&c| c as usize >= n)
-            });
-            // The findings go last: CI shows the end of a long message.
-            assert!(
-                got.is_some(),
-                "log:\n{}\n{fault}: {host}/{log} never caught up to {n} lines (has {:?})\n{}\nstatus of the logs: {}",
-                tail_of(&self.rill.log(), 60),
-                self.count(host, log),
-                self.what_the_index_has(),
-                self.log_status()
-            );
-        }
-        let took = t.elapsed();
-        eprintln!(
-            "fault healed: {fault}: every line written before it ended searchable {took:.1?} later"
-        );
-        self.heals.push((fault.to_owned(), took));
-        took
-    }
-
-    /// Every hit of `host`/`log`: its body, file and offset; the search's
-    /// error if it failed.
-    fn hits(&self, host: &str, log: &str) -> Result<Vec<(String, String, u64)>, String> {
-        let out = self.rill.rill(&[
-            "search", "--json", "--host", host, "--log", log, "--limit", "1000000", "*",
-        ]);
-        if !out.status.success() {
-            return Err(format!("rill search failed: {out:?}"));
-        }
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(|l| {
-                let hit: Value = serde_json::from_str(l).map_err(|e| format!("{e}: {l}"))?;
-                let body = hit["body"].as_str().unwrap_or_default().to_owned();
-                let file = hit["file_id"].as_str().unwrap_or("?").to_owned();
-                Ok((body, file, hit["offset"].as_u64().unwrap_or(0)))
-            })
-            .collect()
-    }
-
-    /// For a failed heal: per file written, the numbers missing from the
-    /// index (as ranges, with the hit before each) and those held twice.
-    fn what_the_index_has(&self) -> String {
-        let mut out = String::new();
-        for f in &self.files {
-            let hits = match self.hits(f.host, f.log) {
-                Ok(hits) => hits,
-                Err(e) => {
-                    out.push_str(&format!("{}/{}: {e}\n", f.host, f.log));
-                    continue;
-                }
-            };
-            let mut at: BTreeMap<usize, Vec<(String, u64)>> = BTreeMap::new();
-            let mut odd = Vec::new();
-            for (body, file, offset) in hits {
-                match number(&body) {
-                    Some(k) => at.entry(k).or_default().push((file, offset)),
-                    None => odd.push((body, file, offset)),
-                }
-            }
-            let written = f.writer.written();
-            let twice: Vec<_> = at.iter().filter(|(_, v)| v.len() > 1).take(5).collect();
-            let missing: Vec<usize> = (0..written).filter(|k| !at.contains_key(k)).collect();
-            let gaps: Vec<String> = missing
-                .chunk_by(|a, b| b - a == 1)
-                .map(|run| {
-                    let (from, to) = (run[0], run[run.len() - 1] + 1);
-                    let before = from
-                        .checked_sub(1)
-                        .and_then(|b| at.get(&b))
-                        .map(|v| v[0].clone());
-                    format!("{from}..{to} (after {before:?})")
-                })
-                .collect();
-            out.push_str(&format!(
-                "{}/{}: {written} written, {} distinct indexed; missing {} ranges: {:?}; twice (first 5): {twice:?}; not a whole line (first 5): {:?}\n",
-                f.host,
-                f.log,
-                at.len(),
-                gaps.len(),
-                &gaps[..gaps.len().min(8)],
-                &odd[..odd.len().min(5)]
-            ));
-        }
-        out
-    }
-
-    /// Each log's entry in `rill status`, without the noise.
-    fn log_status(&self) -> String {
-        let Some(s) = self.rill.status() else {
-            return "(no status)".into();
-        };
-        let mut out = String::new();
-        for h in s["hosts"].as_array().into_iter().flatten() {
-            out.push_str(&format!(
-                "\n{}: connected {} unconfirmed_lines {}",
-                h["host"], h["connected"], h["unconfirmed_lines"]
-            ));
-            for l in h["logs"].as_array().into_iter().flatten() {
-                out.push_str(&format!("\n  {l}"));
-            }
-        }
-        out
-    }
-
-    /// logrotate -f; the writers reopen by name a moment later.
-    fn rotate(&self) {
-        logrotate_now(&self.logrotate_state, &self.logrotate_conf);
-        std::thread::sleep(Duration::from_millis(300));
-        for f in &self.files {
-            f.writer.reopen.store(true, Ordering::SeqCst);
-        }
-    }
-
-    /// Local processes of this Rill running `bin` (and naming `extra`).
-    fn pids(&self, bin: &str, extra: &str) -> Vec<u32> {
-        local_processes_mentioning(&self.rill.config.display().to_string())
-            .into_iter()
-            .filter(|(_, c)| c.contains(&format!("/{bin} ")) && c.contains(extra))
-            .map(|(p, _)| p)
-            .collect()
-    }
-
-    fn signal(&self, bin: &str, extra: &str, sig: i32) -> u32 {
-        let pids = self.pids(bin, extra);
-        assert_eq!(pids.len(), 1, "one {bin} {extra}: {pids:?}");
-        // SAFETY: signalling a process of the Rill under test.
-        unsafe { libc::kill(pids[0] as i32, sig) };
-        pids[0]
-    }
-
-    fn wait_restarted(&self, bin: &str, extra: &str, old: u32) {
-        assert!(
-            wait_until(Duration::from_secs(30), || self
-                .pids(bin, extra)
-                .iter()
-                .any(|p| *p != old)),
-            "{bin} {extra} was not restarted"
-        );
-    }
-}
-
-/// The number of a line as written (`line(k)` without its newline).
-fn number(body: &str) -> Option<usize> {
-    let k = body.get(2..9)?.parse().ok()?;
-    (format!("{body}\n") == line(k)).then_some(k)
-}
-
-fn tail_of(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
 
 #[test]
 fn one_fault_after_another_and_the_index_still_holds_every_line_once() {
@@ -402,7 +112,10 @@ fn one_fault_after_another_and_the_index_still_holds_every_line_once() {
             rill.host_status(h)
         );
     }
-    let rss = RssWatch::start(rill.config.display().to_string());
+    let rss = RssWatch::start(
+        rill.config.display().to_string(),
+        &RSS_BOUNDS.map(|(name, _)| name),
+    );
     // A subscriber that runs throughout, and must keep receiving.
     let steady = rill.tail(&["line/#"]);
     let files = vec![

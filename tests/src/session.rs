@@ -1,6 +1,8 @@
 //! A client of the session-control protocol as any program would write it:
 //! plain JSON over a REQ or DEALER socket, a SUB socket for a session's
-//! output, and the server's process table to check what really runs.
+//! output, and the server's process table to check what really runs;
+//! `host_with_sessions` and `served` set up web01 with a session server and
+//! a client it serves.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -72,6 +74,24 @@ impl OneHost {
             .filter(|(_, pid)| ours.contains(pid))
             .collect()
     }
+}
+
+/// web01 on a real sshd with `sessions_yaml` under it, supervisor running.
+pub fn host_with_sessions(sessions_yaml: &str) -> OneHost {
+    let h = OneHost::new(&["app"]);
+    h.rill.add_host_yaml("web01", sessions_yaml);
+    OneHost::start(h, &["app"])
+}
+
+/// A client of web01's sessions socket, once the server answers it.
+pub fn served(h: &OneHost, kind: Kind) -> SessionClient {
+    let mut client = SessionClient::connect(&h.rill.sessions_ipc("web01"), kind);
+    assert!(
+        client.wait_until_served(Duration::from_secs(20)),
+        "{}",
+        h.rill.log()
+    );
+    client
 }
 
 /// How the client talks to the ROUTER.

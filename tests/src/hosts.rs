@@ -1,0 +1,136 @@
+//! The hosts a test runs against: `OneHost`, one `web01` on its own sshd
+//! with a Rill following it, and `BusyBoxHost`, sshd options for a host
+//! whose shell and tools are BusyBox's.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use tempfile::TempDir;
+
+use crate::{
+    which, RemoteDir, Rill, Sshd, SshdOptions, TestAuth, TestHost, TestKey, TestLog, TestUser,
+};
+
+/// The common fixture: one host `web01` on its own real sshd (key auth,
+/// `strict`, its host key known), following `logs` as files `<log>.log` in a
+/// scratch dir of the test user.
+pub struct OneHost {
+    pub rill: Rill,
+    pub remote: RemoteDir,
+    pub key: TestKey,
+    pub sshd: Sshd,
+    pub user: TestUser,
+}
+
+impl OneHost {
+    /// Writes the config; creates no file and starts nothing.
+    pub fn new(logs: &[&str]) -> OneHost {
+        OneHost::with_sshd(SshdOptions::default(), logs)
+    }
+
+    /// [`OneHost::new`] with a specially configured sshd.
+    pub fn with_sshd(opts: SshdOptions, logs: &[&str]) -> OneHost {
+        let user = TestUser::get().unwrap();
+        let sshd = Sshd::start(opts).unwrap();
+        let key = user.authorize_new_key().unwrap();
+        let remote = user.scratch_dir().unwrap();
+        let files: Vec<PathBuf> = logs
+            .iter()
+            .map(|l| remote.file(&format!("{l}.log")))
+            .collect();
+        let entries: Vec<TestLog> = logs
+            .iter()
+            .zip(&files)
+            .map(|(name, path)| TestLog {
+                name,
+                path,
+                hosts: &["web01"],
+            })
+            .collect();
+        let host = TestHost {
+            name: "web01",
+            port: sshd.port(),
+            user: &user.name,
+            auth: TestAuth::Key(&key.private),
+            known_hosts: "strict",
+        };
+        let rill = Rill::new(&[host], &entries, &[sshd.known_hosts_line()]);
+        OneHost {
+            rill,
+            remote,
+            key,
+            sshd,
+            user,
+        }
+    }
+
+    /// [`OneHost::new`], with every log file created empty, the supervisor
+    /// started, and every log followed.
+    pub fn running(logs: &[&str]) -> OneHost {
+        OneHost::start(OneHost::new(logs), logs)
+    }
+
+    /// Creates every log file empty, starts the supervisor, waits until every
+    /// log is followed.
+    pub fn start(mut h: OneHost, logs: &[&str]) -> OneHost {
+        for l in logs {
+            h.remote.append(&format!("{l}.log"), b"").unwrap();
+        }
+        h.rill.start_following("web01");
+        h
+    }
+
+    /// Appends to `<log>.log` with one write.
+    pub fn append(&self, log: &str, data: &[u8]) {
+        self.remote.append(&format!("{log}.log"), data).unwrap();
+    }
+
+    /// The remote path of `<log>.log`.
+    pub fn file(&self, log: &str) -> PathBuf {
+        self.remote.file(&format!("{log}.log"))
+    }
+}
+
+/// sshd options for a host whose shell and tools are BusyBox's and nothing
+/// else: every command runs under BusyBox `sh` with a PATH that holds only
+/// BusyBox applets (so `tail`, `ls`, `stat`, `head`... are the applets, and
+/// there is no `cksum`, as on Debian's BusyBox). Keep the value alive while
+/// the sshd runs.
+pub struct BusyBoxHost {
+    pub applets: TempDir,
+    pub opts: SshdOptions,
+}
+
+impl BusyBoxHost {
+    pub fn new() -> BusyBoxHost {
+        let busybox = which("busybox");
+        let applets = tempfile::Builder::new()
+            .prefix("rill-busybox")
+            .tempdir()
+            .unwrap();
+        let out = Command::new(&busybox).arg("--list").output().unwrap();
+        for applet in String::from_utf8_lossy(&out.stdout).lines() {
+            std::os::unix::fs::symlink(&busybox, applets.path().join(applet)).unwrap();
+        }
+        std::fs::set_permissions(
+            applets.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        let dir = applets.path().display();
+        let opts = SshdOptions {
+            extra_config: vec![
+                format!("SetEnv PATH={dir}"),
+                format!("ForceCommand exec {dir}/sh -c \"$SSH_ORIGINAL_COMMAND\""),
+            ],
+            ..Default::default()
+        };
+        BusyBoxHost { applets, opts }
+    }
+}
+
+impl Default for BusyBoxHost {
+    fn default() -> Self {
+        BusyBoxHost::new()
+    }
+}
