@@ -9,18 +9,22 @@ pub const EAGAIN: ErrorCode = ErrorCode::Session(-37);
 /// libssh2's "channel open refused" (e.g. "administratively prohibited").
 pub const CHANNEL_FAILURE: ErrorCode = ErrorCode::Session(-21);
 
-/// libssh2's codes that mean the connection itself is gone: the socket
-/// failed or closed, a blocking call timed out, or the transport broke.
-const LOST: [i32; 9] = [
+/// libssh2's codes (`libssh2.h`) that mean the connection itself is gone:
+/// the socket failed or closed, or the transport broke. A blocking call
+/// that timed out (TIMEOUT, SOCKET_TIMEOUT) is not among them: the server
+/// may only be slow, and the next keepalive tells.
+const LOST: [i32; 11] = [
+    -4,  // INVALID_MAC
+    -5,  // KEX_FAILURE
     -7,  // SOCKET_SEND
-    -9,  // TIMEOUT
-    -10, // HOSTKEY_INIT
+    -8,  // KEY_EXCHANGE_FAILURE
+    -12, // DECRYPT
     -13, // SOCKET_DISCONNECT
     -14, // PROTO
-    -30, // SOCKET_TIMEOUT
     -43, // SOCKET_RECV
     -44, // ENCRYPT
-    -47, // KEX_FAILURE
+    -45, // BAD_SOCKET
+    -52, // MAC_FAILURE
 ];
 
 /// An error of a [`crate::Pool`].
@@ -31,29 +35,30 @@ pub enum Error {
     Connect(#[from] ConnectError),
     /// sshd refused a channel on each of this many connections.
     #[error(
-        "the server refused another session on each of {0} connections (raise sshd's MaxSessions)"
+        "the server refused another session on each of {0} connections \
+         (raise sshd's MaxSessions, or lower sessions.max)"
     )]
     Full(usize),
     /// A request on the connection failed.
-    #[error("{what}: {source}")]
+    #[error("{what}: {cause}")]
     Ssh {
         what: &'static str,
-        source: ssh2::Error,
+        cause: ssh2::Error,
     },
     /// The connection is gone.
-    #[error("connection lost ({0})")]
+    #[error("connection lost: {0}")]
     Lost(String),
 }
 
 impl Error {
     /// A failed request, classed as [`Error::Lost`] when its code says the
     /// connection is gone.
-    pub fn ssh(what: &'static str, source: ssh2::Error) -> Error {
-        match source.code() {
+    pub fn ssh(what: &'static str, cause: ssh2::Error) -> Error {
+        match cause.code() {
             ErrorCode::Session(code) if LOST.contains(&code) => {
-                Error::Lost(format!("{what}: {source}"))
+                Error::Lost(format!("{what}: {cause}"))
             }
-            _ => Error::Ssh { what, source },
+            _ => Error::Ssh { what, cause },
         }
     }
 
@@ -75,6 +80,9 @@ mod tests {
         assert!(Error::ssh("open", err(-13)).is_lost());
         assert!(!Error::ssh("open", err(-21)).is_lost());
         assert!(!Error::ssh("exec", err(-22)).is_lost());
+        assert!(!Error::ssh("open", err(-9)).is_lost(), "slow, not gone");
+        let shown = format!("{:#}", anyhow::Error::from(Error::ssh("open", err(-22))));
+        assert_eq!(shown.matches("[Session(-22)]").count(), 1, "{shown}");
         assert!(!Error::Full(16).is_lost());
     }
 }

@@ -236,7 +236,7 @@ impl Pool {
             match l.session.keepalive_send() {
                 Ok(_) => {}
                 Err(e) if e.code() == EAGAIN => {}
-                Err(e) => return Err(Error::Lost(format!("keepalive failed: {e}"))),
+                Err(e) => return Err(Error::Lost(format!("keepalive: {e}"))),
             }
         }
         Ok(())

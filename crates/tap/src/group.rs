@@ -8,9 +8,9 @@
 //! masspinger says the host is down, at once when it comes back up. The
 //! other hosts of the process go on meanwhile.
 //!
-//! What a process per host costs is mostly the code every process maps
-//! again: at 200 hosts the taps and their keepers summed 4.2 GB of RSS
-//! (0.8 GB PSS), a host on a thread costs its buffers and stacks.
+//! A process per host costs mostly the code every process maps again; a
+//! host on a thread costs its buffers and stacks (docs/BENCHMARKS.md,
+//! section 5, has the figures for 200 hosts).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Mutex, PoisonError};
@@ -21,7 +21,7 @@ use rill_config::Config;
 use rill_process::{Backoff, Shutdown};
 use tracing::{error, info, info_span, warn};
 
-use crate::keeper::{check_hosts, down_until, ping_of, MAX_BACKOFF};
+use crate::restart::{check_hosts, down_until, ping_of, MAX_BACKOFF};
 
 /// Follows `hosts`: one host as before (the tap ends with its connection
 /// and `robust_ssh_tap` restarts the process), several each on a thread

@@ -28,9 +28,8 @@ pub struct Expected {
     pub at: Option<LogCheckpoint>,
     /// An identity a new file must not get: the one it replaced.
     pub avoid: Option<FileId>,
-    /// Reading an old file (finishing or catching up): it keeps its name.
-    pub old: bool,
-    /// Reading the file the path names now.
+    /// Reading the file the path names now; else an old file (finishing or
+    /// catching up), which keeps its name.
     pub current: bool,
 }
 
@@ -56,7 +55,7 @@ pub fn identify(opened: Opened, expected: Expected) -> Named {
     let mut replaced = None;
     match expected.at {
         // A finish: the file being finished keeps its name.
-        Some(prev) if expected.old => {
+        Some(prev) if !expected.current => {
             return Named {
                 file_id: prev.file_id,
                 verify: prev.verify(),
@@ -139,11 +138,10 @@ mod tests {
         }
     }
 
-    fn expected(at: Option<LogCheckpoint>, old: bool, current: bool) -> Expected {
+    fn expected(at: Option<LogCheckpoint>, current: bool) -> Expected {
         Expected {
             at,
             avoid: None,
-            old,
             current,
         }
     }
@@ -171,10 +169,10 @@ mod tests {
     #[test]
     fn an_honoured_resume_keeps_the_name_and_a_refused_one_leaves_the_old_file_unfinished() {
         let prev = at(7, 100);
-        let kept = identify(opened(7, 100), expected(Some(prev), false, true));
+        let kept = identify(opened(7, 100), expected(Some(prev), true));
         assert_eq!((kept.file_id, kept.replaced), (prev.file_id, None));
         // Renamed away: the path names inode 8 now; 7 is finished by inode.
-        let moved = identify(opened(8, 0), expected(Some(prev), false, true));
+        let moved = identify(opened(8, 0), expected(Some(prev), true));
         assert_ne!(moved.file_id, prev.file_id);
         assert_eq!(
             moved.replaced,
@@ -184,7 +182,7 @@ mod tests {
             })
         );
         // Same inode from 0: truncated; the rest is in its copy.
-        let truncated = identify(opened(7, 0), expected(Some(prev), false, true));
+        let truncated = identify(opened(7, 0), expected(Some(prev), true));
         assert_ne!(truncated.file_id, prev.file_id, "never the old name");
         assert_eq!(truncated.replaced.map(|u| u.copy), Some(true));
     }
@@ -192,7 +190,7 @@ mod tests {
     #[test]
     fn an_old_file_keeps_its_name_whatever_the_header_says() {
         let prev = at(7, 100);
-        let n = identify(opened(9, 100), expected(Some(prev), true, false));
+        let n = identify(opened(9, 100), expected(Some(prev), false));
         assert_eq!(
             (n.file_id, n.verify, n.replaced),
             (prev.file_id, FULL, None)

@@ -31,7 +31,7 @@
 //! - [`checkpoint`]: the checkpoint file; [`saver`]: when it is written.
 //! - [`status`]: what a tap reports (status file + `status/<host>` topic).
 //! - [`group`]: several hosts in one process; [`robust`]: the
-//!   `robust_ssh_tap` loop; [`keeper`]: the restart policy both share.
+//!   `robust_ssh_tap` loop; [`restart`]: the restart policy both share.
 //!
 //! SSH plumbing is in `rill-ssh`; the session-control server, which a tap
 //! starts on a thread of its own when the host has a `sessions` block, in
@@ -42,9 +42,9 @@ pub mod durable;
 pub mod follow;
 pub mod group;
 pub mod identity;
-pub mod keeper;
 pub mod lines;
 pub mod publish;
+pub mod restart;
 pub mod robust;
 pub mod run;
 pub mod saver;

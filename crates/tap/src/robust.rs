@@ -21,7 +21,7 @@ use rill_config::Config;
 use rill_process::{sibling, sleep_until, stop_all, ChildExits, Shutdown, Supervised};
 use tracing::info;
 
-use crate::keeper::{check_hosts, down_until, ping_of, MAX_BACKOFF};
+use crate::restart::{check_hosts, down_until, ping_of, MAX_BACKOFF};
 
 pub fn run(cfg: &Config, hosts: &[String], shutdown: &Shutdown) -> anyhow::Result<()> {
     check_hosts(cfg, hosts)?;

@@ -76,18 +76,22 @@ pub fn run(cfg: &Config, host: &str, shutdown: &Shutdown) -> anyhow::Result<()> 
     let _ = out.durable.pump();
     saver.save(&mut follows, &out.durable);
 
+    // Closing waits for the server's replies for at most this long per
+    // request: a while when it answers, hardly at all when it does not.
+    let within = if result.is_ok() {
+        Duration::from_secs(2)
+    } else {
+        Duration::from_millis(300)
+    };
+    conns.blocking(within);
     if result.is_ok() {
         // Close what we opened so the remote follow scripts end now, not
         // when sshd notices the connection is gone.
-        conns.blocking(Duration::from_secs(2));
         for f in &mut follows {
             f.close();
         }
-    } else {
-        // The server does not answer: a last word, no waiting for replies.
-        conns.blocking(Duration::from_millis(300));
     }
-    conns.disconnect(Duration::from_secs(10), "rill ssh_tap stopping");
+    conns.disconnect(within, "rill ssh_tap stopping");
     let result = rill_sessions::finish(sessions, result);
     let error = result.as_ref().err().map(|e| format!("{e:#}"));
     board.set_connected(false, error.or_else(|| Some("stopped".into())));

@@ -12,9 +12,10 @@ use rill_proto::FileId;
 use tracing::{debug, warn};
 
 use super::channel::Opener;
+use super::io::Io;
 use super::reader::Reader;
 use super::role::Role;
-use super::{Follow, Io, REOPEN_AFTER};
+use super::{Follow, REOPEN_AFTER};
 use crate::checkpoint::{LogCheckpoint, Verify};
 use crate::durable::{Durable, Gap};
 use crate::script::Nonce;

@@ -24,6 +24,7 @@
 
 mod catchup;
 pub mod channel;
+mod io;
 mod position;
 pub mod reader;
 pub mod role;
@@ -33,44 +34,23 @@ mod model;
 #[cfg(test)]
 mod model_tests;
 
-use std::os::unix::io::RawFd;
 use std::time::{Duration, Instant};
 
 use rill_config::{Log, TapSettings};
-use rill_process::Shutdown;
 use rill_proto::FileId;
 use tracing::{debug, info, warn};
 
 use crate::checkpoint::{self, LogCheckpoint, Unfinished};
-use crate::lines::Lines;
-use crate::publish::Outputs;
-use crate::script::{Nonce, Piece, Reading, Script, StartAt};
+use crate::durable::Durable;
+use crate::script::{Nonce, OldFile, Reading, Script, StartAt};
 use crate::status::StatusBoard;
 use channel::Opener;
+pub use io::Io;
 use reader::{Following, Reader};
 use role::{End, Role};
 
 /// How long to wait before reopening a log whose follow script ended.
 const REOPEN_AFTER: Duration = Duration::from_secs(1);
-
-/// What the loop hands every pump.
-pub struct Io<'a> {
-    /// When anything (file bytes or a control line) last came from any
-    /// channel: the tap's measure of a live connection.
-    pub heard: &'a mut Instant,
-    pub buf: &'a mut [u8],
-    pub lines: &'a mut Lines,
-    pub pieces: &'a mut Vec<Piece>,
-    pub out: &'a mut Outputs,
-    pub board: &'a mut StatusBoard,
-    pub shutdown: &'a Shutdown,
-    /// Bit N: connection N's socket was read this turn, until it would
-    /// block. Reading any channel reads every packet waiting on its
-    /// connection; after that only channels with queued data need a read.
-    pub drained: &'a mut u32,
-    /// Connection N's socket, to wait on for a backlog's next packet.
-    pub sockets: &'a [RawFd],
-}
 
 /// One followed log.
 pub struct Follow {
@@ -133,8 +113,8 @@ impl Follow {
         }
     }
 
-    /// Reads every file in chunks, whatever the server's `tail` (the model
-    /// tests' simulated server speaks only chunks).
+    /// Sets how the follow script sends the file (the model tests' simulated
+    /// server speaks only chunks).
     #[cfg(test)]
     pub fn reading(mut self, reading: Reading) -> Self {
         self.reading = reading;
@@ -152,9 +132,9 @@ impl Follow {
         Script::Finish {
             path: self.log.path.clone(),
             old: if copy {
-                crate::script::OldFile::Copy
+                OldFile::Copy
             } else {
-                crate::script::OldFile::Inode(at.file_id.ino)
+                OldFile::Inode(at.file_id.ino)
             },
             verify: at.verify(),
             offset: at.offset,
@@ -167,7 +147,7 @@ impl Follow {
         &mut self,
         conns: &mut dyn Opener,
         board: &mut StatusBoard,
-        durable: &crate::durable::Durable,
+        durable: &Durable,
         i: usize,
     ) -> anyhow::Result<()> {
         self.open_catchup(conns, durable, i)?;
@@ -211,7 +191,7 @@ impl Follow {
                     board.log(i).error = None;
                 }
                 Err(e) => {
-                    board.log(i).error = Some(format!("{e:#}"));
+                    board.log(i).error = Some(e.to_string());
                     self.reopen_at = Some(Instant::now() + REOPEN_AFTER * 5);
                     return Err(e.into());
                 }
@@ -226,8 +206,19 @@ impl Follow {
             self.pump_current(r, io, i)?;
         }
         let mut still = Vec::with_capacity(self.finishing.len());
-        for mut r in std::mem::take(&mut self.finishing) {
-            let seen = r.pump(&self.log, io, i)?;
+        let mut readers = std::mem::take(&mut self.finishing).into_iter();
+        while let Some(mut r) = readers.next() {
+            let seen = match r.pump(&self.log, io, i) {
+                Ok(seen) => seen,
+                Err(e) => {
+                    // The files stay unfinished (and in the checkpoint) for
+                    // the next connection to finish.
+                    still.push(r);
+                    still.extend(readers);
+                    self.finishing = still;
+                    return Err(e);
+                }
+            };
             self.identity_changed |= seen.identified;
             if r.drained() {
                 self.finished(r, io, i)?;
@@ -242,7 +233,13 @@ impl Follow {
     /// Reads the current file's channel and acts on what happened to the
     /// file: truncated, rotated, or the script ended.
     fn pump_current(&mut self, mut r: Reader, io: &mut Io, i: usize) -> anyhow::Result<()> {
-        let seen = r.pump(&self.log, io, i)?;
+        let seen = match r.pump(&self.log, io, i) {
+            Ok(seen) => seen,
+            Err(e) => {
+                self.current = Some(r);
+                return Err(e);
+            }
+        };
         self.identity_changed |= seen.identified || seen.controlled;
         if let Some(old) = seen.replaced {
             info!(log = %self.log.name, file_id = %old.at.file_id, copy = old.copy, "the file was replaced while we were away; finishing the old one");
@@ -262,7 +259,8 @@ impl Follow {
             self.resume = None;
             self.reopen_at = Some(Instant::now());
             r.close(&self.log, io, i, false)
-        } else if !r.role.is_current() {
+        } else if matches!(r.role, Role::Finishing(_)) {
+            // Rotated during this pump: the path names another file now.
             info!(log = %self.log.name, "file rotated; draining the old one and following the new");
             self.avoid = self.resume.map(|c| c.file_id);
             self.finishing.push(r);
@@ -336,12 +334,7 @@ impl Follow {
     /// When this log next needs a turn of the loop without any new bytes:
     /// now for a file to finish, a gap to read or a channel to open that is
     /// due, else the first timer of its readers still to come.
-    pub fn next_due(
-        &self,
-        now: Instant,
-        durable: &crate::durable::Durable,
-        i: usize,
-    ) -> Option<Instant> {
+    pub fn next_due(&self, now: Instant, durable: &Durable, i: usize) -> Option<Instant> {
         let full = durable.full();
         let finish = (!self.finishes.is_empty()).then(|| self.finish_after.unwrap_or(now));
         let reopen = self.current.is_none().then_some(self.reopen_at).flatten();

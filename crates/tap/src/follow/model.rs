@@ -80,6 +80,9 @@ pub struct Server {
     /// Channels opened so far, and the ones still open.
     pub opened: Rc<RefCell<usize>>,
     open: Rc<RefCell<Vec<Rc<RefCell<Proc>>>>>,
+    /// New channels are refused (sshd at its MaxSessions on every
+    /// connection).
+    pub refuse: Rc<RefCell<bool>>,
 }
 
 impl Server {
@@ -151,6 +154,13 @@ impl Server {
         }
     }
 
+    /// The connection dies: every channel open now fails its next read.
+    pub fn sever(&self) {
+        for p in self.open.borrow().iter() {
+            p.borrow_mut().severed = true;
+        }
+    }
+
     /// Channels still open (not closed by the tap, whether or not their
     /// script ended).
     pub fn open_channels(&self) -> usize {
@@ -164,6 +174,9 @@ impl Server {
 
 impl Opener for Server {
     fn open(&mut self, script: &Script) -> Result<(Box<dyn Channel>, usize), rill_ssh::Error> {
+        if *self.refuse.borrow() {
+            return Err(rill_ssh::Error::Full(1));
+        }
         let state = match script {
             Script::Follow { start, reading, .. } => {
                 assert_eq!(*reading, Reading::Chunks, "the model speaks chunks only");
@@ -186,6 +199,7 @@ impl Opener for Server {
             out: VecDeque::new(),
             err: VecDeque::new(),
             closed: false,
+            severed: false,
         }));
         // The script starts at once: it opens its file and says which.
         proc.borrow_mut().step();
@@ -224,6 +238,7 @@ struct Proc {
     out: VecDeque<u8>,
     err: VecDeque<u8>,
     closed: bool,
+    severed: bool,
 }
 
 impl Proc {
@@ -385,6 +400,9 @@ fn drain(q: &mut VecDeque<u8>, buf: &mut [u8]) -> usize {
 impl Channel for FakeChannel {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let mut p = self.0.borrow_mut();
+        if p.severed {
+            return Err(std::io::ErrorKind::ConnectionReset.into());
+        }
         if p.out.is_empty() {
             return if matches!(p.state, State::Done) {
                 Ok(0)
@@ -405,7 +423,7 @@ impl Channel for FakeChannel {
 
     fn queued(&self) -> bool {
         let p = self.0.borrow();
-        !p.out.is_empty() || !p.err.is_empty()
+        p.severed || !p.out.is_empty() || !p.err.is_empty()
     }
 
     fn eof(&self) -> bool {

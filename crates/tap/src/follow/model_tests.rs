@@ -19,10 +19,11 @@ use rill_proto::{FileId, LineMeta};
 
 use super::model::Server;
 use super::{Follow, Io};
-use crate::checkpoint::LogCheckpoint;
+use crate::checkpoint::{self, Checkpoints, LogCheckpoint};
 use crate::durable::Durable;
 use crate::lines::Lines;
 use crate::publish::Outputs;
+use crate::saver::CheckpointSaver;
 use crate::script::Reading;
 use crate::status::StatusBoard;
 
@@ -91,6 +92,9 @@ struct Harness {
     board: StatusBoard,
     parser: Parser,
     written: Vec<Written>,
+    /// The checkpoints as last saved (by the tap's own saver, to the state
+    /// directory).
+    saved: Checkpoints,
     /// Per path: the file it names and its generation (bumped by a
     /// truncation, which makes the same inode a new file).
     generation: BTreeMap<u64, u64>,
@@ -134,6 +138,7 @@ impl Harness {
                 unconfirmed: None,
             },
             written: Vec::new(),
+            saved: Checkpoints::default(),
             generation: BTreeMap::new(),
             next: 0,
         }
@@ -162,6 +167,12 @@ impl Harness {
     /// A poll interval on the server, then one turn of the tap's loop for
     /// this log.
     fn turn(&mut self) {
+        self.try_turn().unwrap();
+    }
+
+    /// [`Harness::turn`], returning what ends the real loop (a channel
+    /// that could not be opened is retried, as the loop does).
+    fn try_turn(&mut self) -> anyhow::Result<()> {
         self.server.poll();
         self.out.durable.pump().unwrap();
         let (mut buf, mut lines, mut pieces) = (vec![0u8; 64 * 1024], Lines::default(), Vec::new());
@@ -177,11 +188,22 @@ impl Harness {
             drained: &mut drained,
             sockets: &[],
         };
-        self.follow
-            .open_due(&mut self.server, io.board, &io.out.durable, 0)
-            .unwrap();
-        self.follow.pump(&mut io, 0).unwrap();
+        let _ = self
+            .follow
+            .open_due(&mut self.server, io.board, &io.out.durable, 0);
+        let pumped = self.follow.pump(&mut io, 0);
         self.parser.take();
+        if self.follow.identity_changed {
+            self.save();
+        }
+        pumped
+    }
+
+    /// Saves the checkpoints as the tap does.
+    fn save(&mut self) {
+        let mut saver = CheckpointSaver::new(&self.cfg, "h", self.saved.clone());
+        saver.save(std::slice::from_mut(&mut self.follow), &self.out.durable);
+        self.saved = saver.saved;
     }
 
     /// Turns until every line written is indexed and the window is empty
@@ -223,7 +245,13 @@ impl Harness {
     /// durable window. `meanwhile` runs while it is down.
     fn restart(&mut self, meanwhile: impl FnOnce(&mut Harness)) {
         self.turn();
-        let (current, unfinished, history) = self.follow.checkpoint(0, &self.out.durable);
+        self.start_again(meanwhile);
+    }
+
+    /// The tap ended (an error, or asked to stop): a new one starts from
+    /// the checkpoint the old one saved.
+    fn start_again(&mut self, meanwhile: impl FnOnce(&mut Harness)) {
+        self.save();
         self.follow.close();
         assert_eq!(
             self.server.open_channels(),
@@ -231,9 +259,17 @@ impl Harness {
             "the old tap closed every channel"
         );
         meanwhile(self);
+        let saved = checkpoint::load(&self.cfg, "h");
         let log = self.follow.log.clone();
-        self.follow =
-            Follow::new(log, self.cfg.tap, current, unfinished, history).reading(Reading::Chunks);
+        let name = log.name.clone();
+        self.follow = Follow::new(
+            log,
+            self.cfg.tap,
+            saved.logs.get(&name).copied(),
+            saved.draining.get(&name).cloned().unwrap_or_default(),
+            saved.history.get(&name).cloned().unwrap_or_default(),
+        )
+        .reading(Reading::Chunks);
         self.out = outputs(&self.ctx, &self.endpoint, self.cfg.tap.max_unacked_lines);
     }
 
@@ -330,6 +366,20 @@ fn a_rotated_file_compressed_after_it_was_finished_loses_nothing() {
     h.server.remove("/logs/app.log.1");
     h.server
         .write("/logs/app.log.1.gz", "\u{1f}\u{8b} compressed bytes\n");
+    h.write(PATH, 6);
+    h.settle();
+    h.check();
+}
+
+#[test]
+fn a_rotated_file_compressed_at_once_is_read_through_the_descriptor_held_open() {
+    let mut h = started(1000);
+    h.write(PATH, 10);
+    h.turn();
+    h.write(PATH, 5);
+    // `compress` without `delaycompress`: renamed, then gone at once.
+    h.server.rename(PATH, "/logs/app.log.1");
+    h.server.remove("/logs/app.log.1");
     h.write(PATH, 6);
     h.settle();
     h.check();
@@ -477,4 +527,25 @@ fn a_checkpoint_names_the_oldest_line_the_index_has_not_confirmed() {
         end,
         "the unconfirmed lines are read again"
     );
+}
+
+#[test]
+fn a_connection_lost_while_finishing_a_rotated_file_finishes_it_after_the_restart() {
+    let mut h = started(1000);
+    h.write(PATH, 10);
+    h.turn();
+    // The rotation is seen, but no channel for the new file opens.
+    *h.server.refuse.borrow_mut() = true;
+    h.server.rename(PATH, "/logs/app.log.1");
+    h.turn();
+    // A writer still has the old file open: it is being finished.
+    h.write("/logs/app.log.1", 3);
+    h.turn();
+    h.write("/logs/app.log.1", 2);
+    h.server.sever();
+    assert!(h.try_turn().is_err(), "the lost connection ends the tap");
+    *h.server.refuse.borrow_mut() = false;
+    h.start_again(|h| h.write(PATH, 5));
+    h.settle();
+    h.check();
 }

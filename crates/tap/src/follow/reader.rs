@@ -10,8 +10,8 @@ use rill_config::{Log, TapSettings};
 use tracing::{debug, info, warn};
 
 use super::channel::Channel;
+use super::io::Io;
 use super::role::{End, Role};
-use super::Io;
 use crate::checkpoint::{LogCheckpoint, Unfinished, Verify};
 use crate::identity::{self, Expected, Opened};
 use crate::lines::{LineSplitter, Lines};
@@ -19,8 +19,8 @@ use crate::publish::Source;
 use crate::script::{Control, Header, Nonce, Output, OutputError, Piece, Said, StderrLines};
 use rill_proto::FileId;
 
-/// How long a finishing file whose inode left the folder may be quiet
-/// before it counts as read to its end.
+/// How long an old file (finishing or catching up) whose inode left the
+/// folder may be quiet before it counts as read to its end.
 pub const QUIET: Duration = Duration::from_secs(3);
 
 /// A read at least this long is a full SSH packet (OpenSSH sends at most
@@ -93,7 +93,9 @@ struct Ctx<'l> {
     log: &'l Log,
     /// The log's number in the tap.
     i: usize,
-    /// The reader read the file the path names when the pump began.
+    /// The reader read the file the path names when the pump began. Fixed
+    /// for the pump: lines read before a rotation in it still update the
+    /// log's status as the current file's.
     current: bool,
 }
 
@@ -439,7 +441,6 @@ impl Reader {
                     Expected {
                         at: self.expect,
                         avoid: self.avoid,
-                        old: !ctx.current,
                         current: ctx.current,
                     },
                 );

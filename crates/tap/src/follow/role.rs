@@ -83,6 +83,9 @@ impl Role {
 
     /// Takes a control record: a rotation turns the current reader into a
     /// finishing one; an old file's final size and disappearance are noted.
+    /// The scripts say `RILL-FINAL` and `RILL-GONE` only after
+    /// `RILL-ROTATED` on the same stream (or for a finish, which starts as
+    /// an old file), so the current reader never has them to note.
     pub fn on_control(&mut self, c: Control) {
         match (self, c) {
             (r @ Role::Current, Control::Rotated) => *r = Role::finishing(false),

@@ -1,4 +1,4 @@
-# Follows the log from a start point (the module docs of remote.rs describe
+# Follows the log from a start point (the module docs of script/mod.rs describe
 # the header and what follows it).
 #
 # Arguments: PATH DIR NAME INTERVAL FP_BYTES CHUNK_BYTES START MODE NONCE

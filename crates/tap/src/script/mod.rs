@@ -27,7 +27,7 @@
 //!   its messages on the same stream (`2>&1`) its "file truncated" sits
 //!   exactly between the old bytes and the new ones. It is given the file's
 //!   name behind a random run of `/.` and `//.` segments (the [`Nonce`]), so
-//!   its messages are told apart from any log line (`frames::StreamFilter`).
+//!   its messages are told apart from any log line (`output::StreamFilter`).
 //!   Rotation, the file's size when it changed, a draining file's final
 //!   size and a grown fingerprint are reported on stderr.
 //! - **chunks** (any other `tail`: BusyBox, BSD, which re-read a truncated
@@ -49,25 +49,6 @@
 use std::time::Duration;
 
 use crate::checkpoint::Verify;
-
-/// `1`, `0.5`: seconds as `sleep` takes them.
-fn seconds(d: Duration) -> String {
-    let ms = d.as_millis().max(1);
-    if ms.is_multiple_of(1000) {
-        (ms / 1000).to_string()
-    } else {
-        format!("{}.{:03}", ms / 1000, ms % 1000)
-            .trim_end_matches('0')
-            .to_owned()
-    }
-}
-
-/// The largest chunk the chunk reader sends at once (the tap holds a chunk
-/// until its `RILL-OK`).
-pub const CHUNK_BYTES: u64 = 256 * 1024;
-
-/// How many leading bytes a full fingerprint covers.
-pub const FINGERPRINT_BYTES: u64 = rill_proto::FileId::FINGERPRINT_BYTES;
 
 /// Where to start reading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,32 +75,6 @@ pub enum Reading {
     Auto,
     /// Always chunks (tests of the chunk reader on any host).
     Chunks,
-}
-
-/// The run of `/.` and `//.` segments put before the file's name for tail,
-/// different for every channel, so that a message of tail's names a path no
-/// log line can guess.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Nonce(String);
-
-impl Nonce {
-    const BITS: u32 = 48;
-
-    pub fn random() -> Nonce {
-        Nonce::from_bits(uuid::Uuid::new_v4().as_u128() as u64)
-    }
-
-    fn from_bits(bits: u64) -> Nonce {
-        let mut s = String::from("/.");
-        for i in 0..Self::BITS {
-            s.push_str(if bits >> i & 1 == 1 { "//." } else { "/." });
-        }
-        Nonce(s)
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
 /// The scripts, as they are on disk under `script/`: constant text. Every
@@ -268,15 +223,6 @@ impl Script {
             } => finish_command(path, *old, *verify, *offset, *interval),
         }
     }
-
-    /// The nonce its output is decoded with (a finish has none: it sends
-    /// chunks).
-    pub fn nonce(&self) -> Nonce {
-        match self {
-            Script::Follow { nonce, .. } => nonce.clone(),
-            Script::Finish { .. } => Nonce::random(),
-        }
-    }
 }
 
 /// Which old file a finish reads.
@@ -315,11 +261,14 @@ pub fn finish_command(
 }
 
 mod output;
+mod params;
 
 pub use output::{
     parse_control, parse_header, ChunkDecoder, Control, FrameError, Header, HeaderError, Mode,
     Output, OutputError, Piece, Said, StderrLines, StreamFilter,
 };
+use params::seconds;
+pub use params::{Nonce, CHUNK_BYTES, FINGERPRINT_BYTES};
 
 #[cfg(test)]
 mod run_tests;

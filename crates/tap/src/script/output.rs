@@ -15,7 +15,7 @@
 
 use memchr::memmem;
 
-use super::Nonce;
+use super::params::{Nonce, CHUNK_BYTES};
 use crate::checkpoint::Verify;
 
 /// What the script said, in stream order.
@@ -217,7 +217,7 @@ impl ChunkDecoder {
                             want: self.next,
                         });
                     }
-                    if len == 0 || len > super::CHUNK_BYTES {
+                    if len == 0 || len > CHUNK_BYTES {
                         return Err(unexpected());
                     }
                     self.state = ChunkState::Bytes {
