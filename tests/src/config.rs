@@ -42,22 +42,27 @@ pub struct TestLog<'a> {
     pub hosts: &'a [&'a str],
 }
 
+/// The search API's block every test config starts with: a port of its
+/// own, so tests running side by side never answer each other's health
+/// probes. A test that sets `search:` itself replaces it.
+pub(crate) fn search_block(port: u16) -> String {
+    format!("search:\n  listen: 127.0.0.1:{port}\n")
+}
+
 /// Writes `dir/rill.yaml` for `hosts` and `logs` (streams on `streams`,
-/// state in `dir/state`) and pre-seeds `known_hosts` lines into
-/// `state/known_hosts`; returns the config's path.
+/// the search API on `search_port`, state in `dir/state`) and pre-seeds
+/// `known_hosts` lines into `state/known_hosts`; returns the config's path.
 pub(crate) fn write_config(
     dir: &Path,
-    streams: &str,
+    (streams, search_port): (&str, u16),
     hosts: &[TestHost],
     logs: &[TestLog],
     known_hosts: &[String],
 ) -> PathBuf {
     let mut y = String::new();
-    writeln!(
-        y,
-        "state_dir: ./state\nstreams:\n  endpoint: {streams}\nhosts:"
-    )
-    .unwrap();
+    writeln!(y, "state_dir: ./state\nstreams:\n  endpoint: {streams}").unwrap();
+    y.push_str(&search_block(search_port));
+    writeln!(y, "hosts:").unwrap();
     for h in hosts {
         writeln!(
             y,
@@ -102,6 +107,9 @@ impl Rill {
     /// Appends top-level YAML (e.g. a `tap:` block) to the config.
     pub fn append_config(&self, yaml: &str) {
         let mut text = std::fs::read_to_string(&self.config).unwrap();
+        if yaml.lines().any(|l| l == "search:") {
+            text = text.replacen(&search_block(self.search_port), "", 1);
+        }
         text.push_str(yaml);
         std::fs::write(&self.config, text).unwrap();
     }

@@ -15,6 +15,8 @@ pub struct Rill {
     pub dir: TempDir,
     pub config: PathBuf,
     pub streams: String,
+    /// The search API's port (unless the test set `search:` itself).
+    pub search_port: u16,
     supervisor: Option<Child>,
     log: PathBuf,
     env: Vec<(String, String)>,
@@ -30,12 +32,20 @@ impl Rill {
             .tempdir()
             .unwrap();
         let streams = format!("tcp://127.0.0.1:{}", free_port());
-        let config = write_config(dir.path(), &streams, hosts, logs, known_hosts);
+        let search_port = free_port();
+        let config = write_config(
+            dir.path(),
+            (&streams, search_port),
+            hosts,
+            logs,
+            known_hosts,
+        );
         let log = dir.path().join("supervisor.log");
         Rill {
             dir,
             config,
             streams,
+            search_port,
             supervisor: None,
             log,
             env: Vec::new(),
