@@ -25,24 +25,14 @@ use rill_ssh::{Link, Opening, EAGAIN};
 /// How long one reaping may take before it is given up (and logged).
 const REAP_WITHIN: Duration = Duration::from_secs(10);
 
-/// The script that kills every process of the sessions `sids`.
+/// The script that kills every process of the sessions named by its
+/// arguments: constant text, run by `sh` whatever the login shell.
+const REAP: &str = include_str!("reap.sh");
+
+/// The command that kills every process of the sessions `sids`.
 pub fn command(sids: &[u32]) -> String {
-    let list: Vec<String> = sids.iter().map(u32::to_string).collect();
-    format!(
-        r#"sids=' {} '
-if [ -r /proc/self/stat ]; then
-  for d in /proc/[0-9]*; do
-    {{ read -r s < "$d/stat"; }} 2>/dev/null || continue
-    s=${{s##*) }}; set -- $s
-    case "$sids" in *" $4 "*) kill -9 "${{d#/proc/}}" 2>/dev/null ;; esac
-  done
-else
-  for sid in $sids; do pkill -9 -s "$sid" 2>/dev/null; done
-fi
-exit 0
-"#,
-        list.join(" ")
-    )
+    let args: Vec<String> = sids.iter().map(u32::to_string).collect();
+    rill_ssh::remote::sh(REAP, &args)
 }
 
 /// One run of the script on a link.
@@ -156,10 +146,42 @@ mod tests {
     use super::*;
     use std::process::Command;
 
-    /// The script, run by the local `sh` against processes of ours in two
-    /// sessions of their own: the named one is emptied, the other untouched.
+    /// The login shells a server account may have.
+    fn login_shells() -> Vec<std::path::PathBuf> {
+        ["sh", "bash", "tcsh", "fish"]
+            .into_iter()
+            .map(rill_test_support::which)
+            .collect()
+    }
+
     #[test]
-    fn the_script_kills_every_process_of_the_named_sessions_only() {
+    fn shellcheck_finds_nothing_in_the_script() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("reap.sh");
+        std::fs::write(&file, REAP).unwrap();
+        let out = Command::new(rill_test_support::which("shellcheck"))
+            .args(["--shell=sh", "--severity=style"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+
+    /// The command, run by each login shell against processes of ours in
+    /// two sessions of their own: the named one is emptied, the other
+    /// untouched.
+    #[test]
+    fn the_command_kills_every_process_of_the_named_sessions_only() {
+        for shell in login_shells() {
+            kills_the_named_session_only(&shell);
+        }
+    }
+
+    fn kills_the_named_session_only(shell: &std::path::Path) {
         let spawn = || {
             Command::new("setsid")
                 .args(["sh", "-c", "trap '' HUP; sleep 300 & sleep 301; wait"])
@@ -193,14 +215,24 @@ mod tests {
         let (sid, other) = (victim.id(), bystander.id());
         assert_eq!(settle(sid, 3), 3, "sh and two sleeps in session {sid}");
         assert_eq!(settle(other, 3), 3);
-        let out = Command::new("sh")
+        let out = Command::new(shell)
             .args(["-c", &command(&[sid, 999_999])])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{out:?}");
+        assert!(out.status.success(), "{}: {out:?}", shell.display());
         let _ = victim.wait();
-        assert_eq!(settle(sid, 0), 0, "session {sid} emptied");
-        assert_eq!(in_session(other), 3, "session {other} untouched");
+        assert_eq!(
+            settle(sid, 0),
+            0,
+            "{}: session {sid} emptied",
+            shell.display()
+        );
+        assert_eq!(
+            in_session(other),
+            3,
+            "{}: session {other} untouched",
+            shell.display()
+        );
         let _ = Command::new("sh").args(["-c", &command(&[other])]).status();
         let _ = bystander.wait();
         assert_eq!(settle(other, 0), 0);

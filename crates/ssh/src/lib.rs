@@ -6,11 +6,14 @@
 //! - [`pool`]: the connections to one host, spilling over to another
 //!   connection when sshd refuses channels (`MaxSessions`).
 //! - [`error`]: a pool's errors, and whether the connection survives them.
+//! - [`remote`]: the command line that runs a `sh` script under any login
+//!   shell, its values as positional parameters.
 
 pub mod connect;
 pub mod error;
 pub mod hostkey;
 pub mod pool;
+pub mod remote;
 
 pub use connect::{connect, ConnectError};
 pub use error::{Error, CHANNEL_FAILURE, EAGAIN};

@@ -6,7 +6,8 @@
 //! intervals, offsets, the nonce) reaches them as a positional parameter:
 //! a path is always a path, whatever it holds. The login shell only runs
 //! `exec sh -c BOOT rill SCRIPT ARGS...`, each word escaped so that sh,
-//! bash, zsh, fish and tcsh all pass it on unchanged ([`escape`]).
+//! bash, zsh, fish and tcsh all pass it on unchanged
+//! ([`rill_ssh::remote::escape`]).
 //!
 //! Every script opens its file once (`exec 4<FILE`) and from then on reads
 //! it through `/dev/fd/4`, so a rename or a delete never changes which file
@@ -48,6 +49,8 @@
 
 use std::time::Duration;
 
+use rill_ssh::remote::sh as command;
+
 use crate::checkpoint::Verify;
 
 /// Where to start reading.
@@ -84,40 +87,6 @@ const COMMON: &str = include_str!("common.sh");
 const FOLLOW: &str = include_str!("follow.sh");
 const FINISH: &str = include_str!("finish.sh");
 const RUN: &str = include_str!("run.sh");
-
-/// What the login shell runs: `sh`, which turns each of its arguments back
-/// into the bytes they stand for ([`escape`]), then runs the first as a
-/// script with the rest as its positional parameters. It holds no `'`,
-/// `\`, `!` or newline, so sh, bash, zsh, fish and tcsh all pass it to `sh`
-/// unchanged inside single quotes.
-const BOOT: &str = r#"for a in "$@"; do v=$(printf "%bx" "$a"); set -- "$@" "${v%x}"; shift; done; s=$1; shift; eval "$s""#;
-
-/// `s` as a word that every login shell passes on unchanged inside single
-/// quotes and that `printf %b` turns back into `s`: every byte but
-/// printable ASCII other than `\`, `'` and `!` becomes `\0ooo`.
-pub fn escape(s: &[u8]) -> String {
-    let mut out = String::with_capacity(s.len());
-    for &c in s {
-        if c.is_ascii_graphic() && !matches!(c, b'\\' | b'\'' | b'!') || c == b' ' {
-            out.push(c as char);
-        } else {
-            out.push_str(&format!("\\0{c:03o}"));
-        }
-    }
-    out
-}
-
-/// The command line for the login shell: `script` run by `sh` with `args`
-/// as `$1`, `$2`, ...
-fn command(script: &str, args: &[impl AsRef<str>]) -> String {
-    let mut cmd = format!("exec sh -c '{BOOT}' rill '{}'", escape(script.as_bytes()));
-    for a in args {
-        cmd.push_str(" '");
-        cmd.push_str(&escape(a.as_ref().as_bytes()));
-        cmd.push('\'');
-    }
-    cmd
-}
 
 /// `path`'s folder and file name.
 fn split(path: &str) -> (&str, &str) {
