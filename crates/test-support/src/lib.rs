@@ -70,6 +70,20 @@ pub fn which(name: &str) -> std::path::PathBuf {
         .unwrap_or_else(|| panic!("{name} is not installed; run tests/install-deps.sh"))
 }
 
+/// What `shellcheck` (POSIX sh, every severity) says about the script
+/// `text` named `name`; `None` when it finds nothing.
+pub fn shellcheck(name: &str, text: &str) -> Option<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(name);
+    std::fs::write(&file, text).unwrap();
+    let out = std::process::Command::new(which("shellcheck"))
+        .args(["--shell=sh", "--severity=style"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    (!out.status.success()).then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// Raises this process's open-file limit to `n` (the hard limit too: tests
 /// run as root), for tests that hold thousands of connections.
 pub fn raise_open_files(n: u64) {

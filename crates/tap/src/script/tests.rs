@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use super::shells::{login_shells, which, Shell, HOSTILE, IV};
+use super::shells::{login_shells, Shell, HOSTILE, IV};
 use super::*;
 
 #[test]
@@ -78,19 +78,9 @@ fn the_command_line_holds_nothing_a_login_shell_interprets_in_quotes() {
 #[test]
 fn shellcheck_finds_nothing_in_the_scripts() {
     for (name, kind) in [("follow", FOLLOW), ("finish", FINISH)] {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join(format!("{name}.sh"));
-        std::fs::write(&file, [COMMON, kind, RUN].concat()).unwrap();
-        let out = Command::new(which("shellcheck"))
-            .args(["--shell=sh", "--severity=style"])
-            .arg(&file)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "shellcheck on {name}: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
+        let said =
+            rill_test_support::shellcheck(&format!("{name}.sh"), &[COMMON, kind, RUN].concat());
+        assert_eq!(said, None, "shellcheck on {name}");
     }
 }
 
