@@ -129,7 +129,11 @@ impl Follow {
             self.catchup.reader = Some(r);
             return Ok(());
         }
-        r.pump(&self.log, io, i)?;
+        if let Err(e) = r.pump(&self.log, io, i) {
+            // Kept, like the other readers, so closing the log closes it.
+            self.catchup.reader = Some(r);
+            return Err(e);
+        }
         if io.out.durable.gap(i, file_id).is_none() {
             debug!(log = %self.log.name, %file_id, "gap read again");
             r.close(&self.log, io, i, false)?;

@@ -455,21 +455,24 @@ impl StderrLines {
     }
 }
 
+/// The file bytes among `pieces`, joined (for tests of the decoders and
+/// of the scripts).
+#[cfg(test)]
+pub fn data(pieces: &[Piece]) -> Vec<u8> {
+    pieces
+        .iter()
+        .filter_map(|p| match p {
+            Piece::Data(d) => Some(d.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::checkpoint::Verify;
-
-    fn data(pieces: &[Piece]) -> Vec<u8> {
-        pieces
-            .iter()
-            .filter_map(|p| match p {
-                Piece::Data(d) => Some(d.clone()),
-                _ => None,
-            })
-            .flatten()
-            .collect()
-    }
 
     /// Feeds `input` in pieces of every size from 1 to 7 bytes and checks
     /// the result does not depend on how the bytes were cut.

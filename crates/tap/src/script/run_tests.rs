@@ -119,14 +119,7 @@ impl Local {
     }
 
     fn data(&self) -> Vec<u8> {
-        self.pieces
-            .iter()
-            .filter_map(|p| match p {
-                Piece::Data(d) => Some(d.clone()),
-                _ => None,
-            })
-            .flatten()
-            .collect()
+        super::output::data(&self.pieces)
     }
 
     /// Control records from the stream and from stderr, in arrival order
