@@ -20,11 +20,13 @@ fn append_lines(h: &OneHost, log: &str, range: std::ops::Range<usize>) {
 
 /// The numbers in the index, checking none is there twice.
 fn numbers(rill: &Rill) -> BTreeSet<usize> {
-    let out = rill.rill(&["search", "--json", "--limit", "100000", "*"]);
+    let out = rill.rill(&["search", "--json", "--limit", "1000000", "*"]);
     let mut seen = BTreeMap::new();
     for l in String::from_utf8_lossy(&out.stdout).lines() {
         let v: Value = serde_json::from_str(l).unwrap();
-        let n: usize = v["body"].as_str().unwrap()[2..7].parse().unwrap();
+        let body = v["body"].as_str().unwrap();
+        let digits = body[2..].split(' ').next().unwrap();
+        let n: usize = digits.parse().unwrap();
         if let Some(first) = seen.insert(n, v.clone()) {
             panic!("line {n} twice: {first} and {v}");
         }
@@ -83,6 +85,53 @@ fn status_shows_each_log_confirmed_by_the_index_to_the_end_of_its_file() {
     let generation =
         std::fs::read_to_string(rill.dir.path().join("state/index/rill-generation")).unwrap();
     assert_eq!(cp["generation"].as_str(), Some(generation.trim()), "{cp}");
+}
+
+/// The parser confirms lines to the tap once they are in its write-ahead
+/// log, before they are indexed: killed then, it indexes them after its
+/// restart from the log (the tap holds them no more).
+#[test]
+fn lines_confirmed_but_not_yet_indexed_are_indexed_after_the_parser_is_killed() {
+    const N: usize = 400_000;
+    let h = OneHost::running(&["a"]);
+    append_lines(&h, "a", 0..N);
+    let size = std::fs::metadata(h.file("a")).unwrap().len();
+    let rill = &h.rill;
+    // Confirmed to the tap up to the end of the file...
+    let confirmed = wait_until(Duration::from_secs(30), || {
+        rill.host_status("web01")
+            .is_some_and(|s| s["logs"][0]["indexed_offset"].as_u64() == Some(size))
+    });
+    assert!(
+        confirmed,
+        "never confirmed: {:?}",
+        rill.host_status("web01")
+    );
+    let parser = local_processes_mentioning(&rill.config.display().to_string())
+        .into_iter()
+        .find(|(_, c)| c.contains("/parser "))
+        .expect("a parser runs")
+        .0;
+    // ... and not all indexed yet.
+    let searchable = rill.count("*", &[]).unwrap_or(0);
+    eprintln!("searchable when the parser is killed: {searchable} of {N}");
+    // SAFETY: killing the parser of the Rill under test.
+    unsafe { libc::kill(parser as i32, libc::SIGKILL) };
+    assert!(
+        searchable < N as u64,
+        "the index had every line before the kill ({searchable}): nothing left to show"
+    );
+    let all = wait_for(Duration::from_secs(90), || {
+        rill.count("*", &[]).filter(|&n| n >= N as u64)
+    });
+    assert_eq!(
+        all,
+        Some(N as u64),
+        "after the parser's restart: {:?}; log:\n{}",
+        rill.count("*", &[]),
+        rill.log()
+    );
+    assert_eq!(numbers(rill), (0..N).collect::<BTreeSet<_>>());
 }
 
 #[test]

@@ -9,14 +9,18 @@
 //!   to the internal bus endpoint (XSUB); clients subscribe at the one public
 //!   `streams.endpoint` (XPUB). Subscriptions travel upstream, so publishers
 //!   only send what someone asked for.
+//! - [`publisher`]: an XPUB on the bus that knows what is subscribed, for a
+//!   publisher whose messages cost to make.
 //! - [`subscriber`]: a SUB socket that takes MQTT-style patterns, subscribes to
 //!   their literal prefixes and filters the rest locally.
 
 pub mod proxy;
+pub mod publisher;
 pub mod socket;
 pub mod subscriber;
 
 pub use proxy::StreamProxy;
+pub use publisher::Publisher;
 pub use socket::{open, prepare_endpoint, Role};
 
 pub use subscriber::{Message, Subscriber};

@@ -46,10 +46,14 @@ pub struct TapSettings {
     /// A last line still without its newline after this long is published,
     /// marked partial (default 5 s); the rest follows as its own line.
     pub partial_line_after: std::time::Duration,
-    /// Lines a tap holds that the index has not confirmed yet (default
-    /// 20,000, and never more than 16 MiB): when full, the tap stops reading
-    /// until the parser catches up, and the files on the server wait.
+    /// Lines a tap holds that the parser has not confirmed yet (default
+    /// 200,000): when full (or `max_unacked_bytes` is), the live stream
+    /// goes on and the lines the index could not take wait in the files on
+    /// the server.
     pub max_unacked_lines: usize,
+    /// Bytes (lines and their metadata) a tap holds unconfirmed (default
+    /// 16 MiB).
+    pub max_unacked_bytes: usize,
     /// Hosts followed by one `ssh_tap` process, each on a thread of its own
     /// that is restarted by itself (default [`HostsPerProcess::Auto`]).
     /// More save memory on large fleets; a crash of the process restarts
@@ -86,7 +90,8 @@ impl Default for TapSettings {
             stream_poll: std::time::Duration::from_millis(20),
             max_line_bytes: 1 << 20,
             partial_line_after: std::time::Duration::from_secs(5),
-            max_unacked_lines: 20_000,
+            max_unacked_lines: 200_000,
+            max_unacked_bytes: 16 << 20,
             hosts_per_process: HostsPerProcess::Auto,
         }
     }

@@ -37,6 +37,7 @@ pub struct RawTap {
     pub max_line_bytes: Option<u64>,
     pub partial_line_after: Option<String>,
     pub max_unacked_lines: Option<u64>,
+    pub max_unacked_bytes: Option<u64>,
     pub hosts_per_process: Option<RawHostsPerProcess>,
 }
 

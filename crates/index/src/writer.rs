@@ -167,6 +167,9 @@ pub struct IndexWriter {
     /// Opened for lookups in [`IndexWriter::highest`], dropped at commit so
     /// that it does not keep merged-away segment files on disk.
     reader: Option<IndexReader>,
+    /// Stored with every commit (tantivy's commit payload): what the
+    /// caller needs to know of the last commit after a crash.
+    payload: Option<String>,
 }
 
 /// Forget the highest offsets (they are looked up again) beyond this many
@@ -216,6 +219,7 @@ impl IndexWriter {
         let writer = index
             .writer_with_num_threads(opts.threads, opts.memory)
             .map_err(open_err)?;
+        let payload = index.load_metas().map_err(open_err)?.payload;
         Ok(IndexWriter {
             writer,
             fields,
@@ -224,7 +228,18 @@ impl IndexWriter {
             highest: HashMap::new(),
             index,
             reader: None,
+            payload,
         })
+    }
+
+    /// The payload of the last commit (see [`IndexWriter::set_payload`]).
+    pub fn payload(&self) -> Option<&str> {
+        self.payload.as_deref()
+    }
+
+    /// What every commit from now on stores with it, until set again.
+    pub fn set_payload(&mut self, payload: String) {
+        self.payload = Some(payload);
     }
 
     /// Adds `line`, replacing any line with the same durable name. It is
@@ -355,7 +370,11 @@ impl IndexWriter {
     /// reloaded) after this.
     pub fn commit(&mut self) -> Result<(), IndexError> {
         self.write_runs()?;
-        self.writer.commit()?;
+        let mut prepared = self.writer.prepare_commit()?;
+        if let Some(p) = &self.payload {
+            prepared.set_payload(p);
+        }
+        prepared.commit()?;
         self.pending = 0;
         self.reader = None;
         // Only here: every line added is committed, so a lookup sees them.
@@ -437,6 +456,25 @@ mod tests {
             fields: Default::default(),
             parse_error: false,
         }
+    }
+
+    #[test]
+    fn the_payload_of_the_last_commit_is_there_after_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = IndexWriter::open(dir.path()).unwrap();
+        assert_eq!(w.payload(), None, "a new index");
+        w.set_payload("first".into());
+        w.add(&line(0, 2, "a")).unwrap();
+        w.commit().unwrap();
+        w.set_payload("second".into());
+        w.add(&line(2, 2, "b")).unwrap();
+        w.commit().unwrap();
+        // A commit of retention's keeps the payload last set.
+        w.delete_older_than(Utc.timestamp_opt(0, 0).unwrap())
+            .unwrap();
+        drop(w);
+        let w = IndexWriter::open(dir.path()).unwrap();
+        assert_eq!(w.payload(), Some("second"));
     }
 
     fn bodies(dir: &Path) -> Vec<String> {

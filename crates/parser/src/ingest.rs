@@ -1,11 +1,13 @@
 //! The parser's side of the durable path (protocol: `rill_proto::ingest`).
 //!
-//! For every tap run it knows the next message it expects. A message with
-//! that number is handed out for indexing; an older one is a duplicate (sent
-//! again) and skipped; a newer one means messages were lost on the way, and
-//! the tap is asked to send again from the missing one. After a commit a
-//! run that gained lines gets a receipt, paced by [`Pacing`]: at once when
-//! a quarter of the tap's window waits for one, else at most every 2 s.
+//! For every tap run it knows the next line it expects. A message that
+//! starts with that line is handed out (to the write-ahead log); an older
+//! one is a duplicate (sent again) and skipped, or cut to the lines not
+//! seen yet; a newer one means messages were lost on the way, and the tap
+//! is asked to send again from the missing line. Once what was handed out
+//! is durable (synced in the write-ahead log), runs that gained lines get a
+//! receipt, paced by [`Pacing`]: at once when a quarter of the tap's window
+//! waits for one, else at most every 2 s.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -18,12 +20,14 @@ use tracing::{debug, info, warn};
 
 /// A tap run not heard from for this long is forgotten.
 const FORGET_AFTER: Duration = Duration::from_secs(600);
-/// Lines queued in the parser per connected tap (libzmq's receive
-/// high-water mark is per connection): about 0.5 MB with their metadata,
-/// 100 MB for 200 hosts even when the parser is starved of CPU. It is a
-/// tenth of [`Role::Ingest`]'s default, which let a saturated parser grow
+/// Messages queued in the parser per connected tap (libzmq's receive
+/// high-water mark is per connection): at most 4 MiB of lines (a message
+/// holds up to 128 KiB), usually far less: a live tail's messages hold a
+/// line or a few. [`Role::Ingest`]'s default let a saturated parser grow
 /// past 1.7 GB in a 200-host benchmark.
-const RCVHWM_PER_TAP: i32 = 1_000;
+const RCVHWM_PER_TAP: i32 = 32;
+/// A message holds at most this many lines.
+const MAX_LINES_PER_MESSAGE: u64 = 1 << 20;
 /// How often [`Ingest::tell`] looks for receipts whose time came.
 const LOOK_EVERY: Duration = Duration::from_millis(100);
 /// A tap is asked to send again at most this often per run.
@@ -36,23 +40,26 @@ pub struct Pacing {
     pub every: Duration,
     /// ... unless this many of its lines were committed since its last one,
     pub lines: u64,
-    /// ... or this many bytes (meta and line) handed out since then.
+    /// ... or this many bytes (meta and line) handed out since then,
     pub bytes: u64,
+    /// ... or once the run sent nothing for this long (a burst ended: its
+    /// window empties now rather than up to `every` later).
+    pub quiet: Duration,
 }
 
 impl Pacing {
     /// Every 2 s, or at once for a quarter of a tap's window
-    /// (`tap.max_unacked_lines`, or [`ingest::MAX_WINDOW_BYTES`] for long
-    /// lines). A receipt per commit (two a second per tap) cost 200 taps
+    /// (`tap.max_unacked_lines` or `tap.max_unacked_bytes`). A receipt per commit (two a second per tap) cost 200 taps
     /// 800 thread wakes a second for nothing a tap needed: its window only
     /// fills in a burst, and then receipts go at once; a checkpoint 2 s
     /// staler only means a few more lines read again after a crash, which
     /// the index keeps once.
-    pub fn for_window(max_unacked_lines: usize) -> Self {
+    pub fn for_window(max_unacked_lines: usize, max_unacked_bytes: usize) -> Self {
         Pacing {
             every: Duration::from_secs(2),
             lines: (max_unacked_lines / 4).max(1) as u64,
-            bytes: (ingest::MAX_WINDOW_BYTES / 4) as u64,
+            bytes: (max_unacked_bytes / 4).max(1) as u64,
+            quiet: Duration::from_millis(250),
         }
     }
 
@@ -61,6 +68,7 @@ impl Pacing {
         every: Duration::ZERO,
         lines: 1,
         bytes: 1,
+        quiet: Duration::ZERO,
     };
 }
 
@@ -100,13 +108,19 @@ struct TapRun {
     told_at: Option<Instant>,
     /// Bytes (meta and line) handed out since the last receipt.
     untold_bytes: u64,
+    /// When its last lines arrived.
+    last_lines: Instant,
 }
 
-/// A line to index.
+/// Lines to index: `meta.lines` consecutive lines of one file (a tap's
+/// message, or its part not seen before).
 pub struct Incoming {
     pub meta: LineMeta,
-    pub bytes: Vec<u8>,
-    /// Its durable number in its tap run (`meta.epoch`).
+    /// `meta` as JSON (as the tap sent it, unless it was cut).
+    pub meta_json: Vec<u8>,
+    /// The lines joined by their newlines.
+    pub lines: Vec<u8>,
+    /// The durable number of the first line in its tap run (`meta.epoch`).
     pub seq: u64,
 }
 
@@ -146,36 +160,53 @@ impl Ingest {
         &self.socket
     }
 
-    /// The next line to index, if one is waiting. Hellos, duplicates and
-    /// out-of-order lines are dealt with on the way.
+    /// The next lines to index, if a message is waiting. Hellos,
+    /// duplicates and out-of-order messages are dealt with on the way.
     pub fn recv(&mut self) -> Option<Incoming> {
         loop {
             let frames = self.socket.recv_multipart(zmq::DONTWAIT).ok()?;
             match &frames[..] {
-                [route, kind, meta, bytes, env] if kind.as_slice() == ingest::LINE => {
-                    let meta_len = meta.len();
-                    let (Ok(meta), Ok(env)) = (
+                [route, kind, meta, lines, env] if kind.as_slice() == ingest::LINE => {
+                    let (Ok(parsed), Ok(env)) = (
                         serde_json::from_slice::<LineMeta>(meta),
                         serde_json::from_slice::<Envelope>(env),
                     ) else {
-                        warn!("ignoring a malformed line from a tap");
+                        warn!("ignoring a malformed message from a tap");
                         continue;
                     };
-                    let run = self.run(route, &meta.host, &meta.epoch, env.window_start);
-                    if env.seq == run.next {
-                        run.next += 1;
-                        run.untold_bytes += (meta_len + bytes.len()) as u64;
-                        return Some(Incoming {
-                            meta,
-                            bytes: bytes.clone(),
-                            seq: env.seq,
-                        });
+                    let n = parsed.lines.max(1);
+                    let newlines = memchr::memchr_iter(b'\n', lines).count() as u64;
+                    let run = self.run(route, &parsed.host, &parsed.epoch, env.window_start);
+                    if n > MAX_LINES_PER_MESSAGE || newlines != n - 1 {
+                        warn!(host = %parsed.host, lines = n, newlines, "ignoring a message whose lines do not match its meta");
+                        if env.seq == run.next {
+                            run.next += n;
+                        }
+                        continue;
+                    }
+                    let end = env.seq + n;
+                    if end <= run.next {
+                        continue; // sent again; seen already
                     }
                     if env.seq > run.next {
                         let from = run.next;
-                        let epoch = meta.epoch.clone();
+                        let epoch = parsed.epoch.clone();
                         self.ask(&epoch, from);
+                        continue;
                     }
+                    let skip = run.next - env.seq;
+                    run.next = end;
+                    run.untold_bytes += (meta.len() + lines.len()) as u64;
+                    run.last_lines = Instant::now();
+                    if skip == 0 {
+                        return Some(Incoming {
+                            meta: parsed,
+                            meta_json: meta.to_vec(),
+                            lines: lines.to_vec(),
+                            seq: env.seq,
+                        });
+                    }
+                    return Some(cut(parsed, lines, env.seq, skip));
                 }
                 [route, kind, hello] if kind.as_slice() == ingest::HELLO => {
                     let Ok(h) = serde_json::from_slice::<Hello>(hello) else {
@@ -212,6 +243,7 @@ impl Ingest {
                 told: window_start,
                 told_at: None,
                 untold_bytes: 0,
+                last_lines: Instant::now(),
             }
         });
         run.route = route.to_vec();
@@ -258,13 +290,11 @@ impl Ingest {
             .send_multipart([run.route.as_slice(), &json], zmq::DONTWAIT);
     }
 
-    /// Everything handed out so far is committed, except lines from
-    /// `held(epoch)` on (still in an open multiline event, not indexed yet):
-    /// tell the taps whose receipt is due.
-    pub fn committed(&mut self, held: impl Fn(&str) -> Option<u64>) {
-        for (e, r) in self.runs.iter_mut() {
-            let upto = held(e).map_or(r.next, |h| h.min(r.next));
-            r.committed = r.committed.max(upto);
+    /// Everything handed out so far is durable: tell the taps whose
+    /// receipt is due.
+    pub fn committed(&mut self) {
+        for r in self.runs.values_mut() {
+            r.committed = r.committed.max(r.next);
         }
         self.send_due(false);
         self.runs.retain(|_, r| r.seen.elapsed() < FORGET_AFTER);
@@ -291,6 +321,7 @@ impl Ingest {
                     && (all
                         || r.committed - r.told >= p.lines
                         || r.untold_bytes >= p.bytes
+                        || r.last_lines.elapsed() >= p.quiet
                         || r.told_at.is_none_or(|t| t.elapsed() >= p.every))
             })
             .map(|(e, _)| e.clone())
@@ -298,6 +329,23 @@ impl Ingest {
         for epoch in due {
             self.receipt(&epoch, None);
         }
+    }
+}
+
+/// The lines of a message from its line `skip` on (the ones before were
+/// handed out already).
+fn cut(mut meta: LineMeta, lines: &[u8], seq: u64, skip: u64) -> Incoming {
+    let from = memchr::memchr_iter(b'\n', lines)
+        .nth(skip as usize - 1)
+        .map_or(lines.len(), |i| i + 1);
+    meta.offset += from as u64;
+    meta.lines -= skip;
+    let meta_json = serde_json::to_vec(&meta).expect("a line meta serialises");
+    Incoming {
+        meta,
+        meta_json,
+        lines: lines[from..].to_vec(),
+        seq: seq + skip,
     }
 }
 
@@ -318,9 +366,19 @@ mod tests {
 
     impl Tap {
         fn line(&self, seq: u64, window_start: u64) {
+            self.lines(seq, window_start, 1, b"body");
+        }
+
+        /// A message of `n` lines, the first at offset `offset_of(seq)`.
+        fn lines(&self, seq: u64, window_start: u64, n: u64, body: &[u8]) {
             let env = serde_json::to_vec(&Envelope { seq, window_start }).unwrap();
+            let mut meta: LineMeta = serde_json::from_slice(&line("h", "e1")).unwrap();
+            meta.lines = n;
+            // Lines a, bb, ccc, d, eeee: where line `seq` starts.
+            meta.offset = [0, 2, 5, 9, 11, 16, 21, 26, 31][seq as usize];
+            let meta = serde_json::to_vec(&meta).unwrap();
             self.socket
-                .send_multipart([ingest::LINE, &line("h", "e1")[..], b"body", &env], 0)
+                .send_multipart([ingest::LINE, &meta[..], body, &env], 0)
                 .unwrap();
         }
 
@@ -358,6 +416,18 @@ mod tests {
         (ingest, Tap { socket: s })
     }
 
+    /// The next message handed out (within 5 s).
+    fn ingest_one(ingest: &mut Ingest) -> Incoming {
+        let end = Instant::now() + Duration::from_secs(5);
+        loop {
+            assert!(Instant::now() < end, "nothing handed out");
+            socket::readable(ingest.socket(), Duration::from_millis(50)).unwrap();
+            if let Some(m) = ingest.recv() {
+                return m;
+            }
+        }
+    }
+
     /// Receives until `n` lines were handed out (or 5 s).
     fn take(ingest: &mut Ingest, n: usize) -> usize {
         let end = Instant::now() + Duration::from_secs(5);
@@ -372,20 +442,42 @@ mod tests {
     }
 
     #[test]
-    fn lines_in_order_are_indexed_once_and_confirmed_after_the_commit() {
+    fn lines_in_order_are_handed_out_once_and_confirmed_once_durable() {
         let (mut ingest, tap) = setup();
         // A run first heard of at message 5 (it still holds 5 on).
         for seq in [5, 6, 6, 7] {
             tap.line(seq, 5);
         }
         assert_eq!(take(&mut ingest, 3), 3, "the duplicate 6 is skipped");
-        // Line 7 is still held (an open multiline event): confirm up to it.
-        ingest.committed(|e| (e == "e1").then_some(7));
+        ingest.committed();
         let r = tap.receipt();
-        assert_eq!((r.committed, r.resend_from), (7, None));
+        assert_eq!((r.committed, r.resend_from), (8, None));
         assert_eq!(r.generation, "g1");
-        ingest.committed(|_| None);
-        assert_eq!(tap.receipt().committed, 8);
+    }
+
+    #[test]
+    fn a_message_of_many_lines_counts_them_and_one_sent_again_in_part_is_cut() {
+        let (mut ingest, tap) = setup();
+        tap.lines(0, 0, 3, b"a\nbb\nccc");
+        let m = ingest_one(&mut ingest);
+        assert_eq!(
+            (m.seq, m.meta.lines, &m.lines[..]),
+            (0, 3, &b"a\nbb\nccc"[..])
+        );
+        // Lines 1..5 arrive (the tap's messages were cut differently):
+        // only 3 and 4 are new.
+        tap.lines(1, 0, 4, b"bb\nccc\nd\neeee");
+        let m = ingest_one(&mut ingest);
+        assert_eq!((m.seq, m.meta.lines, &m.lines[..]), (3, 2, &b"d\neeee"[..]));
+        let meta: LineMeta = serde_json::from_slice(&m.meta_json).unwrap();
+        assert_eq!(meta.offset, 9, "the cut meta starts at the first new line");
+        // A meta that does not match its lines is refused, and skipped.
+        tap.lines(5, 0, 3, b"only\ntwo");
+        tap.lines(8, 0, 1, b"next");
+        let m = ingest_one(&mut ingest);
+        assert_eq!(m.seq, 8);
+        ingest.committed();
+        assert_eq!(tap.receipt().committed, 9);
     }
 
     #[test]
@@ -394,10 +486,11 @@ mod tests {
             every: Duration::from_secs(600),
             lines: 3,
             bytes: u64::MAX,
+            quiet: Duration::from_secs(600),
         });
         tap.line(0, 0);
         assert_eq!(take(&mut ingest, 1), 1);
-        ingest.committed(|_| None);
+        ingest.committed();
         assert_eq!(
             tap.receipt().committed,
             1,
@@ -406,20 +499,54 @@ mod tests {
         // One more line: not worth a receipt before the time is up.
         tap.line(1, 0);
         assert_eq!(take(&mut ingest, 1), 1);
-        ingest.committed(|_| None);
+        ingest.committed();
         assert!(!socket::readable(&tap.socket, Duration::from_millis(300)).unwrap());
         // Three since the last receipt: at once.
         tap.line(2, 0);
         tap.line(3, 0);
         assert_eq!(take(&mut ingest, 2), 2);
-        ingest.committed(|_| None);
+        ingest.committed();
         assert_eq!(tap.receipt().committed, 4);
         // What is owed goes out when the parser stops.
         tap.line(4, 0);
         assert_eq!(take(&mut ingest, 1), 1);
-        ingest.committed(|_| None);
+        ingest.committed();
         ingest.tell(true);
         assert_eq!(tap.receipt().committed, 5);
+    }
+
+    #[test]
+    fn a_tap_that_went_quiet_gets_what_is_owed_at_once() {
+        let (mut ingest, tap) = setup_paced(Pacing {
+            every: Duration::from_secs(600),
+            lines: 1_000,
+            bytes: u64::MAX,
+            quiet: Duration::from_millis(200),
+        });
+        tap.line(0, 0);
+        assert_eq!(take(&mut ingest, 1), 1);
+        ingest.committed();
+        assert_eq!(tap.receipt().committed, 1, "the first receipt");
+        tap.line(1, 0);
+        assert_eq!(take(&mut ingest, 1), 1);
+        ingest.committed();
+        assert!(
+            !socket::readable(&tap.socket, Duration::from_millis(50)).unwrap(),
+            "not quiet yet"
+        );
+        let sent = Instant::now();
+        loop {
+            ingest.tell(false);
+            if socket::readable(&tap.socket, Duration::from_millis(20)).unwrap() {
+                break;
+            }
+            assert!(
+                sent.elapsed() < Duration::from_secs(5),
+                "no receipt once quiet"
+            );
+        }
+        assert_eq!(tap.receipt().committed, 2);
+        assert!(sent.elapsed() >= Duration::from_millis(150));
     }
 
     #[test]
@@ -428,15 +555,16 @@ mod tests {
             every: Duration::from_secs(600),
             lines: 1_000,
             bytes: 100,
+            quiet: Duration::from_secs(600),
         });
         tap.line(0, 0);
         assert_eq!(take(&mut ingest, 1), 1);
-        ingest.committed(|_| None);
+        ingest.committed();
         assert_eq!(tap.receipt().committed, 1);
         // One line, but its meta alone is over 100 bytes.
         tap.line(1, 0);
         assert_eq!(take(&mut ingest, 1), 1);
-        ingest.committed(|_| None);
+        ingest.committed();
         assert_eq!(tap.receipt().committed, 2);
     }
 

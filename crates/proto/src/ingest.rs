@@ -2,16 +2,19 @@
 //! committed to the index (`run/ingest.sock`; tap DEALER -> parser ROUTER).
 //!
 //! ```text
-//! tap -> parser   [b"line",  LineMeta JSON, raw bytes, Envelope JSON]
+//! tap -> parser   [b"line",  LineMeta JSON, lines, Envelope JSON]
 //! tap -> parser   [b"hello", Hello JSON]
 //! parser -> tap   [Receipt JSON]
 //! ```
 //!
-//! Every durable message of one tap run (`epoch`) has a sequence number.
-//! The tap keeps every message the parser has not confirmed (its window) and
-//! sends them in order; the parser indexes them in order and, after each
-//! commit, sends a [`Receipt`]: every message with `seq < committed` is in
-//! the index. Messages travel one ZeroMQ pipe, in order, so a sequence
+//! A message holds `LineMeta::lines` consecutive lines of one file, joined
+//! by their newlines, as a live message does. Every line of one tap run
+//! (`epoch`) has a sequence number; a message's envelope carries its first
+//! line's. The tap keeps every message the parser has not confirmed (its
+//! window) and sends them in order; the parser stores them in order (in its
+//! write-ahead log, synced) and then sends a [`Receipt`]: every line with
+//! `seq < committed` is stored, and will be in the index even if the parser
+//! crashes before it indexed it. Messages travel one ZeroMQ pipe, in order, so a sequence
 //! number beyond the next expected one (or a `hello` that says more was sent
 //! than arrived) means messages were lost on the way, e.g. because the
 //! parser restarted: the receipt then asks to send again from there.
@@ -21,10 +24,6 @@
 
 use serde::{Deserialize, Serialize};
 
-/// A tap's window never holds more bytes (meta and line) than this,
-/// whatever its line limit (`tap.max_unacked_lines`).
-pub const MAX_WINDOW_BYTES: usize = 16 << 20;
-
 /// The first frame of a tap's durable message.
 pub const LINE: &[u8] = b"line";
 pub const HELLO: &[u8] = b"hello";
@@ -32,9 +31,10 @@ pub const HELLO: &[u8] = b"hello";
 /// Frame 4 of a durable line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Envelope {
-    /// This message's number in its tap run.
+    /// The number of this message's first line in its tap run.
     pub seq: u64,
-    /// The oldest message the tap still holds (not yet confirmed).
+    /// The first line of the oldest message the tap still holds (not yet
+    /// confirmed).
     pub window_start: u64,
 }
 
@@ -59,9 +59,9 @@ pub struct Receipt {
     pub parser: String,
     /// The tap run this is about.
     pub tap_epoch: String,
-    /// Every message of that run numbered below this is committed.
+    /// Every line of that run numbered below this is stored.
     pub committed: u64,
-    /// Messages from this number on did not arrive: send them again.
+    /// Lines from this number on did not arrive: send them again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resend_from: Option<u64>,
 }

@@ -232,8 +232,9 @@ pub struct TapStatus {
     /// The host's session server, when its config has a `sessions` block.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sessions: Option<SessionsStatus>,
-    /// Lines the tap holds for the index that it has not confirmed yet
-    /// (at most `tap.max_unacked_lines`; the rest waits in the files).
+    /// Lines the tap holds for the index that the parser has not
+    /// confirmed yet (at most `tap.max_unacked_lines`; the rest waits in
+    /// the files).
     #[serde(default)]
     pub unconfirmed_lines: u64,
 }

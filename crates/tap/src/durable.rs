@@ -28,15 +28,30 @@ const HELLO_BUSY: Duration = Duration::from_secs(1);
 /// ... and this often otherwise.
 const HELLO_IDLE: Duration = Duration::from_secs(5);
 
-/// One line the parser has not confirmed yet.
+/// A durable message holds at most this many bytes of lines (more only
+/// for one line longer than that).
+const MAX_MESSAGE_BYTES: usize = 128 << 10;
+
+/// One message the parser has not confirmed yet: consecutive complete
+/// lines of one file (or one partial line), as a live message holds them.
 struct Pending {
+    /// The durable number of its first line; line k is `seq + k`.
     seq: u64,
+    lines: u64,
     /// Which of the tap's logs (index into its list) and file it is from.
     log: usize,
     file_id: FileId,
+    /// Where its first line starts in the file.
     offset: u64,
     meta: Vec<u8>,
     bytes: Vec<u8>,
+}
+
+impl Pending {
+    /// The durable number after its last line.
+    fn end(&self) -> u64 {
+        self.seq + self.lines
+    }
 }
 
 /// Where the durable path stands in one file.
@@ -62,10 +77,13 @@ pub struct Durable {
     host: String,
     epoch: String,
     next_seq: u64,
-    /// Unconfirmed lines, oldest first.
+    /// Unconfirmed messages, oldest first.
     window: VecDeque<Pending>,
+    /// Lines and bytes (meta and lines) in the window.
+    lines: usize,
     bytes: usize,
     max_lines: usize,
+    max_bytes: usize,
     /// The next line to hand to the socket.
     send_from: u64,
     last_hello: Option<Instant>,
@@ -92,7 +110,7 @@ impl Durable {
         ctx: &zmq::Context,
         endpoint: &str,
         host: &str,
-        max_lines: usize,
+        (max_lines, max_bytes): (usize, usize),
     ) -> anyhow::Result<Self> {
         let s = socket::open(ctx, zmq::DEALER, Role::Ingest)?;
         socket::connect(&s, endpoint)?;
@@ -102,8 +120,10 @@ impl Durable {
             epoch: uuid::Uuid::new_v4().to_string(),
             next_seq: 0,
             window: VecDeque::new(),
+            lines: 0,
             bytes: 0,
             max_lines: max_lines.max(1),
+            max_bytes: max_bytes.max(1),
             send_from: 0,
             last_hello: None,
             parser: None,
@@ -125,7 +145,7 @@ impl Durable {
 
     /// No room for more lines: stop reading until receipts arrive.
     pub fn full(&self) -> bool {
-        self.window.len() >= self.max_lines || self.bytes >= ingest::MAX_WINDOW_BYTES
+        self.lines >= self.max_lines || self.bytes >= self.max_bytes
     }
 
     /// Lines the socket did not take yet (its high-water mark was reached).
@@ -135,7 +155,7 @@ impl Durable {
 
     /// Lines waiting for their receipt.
     pub fn unconfirmed(&self) -> usize {
-        self.window.len()
+        self.lines
     }
 
     fn window_start(&self) -> u64 {
@@ -148,15 +168,17 @@ impl Durable {
     /// reader, the window has room; a `catchup` reader's line is taken even
     /// in a full window (catch-ups are read only while it has room, so it
     /// overshoots by one read at most). A line the window cannot take
-    /// leaves a gap in the file from its frontier on. Returns how many were
-    /// taken; `meta` is made only for those. The file's frontier is looked
-    /// up once for all of them.
+    /// leaves a gap in the file from its frontier on. Lines taken go as
+    /// messages of consecutive complete lines (up to [`MAX_MESSAGE_BYTES`];
+    /// a partial line alone), each with the meta `meta(first line, lines)`.
+    /// Returns how many lines were taken. The file's frontier is looked up
+    /// once for all of them.
     pub fn offer(
         &mut self,
         (log, file_id, verify): (usize, FileId, Verify),
         lines: &Lines,
         catchup: bool,
-        meta: impl Fn(&Line) -> Vec<u8>,
+        meta: impl Fn(&Line, u64) -> Vec<u8>,
     ) -> usize {
         if lines.is_empty() {
             return 0;
@@ -172,16 +194,39 @@ impl Durable {
             f.verify = verify;
         }
         let mut taken = 0;
-        for line in lines.iter() {
-            let end = line.end();
-            f.read_to = f.read_to.max(end);
-            let wanted = line.offset <= f.next && end > f.next;
+        let mut k = 0;
+        while k < lines.len() {
+            let line = lines.get(k);
+            f.read_to = f.read_to.max(line.end());
+            let wanted = line.offset <= f.next && line.end() > f.next;
             if !wanted || (self.full() && !catchup) {
+                k += 1;
                 continue;
             }
-            f.next = end;
-            self.push(log, file_id, line.offset, meta(&line), line.bytes);
-            taken += 1;
+            // The lines after it that follow it in the file, while the
+            // message and (for a live reader) the window have room.
+            let (mut n, mut size) = (1, line.bytes.len() + 1);
+            while k + n < lines.len() && lines.follows(k + n) {
+                let next = lines.get(k + n);
+                let room = catchup
+                    || (self.lines + n < self.max_lines && self.bytes + size < self.max_bytes);
+                if !room || size + next.bytes.len() > MAX_MESSAGE_BYTES {
+                    break;
+                }
+                size += next.bytes.len() + 1;
+                f.read_to = f.read_to.max(next.end());
+                n += 1;
+            }
+            let last = lines.get(k + n - 1);
+            f.next = last.end();
+            self.push(
+                (log, file_id),
+                (line.offset, n as u64),
+                meta(&line, n as u64),
+                lines.joined(k..k + n),
+            );
+            taken += n;
+            k += n;
         }
         self.frontiers.insert(key, f);
         taken
@@ -212,26 +257,37 @@ impl Durable {
         self.frontiers.remove(&(log, file_id));
     }
 
-    /// Takes a line for the index.
-    fn push(&mut self, log: usize, file_id: FileId, offset: u64, meta: Vec<u8>, bytes: &[u8]) {
+    /// Takes a message of `lines` lines for the index, the first at
+    /// `offset`.
+    fn push(
+        &mut self,
+        (log, file_id): (usize, FileId),
+        (offset, lines): (u64, u64),
+        meta: Vec<u8>,
+        bytes: &[u8],
+    ) {
         self.bytes += meta.len() + bytes.len();
+        self.lines += lines as usize;
         self.window.push_back(Pending {
             seq: self.next_seq,
+            lines,
             log,
             file_id,
             offset,
             meta,
             bytes: bytes.to_vec(),
         });
-        self.next_seq += 1;
+        self.next_seq += lines;
         self.send();
     }
 
-    /// Hands unsent lines to the socket until it is full.
+    /// Hands unsent messages to the socket until it is full.
     fn send(&mut self) {
         let start = self.window_start();
-        while self.send_from < self.next_seq {
-            let p = &self.window[(self.send_from - start) as usize];
+        // The first message not sent: `send_from` is the first line of a
+        // message (a receipt's `resend_from` is rounded down to one).
+        let mut i = self.window.partition_point(|p| p.end() <= self.send_from);
+        while let Some(p) = self.window.get(i) {
             let env = Envelope {
                 seq: p.seq,
                 window_start: start,
@@ -239,10 +295,13 @@ impl Durable {
             let env = serde_json::to_vec(&env).expect("an envelope serialises");
             let frames: [&[u8]; 4] = [ingest::LINE, &p.meta, &p.bytes, &env];
             match self.socket.send_multipart(frames, zmq::DONTWAIT) {
-                Ok(()) => self.send_from += 1,
+                Ok(()) => {
+                    self.send_from = p.end();
+                    i += 1;
+                }
                 Err(zmq::Error::EAGAIN) => break,
                 Err(e) => {
-                    warn!(error = %e, "could not hand a line to the parser");
+                    warn!(error = %e, "could not hand lines to the parser");
                     break;
                 }
             }
@@ -296,16 +355,21 @@ impl Durable {
             self.generation = Some(r.generation.clone());
             heard.push(Heard::Generation(r.generation.clone()));
         }
-        while self.window.front().is_some_and(|p| p.seq < r.committed) {
+        // A message goes once all its lines are confirmed.
+        while self.window.front().is_some_and(|p| p.end() <= r.committed) {
             let p = self.window.pop_front().expect("checked");
             self.bytes -= p.meta.len() + p.bytes.len();
-            self.confirmed += 1;
+            self.lines -= p.lines as usize;
+            self.confirmed += p.lines;
         }
         if self.send_from < self.window_start() {
             self.send_from = self.window_start();
         }
         if let Some(from) = r.resend_from {
             let from = from.clamp(self.window_start(), self.next_seq);
+            // From the start of the message that holds it.
+            let i = self.window.partition_point(|p| p.end() <= from);
+            let from = self.window.get(i).map_or(self.next_seq, |p| p.seq);
             if from < self.send_from {
                 debug!(
                     from,
@@ -333,6 +397,7 @@ impl Durable {
         self.window.clear();
         self.frontiers.clear();
         self.bytes = 0;
+        self.lines = 0;
         self.epoch = uuid::Uuid::new_v4().to_string();
         self.next_seq = 0;
         self.send_from = 0;
@@ -388,7 +453,7 @@ mod tests {
         let ep = format!("ipc://{}/ingest.sock", dir.path().display());
         let router = socket::open(&ctx, zmq::ROUTER, Role::Ingest).unwrap();
         socket::bind(&router, &ep).unwrap();
-        let d = Durable::connect(&ctx, &ep, "web01", max_lines).unwrap();
+        let d = Durable::connect(&ctx, &ep, "web01", (max_lines, 1 << 20)).unwrap();
         std::mem::forget(dir);
         (
             d,
@@ -422,7 +487,12 @@ mod tests {
     fn lines_stay_until_committed_and_name_the_resume_point() {
         let (mut d, mut p) = pair(3);
         for (i, off) in [0u64, 10, 20].iter().enumerate() {
-            d.push(0, id(7), *off, b"{}".to_vec(), format!("l{i}").as_bytes());
+            d.push(
+                (0, id(7)),
+                (*off, 1),
+                b"{}".to_vec(),
+                format!("l{i}").as_bytes(),
+            );
         }
         assert!(d.full(), "the window holds at most 3 lines");
         for want in 0..3 {
@@ -448,7 +518,7 @@ mod tests {
     fn lost_lines_are_sent_again_from_where_the_parser_asks() {
         let (mut d, mut p) = pair(10);
         for off in 0..4u64 {
-            d.push(0, id(7), off * 10, b"{}".to_vec(), b"x");
+            d.push((0, id(7)), (off * 10, 1), b"{}".to_vec(), b"x");
         }
         for want in 0..4 {
             assert_eq!(p.next_line().seq, want);
@@ -478,7 +548,7 @@ mod tests {
         let mut lines = Lines::default();
         lines.push(offset, &vec![b'x'; len], partial);
         let at = (0, id(7), Verify::NOTHING);
-        d.offer(at, &lines, catchup, |_| b"{}".to_vec()) == 1
+        d.offer(at, &lines, catchup, |_, _| b"{}".to_vec()) == 1
     }
 
     #[test]
@@ -542,7 +612,7 @@ mod tests {
     #[test]
     fn a_new_run_forgets_the_window() {
         let (mut d, _p) = pair(10);
-        d.push(0, id(7), 0, b"{}".to_vec(), b"x");
+        d.push((0, id(7)), (0, 1), b"{}".to_vec(), b"x");
         let old = d.epoch.clone();
         d.restart();
         assert_ne!(d.epoch, old);

@@ -26,8 +26,8 @@ impl Outputs {
     pub fn connect(ctx: &zmq::Context, cfg: &Config, host: &str) -> anyhow::Result<Self> {
         let live = socket::open(ctx, zmq::PUB, Role::LiveBus)?;
         socket::connect(&live, &cfg.bus_endpoint())?;
-        let durable =
-            Durable::connect(ctx, &cfg.ingest_endpoint(), host, cfg.tap.max_unacked_lines)?;
+        let window = (cfg.tap.max_unacked_lines, cfg.tap.max_unacked_bytes);
+        let durable = Durable::connect(ctx, &cfg.ingest_endpoint(), host, window)?;
         Ok(Outputs::new(host, live, durable))
     }
 
@@ -47,7 +47,7 @@ impl Outputs {
     /// live reader's on their live topic (never blocks; a full subscriber
     /// queue drops), one message for each run of consecutive complete lines
     /// (a line sent partial goes alone); and offers every line to the
-    /// durable path, one at a time. A catch-up reader's lines go to the
+    /// durable path (in messages of consecutive lines too). A catch-up reader's lines go to the
     /// latter only.
     pub fn publish(
         &mut self,
@@ -90,8 +90,9 @@ impl Outputs {
                 k += n;
             }
         }
-        let json =
-            |line: &Line| serde_json::to_vec(&meta(line, 0, 1)).expect("line meta serialises");
+        let json = |line: &Line, n: u64| {
+            serde_json::to_vec(&meta(line, 0, n)).expect("line meta serialises")
+        };
         self.durable
             .offer((i, file_id, verify), lines, source == Source::CatchUp, json);
         Ok(())

@@ -11,11 +11,13 @@
 //! target/release/rill-bench searchable --rate 1000 --seconds 60
 //! target/release/rill-bench memory --rate 20000 --seconds 60 --stall-seconds 300
 //! target/release/rill-bench scale --hosts 200 --rate 10
+//! target/release/rill-bench backlog --lines 1000000 --parser raw
 //! ```
 
 use clap::{Parser, Subcommand};
 use rill_e2e::{BusyBoxHost, OneHost, SshdOptions};
 
+mod backlog;
 mod latency;
 mod memory;
 mod procs;
@@ -52,6 +54,9 @@ enum Command {
     Memory(memory::Args),
     /// Many hosts (one sshd each) with two logs each on one collector.
     Scale(scale::Args),
+    /// A backlog appended at once, from the append until it is all
+    /// searchable; next to `ssh cat` and the standalone indexer.
+    Backlog(backlog::Args),
 }
 
 /// A running pipeline following `app.log` on one loopback sshd, whose shell
@@ -90,6 +95,7 @@ fn main() {
         Command::Searchable(a) => searchable::run(&a),
         Command::Memory(a) => memory::run(&a),
         Command::Scale(a) => scale::run(&a),
+        Command::Backlog(a) => backlog::run(&a),
     };
     if let Err(e) = result {
         eprintln!("rill-bench: {e:#}");

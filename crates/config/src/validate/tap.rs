@@ -32,6 +32,11 @@ pub fn validate(raw: Option<RawTap>) -> Result<TapSettings, Invalid> {
             .map_err(|m| Invalid::at(".max_unacked_lines", m))?
             as usize;
     }
+    if let Some(v) = t.max_unacked_bytes {
+        tap.max_unacked_bytes = number_between(v, 1 << 20, 256 << 20)
+            .map_err(|m| Invalid::at(".max_unacked_bytes", m))?
+            as usize;
+    }
     if let Some(v) = t.hosts_per_process {
         tap.hosts_per_process =
             hosts_per_process(v).map_err(|m| Invalid::at(".hosts_per_process", m))?;

@@ -57,11 +57,14 @@ impl Parser {
             }
             let meta: LineMeta = serde_json::from_slice(&f[2]).unwrap();
             let env: Envelope = serde_json::from_slice(&f[4]).unwrap();
-            let text = String::from_utf8(f[3].clone()).unwrap();
-            if let Some(old) = self.index.insert((meta.file_id, meta.offset), text.clone()) {
-                assert_eq!(old, text, "two lines under one identity and offset");
+            // A message of meta.lines consecutive lines.
+            for (line, body) in meta.split(&f[3]) {
+                let text = String::from_utf8(body.to_vec()).unwrap();
+                if let Some(old) = self.index.insert((line.file_id, line.offset), text.clone()) {
+                    assert_eq!(old, text, "two lines under one identity and offset");
+                }
             }
-            self.unconfirmed = Some((f[0].clone(), meta.epoch, env.seq));
+            self.unconfirmed = Some((f[0].clone(), meta.epoch, env.seq + meta.lines - 1));
         }
         if self.paused {
             return;
@@ -311,7 +314,7 @@ impl Harness {
 
 fn outputs(ctx: &zmq::Context, endpoint: &str, window: usize) -> Outputs {
     let live = socket::open(ctx, zmq::PUB, Role::LiveBus).unwrap();
-    let durable = Durable::connect(ctx, endpoint, "h", window).unwrap();
+    let durable = Durable::connect(ctx, endpoint, "h", (window, 16 << 20)).unwrap();
     Outputs::new("h", live, durable)
 }
 

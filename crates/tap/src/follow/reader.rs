@@ -224,7 +224,7 @@ impl Reader {
             if !read || self.ended() {
                 break;
             }
-            // A catch-up stops at a full window (overshooting by one read).
+            // A catch-up stops at a full window (overshooting by one message).
             if self.role.is_catch_up() && io.out.durable.full() {
                 break;
             }
@@ -353,9 +353,10 @@ impl Reader {
             }
         }
         *io.pieces = pieces;
-        // A backlog's live lines gather into one message (see `pump`); a
-        // catch-up's go at once, as it stops at a full window.
-        if batch_full(io.lines) || self.role.is_catch_up() || self.ended() {
+        // A backlog's lines gather into one message (see `pump`), a
+        // catch-up's too (it stops at a full window, overshooting it by
+        // one message at most).
+        if batch_full(io.lines) || self.ended() {
             self.publish(ctx, io)?;
         }
         Ok(())

@@ -16,8 +16,10 @@ pub fn seconds(d: Duration) -> String {
 }
 
 /// The largest chunk the chunk reader sends at once (the tap holds a chunk
-/// until its `RILL-OK`).
-pub const CHUNK_BYTES: u64 = 256 * 1024;
+/// until its `RILL-OK`). Each chunk costs the server a few processes
+/// (sizes and fingerprints before and after): 4 MiB chunks let a catch-up
+/// read a backlog at over 100 MB/s; 256 KiB ones held it near 20 MB/s.
+pub const CHUNK_BYTES: u64 = 4 << 20;
 
 /// How many leading bytes a full fingerprint covers.
 pub const FINGERPRINT_BYTES: u64 = rill_proto::FileId::FINGERPRINT_BYTES;

@@ -1,0 +1,312 @@
+//! A backlog at the indexer's pace: N lines appended at once to a followed
+//! file on the (loopback) server, timed from the append until
+//! `count('*')` through the search API says N; next to `ssh host cat` of
+//! the same lines and the standalone indexer (the parser's EventBuilder and
+//! the index writer, in this process, committing every 500 ms like the
+//! parser) over the same lines, in the same run. The RSS of `ssh_tap` and
+//! `parser` is sampled every 50 ms while the pipeline runs.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use rill_config::ParserSpec;
+use rill_e2e::{http_get, OneHost};
+use rill_index::IndexWriter;
+use rill_parser::events::{EventBuilder, LogRules};
+use rill_parser::formats::LineFormat;
+use rill_proto::{FileId, LineMeta};
+
+use crate::{procs, workload};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Lines in the backlog (about 120 bytes each).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub lines: u64,
+    /// The log's parser: raw or combined.
+    #[arg(long, default_value = "raw")]
+    pub parser: String,
+    /// Extra top-level YAML for the collector's config (e.g. a `tap:`
+    /// block), to compare settings.
+    #[arg(long)]
+    pub config: Option<String>,
+    /// Give up on the pipeline after this many seconds.
+    #[arg(long, default_value_t = 600)]
+    pub timeout: u64,
+}
+
+pub fn run(a: &Args) -> anyhow::Result<()> {
+    let spec = match a.parser.as_str() {
+        "raw" => ParserSpec::Raw,
+        "combined" => ParserSpec::Combined,
+        other => bail!("--parser {other:?}: expected raw or combined"),
+    };
+    let h = OneHost::new(&["app"]);
+    if a.parser != "raw" {
+        h.rill
+            .set_log_options("app", &format!("parser: {}", a.parser));
+    }
+    if let Some(yaml) = &a.config {
+        h.rill
+            .append_config(&format!("{}\n", yaml.replace("\\n", "\n")));
+    }
+    let h = OneHost::start(h, &["app"]);
+    let src = h.remote.path.join("backlog.src");
+    let bytes = write_file(&src, a.lines)?;
+    println!(
+        "backlog lines={} bytes={} parser={}",
+        a.lines, bytes, a.parser
+    );
+
+    let cat = ssh_cat(&h, &src, a.lines)?;
+    println!(
+        "  ssh host cat FILE            {:>7.2} s {:>10.0} lines/s",
+        cat,
+        a.lines as f64 / cat
+    );
+
+    let alone = standalone(&src, &spec, &h.rill.dir.path().join("alone"))?;
+    println!(
+        "  standalone indexer           {:>7.2} s {:>10.0} lines/s  {:.1} CPU-s",
+        alone.seconds,
+        a.lines as f64 / alone.seconds,
+        alone.cpu
+    );
+
+    let rill = through_rill(&h, &src, a.lines, Duration::from_secs(a.timeout))?;
+    let rate = a.lines as f64 / rill.seconds;
+    println!(
+        "  rill: append -> searchable   {:>7.2} s {:>10.0} lines/s  {:.1} CPU-s (machine)",
+        rill.seconds, rate, rill.cpu
+    );
+    let by: Vec<String> = rill
+        .cpu_by
+        .iter()
+        .map(|(n, s)| format!("{n} {s:.1}"))
+        .collect();
+    println!("  collector CPU-s: {}", by.join(", "));
+    println!(
+        "  rill / standalone indexer = {:.0} %, rill / ssh cat = {:.0} %",
+        100.0 * rate / (a.lines as f64 / alone.seconds),
+        100.0 * rate / (a.lines as f64 / cat)
+    );
+    println!(
+        "  max RSS: ssh_tap {:.1} MB, parser {:.1} MB",
+        rill.tap_rss_kib as f64 / 1024.0,
+        rill.parser_rss_kib as f64 / 1024.0
+    );
+    Ok(())
+}
+
+fn write_file(path: &Path, lines: u64) -> anyhow::Result<u64> {
+    let mut f = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
+    let mut bytes = 0;
+    for n in 0..lines {
+        let l = workload::line(n);
+        bytes += l.len() as u64;
+        f.write_all(l.as_bytes())?;
+    }
+    f.flush()?;
+    Command::new("chmod").arg("644").arg(path).status()?;
+    Ok(bytes)
+}
+
+/// Seconds `ssh host cat FILE` takes, from its start to its last line.
+fn ssh_cat(h: &OneHost, src: &Path, lines: u64) -> anyhow::Result<f64> {
+    let t = Instant::now();
+    let mut child = h
+        .sshd
+        .client(&h.key, &format!("cat {}", src.display()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("could not run ssh")?;
+    let out = child.stdout.take().context("no stdout")?;
+    let got = BufReader::with_capacity(1 << 16, out).split(b'\n').count() as u64;
+    child.wait()?;
+    if got != lines {
+        bail!("ssh cat: {got} lines, not {lines}");
+    }
+    Ok(t.elapsed().as_secs_f64())
+}
+
+struct Alone {
+    seconds: f64,
+    cpu: f64,
+}
+
+/// The file through EventBuilder and IndexWriter in this process,
+/// committing every 500 ms: the indexer's own pace.
+fn standalone(file: &Path, spec: &ParserSpec, dir: &Path) -> anyhow::Result<Alone> {
+    let mut rules = HashMap::new();
+    rules.insert(
+        "app".to_owned(),
+        LogRules {
+            format: LineFormat::new(spec).map_err(|e| anyhow::anyhow!("{e}"))?,
+            joiner: None,
+        },
+    );
+    let mut events = EventBuilder::with_rules(rules);
+    let mut writer = IndexWriter::open(dir)?;
+    let mut reader = BufReader::with_capacity(1 << 20, std::fs::File::open(file)?);
+    let mut buf = Vec::with_capacity(512);
+    let mut out = Vec::new();
+    let file_id = FileId {
+        dev: 1,
+        ino: 2,
+        fingerprint: 3,
+    };
+    let path = file.display().to_string();
+    let (mut offset, mut n) = (0u64, 0u64);
+    let began = Instant::now();
+    let busy = procs::machine_busy_ticks();
+    let mut first_pending: Option<Instant> = None;
+    loop {
+        buf.clear();
+        let read = reader.read_until(b'\n', &mut buf)?;
+        if read == 0 {
+            break;
+        }
+        let meta = LineMeta {
+            host: "web01".into(),
+            log: "app".into(),
+            path: path.clone(),
+            file_id,
+            offset,
+            seq: n,
+            lines: 1,
+            epoch: "bench".into(),
+            read_at: chrono::Utc::now(),
+            partial: false,
+        };
+        events.push(meta, buf.strip_suffix(b"\n").unwrap_or(&buf), &mut out);
+        for e in out.drain(..) {
+            writer.add_event(e)?;
+        }
+        offset += read as u64;
+        n += 1;
+        let pending = *first_pending.get_or_insert_with(Instant::now);
+        if n % 4096 == 0 && pending.elapsed() >= Duration::from_millis(500) {
+            writer.commit()?;
+            first_pending = None;
+        }
+    }
+    writer.commit()?;
+    let seconds = began.elapsed().as_secs_f64();
+    let cpu = procs::machine_busy_ticks().saturating_sub(busy) as f64 / procs::TICKS;
+    writer.finish()?;
+    Ok(Alone { seconds, cpu })
+}
+
+struct Piped {
+    seconds: f64,
+    cpu: f64,
+    /// CPU-seconds of the collector's processes, by name.
+    cpu_by: Vec<(String, f64)>,
+    tap_rss_kib: u64,
+    parser_rss_kib: u64,
+}
+
+/// Appends the whole file to the followed log with one `cat >>` and polls
+/// the search API's count until it says `lines`.
+fn through_rill(h: &OneHost, src: &Path, lines: u64, timeout: Duration) -> anyhow::Result<Piped> {
+    let port = h.rill.search_port;
+    let count = || -> Option<u64> {
+        let (status, body) = http_get(port, "/count?q=*")?;
+        (status == 200).then(|| body["count"].as_u64())?
+    };
+    // The index answers (a first commit happened) and holds nothing.
+    let t = Instant::now();
+    while count() != Some(0) {
+        if t.elapsed() > Duration::from_secs(30) {
+            bail!("the search API did not answer with an empty index within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let root = h.rill.supervisor_pid().context("no supervisor")?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let (mut tap, mut parser) = (0u64, 0u64);
+            while !stop.load(Ordering::SeqCst) {
+                for p in procs::tree(root) {
+                    match p.name.as_str() {
+                        "ssh_tap" => tap = tap.max(p.rss_kib),
+                        "parser" => parser = parser.max(p.rss_kib),
+                        _ => {}
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            (tap, parser)
+        })
+    };
+    let by_name = || {
+        let mut m: std::collections::BTreeMap<String, u64> = Default::default();
+        for p in procs::tree(root) {
+            *m.entry(p.name).or_default() += p.ticks;
+        }
+        m
+    };
+    let ticks0 = by_name();
+    let busy = procs::machine_busy_ticks();
+    let began = Instant::now();
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg("cat \"$1\" >> \"$2\"")
+        .arg("sh")
+        .arg(src)
+        .arg(h.file("app"))
+        .status()?;
+    if !status.success() {
+        bail!("could not append the backlog");
+    }
+    let mut last = None;
+    let reached = loop {
+        let now = count();
+        if now == Some(lines) {
+            break Some(began.elapsed());
+        }
+        if now != last {
+            if std::env::var_os("RILL_BENCH_TRACE").is_some() {
+                eprintln!("{:>6.2} s {now:?}", began.elapsed().as_secs_f64());
+            }
+            last = now;
+        }
+        if began.elapsed() > timeout {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let cpu = procs::machine_busy_ticks().saturating_sub(busy) as f64 / procs::TICKS;
+    let cpu_by: Vec<(String, f64)> = by_name()
+        .into_iter()
+        .map(|(n, t)| {
+            let s = t.saturating_sub(ticks0.get(&n).copied().unwrap_or(0)) as f64 / procs::TICKS;
+            (n, s)
+        })
+        .filter(|(_, s)| *s > 0.0)
+        .collect();
+    stop.store(true, Ordering::SeqCst);
+    let (tap_rss_kib, parser_rss_kib) = sampler.join().expect("sampler");
+    let Some(took) = reached else {
+        bail!(
+            "the index held {last:?} of {lines} lines after {} s",
+            timeout.as_secs()
+        );
+    };
+    Ok(Piped {
+        seconds: took.as_secs_f64(),
+        cpu,
+        cpu_by,
+        tap_rss_kib,
+        parser_rss_kib,
+    })
+}
