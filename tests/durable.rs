@@ -37,7 +37,7 @@ fn numbers(rill: &Rill) -> BTreeSet<usize> {
 /// Writes a logrotate config for `<log>.log` (`how`: its directives), and
 /// returns a function that rotates it now.
 fn logrotate<'a>(h: &'a OneHost, log: &str, how: &str) -> impl Fn() + 'a {
-    let conf = h.rill.dir.path().join("logrotate.conf");
+    let conf = h.rill.dir.path().join(format!("logrotate-{log}.conf"));
     std::fs::write(
         &conf,
         format!(
@@ -277,6 +277,150 @@ fn a_stopped_parser_holds_up_no_live_line_across_a_copytruncate() {
 /// A server that stops answering while its TCP stack still acknowledges
 /// (sshd stopped, not the network) is noticed by the receive deadline, and
 /// the tap comes back once it answers again.
+/// Two logs of one folder whose files start with the same bytes, both
+/// rotated by copytruncate while the parser is stopped: each one's gap is
+/// read from its own copy, though the other's is newer and fits as well.
+#[test]
+fn two_logs_that_start_alike_each_read_their_gap_from_their_own_copy() {
+    let h = OneHost::new(&["app", "api"]);
+    h.rill.append_config("tap:\n  max_unacked_lines: 100\n");
+    let h = OneHost::start(h, &["app", "api"]);
+    let rill = &h.rill;
+    let header = "# the same first line in both logs, longer than the 64 bytes of a fingerprint\n";
+    for log in ["app", "api"] {
+        h.append(log, header.as_bytes());
+    }
+    assert_eq!(
+        rill.wait_count("*", &[], 2, Duration::from_secs(20)),
+        Some(2)
+    );
+    let rotate_app = logrotate(&h, "app", "copytruncate");
+    let rotate_api = logrotate(&h, "api", "copytruncate");
+    let parser = local_processes_mentioning(&rill.config.display().to_string())
+        .into_iter()
+        .find(|(_, c)| c.contains("/parser "))
+        .expect("a parser runs")
+        .0;
+    // SAFETY: stopping the parser of the Rill under test.
+    unsafe { libc::kill(parser as i32, libc::SIGSTOP) };
+    for log in ["app", "api"] {
+        let text: String = (0..1000).map(|n| format!("{log} line {n}\n")).collect();
+        h.append(log, text.as_bytes());
+    }
+    // Both read to their end by the live readers (beyond the window: gaps).
+    let read_to_end = |log: &str| {
+        let size = std::fs::metadata(h.file(log)).unwrap().len();
+        wait_until(Duration::from_secs(30), || {
+            rill.host_status("web01").is_some_and(|s| {
+                s["logs"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|l| l["log"] == log && l["last_offset"].as_u64() == Some(size))
+            })
+        })
+    };
+    assert!(
+        read_to_end("app") && read_to_end("api"),
+        "{:?}",
+        rill.host_status("web01")
+    );
+    rotate_app();
+    // api's copy newer than app's, to the second (`test -nt`).
+    std::thread::sleep(Duration::from_millis(1100));
+    rotate_api();
+    // SAFETY: resuming the parser we stopped.
+    unsafe { libc::kill(parser as i32, libc::SIGCONT) };
+    let all = rill.wait_count("*", &[], 2002, Duration::from_secs(60));
+    assert_eq!(
+        all,
+        Some(2002),
+        "status {:?}; log:\n{}",
+        rill.host_status("web01"),
+        rill.log()
+    );
+    for log in ["app", "api"] {
+        let out = rill.rill(&["search", "--json", "--limit", "10000", "--log", log, "*"]);
+        let bodies: BTreeSet<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["body"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .filter(|b| !b.starts_with('#'))
+            .collect();
+        let want: BTreeSet<String> = (0..1000).map(|n| format!("{log} line {n}")).collect();
+        assert_eq!(bodies, want, "log {log} holds other lines than its own");
+    }
+}
+
+/// `kill -9` of `ssh_tap` while 5,000 lines a second stream: the tap that
+/// comes back resumes from the index's position, and what the killed one
+/// had published live is not published live again (each file's live
+/// position is kept next to its checkpoint).
+#[test]
+fn a_killed_tap_publishes_no_line_live_twice() {
+    let h = OneHost::running(&["a"]);
+    let rill = &h.rill;
+    let tail = rill.tail(&["line/web01/a"]);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (stop, path) = (stop.clone(), h.file("a"));
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+            let (start, mut n) = (Instant::now(), 0usize);
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                // 5,000 lines a second, in writes every 10 ms.
+                let due = (start.elapsed().as_secs_f64() * 5_000.0) as usize;
+                let text: String = (n..due).map(|k| format!("k={k:07} streaming\n")).collect();
+                f.write_all(text.as_bytes()).unwrap();
+                n = due;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            n
+        })
+    };
+    let before = tail.collect_until(Duration::from_secs(20), |got| got.len() >= 5_000);
+    assert!(
+        before.len() >= 5_000,
+        "lines never streamed: {}",
+        before.len()
+    );
+    let old = rill.ssh_tap_pids();
+    assert_eq!(old.len(), 1, "one ssh_tap: {old:?}");
+    // SAFETY: killing the tap of the Rill under test.
+    unsafe { libc::kill(old[0] as i32, libc::SIGKILL) };
+    let epoch = before[0]["epoch"].clone();
+    // Lines of the new run come through.
+    let mut after = tail.collect_until(Duration::from_secs(30), |got| {
+        got.iter().filter(|v| v["epoch"] != epoch).count() >= 5_000
+    });
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let written = writer.join().unwrap();
+    assert!(
+        after.iter().filter(|v| v["epoch"] != epoch).count() >= 5_000,
+        "the restarted tap streamed too little; log:\n{}",
+        rill.log()
+    );
+    after.extend(tail.collect_until(Duration::from_secs(5), |got| {
+        got.last()
+            .is_some_and(|v| v["body"] == format!("k={:07} streaming", written - 1))
+    }));
+    let mut seen: BTreeMap<(String, u64), Value> = BTreeMap::new();
+    for v in before.iter().chain(&after) {
+        let key = (
+            v["file_id"].as_str().unwrap().to_owned(),
+            v["offset"].as_u64().unwrap(),
+        );
+        if let Some(first) = seen.insert(key, v.clone()) {
+            panic!("published live twice: {first} and {v}");
+        }
+    }
+}
+
 #[test]
 fn a_server_that_stops_answering_is_noticed_and_followed_again() {
     let h = OneHost::running(&["a"]);

@@ -27,7 +27,8 @@
 //! - [`identity`]: which file a reader reads, as line metadata names it.
 //! - [`lines`]: splitting a byte stream into lines with offsets.
 //! - [`publish`]: lines out, live and durable; [`durable`]: the window to
-//!   the parser, gaps and receipts.
+//!   the parser, gaps and receipts; [`live_marks`]: how far each file was
+//!   published live, so a restart does not publish it again.
 //! - [`checkpoint`]: the checkpoint file; [`saver`]: when it is written.
 //! - [`status`]: what a tap reports (status file + `status/<host>` topic).
 //! - [`group`]: several hosts in one process; [`robust`]: the
@@ -43,6 +44,7 @@ pub mod follow;
 pub mod group;
 pub mod identity;
 pub mod lines;
+pub mod live_marks;
 pub mod publish;
 pub mod restart;
 pub mod robust;

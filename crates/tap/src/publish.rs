@@ -11,6 +11,7 @@ use rill_proto::{FileId, LineMeta, Topic};
 use crate::checkpoint::Verify;
 use crate::durable::Durable;
 use crate::lines::{Line, Lines};
+use crate::live_marks::LiveMarks;
 
 /// The tap's two outputs: the live stream and the durable path to the parser.
 pub struct Outputs {
@@ -20,6 +21,8 @@ pub struct Outputs {
     pub durable: Durable,
     /// Per log: the next live sequence number of its topic.
     seq: HashMap<usize, u64>,
+    /// How far each file was published live, by this run or an earlier one.
+    pub marks: LiveMarks,
 }
 
 impl Outputs {
@@ -28,7 +31,9 @@ impl Outputs {
         socket::connect(&live, &cfg.bus_endpoint())?;
         let window = (cfg.tap.max_unacked_lines, cfg.tap.max_unacked_bytes);
         let durable = Durable::connect(ctx, &cfg.ingest_endpoint(), host, window)?;
-        Ok(Outputs::new(host, live, durable))
+        let mut out = Outputs::new(host, live, durable);
+        out.marks = LiveMarks::open(&cfg.checkpoints_dir().join(format!("{host}.live")));
+        Ok(out)
     }
 
     /// Outputs on sockets already open: `live` a PUB, `durable` connected
@@ -39,6 +44,7 @@ impl Outputs {
             live,
             durable,
             seq: HashMap::new(),
+            marks: LiveMarks::none(),
         }
     }
 
@@ -80,9 +86,19 @@ impl Outputs {
             let seq = self.seq.entry(i).or_insert(0);
             let mut k = 0;
             while k < lines.len() {
+                // Published by an earlier run of the tap: the index only.
+                if self
+                    .marks
+                    .published(&log.name, file_id, lines.get(k).offset)
+                {
+                    k += 1;
+                    continue;
+                }
                 let n = run_length(lines, k);
                 let json = serde_json::to_vec(&meta(&lines.get(k), *seq, n as u64))?;
                 let body = lines.joined(k..k + n);
+                self.marks
+                    .mark(&log.name, file_id, lines.get(k + n - 1).end());
                 let _ = self
                     .live
                     .send_multipart([topic.as_bytes(), &json[..], body], zmq::DONTWAIT);

@@ -56,6 +56,7 @@ pub fn run(cfg: &Config, host: &str, shutdown: &Shutdown) -> anyhow::Result<()> 
             Follow::new(l, cfg.tap, resume, draining, history)
         })
         .collect();
+    Follow::know_each_other(&mut follows);
     let mut saver = CheckpointSaver::new(cfg, host, saved);
     let result = turn::follow(
         &mut conns,

@@ -80,6 +80,9 @@ pub struct Follow {
     /// checkpoint: save now, not at the next periodic save, so a restart
     /// never names the same file differently.
     pub identity_changed: bool,
+    /// The file names of the other logs of the host in this log's folder:
+    /// their copytruncate copies are not this log's.
+    others: Vec<String>,
 }
 
 impl Follow {
@@ -110,6 +113,28 @@ impl Follow {
             history,
             catchup: catchup::CatchUp::default(),
             identity_changed: false,
+            others: Vec::new(),
+        }
+    }
+
+    /// Tells each of `follows` the file names of the others in its folder.
+    pub fn know_each_other(follows: &mut [Follow]) {
+        let split = |p: &str| {
+            p.rsplit_once('/')
+                .map(|(d, n)| (d.to_owned(), n.to_owned()))
+        };
+        let places: Vec<Option<(String, String)>> =
+            follows.iter().map(|f| split(&f.log.path)).collect();
+        for (i, f) in follows.iter_mut().enumerate() {
+            let Some((dir, name)) = &places[i] else {
+                continue;
+            };
+            f.others = places
+                .iter()
+                .flatten()
+                .filter(|(d, n)| d == dir && n != name)
+                .map(|(_, n)| n.clone())
+                .collect();
         }
     }
 
@@ -139,6 +164,7 @@ impl Follow {
             verify: at.verify(),
             offset: at.offset,
             interval: self.settings.poll_interval,
+            others: self.others.clone(),
         }
     }
 

@@ -13,9 +13,13 @@
 #   fits FILE VLEN VFP MINSIZE
 #                   FILE is at least MINSIZE long and its first VLEN bytes
 #                   have fingerprint VFP
-#   findcopy DIR VLEN VFP MINSIZE NAME
+#   findcopy DIR VLEN VFP MINSIZE NAME [OTHER...]
 #                   found = the newest regular file of DIR other than NAME
-#                   that fits
+#                   that fits and is NAME's: its name starts with NAME (a
+#                   copy `app.log.1`, `app.log-20261202`) or with NAME's
+#                   stem and a dot (`app.1.log`, logrotate's `extension`),
+#                   and with no OTHER (the other logs followed in DIR) that
+#                   it names more closely
 #   nap             says RILL-TICK on stderr (the tap hears from every
 #                   channel at least once per interval) and sleeps
 #   osize           sz = the size of the file being read (cur); fails once
@@ -66,13 +70,25 @@ fits() {
 
 findcopy() {
   found=
+  cd_=$1 cvlen=$2 cvfp=$3 cmin=$4 cname=$5
+  shift 5
   set +f
-  for c in "$1"/* "$1"/.[!.]* "$1"/..?*; do
-    if [ ! -f "$c" ] || [ "${c##*/}" = "$5" ]; then continue; fi
+  for c in "$cd_"/* "$cd_"/.[!.]* "$cd_"/..?*; do
+    cn=${c##*/}
+    if [ ! -f "$c" ] || [ "$cn" = "$cname" ]; then continue; fi
+    # How closely it names this log: all of its name, or only its stem.
+    case $cn in
+      "$cname"*) mine=${#cname} ;;
+      "${cname%.*}."*) mine=0 ;;
+      *) continue ;;
+    esac
+    for o in "$@"; do
+      case $cn in "$o"*) [ "${#o}" -le "$mine" ] || continue 2 ;; esac
+    done
     # -nt is in dash, bash, BusyBox and BSD sh (and POSIX since 2024).
     # shellcheck disable=SC3013
-    if [ -n "$found" ] && ! [ "$c" -nt "$1/$found" ]; then continue; fi
-    if fits "$c" "$2" "$3" "$4"; then found=${c##*/}; fi
+    if [ -n "$found" ] && ! [ "$c" -nt "$cd_/$found" ]; then continue; fi
+    if fits "$c" "$cvlen" "$cvfp" "$cmin"; then found=$cn; fi
   done
   set -f
 }

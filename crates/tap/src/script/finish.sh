@@ -3,16 +3,18 @@
 # RILL-GONE instead of a header when no file there is at least OFFSET long
 # with first bytes matching VLEN/VFP.
 #
-# Arguments: PATH DIR NAME INTERVAL FP_BYTES CHUNK_BYTES INO VLEN VFP OFFSET,
-# where INO is the old file's inode, or `-` for the newest file whose first
-# bytes match (a copytruncate copy).
+# Arguments: PATH DIR NAME INTERVAL FP_BYTES CHUNK_BYTES INO VLEN VFP OFFSET
+# [OTHER...], where INO is the old file's inode, or `-` for the newest file
+# of this log whose first bytes match (a copytruncate copy; OTHER: the
+# names of the other logs followed in DIR, whose copies are not this log's).
 p=$1 d=$2 b=$3 iv=$4 fpb=$5 chunk=$6 old=$7 vlen=$8 vfp=$9
 shift 9
 offset=$1
+shift
 
 main() {
   if [ "$old" = - ]; then
-    findcopy "$d" "$vlen" "$vfp" "$offset" "$b"; n=$found
+    findcopy "$d" "$vlen" "$vfp" "$offset" "$b" "$@"; n=$found
   else
     # shellcheck disable=SC2046 # the inode is the first word
     set -- $(ls -diL "$p" 2>/dev/null)

@@ -8,6 +8,7 @@
 p=$1 d=$2 iv=$4 fpb=$5 chunk=$6 from=$7 mode=$8 nonce=$9
 shift 9
 spoll=$1
+shift
 
 main() {
   if [ ! -e "$p" ]; then

@@ -168,6 +168,8 @@ pub enum Script {
         verify: Verify,
         offset: u64,
         interval: Duration,
+        /// The file names of the other logs followed in that folder.
+        others: Vec<String>,
     },
 }
 
@@ -189,7 +191,8 @@ impl Script {
                 verify,
                 offset,
                 interval,
-            } => finish_command(path, *old, *verify, *offset, *interval),
+                others,
+            } => finish_command(path, (*old, others), *verify, *offset, *interval),
         }
     }
 }
@@ -199,8 +202,10 @@ impl Script {
 pub enum OldFile {
     /// The entry of the log's directory with this inode (a renamed file).
     Inode(u64),
-    /// The newest file of the directory, other than the log itself, whose
-    /// first bytes match (a copytruncate copy).
+    /// The newest file of the directory whose first bytes match (a
+    /// copytruncate copy) and that is the log's: named after it (`app.log.1`,
+    /// `app.log-20261202`, or `app.1.log`, logrotate's `extension`), not
+    /// after another log followed there (see finish.sh).
     Copy,
 }
 
@@ -210,7 +215,7 @@ pub enum OldFile {
 /// at least `offset` long with first bytes matching `verify`.
 pub fn finish_command(
     path: &str,
-    old: OldFile,
+    (old, others): (OldFile, &[String]),
     verify: Verify,
     offset: u64,
     interval: Duration,
@@ -226,6 +231,9 @@ pub fn finish_command(
         verify.fp.to_string(),
         offset.to_string(),
     ]);
+    if old == OldFile::Copy {
+        args.extend(others.iter().cloned());
+    }
     program(FINISH, &args)
 }
 

@@ -1,4 +1,5 @@
-# Runs main in a subshell with the channel's stdin moved to fd 3; a
+# Runs main (with the script's arguments left after its own) in a subshell
+# with the channel's stdin moved to fd 3; a
 # watchdog ends it when that stdin closes (the channel is gone: sshd closes
 # the pipe with the channel or the connection). main's TERM trap ends its
 # tail, so no remote process outlives its channel by more than a poll.
@@ -6,7 +7,7 @@ exec 3<&0
 (
   t=
   trap 'kill $t 2>/dev/null; exit 0' TERM
-  main
+  main "$@"
 ) 3<&- &
 w=$!
 ( cat <&3 >/dev/null 2>&1; kill "$w" 2>/dev/null ) >/dev/null 2>&1 &

@@ -395,8 +395,20 @@ fn finish(path: &Path, old: OldFile, verify: Verify, offset: u64) -> Local {
 }
 
 fn finish_on(path: &Path, old: OldFile, verify: Verify, offset: u64, on: On) -> Local {
+    finish_among(path, (old, &[]), verify, offset, on)
+}
+
+/// A finish of `path`'s old file where `others` are the other logs
+/// followed in its folder.
+fn finish_among(
+    path: &Path,
+    (old, others): (OldFile, &[String]),
+    verify: Verify,
+    offset: u64,
+    on: On,
+) -> Local {
     let nonce = Nonce::random();
-    let cmd = finish_command(path.to_str().unwrap(), old, verify, offset, IV);
+    let cmd = finish_command(path.to_str().unwrap(), (old, others), verify, offset, IV);
     Local::start_on(shell_for(on), cmd, &nonce)
 }
 
@@ -419,7 +431,7 @@ fn finish_reads_an_old_file_by_inode_or_a_copy_by_its_first_bytes() {
     l.close();
 
     // A copy (another inode) with the same first bytes.
-    std::fs::copy(&rotated, dir.path().join("copy")).unwrap();
+    std::fs::copy(&rotated, dir.path().join("app.log-20261202")).unwrap();
     std::fs::remove_file(&rotated).unwrap();
     let mut l = finish(&path, OldFile::Copy, verify, 71);
     l.until(|l| l.controls().contains(&Control::Final(body.len() as u64)));
@@ -437,6 +449,23 @@ fn finish_reads_an_old_file_by_inode_or_a_copy_by_its_first_bytes() {
         assert_eq!(l.header, Some(Header::Gone));
         l.close();
     }
+    // Another log of the folder, `app.log.old`, whose copy is newer and
+    // starts with the same bytes: not this log's; nor is a file named
+    // after neither.
+    let theirs = "x".repeat(70) + "\ntheirs, longer than ours\n";
+    let ours_older = std::process::Command::new("touch")
+        .args(["-d", "2020-01-01"])
+        .arg(dir.path().join("app.log-20261202"))
+        .status()
+        .unwrap();
+    assert!(ours_older.success());
+    append(&dir.path().join("app.log.old.1"), theirs.as_bytes());
+    append(&dir.path().join("copy"), theirs.as_bytes());
+    let others = ["app.log.old".to_owned()];
+    let mut l = finish_among(&path, (OldFile::Copy, &others), verify, 71, On::Gnu);
+    l.until(|l| l.controls().contains(&Control::Final(body.len() as u64)));
+    assert_eq!(l.data(), b"last\n");
+    l.close();
 }
 
 /// A folder name with a newline, quotes, shell syntax and every
@@ -524,14 +553,14 @@ fn finish_finds_a_renamed_file_by_inode_whatever_its_new_name() {
 }
 
 #[test]
-fn a_copytruncate_copy_is_found_whatever_its_name() {
+fn a_copytruncate_copy_is_found_whatever_else_its_name_holds() {
     for (on, _) in EVERY_HOST {
         let (_top, dir) = hostile_dir();
         let path = dir.join("app.log");
         let body = "c".repeat(70) + "\nlast\n";
         append(&path, body.as_bytes());
         let verify = verify_of(&path, on);
-        let copy = dir.join(" app.log.1\n$(touch RILLPWN)");
+        let copy = dir.join("app.log.1 \n$(touch RILLPWN)");
         std::fs::copy(&path, &copy).unwrap();
         std::fs::write(&path, "").unwrap();
         let mut l = finish_on(&path, OldFile::Copy, verify, 71, on);
