@@ -89,8 +89,11 @@ impl Run {
         (self.host.clone(), self.log.clone(), self.file_id)
     }
 
-    /// Documents of the run's file whose line starts inside the run.
+    /// Documents of the run's file whose line starts inside the run: at
+    /// one of its lines' first bytes, or inside one (a piece of a line once
+    /// sent partial, now read whole).
     fn same_lines(&self, f: &Fields) -> Box<dyn Query> {
+        let end = self.next.saturating_sub(1).max(self.last);
         Box::new(BooleanQuery::new(vec![
             (
                 Occur::Must,
@@ -105,7 +108,7 @@ impl Run {
                     )),
                     Bound::Included(Term::from_field_u64(
                         f.offset_block,
-                        self.last >> OFFSET_BLOCK_BITS,
+                        end >> OFFSET_BLOCK_BITS,
                     )),
                 )),
             ),
@@ -113,7 +116,7 @@ impl Run {
                 Occur::Must,
                 Box::new(RangeQuery::new(
                     Bound::Included(Term::from_field_u64(f.offset, self.first)),
-                    Bound::Included(Term::from_field_u64(f.offset, self.last)),
+                    Bound::Included(Term::from_field_u64(f.offset, end)),
                 )),
             ),
         ]))
@@ -456,6 +459,21 @@ mod tests {
             fields: Default::default(),
             parse_error: false,
         }
+    }
+
+    #[test]
+    fn a_line_read_whole_replaces_its_partial_piece_and_its_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = IndexWriter::open(dir.path()).unwrap();
+        // "first" then "second line" sent as "sec" (partial) and its rest.
+        w.add(&line(0, 6, "first")).unwrap();
+        w.add(&line(6, 3, "sec")).unwrap();
+        w.add(&line(9, 9, "ond line")).unwrap();
+        w.commit().unwrap();
+        // Read again from 6 (a restart from a checkpoint there): whole.
+        w.add(&line(6, 12, "second line")).unwrap();
+        w.commit().unwrap();
+        assert_eq!(bodies(dir.path()), ["first", "second line"]);
     }
 
     #[test]

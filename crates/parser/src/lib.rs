@@ -52,6 +52,10 @@ use crate::retention::Retention;
 
 /// The longest a received line waits before it is committed (searchable).
 pub const COMMIT_EVERY: Duration = Duration::from_millis(500);
+/// Lines indexed and not committed when the log has nothing more: a
+/// backlog ended, and its last lines are committed now rather than up to
+/// COMMIT_EVERY later (a live tail never has this many waiting).
+const BACKLOG_END: usize = 10_000;
 /// The write-ahead log holds at most this much the index has not taken.
 pub const WAL_MAX_BYTES: u64 = 1 << 30;
 /// Messages taken from the taps per turn of the loop, at most (then the
@@ -142,7 +146,9 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
             first_pending.get_or_insert_with(Instant::now);
             indexed += 1;
         }
-        if first_pending.is_some_and(|t| t.elapsed() >= COMMIT_EVERY) {
+        // Every COMMIT_EVERY, and at once when a backlog was all taken.
+        let backlog_done = !wal.unread() && index.pending() >= BACKLOG_END;
+        if first_pending.is_some_and(|t| t.elapsed() >= COMMIT_EVERY || backlog_done) {
             let n = index.pending();
             commit(&mut index, &mut wal, &events)?;
             debug!(lines = n, total = indexed, "committed");

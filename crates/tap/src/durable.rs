@@ -28,6 +28,8 @@ const HELLO_BUSY: Duration = Duration::from_secs(1);
 /// ... and this often otherwise.
 const HELLO_IDLE: Duration = Duration::from_secs(5);
 
+/// Messages queued in ZeroMQ towards the parser, at most.
+const SNDHWM: i32 = 16;
 /// A durable message holds at most this many bytes of lines (more only
 /// for one line longer than that).
 const MAX_MESSAGE_BYTES: usize = 128 << 10;
@@ -113,6 +115,10 @@ impl Durable {
         (max_lines, max_bytes): (usize, usize),
     ) -> anyhow::Result<Self> {
         let s = socket::open(ctx, zmq::DEALER, Role::Ingest)?;
+        // The window holds every message until its receipt; ZeroMQ's queue
+        // would hold a second copy of it: a short queue (up to 2 MiB) keeps
+        // the pipe full, and the rest goes as it drains (`pump`).
+        s.set_sndhwm(SNDHWM)?;
         socket::connect(&s, endpoint)?;
         Ok(Durable {
             socket: s,
