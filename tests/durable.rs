@@ -421,6 +421,78 @@ fn a_killed_tap_publishes_no_line_live_twice() {
     }
 }
 
+/// logrotate `compress` without `delaycompress` twice while the parser is
+/// stopped for 30 s: each rotated file is gone from its folder at once, but
+/// the script that read it holds it open until the index took its gap.
+#[test]
+fn lines_of_files_compressed_away_while_the_parser_was_stopped_are_indexed_once() {
+    let h = OneHost::new(&["a"]);
+    h.rill.append_config("tap:\n  max_unacked_lines: 100\n");
+    let h = OneHost::start(h, &["a"]);
+    let rill = &h.rill;
+    let rotate = logrotate(&h, "a", "compress");
+    append_lines(&h, "a", 0..1);
+    assert_eq!(
+        rill.wait_count("*", &[], 1, Duration::from_secs(20)),
+        Some(1)
+    );
+    let parser = local_processes_mentioning(&rill.config.display().to_string())
+        .into_iter()
+        .find(|(_, c)| c.contains("/parser "))
+        .expect("a parser runs")
+        .0;
+    // SAFETY: stopping the parser of the Rill under test.
+    unsafe { libc::kill(parser as i32, libc::SIGSTOP) };
+    let stopped = Instant::now();
+    // The tap follows the file at `h.file("a")` as it is now, to its end.
+    let followed = |what: &str| {
+        let size = std::fs::metadata(h.file("a")).unwrap().len();
+        let ok = wait_until(Duration::from_secs(20), || {
+            rill.host_status("web01")
+                .is_some_and(|s| s["logs"][0]["last_offset"].as_u64() == Some(size))
+        });
+        assert!(
+            ok,
+            "{what}: never followed to {size}: {:?}",
+            rill.host_status("web01")
+        );
+    };
+    append_lines(&h, "a", 1..1000);
+    rotate();
+    assert!(!h.file("a").exists() || std::fs::metadata(h.file("a")).unwrap().len() == 0);
+    append_lines(&h, "a", 1000..2000);
+    followed("the second file");
+    rotate();
+    append_lines(&h, "a", 2000..2500);
+    followed("the third file");
+    let gz = std::fs::read_dir(h.remote.path.clone())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".gz")
+        })
+        .count();
+    assert_eq!(gz, 2, "logrotate compressed both rotated files");
+    // The fault lasts 30 s.
+    std::thread::sleep(Duration::from_secs(30).saturating_sub(stopped.elapsed()));
+    // SAFETY: resuming the parser we stopped.
+    unsafe { libc::kill(parser as i32, libc::SIGCONT) };
+    let all = wait_for(Duration::from_secs(60), || {
+        rill.count("*", &[]).filter(|&n| n >= 2500)
+    });
+    assert_eq!(
+        all,
+        Some(2500),
+        "status {:?}; log:\n{}",
+        rill.host_status("web01"),
+        rill.log()
+    );
+    assert_eq!(numbers(rill), (0..2500).collect::<BTreeSet<_>>());
+}
+
 #[test]
 fn a_server_that_stops_answering_is_noticed_and_followed_again() {
     let h = OneHost::running(&["a"]);

@@ -66,11 +66,12 @@ impl Follow {
         }
         let copy = self.catchup.copy_of == Some(gap.file_id);
         let at = LogCheckpoint::new(gap.file_id, gap.from, gap.verify);
-        let script = self.finish_script(at, copy);
+        let holder = self.holder_of(gap.file_id);
+        let script = self.finish_script(at, copy, holder);
         let ch = conns.open(&script).inspect_err(|_| {
             self.catchup.after = Some(Instant::now() + REOPEN_AFTER);
         })?;
-        debug!(log = %self.log.name, file_id = %gap.file_id, from = gap.from, copy, "reading a gap again for the index");
+        debug!(log = %self.log.name, file_id = %gap.file_id, from = gap.from, copy, ?holder, "reading a gap again for the index");
         let mut r = Reader::new(ch, self.settings, Nonce::random(), Role::catch_up(copy));
         r.expect = Some(at);
         self.catchup.reader = Some(r);

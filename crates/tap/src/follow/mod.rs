@@ -59,6 +59,11 @@ pub struct Follow {
     reading: Reading,
     current: Option<Reader>,
     finishing: Vec<Reader>,
+    /// Readers of old files read to their end whose gap the index has not
+    /// taken yet: kept open, so that their script holds the file open on
+    /// the server (a catch-up reads it through them even once logrotate
+    /// compressed or deleted it).
+    held: Vec<Reader>,
     reopen_at: Option<Instant>,
     /// Not before this (a channel for a file to finish could not be opened).
     finish_after: Option<Instant>,
@@ -103,6 +108,7 @@ impl Follow {
             reading: Reading::Auto,
             current: None,
             finishing: Vec::new(),
+            held: Vec::new(),
             reopen_at: Some(Instant::now()),
             finish_after: None,
             next,
@@ -152,14 +158,16 @@ impl Follow {
         self.catchup.reader.is_some()
     }
 
-    /// The script that finishes `at` (in the inode it had, or in its copy).
-    fn finish_script(&self, at: LogCheckpoint, copy: bool) -> Script {
+    /// The script that finishes `at` (in the inode it had, held open by
+    /// server process `holder`, or in its copy).
+    fn finish_script(&self, at: LogCheckpoint, copy: bool, holder: Option<u32>) -> Script {
+        let ino = at.file_id.ino;
         Script::Finish {
             path: self.log.path.clone(),
-            old: if copy {
-                OldFile::Copy
-            } else {
-                OldFile::Inode(at.file_id.ino)
+            old: match (copy, holder) {
+                (true, _) => OldFile::Copy,
+                (false, Some(pid)) => OldFile::Held { ino, pid },
+                (false, None) => OldFile::Inode(ino),
             },
             verify: at.verify(),
             offset: at.offset,
@@ -186,7 +194,7 @@ impl Follow {
             .copied()
             .filter(|_| self.finish_after.is_none())
         {
-            let script = self.finish_script(u.at, u.copy);
+            let script = self.finish_script(u.at, u.copy, None);
             let ch = conns.open(&script).inspect_err(|_| {
                 self.finish_after = Some(Instant::now() + REOPEN_AFTER);
             })?;
@@ -253,7 +261,35 @@ impl Follow {
             }
         }
         self.finishing = still;
+        self.pump_held(io, i);
         self.pump_catchup(io, i)
+    }
+
+    /// Lets go of the files whose gap the index took (their scripts end
+    /// with their channels); hears the others' ticks.
+    fn pump_held(&mut self, io: &mut Io, i: usize) {
+        let (gone, kept): (Vec<Reader>, Vec<Reader>) =
+            std::mem::take(&mut self.held).into_iter().partition(|r| {
+                r.following
+                    .as_ref()
+                    .is_none_or(|f| io.out.durable.gap(i, f.file_id).is_none())
+            });
+        for r in gone {
+            debug!(log = %self.log.name, "an old file's gap was read; letting it go");
+            r.abandon();
+        }
+        self.held = kept;
+        for r in &mut self.held {
+            r.hear(&self.log, io, i);
+        }
+    }
+
+    /// The server process holding `file_id` open for a gap, if any.
+    pub(super) fn holder_of(&self, file_id: FileId) -> Option<u32> {
+        self.held
+            .iter()
+            .find(|r| r.following.as_ref().is_some_and(|f| f.file_id == file_id))
+            .and_then(|r| r.holder)
     }
 
     /// Reads the current file's channel and acts on what happened to the
@@ -314,7 +350,15 @@ impl Follow {
         let flush = !r.truncated();
         let copy = r.role.copy();
         let end = r.end_position(flush);
-        r.close(&self.log, io, i, flush)?;
+        let gap = end.is_some_and(|at| io.out.durable.gap(i, at.file_id).is_some());
+        if gap && flush && r.holder.is_some() {
+            // Its script holds the file open until the gap is read.
+            let mut r = r;
+            r.flush(&self.log, io, i)?;
+            self.held.push(r);
+        } else {
+            r.close(&self.log, io, i, flush)?;
+        }
         if let Some(at) = end {
             if io.out.durable.gap(i, at.file_id).is_none() {
                 io.out.durable.forget(i, at.file_id);
@@ -379,7 +423,7 @@ impl Follow {
 
     /// Whether any channel of this log is open (and so should be heard from).
     pub fn has_channels(&self) -> bool {
-        self.current.is_some() || !self.finishing.is_empty()
+        self.current.is_some() || !self.finishing.is_empty() || !self.held.is_empty()
     }
 
     /// Closes every channel (at shutdown).
@@ -389,6 +433,7 @@ impl Follow {
             .take()
             .into_iter()
             .chain(self.finishing.drain(..))
+            .chain(self.held.drain(..))
             .chain(self.catchup.reader.take())
         {
             r.abandon();

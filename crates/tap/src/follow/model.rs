@@ -287,7 +287,7 @@ impl Proc {
             State::Finish(old, verify, offset) => {
                 let (dir, name) = self.path.rsplit_once('/').expect("an absolute path");
                 let found = match old {
-                    OldFile::Inode(ino) => fs
+                    OldFile::Inode(ino) | OldFile::Held { ino, .. } => fs
                         .names
                         .values()
                         .any(|&i| i == ino)

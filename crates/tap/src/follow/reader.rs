@@ -75,6 +75,9 @@ pub struct Reader {
     /// The file's size on the server, as last reported.
     pub remote_size: Option<u64>,
     pub last_data: Instant,
+    /// The server process that holds the file open while the channel is
+    /// (`RILL-PID`).
+    pub holder: Option<u32>,
 }
 
 /// What a pump of one reader saw.
@@ -119,6 +122,7 @@ impl Reader {
             end: None,
             remote_size: None,
             last_data: Instant::now(),
+            holder: None,
         }
     }
 
@@ -378,6 +382,7 @@ impl Reader {
                 }
             }
             Control::Tick => {}
+            Control::Pid(pid) => self.holder = Some(pid),
             c => {
                 debug!(log = %ctx.log.name, control = ?c, "follow script reported");
                 self.role.on_control(c);
@@ -476,13 +481,33 @@ impl Reader {
     /// Closes the channel; with `flush`, first publishes a last line that
     /// never got its newline (the file is done).
     pub fn close(mut self, log: &Log, io: &mut Io, i: usize, flush: bool) -> anyhow::Result<()> {
-        let source = self.source();
-        if let (true, Some(f)) = (flush, &mut self.following) {
-            f.splitter.flush(io.lines);
-            publish(log, f, io, i, false, source)?;
+        if flush {
+            self.flush(log, io, i)?;
         }
         self.channel.close();
         Ok(())
+    }
+
+    /// Publishes a last line that never got its newline (the file is done).
+    pub fn flush(&mut self, log: &Log, io: &mut Io, i: usize) -> anyhow::Result<()> {
+        let source = self.source();
+        if let Some(f) = &mut self.following {
+            f.splitter.flush(io.lines);
+            publish(log, f, io, i, false, source)?;
+        }
+        Ok(())
+    }
+
+    /// Reads what the channel says on stderr and nothing else: a reader
+    /// kept only to hold its file open hears its ticks.
+    pub fn hear(&mut self, log: &Log, io: &mut Io, i: usize) {
+        let ctx = Ctx {
+            log,
+            i,
+            current: false,
+        };
+        let mut seen = Seen::default();
+        self.read_stderr(&ctx, io, &mut seen);
     }
 
     /// Closes the channel, publishing nothing more.

@@ -27,13 +27,17 @@
 #   chunks          sends the file from off in checked chunks until it is
 #                   truncated or gone, or, once rot is set (the path names
 #                   another file now, or this is a finish), until it stopped
-#                   growing for one interval
+#                   growing for one interval; then holds the file open until
+#                   the channel closes (a catch-up may still need it)
+#   hold            keeps fd 4 open, saying RILL-TICK, until killed
 
 LC_ALL=C; export LC_ALL
 # Words split from command output are never file name patterns.
 set -f
 
 nap() { echo RILL-TICK >&2; sleep "$iv"; }
+
+hold() { while :; do nap; done; }
 
 fpof() {
   [ "$2" -gt 0 ] || { echo 0; return; }
@@ -131,7 +135,7 @@ chunks() {
       continue
     fi
     if [ -n "$rot" ]; then
-      if [ "$sz" = "$prev" ]; then echo "RILL-FINAL $sz"; return; fi
+      if [ "$sz" = "$prev" ]; then echo "RILL-FINAL $sz"; hold; fi
       prev=$sz
     fi
     nap

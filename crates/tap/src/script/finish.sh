@@ -4,15 +4,35 @@
 # with first bytes matching VLEN/VFP.
 #
 # Arguments: PATH DIR NAME INTERVAL FP_BYTES CHUNK_BYTES INO VLEN VFP OFFSET
-# [OTHER...], where INO is the old file's inode, or `-` for the newest file
-# of this log whose first bytes match (a copytruncate copy; OTHER: the
-# names of the other logs followed in DIR, whose copies are not this log's).
+# [OTHER...], where INO is the old file's inode, `INO:PID` for the file PID
+# holds open as its fd 4 (another channel's script: found there even once
+# gone from DIR, else by inode), or `-` for the newest file of this log
+# whose first bytes match (a copytruncate copy; OTHER: the names of the
+# other logs followed in DIR, whose copies are not this log's).
 p=$1 d=$2 b=$3 iv=$4 fpb=$5 chunk=$6 old=$7 vlen=$8 vfp=$9
 shift 9
 offset=$1
 shift
 
 main() {
+  case $old in
+    *:*)
+      held=/proc/${old#*:}/fd/4; old=${old%%:*}
+      if [ -r "$held" ]; then
+        exec 4<"$held"
+        # shellcheck disable=SC2046 # the inode is the first word
+        set -- $(ls -diL /dev/fd/4 2>/dev/null)
+        if [ "${1:-}" = "$old" ] && fits /dev/fd/4 "$vlen" "$vfp" "$offset"; then
+          src=/dev/fd/4
+          ident "$src"; me=$ino
+          echo "RILL $dev $ino $vn $fp $offset chunks"
+          off=$offset; rot=1
+          chunks
+          return
+        fi
+        exec 4<&-
+      fi ;;
+  esac
   if [ "$old" = - ]; then
     findcopy "$d" "$vlen" "$vfp" "$offset" "$b" "$@"; n=$found
   else

@@ -202,6 +202,10 @@ impl Script {
 pub enum OldFile {
     /// The entry of the log's directory with this inode (a renamed file).
     Inode(u64),
+    /// The file with this inode that server process `pid` (another
+    /// channel's script, `RILL-PID`) holds open, even if gone from the
+    /// directory; else as [`OldFile::Inode`].
+    Held { ino: u64, pid: u32 },
     /// The newest file of the directory whose first bytes match (a
     /// copytruncate copy) and that is the log's: named after it (`app.log.1`,
     /// `app.log-20261202`, or `app.1.log`, logrotate's `extension`), not
@@ -222,6 +226,7 @@ pub fn finish_command(
 ) -> String {
     let ino = match old {
         OldFile::Inode(ino) => ino.to_string(),
+        OldFile::Held { ino, pid } => format!("{ino}:{pid}"),
         OldFile::Copy => "-".to_owned(),
     };
     let mut args = common_args(path, interval);

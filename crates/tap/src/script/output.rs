@@ -252,6 +252,9 @@ pub enum Control {
     Size(u64),
     /// The script is alive (once per interval, however quiet the file).
     Tick,
+    /// The process that holds the file open as its fd 4, until the channel
+    /// closes.
+    Pid(u32),
 }
 
 /// Parses one control line; `None` for anything else (a real error message).
@@ -266,6 +269,7 @@ pub fn parse_control(line: &str) -> Option<Control> {
         "RILL-TRUNCATED" => Some(Control::Truncated),
         "RILL-SIZE" => num().map(Control::Size),
         "RILL-TICK" => Some(Control::Tick),
+        "RILL-PID" => num().and_then(|n| u32::try_from(n).ok()).map(Control::Pid),
         "RILL-FP" => {
             let len = num()?;
             let fp = u32::try_from(num()?).ok()?;

@@ -10,6 +10,9 @@ exec 3<&0
   main "$@"
 ) 3<&- &
 w=$!
+# The process that holds the file open (fd 4): a catch-up may read a file
+# gone from its folder through /proc/<pid>/fd/4 while this channel is open.
+echo "RILL-PID $w" >&2
 ( cat <&3 >/dev/null 2>&1; kill "$w" 2>/dev/null ) >/dev/null 2>&1 &
 exec 3<&-
 wait "$w"

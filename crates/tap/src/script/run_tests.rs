@@ -127,8 +127,16 @@ impl Local {
     fn controls(&self) -> Vec<Control> {
         self.all_controls()
             .into_iter()
-            .filter(|c| !matches!(c, Control::Size(_) | Control::Tick))
+            .filter(|c| !matches!(c, Control::Size(_) | Control::Tick | Control::Pid(_)))
             .collect()
+    }
+
+    /// The process holding the file open (`RILL-PID`), once said.
+    fn holder(&self) -> Option<u32> {
+        self.all_controls().into_iter().find_map(|c| match c {
+            Control::Pid(p) => Some(p),
+            _ => None,
+        })
     }
 
     fn all_controls(&self) -> Vec<Control> {
@@ -347,6 +355,49 @@ fn a_renamed_file_is_drained_and_its_final_size_reported() {
         l.until(|l| l.data() == all && l.controls().contains(&Control::Final(all.len() as u64)));
         assert_eq!(l.controls()[0], Control::Rotated);
         l.close();
+    }
+}
+
+/// logrotate `compress` without `delaycompress`: the file is renamed and
+/// deleted at once. The reader that drained it holds it open until its
+/// channel closes, and a finish reads the rest through it.
+#[test]
+fn a_deleted_file_is_read_through_the_script_that_holds_it() {
+    for (on, _) in EVERY_HOST {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.log");
+        append(&path, b"");
+        let mut l = follow(&path, StartAt::End, on);
+        l.until(|l| l.header.is_some() && l.holder().is_some());
+        let body = "h".repeat(70) + "\nsecond\nthird\n";
+        append(&path, body.as_bytes());
+        l.until(|l| l.data() == body.as_bytes());
+        let ino = std::fs::metadata(&path).unwrap().ino();
+        let verify = verify_of(&path, on);
+        std::fs::remove_file(&path).unwrap();
+        l.until(|l| l.controls().contains(&Control::Final(body.len() as u64)));
+        // Drained, and still holding it: a finish from "second" on.
+        let pid = l.holder().unwrap();
+        let old = OldFile::Held { ino, pid };
+        let mut f = finish_among(&path, (old, &[]), verify, 71, on);
+        f.until(|f| f.controls().contains(&Control::Final(body.len() as u64)));
+        assert_eq!(f.data(), b"second\nthird\n", "{on:?}");
+        f.close();
+        l.close();
+        // Once the holder is gone (within a poll of its channel closing):
+        // by inode, and gone.
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while Path::new(&format!("/proc/{pid}")).exists() {
+            assert!(
+                std::time::Instant::now() < end,
+                "the holder outlived its channel"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let mut f = finish_among(&path, (old, &[]), verify, 71, on);
+        f.until(|f| f.header.is_some());
+        assert_eq!(f.header, Some(Header::Gone), "{on:?}");
+        f.close();
     }
 }
 
