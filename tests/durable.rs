@@ -34,6 +34,15 @@ fn numbers(rill: &Rill) -> BTreeSet<usize> {
     seen.into_keys().collect()
 }
 
+/// The pid of the parser of the Rill under test.
+fn parser_pid(rill: &Rill) -> u32 {
+    local_processes_mentioning(&rill.config.display().to_string())
+        .into_iter()
+        .find(|(_, c)| c.contains("/parser "))
+        .expect("a parser runs")
+        .0
+}
+
 /// Writes a logrotate config for `<log>.log` (`how`: its directives), and
 /// returns a function that rotates it now.
 fn logrotate<'a>(h: &'a OneHost, log: &str, how: &str) -> impl Fn() + 'a {
@@ -107,11 +116,7 @@ fn lines_confirmed_but_not_yet_indexed_are_indexed_after_the_parser_is_killed() 
         "never confirmed: {:?}",
         rill.host_status("web01")
     );
-    let parser = local_processes_mentioning(&rill.config.display().to_string())
-        .into_iter()
-        .find(|(_, c)| c.contains("/parser "))
-        .expect("a parser runs")
-        .0;
+    let parser = parser_pid(rill);
     // ... and not all indexed yet.
     let searchable = rill.count("*", &[]).unwrap_or(0);
     eprintln!("searchable when the parser is killed: {searchable} of {N}");
@@ -216,11 +221,7 @@ fn a_stopped_parser_holds_up_no_live_line(how: &str) {
         Some(1)
     );
 
-    let parser = local_processes_mentioning(&rill.config.display().to_string())
-        .into_iter()
-        .find(|(_, c)| c.contains("/parser "))
-        .expect("a parser runs")
-        .0;
+    let parser = parser_pid(rill);
     // SAFETY: stopping the parser of the Rill under test.
     unsafe { libc::kill(parser as i32, libc::SIGSTOP) };
     append_lines(&h, "a", 1..1000);
@@ -296,11 +297,7 @@ fn two_logs_that_start_alike_each_read_their_gap_from_their_own_copy() {
     );
     let rotate_app = logrotate(&h, "app", "copytruncate");
     let rotate_api = logrotate(&h, "api", "copytruncate");
-    let parser = local_processes_mentioning(&rill.config.display().to_string())
-        .into_iter()
-        .find(|(_, c)| c.contains("/parser "))
-        .expect("a parser runs")
-        .0;
+    let parser = parser_pid(rill);
     // SAFETY: stopping the parser of the Rill under test.
     unsafe { libc::kill(parser as i32, libc::SIGSTOP) };
     for log in ["app", "api"] {
@@ -436,11 +433,7 @@ fn lines_of_files_compressed_away_while_the_parser_was_stopped_are_indexed_once(
         rill.wait_count("*", &[], 1, Duration::from_secs(20)),
         Some(1)
     );
-    let parser = local_processes_mentioning(&rill.config.display().to_string())
-        .into_iter()
-        .find(|(_, c)| c.contains("/parser "))
-        .expect("a parser runs")
-        .0;
+    let parser = parser_pid(rill);
     // SAFETY: stopping the parser of the Rill under test.
     unsafe { libc::kill(parser as i32, libc::SIGSTOP) };
     let stopped = Instant::now();

@@ -7,7 +7,7 @@
 //! `parser` is sampled every 50 ms while the pipeline runs.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,7 +22,7 @@ use rill_parser::events::{EventBuilder, LogRules};
 use rill_parser::formats::LineFormat;
 use rill_proto::{FileId, LineMeta};
 
-use crate::{procs, workload};
+use crate::procs;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -58,7 +58,7 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
     }
     let h = OneHost::start(h, &["app"]);
     let src = h.remote.path.join("backlog.src");
-    let bytes = write_file(&src, a.lines)?;
+    let bytes = crate::throughput::write_file(&src, a.lines)?;
     println!(
         "backlog lines={} bytes={} parser={}",
         a.lines, bytes, a.parser
@@ -102,19 +102,6 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
         rill.parser_rss_kib as f64 / 1024.0
     );
     Ok(())
-}
-
-fn write_file(path: &Path, lines: u64) -> anyhow::Result<u64> {
-    let mut f = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
-    let mut bytes = 0;
-    for n in 0..lines {
-        let l = workload::line(n);
-        bytes += l.len() as u64;
-        f.write_all(l.as_bytes())?;
-    }
-    f.flush()?;
-    Command::new("chmod").arg("644").arg(path).status()?;
-    Ok(bytes)
 }
 
 /// Seconds `ssh host cat FILE` takes, from its start to its last line.

@@ -173,7 +173,9 @@ fn one_round(a: &Args) -> anyhow::Result<Vec<Reading>> {
     Ok(vec![cat, tail, libssh2, rill])
 }
 
-fn write_file(path: &std::path::Path, lines: u64) -> anyhow::Result<u64> {
+/// Writes `lines` workload lines to `path`, readable by the server's
+/// user; their bytes.
+pub(crate) fn write_file(path: &std::path::Path, lines: u64) -> anyhow::Result<u64> {
     let mut f = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
     let mut bytes = 0;
     for n in 0..lines {
