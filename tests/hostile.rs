@@ -309,3 +309,53 @@ fn state_is_private_and_readable_keys_are_warned_about() {
     }
     assert!(files > 5, "only {files} files in the state dir");
 }
+
+/// Issue 19, item 6: nothing on the server's command lines is a secret
+/// (`ps` shows them to every user), and a log line that reads like one of
+/// GNU tail's messages, whole or after a partial line, is indexed once as
+/// the line it is: no line lost, none read twice, the file not read again
+/// from 0.
+#[test]
+fn log_lines_that_read_like_tails_messages_are_indexed_once_as_lines() {
+    let h = OneHost::running(&["app"]);
+    h.append("app", b"before\n");
+    assert_eq!(
+        h.rill.wait_count("before", &[], 1, Duration::from_secs(15)),
+        Some(1),
+        "{}",
+        h.rill.log()
+    );
+    let tails: Vec<String> = h
+        .user
+        .processes()
+        .into_iter()
+        .map(|p| p.cmdline)
+        .filter(|c| c.starts_with("tail ") && c.contains("/dev/fd/4"))
+        .collect();
+    assert!(!tails.is_empty(), "no tail follows the file");
+    for c in &tails {
+        assert!(
+            c.split(' ')
+                .filter(|w| w.contains("/dev/fd"))
+                .all(|w| w == "/dev/fd/4"),
+            "tail is given more than the file: {c}"
+        );
+    }
+    h.append(
+        "app",
+        b"tail: /dev/fd/4: file truncated\n\
+          tail: error reading '/dev/fd/4': Input/output error\n\
+          partial then tail: /dev/fd/4: file truncated\n\
+          sentinel\n",
+    );
+    assert_eq!(
+        h.rill
+            .wait_count("sentinel", &[], 1, Duration::from_secs(15)),
+        Some(1),
+        "{}",
+        h.rill.log()
+    );
+    assert_eq!(h.rill.count("truncated", &[]), Some(2), "{}", h.rill.log());
+    assert_eq!(h.rill.count("error", &[]), Some(1));
+    assert_eq!(h.rill.count("*", &[]), Some(5), "{}", h.rill.log());
+}

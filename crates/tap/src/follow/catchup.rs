@@ -18,7 +18,6 @@ use super::role::Role;
 use super::{Follow, REOPEN_AFTER};
 use crate::checkpoint::{LogCheckpoint, Verify};
 use crate::durable::{Durable, Gap};
-use crate::script::Nonce;
 
 /// A gap is read again once the live reader had no bytes for this long...
 const LIVE_FIRST_QUIET: Duration = Duration::from_millis(100);
@@ -72,7 +71,7 @@ impl Follow {
             self.catchup.after = Some(Instant::now() + REOPEN_AFTER);
         })?;
         debug!(log = %self.log.name, file_id = %gap.file_id, from = gap.from, copy, ?holder, "reading a gap again for the index");
-        let mut r = Reader::new(ch, self.settings, Nonce::random(), Role::catch_up(copy));
+        let mut r = Reader::new(ch, self.settings, None, Role::catch_up(copy));
         r.expect = Some(at);
         self.catchup.reader = Some(r);
         self.catchup.after = None;
@@ -166,7 +165,7 @@ impl Follow {
         }
         // Ended short (a last line without newline still waiting, the file
         // truncated): what it read goes in, the rest is read again.
-        let flush = !r.truncated();
+        let flush = !r.cut();
         r.close(&self.log, io, i, flush)?;
         self.catchup.after = Some(Instant::now() + REOPEN_AFTER);
         Ok(())

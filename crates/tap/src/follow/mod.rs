@@ -42,7 +42,7 @@ use tracing::{debug, info, warn};
 
 use crate::checkpoint::{self, LogCheckpoint, Unfinished};
 use crate::durable::Durable;
-use crate::script::{Nonce, OldFile, Reading, Script, StartAt};
+use crate::script::{Claim, OldFile, Reading, Script, StartAt};
 use crate::status::StatusBoard;
 use channel::Opener;
 pub use io::Io;
@@ -73,6 +73,8 @@ pub struct Follow {
     resume: Option<LogCheckpoint>,
     /// An identity the next new file must not get.
     avoid: Option<FileId>,
+    /// What the last current reader stopped at, for the next to settle.
+    claim: Option<Claim>,
     /// Files still to finish (from a checkpoint, or replaced while down).
     finishes: Vec<Unfinished>,
     /// Files read to their end whose last lines the index may not have
@@ -114,6 +116,7 @@ impl Follow {
             next,
             resume: saved,
             avoid: None,
+            claim: None,
             finishes: unfinished,
             closed: Vec::new(),
             history,
@@ -199,25 +202,26 @@ impl Follow {
                 self.finish_after = Some(Instant::now() + REOPEN_AFTER);
             })?;
             info!(log = %self.log.name, file_id = %u.at.file_id, offset = u.at.offset, copy = u.copy, "finishing an old file");
-            let mut r = Reader::new(ch, self.settings, Nonce::random(), Role::finishing(u.copy));
+            let mut r = Reader::new(ch, self.settings, None, Role::finishing(u.copy));
             r.expect = Some(u.at);
             self.finishing.push(r);
             self.finishes.remove(0);
         }
         if self.current.is_none() && self.reopen_at.is_some_and(|t| Instant::now() >= t) {
-            let nonce = Nonce::random();
+            // A truncation claim is the script's to test; any claim is
+            // data if the stream shows it again where it stood.
             let script = Script::Follow {
                 path: self.log.path.clone(),
                 start: self.next,
                 interval: self.settings.poll_interval,
                 stream_poll: self.settings.stream_poll,
                 reading: self.reading,
-                nonce: nonce.clone(),
+                claim: self.claim.clone().filter(|c| c.truncated),
             };
             match conns.open(&script) {
                 Ok(ch) => {
                     debug!(log = %self.log.name, path = %self.log.path, start = ?self.next, "following");
-                    let mut r = Reader::new(ch, self.settings, nonce, Role::Current);
+                    let mut r = Reader::new(ch, self.settings, self.claim.take(), Role::Current);
                     r.expect = self.resume;
                     r.avoid = self.avoid;
                     self.current = Some(r);
@@ -304,11 +308,25 @@ impl Follow {
         };
         self.identity_changed |= seen.identified || seen.controlled;
         if let Some(old) = seen.replaced {
-            info!(log = %self.log.name, file_id = %old.at.file_id, copy = old.copy, "the file was replaced while we were away; finishing the old one");
+            info!(log = %self.log.name, file_id = %old.at.file_id, copy = old.copy, "the file was replaced or truncated while we were away; finishing the old one");
+            if old.copy {
+                // Truncated: a gap of the old content is read from its copy.
+                self.catchup.copy_of = Some(old.at.file_id);
+            }
             self.finishes.push(old);
         }
         self.resume = r.position();
-        if r.truncated() {
+        if r.end == Some(End::Claimed) {
+            // Tail's message or a log line: the next reader, resumed at the
+            // last line's end, tells by what the file holds there. A
+            // truncation is then read from 0 as a replaced file (above).
+            let claim = r.claim.take();
+            info!(log = %self.log.name, claim = ?claim.as_ref().map(|c| String::from_utf8_lossy(&c.text).trim_end().to_owned()), "the stream read like a message of tail's; reading again from the last line to tell");
+            self.claim = claim;
+            self.next = self.resume.map_or(StartAt::Beginning, resume_at);
+            self.reopen_at = Some(Instant::now());
+            r.close(&self.log, io, i, false)
+        } else if r.truncated() {
             // copytruncate (or any truncation): the old bytes not read yet
             // are in the copy, if there is one.
             let at = r.position().expect("a truncated reader has a file");
@@ -347,7 +365,7 @@ impl Follow {
     /// until the index confirmed its last lines.
     fn finished(&mut self, r: Reader, io: &mut Io, i: usize) -> anyhow::Result<()> {
         info!(log = %self.log.name, "old file finished");
-        let flush = !r.truncated();
+        let flush = !r.cut();
         let copy = r.role.copy();
         let end = r.end_position(flush);
         let gap = end.is_some_and(|at| io.out.durable.gap(i, at.file_id).is_some());

@@ -16,7 +16,7 @@ use crate::checkpoint::{LogCheckpoint, Unfinished, Verify};
 use crate::identity::{self, Expected, Opened};
 use crate::lines::{LineSplitter, Lines};
 use crate::publish::Source;
-use crate::script::{Control, Header, Nonce, Output, OutputError, Piece, Said, StderrLines};
+use crate::script::{Claim, Control, Header, Output, OutputError, Piece, Said, StderrLines};
 use rill_proto::FileId;
 
 /// How long an old file (finishing or catching up) whose inode left the
@@ -72,6 +72,8 @@ pub struct Reader {
     /// An identity a new file must not get: the one it replaced.
     pub avoid: Option<FileId>,
     pub end: Option<End>,
+    /// What it stopped at ([`End::Claimed`]).
+    pub claim: Option<Claim>,
     /// The file's size on the server, as last reported.
     pub remote_size: Option<u64>,
     pub last_data: Instant,
@@ -106,7 +108,7 @@ impl Reader {
     pub fn new(
         (channel, conn): (Box<dyn Channel>, usize),
         settings: TapSettings,
-        nonce: Nonce,
+        pass: Option<Claim>,
         role: Role,
     ) -> Self {
         Reader {
@@ -114,12 +116,13 @@ impl Reader {
             conn,
             settings,
             role,
-            output: Output::new(nonce),
+            output: Output::new(pass),
             stderr: StderrLines::default(),
             following: None,
             expect: None,
             avoid: None,
             end: None,
+            claim: None,
             remote_size: None,
             last_data: Instant::now(),
             holder: None,
@@ -128,6 +131,12 @@ impl Reader {
 
     pub fn truncated(&self) -> bool {
         self.end == Some(End::Truncated)
+    }
+
+    /// Stopped where the bytes after its last line are not (or not yet
+    /// known to be) this file's: no last line without newline goes out.
+    pub fn cut(&self) -> bool {
+        matches!(self.end, Some(End::Truncated | End::Claimed))
     }
 
     pub fn ended(&self) -> bool {
@@ -178,7 +187,7 @@ impl Reader {
     /// The next moment a timer of this reader fires, if still to come: the
     /// last line without newline goes out, a gone file is closed.
     pub fn next_due(&self, now: Instant) -> Option<Instant> {
-        let partial = (!self.truncated() && self.following.is_some())
+        let partial = (!self.cut() && self.following.is_some())
             .then(|| self.last_data + self.settings.partial_line_after);
         let quiet = self
             .role
@@ -267,7 +276,7 @@ impl Reader {
         }
         // A last line without its newline goes out, marked partial, once
         // the file has been quiet for a while.
-        if !self.truncated() && self.last_data.elapsed() >= self.settings.partial_line_after {
+        if !self.cut() && self.last_data.elapsed() >= self.settings.partial_line_after {
             if let Some(f) = &mut self.following {
                 io.pieces.clear();
                 self.output.flush(io.pieces);
@@ -349,11 +358,15 @@ impl Reader {
                     seen.controlled = true;
                     break;
                 }
-                Piece::Control(c) => self.control(ctx, c, io, seen),
-                Piece::TailSaid(text) => {
-                    warn!(log = %ctx.log.name, message = %text, "tail reported a problem");
-                    io.board.log(ctx.i).error = Some(text);
+                Piece::Claim(claim) => {
+                    // A message of tail's, or a log line reading like one:
+                    // the next reader tells (`Follow::pump_current`).
+                    self.end = Some(End::Claimed);
+                    self.claim = Some(claim);
+                    seen.controlled = true;
+                    break;
                 }
+                Piece::Control(c) => self.control(ctx, c, io, seen),
             }
         }
         *io.pieces = pieces;

@@ -43,6 +43,9 @@ pub enum End {
     Eof,
     /// The file was truncated: nothing after that point belongs to it.
     Truncated,
+    /// Stream mode: at what reads like a message of tail's
+    /// ([`crate::script::Claim`]).
+    Claimed,
 }
 
 impl Role {

@@ -1,14 +1,23 @@
 # Follows the log from a start point (the module docs of script/mod.rs describe
 # the header and what follows it).
 #
-# Arguments: PATH DIR NAME INTERVAL FP_BYTES CHUNK_BYTES START MODE NONCE
+# Arguments: PATH DIR NAME INTERVAL FP_BYTES CHUNK_BYTES START MODE CLAIM
 # STREAM_POLL, where START is `end`, `0` or `INO:OFFSET:VLEN:VFP` (resume
 # there if the file is still that one), MODE is `auto` or `chunks`, and
-# NONCE the run of `/.` segments put before the file's name for tail.
-p=$1 d=$2 iv=$4 fpb=$5 chunk=$6 from=$7 mode=$8 nonce=$9
+# CLAIM `-` or `AT:LEN:CKSUM`: the previous reader stopped at what read like
+# tail's "file truncated" at AT; resume only if the file holds those bytes
+# there (they were a log line), else the file was truncated: read it from 0.
+p=$1 d=$2 iv=$4 fpb=$5 chunk=$6 from=$7 mode=$8 claim=$9
 shift 9
 spoll=$1
 shift
+
+# Whether the file holds the claimed bytes (CLAIM above), or there is none.
+holds() {
+  [ "$claim" = - ] && return 0
+  cat=${claim%%:*}; r=${claim#*:}; clen=${r%%:*}; cck=${r#*:}
+  [ "$(tail -c +$((cat + 1)) "$src" 2>/dev/null | head -c "$clen" | cksum)" = "$cck $clen" ]
+}
 
 main() {
   if [ ! -e "$p" ]; then
@@ -25,15 +34,18 @@ main() {
     end) start=$size ;;
     *:*:*:*)
       want=${start%%:*}; r=${start#*:}; off=${r%%:*}; r=${r#*:}; wvn=${r%%:*}; wfp=${r#*:}
-      if [ "$ino" = "$want" ] && [ "$size" -ge "$off" ] && [ "$(fpof "$src" "$wvn")" = "$wfp" ]; then start=$off; else start=0; fi ;;
+      if [ "$ino" = "$want" ] && [ "$size" -ge "$off" ] && [ "$(fpof "$src" "$wvn")" = "$wfp" ] && holds; then start=$off; else start=0; fi ;;
   esac
   if [ "$mode" = auto ]; then
-    case $(tail --version 2>/dev/null) in *GNU*) mode=stream ;; *) mode=chunks ;; esac
+    mode=chunks
+    if [ "$src" = /dev/fd/4 ]; then
+      case $(tail --version 2>/dev/null) in *GNU*) mode=stream ;; esac
+    fi
   fi
   echo "RILL $dev $ino $vn $fp $start $mode"
   rot=
   if [ "$mode" = chunks ]; then off=$start; chunks; exit 0; fi
-  tail -s "$spoll" -c +$((start + 1)) -f "$nonce$src" 2>&1 &
+  tail -s "$spoll" -c +$((start + 1)) -f "$src" 2>&1 &
   t=$!
   while kill -0 "$t" 2>/dev/null; do
     nap

@@ -3,7 +3,7 @@
 //! The scripts are real files under `script/` (`common.sh`, then
 //! `follow.sh` or `finish.sh`, then `run.sh`), constant text checked by
 //! shellcheck in the tests. Every value (the path, its folder and name,
-//! intervals, offsets, the nonce) reaches them as a positional parameter:
+//! intervals, offsets, a claim to test) reaches them as a positional parameter:
 //! a path is always a path, whatever it holds. The login shell only runs
 //! `exec sh -c BOOT rill SCRIPT ARGS...`, each word escaped so that sh,
 //! bash, zsh, fish and tcsh all pass it on unchanged
@@ -20,15 +20,17 @@
 //!
 //! then the file's bytes from `start` on, in one of two ways:
 //!
-//! - **stream** (hosts with GNU `tail`): the bytes exactly as
+//! - **stream** (hosts with GNU `tail` and `/dev/fd`): the bytes exactly as
 //!   `tail -c +N -f` prints them, a line within `tap.stream_poll` (GNU
 //!   tail cannot use inotify on `/dev/fd/4`, a symlink, so it polls the
 //!   open file: one `fstat` and `read` per turn, no fork). GNU
 //!   tail notices a truncation itself and reads the file again from 0; with
 //!   its messages on the same stream (`2>&1`) its "file truncated" sits
-//!   exactly between the old bytes and the new ones. It is given the file's
-//!   name behind a random run of `/.` and `//.` segments (the [`Nonce`]), so
-//!   its messages are told apart from any log line (`output::StreamFilter`).
+//!   exactly between the old bytes and the new ones. A log line can read
+//!   the same; the reader stops at either, and the next one, resumed at the
+//!   last line's end, is told which it was by what the file holds there
+//!   (the claim test, [`stream`]). Nothing on the server's command lines
+//!   is secret: `ps` shows them to every user.
 //!   Rotation, the file's size when it changed, a draining file's final
 //!   size and a grown fingerprint are reported on stderr.
 //! - **chunks** (any other `tail`: BusyBox, BSD, which re-read a truncated
@@ -81,7 +83,7 @@ pub enum Reading {
 }
 
 /// The scripts, as they are on disk under `script/`: constant text. Every
-/// value (path, interval, offsets, nonce) reaches them as a positional
+/// value (path, interval, offsets, claim) reaches them as a positional
 /// parameter, never by substitution into the text.
 const COMMON: &str = include_str!("common.sh");
 const FOLLOW: &str = include_str!("follow.sh");
@@ -124,7 +126,7 @@ pub fn follow_command(
     start: StartAt,
     (interval, stream_poll): (Duration, Duration),
     reading: Reading,
-    nonce: &Nonce,
+    claim: Option<&Claim>,
 ) -> String {
     let start = match start {
         StartAt::End => "end".to_owned(),
@@ -143,7 +145,7 @@ pub fn follow_command(
     args.extend([
         start,
         mode.to_owned(),
-        nonce.as_str().to_owned(),
+        claim.map_or_else(|| "-".to_owned(), Claim::check),
         seconds(stream_poll),
     ]);
     program(FOLLOW, &args)
@@ -159,7 +161,8 @@ pub enum Script {
         interval: Duration,
         stream_poll: Duration,
         reading: Reading,
-        nonce: Nonce,
+        /// What the previous reader stopped at, to be settled.
+        claim: Option<Claim>,
     },
     /// Read an old file of `path`'s folder to its end ([`finish_command`]).
     Finish {
@@ -183,8 +186,14 @@ impl Script {
                 interval,
                 stream_poll,
                 reading,
-                nonce,
-            } => follow_command(path, *start, (*interval, *stream_poll), *reading, nonce),
+                claim,
+            } => follow_command(
+                path,
+                *start,
+                (*interval, *stream_poll),
+                *reading,
+                claim.as_ref(),
+            ),
             Script::Finish {
                 path,
                 old,
@@ -244,13 +253,15 @@ pub fn finish_command(
 
 mod output;
 mod params;
+mod stream;
 
 pub use output::{
     parse_control, parse_header, ChunkDecoder, Control, FrameError, Header, HeaderError, Mode,
-    Output, OutputError, Piece, Said, StderrLines, StreamFilter,
+    Output, OutputError, Piece, Said, StderrLines,
 };
 use params::seconds;
-pub use params::{Nonce, CHUNK_BYTES, FINGERPRINT_BYTES};
+pub use params::{CHUNK_BYTES, FINGERPRINT_BYTES};
+pub use stream::{cksum, Claim, StreamFilter, TAIL_NAME};
 
 #[cfg(test)]
 mod run_tests;

@@ -2,10 +2,9 @@
 //! file bytes and control records, for both of its modes (see [`super`]);
 //! [`StderrLines`] turns its stderr into control records and complaints.
 //!
-//! - [`StreamFilter`] (stream mode): the bytes are the file's, except for
-//!   messages GNU tail prints about the file (`tail: ... <nonce path> ...\n`),
-//!   which are lifted out where they stand. "file truncated" becomes
-//!   [`Control::Truncated`] exactly between the old bytes and the new.
+//! - [`StreamFilter`] (stream mode, [`super::stream`]): the bytes are the
+//!   file's, except for what reads like a message of GNU tail's about the
+//!   file, lifted out where it stands as a [`Piece::Claim`].
 //! - [`ChunkDecoder`] (chunk mode): `RILL-CHUNK <off> <len>`, the bytes,
 //!   `RILL-OK`, and control lines in between. A chunk is handed out only
 //!   once its `RILL-OK` arrived.
@@ -13,9 +12,8 @@
 //! All are pure: bytes in, [`Piece`]s out; no I/O. The tap and the tests
 //! of the scripts decode through the same [`Output`].
 
-use memchr::memmem;
-
-use super::params::{Nonce, CHUNK_BYTES};
+use super::params::CHUNK_BYTES;
+use super::stream::{Claim, Filtered, StreamFilter};
 use crate::checkpoint::Verify;
 
 /// What the script said, in stream order.
@@ -26,9 +24,9 @@ pub enum Piece {
     /// The file's next bytes.
     Data(Vec<u8>),
     Control(Control),
-    /// Something tail printed about the file other than a truncation (an
-    /// I/O error, say): not file bytes; shown in the log's status.
-    TailSaid(String),
+    /// Stream mode: a message of tail's, or the file's bytes reading like
+    /// one; nothing after it is this reader's to take.
+    Claim(Claim),
 }
 
 /// What went wrong in a chunk stream: the reader is closed and reopened
@@ -39,95 +37,6 @@ pub enum FrameError {
     Unexpected(String),
     #[error("chunk at offset {got} where {want} was expected")]
     OutOfOrder { got: u64, want: u64 },
-}
-
-/// How every tail message starts.
-const TAIL: &[u8] = b"tail: ";
-
-/// Stream mode: passes file bytes through and lifts out tail's messages.
-#[derive(Debug)]
-pub struct StreamFilter {
-    nonce: memmem::Finder<'static>,
-    nonce_len: usize,
-    /// Bytes that may be the start of a message, held until it is clear.
-    held: Vec<u8>,
-}
-
-impl StreamFilter {
-    pub fn new(nonce: &Nonce) -> Self {
-        let bytes = nonce.as_str().as_bytes().to_vec();
-        StreamFilter {
-            nonce_len: bytes.len(),
-            nonce: memmem::Finder::new(&bytes).into_owned(),
-            held: Vec::new(),
-        }
-    }
-
-    pub fn feed(&mut self, data: &[u8], out: &mut Vec<Piece>) {
-        if self.held.is_empty() && self.nonce.find(data).is_none() {
-            // Nearly every read: no message, nothing held. One copy.
-            let ready = data.len() - undecided_suffix(data);
-            push_data(out, data[..ready].to_vec());
-            self.held.extend_from_slice(&data[ready..]);
-            return;
-        }
-        self.held.extend_from_slice(data);
-        while let Some(at) = self.nonce.find(&self.held) {
-            // The message starts at the last "tail: " before the nonce on
-            // the same line; the nonce anywhere else is just data.
-            let line_start = memchr::memrchr(b'\n', &self.held[..at]).map_or(0, |i| i + 1);
-            let Some(start) =
-                memmem::rfind(&self.held[line_start..at], TAIL).map(|i| line_start + i)
-            else {
-                let end = at + self.nonce_len;
-                push_data(out, take_front(&mut self.held, end));
-                continue;
-            };
-            let Some(nl) = memchr::memchr(b'\n', &self.held[at..]).map(|i| at + i) else {
-                // The message is still arriving.
-                push_data(out, take_front(&mut self.held, start));
-                return;
-            };
-            push_data(out, take_front(&mut self.held, start));
-            let message = take_front(&mut self.held, nl - start + 1);
-            let text = String::from_utf8_lossy(&message).trim_end().to_owned();
-            out.push(if text.ends_with(": file truncated") {
-                Piece::Control(Control::Truncated)
-            } else {
-                Piece::TailSaid(text)
-            });
-        }
-        let ready = self.held.len() - undecided_suffix(&self.held);
-        push_data(out, take_front(&mut self.held, ready));
-    }
-
-    /// Hands out held bytes as data (the file has been quiet: they were
-    /// never a message).
-    pub fn flush(&mut self, out: &mut Vec<Piece>) {
-        push_data(out, std::mem::take(&mut self.held));
-    }
-}
-
-/// How many trailing bytes of `h` could still turn out to begin a
-/// message: from a `tail: ` after the last newline on, or a trailing piece
-/// of `tail: ` itself.
-fn undecided_suffix(h: &[u8]) -> usize {
-    let line_start = memchr::memrchr(b'\n', h).map_or(0, |i| i + 1);
-    if let Some(i) = memmem::rfind(&h[line_start..], TAIL) {
-        return h.len() - (line_start + i);
-    }
-    (1..TAIL.len())
-        .rev()
-        .find(|&k| h.len() >= k && h.ends_with(&TAIL[..k]))
-        .unwrap_or(0)
-}
-
-/// The first `n` bytes of `v`, leaving the rest: the rest is copied (it is
-/// the short part, what may still be a message), the front keeps the
-/// allocation.
-fn take_front(v: &mut Vec<u8>, n: usize) -> Vec<u8> {
-    let rest = v.split_off(n);
-    std::mem::replace(v, rest)
 }
 
 fn push_data(out: &mut Vec<Piece>, bytes: Vec<u8>) {
@@ -358,7 +267,8 @@ pub enum OutputError {
 /// A script's stdout: header lines, then the file in the header's mode.
 #[derive(Debug)]
 pub struct Output {
-    nonce: Nonce,
+    /// The claim the previous reader of the file stopped at.
+    pass: Option<Claim>,
     head: Vec<u8>,
     body: Option<Body>,
     /// `RILL-GONE` came instead of a header: nothing follows.
@@ -372,11 +282,11 @@ enum Body {
 }
 
 impl Output {
-    /// `nonce`: the one the script was given (stream mode's tail messages
-    /// name the file behind it).
-    pub fn new(nonce: Nonce) -> Self {
+    /// `pass`: the claim the previous reader of the file stopped at, if any
+    /// ([`super::stream`]).
+    pub fn new(pass: Option<Claim>) -> Self {
         Output {
-            nonce,
+            pass,
             head: Vec::new(),
             body: None,
             gone: false,
@@ -399,7 +309,9 @@ impl Output {
             match header {
                 Header::Following { mode, start, .. } => {
                     self.body = Some(match mode {
-                        Mode::Stream => Body::Stream(Box::new(StreamFilter::new(&self.nonce))),
+                        Mode::Stream => {
+                            Body::Stream(Box::new(StreamFilter::new(start, self.pass.take())))
+                        }
                         Mode::Chunks => Body::Chunks(ChunkDecoder::new(start)),
                     });
                 }
@@ -412,7 +324,11 @@ impl Output {
             return Ok(());
         }
         match self.body.as_mut() {
-            Some(Body::Stream(filter)) => filter.feed(data, out),
+            Some(Body::Stream(filter)) => {
+                let mut got = Vec::new();
+                filter.feed(data, &mut got);
+                out.extend(got.into_iter().map(Piece::from));
+            }
             Some(Body::Chunks(d)) => d.feed(data, out)?,
             None => {}
         }
@@ -423,7 +339,18 @@ impl Output {
     /// the file has been quiet, so they were never one).
     pub fn flush(&mut self, out: &mut Vec<Piece>) {
         if let Some(Body::Stream(filter)) = self.body.as_mut() {
-            filter.flush(out);
+            let mut got = Vec::new();
+            filter.flush(&mut got);
+            out.extend(got.into_iter().map(Piece::from));
+        }
+    }
+}
+
+impl From<Filtered> for Piece {
+    fn from(f: Filtered) -> Piece {
+        match f {
+            Filtered::Data(d) => Piece::Data(d),
+            Filtered::Claim(c) => Piece::Claim(c),
         }
     }
 }
@@ -477,92 +404,6 @@ pub fn data(pieces: &[Piece]) -> Vec<u8> {
 mod tests {
     use super::*;
     use crate::checkpoint::Verify;
-
-    /// Feeds `input` in pieces of every size from 1 to 7 bytes and checks
-    /// the result does not depend on how the bytes were cut.
-    fn filtered(nonce: &Nonce, input: &[u8]) -> Vec<Piece> {
-        let mut whole = Vec::new();
-        let mut f = StreamFilter::new(nonce);
-        f.feed(input, &mut whole);
-        let norm = |ps: Vec<Piece>| {
-            let mut out: Vec<Piece> = Vec::new();
-            for p in ps {
-                match (out.last_mut(), p) {
-                    (Some(Piece::Data(a)), Piece::Data(b)) => a.extend(b),
-                    (_, p) => out.push(p),
-                }
-            }
-            out
-        };
-        for step in 1..=7 {
-            let mut f = StreamFilter::new(nonce);
-            let mut got = Vec::new();
-            for c in input.chunks(step) {
-                f.feed(c, &mut got);
-            }
-            assert_eq!(norm(got), norm(whole.clone()), "fed {step} bytes at a time");
-        }
-        norm(whole)
-    }
-
-    #[test]
-    fn a_truncation_message_splits_old_bytes_from_new() {
-        let nonce = Nonce::random();
-        let msg = format!("tail: {}/dev/fd/4: file truncated\n", nonce.as_str());
-        let input = [b"old1\nold-partial".as_slice(), msg.as_bytes(), b"new1\n"].concat();
-        assert_eq!(
-            filtered(&nonce, &input),
-            vec![
-                Piece::Data(b"old1\nold-partial".to_vec()),
-                Piece::Control(Control::Truncated),
-                Piece::Data(b"new1\n".to_vec()),
-            ]
-        );
-        // Quoted names (spaces in the path) too.
-        let msg = format!(
-            "tail: '{}/var/log/a b.log': file truncated\n",
-            nonce.as_str()
-        );
-        let input = [b"x\n".as_slice(), msg.as_bytes()].concat();
-        assert_eq!(
-            filtered(&nonce, &input),
-            vec![
-                Piece::Data(b"x\n".to_vec()),
-                Piece::Control(Control::Truncated)
-            ]
-        );
-    }
-
-    #[test]
-    fn log_lines_that_look_like_tail_messages_are_data() {
-        let nonce = Nonce::random();
-        let other = Nonce::random();
-        let input = format!(
-            "tail: /var/log/app.log: file truncated\ntail: {}/dev/fd/4: file truncated\nta",
-            other.as_str()
-        );
-        let got = filtered(&nonce, input.as_bytes());
-        // Everything but a trailing piece of "tail: " is data at once.
-        assert_eq!(got, vec![Piece::Data(input[..input.len() - 2].into())]);
-        let mut f = StreamFilter::new(&nonce);
-        let mut out = Vec::new();
-        f.feed(input.as_bytes(), &mut out);
-        f.flush(&mut out);
-        assert_eq!(data(&out), input.as_bytes());
-    }
-
-    #[test]
-    fn other_tail_messages_are_lifted_out_not_indexed() {
-        let nonce = Nonce::random();
-        let msg = format!(
-            "tail: error reading '{}/dev/fd/4': Input/output error\n",
-            nonce.as_str()
-        );
-        let input = [b"a\n".as_slice(), msg.as_bytes(), b"b\n"].concat();
-        let got = filtered(&nonce, &input);
-        assert_eq!(data(&got), b"a\nb\n");
-        assert!(matches!(&got[1], Piece::TailSaid(t) if t.contains("Input/output error")));
-    }
 
     #[test]
     fn chunks_come_out_only_when_confirmed_and_in_order() {

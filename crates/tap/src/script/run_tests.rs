@@ -28,7 +28,7 @@ struct Local {
 }
 
 impl Local {
-    fn start_on(shell: Shell, script: String, nonce: &Nonce) -> Local {
+    fn start_on(shell: Shell, script: String, pass: Option<Claim>) -> Local {
         let mut cmd = match &shell {
             Shell::Posix => Command::new("sh"),
             Shell::BusyBox(applets) => {
@@ -74,7 +74,7 @@ impl Local {
             out,
             err,
             header: None,
-            output: Output::new(nonce.clone()),
+            output: Output::new(pass),
             pieces: Vec::new(),
             stderr: Vec::new(),
             _shell: shell,
@@ -131,6 +131,23 @@ impl Local {
             .collect()
     }
 
+    /// The claims of stream mode ([`Claim`]), in order.
+    fn claims(&self) -> Vec<Claim> {
+        self.pieces
+            .iter()
+            .filter_map(|p| match p {
+                Piece::Claim(c) => Some(c.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The reader said the file was truncated: `RILL-TRUNCATED` (chunks)
+    /// or tail's message (stream).
+    fn truncation(&self) -> bool {
+        self.controls().contains(&Control::Truncated) || self.claims().iter().any(|c| c.truncated)
+    }
+
     /// The process holding the file open (`RILL-PID`), once said.
     fn holder(&self) -> Option<u32> {
         self.all_controls().into_iter().find_map(|c| match c {
@@ -180,6 +197,16 @@ impl Local {
     }
 }
 
+/// Truncates `path` to 0 bytes, as copytruncate does.
+fn empty(path: &Path) {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+}
+
 fn append(path: &Path, data: &[u8]) {
     std::fs::OpenOptions::new()
         .create(true)
@@ -206,7 +233,12 @@ const EVERY_HOST: [(On, Mode); 3] = [
 ];
 
 fn follow(path: &Path, start: StartAt, on: On) -> Local {
-    let nonce = Nonce::random();
+    follow_settling(path, start, on, None)
+}
+
+/// A follow from `start` that settles `claim`, where the last reader
+/// stopped.
+fn follow_settling(path: &Path, start: StartAt, on: On, claim: Option<Claim>) -> Local {
     let reading = match on {
         On::GnuChunks => Reading::Chunks,
         _ => Reading::Auto,
@@ -216,9 +248,9 @@ fn follow(path: &Path, start: StartAt, on: On) -> Local {
         start,
         (IV, Duration::from_millis(20)),
         reading,
-        &nonce,
+        claim.as_ref(),
     );
-    Local::start_on(shell_for(on), script, &nonce)
+    Local::start_on(shell_for(on), script, claim)
 }
 
 /// The shell a host of kind `on` runs scripts with.
@@ -413,17 +445,79 @@ fn a_truncation_is_reported_exactly_where_the_old_bytes_end() {
         let mut l = follow(&path, StartAt::Beginning, on);
         l.until(|l| l.data() == old.as_bytes());
         std::fs::copy(&path, dir.path().join("app.log.1")).unwrap();
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .set_len(0)
-            .unwrap();
+        empty(&path);
         append(&path, b"new line\n");
-        l.until(|l| l.controls().contains(&Control::Truncated));
+        l.until(Local::truncation);
         assert_eq!(l.data_before_control(), old.as_bytes(), "{on:?} {mode:?}");
+        if mode == Mode::Stream {
+            assert_eq!(l.claims()[0].at, old.len() as u64);
+        }
         l.close();
     }
+}
+
+/// A log line that reads like tail's message stops the stream reader
+/// where it stands; the next reader, resumed at the last line's end with
+/// the claim, finds it in the file and reads it as a line.
+#[test]
+fn a_log_line_like_tails_message_is_read_as_a_line_by_the_next_reader() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.log");
+    let forged = "tail: /dev/fd/4: file truncated\n";
+    let body = format!("{}\nfirst\n{forged}after\n", "a".repeat(80));
+    std::fs::write(&path, &body).unwrap();
+    let mut l = follow(&path, StartAt::Beginning, On::Gnu);
+    l.until(|l| !l.claims().is_empty());
+    let claim = l.claims()[0].clone();
+    let at = body.find(forged).unwrap() as u64;
+    assert_eq!((claim.at, claim.truncated), (at, true));
+    let (_, ino, verify, _, _) = following(&l).unwrap();
+    l.close();
+    let resume = StartAt::Resume {
+        ino,
+        offset: 81,
+        verify,
+    };
+    let mut l = follow_settling(&path, resume, On::Gnu, Some(claim.clone()));
+    l.until(|l| l.data().ends_with(b"after\n"));
+    assert_eq!(following(&l).unwrap().3, 81, "resumed, not read from 0");
+    assert_eq!(l.data(), &body.as_bytes()[81..]);
+    assert!(l.claims().is_empty());
+    // The same text again further on is a claim again.
+    append(&path, forged.as_bytes());
+    l.until(|l| !l.claims().is_empty());
+    assert_eq!(l.claims()[0].at, body.len() as u64);
+    l.close();
+}
+
+/// A real truncation whose file grew back past the old offset with the
+/// same first bytes: the resume point alone would pass; the claim test
+/// sends the file from 0.
+#[test]
+fn a_truncated_file_grown_back_is_read_again_from_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.log");
+    let head = "a".repeat(80) + "\n";
+    std::fs::write(&path, format!("{head}an old line, longer than the new\n")).unwrap();
+    let mut l = follow(&path, StartAt::Beginning, On::Gnu);
+    l.until(|l| l.data().ends_with(b"new\n"));
+    empty(&path);
+    append(&path, format!("{head}new\n").as_bytes());
+    l.until(Local::truncation);
+    let claim = l.claims()[0].clone();
+    let (_, ino, verify, _, _) = following(&l).unwrap();
+    l.close();
+    append(&path, b"more new lines, past the old end\n");
+    let resume = StartAt::Resume {
+        ino,
+        offset: claim.at,
+        verify,
+    };
+    let mut l = follow_settling(&path, resume, On::Gnu, Some(claim));
+    l.until(|l| l.data().ends_with(b"end\n"));
+    assert_eq!(following(&l).unwrap().3, 0, "read again from 0");
+    assert_eq!(l.data(), std::fs::read(&path).unwrap());
+    l.close();
 }
 
 #[test]
@@ -458,9 +552,8 @@ fn finish_among(
     offset: u64,
     on: On,
 ) -> Local {
-    let nonce = Nonce::random();
     let cmd = finish_command(path.to_str().unwrap(), (old, others), verify, offset, IV);
-    Local::start_on(shell_for(on), cmd, &nonce)
+    Local::start_on(shell_for(on), cmd, None)
 }
 
 #[test]
