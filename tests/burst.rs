@@ -86,8 +86,8 @@ fn a_burst_of_lines_reaches_a_subscriber_that_keeps_up_without_a_gap() {
     }
     // The index yields the CPU to the live path: every thread of the parser
     // (tantivy's included) runs at `index.nice` (10 by default), the tap at 0.
-    let parser = pid_of(&h, "parser");
-    let tap = pid_of(&h, "ssh_tap");
+    let parser = h.rill.pid_of("parser");
+    let tap = h.rill.pid_of("ssh_tap");
     let parser_nice = thread_niceness(parser);
     assert!(
         parser_nice.len() > 3 && parser_nice.iter().all(|&n| n == 10),
@@ -115,17 +115,6 @@ fn a_burst_of_lines_reaches_a_subscriber_that_keeps_up_without_a_gap() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-}
-
-fn pid_of(h: &OneHost, bin: &str) -> u32 {
-    let config = h.rill.config.display().to_string();
-    let pids: Vec<u32> = rill_e2e::local_processes_mentioning(&config)
-        .into_iter()
-        .filter(|(_, c)| c.contains(&format!("/{bin} ")))
-        .map(|(p, _)| p)
-        .collect();
-    assert_eq!(pids.len(), 1, "one {bin}: {pids:?}");
-    pids[0]
 }
 
 /// The niceness of each thread of `pid`, as `ps -L -o ni` shows it.

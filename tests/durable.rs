@@ -34,15 +34,6 @@ fn numbers(rill: &Rill) -> BTreeSet<usize> {
     seen.into_keys().collect()
 }
 
-/// The pid of the parser of the Rill under test.
-fn parser_pid(rill: &Rill) -> u32 {
-    local_processes_mentioning(&rill.config.display().to_string())
-        .into_iter()
-        .find(|(_, c)| c.contains("/parser "))
-        .expect("a parser runs")
-        .0
-}
-
 /// Writes a logrotate config for `<log>.log` (`how`: its directives), and
 /// returns a function that rotates it now.
 fn logrotate<'a>(h: &'a OneHost, log: &str, how: &str) -> impl Fn() + 'a {
@@ -116,7 +107,7 @@ fn lines_confirmed_but_not_yet_indexed_are_indexed_after_the_parser_is_killed() 
         "never confirmed: {:?}",
         rill.host_status("web01")
     );
-    let parser = parser_pid(rill);
+    let parser = rill.pid_of("parser");
     // ... and not all indexed yet.
     let searchable = rill.count("*", &[]).unwrap_or(0);
     eprintln!("searchable when the parser is killed: {searchable} of {N}");
@@ -141,29 +132,39 @@ fn lines_confirmed_but_not_yet_indexed_are_indexed_after_the_parser_is_killed() 
 
 #[test]
 fn a_lost_index_is_filled_again_from_the_files_still_on_the_server() {
+    a_lost_index_is_filled_again("create 0644", ".1");
+}
+
+/// Rotated files compressed away (`compress`, no `delaycompress`; the
+/// first renamed again to `a.log.2.gz`) are read decompressed, under the
+/// same identities.
+#[test]
+fn a_lost_index_is_filled_again_from_compressed_rotations_too() {
+    a_lost_index_is_filled_again("create 0644\n  compress", ".1.gz");
+}
+
+/// 1,000 lines over three files (two rotations by logrotate `how`, the
+/// newest rotated file named `a.log<newest>`), all indexed; then the index
+/// is lost and the tap reads every file again.
+fn a_lost_index_is_filled_again(how: &str, newest: &str) {
     let mut h = OneHost::running(&["a"]);
-    append_lines(&h, "a", 0..400);
-    assert_eq!(
-        wait_for(Duration::from_secs(20), || h
-            .rill
-            .count("*", &[])
-            .filter(|&n| n == 400)),
-        Some(400)
-    );
-    logrotate(&h, "a", "create 0644")();
-    // The tap reads the new file and finishes the rotated one.
-    assert!(wait_until(Duration::from_secs(20), || h
-        .rill
-        .host_status("web01")
-        .is_some_and(|s| s["logs"][0]["last_offset"] == 0)));
-    append_lines(&h, "a", 400..700);
-    assert_eq!(
-        wait_for(Duration::from_secs(20), || h
-            .rill
-            .count("*", &[])
-            .filter(|&n| n == 700)),
-        Some(700)
-    );
+    for (i, lines) in [0..400, 400..700, 700..1000].into_iter().enumerate() {
+        let n = lines.end as u64;
+        if i > 0 {
+            logrotate(&h, "a", how)();
+            assert!(h.remote.file(&format!("a.log{newest}")).exists());
+            // The tap reads the new file and finishes the rotated one.
+            assert!(wait_until(Duration::from_secs(20), || h
+                .rill
+                .host_status("web01")
+                .is_some_and(|s| s["logs"][0]["last_offset"] == 0)));
+        }
+        append_lines(&h, "a", lines);
+        assert_eq!(
+            h.rill.wait_count("*", &[], n, Duration::from_secs(20)),
+            Some(n)
+        );
+    }
 
     // The index is lost.
     assert!(h.rill.stop(Duration::from_secs(5)).is_some());
@@ -171,16 +172,21 @@ fn a_lost_index_is_filled_again_from_the_files_still_on_the_server() {
     h.rill.start();
     let rill = &h.rill;
     let refilled = wait_for(Duration::from_secs(30), || {
-        rill.count("*", &[]).filter(|&n| n == 700)
+        rill.count("*", &[]).filter(|&n| n == 1000)
     });
+    let missing = || -> Vec<usize> {
+        let got = numbers(rill);
+        (0..1000).filter(|n| !got.contains(n)).collect()
+    };
     assert_eq!(
         refilled,
-        Some(700),
-        "index after the loss has {:?} lines; log:\n{}",
+        Some(1000),
+        "index after the loss has {:?} lines, missing {:?}; log:\n{}",
         rill.count("*", &[]),
+        missing(),
         rill.log()
     );
-    assert_eq!(numbers(rill), (0..700).collect::<BTreeSet<_>>());
+    assert_eq!(missing(), Vec::<usize>::new());
     assert!(
         rill.log().contains("the index was replaced"),
         "{}",
@@ -221,7 +227,7 @@ fn a_stopped_parser_holds_up_no_live_line(how: &str) {
         Some(1)
     );
 
-    let parser = parser_pid(rill);
+    let parser = rill.pid_of("parser");
     // SAFETY: stopping the parser of the Rill under test.
     unsafe { libc::kill(parser as i32, libc::SIGSTOP) };
     append_lines(&h, "a", 1..1000);
@@ -297,7 +303,7 @@ fn two_logs_that_start_alike_each_read_their_gap_from_their_own_copy() {
     );
     let rotate_app = logrotate(&h, "app", "copytruncate");
     let rotate_api = logrotate(&h, "api", "copytruncate");
-    let parser = parser_pid(rill);
+    let parser = rill.pid_of("parser");
     // SAFETY: stopping the parser of the Rill under test.
     unsafe { libc::kill(parser as i32, libc::SIGSTOP) };
     for log in ["app", "api"] {
@@ -418,38 +424,49 @@ fn a_killed_tap_publishes_no_line_live_twice() {
     }
 }
 
+/// One log `a` whose tap holds at most 100 unconfirmed lines, its first
+/// line indexed, then its parser stopped (SIGSTOP); and the parser's pid.
+fn stalled_after_one_line() -> (OneHost, u32) {
+    let h = OneHost::new(&["a"]);
+    h.rill.append_config("tap:\n  max_unacked_lines: 100\n");
+    let h = OneHost::start(h, &["a"]);
+    append_lines(&h, "a", 0..1);
+    assert_eq!(
+        h.rill.wait_count("*", &[], 1, Duration::from_secs(20)),
+        Some(1)
+    );
+    let parser = h.rill.pid_of("parser");
+    // SAFETY: stopping the parser of the Rill under test.
+    unsafe { libc::kill(parser as i32, libc::SIGSTOP) };
+    (h, parser)
+}
+
+/// Waits until the tap follows the file at `h.file("a")`, as it is now,
+/// to its end.
+fn followed_to_its_end(h: &OneHost, what: &str) {
+    let size = std::fs::metadata(h.file("a")).unwrap().len();
+    let ok = wait_until(Duration::from_secs(20), || {
+        h.rill
+            .host_status("web01")
+            .is_some_and(|s| s["logs"][0]["last_offset"].as_u64() == Some(size))
+    });
+    assert!(
+        ok,
+        "{what}: never followed to {size}: {:?}",
+        h.rill.host_status("web01")
+    );
+}
+
 /// logrotate `compress` without `delaycompress` twice while the parser is
 /// stopped for 30 s: each rotated file is gone from its folder at once, but
 /// the script that read it holds it open until the index took its gap.
 #[test]
 fn lines_of_files_compressed_away_while_the_parser_was_stopped_are_indexed_once() {
-    let h = OneHost::new(&["a"]);
-    h.rill.append_config("tap:\n  max_unacked_lines: 100\n");
-    let h = OneHost::start(h, &["a"]);
+    let (h, parser) = stalled_after_one_line();
     let rill = &h.rill;
     let rotate = logrotate(&h, "a", "compress");
-    append_lines(&h, "a", 0..1);
-    assert_eq!(
-        rill.wait_count("*", &[], 1, Duration::from_secs(20)),
-        Some(1)
-    );
-    let parser = parser_pid(rill);
-    // SAFETY: stopping the parser of the Rill under test.
-    unsafe { libc::kill(parser as i32, libc::SIGSTOP) };
     let stopped = Instant::now();
-    // The tap follows the file at `h.file("a")` as it is now, to its end.
-    let followed = |what: &str| {
-        let size = std::fs::metadata(h.file("a")).unwrap().len();
-        let ok = wait_until(Duration::from_secs(20), || {
-            rill.host_status("web01")
-                .is_some_and(|s| s["logs"][0]["last_offset"].as_u64() == Some(size))
-        });
-        assert!(
-            ok,
-            "{what}: never followed to {size}: {:?}",
-            rill.host_status("web01")
-        );
-    };
+    let followed = |what: &str| followed_to_its_end(&h, what);
     append_lines(&h, "a", 1..1000);
     rotate();
     assert!(!h.file("a").exists() || std::fs::metadata(h.file("a")).unwrap().len() == 0);
@@ -484,6 +501,35 @@ fn lines_of_files_compressed_away_while_the_parser_was_stopped_are_indexed_once(
         rill.log()
     );
     assert_eq!(numbers(rill), (0..2500).collect::<BTreeSet<_>>());
+}
+
+/// The hold on a rotated file ends with the tap: with the parser stopped,
+/// logrotate compresses the file away (no `delaycompress`) and the tap is
+/// killed. The new tap reads the gap from `a.log.1.gz`, decompressed, under
+/// the same identities: every line indexed once.
+#[test]
+fn a_gap_is_read_from_the_compressed_rotation_after_a_tap_restart() {
+    let (h, parser) = stalled_after_one_line();
+    let rill = &h.rill;
+    append_lines(&h, "a", 1..1000);
+    logrotate(&h, "a", "compress")();
+    assert!(h.remote.file("a.log.1.gz").exists());
+    append_lines(&h, "a", 1000..1200);
+    followed_to_its_end(&h, "the new file");
+    rill.kill_tap();
+    // SAFETY: resuming the parser we stopped.
+    unsafe { libc::kill(parser as i32, libc::SIGCONT) };
+    let all = wait_for(Duration::from_secs(60), || {
+        rill.count("*", &[]).filter(|&n| n >= 1200)
+    });
+    assert_eq!(
+        all,
+        Some(1200),
+        "status {:?}; log:\n{}",
+        rill.host_status("web01"),
+        rill.log()
+    );
+    assert_eq!(numbers(rill), (0..1200).collect::<BTreeSet<_>>());
 }
 
 #[test]

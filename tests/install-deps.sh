@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the end-to-end tests need, when missing (Debian, as root):
 # OpenSSH's sshd, logrotate, busybox, procps, iproute2, iptables (to black-hole
-# a port in the partition tests), gzip, tcsh and fish (login shells the remote
+# a port in the partition tests), gzip, xz, zstd and bzip2 (compressed
+# rotations read back), tcsh and fish (login shells the remote
 # scripts must survive), shellcheck (checks those scripts), and the unprivileged
 # users the tests log in as: `rilltest` (login shell sh), `rilltcsh` (tcsh)
 # and `rillfish` (fish). Never starts the system sshd and never touches
@@ -17,6 +18,9 @@ command -v ip >/dev/null || need+=(iproute2)
 command -v ssh-keygen >/dev/null || need+=(openssh-client)
 command -v iptables >/dev/null || need+=(iptables)
 command -v gzip >/dev/null || need+=(gzip)
+command -v xz >/dev/null || need+=(xz-utils)
+command -v zstd >/dev/null || need+=(zstd)
+command -v bzip2 >/dev/null || need+=(bzip2)
 command -v tcsh >/dev/null || need+=(tcsh)
 command -v fish >/dev/null || need+=(fish)
 command -v shellcheck >/dev/null || need+=(shellcheck)

@@ -134,7 +134,7 @@ fn run(host: Host, mode: Mode, crash: Crash) {
             Mode::DeleteRecreate => std::fs::remove_file(&path).unwrap(),
         }
         if crash == Crash::AroundRotations && quarter == 1 {
-            kill_tap(&h);
+            h.rill.kill_tap();
         }
         // Like a daemon not yet signalled, the writer goes on appending to
         // the old inode, also after the tap moved on to the new file (or
@@ -161,7 +161,7 @@ fn run(host: Host, mode: Mode, crash: Crash) {
             assert!(wait_until(Duration::from_secs(30), || written
                 .load(Ordering::SeqCst)
                 >= at + 100));
-            kill_tap(&h);
+            h.rill.kill_tap();
         }
     }
     writer.join().unwrap();
@@ -277,28 +277,6 @@ fn numbers_on_server(dir: &Path) -> BTreeSet<usize> {
         }
     }
     all
-}
-
-/// SIGKILLs the running ssh_tap and waits until robust_ssh_tap started another.
-fn kill_tap(h: &OneHost) {
-    let config = h.rill.config.display().to_string();
-    let taps = || -> Vec<u32> {
-        local_processes_mentioning(&config)
-            .into_iter()
-            .filter(|(_, c)| c.contains("/ssh_tap "))
-            .map(|(p, _)| p)
-            .collect()
-    };
-    let old = taps();
-    assert_eq!(old.len(), 1, "{old:?}");
-    // SAFETY: killing the tap of the Rill under test.
-    unsafe { libc::kill(old[0] as i32, libc::SIGKILL) };
-    assert!(
-        wait_until(Duration::from_secs(15), || taps()
-            .iter()
-            .any(|p| *p != old[0])),
-        "no new ssh_tap"
-    );
 }
 
 const CREATE: Mode = Mode::Logrotate("create 0644");

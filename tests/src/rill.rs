@@ -86,6 +86,37 @@ impl Rill {
         self.supervisor.as_ref().map(Child::id)
     }
 
+    /// The pid of this Rill's one process of binary `bin` (`parser`,
+    /// `ssh_tap`, ...).
+    pub fn pid_of(&self, bin: &str) -> u32 {
+        let pids = self.pids_of(bin);
+        assert_eq!(pids.len(), 1, "one {bin}: {pids:?}");
+        pids[0]
+    }
+
+    fn pids_of(&self, bin: &str) -> Vec<u32> {
+        crate::local_processes_mentioning(&self.config.display().to_string())
+            .into_iter()
+            .filter(|(_, c)| c.contains(&format!("/{bin} ")))
+            .map(|(p, _)| p)
+            .collect()
+    }
+
+    /// SIGKILLs the running ssh_tap and waits until robust_ssh_tap started
+    /// another.
+    pub fn kill_tap(&self) {
+        let old = self.pid_of("ssh_tap");
+        // SAFETY: killing the tap of the Rill under test.
+        unsafe { libc::kill(old as i32, libc::SIGKILL) };
+        assert!(
+            crate::wait_until(Duration::from_secs(15), || self
+                .pids_of("ssh_tap")
+                .iter()
+                .any(|p| *p != old)),
+            "no new ssh_tap"
+        );
+    }
+
     /// SIGKILL to the supervisor (its children follow it: they die with
     /// their parent).
     pub fn kill_supervisor(&mut self) {

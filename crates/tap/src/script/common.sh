@@ -1,8 +1,13 @@
 # Functions every Rill follow script shares. Sourced first; the caller has
 # set p (the log's path), d (its folder), b (its file name), iv (the poll
 # interval, as sleep takes it), fpb (bytes of a full fingerprint) and chunk
-# (the largest chunk the chunk reader sends at once).
+# (the largest chunk the chunk reader sends at once). Where z names a
+# decompressor (`gzip -dc`, set by findzipped), the file is a compressed
+# rotation and every function reads what it decompresses to.
 #
+#   bytes FILE FROM LEN
+#                   LEN bytes of FILE from byte FROM
+#   fsize FILE      s = FILE's size
 #   ident FILE      ino, dev, size, and vn/fp: the fingerprint of the first
 #                   min(size, fpb) bytes
 #   fpof FILE N     the fingerprint of the first N bytes: POSIX cksum, or
@@ -13,6 +18,10 @@
 #   fits FILE VLEN VFP MINSIZE
 #                   FILE is at least MINSIZE long and its first VLEN bytes
 #                   have fingerprint VFP
+#   findzipped DIR VLEN VFP MINSIZE NAME [OTHER...]
+#                   as findcopy, among NAME's compressed rotations (.gz,
+#                   .zst, .xz, .bz2, where the server has the tool); sets z.
+#                   None for VLEN 0.
 #   findcopy DIR VLEN VFP MINSIZE NAME [OTHER...]
 #                   found = the newest regular file of DIR other than NAME
 #                   that fits and is NAME's: its name starts with NAME (a
@@ -34,16 +43,36 @@
 LC_ALL=C; export LC_ALL
 # Words split from command output are never file name patterns.
 set -f
+z='' zext='' zsz=0
 
 nap() { echo RILL-TICK >&2; sleep "$iv"; }
 
 hold() { while :; do nap; done; }
 
+bytes() {
+  if [ -n "$z" ]; then
+    # shellcheck disable=SC2086 # z is the tool and its options
+    $z < "$1" 2>/dev/null | tail -c +$(($2 + 1)) | head -c "$3"
+  else
+    tail -c +$(($2 + 1)) "$1" 2>/dev/null | head -c "$3"
+  fi
+}
+
+fsize() {
+  if [ -n "$z" ]; then
+    # shellcheck disable=SC2086 # z is the tool and its options
+    s=$($z < "$1" 2>/dev/null | wc -c)
+  else
+    s=$(wc -c 2>/dev/null < "$1")
+  fi
+  s=$((s + 0))
+}
+
 fpof() {
   [ "$2" -gt 0 ] || { echo 0; return; }
-  r=$(head -c "$2" "$1" 2>/dev/null | cksum 2>/dev/null); r=${r%% *}
+  r=$(bytes "$1" 0 "$2" | cksum 2>/dev/null); r=${r%% *}
   if [ -z "$r" ]; then
-    r=$(head -c "$2" "$1" 2>/dev/null | md5sum 2>/dev/null); r=$(printf %.8s "$r"); r=$((0x${r:-0}))
+    r=$(bytes "$1" 0 "$2" | md5sum 2>/dev/null); r=$(printf %.8s "$r"); r=$((0x${r:-0}))
   fi
   echo "$r"
 }
@@ -53,7 +82,7 @@ ident() {
   # shellcheck disable=SC2046 # the inode is the first word
   set -- $(ls -diL "$f" 2>/dev/null); ino=${1:-0}
   dev=$(stat -L -c %d "$f" 2>/dev/null || stat -L -f %d "$f" 2>/dev/null); dev=${dev:-0}
-  size=$(wc -c 2>/dev/null < "$f"); size=$((size + 0))
+  fsize "$f"; size=$s
   vn=$size; [ "$vn" -le "$fpb" ] || vn=$fpb
   fp=$(fpof "$f" "$vn")
 }
@@ -68,8 +97,27 @@ byino() {
 }
 
 fits() {
-  s=$(wc -c 2>/dev/null < "$1"); s=$((s + 0))
-  [ "$s" -ge "$4" ] && [ "$(fpof "$1" "$2")" = "$3" ]
+  [ "$(fpof "$1" "$2")" = "$3" ] && fsize "$1" && [ "$s" -ge "$4" ]
+}
+
+findzipped() {
+  # An empty start tells no file from another.
+  [ "$2" -gt 0 ] || return 1
+  zfound='' zwith=''
+  for ext in gz zst xz bz2; do
+    case $ext in
+      gz) tool=gzip ;; zst) tool=zstd ;; xz) tool=xz ;; bz2) tool=bzip2 ;;
+    esac
+    command -v "$tool" >/dev/null 2>&1 || continue
+    z="$tool -dc"; zext=.$ext
+    findcopy "$@"
+    # shellcheck disable=SC3013 # as in findcopy
+    if [ -n "$found" ] && { [ -z "$zfound" ] || [ "$1/$found" -nt "$1/$zfound" ]; }; then
+      zfound=$found zwith=$z
+    fi
+  done
+  found=$zfound z=$zwith zext=
+  [ -n "$found" ]
 }
 
 findcopy() {
@@ -80,6 +128,7 @@ findcopy() {
   for c in "$cd_"/* "$cd_"/.[!.]* "$cd_"/..?*; do
     cn=${c##*/}
     if [ ! -f "$c" ] || [ "$cn" = "$cname" ]; then continue; fi
+    case $cn in *"$zext") ;; *) continue ;; esac
     # How closely it names this log: all of its name, or only its stem.
     case $cn in
       "$cname"*) mine=${#cname} ;;
@@ -98,6 +147,7 @@ findcopy() {
 }
 
 osize() {
+  if [ -n "$z" ]; then cur=$src; sz=$zsz; return 0; fi
   if [ -n "$rot" ] && [ "$src" != /dev/fd/4 ]; then
     byino "$d" "$me" || return 1; cur=$d/$found
   else
@@ -128,7 +178,7 @@ chunks() {
       if [ "$vn" -lt "$fpb" ] && [ "$sz" -ge "$fpb" ]; then vn=$fpb; fp=$(fpof "$cur" "$vn"); echo "RILL-FP $vn $fp"; fi
       len=$((sz - off)); [ "$len" -le "$chunk" ] || len=$chunk
       echo "RILL-CHUNK $off $len"
-      tail -c +$((off + 1)) "$cur" 2>/dev/null | head -c "$len"
+      bytes "$cur" "$off" "$len"
       osize && same && [ "$sz" -ge $((off + len)) ] && [ "$(fpof "$cur" "$vn")" = "$fp" ] || return
       echo RILL-OK
       off=$((off + len)); prev=-1

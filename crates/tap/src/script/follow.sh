@@ -19,6 +19,12 @@ holds() {
   [ "$(tail -c +$((cat + 1)) "$src" 2>/dev/null | head -c "$clen" | cksum)" = "$cck $clen" ]
 }
 
+# Says RILL-FP once the file grew to a full fingerprint (a file that was
+# short at its start is known by all of its first bytes from then on).
+grown() {
+  if [ "$vn" -lt "$fpb" ] && [ "$sz" -ge "$fpb" ]; then vn=$fpb; fp=$(fpof "$cur" "$vn"); echo "RILL-FP $vn $fp" >&2; fi
+}
+
 main() {
   if [ ! -e "$p" ]; then
     if [ -d "$d" ]; then echo RILL-WAIT; else echo RILL-WAIT-DIR; fi
@@ -56,6 +62,7 @@ main() {
       rot=1; prev=-1
       while :; do
         osize || { echo RILL-GONE >&2; break; }
+        grown
         if [ "$sz" = "$prev" ]; then echo "RILL-FINAL $sz" >&2; break; fi
         prev=$sz; nap
       done
@@ -63,7 +70,7 @@ main() {
     fi
     osize
     if [ "$sz" != "$lastsz" ]; then echo "RILL-SIZE $sz" >&2; lastsz=$sz; fi
-    if [ "$vn" -lt "$fpb" ] && [ "$sz" -ge "$fpb" ]; then vn=$fpb; fp=$(fpof "$cur" "$vn"); echo "RILL-FP $vn $fp" >&2; fi
+    grown
   done
   exit 1
 }

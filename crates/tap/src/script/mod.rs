@@ -225,7 +225,10 @@ pub enum OldFile {
 /// The command that reads an old file of `path`'s directory from `offset`
 /// in chunks until it stops growing (`RILL-FINAL <size>`), with the same
 /// header as a follow; `RILL-GONE` instead of a header when no file there is
-/// at least `offset` long with first bytes matching `verify`.
+/// at least `offset` long with first bytes matching `verify`. A file gone
+/// from the folder is looked for among the log's compressed rotations
+/// (`.gz`, `.zst`, `.xz`, `.bz2`: a copy of it named after the log, by what
+/// it decompresses to), and read decompressed under the same offsets.
 pub fn finish_command(
     path: &str,
     (old, others): (OldFile, &[String]),
@@ -245,9 +248,7 @@ pub fn finish_command(
         verify.fp.to_string(),
         offset.to_string(),
     ]);
-    if old == OldFile::Copy {
-        args.extend(others.iter().cloned());
-    }
+    args.extend(others.iter().cloned());
     program(FINISH, &args)
 }
 

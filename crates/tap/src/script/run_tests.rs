@@ -456,6 +456,30 @@ fn a_truncation_is_reported_exactly_where_the_old_bytes_end() {
     }
 }
 
+/// A file empty at its start that grows and is rotated within one poll
+/// is still known by its full fingerprint before its final size: what a
+/// search for its compressed rotation matches it by.
+#[test]
+fn a_file_rotated_as_it_grows_is_fingerprinted_before_its_end() {
+    for (on, mode) in EVERY_HOST {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.log");
+        append(&path, b"");
+        let mut l = follow(&path, StartAt::Beginning, on);
+        l.until(|l| l.header.is_some());
+        append(&path, "x".repeat(100).as_bytes());
+        std::fs::rename(&path, dir.path().join("app.log.1")).unwrap();
+        l.until(|l| l.controls().contains(&Control::Final(100)));
+        let controls = l.controls();
+        let fp = controls
+            .iter()
+            .position(|c| matches!(c, Control::Fingerprint(v) if v.len == 64));
+        let end = controls.iter().position(|c| *c == Control::Final(100));
+        assert!(fp < end && fp.is_some(), "{on:?} {mode:?}: {controls:?}");
+        l.close();
+    }
+}
+
 /// A log line that reads like tail's message stops the stream reader
 /// where it stands; the next reader, resumed at the last line's end with
 /// the claim, finds it in the file and reads it as a line.
@@ -610,6 +634,62 @@ fn finish_reads_an_old_file_by_inode_or_a_copy_by_its_first_bytes() {
     l.until(|l| l.controls().contains(&Control::Final(body.len() as u64)));
     assert_eq!(l.data(), b"last\n");
     l.close();
+}
+
+/// A rotated file compressed away (logrotate's `compress`, or any of the
+/// usual tools) is read by what it decompresses to, from the offset asked,
+/// over several chunks; by inode and as a copy; another log's compressed
+/// rotation with the same first bytes is not taken.
+#[test]
+fn finish_reads_a_file_compressed_away_by_what_it_decompresses_to() {
+    let body: String = (0..180_000)
+        .map(|i| format!("line {i:06} of a rotated file\n"))
+        .collect();
+    assert!(body.len() as u64 > CHUNK_BYTES);
+    let tools: [(&str, &[&str], &str); 4] = [
+        ("gzip", &[], ".gz"),
+        ("zstd", &["-q", "--rm"], ".zst"),
+        ("xz", &[], ".xz"),
+        ("bzip2", &[], ".bz2"),
+    ];
+    let compress = |file: &Path, tool: &str, args: &[&str]| {
+        let ok = Command::new(tool).args(args).arg(file).status().unwrap();
+        assert!(ok.success(), "{tool}");
+    };
+    for (tool, args, ext) in tools {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.log");
+        append(&path, body.as_bytes());
+        let ino = std::fs::metadata(&path).unwrap().ino();
+        // Debian's BusyBox fingerprints with md5sum (it has no cksum).
+        let verify = |on| verify_of(&path, on);
+        let verify = [verify(On::Gnu), verify(On::BusyBox)];
+        let rotated = dir.path().join("app.log.1");
+        std::fs::rename(&path, &rotated).unwrap();
+        compress(&rotated, tool, args);
+        assert!(!rotated.exists());
+        assert!(dir.path().join(format!("app.log.1{ext}")).exists());
+        append(&path, b"new file\n");
+        // Another log's rotation, the same first bytes, newer: not ours.
+        let theirs = dir.path().join("app.log.old.1");
+        append(&theirs, format!("{body}theirs\n").as_bytes());
+        compress(&theirs, tool, args);
+        let others = ["app.log.old".to_owned()];
+        for (old, on, verify) in [
+            (OldFile::Inode(ino), On::Gnu, verify[0]),
+            (OldFile::Copy, On::Gnu, verify[0]),
+            (OldFile::Inode(ino), On::BusyBox, verify[1]),
+        ] {
+            if matches!(on, On::BusyBox) && tool != "gzip" {
+                continue;
+            }
+            let mut l = finish_among(&path, (old, &others), verify, 100, on);
+            l.until(|l| l.controls().contains(&Control::Final(body.len() as u64)));
+            assert_eq!(following(&l).unwrap().3, 100, "{tool} {old:?} {on:?}");
+            assert!(l.data() == body.as_bytes()[100..], "{tool} {old:?} {on:?}");
+            l.close();
+        }
+    }
 }
 
 /// A folder name with a newline, quotes, shell syntax and every
