@@ -32,17 +32,7 @@ impl Publisher {
     /// Takes the subscription changes that arrived (cheap; call before
     /// deciding whether to make messages).
     pub fn hear(&mut self) {
-        while let Ok(m) = self.socket.recv_bytes(zmq::DONTWAIT) {
-            match m.split_first() {
-                Some((1, prefix)) => {
-                    self.prefixes.insert(prefix.to_vec());
-                }
-                Some((0, prefix)) => {
-                    self.prefixes.remove(prefix);
-                }
-                _ => {}
-            }
-        }
+        hear_subscriptions(&self.socket, &mut self.prefixes);
     }
 
     /// Whether some subscriber's prefix matches `topic`.
@@ -53,6 +43,22 @@ impl Publisher {
     /// Sends a message (never blocks: a full queue drops it).
     pub fn send(&self, frames: &[&[u8]]) {
         let _ = self.socket.send_multipart(frames, zmq::DONTWAIT);
+    }
+}
+
+/// Applies the subscription messages waiting on XPUB `socket`
+/// (`\x01prefix`, `\x00prefix`) to `prefixes`, without blocking.
+pub fn hear_subscriptions(socket: &zmq::Socket, prefixes: &mut HashSet<Vec<u8>>) {
+    while let Ok(m) = socket.recv_bytes(zmq::DONTWAIT) {
+        match m.split_first() {
+            Some((1, prefix)) => {
+                prefixes.insert(prefix.to_vec());
+            }
+            Some((0, prefix)) => {
+                prefixes.remove(prefix);
+            }
+            _ => {}
+        }
     }
 }
 

@@ -265,17 +265,7 @@ impl Server {
 
     fn read_subscriptions(&mut self) {
         for s in self.open.values_mut() {
-            while let Ok(msg) = s.publisher.recv_bytes(zmq::DONTWAIT) {
-                match msg.split_first() {
-                    Some((1, topic)) => {
-                        s.subscriptions.insert(topic.to_vec());
-                    }
-                    Some((0, topic)) => {
-                        s.subscriptions.remove(topic);
-                    }
-                    _ => {}
-                }
-            }
+            rill_bus::publisher::hear_subscriptions(&s.publisher, &mut s.subscriptions);
         }
     }
 
