@@ -13,7 +13,7 @@
 //! of the scripts decode through the same [`Output`].
 
 use super::params::CHUNK_BYTES;
-use super::stream::{Claim, Filtered, StreamFilter};
+use super::stream::{Claim, StreamFilter};
 use crate::checkpoint::Verify;
 
 /// What the script said, in stream order.
@@ -324,11 +324,7 @@ impl Output {
             return Ok(());
         }
         match self.body.as_mut() {
-            Some(Body::Stream(filter)) => {
-                let mut got = Vec::new();
-                filter.feed(data, &mut got);
-                out.extend(got.into_iter().map(Piece::from));
-            }
+            Some(Body::Stream(filter)) => filter.feed(data, out),
             Some(Body::Chunks(d)) => d.feed(data, out)?,
             None => {}
         }
@@ -339,18 +335,7 @@ impl Output {
     /// the file has been quiet, so they were never one).
     pub fn flush(&mut self, out: &mut Vec<Piece>) {
         if let Some(Body::Stream(filter)) = self.body.as_mut() {
-            let mut got = Vec::new();
-            filter.flush(&mut got);
-            out.extend(got.into_iter().map(Piece::from));
-        }
-    }
-}
-
-impl From<Filtered> for Piece {
-    fn from(f: Filtered) -> Piece {
-        match f {
-            Filtered::Data(d) => Piece::Data(d),
-            Filtered::Claim(c) => Piece::Claim(c),
+            filter.flush(out);
         }
     }
 }

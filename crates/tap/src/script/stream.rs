@@ -14,6 +14,8 @@
 
 use memchr::memmem;
 
+use super::output::Piece;
+
 /// The name the follow script gives tail for the file it reads.
 pub const TAIL_NAME: &[u8] = b"/dev/fd/4";
 
@@ -79,13 +81,6 @@ pub struct StreamFilter {
     held: Vec<u8>,
 }
 
-/// What the filter hands out.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Filtered {
-    Data(Vec<u8>),
-    Claim(Claim),
-}
-
 impl StreamFilter {
     /// `start`: the file offset of the first byte; `pass`: the claim the
     /// previous reader stopped at, if any.
@@ -98,7 +93,7 @@ impl StreamFilter {
         }
     }
 
-    pub fn feed(&mut self, data: &[u8], out: &mut Vec<Filtered>) {
+    pub fn feed(&mut self, data: &[u8], out: &mut Vec<Piece>) {
         if self.held.is_empty() && self.name.find(data).is_none() {
             // Nearly every read: no message, nothing held. One copy.
             let ready = data.len() - undecided_suffix(data);
@@ -147,7 +142,7 @@ impl StreamFilter {
             let front = take_front(&mut self.held, start);
             self.push_data(out, front);
             self.held.drain(..claim.text.len());
-            out.push(Filtered::Claim(claim));
+            out.push(Piece::Claim(claim));
             from = 0;
         }
         let ready = self.held.len() - undecided_suffix(&self.held[from..]);
@@ -157,15 +152,15 @@ impl StreamFilter {
 
     /// Hands out held bytes as data (the file has been quiet: they were
     /// never a message).
-    pub fn flush(&mut self, out: &mut Vec<Filtered>) {
+    pub fn flush(&mut self, out: &mut Vec<Piece>) {
         let held = std::mem::take(&mut self.held);
         self.push_data(out, held);
     }
 
-    fn push_data(&mut self, out: &mut Vec<Filtered>, bytes: Vec<u8>) {
+    fn push_data(&mut self, out: &mut Vec<Piece>, bytes: Vec<u8>) {
         if !bytes.is_empty() {
             self.next += bytes.len() as u64;
-            out.push(Filtered::Data(bytes));
+            out.push(Piece::Data(bytes));
         }
     }
 }
@@ -201,12 +196,12 @@ mod tests {
 
     /// Feeds `input` in pieces of every size from 1 to 7 bytes and checks
     /// the result does not depend on how the bytes were cut.
-    fn filtered(start: u64, pass: Option<Claim>, input: &[u8]) -> Vec<Filtered> {
-        let norm = |ps: Vec<Filtered>| {
-            let mut out: Vec<Filtered> = Vec::new();
+    fn filtered(start: u64, pass: Option<Claim>, input: &[u8]) -> Vec<Piece> {
+        let norm = |ps: Vec<Piece>| {
+            let mut out: Vec<Piece> = Vec::new();
             for p in ps {
                 match (out.last_mut(), p) {
-                    (Some(Filtered::Data(a)), Filtered::Data(b)) => a.extend(b),
+                    (Some(Piece::Data(a)), Piece::Data(b)) => a.extend(b),
                     (_, p) => out.push(p),
                 }
             }
@@ -228,8 +223,8 @@ mod tests {
         whole
     }
 
-    fn data(s: &[u8]) -> Filtered {
-        Filtered::Data(s.to_vec())
+    fn data(s: &[u8]) -> Piece {
+        Piece::Data(s.to_vec())
     }
 
     const TRUNCATED: &[u8] = b"tail: /dev/fd/4: file truncated\n";
@@ -246,7 +241,7 @@ mod tests {
             filtered(100, None, &input),
             vec![
                 data(b"old1\nold-partial"),
-                Filtered::Claim(claim.clone()),
+                Piece::Claim(claim.clone()),
                 data(b"new1\n"),
             ]
         );
@@ -255,7 +250,7 @@ mod tests {
         let twice = [input.as_slice(), TRUNCATED].concat();
         let got = filtered(100, Some(claim), &twice);
         assert_eq!(got[0], data(&input));
-        assert!(matches!(&got[1], Filtered::Claim(c) if c.at == 100 + input.len() as u64));
+        assert!(matches!(&got[1], Piece::Claim(c) if c.at == 100 + input.len() as u64));
     }
 
     #[test]
@@ -264,7 +259,7 @@ mod tests {
         let input = [b"a\n".as_slice(), msg, b"b\n"].concat();
         let got = filtered(0, None, &input);
         assert_eq!(got[0], data(b"a\n"));
-        assert!(matches!(&got[1], Filtered::Claim(c) if c.at == 2 && !c.truncated));
+        assert!(matches!(&got[1], Piece::Claim(c) if c.at == 2 && !c.truncated));
         assert_eq!(got[2], data(b"b\n"));
     }
 
