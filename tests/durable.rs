@@ -442,13 +442,18 @@ fn stalled_after_one_line() -> (OneHost, u32) {
 }
 
 /// Waits until the tap follows the file at `h.file("a")`, as it is now,
-/// to its end.
+/// to its end: that inode (the file it replaced may have had the same
+/// size) and that size.
 fn followed_to_its_end(h: &OneHost, what: &str) {
-    let size = std::fs::metadata(h.file("a")).unwrap().len();
+    use std::os::unix::fs::MetadataExt;
+    let now = std::fs::metadata(h.file("a")).unwrap();
+    let (size, ino) = (now.len(), now.ino().to_string());
     let ok = wait_until(Duration::from_secs(20), || {
-        h.rill
-            .host_status("web01")
-            .is_some_and(|s| s["logs"][0]["last_offset"].as_u64() == Some(size))
+        h.rill.host_status("web01").is_some_and(|s| {
+            let l = &s["logs"][0];
+            let file_ino = l["file_id"].as_str().and_then(|id| id.split(':').nth(1));
+            file_ino == Some(ino.as_str()) && l["last_offset"].as_u64() == Some(size)
+        })
     });
     assert!(
         ok,
