@@ -35,6 +35,12 @@ impl Publisher {
         hear_subscriptions(&self.socket, &mut self.prefixes);
     }
 
+    /// Whether anyone subscribed to anything (cheaper than making a topic
+    /// to ask [`Publisher::wanted`]).
+    pub fn any_wanted(&self) -> bool {
+        !self.prefixes.is_empty()
+    }
+
     /// Whether some subscriber's prefix matches `topic`.
     pub fn wanted(&self, topic: &[u8]) -> bool {
         self.prefixes.iter().any(|p| topic.starts_with(p))

@@ -39,8 +39,9 @@ const MAX_RECORD: u32 = 80 << 20;
 /// One record read back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
-    /// Where it starts in the log.
+    /// Where it starts in the log, and where the next one starts.
     pub pos: u64,
+    pub end: u64,
     /// The durable number of its first line in its tap run.
     pub seq: u64,
     pub meta: Vec<u8>,
@@ -234,6 +235,7 @@ impl Wal {
                     self.read_pos += len;
                     return Ok(Some(Record {
                         pos,
+                        end: self.read_pos,
                         seq,
                         meta,
                         lines,
