@@ -3,12 +3,15 @@
 //! Every line taken is numbered and kept in a window until the parser's
 //! receipt says it is committed to the index; the window is sent in order
 //! and sent again from wherever the parser says lines went missing. The
-//! window is bounded. The live readers do not wait for it: while it is full
-//! they go on publishing live, and the lines they read meanwhile are left
-//! in the server's file, a *gap* behind the file's *frontier* (the offset of
-//! the next line the index needs from it), for a catch-up reader to read
-//! again at the index's pace. A slow or stopped parser makes the remote file
-//! the buffer instead of the tap's memory, and slows no live subscriber.
+//! window is bounded. While it is full the live readers wait for a receipt
+//! to make room, for at most [`RECEIPT_WAIT`]: a parser that confirms (a
+//! backlog) keeps them at its pace, every line read once. When none comes
+//! in that time they go on publishing live, and the lines they read
+//! meanwhile are left in the server's file, a *gap* behind the file's
+//! *frontier* (the offset of the next line the index needs from it), for a
+//! catch-up reader to read again at the index's pace. A stopped parser
+//! makes the remote file the buffer instead of the tap's memory, and holds
+//! up live subscribers once, by RECEIPT_WAIT.
 //! Checkpoints are taken from the window and the frontiers: a file's resume
 //! point is its oldest line not yet committed.
 
@@ -27,6 +30,11 @@ use crate::lines::{Line, Lines};
 const HELLO_BUSY: Duration = Duration::from_secs(1);
 /// ... and this often otherwise.
 const HELLO_IDLE: Duration = Duration::from_secs(5);
+
+/// How long the live readers wait, in a full window, for a receipt to make
+/// room before they read on past it (leaving a gap). The parser confirms
+/// every write-ahead log sync, milliseconds apart.
+pub const RECEIPT_WAIT: Duration = Duration::from_millis(250);
 
 /// Messages queued in ZeroMQ towards the parser, at most.
 const SNDHWM: i32 = 16;
@@ -86,6 +94,12 @@ pub struct Durable {
     bytes: usize,
     max_lines: usize,
     max_bytes: usize,
+    /// Since when the window is full, and how long the live readers wait
+    /// then.
+    full_since: Option<Instant>,
+    receipt_wait: Duration,
+    /// The live readers were told to read on in this full stretch.
+    read_on: bool,
     /// The next line to hand to the socket.
     send_from: u64,
     last_hello: Option<Instant>,
@@ -130,6 +144,9 @@ impl Durable {
             bytes: 0,
             max_lines: max_lines.max(1),
             max_bytes: max_bytes.max(1),
+            full_since: None,
+            receipt_wait: RECEIPT_WAIT,
+            read_on: false,
             send_from: 0,
             last_hello: None,
             parser: None,
@@ -154,6 +171,49 @@ impl Durable {
         self.lines >= self.max_lines || self.bytes >= self.max_bytes
     }
 
+    /// The window is full and a receipt may still come to make room: the
+    /// live readers wait.
+    pub fn holding(&self) -> bool {
+        self.holding_until().is_some()
+    }
+
+    /// Until when the live readers wait for a receipt, if they do.
+    pub fn holding_until(&self) -> Option<Instant> {
+        self.full_since
+            .map(|t| t + self.receipt_wait)
+            .filter(|&t| t > Instant::now())
+    }
+
+    /// Sets how long the live readers wait in a full window (tests).
+    #[cfg(test)]
+    pub fn set_receipt_wait(&mut self, wait: Duration) {
+        self.receipt_wait = wait;
+    }
+
+    /// Notes when the window filled (or that it has room again).
+    fn note_full(&mut self) {
+        if self.full() {
+            self.full_since.get_or_insert_with(Instant::now);
+        } else {
+            self.full_since = None;
+            self.read_on = false;
+        }
+    }
+
+    /// A live reader reads on past the full window (once per full stretch
+    /// in the log).
+    pub fn reading_on(&mut self) {
+        if !self.read_on {
+            self.read_on = true;
+            info!(
+                unconfirmed_lines = self.lines,
+                unconfirmed_bytes = self.bytes,
+                "no receipt from the parser for {} ms with the window full; live lines are read on, and read again for the index later",
+                self.receipt_wait.as_millis()
+            );
+        }
+    }
+
     /// Lines the socket did not take yet (its high-water mark was reached).
     pub fn unsent(&self) -> bool {
         self.send_from < self.next_seq
@@ -170,11 +230,12 @@ impl Durable {
 
     /// Offers lines read in one go from `file_id` of log `log`. A line is
     /// taken when it is the next one the index needs from that file (or
-    /// overlaps it: a line sent partial, read again whole) and, for a live
-    /// reader, the window has room; a `catchup` reader's line is taken even
-    /// in a full window (catch-ups are read only while it has room, so it
-    /// overshoots by one read at most). A line the window cannot take
-    /// leaves a gap in the file from its frontier on. Lines taken go as
+    /// overlaps it: a line sent partial, read again whole) and the window
+    /// had room when the read was offered, or it is a `catchup` reader's:
+    /// readers read only while it has room (a live one also after
+    /// [`RECEIPT_WAIT`]), so the window overshoots by one read at most,
+    /// and a read is never cut in two by it. A line the window does not
+    /// take leaves a gap in the file from its frontier on. Lines taken go as
     /// messages of consecutive complete lines (up to [`MAX_MESSAGE_BYTES`];
     /// a partial line alone), each with the meta `meta(first line, lines)`.
     /// Returns how many lines were taken. The file's frontier is looked up
@@ -199,24 +260,23 @@ impl Durable {
         if verify.len > f.verify.len {
             f.verify = verify;
         }
+        let take = catchup || !self.full();
         let mut taken = 0;
         let mut k = 0;
         while k < lines.len() {
             let line = lines.get(k);
             f.read_to = f.read_to.max(line.end());
             let wanted = line.offset <= f.next && line.end() > f.next;
-            if !wanted || (self.full() && !catchup) {
+            if !wanted || !take {
                 k += 1;
                 continue;
             }
             // The lines after it that follow it in the file, while the
-            // message and (for a live reader) the window have room.
+            // message has room.
             let (mut n, mut size) = (1, line.bytes.len() + 1);
             while k + n < lines.len() && lines.follows(k + n) {
                 let next = lines.get(k + n);
-                let room = catchup
-                    || (self.lines + n < self.max_lines && self.bytes + size < self.max_bytes);
-                if !room || size + next.bytes.len() > MAX_MESSAGE_BYTES {
+                if size + next.bytes.len() > MAX_MESSAGE_BYTES {
                     break;
                 }
                 size += next.bytes.len() + 1;
@@ -284,6 +344,7 @@ impl Durable {
             bytes: bytes.to_vec(),
         });
         self.next_seq += lines;
+        self.note_full();
         self.send();
     }
 
@@ -368,6 +429,7 @@ impl Durable {
             self.lines -= p.lines as usize;
             self.confirmed += p.lines;
         }
+        self.note_full();
         if self.send_from < self.window_start() {
             self.send_from = self.window_start();
         }
@@ -404,6 +466,7 @@ impl Durable {
         self.frontiers.clear();
         self.bytes = 0;
         self.lines = 0;
+        self.full_since = None;
         self.epoch = uuid::Uuid::new_v4().to_string();
         self.next_seq = 0;
         self.send_from = 0;

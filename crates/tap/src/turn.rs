@@ -128,8 +128,7 @@ pub fn follow(
             saver.save(follows, &out.durable);
         }
         board.flush(&out.live, false);
-        let full = out.durable.full();
-        if !follows.iter().any(|f| f.pending(full)) {
+        if !follows.iter().any(|f| f.pending(&out.durable)) {
             let now = Instant::now();
             let due = follows
                 .iter()
@@ -142,7 +141,9 @@ pub fn follow(
                 ])
                 .min()
                 .unwrap_or(now);
-            let reading = follows.iter().fold(0, |m, f| m | f.connections(full));
+            let reading = follows
+                .iter()
+                .fold(0, |m, f| m | f.connections(&out.durable));
             wait(
                 conns,
                 reading,

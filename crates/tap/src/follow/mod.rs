@@ -403,35 +403,41 @@ impl Follow {
 
     /// Every channel of this log that is read now: the current file's, the
     /// finishing ones, and the catch-up while the window has room.
-    fn readers(&self, full: bool) -> impl Iterator<Item = &Reader> {
+    /// The readers read now: not the live ones while the window holds them
+    /// for a receipt, not a catch-up while it is full.
+    fn readers<'a>(&'a self, durable: &Durable) -> impl Iterator<Item = &'a Reader> {
+        let (full, holding) = (durable.full(), durable.holding());
+        let live = self.current.iter().chain(&self.finishing);
         let catchup = self.catchup.reader.iter().filter(move |_| !full);
-        self.current.iter().chain(&self.finishing).chain(catchup)
+        live.filter(move |_| !holding).chain(catchup)
     }
 
     /// Bit N: a channel of this log read now is on connection N.
-    pub fn connections(&self, full: bool) -> u32 {
-        self.readers(full).fold(0, |m, r| m | 1 << r.conn)
+    pub fn connections(&self, durable: &Durable) -> u32 {
+        self.readers(durable).fold(0, |m, r| m | 1 << r.conn)
     }
 
     /// Whether a channel of this log read now has data waiting (read it
     /// before sleeping).
-    pub fn pending(&self, full: bool) -> bool {
-        self.readers(full).any(Reader::pending)
+    pub fn pending(&self, durable: &Durable) -> bool {
+        self.readers(durable).any(Reader::pending)
     }
 
     /// When this log next needs a turn of the loop without any new bytes:
     /// now for a file to finish, a gap to read or a channel to open that is
-    /// due, else the first timer of its readers still to come.
+    /// due, the end of a wait for a receipt, else the first timer of its
+    /// readers still to come.
     pub fn next_due(&self, now: Instant, durable: &Durable, i: usize) -> Option<Instant> {
-        let full = durable.full();
         let finish = (!self.finishes.is_empty()).then(|| self.finish_after.unwrap_or(now));
         let reopen = self.current.is_none().then_some(self.reopen_at).flatten();
         let gap = self.gap_waiting(durable, i).then(|| self.catchup_at(now));
-        self.readers(full)
+        let held = durable.holding_until().filter(|_| self.current.is_some());
+        self.readers(durable)
             .filter_map(|r| r.next_due(now))
             .chain(reopen)
             .chain(finish)
             .chain(gap)
+            .chain(held)
             .min()
     }
 

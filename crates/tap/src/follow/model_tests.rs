@@ -314,9 +314,13 @@ impl Harness {
 
 fn outputs(ctx: &zmq::Context, endpoint: &str, window: usize) -> Outputs {
     let live = socket::open(ctx, zmq::PUB, Role::LiveBus).unwrap();
-    let durable = Durable::connect(ctx, endpoint, "h", (window, 16 << 20)).unwrap();
+    let mut durable = Durable::connect(ctx, endpoint, "h", (window, 16 << 20)).unwrap();
+    durable.set_receipt_wait(RECEIPT_WAIT);
     Outputs::new("h", live, durable)
 }
+
+/// How long the model's live readers wait for a receipt in a full window.
+const RECEIPT_WAIT: Duration = Duration::from_millis(50);
 
 /// A following tap starts at the end of an existing file: its first lines
 /// are the ones written after that.
@@ -468,27 +472,66 @@ fn a_tap_down_across_a_copytruncate_finishes_the_old_content_from_the_copy() {
 }
 
 /// A parser that stops confirming: the window fills, the live reader
-/// leaves a gap, and a catch-up reads it once the parser is back.
+/// waits for a receipt for RECEIPT_WAIT and then reads on, leaving a gap,
+/// which a catch-up reads once the parser is back.
 fn stalled_parser(rotate: impl FnOnce(&mut Harness)) {
     let mut h = started(100);
     h.write(PATH, 3);
     h.settle();
     h.parser.paused = true;
-    h.write(PATH, 150);
-    for _ in 0..10 {
-        h.turn();
-    }
+    h.write(PATH, 100);
+    h.turn();
     assert!(h.out.durable.full(), "the window filled");
-    assert!(
-        h.out.durable.gaps(0).next().is_some(),
-        "the live reader left a gap"
-    );
+    h.write(PATH, 50);
+    let end = Instant::now() + Duration::from_secs(10);
+    while h.out.durable.gaps(0).next().is_none() {
+        assert!(Instant::now() < end, "the live reader never read on");
+        h.turn();
+        assert!(
+            !h.out.durable.holding() || h.out.durable.gaps(0).next().is_none(),
+            "a gap while the reader waits for a receipt"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(h.out.durable.full());
     rotate(&mut h);
     h.write(PATH, 50);
     for _ in 0..10 {
         h.turn();
     }
     h.parser.paused = false;
+    h.settle();
+    h.check();
+}
+
+/// A backlog larger than the window, with a parser that confirms late:
+/// the live reader waits for its receipts rather than read past the
+/// window, so no line is left for a catch-up to read again.
+#[test]
+fn a_full_window_holds_the_live_reader_until_a_receipt_makes_room() {
+    let mut h = started(100);
+    // Long enough that the wait cannot end during the test.
+    h.out.durable.set_receipt_wait(Duration::from_secs(600));
+    h.parser.paused = true;
+    h.write(PATH, 100);
+    h.turn();
+    assert!(h.out.durable.full(), "the window filled");
+    for _ in 0..3 {
+        h.write(PATH, 100);
+        h.turn();
+    }
+    assert!(
+        h.out.durable.gaps(0).next().is_none(),
+        "the live reader read past a full window"
+    );
+    h.parser.paused = false;
+    let end = Instant::now() + Duration::from_secs(10);
+    while h.parser.index.len() < h.written.len() {
+        assert!(Instant::now() < end, "{} lines missing", h.missing().len());
+        h.turn();
+        assert!(h.out.durable.gaps(0).next().is_none(), "a gap");
+        std::thread::sleep(Duration::from_millis(1));
+    }
     h.settle();
     h.check();
 }

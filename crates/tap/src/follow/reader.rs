@@ -227,7 +227,13 @@ impl Reader {
         // The first channel of a connection read this turn reads its socket;
         // the others only read what that left queued for them.
         let conn = 1u32 << self.conn;
-        let read = !self.ended() && (*io.drained & conn == 0 || self.pending());
+        // A live reader waits while the window holds it for a receipt.
+        let live = !self.role.is_catch_up();
+        let held = live && io.out.durable.holding();
+        let read = !self.ended() && !held && (*io.drained & conn == 0 || self.pending());
+        if read && live && io.out.durable.full() {
+            io.out.durable.reading_on();
+        }
         if read {
             *io.drained |= conn;
         }
@@ -237,8 +243,9 @@ impl Reader {
             if !read || self.ended() {
                 break;
             }
-            // A catch-up stops at a full window (overshooting by one message).
-            if self.role.is_catch_up() && io.out.durable.full() {
+            // A catch-up stops at a full window (overshooting by one
+            // message), a live reader too while it waits for a receipt.
+            if io.out.durable.full() && (!live || io.out.durable.holding()) {
                 break;
             }
             let room = BACKLOG_MESSAGE.saturating_sub(io.lines.bytes()).max(PACKET);
