@@ -76,6 +76,11 @@ struct Run {
     last: u64,
     /// Where the line after the run would start.
     next: u64,
+    /// No line of the file at or after the run's first offset was indexed
+    /// when it began: its documents need no delete before them and go to
+    /// tantivy as they come (its indexing threads work meanwhile), not
+    /// held in `docs` until the run ends.
+    fresh: bool,
     docs: Vec<TantivyDocument>,
 }
 
@@ -290,16 +295,22 @@ impl IndexWriter {
             if let Some(run) = self.runs.remove(&h) {
                 self.write_run(run)?;
             }
+            let file_id_text = e.file_id.to_string();
+            let key = (e.host.to_owned(), e.log.to_owned(), e.file_id);
+            let fresh = self
+                .highest(&key, &file_id_text)?
+                .is_none_or(|h| h < e.offset);
             self.runs.insert(
                 h,
                 Run {
-                    host: e.host.to_owned(),
-                    log: e.log.to_owned(),
+                    host: key.0,
+                    log: key.1,
                     file_id: e.file_id,
-                    file_id_text: e.file_id.to_string(),
+                    file_id_text,
                     first: e.offset,
                     last: e.offset,
                     next: e.end_offset,
+                    fresh,
                     docs: Vec::new(),
                 },
             );
@@ -308,7 +319,12 @@ impl IndexWriter {
         let run = self.runs.get_mut(&h).expect("inserted above");
         run.last = e.offset;
         run.next = e.end_offset;
-        run.docs.push(document(&f, &run.file_id_text, e));
+        let doc = document(&f, &run.file_id_text, e);
+        if run.fresh {
+            self.writer.add_document(doc)?;
+        } else {
+            run.docs.push(doc);
+        }
         self.pending += 1;
         Ok(())
     }

@@ -68,6 +68,17 @@ pub fn one(pid: u32) -> Option<Proc> {
     })
 }
 
+/// The highest resident set size the process had (`VmHWM`), KiB; 0 when
+/// it is gone.
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
 /// (comm, ppid, utime + stime) from /proc/PID/stat.
 fn stat(pid: u32) -> Option<(String, u32, u64)> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
