@@ -316,13 +316,12 @@ impl Follow {
             self.finishes.push(old);
         }
         self.resume = r.position();
-        if r.end == Some(End::Claimed) {
+        if let Some(End::Claimed(claim)) = &r.end {
             // Tail's message or a log line: the next reader, resumed at the
             // last line's end, tells by what the file holds there. A
             // truncation is then read from 0 as a replaced file (above).
-            let claim = r.claim.take();
-            info!(log = %self.log.name, claim = ?claim.as_ref().map(|c| String::from_utf8_lossy(&c.text).trim_end().to_owned()), "the stream read like a message of tail's; reading again from the last line to tell");
-            self.claim = claim;
+            info!(log = %self.log.name, claim = %String::from_utf8_lossy(&claim.text).trim_end(), "the stream read like a message of tail's; reading again from the last line to tell");
+            self.claim = Some(claim.clone());
             self.next = self.resume.map_or(StartAt::Beginning, resume_at);
             self.reopen_at = Some(Instant::now());
             r.close(&self.log, io, i, false)

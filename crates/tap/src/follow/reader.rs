@@ -72,8 +72,6 @@ pub struct Reader {
     /// An identity a new file must not get: the one it replaced.
     pub avoid: Option<FileId>,
     pub end: Option<End>,
-    /// What it stopped at ([`End::Claimed`]).
-    pub claim: Option<Claim>,
     /// The file's size on the server, as last reported.
     pub remote_size: Option<u64>,
     pub last_data: Instant,
@@ -122,7 +120,6 @@ impl Reader {
             expect: None,
             avoid: None,
             end: None,
-            claim: None,
             remote_size: None,
             last_data: Instant::now(),
             holder: None,
@@ -136,7 +133,7 @@ impl Reader {
     /// Stopped where the bytes after its last line are not (or not yet
     /// known to be) this file's: no last line without newline goes out.
     pub fn cut(&self) -> bool {
-        matches!(self.end, Some(End::Truncated | End::Claimed))
+        matches!(self.end, Some(End::Truncated | End::Claimed(_)))
     }
 
     pub fn ended(&self) -> bool {
@@ -368,8 +365,7 @@ impl Reader {
                 Piece::Claim(claim) => {
                     // A message of tail's, or a log line reading like one:
                     // the next reader tells (`Follow::pump_current`).
-                    self.end = Some(End::Claimed);
-                    self.claim = Some(claim);
+                    self.end = Some(End::Claimed(claim));
                     seen.controlled = true;
                     break;
                 }

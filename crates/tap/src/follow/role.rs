@@ -7,7 +7,7 @@
 //! any ── RILL-TRUNCATED, end of the channel, a bad record ──> ended
 //! ```
 
-use crate::script::Control;
+use crate::script::{Claim, Control};
 
 /// What one reader reads, and where its lines go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,16 +36,16 @@ pub struct Old {
 }
 
 /// Why a reader reads no more.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum End {
     /// The channel ended (the script exited, or sent something it should
     /// not have).
     Eof,
     /// The file was truncated: nothing after that point belongs to it.
     Truncated,
-    /// Stream mode: at what reads like a message of tail's
-    /// ([`crate::script::Claim`]).
-    Claimed,
+    /// Stream mode: at what reads like a message of tail's (the next
+    /// reader settles the claim).
+    Claimed(Claim),
 }
 
 impl Role {
