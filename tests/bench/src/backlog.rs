@@ -3,8 +3,10 @@
 //! `count('*')` through the search API says N; next to `ssh host cat` of
 //! the same lines and the standalone indexer (the parser's EventBuilder and
 //! the index writer, in this process, committing every 500 ms like the
-//! parser) over the same lines, in the same run. The RSS of `ssh_tap` and
-//! `parser` is sampled every 50 ms while the pipeline runs.
+//! parser) over the same lines, in the same run; and the parser's own index
+//! thread (`rill_parser::indexer`) fed the same lines from a write-ahead
+//! log in this process, as the tap's messages would fill it (no SSH, no
+//! sockets). The peak RSS of `ssh_tap` and `parser` is read at the end.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -75,6 +77,14 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
         alone.seconds,
         a.lines as f64 / alone.seconds,
         alone.cpu
+    );
+
+    let thread = index_thread(&src, &spec, &h.rill.dir.path().join("thread"))?;
+    println!(
+        "  the parser's index thread    {:>7.2} s {:>10.0} lines/s  {:.1} CPU-s",
+        thread.seconds,
+        a.lines as f64 / thread.seconds,
+        thread.cpu
     );
 
     let rill = through_rill(&h, &src, a.lines, Duration::from_secs(a.timeout))?;
@@ -186,6 +196,87 @@ fn standalone(file: &Path, spec: &ParserSpec, dir: &Path) -> anyhow::Result<Alon
     let seconds = began.elapsed().as_secs_f64();
     let cpu = procs::machine_busy_ticks().saturating_sub(busy) as f64 / procs::TICKS;
     writer.finish()?;
+    Ok(Alone { seconds, cpu })
+}
+
+/// The file's lines as the tap sends them (messages of consecutive lines
+/// up to 128 KiB) in a write-ahead log, then through the parser's index
+/// thread, timed from its start until it committed the last of them.
+fn index_thread(file: &Path, spec: &ParserSpec, dir: &Path) -> anyhow::Result<Alone> {
+    use rill_parser::indexer::{Indexer, Parts};
+    const MESSAGE: usize = 128 << 10;
+    let mut wal = rill_parser::wal::Wal::open(&dir.join("wal"), 0)?;
+    let mut reader = BufReader::with_capacity(1 << 20, std::fs::File::open(file)?);
+    let (mut lines, mut n, mut first, mut offset) = (Vec::new(), 0u64, 0u64, 0u64);
+    let mut seq = 0u64;
+    let mut flush = |lines: &mut Vec<u8>, n: &mut u64, first: u64| -> anyhow::Result<()> {
+        if *n == 0 {
+            return Ok(());
+        }
+        let meta = LineMeta {
+            host: "web01".into(),
+            log: "app".into(),
+            path: file.display().to_string(),
+            file_id: FileId {
+                dev: 1,
+                ino: 2,
+                fingerprint: 3,
+            },
+            offset: first,
+            seq,
+            lines: *n,
+            epoch: "bench".into(),
+            read_at: chrono::Utc::now(),
+            partial: false,
+        };
+        lines.pop(); // the last newline: lines are joined by `\n`
+        wal.append(seq, &serde_json::to_vec(&meta)?, lines)?;
+        seq += *n;
+        lines.clear();
+        *n = 0;
+        Ok(())
+    };
+    loop {
+        let start = lines.len();
+        let read = reader.read_until(b'\n', &mut lines)?;
+        if read == 0 {
+            break;
+        }
+        if n == 0 {
+            first = offset;
+        }
+        offset += read as u64;
+        n += 1;
+        if lines.len() >= MESSAGE && start > 0 {
+            flush(&mut lines, &mut n, first)?;
+        }
+    }
+    flush(&mut lines, &mut n, first)?;
+    wal.sync()?;
+    let mut rules = HashMap::new();
+    rules.insert(
+        "app".to_owned(),
+        LogRules {
+            format: LineFormat::new(spec).map_err(|e| anyhow::anyhow!("{e}"))?,
+            joiner: None,
+        },
+    );
+    let ctx = zmq::Context::new();
+    let began = Instant::now();
+    let busy = procs::machine_busy_ticks();
+    let mut indexer = Indexer::start(Parts {
+        index: IndexWriter::open(&dir.join("index"))?,
+        events: EventBuilder::with_rules(rules),
+        retention: rill_parser::retention::Retention::new(None),
+        live: rill_bus::Publisher::connect(&ctx, "inproc://bench")?,
+        applied: 0,
+    })?;
+    while let Some(rec) = wal.read_next()? {
+        indexer.give(rec);
+    }
+    indexer.finish()?;
+    let seconds = began.elapsed().as_secs_f64();
+    let cpu = procs::machine_busy_ticks().saturating_sub(busy) as f64 / procs::TICKS;
     Ok(Alone { seconds, cpu })
 }
 
