@@ -184,6 +184,17 @@ impl Durable {
             .filter(|&t| t > Instant::now())
     }
 
+    /// Whether a reader (a `catchup` one, else a live one) waits now: a
+    /// catch-up while the window is full, a live reader while it is held
+    /// for a receipt.
+    pub fn holds(&self, catchup: bool) -> bool {
+        if catchup {
+            self.full()
+        } else {
+            self.holding()
+        }
+    }
+
     /// Sets how long the live readers wait in a full window (tests).
     #[cfg(test)]
     pub fn set_receipt_wait(&mut self, wait: Duration) {
@@ -466,7 +477,7 @@ impl Durable {
         self.frontiers.clear();
         self.bytes = 0;
         self.lines = 0;
-        self.full_since = None;
+        self.note_full();
         self.epoch = uuid::Uuid::new_v4().to_string();
         self.next_seq = 0;
         self.send_from = 0;

@@ -400,15 +400,14 @@ impl Follow {
             .filter_map(|r| r.following.as_ref())
     }
 
-    /// Every channel of this log that is read now: the current file's, the
-    /// finishing ones, and the catch-up while the window has room.
-    /// The readers read now: not the live ones while the window holds them
-    /// for a receipt, not a catch-up while it is full.
+    /// Every channel of this log that is read now: the current file's and
+    /// the finishing ones unless the window holds them for a receipt, the
+    /// catch-up unless the window is full ([`Durable::holds`]).
     fn readers<'a>(&'a self, durable: &Durable) -> impl Iterator<Item = &'a Reader> {
-        let (full, holding) = (durable.full(), durable.holding());
+        let (live_held, catchup_held) = (durable.holds(false), durable.holds(true));
         let live = self.current.iter().chain(&self.finishing);
-        let catchup = self.catchup.reader.iter().filter(move |_| !full);
-        live.filter(move |_| !holding).chain(catchup)
+        let catchup = self.catchup.reader.iter().filter(move |_| !catchup_held);
+        live.filter(move |_| !live_held).chain(catchup)
     }
 
     /// Bit N: a channel of this log read now is on connection N.

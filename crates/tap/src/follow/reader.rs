@@ -226,7 +226,7 @@ impl Reader {
         let conn = 1u32 << self.conn;
         // A live reader waits while the window holds it for a receipt.
         let live = !self.role.is_catch_up();
-        let held = live && io.out.durable.holding();
+        let held = live && io.out.durable.holds(false);
         let read = !self.ended() && !held && (*io.drained & conn == 0 || self.pending());
         if read && live && io.out.durable.full() {
             io.out.durable.reading_on();
@@ -241,8 +241,8 @@ impl Reader {
                 break;
             }
             // A catch-up stops at a full window (overshooting by one
-            // message), a live reader too while it waits for a receipt.
-            if io.out.durable.full() && (!live || io.out.durable.holding()) {
+            // message), a live reader while it waits for a receipt.
+            if io.out.durable.holds(!live) {
                 break;
             }
             let room = BACKLOG_MESSAGE.saturating_sub(io.lines.bytes()).max(PACKET);
