@@ -72,20 +72,9 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
     );
 
     let alone = standalone(&src, &spec, &h.rill.dir.path().join("alone"))?;
-    println!(
-        "  standalone indexer           {:>7.2} s {:>10.0} lines/s  {:.1} CPU-s",
-        alone.seconds,
-        a.lines as f64 / alone.seconds,
-        alone.cpu
-    );
-
+    alone.print("standalone indexer       ", a.lines);
     let thread = index_thread(&src, &spec, &h.rill.dir.path().join("thread"))?;
-    println!(
-        "  the parser's index thread    {:>7.2} s {:>10.0} lines/s  {:.1} CPU-s",
-        thread.seconds,
-        a.lines as f64 / thread.seconds,
-        thread.cpu
-    );
+    thread.print("the parser's index thread", a.lines);
 
     let rill = through_rill(&h, &src, a.lines, Duration::from_secs(a.timeout))?;
     let rate = a.lines as f64 / rill.seconds;
@@ -136,9 +125,19 @@ struct Alone {
     cpu: f64,
 }
 
-/// The file through EventBuilder and IndexWriter in this process,
-/// committing every 500 ms: the indexer's own pace.
-fn standalone(file: &Path, spec: &ParserSpec, dir: &Path) -> anyhow::Result<Alone> {
+impl Alone {
+    fn print(&self, what: &str, lines: u64) {
+        println!(
+            "  {what}    {:>7.2} s {:>10.0} lines/s  {:.1} CPU-s",
+            self.seconds,
+            lines as f64 / self.seconds,
+            self.cpu
+        );
+    }
+}
+
+/// The parser's events builder with `spec` for the log `app`.
+fn events_for(spec: &ParserSpec) -> anyhow::Result<EventBuilder> {
     let mut rules = HashMap::new();
     rules.insert(
         "app".to_owned(),
@@ -147,16 +146,38 @@ fn standalone(file: &Path, spec: &ParserSpec, dir: &Path) -> anyhow::Result<Alon
             joiner: None,
         },
     );
-    let mut events = EventBuilder::with_rules(rules);
+    Ok(EventBuilder::with_rules(rules))
+}
+
+/// The meta of `lines` lines of `path` from `offset` (host `web01`, log
+/// `app`, one file), read now.
+fn meta(path: &str, offset: u64, seq: u64, lines: u64) -> LineMeta {
+    LineMeta {
+        host: "web01".into(),
+        log: "app".into(),
+        path: path.to_owned(),
+        file_id: FileId {
+            dev: 1,
+            ino: 2,
+            fingerprint: 3,
+        },
+        offset,
+        seq,
+        lines,
+        epoch: "bench".into(),
+        read_at: chrono::Utc::now(),
+        partial: false,
+    }
+}
+
+/// The file through EventBuilder and IndexWriter in this process,
+/// committing every 500 ms: the indexer's own pace.
+fn standalone(file: &Path, spec: &ParserSpec, dir: &Path) -> anyhow::Result<Alone> {
+    let mut events = events_for(spec)?;
     let mut writer = IndexWriter::open(dir)?;
     let mut reader = BufReader::with_capacity(1 << 20, std::fs::File::open(file)?);
     let mut buf = Vec::with_capacity(512);
     let mut out = Vec::new();
-    let file_id = FileId {
-        dev: 1,
-        ino: 2,
-        fingerprint: 3,
-    };
     let path = file.display().to_string();
     let (mut offset, mut n) = (0u64, 0u64);
     let began = Instant::now();
@@ -168,19 +189,11 @@ fn standalone(file: &Path, spec: &ParserSpec, dir: &Path) -> anyhow::Result<Alon
         if read == 0 {
             break;
         }
-        let meta = LineMeta {
-            host: "web01".into(),
-            log: "app".into(),
-            path: path.clone(),
-            file_id,
-            offset,
-            seq: n,
-            lines: 1,
-            epoch: "bench".into(),
-            read_at: chrono::Utc::now(),
-            partial: false,
-        };
-        events.push(meta, buf.strip_suffix(b"\n").unwrap_or(&buf), &mut out);
+        events.push(
+            meta(&path, offset, n, 1),
+            buf.strip_suffix(b"\n").unwrap_or(&buf),
+            &mut out,
+        );
         for e in out.drain(..) {
             writer.add_event(e)?;
         }
@@ -207,66 +220,40 @@ fn index_thread(file: &Path, spec: &ParserSpec, dir: &Path) -> anyhow::Result<Al
     const MESSAGE: usize = 128 << 10;
     let mut wal = rill_parser::wal::Wal::open(&dir.join("wal"), 0)?;
     let mut reader = BufReader::with_capacity(1 << 20, std::fs::File::open(file)?);
-    let (mut lines, mut n, mut first, mut offset) = (Vec::new(), 0u64, 0u64, 0u64);
-    let mut seq = 0u64;
-    let mut flush = |lines: &mut Vec<u8>, n: &mut u64, first: u64| -> anyhow::Result<()> {
-        if *n == 0 {
-            return Ok(());
-        }
-        let meta = LineMeta {
-            host: "web01".into(),
-            log: "app".into(),
-            path: file.display().to_string(),
-            file_id: FileId {
-                dev: 1,
-                ino: 2,
-                fingerprint: 3,
-            },
-            offset: first,
-            seq,
-            lines: *n,
-            epoch: "bench".into(),
-            read_at: chrono::Utc::now(),
-            partial: false,
-        };
-        lines.pop(); // the last newline: lines are joined by `\n`
-        wal.append(seq, &serde_json::to_vec(&meta)?, lines)?;
-        seq += *n;
-        lines.clear();
-        *n = 0;
-        Ok(())
-    };
+    let path = file.display().to_string();
+    let (mut lines, mut n, mut first, mut offset, mut seq) = (Vec::new(), 0, 0, 0, 0);
     loop {
         let start = lines.len();
         let read = reader.read_until(b'\n', &mut lines)?;
-        if read == 0 {
-            break;
-        }
         if n == 0 {
             first = offset;
         }
-        offset += read as u64;
-        n += 1;
-        if lines.len() >= MESSAGE && start > 0 {
-            flush(&mut lines, &mut n, first)?;
+        if read > 0 {
+            offset += read as u64;
+            n += 1;
+        }
+        // A message once it reaches MESSAGE (with the line that crossed
+        // it), and the rest at the end.
+        if n > 0 && (read == 0 || (lines.len() >= MESSAGE && start > 0)) {
+            lines.pop(); // lines are joined by `\n`: the last has none
+            let json = serde_json::to_vec(&meta(&path, first, seq, n))?;
+            wal.append(seq, &json, &lines)?;
+            seq += n;
+            n = 0;
+            lines.clear();
+        }
+        if read == 0 {
+            break;
         }
     }
-    flush(&mut lines, &mut n, first)?;
     wal.sync()?;
-    let mut rules = HashMap::new();
-    rules.insert(
-        "app".to_owned(),
-        LogRules {
-            format: LineFormat::new(spec).map_err(|e| anyhow::anyhow!("{e}"))?,
-            joiner: None,
-        },
-    );
+    let events = events_for(spec)?;
     let ctx = zmq::Context::new();
     let began = Instant::now();
     let busy = procs::machine_busy_ticks();
     let mut indexer = Indexer::start(Parts {
         index: IndexWriter::open(&dir.join("index"))?,
-        events: EventBuilder::with_rules(rules),
+        events,
         retention: rill_parser::retention::Retention::new(None),
         live: rill_bus::Publisher::connect(&ctx, "inproc://bench")?,
         applied: 0,
