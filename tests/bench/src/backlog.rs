@@ -39,6 +39,11 @@ pub struct Args {
     /// Give up on the pipeline after this many seconds.
     #[arg(long, default_value_t = 600)]
     pub timeout: u64,
+    /// Runs, each on a fresh server and collector, with a summary of all
+    /// at the end (the machine's speed drifts by several percent from
+    /// one run to the next).
+    #[arg(long, default_value_t = 1)]
+    pub runs: u32,
 }
 
 pub fn run(a: &Args) -> anyhow::Result<()> {
@@ -47,6 +52,45 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
         "combined" => ParserSpec::Combined,
         other => bail!("--parser {other:?}: expected raw or combined"),
     };
+    if a.runs == 0 {
+        bail!("--runs 0: expected at least one run");
+    }
+    let mut ratios = Vec::new();
+    let mut rates = Vec::new();
+    for run in 1..=a.runs {
+        if a.runs > 1 {
+            println!("run {run} of {}", a.runs);
+        }
+        let (ratio, rate) = once(a, &spec)?;
+        ratios.push(ratio);
+        rates.push(rate);
+    }
+    if a.runs > 1 {
+        let list = |v: &[f64], unit: &str| {
+            let each: Vec<String> = v.iter().map(|x| format!("{x:.0}")).collect();
+            format!("{}{unit} (median {:.0})", each.join(" / "), median(v))
+        };
+        println!("over {} runs:", a.runs);
+        println!("  rill / standalone indexer: {}", list(&ratios, " %"));
+        println!("  rill lines/s: {}", list(&rates, ""));
+    }
+    Ok(())
+}
+
+/// The middle value (the mean of the two middle ones for an even count).
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    match s.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => s[n / 2],
+        n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
+    }
+}
+
+/// One run on a fresh server and collector: returns rill's share of the
+/// standalone indexer's rate (%) and rill's rate (lines/s).
+fn once(a: &Args, spec: &ParserSpec) -> anyhow::Result<(f64, f64)> {
     let h = OneHost::new(&["app"]);
     if a.parser != "raw" {
         h.rill
@@ -71,10 +115,13 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
         a.lines as f64 / cat
     );
 
-    let alone = standalone(&src, &spec, &h.rill.dir.path().join("alone"))?;
+    let alone = standalone(&src, spec, &h.rill.dir.path().join("alone"))?;
     alone.print("standalone indexer       ", a.lines);
-    let thread = index_thread(&src, &spec, &h.rill.dir.path().join("thread"))?;
+    let thread = index_thread(&src, spec, &h.rill.dir.path().join("thread"))?;
     thread.print("the parser's index thread", a.lines);
+    // The index thread's writer merges on after it is dropped: those
+    // merges must not run beside the pipeline's.
+    procs::await_own_threads_gone(&["merge_thread", "thrd-tantivy"], Duration::from_secs(60))?;
 
     let rill = through_rill(&h, &src, a.lines, Duration::from_secs(a.timeout))?;
     let rate = a.lines as f64 / rill.seconds;
@@ -88,9 +135,10 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
         .map(|(n, s)| format!("{n} {s:.1}"))
         .collect();
     println!("  collector CPU-s: {}", by.join(", "));
+    let ratio = 100.0 * rate / (a.lines as f64 / alone.seconds);
     println!(
         "  rill / standalone indexer = {:.0} %, rill / ssh cat = {:.0} %",
-        100.0 * rate / (a.lines as f64 / alone.seconds),
+        ratio,
         100.0 * rate / (a.lines as f64 / cat)
     );
     println!(
@@ -98,7 +146,7 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
         rill.tap_rss_kib as f64 / 1024.0,
         rill.parser_rss_kib as f64 / 1024.0
     );
-    Ok(())
+    Ok((ratio, rate))
 }
 
 /// Seconds `ssh host cat FILE` takes, from its start to its last line.

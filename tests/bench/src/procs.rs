@@ -140,3 +140,31 @@ pub fn machine_busy_ticks() -> u64 {
     // user nice system idle iowait irq softirq steal ...
     v.iter().take(8).sum::<u64>() - v.get(3).copied().unwrap_or(0) - v.get(4).copied().unwrap_or(0)
 }
+
+/// Waits until no thread of this process has a name starting with one of
+/// `prefixes` (e.g. a dropped index writer's merge threads), for at most
+/// `limit`.
+pub fn await_own_threads_gone(prefixes: &[&str], limit: std::time::Duration) -> anyhow::Result<()> {
+    let named = || -> Vec<String> {
+        let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+            return Vec::new();
+        };
+        tasks
+            .flatten()
+            .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+            .map(|c| c.trim_end().to_owned())
+            .filter(|c| prefixes.iter().any(|p| c.starts_with(p)))
+            .collect()
+    };
+    let began = std::time::Instant::now();
+    loop {
+        let left = named();
+        if left.is_empty() {
+            return Ok(());
+        }
+        if began.elapsed() > limit {
+            anyhow::bail!("threads still running after {limit:?}: {left:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
