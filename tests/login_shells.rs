@@ -9,10 +9,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rill_e2e::*;
-use serde_json::Value;
 
 /// A file name holding a placeholder the scripts once substituted, command
 /// substitution, a single quote and letters outside ASCII.
@@ -77,7 +76,7 @@ fn follows_under(shell: LoginShell) {
         &[sshd.known_hosts_line()],
     );
     rill.start_following("web01");
-    let mut live = Live::subscribe(&rill);
+    let mut live = Live::subscribe(&rill, "web01", "app", WITHIN);
     let scratch = remote.path.display().to_string();
     let sessions = remote_sessions(&user, &scratch);
     assert!(!sessions.is_empty(), "{:?}", user.processes());
@@ -246,17 +245,19 @@ fn assert_follows(rill: &Rill, path: &Path) {
 /// Waits until the `n` lines of `word` are streamed and indexed.
 fn expect(rill: &Rill, live: &mut Live, word: &str, n: u64, written: &[String]) {
     let prefix = format!("{word} ");
-    live.wait(|lines, _| lines.iter().filter(|l| l.starts_with(&prefix)).count() as u64 >= n);
-    let streamed = live
-        .bodies
-        .iter()
-        .filter(|l| l.starts_with(&prefix))
-        .count();
+    live.wait(WITHIN, |lines, _| {
+        lines
+            .iter()
+            .filter(|v| v["body"].as_str().is_some_and(|b| b.starts_with(&prefix)))
+            .count() as u64
+            >= n
+    });
+    let streamed = live.count_starting(&prefix);
     assert_eq!(
         streamed as u64,
         n,
         "{word} lines streamed: {:?}\nlog:\n{}",
-        live.bodies,
+        live.bodies(),
         rill.log()
     );
     assert_eq!(
@@ -266,63 +267,4 @@ fn expect(rill: &Rill, live: &mut Live, word: &str, n: u64, written: &[String]) 
         rill.log()
     );
     live.assert_each_once(written);
-}
-
-/// The lines `rill tail` printed, in order.
-struct Live {
-    tail: Tail,
-    bodies: Vec<String>,
-}
-
-impl Live {
-    /// Starts `rill tail` and waits until it is subscribed: the tap
-    /// publishes `status/` every second through the same proxy, so once one
-    /// arrives the `line/` subscription sent with it has arrived too.
-    fn subscribe(rill: &Rill) -> Live {
-        let mut live = Live {
-            tail: rill.tail(&["line/web01/app", "status/web01"]),
-            bodies: Vec::new(),
-        };
-        let mut subscribed = false;
-        live.wait(|_, v| {
-            subscribed |= v["topic"] == "status/web01";
-            subscribed
-        });
-        assert!(subscribed, "tail never connected");
-        live
-    }
-
-    fn keep(&mut self, got: &[Value]) {
-        for v in got.iter().filter(|v| v["topic"] == "line/web01/app") {
-            self.bodies.push(v["body"].as_str().unwrap().to_owned());
-        }
-    }
-
-    /// Collects messages until `done` (given the lines so far and the
-    /// latest message) holds, for up to [`WITHIN`].
-    fn wait(&mut self, mut done: impl FnMut(&[String], &Value) -> bool) {
-        let end = Instant::now() + WITHIN;
-        let mut latest = Value::Null;
-        while !done(&self.bodies, &latest) && Instant::now() < end {
-            if let Ok(v) = self.tail.rx.recv_timeout(Duration::from_millis(50)) {
-                self.keep(std::slice::from_ref(&v));
-                latest = v;
-            }
-        }
-    }
-
-    /// Takes whatever the tail still has queued.
-    fn drain(&mut self) {
-        let got: Vec<Value> = self.tail.rx.try_iter().collect();
-        self.keep(&got);
-    }
-
-    /// Every line streamed is one written, and none twice.
-    fn assert_each_once(&self, written: &[String]) {
-        let mut seen = std::collections::HashSet::new();
-        for b in &self.bodies {
-            assert!(written.contains(b), "streamed but never written: {b:?}");
-            assert!(seen.insert(b), "streamed twice: {b:?}");
-        }
-    }
 }

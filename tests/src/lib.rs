@@ -47,7 +47,7 @@ pub use processes::{
     local_processes_mentioning, remote_processes_in, remote_sessions, rss_kib, RssWatch,
 };
 pub use rill::Rill;
-pub use tail::Tail;
+pub use tail::{Live, Tail};
 
 pub use rill_test_support::{
     free_port, raise_open_files, wait_for, wait_until, which, RemoteDir, RemoteProcess, Sshd,

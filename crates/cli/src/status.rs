@@ -82,6 +82,16 @@ pub fn render(r: &StatusReport) -> String {
             ));
         }
         for l in &h.logs {
+            if let Some(n) = l.files {
+                // A pattern's own row; its files have rows of their own.
+                let files = if n == 1 { "file" } else { "files" };
+                s.push_str(&format!("  {} {}: {n} {files} match", l.log, l.path));
+                if let Some(e) = &l.error {
+                    s.push_str(&format!(", {e}"));
+                }
+                s.push('\n');
+                continue;
+            }
             let offset = l.last_offset.map_or("-".into(), |o| o.to_string());
             s.push_str(&format!(
                 "  {} {}: {} lines read, offset {offset}",

@@ -19,11 +19,12 @@
 //!
 //! Imports go one way: `validate/` reads `raw.rs` and builds `model.rs`,
 //! `model.rs` holds `sessions.rs`' types, `raw.rs` calls `duplicates.rs`;
-//! `error.rs`, `values.rs`, `sessions.rs` and `duplicates.rs` import no
-//! other module, and no module imports `lib.rs`.
+//! `error.rs`, `values.rs`, `sessions.rs`, `duplicates.rs` and `glob.rs`
+//! (path patterns) import no other module, and no module imports `lib.rs`.
 
 mod duplicates;
 mod error;
+pub mod glob;
 mod model;
 mod permissions;
 mod raw;
@@ -34,8 +35,8 @@ mod values;
 pub use error::ConfigError;
 pub use model::{
     Auth, Config, Host, HostsPerProcess, IndexSettings, KnownHostsPolicy, Log, Multiline,
-    MultilineRule, ParserSpec, RegexTimestamp, SearchSettings, Secret, SecretError, TapSettings,
-    AUTO_PROCESSES, DEFAULT_STREAMS_ENDPOINT,
+    MultilineRule, ParserSpec, ReadFrom, RegexTimestamp, SearchSettings, Secret, SecretError,
+    TapSettings, AUTO_PROCESSES, DEFAULT_MAX_FILES, DEFAULT_STREAMS_ENDPOINT,
 };
 pub use sessions::{is_local_endpoint, Cidr, Credentials, SessionSettings, PUBLISH_SUFFIX_LEN};
 pub use values::parse_duration;

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::glob::{NameGlob, PathGlob};
 use crate::sessions::SessionSettings;
 
 /// The default endpoint clients subscribe to.
@@ -296,13 +297,51 @@ impl Default for SearchSettings {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Log {
     pub name: String,
-    /// The absolute path on the remote host.
+    /// The absolute path on the remote host, or a pattern of paths.
     pub path: String,
+    /// `Some` when `path` is a pattern (`*`, `?`, `[..]`, `**`): every
+    /// matching file is followed, each with its own identity and offsets.
+    pub glob: Option<PathGlob>,
+    /// File names never followed, though `path` matches them.
+    pub exclude: Vec<NameGlob>,
+    /// At most this many files of a pattern followed at once per host.
+    pub max_files: usize,
+    /// Where a file is read from the first time the log sees it.
+    pub read_from: ReadFrom,
     /// The hosts it is followed on (`all` expanded).
     pub hosts: Vec<String>,
     pub parser: ParserSpec,
     /// `None`: every line is an event.
     pub multiline: Option<Multiline>,
+}
+
+/// Where a file seen for the first time is read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReadFrom {
+    /// Only lines written from then on (what the file held is not indexed).
+    #[default]
+    End,
+    /// Everything the file holds, once.
+    Beginning,
+}
+
+/// Files of one pattern followed at once, per host, unless `max_files` says.
+pub const DEFAULT_MAX_FILES: usize = 256;
+
+impl Log {
+    /// Whether `path` is one of this log's files: its path, or a match of
+    /// its pattern whose name no `exclude` names.
+    pub fn covers(&self, path: &str) -> bool {
+        match &self.glob {
+            None => path == self.path,
+            Some(g) => {
+                g.matches(path) && {
+                    let name = path.rsplit('/').next().unwrap_or(path);
+                    !self.exclude.iter().any(|x| x.matches(name))
+                }
+            }
+        }
+    }
 }
 
 impl Config {

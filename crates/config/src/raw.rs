@@ -148,9 +148,20 @@ pub struct RawSessions {
 #[serde(deny_unknown_fields)]
 pub struct RawLog {
     pub path: String,
+    pub exclude: Option<Vec<String>>,
+    pub max_files: Option<u64>,
+    pub read_from: Option<RawReadFrom>,
     pub hosts: HostSelection,
     pub parser: Option<RawParser>,
     pub multiline: Option<RawMultiline>,
+}
+
+/// `read_from: end | beginning`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawReadFrom {
+    End,
+    Beginning,
 }
 
 /// The parser names.

@@ -12,7 +12,9 @@ pub struct Fields {
     /// retention all read the column), stored. Not in the inverted index:
     /// its terms would only cost indexing time.
     pub ts: Field,
-    /// Exact-match filters (`host:web01`, `log:nginx`).
+    /// Exact-match filters (`host:web01`, `log:nginx`,
+    /// `path:"/var/log/nginx/api.log"`: the file a line was read from,
+    /// which tells the files of a pattern apart).
     pub host: Field,
     pub log: Field,
     pub path: Field,
@@ -56,7 +58,7 @@ pub fn build() -> (Schema, Fields) {
         ts: b.add_date_field("ts", ts_opts),
         host: b.add_text_field("host", STRING | STORED | FAST),
         log: b.add_text_field("log", STRING | STORED | FAST),
-        path: b.add_text_field("path", STORED),
+        path: b.add_text_field("path", STRING | STORED),
         file_id: b.add_text_field("file_id", STRING | STORED),
         offset: b.add_u64_field("offset", STORED | FAST),
         offset_block: b.add_u64_field("offset_block", INDEXED),

@@ -217,6 +217,10 @@ pub struct LogStatus {
     /// file, plus what is left of older files still being finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lag_bytes: Option<u64>,
+    /// Only on a pattern log's own row (its `path` is the pattern): how
+    /// many files match it now. Each file it follows has a row of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<u64>,
 }
 
 /// The single frame after the topic of a `status/<host>` message, published by

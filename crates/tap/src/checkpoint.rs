@@ -94,6 +94,27 @@ pub struct Checkpoints {
     /// final size), newest last: what can be read again if the index is lost.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub history: BTreeMap<String, Vec<Unfinished>>,
+    /// Per pattern log: what it knows besides its files' entries (those
+    /// are under `NAME:PATH` in the maps above). Present once the pattern
+    /// was listed: files found after that are new, read from their start.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub patterns: BTreeMap<String, PatternCheckpoint>,
+}
+
+/// What a pattern keeps in the checkpoint file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PatternCheckpoint {
+    /// Files a pattern's log read and no member follows under their name now (a
+    /// rotated generation, a file finished): never followed again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub known: Vec<KnownFile>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KnownFile {
+    pub ino: u64,
+    #[serde(flatten)]
+    pub verify: Verify,
 }
 
 /// Finished files remembered per log.

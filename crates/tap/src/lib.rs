@@ -24,6 +24,8 @@
 //!   a simulated server.
 //! - [`script`]: the remote programs (`script/*.sh`), their command lines
 //!   and the one decoder of their output.
+//! - [`pattern`]: logs whose path is a pattern: listing the server's files,
+//!   choosing which to follow (each then a `follow` of its own).
 //! - [`identity`]: which file a reader reads, as line metadata names it.
 //! - [`lines`]: splitting a byte stream into lines with offsets.
 //! - [`publish`]: lines out, live and durable; [`durable`]: the window to
@@ -45,6 +47,7 @@ pub mod group;
 pub mod identity;
 pub mod lines;
 pub mod live_marks;
+pub mod pattern;
 pub mod publish;
 pub mod restart;
 pub mod robust;

@@ -12,6 +12,7 @@ use tracing::{error, info};
 
 use crate::checkpoint;
 use crate::follow::Follow;
+use crate::pattern::Pattern;
 use crate::publish::Outputs;
 use crate::saver::CheckpointSaver;
 use crate::status::StatusBoard;
@@ -27,7 +28,7 @@ pub fn run(cfg: &Config, host: &str, shutdown: &Shutdown) -> anyhow::Result<()> 
     let logs: Vec<Log> = cfg.logs_for(host).cloned().collect();
     let ctx = zmq::Context::new();
     let mut out = Outputs::connect(&ctx, cfg, host)?;
-    let mut board = StatusBoard::new(cfg, host, &logs);
+    let mut board = StatusBoard::new(cfg, host, &[]);
 
     let mut conns = match Pool::connect(cfg, host_cfg) {
         Ok(c) => c,
@@ -47,20 +48,26 @@ pub fn run(cfg: &Config, host: &str, shutdown: &Shutdown) -> anyhow::Result<()> 
     }
 
     let saved = checkpoint::load(cfg, host);
-    let mut follows: Vec<Follow> = logs
-        .into_iter()
-        .map(|l| {
-            let resume = saved.logs.get(&l.name).copied();
-            let draining = saved.draining.get(&l.name).cloned().unwrap_or_default();
-            let history = saved.history.get(&l.name).cloned().unwrap_or_default();
-            Follow::new(l, cfg.tap, resume, draining, history)
-        })
-        .collect();
+    let mut follows: Vec<Follow> = Vec::new();
+    let mut patterns: Vec<Pattern> = Vec::new();
+    for l in logs {
+        if l.glob.is_some() {
+            let p = Pattern::restore(l, cfg.tap, &saved, &mut follows, &mut board);
+            patterns.push(p);
+            continue;
+        }
+        let resume = saved.logs.get(&l.name).copied();
+        let draining = saved.draining.get(&l.name).cloned().unwrap_or_default();
+        let history = saved.history.get(&l.name).cloned().unwrap_or_default();
+        board.add_log(&l);
+        follows.push(Follow::new(l, cfg.tap, resume, draining, history));
+    }
     Follow::know_each_other(&mut follows);
     let mut saver = CheckpointSaver::new(cfg, host, saved);
     let result = turn::follow(
         &mut conns,
         &mut follows,
+        &mut patterns,
         &mut out,
         &mut board,
         &mut saver,
@@ -75,7 +82,7 @@ pub fn run(cfg: &Config, host: &str, shutdown: &Shutdown) -> anyhow::Result<()> 
     }
     // Receipts that arrived meanwhile count for the last checkpoint.
     let _ = out.durable.pump();
-    saver.save(&mut follows, &out.durable);
+    saver.save(&mut follows, &patterns, &out.durable);
 
     // Closing waits for the server's replies for at most this long per
     // request: a while when it answers, hardly at all when it does not.
@@ -90,6 +97,9 @@ pub fn run(cfg: &Config, host: &str, shutdown: &Shutdown) -> anyhow::Result<()> 
         // when sshd notices the connection is gone.
         for f in &mut follows {
             f.close();
+        }
+        for p in &mut patterns {
+            p.close();
         }
     }
     conns.disconnect(within, "rill ssh_tap stopping");

@@ -8,6 +8,7 @@ use tracing::warn;
 use crate::checkpoint::{self, Checkpoints};
 use crate::durable::Durable;
 use crate::follow::Follow;
+use crate::pattern::Pattern;
 
 /// How often checkpoints are saved when only positions moved (a new file
 /// followed is saved at once). Each save is a new file and an fsync; a
@@ -33,15 +34,29 @@ impl<'a> CheckpointSaver<'a> {
         }
     }
 
-    pub fn save(&mut self, follows: &mut [Follow], durable: &Durable) {
+    pub fn save(&mut self, follows: &mut [Follow], patterns: &[Pattern], durable: &Durable) {
         self.last = Instant::now();
         let mut now = self.saved.clone();
         for (i, f) in follows.iter_mut().enumerate() {
             f.identity_changed = false;
+            let name = f.key();
+            if f.retired {
+                // A member done with (a newer member of the same path,
+                // later in the list, writes its own entries).
+                now.logs.remove(&name);
+                now.draining.remove(&name);
+                now.history.remove(&name);
+                continue;
+            }
             let (current, unfinished, history) = f.checkpoint(i, durable);
-            let name = f.log.name.clone();
-            if let Some(c) = current {
-                now.logs.insert(name.clone(), c);
+            match current {
+                Some(c) => {
+                    now.logs.insert(name.clone(), c);
+                }
+                None if f.is_member() => {
+                    now.logs.remove(&name);
+                }
+                None => {}
             }
             if unfinished.is_empty() {
                 now.draining.remove(&name);
@@ -53,6 +68,9 @@ impl<'a> CheckpointSaver<'a> {
             } else {
                 now.history.insert(name, history);
             }
+        }
+        for p in patterns {
+            now.patterns.insert(p.log.name.clone(), p.checkpoint());
         }
         if now != self.saved {
             match checkpoint::save(self.cfg, self.host, &now) {

@@ -39,7 +39,13 @@ pub const PROMPTLY: Duration = Duration::from_millis(200);
 /// The tap's current status, written out once a second (at once when the
 /// connection changes).
 pub struct StatusBoard {
+    /// The tap's status; `logs` holds a row per followed log (by its
+    /// number, retired members' rows included: see [`StatusBoard::hide`]).
     pub status: TapStatus,
+    /// Rows of retired members, left out of what is written.
+    hidden: Vec<bool>,
+    /// A row per pattern log: its pattern, how many files match, notes.
+    patterns: Vec<LogStatus>,
     file: PathBuf,
     last_write: Option<Instant>,
     /// The status file, open for rewriting.
@@ -85,21 +91,25 @@ impl State {
 }
 
 impl StatusBoard {
+    /// A board with a row for each of `logs` (more are added as pattern
+    /// logs find files: [`StatusBoard::add_log`]).
     pub fn new(cfg: &Config, host: &str, logs: &[Log]) -> Self {
-        let logs = logs
-            .iter()
-            .map(|l| LogStatus {
-                log: l.name.clone(),
-                path: l.path.clone(),
-                ..Default::default()
-            })
-            .collect();
+        let mut b = StatusBoard::empty(cfg, host);
+        for l in logs {
+            b.add_log(l);
+        }
+        b
+    }
+
+    fn empty(cfg: &Config, host: &str) -> Self {
         StatusBoard {
+            hidden: Vec::new(),
+            patterns: Vec::new(),
             status: TapStatus {
                 host: host.to_owned(),
                 connected: false,
                 error: None,
-                logs,
+                logs: Vec::new(),
                 at: Utc::now(),
                 sessions: None,
                 unconfirmed_lines: 0,
@@ -125,6 +135,40 @@ impl StatusBoard {
     /// Lines held for the index, not confirmed yet.
     pub fn set_unconfirmed(&mut self, lines: usize) {
         self.status.unconfirmed_lines = lines as u64;
+    }
+
+    /// Adds the row of the next log (number = rows so far); returns it.
+    pub fn add_log(&mut self, l: &Log) -> usize {
+        self.status.logs.push(LogStatus {
+            log: l.name.clone(),
+            path: l.path.clone(),
+            ..Default::default()
+        });
+        self.hidden.push(false);
+        self.status.logs.len() - 1
+    }
+
+    /// Leaves the row of log `i` out from now on (a retired member).
+    pub fn hide(&mut self, i: usize) {
+        if let Some(h) = self.hidden.get_mut(i) {
+            *h = true;
+        }
+    }
+
+    /// Adds a pattern log's row; returns its number among patterns.
+    pub fn add_pattern(&mut self, l: &Log) -> usize {
+        self.patterns.push(LogStatus {
+            log: l.name.clone(),
+            path: l.path.clone(),
+            files: Some(0),
+            ..Default::default()
+        });
+        self.patterns.len() - 1
+    }
+
+    /// The row of pattern number `k`.
+    pub fn pattern(&mut self, k: usize) -> &mut LogStatus {
+        &mut self.patterns[k]
     }
 
     /// The status of log number `i`.
@@ -161,7 +205,28 @@ impl StatusBoard {
             self.status.sessions = r.lock().map(|s| s.clone()).unwrap_or_default();
         }
         self.status.at = Utc::now();
-        let Ok(json) = serde_json::to_vec(&self.status) else {
+        let json = if self.patterns.is_empty() && !self.hidden.contains(&true) {
+            serde_json::to_vec(&self.status)
+        } else {
+            // Each pattern's row first, then its files' rows.
+            let mut shown = TapStatus {
+                logs: self.patterns.clone(),
+                ..self.status.clone()
+            };
+            shown.logs.extend(
+                self.status
+                    .logs
+                    .iter()
+                    .zip(&self.hidden)
+                    .filter(|(_, hidden)| !**hidden)
+                    .map(|(l, _)| l.clone()),
+            );
+            shown
+                .logs
+                .sort_by(|a, b| (&a.log, a.files.is_none()).cmp(&(&b.log, b.files.is_none())));
+            serde_json::to_vec(&shown)
+        };
+        let Ok(json) = json else {
             return;
         };
         self.write(&json);

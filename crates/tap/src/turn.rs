@@ -32,6 +32,7 @@ use tracing::warn;
 use crate::durable::{Durable, Heard};
 use crate::follow::{Follow, Io};
 use crate::lines::Lines;
+use crate::pattern::Pattern;
 use crate::publish::Outputs;
 use crate::saver::{CheckpointSaver, SAVE_EVERY};
 use crate::status::StatusBoard;
@@ -44,7 +45,8 @@ const KEEPALIVE_EVERY: Duration = Duration::from_secs(1);
 
 pub fn follow(
     conns: &mut Pool,
-    follows: &mut [Follow],
+    follows: &mut Vec<Follow>,
+    patterns: &mut [Pattern],
     out: &mut Outputs,
     board: &mut StatusBoard,
     saver: &mut CheckpointSaver,
@@ -76,6 +78,18 @@ pub fn follow(
             saver.saved.generation = Some(g);
             saver.last = Instant::now() - SAVE_EVERY;
         }
+        for p in patterns.iter_mut() {
+            if let Err(e) = p.open_due(conns) {
+                if e.is_lost() {
+                    return Err(anyhow::Error::from(e).context("connection lost"));
+                }
+                warn!(log = %p.log.name, error = %e, "could not list the pattern's files");
+            }
+            if let Some(pass) = p.pump(&mut buf, &mut heard) {
+                p.apply(&pass, follows, board);
+            }
+            p.retire_idle(follows, board, &out.durable);
+        }
         let mut drained = 0u32;
         let sockets = conns.fds();
         let mut io = Io {
@@ -90,6 +104,9 @@ pub fn follow(
             sockets: &sockets,
         };
         for (i, f) in follows.iter_mut().enumerate() {
+            if f.retired {
+                continue;
+            }
             if let Err(e) = f.open_due(conns, io.board, &io.out.durable, i) {
                 // A broken connection shows up here first; anything else
                 // is reported (in the log's status) and retried. A loss the
@@ -106,7 +123,8 @@ pub fn follow(
         if last_keepalive.elapsed() >= KEEPALIVE_EVERY {
             conns.keepalive()?;
             last_keepalive = Instant::now();
-            let listening = follows.iter().any(Follow::has_channels);
+            let listening = follows.iter().any(Follow::has_channels)
+                || patterns.iter().any(Pattern::has_channel);
             if listening && heard.elapsed() > deadline {
                 return Err(anyhow!(
                     "nothing from the server for {} s although its scripts report every poll interval; the connection is presumed dead",
@@ -125,15 +143,18 @@ pub fn follow(
             }
         }
         if saver.last.elapsed() >= SAVE_EVERY || follows.iter().any(|f| f.identity_changed) {
-            saver.save(follows, &out.durable);
+            saver.save(follows, patterns, &out.durable);
         }
         board.flush(&out.live, false);
-        if !follows.iter().any(|f| f.pending(&out.durable)) {
+        if !follows.iter().any(|f| f.pending(&out.durable))
+            && !patterns.iter().any(Pattern::pending)
+        {
             let now = Instant::now();
             let due = follows
                 .iter()
                 .enumerate()
                 .filter_map(|(i, f)| f.next_due(now, &out.durable, i))
+                .chain(patterns.iter().filter_map(Pattern::next_due))
                 .chain([
                     last_keepalive + KEEPALIVE_EVERY,
                     saver.last + SAVE_EVERY,
@@ -143,7 +164,8 @@ pub fn follow(
                 .unwrap_or(now);
             let reading = follows
                 .iter()
-                .fold(0, |m, f| m | f.connections(&out.durable));
+                .fold(0, |m, f| m | f.connections(&out.durable))
+                | patterns.iter().fold(0, |m, p| m | p.connections());
             wait(
                 conns,
                 reading,

@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 
 use super::{multiline, parser};
 use crate::error::Invalid;
-use crate::model::{Host, Log, ParserSpec};
-use crate::raw::{HostSelection, RawLog};
-use crate::values::check_name;
+use crate::glob::{has_pattern, NameGlob, PathGlob};
+use crate::model::{Host, Log, ParserSpec, ReadFrom, DEFAULT_MAX_FILES};
+use crate::raw::{HostSelection, RawLog, RawReadFrom};
+use crate::values::{check_name, number_between};
 
 /// Every log, keyed by name; each names hosts among `hosts`.
 pub fn validate(
@@ -41,6 +42,36 @@ fn log(name: &str, l: RawLog, hosts: &BTreeMap<String, Host>) -> Result<Log, Inv
             "expected a path without NUL or newline",
         ));
     }
+    let glob = if has_pattern(&l.path) {
+        Some(PathGlob::parse(&l.path).map_err(|m| Invalid::at(".path", m))?)
+    } else {
+        None
+    };
+    let mut exclude = Vec::new();
+    for (i, x) in l.exclude.unwrap_or_default().iter().enumerate() {
+        let key = format!(".exclude[{i}]");
+        if glob.is_none() {
+            return Err(Invalid::at(
+                key,
+                "only allowed when `path` is a pattern (with '*', '?' or '[')",
+            ));
+        }
+        exclude.push(NameGlob::parse(x).map_err(|m| Invalid::at(key, m))?);
+    }
+    let max_files = match l.max_files {
+        None => DEFAULT_MAX_FILES,
+        Some(_) if glob.is_none() => {
+            return Err(Invalid::at(
+                ".max_files",
+                "only allowed when `path` is a pattern (with '*', '?' or '[')",
+            ))
+        }
+        Some(n) => number_between(n, 1, 10_000).map_err(|m| Invalid::at(".max_files", m))? as usize,
+    };
+    let read_from = match l.read_from {
+        None | Some(RawReadFrom::End) => ReadFrom::End,
+        Some(RawReadFrom::Beginning) => ReadFrom::Beginning,
+    };
     let selected = selected_hosts(l.hosts, hosts)?;
     let parser = match l.parser {
         None => ParserSpec::Raw,
@@ -54,6 +85,10 @@ fn log(name: &str, l: RawLog, hosts: &BTreeMap<String, Host>) -> Result<Log, Inv
     Ok(Log {
         name: name.to_owned(),
         path: l.path,
+        glob,
+        exclude,
+        max_files,
+        read_from,
         hosts: selected,
         parser,
         multiline,

@@ -25,6 +25,7 @@
 mod catchup;
 pub mod channel;
 mod io;
+mod member;
 mod position;
 pub mod reader;
 pub mod role;
@@ -36,7 +37,7 @@ mod model_tests;
 
 use std::time::{Duration, Instant};
 
-use rill_config::{Log, TapSettings};
+use rill_config::{Log, ReadFrom, TapSettings};
 use rill_proto::FileId;
 use tracing::{debug, info, warn};
 
@@ -90,6 +91,19 @@ pub struct Follow {
     /// The file names of the other logs of the host in this log's folder:
     /// their copytruncate copies are not this log's.
     others: Vec<String>,
+    /// A file of a pattern ([`crate::pattern`]): once what its path names
+    /// changes, its next file is opened only when the pattern's listing
+    /// says the path names a file no other file of the log is.
+    member: bool,
+    /// A member waiting for that word (see [`Follow::listed`]).
+    waiting: bool,
+    /// The last listing found nothing at a waiting member's path for it
+    /// (no file, or a file another member knows).
+    homeless: bool,
+    /// A member done with: nothing open, nothing unconfirmed, no longer in
+    /// checkpoints or status. Its slot stays (lines in flight name logs
+    /// by their number).
+    pub retired: bool,
 }
 
 impl Follow {
@@ -102,6 +116,7 @@ impl Follow {
     ) -> Self {
         let next = match saved {
             Some(c) => resume_at(c),
+            None if log.read_from == ReadFrom::Beginning => StartAt::Beginning,
             None => StartAt::End,
         };
         Follow {
@@ -123,6 +138,10 @@ impl Follow {
             catchup: catchup::CatchUp::default(),
             identity_changed: false,
             others: Vec::new(),
+            member: false,
+            waiting: false,
+            homeless: false,
+            retired: false,
         }
     }
 
@@ -346,6 +365,7 @@ impl Follow {
             self.next = StartAt::Beginning;
             self.resume = None;
             self.reopen_at = Some(Instant::now());
+            self.gate();
             Ok(())
         } else if r.end == Some(End::Eof) {
             warn!(log = %self.log.name, "remote follow script ended; reopening");
@@ -353,6 +373,7 @@ impl Follow {
             // it is read again whole.
             self.next = self.resume.map_or(StartAt::Beginning, resume_at);
             self.reopen_at = Some(Instant::now() + REOPEN_AFTER);
+            self.gate();
             r.close(&self.log, io, i, false)
         } else {
             self.current = Some(r);

@@ -187,9 +187,11 @@ impl Opener for Server {
                 offset,
                 ..
             } => State::Finish(*old, *verify, *offset),
+            Script::List { .. } => unimplemented!("the model follows files; it lists none"),
         };
         let path = match script {
             Script::Follow { path, .. } | Script::Finish { path, .. } => path.clone(),
+            Script::List { root, .. } => root.clone(),
         };
         let proc = Rc::new(RefCell::new(Proc {
             fs: self.fs.clone(),

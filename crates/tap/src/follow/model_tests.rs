@@ -205,7 +205,11 @@ impl Harness {
     /// Saves the checkpoints as the tap does.
     fn save(&mut self) {
         let mut saver = CheckpointSaver::new(&self.cfg, "h", self.saved.clone());
-        saver.save(std::slice::from_mut(&mut self.follow), &self.out.durable);
+        saver.save(
+            std::slice::from_mut(&mut self.follow),
+            &[],
+            &self.out.durable,
+        );
         self.saved = saver.saved;
     }
 

@@ -88,6 +88,7 @@ pub enum Reading {
 const COMMON: &str = include_str!("common.sh");
 const FOLLOW: &str = include_str!("follow.sh");
 const FINISH: &str = include_str!("finish.sh");
+const LIST: &str = include_str!("list.sh");
 const RUN: &str = include_str!("run.sh");
 
 /// `path`'s folder and file name.
@@ -164,6 +165,13 @@ pub enum Script {
         /// What the previous reader stopped at, to be settled.
         claim: Option<Claim>,
     },
+    /// List the files under `root` a pattern may match, every `interval`
+    /// ([`list_command`]).
+    List {
+        root: String,
+        depth: Option<usize>,
+        interval: Duration,
+    },
     /// Read an old file of `path`'s folder to its end ([`finish_command`]).
     Finish {
         path: String,
@@ -202,6 +210,11 @@ impl Script {
                 interval,
                 others,
             } => finish_command(path, (*old, others), *verify, *offset, *interval),
+            Script::List {
+                root,
+                depth,
+                interval,
+            } => list_command(root, *depth, *interval),
         }
     }
 }
@@ -250,6 +263,22 @@ pub fn finish_command(
     ]);
     args.extend(others.iter().cloned());
     program(FINISH, &args)
+}
+
+/// The most files one listing pass reports.
+pub const LIST_LIMIT: usize = 10_000;
+
+/// The command that lists the regular files under `root`, at most `depth`
+/// levels down (`None`: any), once per `interval`, in passes of
+/// `RILL-LIST`, `N`/`S` lines and `RILL-END` (see list.sh and
+/// [`crate::pattern::listing`]).
+pub fn list_command(root: &str, depth: Option<usize>, interval: Duration) -> String {
+    let mut args = common_args(root, interval);
+    args.extend([
+        depth.map_or_else(|| "any".to_owned(), |d| d.to_string()),
+        LIST_LIMIT.to_string(),
+    ]);
+    program(LIST, &args)
 }
 
 mod output;

@@ -14,6 +14,7 @@ use super::*;
 mod finish;
 mod follow;
 mod hostile;
+mod list;
 
 /// A script running locally under `sh`, as sshd would run it: its output
 /// decoded the way the tap decodes it.

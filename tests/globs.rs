@@ -1,0 +1,304 @@
+//! Issue 20: logs whose path is a pattern, and `read_from`, against a real
+//! sshd. Files appear, rotate (renamed to names the pattern still matches),
+//! are excluded and vanish; each line must be streamed live and indexed
+//! exactly once, searchable by the `path` of its file, and no remote
+//! process may outlive the collector.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::Duration;
+
+use rill_e2e::*;
+use serde_json::Value;
+
+const WITHIN: Duration = Duration::from_secs(30);
+
+/// Points log `log` of the config at `path` (a pattern) instead of the
+/// file the fixture gave it.
+fn set_path(rill: &Rill, file: &Path, path: &str) {
+    let text = std::fs::read_to_string(&rill.config).unwrap();
+    let from = format!("path: '{}'", file.display());
+    assert!(text.contains(&from), "{text}");
+    std::fs::write(
+        &rill.config,
+        text.replace(&from, &format!("path: '{path}'")),
+    )
+    .unwrap();
+}
+
+/// Appends `n` lines `WORD i` to `name` in the scratch dir; remembers them.
+fn write(remote: &RemoteDir, name: &str, word: &str, n: usize, written: &mut Vec<String>) {
+    let mut text = String::new();
+    for i in 0..n {
+        let line = format!("{word} {i} of {name}");
+        text.push_str(&line);
+        text.push('\n');
+        written.push(line);
+    }
+    remote.append(name, text.as_bytes()).unwrap();
+}
+
+/// The rows of `rill status --json` for web01's logs.
+fn rows(rill: &Rill) -> Vec<Value> {
+    rill.host_status("web01")
+        .and_then(|h| h["logs"].as_array().cloned())
+        .unwrap_or_default()
+}
+
+/// The row whose path is `path`.
+fn row(rill: &Rill, path: &str) -> Option<Value> {
+    rows(rill).into_iter().find(|r| r["path"] == path)
+}
+
+/// Whether `path` is followed (its file's identity is known).
+fn followed(rill: &Rill, path: &str) -> bool {
+    row(rill, path).is_some_and(|r| !r["file_id"].is_null())
+}
+
+/// Waits until `n` lines starting with `word ` were streamed; checks that
+/// they came from `path` and that no line came twice.
+fn expect(live: &mut Live, word: &str, n: usize, path: &str) {
+    let prefix = format!("{word} ");
+    let of_word = |v: &Value| v["body"].as_str().is_some_and(|b| b.starts_with(&prefix));
+    live.wait(WITHIN, |ls, _| {
+        ls.iter().filter(|v| of_word(v)).count() >= n
+    });
+    assert_eq!(
+        live.count_starting(&prefix),
+        n,
+        "{word}: {:?}",
+        live.bodies()
+    );
+    for v in live.lines.iter().filter(|v| of_word(v)) {
+        assert_eq!(v["path"], path, "{v}");
+    }
+    let bodies = live.bodies();
+    let unique: HashSet<&&str> = bodies.iter().collect();
+    assert_eq!(
+        unique.len(),
+        bodies.len(),
+        "a line streamed twice: {bodies:?}"
+    );
+}
+
+/// Waits until `n` lines of `word` are indexed (and no more).
+fn indexed(rill: &Rill, word: &str, n: u64) {
+    assert_eq!(
+        rill.wait_count(&format!("\"{word}\""), &[], n, WITHIN),
+        Some(n),
+        "{word} lines indexed; log:\n{}",
+        rill.log()
+    );
+}
+
+#[test]
+fn files_of_a_pattern_appearing_rotating_and_vanishing_are_each_indexed_once() {
+    appearing_rotating_vanishing(None);
+}
+
+#[test]
+fn files_of_a_pattern_on_a_busybox_host_are_each_indexed_once() {
+    appearing_rotating_vanishing(Some(BusyBoxHost::new()));
+}
+
+/// Files appear, rotate, are excluded and vanish on a GNU host, or on a
+/// host whose tools are BusyBox's (`busybox`, kept alive meanwhile).
+fn appearing_rotating_vanishing(busybox: Option<BusyBoxHost>) {
+    let opts = busybox.as_ref().map(|b| b.opts.clone()).unwrap_or_default();
+    let mut h = OneHost::with_sshd(opts, &["app"]);
+    let dir = h.remote.path.display().to_string();
+    let p = |name: &str| format!("{dir}/{name}");
+    set_path(&h.rill, &h.file("app"), &p("*.log*"));
+    h.rill
+        .set_log_options("app", "exclude: ['*.gz', 'debug-*']");
+    // What the files held before the collector first saw them is not read
+    // (`read_from: end`, the default).
+    let mut before = Vec::new();
+    write(&h.remote, "a.log", "before", 3, &mut before);
+    write(&h.remote, "debug-1.log", "before", 3, &mut before);
+    h.rill.start();
+    assert!(
+        wait_until(WITHIN, || followed(&h.rill, &p("a.log"))),
+        "a.log never followed: {:?}\n{}",
+        rows(&h.rill),
+        h.rill.log()
+    );
+    let pattern = row(&h.rill, &p("*.log*")).unwrap();
+    assert_eq!(pattern["files"], 1, "{pattern}");
+    assert!(pattern["error"].is_null(), "{pattern}");
+    let user = TestUser::get().unwrap();
+    let sessions = remote_sessions(&user, &dir);
+    assert!(!sessions.is_empty());
+    let mut live = Live::subscribe(&h.rill, "web01", "app", WITHIN);
+    let mut written = Vec::new();
+
+    write(&h.remote, "a.log", "alpha", 10, &mut written);
+    // A file created later is new: read from its start, with the lines
+    // it held before the collector found it.
+    write(&h.remote, "b.log", "bravo", 10, &mut written);
+    let odd = "odd $(id) 'q' \\ *.log";
+    write(&h.remote, odd, "oddity", 2, &mut written);
+    expect(&mut live, "alpha", 10, &p("a.log"));
+    expect(&mut live, "bravo", 10, &p("b.log"));
+    expect(&mut live, "oddity", 2, &p(odd));
+    indexed(&h.rill, "alpha", 10);
+    indexed(&h.rill, "bravo", 10);
+    indexed(&h.rill, "oddity", 2);
+
+    // A rename rotation: a.log becomes a.log.1 (which the pattern matches
+    // too: the same file, not a new one), the writer adds to it before it
+    // reopens by name.
+    std::fs::rename(p("a.log"), p("a.log.1")).unwrap();
+    write(&h.remote, "a.log.1", "charlie", 3, &mut written);
+    write(&h.remote, "a.log", "delta", 10, &mut written);
+    expect(&mut live, "charlie", 3, &p("a.log"));
+    expect(&mut live, "delta", 10, &p("a.log"));
+    indexed(&h.rill, "charlie", 3);
+    indexed(&h.rill, "delta", 10);
+
+    // The generations shift: a.log.1 -> a.log.2, a.log -> a.log.1.
+    std::fs::rename(p("a.log.1"), p("a.log.2")).unwrap();
+    std::fs::rename(p("a.log"), p("a.log.1")).unwrap();
+    write(&h.remote, "a.log.1", "echo", 2, &mut written);
+    write(&h.remote, "a.log", "foxtrot", 5, &mut written);
+    expect(&mut live, "echo", 2, &p("a.log"));
+    expect(&mut live, "foxtrot", 5, &p("a.log"));
+    indexed(&h.rill, "echo", 2);
+    indexed(&h.rill, "foxtrot", 5);
+    // Rotated generations never got rows (files) of their own.
+    let paths: HashSet<String> = rows(&h.rill)
+        .iter()
+        .map(|r| r["path"].as_str().unwrap().to_owned())
+        .collect();
+    let want: HashSet<String> = [p("*.log*"), p("a.log"), p("b.log"), p(odd)].into();
+    assert_eq!(paths, want);
+    let pattern = row(&h.rill, &p("*.log*")).unwrap();
+    assert_eq!(pattern["files"], 5, "a.log, .1, .2, b.log, odd: {pattern}");
+
+    // Excluded names are never read; a deleted file is finished, then
+    // dropped from the status.
+    write(&h.remote, "debug-1.log", "golf", 3, &mut before);
+    write(&h.remote, "c.log.gz", "golf", 3, &mut before);
+    std::fs::remove_file(p("b.log")).unwrap();
+    write(&h.remote, "a.log", "hotel", 4, &mut written);
+    expect(&mut live, "hotel", 4, &p("a.log"));
+    assert!(
+        wait_until(WITHIN, || row(&h.rill, &p("b.log")).is_none()),
+        "b.log still has a row: {:?}",
+        rows(&h.rill)
+    );
+
+    // Each line once, found by its file's path; nothing of what was there
+    // before or excluded.
+    let total = written.len() as u64;
+    assert_eq!(h.rill.wait_count("*", &[], total, WITHIN), Some(total));
+    assert_eq!(
+        h.rill.count(&format!("path:\"{}\"", p("b.log")), &[]),
+        Some(10)
+    );
+    assert_eq!(
+        h.rill.count(&format!("path:\"{}\"", p("a.log")), &[]),
+        Some(total - 12)
+    );
+    assert_eq!(h.rill.count("before OR golf", &[]), Some(0));
+    let out = h.rill.rill(&["status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("app {}: 4 files match", p("*.log*"))),
+        "{text}"
+    );
+
+    let status = h.rill.stop(Duration::from_secs(10));
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    assert!(
+        wait_until(Duration::from_secs(5), || remote_processes_in(
+            &user, &sessions
+        )
+        .is_empty()),
+        "left on the server: {:?}",
+        remote_processes_in(&user, &sessions)
+    );
+    live.drain();
+    live.assert_each_once(&written);
+    assert_eq!(live.lines.len(), written.len(), "{:?}", live.bodies());
+}
+
+#[test]
+fn read_from_beginning_reads_what_files_hold_once_across_a_restart() {
+    let mut h = OneHost::new(&["app", "many", "none", "capped"]);
+    let dir = h.remote.path.display().to_string();
+    let p = |name: &str| format!("{dir}/{name}");
+    std::fs::create_dir_all(p("m")).unwrap();
+    set_path(&h.rill, &h.file("many"), &p("m/**/*.log"));
+    set_path(&h.rill, &h.file("none"), &p("nothing-here/*.log"));
+    h.rill.set_log_options("app", "read_from: beginning");
+    h.rill.set_log_options("many", "read_from: beginning");
+    set_path(&h.rill, &h.file("capped"), &p("c/*.log"));
+    h.rill
+        .set_log_options("capped", "read_from: beginning\nmax_files: 2");
+    let mut written = Vec::new();
+    write(&h.remote, "app.log", "plain", 5, &mut written);
+    std::fs::create_dir_all(p("c")).unwrap();
+    write(&h.remote, "c/1.log", "capone", 2, &mut written);
+    write(&h.remote, "c/2.log", "captwo", 2, &mut written);
+    // Past max_files (in path order): not read.
+    write(&h.remote, "c/3.log", "capthree", 2, &mut Vec::new());
+    write(&h.remote, "m/1.log", "one", 4, &mut written);
+    std::fs::create_dir_all(p("m/deep/er")).unwrap();
+    write(&h.remote, "m/deep/er/2.log", "two", 6, &mut written);
+    h.rill.start();
+    for word in ["plain", "one", "two", "capone", "captwo"] {
+        let n = written.iter().filter(|l| l.starts_with(word)).count();
+        indexed(&h.rill, word, n as u64);
+    }
+    let capped = row(&h.rill, &p("c/*.log")).unwrap();
+    assert_eq!(capped["files"], 3, "{capped}");
+    assert!(
+        capped["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("more than max_files (2): 1 not followed")),
+        "{capped}"
+    );
+    let none = row(&h.rill, &p("nothing-here/*.log")).unwrap();
+    assert_eq!(none["files"], 0, "{none}");
+    assert!(
+        none["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no file matches")),
+        "{none}"
+    );
+    // One warning for it, not one per listing.
+    std::thread::sleep(Duration::from_secs(3));
+    let warned = h.rill.log().matches("no file matches").count();
+    assert_eq!(warned, 1, "{}", h.rill.log());
+
+    // A tap killed and restarted resumes from its checkpoints: nothing is
+    // read twice, nothing written meanwhile is missed.
+    h.rill.kill_tap();
+    write(&h.remote, "app.log", "kilo", 2, &mut written);
+    write(&h.remote, "m/1.log", "lima", 2, &mut written);
+    write(&h.remote, "m/3.log", "three", 3, &mut written);
+    let total = written.len() as u64;
+    assert_eq!(
+        h.rill.wait_count("*", &[], total, WITHIN),
+        Some(total),
+        "{}",
+        h.rill.log()
+    );
+    assert_eq!(h.rill.count("capthree", &[]), Some(0));
+    for word in [
+        "plain", "one", "two", "kilo", "lima", "three", "capone", "captwo",
+    ] {
+        let n = written
+            .iter()
+            .filter(|l| l.starts_with(&format!("{word} ")))
+            .count();
+        assert_eq!(
+            h.rill.count(&format!("\"{word}\""), &[]),
+            Some(n as u64),
+            "{word}"
+        );
+    }
+    let status = h.rill.stop(Duration::from_secs(10));
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+}
