@@ -230,6 +230,15 @@ impl PathGlob {
         }
     }
 
+    /// The last component's pattern (a file name pattern: the last
+    /// component is never `**`).
+    pub fn file_name(&self) -> Option<&str> {
+        match self.parts.last() {
+            Some(Part::Name(n)) => Some(n.as_str()),
+            _ => None,
+        }
+    }
+
     /// Whether the absolute `path` matches.
     pub fn matches(&self, path: &str) -> bool {
         let rest = if self.root == "/" {
@@ -307,6 +316,7 @@ mod tests {
         let p = g("/var/log/nginx/*.log");
         assert_eq!(p.root(), "/var/log/nginx");
         assert_eq!(p.depth(), Some(1));
+        assert_eq!(p.file_name(), Some("*.log"));
         assert!(p.matches("/var/log/nginx/api.log"));
         assert!(!p.matches("/var/log/nginx/sub/api.log"));
         assert!(!p.matches("/var/log/nginxx/api.log"));

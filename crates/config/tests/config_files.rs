@@ -56,8 +56,14 @@ fn reference_config_documents_defaults() {
         cfg.logs_for("web01")
             .map(|l| l.name.as_str())
             .collect::<Vec<_>>(),
-        ["nginx-access", "syslog"]
+        ["nginx-access", "syslog", "vhosts"]
     );
+    let vhosts = &cfg.logs["vhosts"];
+    assert_eq!(vhosts.max_files, rill_config::DEFAULT_MAX_FILES);
+    assert!(vhosts.covers("/var/log/nginx/api.log"));
+    assert!(!vhosts.covers("/var/log/nginx/debug-1.log"));
+    assert!(!vhosts.covers("/var/log/nginx/api.log.2.gz"));
+    assert_eq!(cfg.logs["syslog"].read_from, rill_config::ReadFrom::End);
 }
 
 #[test]

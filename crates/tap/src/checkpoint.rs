@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 /// its identity's fingerprint instead (two short files of one inode would
 /// otherwise share a name) and is verified over the bytes it had; the remote
 /// script upgrades `len` to 64 once the file has grown that far.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Verify {
     pub len: u64,
     pub fp: u32,

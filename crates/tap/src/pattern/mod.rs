@@ -156,6 +156,10 @@ impl Pattern {
         let script = Script::List {
             root: glob.root().to_owned(),
             depth: glob.depth(),
+            name: glob
+                .file_name()
+                .filter(|n| !n.contains('\\'))
+                .map(str::to_owned),
             interval: self.settings.poll_interval,
         };
         match conns.open(&script) {
@@ -226,9 +230,10 @@ impl Pattern {
         // Every file the log knows, its members' included, while it is
         // still on the server (under any name the listing shows).
         let listed: HashSet<u64> = pass.files.iter().map(|f| f.ino).collect();
+        let mut have: HashSet<(u64, Verify)> = self.known.iter().copied().collect();
         for &i in &self.members {
             for id in follows[i].identities() {
-                if !self.known.contains(&id) {
+                if have.insert(id) {
                     self.known.push(id);
                 }
             }

@@ -2,10 +2,11 @@
 # the tap matches them itself (nothing here expands a pattern, so a name is
 # only ever a name).
 #
-# Arguments: ROOT DIR NAME INTERVAL FP_BYTES CHUNK_BYTES DEPTH LIMIT, where
-# ROOT is the folder to list, DEPTH how many levels below it (`any`: no
-# limit) and LIMIT the most files one pass lists. Each pass prints on
-# stdout:
+# Arguments: ROOT DIR NAME INTERVAL FP_BYTES CHUNK_BYTES DEPTH LIMIT PATTERN,
+# where ROOT is the folder to list, DEPTH how many levels below it (`any`: no
+# limit), LIMIT the most files one pass lists and PATTERN, unless empty, a
+# `find -name` pattern the names must match (a first filter only: the tap
+# matches what is listed). Each pass prints on stdout:
 #
 #   RILL-LIST
 #   N <ino> <size> <vlen> <vfp> <path>   a file this script had not listed
@@ -15,7 +16,7 @@
 #                                        a newline were left out; <cut> 1:
 #                                        more than LIMIT files, the rest left out
 # common.sh's readers are not used here; their variables are set all the same.
-p=$1 d=$2 iv=$4 fpb=$5 chunk=$6 depth=$7 limit=$8 src='' me=''
+p=$1 d=$2 iv=$4 fpb=$5 chunk=$6 depth=$7 limit=$8 pat=$9 src='' me=''
 root=$p
 nl='
 '
@@ -27,6 +28,7 @@ main() {
     now=$nl odd=0 cut=0
     if [ -d "$root" ]; then
       if [ "$depth" = any ]; then set --; else set -- -maxdepth "$depth"; fi
+      if [ -n "$pat" ]; then set -- "$@" -name "$pat"; fi
       if [ -n "$(find "$root" "$@" -type f -name "*$nl*" 2>/dev/null | head -c 1)" ]; then odd=1; fi
       all=$(find "$root" "$@" -type f ! -name "*$nl*" -exec ls -di {} + 2>/dev/null | head -n "$((limit + 1))")
       n=0

@@ -170,6 +170,10 @@ pub enum Script {
     List {
         root: String,
         depth: Option<usize>,
+        /// Only names `find -name` matches with this (a filter before the
+        /// tap's own match: it must never leave out a name the pattern
+        /// matches).
+        name: Option<String>,
         interval: Duration,
     },
     /// Read an old file of `path`'s folder to its end ([`finish_command`]).
@@ -213,8 +217,9 @@ impl Script {
             Script::List {
                 root,
                 depth,
+                name,
                 interval,
-            } => list_command(root, *depth, *interval),
+            } => list_command(root, *depth, name.as_deref(), *interval),
         }
     }
 }
@@ -269,14 +274,20 @@ pub fn finish_command(
 pub const LIST_LIMIT: usize = 10_000;
 
 /// The command that lists the regular files under `root`, at most `depth`
-/// levels down (`None`: any), once per `interval`, in passes of
-/// `RILL-LIST`, `N`/`S` lines and `RILL-END` (see list.sh and
-/// [`crate::pattern::listing`]).
-pub fn list_command(root: &str, depth: Option<usize>, interval: Duration) -> String {
+/// levels down (`None`: any), whose name `find -name` matches with `name`
+/// (if given), once per `interval`, in passes of `RILL-LIST`, `N`/`S` lines
+/// and `RILL-END` (see list.sh and [`crate::pattern::listing`]).
+pub fn list_command(
+    root: &str,
+    depth: Option<usize>,
+    name: Option<&str>,
+    interval: Duration,
+) -> String {
     let mut args = common_args(root, interval);
     args.extend([
         depth.map_or_else(|| "any".to_owned(), |d| d.to_string()),
         LIST_LIMIT.to_string(),
+        name.unwrap_or("").to_owned(),
     ]);
     program(LIST, &args)
 }

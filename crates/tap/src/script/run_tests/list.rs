@@ -16,7 +16,7 @@ struct Lister {
 }
 
 impl Lister {
-    fn start(root: &Path, depth: Option<usize>, shell: Shell) -> Lister {
+    fn start(root: &Path, depth: Option<usize>, name: Option<&str>, shell: Shell) -> Lister {
         let mut cmd = match &shell {
             Shell::Posix => Command::new("sh"),
             Shell::BusyBox(applets) => {
@@ -27,7 +27,7 @@ impl Lister {
         };
         let mut child = cmd
             .arg("-c")
-            .arg(list_command(&root.display().to_string(), depth, IV))
+            .arg(list_command(&root.display().to_string(), depth, name, IV))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -113,7 +113,7 @@ fn the_listing_names_every_file_once_new_then_seen_whatever_its_name() {
         let ino = |name: &str| std::fs::metadata(root.join(name)).unwrap().ino();
         let path = |name: &str| format!("{}/{name}", root.display());
 
-        let mut l = Lister::start(root, Some(2), shell);
+        let mut l = Lister::start(root, Some(2), None, shell);
         let first = l.pass_where(|p| !p.files.is_empty());
         let files = by_path(&first);
         let mut names: Vec<&str> = files.keys().map(String::as_str).collect();
@@ -155,11 +155,18 @@ fn the_listing_names_every_file_once_new_then_seen_whatever_its_name() {
         drop(l);
 
         // No depth limit with `**`; a missing root lists nothing.
-        let mut l = Lister::start(root, None, busybox());
+        let mut l = Lister::start(root, None, None, busybox());
         let p = l.pass_where(|p| !p.files.is_empty());
         assert!(by_path(&p).contains_key(&path("sub/deeper/c.log")));
         drop(l);
-        let mut l = Lister::start(&root.join("missing"), Some(1), Shell::Posix);
+        // A name pattern lists only what find -name matches.
+        let mut l = Lister::start(root, None, Some("[ab]*"), Shell::Posix);
+        let p = l.pass_where(|p| !p.files.is_empty());
+        let mut names: Vec<String> = by_path(&p).into_keys().collect();
+        names.sort_unstable();
+        assert_eq!(names, vec![path("a.log.1"), path("sub/b.log")]);
+        drop(l);
+        let mut l = Lister::start(&root.join("missing"), Some(1), None, Shell::Posix);
         let p = l.pass_where(|_| true);
         assert!(p.files.is_empty());
     }
