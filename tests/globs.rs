@@ -302,3 +302,84 @@ fn read_from_beginning_reads_what_files_hold_once_across_a_restart() {
     let status = h.rill.stop(Duration::from_secs(10));
     assert!(status.is_some_and(|s| s.success()), "{status:?}");
 }
+
+/// A combined-format line of `day`, a past date (`01/Dec/2026`), whose
+/// request path holds `word`.
+fn combined(word: &str, i: usize, day: &str) -> String {
+    format!("10.0.0.{i} - - [{day}:10:00:{i:02} +0000] \"GET /{word}/{i} HTTP/1.1\" 200 12 \"-\" \"curl\"")
+}
+
+/// `text` compressed by `tool` (`gzip`, `xz`).
+fn compressed(tool: &str, text: &str) -> Vec<u8> {
+    use std::io::Write;
+    let mut c = std::process::Command::new(tool)
+        .arg("-c")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = c.wait_with_output().unwrap();
+    assert!(out.status.success());
+    out.stdout
+}
+
+#[test]
+fn history_indexes_the_newest_rotated_generations_once_compressed_or_not() {
+    let mut h = OneHost::new(&["app"]);
+    h.rill
+        .set_log_options("app", "read_from: beginning\nhistory: 3\nparser: combined");
+    let day = (chrono::Utc::now() - chrono::Duration::days(2))
+        .format("%d/%b/%Y")
+        .to_string();
+    let lines = |word: &str, n: usize| -> String {
+        (0..n).map(|i| combined(word, i, &day) + "\n").collect()
+    };
+    // Oldest first, so their times order them: gen4 is past `history: 3`.
+    let gens = [
+        ("app.log.4.gz", "genfour", 6, Some("gzip")),
+        ("app.log.3.xz", "genthree", 2, Some("xz")),
+        ("app.log.2.gz", "gentwo", 5, Some("gzip")),
+        ("app.log.1", "genone", 4, None),
+    ];
+    for (k, (name, word, n, tool)) in gens.into_iter().enumerate() {
+        let text = lines(word, n);
+        let bytes = tool.map_or_else(|| text.clone().into_bytes(), |t| compressed(t, &text));
+        h.remote.append(name, &bytes).unwrap();
+        // An hour apart, oldest first, whatever the file system's grain.
+        let t = std::time::SystemTime::now() - Duration::from_secs(3600 * (10 - k as u64));
+        std::fs::File::options()
+            .write(true)
+            .open(h.remote.file(name))
+            .unwrap()
+            .set_modified(t)
+            .unwrap();
+    }
+    h.remote
+        .append("app.log", lines("current", 3).as_bytes())
+        .unwrap();
+    h.rill.start();
+    let want = [
+        ("genone", 4),
+        ("gentwo", 5),
+        ("genthree", 2),
+        ("current", 3),
+    ];
+    for (word, n) in want {
+        indexed(&h.rill, word, n);
+    }
+    assert_eq!(h.rill.count("genfour", &[]), Some(0), "past history: 3");
+    // Their times are the lines' own, not when they were read.
+    assert_eq!(h.rill.count("gentwo", &["--since", "1h"]), Some(0));
+    assert_eq!(h.rill.count("gentwo", &["--since", "3d"]), Some(5));
+
+    // Restarted, nothing is read twice; the file goes on.
+    h.rill.kill_tap();
+    h.remote
+        .append("app.log", lines("later", 2).as_bytes())
+        .unwrap();
+    indexed(&h.rill, "later", 2);
+    assert_eq!(h.rill.count("*", &[]), Some(4 + 5 + 2 + 3 + 2));
+    let status = h.rill.stop(Duration::from_secs(10));
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+}

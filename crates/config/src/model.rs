@@ -308,6 +308,9 @@ pub struct Log {
     pub max_files: usize,
     /// Where a file is read from the first time the log sees it.
     pub read_from: ReadFrom,
+    /// Rotated generations found next to a file the first time the log
+    /// sees it, indexed too (the newest this many, oldest first).
+    pub history: usize,
     /// The hosts it is followed on (`all` expanded).
     pub hosts: Vec<String>,
     pub parser: ParserSpec,

@@ -151,6 +151,7 @@ pub struct RawLog {
     pub exclude: Option<Vec<String>>,
     pub max_files: Option<u64>,
     pub read_from: Option<RawReadFrom>,
+    pub history: Option<u64>,
     pub hosts: HostSelection,
     pub parser: Option<RawParser>,
     pub multiline: Option<RawMultiline>,

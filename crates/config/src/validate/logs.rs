@@ -72,6 +72,10 @@ fn log(name: &str, l: RawLog, hosts: &BTreeMap<String, Host>) -> Result<Log, Inv
         None | Some(RawReadFrom::End) => ReadFrom::End,
         Some(RawReadFrom::Beginning) => ReadFrom::Beginning,
     };
+    let history = match l.history {
+        None => 0,
+        Some(n) => number_between(n, 0, 1000).map_err(|m| Invalid::at(".history", m))? as usize,
+    };
     let selected = selected_hosts(l.hosts, hosts)?;
     let parser = match l.parser {
         None => ParserSpec::Raw,
@@ -89,6 +93,7 @@ fn log(name: &str, l: RawLog, hosts: &BTreeMap<String, Host>) -> Result<Log, Inv
         exclude,
         max_files,
         read_from,
+        history,
         hosts: selected,
         parser,
         multiline,

@@ -57,6 +57,16 @@ impl Follow {
         }
     }
 
+    /// Reads no rotated generations (a file found after the first
+    /// listing is new: it has none of its own to index).
+    pub fn without_history(mut self) -> Follow {
+        if matches!(self.generations, super::history::Generations::Due(_)) {
+            self.generations = super::history::Generations::Done;
+            self.reopen_at = Some(Instant::now());
+        }
+        self
+    }
+
     /// Whether this is a file of a pattern.
     pub fn is_member(&self) -> bool {
         self.member

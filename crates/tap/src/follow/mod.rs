@@ -24,6 +24,7 @@
 
 mod catchup;
 pub mod channel;
+pub mod history;
 mod io;
 mod member;
 mod position;
@@ -100,6 +101,8 @@ pub struct Follow {
     /// The last listing found nothing at a waiting member's path for it
     /// (no file, or a file another member knows).
     homeless: bool,
+    /// `history: N` at first sight: the rotated generations to list.
+    generations: history::Generations,
     /// A member done with: nothing open, nothing unconfirmed, no longer in
     /// checkpoints or status. Its slot stays (lines in flight name logs
     /// by their number).
@@ -114,6 +117,14 @@ impl Follow {
         unfinished: Vec<Unfinished>,
         history: Vec<Unfinished>,
     ) -> Self {
+        let first_sight = saved.is_none() && unfinished.is_empty();
+        let generations = if first_sight && log.history > 0 {
+            history::Generations::Due(log.history)
+        } else {
+            history::Generations::Done
+        };
+        // With generations to list, the current file waits for the list.
+        let reopen_at = matches!(generations, history::Generations::Done).then(Instant::now);
         let next = match saved {
             Some(c) => resume_at(c),
             None if log.read_from == ReadFrom::Beginning => StartAt::Beginning,
@@ -126,7 +137,7 @@ impl Follow {
             current: None,
             finishing: Vec::new(),
             held: Vec::new(),
-            reopen_at: Some(Instant::now()),
+            reopen_at,
             finish_after: None,
             next,
             resume: saved,
@@ -141,6 +152,7 @@ impl Follow {
             member: false,
             waiting: false,
             homeless: false,
+            generations,
             retired: false,
         }
     }
@@ -206,6 +218,13 @@ impl Follow {
         durable: &Durable,
         i: usize,
     ) -> anyhow::Result<()> {
+        if let Err(e) = self.open_generations(conns) {
+            // Follow the file alone rather than not at all.
+            warn!(log = %self.log.name, error = %format!("{e:#}"), "could not list the rotated generations");
+            self.generations = history::Generations::Done;
+            self.reopen_at = Some(Instant::now());
+            board.log(i).error = Some(format!("history: {e:#}"));
+        }
         self.open_catchup(conns, durable, i)?;
         if self.finish_after.is_some_and(|t| Instant::now() >= t) {
             self.finish_after = None;
@@ -259,6 +278,7 @@ impl Follow {
 
     /// Reads every channel of this log.
     pub fn pump(&mut self, io: &mut Io, i: usize) -> anyhow::Result<()> {
+        self.pump_generations(io.buf, io.heard, io.board, i);
         if let Some(r) = self.current.take() {
             self.pump_current(r, io, i)?;
         }
@@ -433,13 +453,16 @@ impl Follow {
 
     /// Bit N: a channel of this log read now is on connection N.
     pub fn connections(&self, durable: &Durable) -> u32 {
-        self.readers(durable).fold(0, |m, r| m | 1 << r.conn)
+        let listing = self.generations_channel().map_or(0, |(conn, _)| 1 << conn);
+        self.readers(durable).fold(listing, |m, r| m | 1 << r.conn)
     }
 
     /// Whether a channel of this log read now has data waiting (read it
     /// before sleeping).
     pub fn pending(&self, durable: &Durable) -> bool {
-        self.readers(durable).any(Reader::pending)
+        self.generations_channel()
+            .is_some_and(|(_, pending)| pending)
+            || self.readers(durable).any(Reader::pending)
     }
 
     /// When this log next needs a turn of the loop without any new bytes:
@@ -466,11 +489,19 @@ impl Follow {
 
     /// Whether any channel of this log is open (and so should be heard from).
     pub fn has_channels(&self) -> bool {
-        self.current.is_some() || !self.finishing.is_empty() || !self.held.is_empty()
+        self.current.is_some()
+            || !self.finishing.is_empty()
+            || !self.held.is_empty()
+            || self.generations_channel().is_some()
     }
 
     /// Closes every channel (at shutdown).
     pub fn close(&mut self) {
+        if let history::Generations::Listing { mut channel, .. } =
+            std::mem::take(&mut self.generations)
+        {
+            channel.close();
+        }
         for r in self
             .current
             .take()

@@ -187,11 +187,14 @@ impl Opener for Server {
                 offset,
                 ..
             } => State::Finish(*old, *verify, *offset),
-            Script::List { .. } => unimplemented!("the model follows files; it lists none"),
+            Script::List { .. } | Script::Generations { .. } => {
+                unimplemented!("the model follows files; it lists none")
+            }
         };
         let path = match script {
             Script::Follow { path, .. } | Script::Finish { path, .. } => path.clone(),
             Script::List { root, .. } => root.clone(),
+            Script::Generations { path, .. } => path.clone(),
         };
         let proc = Rc::new(RefCell::new(Proc {
             fs: self.fs.clone(),

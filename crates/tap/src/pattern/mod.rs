@@ -268,7 +268,7 @@ impl Pattern {
         };
         for path in &choice.add {
             info!(log = %self.log.name, path = %path, start = ?start, "a file of the pattern to follow");
-            let f = Follow::member(
+            let mut f = Follow::member(
                 self.member_log(path),
                 self.settings,
                 None,
@@ -276,6 +276,9 @@ impl Pattern {
                 Vec::new(),
                 Some(start),
             );
+            if self.seen {
+                f = f.without_history();
+            }
             self.adopt(f, follows, board);
         }
         if !choice.add.is_empty() {

@@ -89,6 +89,7 @@ const COMMON: &str = include_str!("common.sh");
 const FOLLOW: &str = include_str!("follow.sh");
 const FINISH: &str = include_str!("finish.sh");
 const LIST: &str = include_str!("list.sh");
+const GENERATIONS: &str = include_str!("generations.sh");
 const RUN: &str = include_str!("run.sh");
 
 /// `path`'s folder and file name.
@@ -165,6 +166,14 @@ pub enum Script {
         /// What the previous reader stopped at, to be settled.
         claim: Option<Claim>,
     },
+    /// List the rotated generations of `path` in its folder, oldest first
+    /// ([`generations_command`]).
+    Generations {
+        path: String,
+        interval: Duration,
+        /// The file names of the other logs followed in that folder.
+        others: Vec<String>,
+    },
     /// List the files under `root` a pattern may match, every `interval`
     /// ([`list_command`]).
     List {
@@ -220,6 +229,11 @@ impl Script {
                 name,
                 interval,
             } => list_command(root, *depth, name.as_deref(), *interval),
+            Script::Generations {
+                path,
+                interval,
+                others,
+            } => generations_command(path, *interval, others),
         }
     }
 }
@@ -290,6 +304,15 @@ pub fn list_command(
         name.unwrap_or("").to_owned(),
     ]);
     program(LIST, &args)
+}
+
+/// The command that lists `path`'s rotated generations in its folder,
+/// oldest first (`G <dev> <ino> <vlen> <vfp> <name>` lines, then
+/// `RILL-END`; see generations.sh), then holds its channel until closed.
+pub fn generations_command(path: &str, interval: Duration, others: &[String]) -> String {
+    let mut args = common_args(path, interval);
+    args.extend(others.iter().cloned());
+    program(GENERATIONS, &args)
 }
 
 mod output;

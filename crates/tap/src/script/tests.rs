@@ -76,7 +76,12 @@ fn the_command_line_holds_nothing_a_login_shell_interprets_in_quotes() {
 
 #[test]
 fn shellcheck_finds_nothing_in_the_scripts() {
-    for (name, kind) in [("follow", FOLLOW), ("finish", FINISH), ("list", LIST)] {
+    for (name, kind) in [
+        ("follow", FOLLOW),
+        ("finish", FINISH),
+        ("list", LIST),
+        ("generations", GENERATIONS),
+    ] {
         let said =
             rill_test_support::shellcheck(&format!("{name}.sh"), &[COMMON, kind, RUN].concat());
         assert_eq!(said, None, "shellcheck on {name}");
