@@ -3,9 +3,10 @@
 # OpenSSH's sshd, logrotate, busybox, procps, iproute2, iptables (to black-hole
 # a port in the partition tests), gzip, xz, zstd and bzip2 (compressed
 # rotations read back), tcsh and fish (login shells the remote
-# scripts must survive), shellcheck (checks those scripts), and the unprivileged
-# users the tests log in as: `rilltest` (login shell sh), `rilltcsh` (tcsh)
-# and `rillfish` (fish). Never starts the system sshd and never touches
+# scripts must survive), shellcheck (checks those scripts), sudo (root-only
+# files), and the unprivileged users the tests log in as: `rilltest` (login
+# shell sh; no sudo), `rilltcsh` (tcsh; sudo without a password) and
+# `rillfish` (fish; sudo with its password). Never starts the system sshd and never touches
 # /etc/ssh/sshd_config: each test starts its own sshd.
 set -euo pipefail
 
@@ -24,6 +25,7 @@ command -v bzip2 >/dev/null || need+=(bzip2)
 command -v tcsh >/dev/null || need+=(tcsh)
 command -v fish >/dev/null || need+=(fish)
 command -v shellcheck >/dev/null || need+=(shellcheck)
+command -v sudo >/dev/null || need+=(sudo)
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
@@ -63,3 +65,19 @@ for account in rilltest:/bin/sh rilltcsh:tcsh rillfish:fish; do
     usermod -s "$shell" "$name"
   fi
 done
+
+# What the accounts may do through sudo (tests/sudo.rs): rilltcsh anything
+# without a password, rillfish anything with its own, rilltest nothing.
+# This machine exists for the tests; never run this on a server you keep.
+if [ "$(id -u)" = 0 ]; then
+  rules=/etc/sudoers.d/rill-tests
+  want='rilltcsh ALL=(root) NOPASSWD: ALL
+rillfish ALL=(root) ALL
+Defaults:rillfish !lecture'
+  if [ "$(cat "$rules" 2>/dev/null)" != "$want" ]; then
+    printf '%s\n' "$want" > "$rules.tmp"
+    chmod 440 "$rules.tmp"
+    visudo -cqf "$rules.tmp"
+    mv "$rules.tmp" "$rules"
+  fi
+fi

@@ -127,4 +127,18 @@ impl Rill {
         let text = format!("{}{extra}{}", &text[..end], &text[end..]);
         std::fs::write(&self.config, text).unwrap();
     }
+
+    /// Adds YAML keys to host `host`'s entry (after its `known_hosts`),
+    /// e.g. `"sudo_password_env: RILL_SUDO_PW"`.
+    pub fn set_host_options(&self, host: &str, yaml: &str) {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        let entry = text
+            .find(&format!("\n  {host}:\n"))
+            .unwrap_or_else(|| panic!("no host {host} in config:\n{text}"));
+        let known = entry + text[entry..].find("\n    known_hosts:").unwrap() + 1;
+        let end = known + text[known..].find('\n').unwrap() + 1;
+        let extra: String = yaml.lines().map(|l| format!("    {l}\n")).collect();
+        let text = format!("{}{extra}{}", &text[..end], &text[end..]);
+        std::fs::write(&self.config, text).unwrap();
+    }
 }

@@ -110,6 +110,9 @@ pub struct Host {
     /// The session-control protocol's socket; `None` (no `sessions` block)
     /// means off.
     pub sessions: Option<SessionSettings>,
+    /// The password `sudo -S` is fed for logs with `sudo: true`; without
+    /// it sudo must not ask (`sudo -n`).
+    pub sudo_password: Option<Secret>,
 }
 
 /// How to authenticate to a host. Secrets are named, not held: they are read
@@ -311,6 +314,8 @@ pub struct Log {
     /// Rotated generations found next to a file the first time the log
     /// sees it, indexed too (the newest this many, oldest first).
     pub history: usize,
+    /// The remote programs run as root through `sudo`.
+    pub sudo: bool,
     /// The hosts it is followed on (`all` expanded).
     pub hosts: Vec<String>,
     pub parser: ParserSpec,

@@ -83,6 +83,8 @@ pub struct RawHost {
     pub auth: RawAuth,
     pub known_hosts: Option<KnownHostsPolicy>,
     pub sessions: Option<RawSessions>,
+    pub sudo_password_env: Option<String>,
+    pub sudo_password_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -152,6 +154,7 @@ pub struct RawLog {
     pub max_files: Option<u64>,
     pub read_from: Option<RawReadFrom>,
     pub history: Option<u64>,
+    pub sudo: Option<bool>,
     pub hosts: HostSelection,
     pub parser: Option<RawParser>,
     pub multiline: Option<RawMultiline>,

@@ -187,6 +187,16 @@ impl Pool {
     /// Blocks for the open and the exec. Returns the channel and the number
     /// of its connection.
     pub fn exec(&mut self, command: &str) -> Result<(Channel, usize), Error> {
+        self.exec_with_input(command, &[])
+    }
+
+    /// [`Pool::exec`], then writes `input` to the command's stdin (a
+    /// password `sudo -S` reads; the channel stays open for more).
+    pub fn exec_with_input(
+        &mut self,
+        command: &str,
+        input: &[u8],
+    ) -> Result<(Channel, usize), Error> {
         let mut i = 0;
         loop {
             if i == self.links.len() {
@@ -198,8 +208,15 @@ impl Pool {
             let result = match opened {
                 Ok(mut ch) => ch
                     .exec(command)
-                    .map(|()| Some(ch))
-                    .map_err(|e| Error::ssh("could not start the remote command", e)),
+                    .map_err(|e| Error::ssh("could not start the remote command", e))
+                    .and_then(|()| {
+                        std::io::Write::write_all(&mut ch, input)
+                            .and_then(|()| std::io::Write::flush(&mut ch))
+                            .map_err(|e| {
+                                Error::Lost(format!("could not write to the remote command: {e}"))
+                            })
+                    })
+                    .map(|()| Some(ch)),
                 Err(e) if e.code() == CHANNEL_FAILURE => Ok(None),
                 Err(e) => Err(Error::ssh("could not open a channel", e)),
             };

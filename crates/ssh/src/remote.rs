@@ -38,3 +38,19 @@ pub fn sh(script: &str, args: &[impl AsRef<str>]) -> String {
     }
     cmd
 }
+
+/// `command` (a command line from [`sh`]) run as root through `sudo`:
+/// `sudo -n` (it must not ask), or with `password` `sudo -S -p ''`, which
+/// reads the password from the channel's first line (the caller writes it
+/// there; never on a command line, which `ps` shows to every user).
+pub fn as_root(command: &str, password: bool) -> String {
+    let rest = command
+        .strip_prefix("exec sh ")
+        .expect("a command line made by remote::sh");
+    let sudo = if password {
+        "sudo -S -p '' --"
+    } else {
+        "sudo -n --"
+    };
+    format!("exec {sudo} sh {rest}")
+}

@@ -15,8 +15,32 @@ use crate::follow::Follow;
 use crate::pattern::Pattern;
 use crate::publish::Outputs;
 use crate::saver::CheckpointSaver;
+use crate::script::{RunAs, SudoPassword};
 use crate::status::StatusBoard;
 use crate::turn;
+
+/// Who runs `log`'s programs on the server, with the reason the sudo
+/// password could not be had (then sudo runs with `-n`, and says so if it
+/// needs one).
+fn run_as(log: &Log, host: &rill_config::Host) -> (RunAs, Option<String>) {
+    if !log.sudo {
+        return (RunAs::User, None);
+    }
+    let Some(secret) = &host.sudo_password else {
+        return (RunAs::Root(None), None);
+    };
+    match secret
+        .read()
+        .map_err(|e| e.to_string())
+        .and_then(SudoPassword::new)
+    {
+        Ok(p) => (RunAs::Root(Some(p)), None),
+        Err(e) => {
+            error!(log = %log.name, error = %e, "no sudo password");
+            (RunAs::Root(None), Some(format!("sudo password: {e}")))
+        }
+    }
+}
 
 /// Runs the tap for `host` until shutdown or until the connection fails
 /// (then it returns the error and `robust_ssh_tap` restarts it).
@@ -51,16 +75,23 @@ pub fn run(cfg: &Config, host: &str, shutdown: &Shutdown) -> anyhow::Result<()> 
     let mut follows: Vec<Follow> = Vec::new();
     let mut patterns: Vec<Pattern> = Vec::new();
     for l in logs {
+        let (run_as, refused) = run_as(&l, host_cfg);
         if l.glob.is_some() {
-            let p = Pattern::restore(l, cfg.tap, &saved, &mut follows, &mut board);
+            let p = Pattern::restore(l, (cfg.tap, run_as), &saved, &mut follows, &mut board);
+            if let Some(e) = refused {
+                board.pattern(p.row()).error = Some(e);
+            }
             patterns.push(p);
             continue;
         }
         let resume = saved.logs.get(&l.name).copied();
         let draining = saved.draining.get(&l.name).cloned().unwrap_or_default();
         let history = saved.history.get(&l.name).cloned().unwrap_or_default();
-        board.add_log(&l);
-        follows.push(Follow::new(l, cfg.tap, resume, draining, history));
+        let row = board.add_log(&l);
+        board.log(row).error = refused;
+        let mut f = Follow::new(l, cfg.tap, resume, draining, history);
+        f.run_as = run_as;
+        follows.push(f);
     }
     Follow::know_each_other(&mut follows);
     let mut saver = CheckpointSaver::new(cfg, host, saved);

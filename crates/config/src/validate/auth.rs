@@ -73,7 +73,7 @@ fn exactly_one_method(a: &RawAuth) -> Result<(), Invalid> {
 
 /// A secret in the environment variable `name`, which must be set when the
 /// environment is checked; `key` is where the config names it.
-fn env_secret(key: &str, name: String, env: Environment) -> Result<Secret, Invalid> {
+pub(crate) fn env_secret(key: &str, name: String, env: Environment) -> Result<Secret, Invalid> {
     if env == Environment::Check && std::env::var_os(&name).is_none() {
         return Err(Invalid::at(
             key,

@@ -6,9 +6,9 @@ use std::path::Path;
 
 use super::{auth, sessions};
 use crate::error::Invalid;
-use crate::model::Host;
+use crate::model::{Host, Secret};
 use crate::raw::RawHost;
-use crate::values::{check_name, Environment};
+use crate::values::{check_name, resolve, Environment};
 
 /// Every host, keyed by name. `base` is the config file's folder, `run_dir`
 /// where default sessions sockets go; no sessions endpoint may be another
@@ -54,6 +54,26 @@ fn host(
         return Err(Invalid::at(".user", "expected a user name"));
     }
     let auth = auth::validate(base, h.auth, env).map_err(|e| e.under(".auth"))?;
+    let sudo_password = match (h.sudo_password_env, h.sudo_password_file) {
+        (Some(_), Some(_)) => {
+            return Err(Invalid::at(
+                ".sudo_password_file",
+                "expected one of `sudo_password_env` and `sudo_password_file`, not both",
+            ))
+        }
+        (Some(name), None) => Some(auth::env_secret(".sudo_password_env", name, env)?),
+        (None, Some(file)) => {
+            let path = resolve(base, &file);
+            if let (Environment::Check, Err(e)) = (env, std::fs::File::open(&path)) {
+                return Err(Invalid::at(
+                    ".sudo_password_file",
+                    format!("expected a readable file, {}: {e}", path.display()),
+                ));
+            }
+            Some(Secret::File(path))
+        }
+        (None, None) => None,
+    };
     let sessions = h
         .sessions
         .map(|s| sessions::validate(base, run_dir, name, s, env))
@@ -67,5 +87,6 @@ fn host(
         auth,
         known_hosts: h.known_hosts.unwrap_or_default(),
         sessions,
+        sudo_password,
     })
 }

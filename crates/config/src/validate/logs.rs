@@ -77,6 +77,16 @@ fn log(name: &str, l: RawLog, hosts: &BTreeMap<String, Host>) -> Result<Log, Inv
         Some(n) => number_between(n, 0, 1000).map_err(|m| Invalid::at(".history", m))? as usize,
     };
     let selected = selected_hosts(l.hosts, hosts)?;
+    let sudo = l.sudo.unwrap_or(false);
+    if let Some(root) = selected
+        .iter()
+        .find(|h| sudo && hosts.get(*h).is_some_and(|h| h.user == "root"))
+    {
+        return Err(Invalid::at(
+            ".sudo",
+            format!("host {root:?} logs in as root: sudo is not needed; drop `sudo: true`"),
+        ));
+    }
     let parser = match l.parser {
         None => ParserSpec::Raw,
         Some(p) => parser::validate(p).map_err(|e| e.under(".parser"))?,
@@ -94,6 +104,7 @@ fn log(name: &str, l: RawLog, hosts: &BTreeMap<String, Host>) -> Result<Log, Inv
         max_files,
         read_from,
         history,
+        sudo,
         hosts: selected,
         parser,
         multiline,

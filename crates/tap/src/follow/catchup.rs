@@ -67,7 +67,7 @@ impl Follow {
         let at = LogCheckpoint::new(gap.file_id, gap.from, gap.verify);
         let holder = self.holder_of(gap.file_id);
         let script = self.finish_script(at, copy, holder);
-        let ch = conns.open(&script).inspect_err(|_| {
+        let ch = conns.open(&self.run_as.wrap(script)).inspect_err(|_| {
             self.catchup.after = Some(Instant::now() + REOPEN_AFTER);
         })?;
         debug!(log = %self.log.name, file_id = %gap.file_id, from = gap.from, copy, ?holder, "reading a gap again for the index");

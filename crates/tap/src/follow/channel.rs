@@ -52,7 +52,7 @@ impl Channel for ssh2::Channel {
 
 impl Opener for rill_ssh::Pool {
     fn open(&mut self, script: &Script) -> Result<(Box<dyn Channel>, usize), rill_ssh::Error> {
-        let (ch, conn) = self.exec(&script.command_line())?;
+        let (ch, conn) = self.exec_with_input(&script.command_line(), &script.stdin())?;
         Ok((Box::new(ch), conn))
     }
 }

@@ -114,7 +114,7 @@ impl Follow {
             interval: self.settings.poll_interval,
             others: self.others.clone(),
         };
-        let (channel, conn) = conns.open(&script)?;
+        let (channel, conn) = conns.open(&self.run_as.wrap(script))?;
         self.generations = Generations::Listing {
             channel,
             conn,

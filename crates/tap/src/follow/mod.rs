@@ -44,7 +44,7 @@ use tracing::{debug, info, warn};
 
 use crate::checkpoint::{self, LogCheckpoint, Unfinished};
 use crate::durable::Durable;
-use crate::script::{Claim, OldFile, Reading, Script, StartAt};
+use crate::script::{Claim, OldFile, Reading, RunAs, Script, StartAt};
 use crate::status::StatusBoard;
 use channel::Opener;
 pub use io::Io;
@@ -53,6 +53,8 @@ use role::{End, Role};
 
 /// How long to wait before reopening a log whose follow script ended.
 const REOPEN_AFTER: Duration = Duration::from_secs(1);
+/// How long to wait before asking `sudo` again after it refused.
+const SUDO_RETRY: Duration = Duration::from_secs(30);
 
 /// One followed log.
 pub struct Follow {
@@ -101,6 +103,8 @@ pub struct Follow {
     /// The last listing found nothing at a waiting member's path for it
     /// (no file, or a file another member knows).
     homeless: bool,
+    /// Who runs this log's programs on the server (`sudo: true`: root).
+    pub run_as: RunAs,
     /// `history: N` at first sight: the rotated generations to list.
     generations: history::Generations,
     /// A member done with: nothing open, nothing unconfirmed, no longer in
@@ -153,6 +157,7 @@ impl Follow {
             waiting: false,
             homeless: false,
             generations,
+            run_as: RunAs::User,
             retired: false,
         }
     }
@@ -236,7 +241,7 @@ impl Follow {
             .filter(|_| self.finish_after.is_none())
         {
             let script = self.finish_script(u.at, u.copy, None);
-            let ch = conns.open(&script).inspect_err(|_| {
+            let ch = conns.open(&self.run_as.wrap(script)).inspect_err(|_| {
                 self.finish_after = Some(Instant::now() + REOPEN_AFTER);
             })?;
             info!(log = %self.log.name, file_id = %u.at.file_id, offset = u.at.offset, copy = u.copy, "finishing an old file");
@@ -256,7 +261,7 @@ impl Follow {
                 reading: self.reading,
                 claim: self.claim.clone().filter(|c| c.truncated),
             };
-            match conns.open(&script) {
+            match conns.open(&self.run_as.wrap(script)) {
                 Ok(ch) => {
                     debug!(log = %self.log.name, path = %self.log.path, start = ?self.next, "following");
                     let mut r = Reader::new(ch, self.settings, self.claim.take(), Role::Current);
@@ -387,6 +392,12 @@ impl Follow {
             self.reopen_at = Some(Instant::now());
             self.gate();
             Ok(())
+        } else if r.end == Some(End::Eof) && r.refused.is_some() {
+            // Asking again at once would only be refused again.
+            warn!(log = %self.log.name, refused = r.refused.as_deref().unwrap_or_default(), retry_in = ?SUDO_RETRY, "sudo refused to run the follow script");
+            self.reopen_at = Some(Instant::now() + SUDO_RETRY);
+            self.gate();
+            r.close(&self.log, io, i, false)
         } else if r.end == Some(End::Eof) {
             warn!(log = %self.log.name, "remote follow script ended; reopening");
             // Resume at the start of a line still waiting for its newline:

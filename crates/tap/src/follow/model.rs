@@ -176,6 +176,8 @@ impl Opener for Server {
         if *self.refuse.borrow() {
             return Err(rill_ssh::Error::Full(1));
         }
+        // The model has no users: what runs as root runs as anyone.
+        let script = script.inner();
         let state = match script {
             Script::Follow { start, reading, .. } => {
                 assert_eq!(*reading, Reading::Chunks, "the model speaks chunks only");
@@ -187,7 +189,7 @@ impl Opener for Server {
                 offset,
                 ..
             } => State::Finish(*old, *verify, *offset),
-            Script::List { .. } | Script::Generations { .. } => {
+            Script::List { .. } | Script::Generations { .. } | Script::AsRoot { .. } => {
                 unimplemented!("the model follows files; it lists none")
             }
         };
@@ -195,6 +197,7 @@ impl Opener for Server {
             Script::Follow { path, .. } | Script::Finish { path, .. } => path.clone(),
             Script::List { root, .. } => root.clone(),
             Script::Generations { path, .. } => path.clone(),
+            Script::AsRoot { .. } => unreachable!("unwrapped above"),
         };
         let proc = Rc::new(RefCell::new(Proc {
             fs: self.fs.clone(),

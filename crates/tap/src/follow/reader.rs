@@ -78,6 +78,8 @@ pub struct Reader {
     /// The server process that holds the file open while the channel is
     /// (`RILL-PID`).
     pub holder: Option<u32>,
+    /// What `sudo` said when it refused to run the script.
+    pub refused: Option<String>,
 }
 
 /// What a pump of one reader saw.
@@ -123,6 +125,7 @@ impl Reader {
             remote_size: None,
             last_data: Instant::now(),
             holder: None,
+            refused: None,
         }
     }
 
@@ -420,6 +423,9 @@ impl Reader {
                 Said::Control(c) => self.control(ctx, c, io, seen),
                 Said::Complaint(line) => {
                     warn!(log = %ctx.log.name, stderr = %line, "remote follow script complained");
+                    if self.following.is_none() && sudo_refused(&line) {
+                        self.refused = Some(line.clone());
+                    }
                     io.board.log(ctx.i).error = Some(line);
                 }
             }
@@ -530,6 +536,15 @@ impl Reader {
     pub fn abandon(mut self) {
         self.channel.close();
     }
+}
+
+/// Whether a line on stderr before any header is `sudo` refusing to run
+/// the script (no rule, a password needed or wrong, a tty required).
+fn sudo_refused(line: &str) -> bool {
+    line.starts_with("sudo:")
+        || line.starts_with("Sorry, try again")
+        || line.contains("is not in the sudoers file")
+        || line.contains("is not allowed to execute")
 }
 
 /// Publishes the complete lines the splitter cut.

@@ -34,7 +34,7 @@ use crate::checkpoint::{Checkpoints, KnownFile, PatternCheckpoint, Verify};
 use crate::durable::Durable;
 use crate::follow::channel::{Channel, Opener};
 use crate::follow::Follow;
-use crate::script::{Script, StartAt};
+use crate::script::{RunAs, Script, StartAt};
 use crate::status::StatusBoard;
 use choose::{choose, MemberView};
 use listing::{Listing, Pass};
@@ -65,6 +65,8 @@ pub struct Pattern {
     row: usize,
     /// What was last logged about the pattern, so a state is logged once.
     said: Option<String>,
+    /// Who runs the listing and the members' programs.
+    run_as: RunAs,
 }
 
 impl Pattern {
@@ -72,7 +74,7 @@ impl Pattern {
     /// names restored into `follows` (each waits for the first listing).
     pub fn restore(
         log: Log,
-        settings: TapSettings,
+        (settings, run_as): (TapSettings, RunAs),
         saved: &Checkpoints,
         follows: &mut Vec<Follow>,
         board: &mut StatusBoard,
@@ -92,6 +94,7 @@ impl Pattern {
             members: Vec::new(),
             row,
             said: None,
+            run_as,
             log,
         };
         let prefix = format!("{}:", p.log.name);
@@ -118,6 +121,11 @@ impl Pattern {
         p
     }
 
+    /// The pattern's row among the board's pattern rows.
+    pub fn row(&self) -> usize {
+        self.row
+    }
+
     /// The log as one of its files sees it.
     fn member_log(&self, path: &str) -> Log {
         Log {
@@ -128,7 +136,8 @@ impl Pattern {
         }
     }
 
-    fn adopt(&mut self, f: Follow, follows: &mut Vec<Follow>, board: &mut StatusBoard) {
+    fn adopt(&mut self, mut f: Follow, follows: &mut Vec<Follow>, board: &mut StatusBoard) {
+        f.run_as = self.run_as.clone();
         let i = follows.len();
         let row = board.add_log(&f.log);
         debug_assert_eq!(row, i, "status rows follow the logs");
@@ -162,7 +171,7 @@ impl Pattern {
                 .map(str::to_owned),
             interval: self.settings.poll_interval,
         };
-        match conns.open(&script) {
+        match conns.open(&self.run_as.wrap(script)) {
             Ok(ch) => {
                 self.lister = Some(ch);
                 self.listing = Listing::default();

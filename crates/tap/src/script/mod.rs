@@ -153,9 +153,59 @@ pub fn follow_command(
     program(FOLLOW, &args)
 }
 
+/// The password `sudo -S` is fed (from `sudo_password_env` or
+/// `sudo_password_file`); its `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SudoPassword(String);
+
+impl SudoPassword {
+    /// A password for `sudo -S`, which reads one line: none with a newline.
+    pub fn new(p: String) -> Result<SudoPassword, String> {
+        if p.contains(['\n', '\r']) {
+            return Err("the sudo password holds a newline".into());
+        }
+        Ok(SudoPassword(p))
+    }
+}
+
+impl std::fmt::Debug for SudoPassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SudoPassword(..)")
+    }
+}
+
+/// How a log's programs run on the server.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum RunAs {
+    /// As the account logged in.
+    #[default]
+    User,
+    /// As root through `sudo` (`logs.<name>.sudo`): `-n`, or `-S` fed this
+    /// password.
+    Root(Option<SudoPassword>),
+}
+
+impl RunAs {
+    /// `script`, run this way.
+    pub fn wrap(&self, script: Script) -> Script {
+        match self {
+            RunAs::User => script,
+            RunAs::Root(password) => Script::AsRoot {
+                script: Box::new(script),
+                password: password.clone(),
+            },
+        }
+    }
+}
+
 /// A script to run on the server for one reader, with its values.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Script {
+    /// Another script, run as root through `sudo`.
+    AsRoot {
+        script: Box<Script>,
+        password: Option<SudoPassword>,
+    },
     /// Follow the file at `path` from `start` ([`follow_command`]).
     Follow {
         path: String,
@@ -198,9 +248,34 @@ pub enum Script {
 }
 
 impl Script {
+    /// What the command's stdin gets first: the sudo password, three times
+    /// (`sudo -S` tries as often: a wrong one then fails at once instead of
+    /// waiting for a line that never comes; a right one leaves two lines to
+    /// the script, whose watchdog reads its stdin to its end anyway).
+    pub fn stdin(&self) -> Vec<u8> {
+        match self {
+            Script::AsRoot {
+                password: Some(SudoPassword(p)),
+                ..
+            } => format!("{p}\n{p}\n{p}\n").into_bytes(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The script itself, whoever runs it.
+    pub fn inner(&self) -> &Script {
+        match self {
+            Script::AsRoot { script, .. } => script.inner(),
+            s => s,
+        }
+    }
+
     /// The command line for the account's login shell.
     pub fn command_line(&self) -> String {
         match self {
+            Script::AsRoot { script, password } => {
+                rill_ssh::remote::as_root(&script.command_line(), password.is_some())
+            }
             Script::Follow {
                 path,
                 start,
