@@ -113,6 +113,9 @@ pub struct Host {
     /// The password `sudo -S` is fed for logs with `sudo: true`; without
     /// it sudo must not ask (`sudo -n`).
     pub sudo_password: Option<Secret>,
+    /// Another host of `hosts:` whose connection this one is reached
+    /// through (`direct-tcpip`); `address` and `port` are as it sees them.
+    pub jump: Option<String>,
 }
 
 /// How to authenticate to a host. Secrets are named, not held: they are read
@@ -353,6 +356,20 @@ impl Log {
 }
 
 impl Config {
+    /// The host this machine connects to first on the way to `host`: itself,
+    /// or the end of its chain of jump hosts (checked to end at load).
+    pub fn first_hop<'a>(&'a self, host: &'a Host) -> &'a Host {
+        let mut h = host;
+        // A chain is at most as long as the list of hosts.
+        for _ in 0..=self.hosts.len() {
+            match h.jump.as_deref().and_then(|j| self.hosts.get(j)) {
+                Some(next) => h = next,
+                None => break,
+            }
+        }
+        h
+    }
+
     /// The hosts each `ssh_tap` process follows: in name order, at most
     /// `tap.hosts_per_process` to a process.
     pub fn tap_groups(&self) -> Vec<Vec<String>> {

@@ -85,6 +85,7 @@ pub struct RawHost {
     pub sessions: Option<RawSessions>,
     pub sudo_password_env: Option<String>,
     pub sudo_password_file: Option<String>,
+    pub jump: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -64,11 +64,13 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
     let targets: Vec<Target> = cfg
         .hosts
         .values()
-        .map(|h| Target {
+        // A host behind a jump host is as reachable as the first hop.
+        .map(|h| (h, cfg.first_hop(h)))
+        .map(|(h, hop)| Target {
             name: h.name.clone(),
-            address: h.address.clone(),
-            port: h.port,
-            ipv4: (h.address.as_str(), h.port)
+            address: hop.address.clone(),
+            port: hop.port,
+            ipv4: (hop.address.as_str(), hop.port)
                 .to_socket_addrs()
                 .ok()
                 .and_then(|mut a| {

@@ -57,40 +57,24 @@ pub enum ConnectError {
     Secret(SecretError, String, String),
     #[error("ssh: {0}")]
     Ssh(#[from] ssh2::Error),
+    #[error("through jump host {jump} to {target}: {reason}")]
+    Jump {
+        jump: String,
+        target: String,
+        reason: String,
+    },
 }
 
 /// Opens an authenticated session to `host`, in blocking mode with
 /// [`SSH_TIMEOUT_MS`] as the per-operation timeout.
 pub fn connect(cfg: &Config, host: &Host) -> Result<Session, ConnectError> {
     let (address, port) = (host.address.clone(), host.port);
-    let addrs: Vec<_> = (address.as_str(), port)
-        .to_socket_addrs()
-        .map_err(|source| ConnectError::Resolve {
-            address: address.clone(),
-            source,
-        })?
-        .collect();
-    let mut last = None;
-    let mut tcp = None;
-    for a in addrs {
-        match TcpStream::connect_timeout(&a, CONNECT_TIMEOUT) {
-            Ok(s) => {
-                tcp = Some(s);
-                break;
-            }
-            Err(e) => last = Some(e),
-        }
-    }
-    let tcp = tcp.ok_or_else(|| ConnectError::Tcp {
-        address: address.clone(),
-        port,
-        source: last.unwrap_or_else(|| std::io::Error::other("no address")),
-    })?;
-    let _ = tcp.set_nodelay(true);
-    set_user_timeout(tcp.as_raw_fd(), TCP_USER_TIMEOUT);
-
     let mut session = Session::new()?;
-    session.set_tcp_stream(tcp);
+    if host.jump.is_some() {
+        session.set_tcp_stream(crate::jump::tunnel(cfg, host)?);
+    } else {
+        session.set_tcp_stream(tcp(&address, port)?);
+    }
     session.set_timeout(SSH_TIMEOUT_MS);
     session
         .handshake()
@@ -122,6 +106,34 @@ pub fn connect(cfg: &Config, host: &Host) -> Result<Session, ConnectError> {
     // ticks. `keepalive_send` is called from the tap loop.
     session.set_keepalive(false, KEEPALIVE_SECS);
     Ok(session)
+}
+
+/// A TCP connection to `address:port` (the first address that answers),
+/// with `TCP_USER_TIMEOUT` set.
+fn tcp(address: &str, port: u16) -> Result<TcpStream, ConnectError> {
+    let addrs: Vec<_> = (address, port)
+        .to_socket_addrs()
+        .map_err(|source| ConnectError::Resolve {
+            address: address.to_owned(),
+            source,
+        })?
+        .collect();
+    let mut last = None;
+    for a in addrs {
+        match TcpStream::connect_timeout(&a, CONNECT_TIMEOUT) {
+            Ok(s) => {
+                let _ = s.set_nodelay(true);
+                set_user_timeout(s.as_raw_fd(), TCP_USER_TIMEOUT);
+                return Ok(s);
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(ConnectError::Tcp {
+        address: address.to_owned(),
+        port,
+        source: last.unwrap_or_else(|| std::io::Error::other("no address")),
+    })
 }
 
 fn set_user_timeout(fd: RawFd, d: Duration) {

@@ -3,6 +3,8 @@
 //! - [`connect`]: one authenticated connection: TCP with a deadline,
 //!   handshake, host key policy, authentication.
 //! - [`hostkey`]: strict / accept-new checking against known_hosts files.
+//! - [`jump`]: hosts reached through another host's connection
+//!   (`direct-tcpip`), one connection per jump host shared by its targets.
 //! - [`pool`]: the connections to one host, spilling over to another
 //!   connection when sshd refuses channels (`MaxSessions`).
 //! - [`error`]: a pool's errors, and whether the connection survives them.
@@ -12,6 +14,7 @@
 pub mod connect;
 pub mod error;
 pub mod hostkey;
+pub mod jump;
 pub mod pool;
 pub mod remote;
 

@@ -29,7 +29,38 @@ pub fn validate(
         hosts.insert(name, host);
     }
     sessions::check_unique(&hosts, streams_endpoint)?;
+    check_jumps(&hosts)?;
     Ok(hosts)
+}
+
+/// Every `jump` names another host, and no chain of jumps comes back to
+/// where it started.
+fn check_jumps(hosts: &BTreeMap<String, Host>) -> Result<(), Invalid> {
+    for (name, h) in hosts {
+        let Some(first) = &h.jump else { continue };
+        let key = format!(".{name}.jump");
+        let mut chain = vec![name.as_str()];
+        let mut next = Some(first.as_str());
+        while let Some(j) = next {
+            let Some(jh) = hosts.get(j) else {
+                let known: Vec<&str> = hosts.keys().map(String::as_str).collect();
+                return Err(Invalid::at(
+                    key,
+                    format!("unknown host {j:?}; expected one of: {}", known.join(", ")),
+                ));
+            };
+            if chain.contains(&j) {
+                chain.push(j);
+                return Err(Invalid::at(
+                    key,
+                    format!("the jumps go round in a circle: {}", chain.join(" -> ")),
+                ));
+            }
+            chain.push(j);
+            next = jh.jump.as_deref();
+        }
+    }
+    Ok(())
 }
 
 /// One host; errors are keyed below `hosts.<name>`.
@@ -88,5 +119,6 @@ fn host(
         known_hosts: h.known_hosts.unwrap_or_default(),
         sessions,
         sudo_password,
+        jump: h.jump,
     })
 }
