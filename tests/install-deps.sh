@@ -4,7 +4,8 @@
 # a port in the partition tests), gzip, xz, zstd and bzip2 (compressed
 # rotations read back), tcsh and fish (login shells the remote
 # scripts must survive), shellcheck (checks those scripts), sudo (root-only
-# files), and the unprivileged users the tests log in as: `rilltest` (login
+# files), systemd-journal-remote (real journal files, and journalctl, with no
+# systemd running), and the unprivileged users the tests log in as: `rilltest` (login
 # shell sh; no sudo), `rilltcsh` (tcsh; sudo without a password) and
 # `rillfish` (fish; sudo with its password). Never starts the system sshd and never touches
 # /etc/ssh/sshd_config: each test starts its own sshd.
@@ -26,6 +27,7 @@ command -v tcsh >/dev/null || need+=(tcsh)
 command -v fish >/dev/null || need+=(fish)
 command -v shellcheck >/dev/null || need+=(shellcheck)
 command -v sudo >/dev/null || need+=(sudo)
+[ -x /lib/systemd/systemd-journal-remote ] || need+=(systemd-journal-remote)
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then

@@ -208,6 +208,9 @@ pub enum ParserSpec {
     },
     /// nginx/Apache combined log format.
     Combined,
+    /// systemd journal entries (`journalctl -o json`): the parser of every
+    /// `journal:` log, and of no other.
+    Journal,
     /// Named captures become fields; `timestamp` says which one holds the time.
     Regex {
         /// Validated: compiles and has at least one named capture.
@@ -224,6 +227,7 @@ impl ParserSpec {
             ParserSpec::Syslog { .. } => "syslog",
             ParserSpec::Json { .. } => "json",
             ParserSpec::Combined => "combined",
+            ParserSpec::Journal => "journal",
             ParserSpec::Regex { .. } => "regex",
         }
     }
@@ -319,11 +323,30 @@ pub struct Log {
     pub history: usize,
     /// The remote programs run as root through `sudo`.
     pub sudo: bool,
+    /// `Some`: the log is the systemd journal (`journalctl`), not a file;
+    /// `path` then only names it (`journald`, or `journald:DIRECTORY`).
+    pub journal: Option<Journal>,
     /// The hosts it is followed on (`all` expanded).
     pub hosts: Vec<String>,
     pub parser: ParserSpec,
     /// `None`: every line is an event.
     pub multiline: Option<Multiline>,
+}
+
+/// Which journal entries a `journal:` log reads (`journalctl` options).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Journal {
+    /// `--unit=`: entries of these systemd units.
+    pub units: Vec<String>,
+    /// `--identifier=`: entries with these syslog identifiers.
+    pub identifiers: Vec<String>,
+    /// `--priority=`: at most this syslog level (0 emerg .. 7 debug).
+    pub priority: Option<u8>,
+    /// `FIELD=VALUE` matches.
+    pub matches: Vec<String>,
+    /// `--directory=`: journal files in this folder of the server instead
+    /// of the system journal.
+    pub directory: Option<String>,
 }
 
 /// Where a file seen for the first time is read from.

@@ -150,7 +150,8 @@ pub struct RawSessions {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawLog {
-    pub path: String,
+    pub path: Option<String>,
+    pub journal: Option<RawJournal>,
     pub exclude: Option<Vec<String>>,
     pub max_files: Option<u64>,
     pub read_from: Option<RawReadFrom>,
@@ -159,6 +160,25 @@ pub struct RawLog {
     pub hosts: HostSelection,
     pub parser: Option<RawParser>,
     pub multiline: Option<RawMultiline>,
+}
+
+/// `journal: {units, identifiers, priority, matches, directory}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJournal {
+    pub units: Option<Vec<String>>,
+    pub identifiers: Option<Vec<String>>,
+    pub priority: Option<RawPriority>,
+    pub matches: Option<Vec<String>>,
+    pub directory: Option<String>,
+}
+
+/// A syslog priority: a number 0..7 or its name.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawPriority {
+    Number(u64),
+    Name(String),
 }
 
 /// `read_from: end | beginning`.

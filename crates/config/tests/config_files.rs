@@ -56,7 +56,7 @@ fn reference_config_documents_defaults() {
         cfg.logs_for("web01")
             .map(|l| l.name.as_str())
             .collect::<Vec<_>>(),
-        ["nginx-access", "syslog", "vhosts"]
+        ["nginx-access", "syslog", "units", "vhosts"]
     );
     let vhosts = &cfg.logs["vhosts"];
     assert_eq!(vhosts.max_files, rill_config::DEFAULT_MAX_FILES);
@@ -64,6 +64,11 @@ fn reference_config_documents_defaults() {
     assert!(!vhosts.covers("/var/log/nginx/debug-1.log"));
     assert!(!vhosts.covers("/var/log/nginx/api.log.2.gz"));
     assert_eq!(cfg.logs["syslog"].read_from, rill_config::ReadFrom::End);
+    let units = cfg.logs["units"].journal.as_ref().unwrap();
+    assert_eq!(units.units, ["nginx.service", "sshd.service"]);
+    assert_eq!(cfg.logs["units"].parser, rill_config::ParserSpec::Journal);
+    assert!(cfg.logs["auth"].sudo);
+    assert_eq!(cfg.hosts["db01"].jump.as_deref(), Some("web01"));
 }
 
 #[test]

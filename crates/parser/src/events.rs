@@ -168,8 +168,14 @@ fn event(
     first_len: usize,
     end_offset: u64,
 ) -> ParsedEvent {
+    let mut body = body;
     let (ts, fields, parse_error) = match format.parse(&body[..first_len], meta.read_at) {
-        Ok(p) => (p.ts.unwrap_or(meta.read_at), p.fields, false),
+        Ok(p) => {
+            if let Some(text) = p.body {
+                body = text;
+            }
+            (p.ts.unwrap_or(meta.read_at), p.fields, false)
+        }
         Err(FormatError(reason)) => {
             debug!(host = %meta.host, log = %meta.log, offset = meta.offset, %reason, "line indexed as raw");
             let mut fields = serde_json::Map::new();

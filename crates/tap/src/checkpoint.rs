@@ -99,6 +99,11 @@ pub struct Checkpoints {
     /// was listed: files found after that are new, read from their start.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub patterns: BTreeMap<String, PatternCheckpoint>,
+    /// Per journal log: the cursor of the last entry the index holds with
+    /// every entry before it (the journal's byte offset): a restarted tap
+    /// reads the entries after it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub journals: BTreeMap<String, String>,
 }
 
 /// What a pattern keeps in the checkpoint file.

@@ -277,7 +277,14 @@ impl Durable {
         while k < lines.len() {
             let line = lines.get(k);
             f.read_to = f.read_to.max(line.end());
-            let wanted = line.offset <= f.next && line.end() > f.next;
+            // Records (journal entries) are named by sequence numbers with
+            // holes where a filter left entries out: any not taken yet is
+            // wanted.
+            let wanted = if line.is_record() {
+                line.end() > f.next
+            } else {
+                line.offset <= f.next && line.end() > f.next
+            };
             if !wanted || !take {
                 k += 1;
                 continue;

@@ -26,6 +26,8 @@
 //!   and the one decoder of their output.
 //! - [`pattern`]: logs whose path is a pattern: listing the server's files,
 //!   choosing which to follow (each then a `follow` of its own).
+//! - [`journal`]: logs that are the systemd journal (`journalctl`), named
+//!   by cursor.
 //! - [`identity`]: which file a reader reads, as line metadata names it.
 //! - [`lines`]: splitting a byte stream into lines with offsets.
 //! - [`publish`]: lines out, live and durable; [`durable`]: the window to
@@ -45,8 +47,10 @@ pub mod durable;
 pub mod follow;
 pub mod group;
 pub mod identity;
+pub mod journal;
 pub mod lines;
 pub mod live_marks;
+pub mod logs;
 pub mod pattern;
 pub mod publish;
 pub mod restart;

@@ -18,13 +18,21 @@ pub struct Line<'a> {
     /// True when this is a piece of a line longer than the maximum, or a
     /// last line handed out without its newline.
     pub partial: bool,
+    /// For a record ([`Lines::push_record`]): where the next may start.
+    record_end: Option<u64>,
 }
 
 impl Line<'_> {
+    /// Whether this is a record ([`Lines::push_record`]).
+    pub fn is_record(&self) -> bool {
+        self.record_end.is_some()
+    }
+
     /// The offset just past the line: past its newline, or for a partial
-    /// line (which has none) past its last byte.
+    /// line (which has none) past its last byte; for a record, what it says.
     pub fn end(&self) -> u64 {
-        self.offset + self.bytes.len() as u64 + u64::from(!self.partial)
+        self.record_end
+            .unwrap_or(self.offset + self.bytes.len() as u64 + u64::from(!self.partial))
     }
 }
 
@@ -42,6 +50,7 @@ struct Item {
     start: usize,
     len: usize,
     partial: bool,
+    record_end: Option<u64>,
 }
 
 impl Lines {
@@ -70,10 +79,21 @@ impl Lines {
             start: self.data.len(),
             len: bytes.len(),
             partial,
+            record_end: None,
         });
         self.data.extend_from_slice(bytes);
         if !partial {
             self.data.push(b'\n');
+        }
+    }
+
+    /// Adds a record that is not a run of bytes of a file (a journal
+    /// entry): named by `offset` (its sequence number), ending at `end`,
+    /// never joined with its neighbours into one message.
+    pub fn push_record(&mut self, offset: u64, end: u64, bytes: &[u8]) {
+        self.push(offset, bytes, false);
+        if let Some(it) = self.items.last_mut() {
+            it.record_end = Some(end);
         }
     }
 
@@ -84,6 +104,7 @@ impl Lines {
             offset: it.offset,
             bytes: &self.data[it.start..it.start + it.len],
             partial: it.partial,
+            record_end: it.record_end,
         }
     }
 
@@ -97,6 +118,8 @@ impl Lines {
         let (prev, it) = (self.items[i - 1], self.items[i]);
         !prev.partial
             && !it.partial
+            && prev.record_end.is_none()
+            && it.record_end.is_none()
             && it.offset == prev.offset + prev.len as u64 + 1
             && it.start == prev.start + prev.len + 1
     }

@@ -77,7 +77,7 @@ impl Outputs {
             read_at,
             partial: line.partial,
         };
-        if source == Source::Live {
+        if source != Source::CatchUp {
             let topic = Topic::Line {
                 host: &self.host,
                 log: &log.name,
@@ -109,8 +109,10 @@ impl Outputs {
         let json = |line: &Line, n: u64| {
             serde_json::to_vec(&meta(line, 0, n)).expect("line meta serialises")
         };
+        // A catch-up's lines and records are taken whatever the window:
+        // their readers read only while it has room.
         self.durable
-            .offer((i, file_id, verify), lines, source == Source::CatchUp, json);
+            .offer((i, file_id, verify), lines, source != Source::Live, json);
         Ok(())
     }
 }
@@ -134,4 +136,8 @@ pub enum Source {
     Live,
     /// A reader going back over a gap for the index alone.
     CatchUp,
+    /// A reader of records that cannot be read again by offset (journal
+    /// entries): published live, and always taken by the durable path, as
+    /// it reads only while the window has room (no gap is ever left).
+    Records,
 }

@@ -12,6 +12,8 @@ use tracing::{error, info};
 
 use crate::checkpoint;
 use crate::follow::Follow;
+use crate::journal::JournalLog;
+use crate::logs::Logs;
 use crate::pattern::Pattern;
 use crate::publish::Outputs;
 use crate::saver::CheckpointSaver;
@@ -74,8 +76,18 @@ pub fn run(cfg: &Config, host: &str, shutdown: &Shutdown) -> anyhow::Result<()> 
     let saved = checkpoint::load(cfg, host);
     let mut follows: Vec<Follow> = Vec::new();
     let mut patterns: Vec<Pattern> = Vec::new();
+    let mut journals: Vec<JournalLog> = Vec::new();
     for l in logs {
         let (run_as, refused) = run_as(&l, host_cfg);
+        if l.journal.is_some() {
+            let row = board.add_other(&l);
+            board.pattern(row).error = refused;
+            let saved = saved.journals.get(&l.name).cloned();
+            // Durable numbers from the top down, apart from the files'.
+            let key = usize::MAX - journals.len();
+            journals.push(JournalLog::new(l, (cfg.tap, run_as), saved, (row, key)));
+            continue;
+        }
         if l.glob.is_some() {
             let p = Pattern::restore(l, (cfg.tap, run_as), &saved, &mut follows, &mut board);
             if let Some(e) = refused {
@@ -95,14 +107,13 @@ pub fn run(cfg: &Config, host: &str, shutdown: &Shutdown) -> anyhow::Result<()> 
     }
     Follow::know_each_other(&mut follows);
     let mut saver = CheckpointSaver::new(cfg, host, saved);
+    let mut logs = Logs {
+        follows,
+        patterns,
+        journals,
+    };
     let result = turn::follow(
-        &mut conns,
-        &mut follows,
-        &mut patterns,
-        &mut out,
-        &mut board,
-        &mut saver,
-        shutdown,
+        &mut conns, &mut logs, &mut out, &mut board, &mut saver, shutdown,
     );
     if let Err(e) = &result {
         // Say so now: closing below may take a while on a dead connection.
@@ -113,7 +124,12 @@ pub fn run(cfg: &Config, host: &str, shutdown: &Shutdown) -> anyhow::Result<()> 
     }
     // Receipts that arrived meanwhile count for the last checkpoint.
     let _ = out.durable.pump();
-    saver.save(&mut follows, &patterns, &out.durable);
+    let Logs {
+        follows,
+        patterns,
+        journals,
+    } = &mut logs;
+    saver.save(follows, patterns, journals, &out.durable);
 
     // Closing waits for the server's replies for at most this long per
     // request: a while when it answers, hardly at all when it does not.
@@ -126,11 +142,14 @@ pub fn run(cfg: &Config, host: &str, shutdown: &Shutdown) -> anyhow::Result<()> 
     if result.is_ok() {
         // Close what we opened so the remote follow scripts end now, not
         // when sshd notices the connection is gone.
-        for f in &mut follows {
+        for f in follows.iter_mut() {
             f.close();
         }
-        for p in &mut patterns {
+        for p in patterns.iter_mut() {
             p.close();
+        }
+        for j in journals.iter_mut() {
+            j.close();
         }
     }
     conns.disconnect(within, "rill ssh_tap stopping");

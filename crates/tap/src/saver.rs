@@ -8,6 +8,7 @@ use tracing::warn;
 use crate::checkpoint::{self, Checkpoints};
 use crate::durable::Durable;
 use crate::follow::Follow;
+use crate::journal::JournalLog;
 use crate::pattern::Pattern;
 
 /// How often checkpoints are saved when only positions moved (a new file
@@ -34,7 +35,13 @@ impl<'a> CheckpointSaver<'a> {
         }
     }
 
-    pub fn save(&mut self, follows: &mut [Follow], patterns: &[Pattern], durable: &Durable) {
+    pub fn save(
+        &mut self,
+        follows: &mut [Follow],
+        patterns: &[Pattern],
+        journals: &mut [JournalLog],
+        durable: &Durable,
+    ) {
         self.last = Instant::now();
         let mut now = self.saved.clone();
         for (i, f) in follows.iter_mut().enumerate() {
@@ -71,6 +78,12 @@ impl<'a> CheckpointSaver<'a> {
         }
         for p in patterns {
             now.patterns.insert(p.log.name.clone(), p.checkpoint());
+        }
+        for j in journals.iter_mut() {
+            j.changed = false;
+            if let Some(cursor) = j.checkpoint(durable) {
+                now.journals.insert(j.log.name.clone(), cursor);
+            }
         }
         if now != self.saved {
             match checkpoint::save(self.cfg, self.host, &now) {

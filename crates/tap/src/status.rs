@@ -166,7 +166,18 @@ impl StatusBoard {
         self.patterns.len() - 1
     }
 
-    /// The row of pattern number `k`.
+    /// Adds the row of a log that is not followed as files (a journal);
+    /// returns its number among the rows [`StatusBoard::pattern`] gives.
+    pub fn add_other(&mut self, l: &Log) -> usize {
+        self.patterns.push(LogStatus {
+            log: l.name.clone(),
+            path: l.path.clone(),
+            ..Default::default()
+        });
+        self.patterns.len() - 1
+    }
+
+    /// The row of pattern (or other log) number `k`.
     pub fn pattern(&mut self, k: usize) -> &mut LogStatus {
         &mut self.patterns[k]
     }
@@ -206,6 +217,7 @@ impl StatusBoard {
         }
         self.status.at = Utc::now();
         let json = if self.patterns.is_empty() && !self.hidden.contains(&true) {
+            // Files' rows only, in log order: as they are.
             serde_json::to_vec(&self.status)
         } else {
             // Each pattern's row first, then its files' rows.

@@ -31,7 +31,9 @@ use tracing::warn;
 
 use crate::durable::{Durable, Heard};
 use crate::follow::{Follow, Io};
+use crate::journal::JournalLog;
 use crate::lines::Lines;
+use crate::logs::Logs;
 use crate::pattern::Pattern;
 use crate::publish::Outputs;
 use crate::saver::{CheckpointSaver, SAVE_EVERY};
@@ -45,13 +47,17 @@ const KEEPALIVE_EVERY: Duration = Duration::from_secs(1);
 
 pub fn follow(
     conns: &mut Pool,
-    follows: &mut Vec<Follow>,
-    patterns: &mut [Pattern],
+    logs: &mut Logs,
     out: &mut Outputs,
     board: &mut StatusBoard,
     saver: &mut CheckpointSaver,
     shutdown: &Shutdown,
 ) -> anyhow::Result<()> {
+    let Logs {
+        follows,
+        patterns,
+        journals,
+    } = logs;
     let mut buf = vec![0u8; 64 * 1024];
     let mut lines = Lines::default();
     let mut pieces = Vec::new();
@@ -71,6 +77,9 @@ pub fn follow(
                     out.durable.restart();
                     for f in follows.iter_mut() {
                         f.rewind_to_start();
+                    }
+                    for j in journals.iter_mut() {
+                        j.rewind_to_start();
                     }
                 }
                 _ => {}
@@ -120,11 +129,21 @@ pub fn follow(
             }
             f.pump(&mut io, i)?;
         }
+        for j in journals.iter_mut() {
+            if let Err(e) = j.open_due(conns, io.board) {
+                if e.is_lost() {
+                    return Err(anyhow::Error::from(e).context("connection lost"));
+                }
+                warn!(log = %j.log.name, error = %e, "could not start journalctl");
+            }
+            j.pump(&mut io)?;
+        }
         if last_keepalive.elapsed() >= KEEPALIVE_EVERY {
             conns.keepalive()?;
             last_keepalive = Instant::now();
             let listening = follows.iter().any(Follow::has_channels)
-                || patterns.iter().any(Pattern::has_channel);
+                || patterns.iter().any(Pattern::has_channel)
+                || journals.iter().any(JournalLog::has_channel);
             if listening && heard.elapsed() > deadline {
                 return Err(anyhow!(
                     "nothing from the server for {} s although its scripts report every poll interval; the connection is presumed dead",
@@ -143,11 +162,12 @@ pub fn follow(
             }
         }
         if saver.last.elapsed() >= SAVE_EVERY || follows.iter().any(|f| f.identity_changed) {
-            saver.save(follows, patterns, &out.durable);
+            saver.save(follows, patterns, journals, &out.durable);
         }
         board.flush(&out.live, false);
         if !follows.iter().any(|f| f.pending(&out.durable))
             && !patterns.iter().any(Pattern::pending)
+            && !journals.iter().any(|j| j.pending(&out.durable))
         {
             let now = Instant::now();
             let due = follows
@@ -155,6 +175,7 @@ pub fn follow(
                 .enumerate()
                 .filter_map(|(i, f)| f.next_due(now, &out.durable, i))
                 .chain(patterns.iter().filter_map(Pattern::next_due))
+                .chain(journals.iter().filter_map(JournalLog::next_due))
                 .chain([
                     last_keepalive + KEEPALIVE_EVERY,
                     saver.last + SAVE_EVERY,
@@ -165,7 +186,10 @@ pub fn follow(
             let reading = follows
                 .iter()
                 .fold(0, |m, f| m | f.connections(&out.durable))
-                | patterns.iter().fold(0, |m, p| m | p.connections());
+                | patterns.iter().fold(0, |m, p| m | p.connections())
+                | journals
+                    .iter()
+                    .fold(0, |m, j| m | j.connections(&out.durable));
             wait(
                 conns,
                 reading,

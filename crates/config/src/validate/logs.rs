@@ -30,20 +30,74 @@ pub fn validate(
 /// One log; errors are keyed below `logs.<name>`.
 fn log(name: &str, l: RawLog, hosts: &BTreeMap<String, Host>) -> Result<Log, Invalid> {
     check_name("log", name).map_err(|m| Invalid::at("", m))?;
-    if !l.path.starts_with('/') {
+    let journal = match (l.path.is_some(), l.journal) {
+        (true, Some(_)) => {
+            return Err(Invalid::at(
+                ".journal",
+                "expected `path` (a file or a pattern) or `journal`, not both",
+            ))
+        }
+        (false, None) => {
+            return Err(Invalid::at(
+                ".path",
+                "missing: expected `path` (a file or a pattern) or `journal`",
+            ))
+        }
+        (_, j) => j
+            .map(super::journal::validate)
+            .transpose()
+            .map_err(|e| e.under(".journal"))?,
+    };
+    if let Some(j) = &journal {
+        for (key, set) in [
+            (".parser", l.parser.is_some()),
+            (".multiline", l.multiline.is_some()),
+            (".history", l.history.is_some()),
+            (".exclude", l.exclude.is_some()),
+            (".max_files", l.max_files.is_some()),
+        ] {
+            if set {
+                return Err(Invalid::at(
+                    key,
+                    "not for a journal log (its entries are read as journal entries, one event each)",
+                ));
+            }
+        }
+        let selected = selected_hosts(l.hosts, hosts)?;
+        check_sudo(l.sudo.unwrap_or(false), &selected, hosts)?;
+        return Ok(Log {
+            name: name.to_owned(),
+            path: j
+                .directory
+                .as_ref()
+                .map_or_else(|| "journald".to_owned(), |d| format!("journald:{d}")),
+            glob: None,
+            exclude: Vec::new(),
+            max_files: DEFAULT_MAX_FILES,
+            read_from: read_from(l.read_from),
+            history: 0,
+            sudo: l.sudo.unwrap_or(false),
+            journal,
+            hosts: selected,
+            parser: ParserSpec::Journal,
+            multiline: None,
+        });
+    }
+    let path = l.path.unwrap_or_default();
+    if !path.starts_with('/') {
         return Err(Invalid::at(
             ".path",
-            format!("expected an absolute path, got {:?}", l.path),
+            format!("expected an absolute path, got {path:?}"),
         ));
     }
-    if l.path.contains('\0') || l.path.contains('\n') {
+    if path.contains('\0') || path.contains('\n') {
         return Err(Invalid::at(
             ".path",
             "expected a path without NUL or newline",
         ));
     }
-    let glob = if has_pattern(&l.path) {
-        Some(PathGlob::parse(&l.path).map_err(|m| Invalid::at(".path", m))?)
+    let glob = if has_pattern(&path) {
+        Some(PathGlob::parse(&path).map_err(|m| Invalid::at(".path", m))?)
     } else {
         None
     };
@@ -68,25 +122,14 @@ fn log(name: &str, l: RawLog, hosts: &BTreeMap<String, Host>) -> Result<Log, Inv
         }
         Some(n) => number_between(n, 1, 10_000).map_err(|m| Invalid::at(".max_files", m))? as usize,
     };
-    let read_from = match l.read_from {
-        None | Some(RawReadFrom::End) => ReadFrom::End,
-        Some(RawReadFrom::Beginning) => ReadFrom::Beginning,
-    };
+    let read_from = read_from(l.read_from);
     let history = match l.history {
         None => 0,
         Some(n) => number_between(n, 0, 1000).map_err(|m| Invalid::at(".history", m))? as usize,
     };
     let selected = selected_hosts(l.hosts, hosts)?;
     let sudo = l.sudo.unwrap_or(false);
-    if let Some(root) = selected
-        .iter()
-        .find(|h| sudo && hosts.get(*h).is_some_and(|h| h.user == "root"))
-    {
-        return Err(Invalid::at(
-            ".sudo",
-            format!("host {root:?} logs in as root: sudo is not needed; drop `sudo: true`"),
-        ));
-    }
+    check_sudo(sudo, &selected, hosts)?;
     let parser = match l.parser {
         None => ParserSpec::Raw,
         Some(p) => parser::validate(p).map_err(|e| e.under(".parser"))?,
@@ -98,17 +141,43 @@ fn log(name: &str, l: RawLog, hosts: &BTreeMap<String, Host>) -> Result<Log, Inv
         .map_err(|e| e.under(".multiline"))?;
     Ok(Log {
         name: name.to_owned(),
-        path: l.path,
+        path,
         glob,
         exclude,
         max_files,
         read_from,
         history,
         sudo,
+        journal: None,
         hosts: selected,
         parser,
         multiline,
     })
+}
+
+fn read_from(r: Option<RawReadFrom>) -> ReadFrom {
+    match r {
+        None | Some(RawReadFrom::End) => ReadFrom::End,
+        Some(RawReadFrom::Beginning) => ReadFrom::Beginning,
+    }
+}
+
+/// `sudo: true` only where the user is not root already.
+fn check_sudo(
+    sudo: bool,
+    selected: &[String],
+    hosts: &BTreeMap<String, Host>,
+) -> Result<(), Invalid> {
+    if let Some(root) = selected
+        .iter()
+        .find(|h| sudo && hosts.get(*h).is_some_and(|h| h.user == "root"))
+    {
+        return Err(Invalid::at(
+            ".sudo",
+            format!("host {root:?} logs in as root: sudo is not needed; drop `sudo: true`"),
+        ));
+    }
+    Ok(())
 }
 
 /// `all` expanded to every host's name, or the names given, each a host.

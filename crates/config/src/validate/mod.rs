@@ -10,6 +10,7 @@
 mod auth;
 mod hosts;
 mod index;
+mod journal;
 mod logs;
 mod multiline;
 mod parser;

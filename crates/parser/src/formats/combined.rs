@@ -63,6 +63,7 @@ pub fn parse(line: &str) -> Result<Parsed, FormatError> {
     Ok(Parsed {
         ts: Some(ts.with_timezone(&Utc)),
         fields,
+        body: None,
     })
 }
 

@@ -42,7 +42,11 @@ impl Json {
                     .map_err(|e| FormatError::new(format!("timestamp key {k:?}: {}", e.0)))?,
             ),
         };
-        Ok(Parsed { ts, fields })
+        Ok(Parsed {
+            ts,
+            fields,
+            body: None,
+        })
     }
 
     fn timestamp(&self, v: &Value) -> Result<DateTime<Utc>, FormatError> {

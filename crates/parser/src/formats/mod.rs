@@ -6,10 +6,13 @@
 //! - [`syslog`]: RFC 3164 and RFC 5424.
 //! - [`json`]: one JSON object per line.
 //! - [`combined`]: nginx/Apache combined (and common) log format.
+//! - [`journal`]: systemd journal entries (`journalctl -o json`): the one
+//!   format whose body is not the whole line but the entry's `MESSAGE`.
 //! - [`pattern`]: a regex with named captures (`parser: {type: regex}`).
 //! - [`time`]: timestamps without a zone, without a year, as epoch numbers.
 
 pub mod combined;
+pub mod journal;
 pub mod json;
 pub mod pattern;
 pub mod syslog;
@@ -25,6 +28,9 @@ pub struct Parsed {
     /// `None`: the line carries no time; the event takes the time it was read.
     pub ts: Option<DateTime<Utc>>,
     pub fields: Map<String, Value>,
+    /// The event's text when it is not the line itself (a journal entry's
+    /// `MESSAGE`).
+    pub body: Option<String>,
 }
 
 /// Why a line could not be read; it is then indexed as raw.
@@ -45,6 +51,7 @@ pub enum LineFormat {
     Syslog(syslog::Syslog),
     Json(json::Json),
     Combined,
+    Journal,
     Pattern(pattern::Pattern),
 }
 
@@ -64,6 +71,7 @@ impl LineFormat {
                 timezone: *timezone,
             }),
             ParserSpec::Combined => LineFormat::Combined,
+            ParserSpec::Journal => LineFormat::Journal,
             ParserSpec::Regex { pattern, timestamp } => {
                 LineFormat::Pattern(pattern::Pattern::new(pattern, timestamp.clone())?)
             }
@@ -78,6 +86,7 @@ impl LineFormat {
             LineFormat::Syslog(s) => s.parse(line, read_at),
             LineFormat::Json(j) => j.parse(line, read_at),
             LineFormat::Combined => combined::parse(line),
+            LineFormat::Journal => journal::parse(line),
             LineFormat::Pattern(p) => p.parse(line, read_at),
         }
     }

@@ -42,7 +42,11 @@ impl Pattern {
                 ),
             },
         };
-        Ok(Parsed { ts, fields })
+        Ok(Parsed {
+            ts,
+            fields,
+            body: None,
+        })
     }
 }
 

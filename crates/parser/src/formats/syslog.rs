@@ -58,11 +58,16 @@ impl Syslog {
             None => line,
         };
         if let Some(rest) = rest.strip_prefix("1 ") {
-            rfc5424(rest, &mut fields).map(|ts| Parsed { ts, fields })
+            rfc5424(rest, &mut fields).map(|ts| Parsed {
+                ts,
+                fields,
+                body: None,
+            })
         } else {
             self.rfc3164(rest, read_at, &mut fields).map(|ts| Parsed {
                 ts: Some(ts),
                 fields,
+                body: None,
             })
         }
     }

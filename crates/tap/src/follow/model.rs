@@ -189,7 +189,10 @@ impl Opener for Server {
                 offset,
                 ..
             } => State::Finish(*old, *verify, *offset),
-            Script::List { .. } | Script::Generations { .. } | Script::AsRoot { .. } => {
+            Script::List { .. }
+            | Script::Generations { .. }
+            | Script::Journal { .. }
+            | Script::AsRoot { .. } => {
                 unimplemented!("the model follows files; it lists none")
             }
         };
@@ -197,6 +200,7 @@ impl Opener for Server {
             Script::Follow { path, .. } | Script::Finish { path, .. } => path.clone(),
             Script::List { root, .. } => root.clone(),
             Script::Generations { path, .. } => path.clone(),
+            Script::Journal { .. } => "/".to_owned(),
             Script::AsRoot { .. } => unreachable!("unwrapped above"),
         };
         let proc = Rc::new(RefCell::new(Proc {

@@ -208,6 +208,7 @@ impl Harness {
         saver.save(
             std::slice::from_mut(&mut self.follow),
             &[],
+            &mut [],
             &self.out.durable,
         );
         self.saved = saver.saved;

@@ -90,6 +90,7 @@ const FOLLOW: &str = include_str!("follow.sh");
 const FINISH: &str = include_str!("finish.sh");
 const LIST: &str = include_str!("list.sh");
 const GENERATIONS: &str = include_str!("generations.sh");
+const JOURNAL: &str = include_str!("journal.sh");
 const RUN: &str = include_str!("run.sh");
 
 /// `path`'s folder and file name.
@@ -216,6 +217,14 @@ pub enum Script {
         /// What the previous reader stopped at, to be settled.
         claim: Option<Claim>,
     },
+    /// Follow the systemd journal ([`journal_command`]).
+    Journal {
+        /// Where to start: `end`, `all` or `after:CURSOR`.
+        from: String,
+        /// journalctl's filter options, one word each.
+        options: Vec<String>,
+        interval: Duration,
+    },
     /// List the rotated generations of `path` in its folder, oldest first
     /// ([`generations_command`]).
     Generations {
@@ -309,6 +318,11 @@ impl Script {
                 interval,
                 others,
             } => generations_command(path, *interval, others),
+            Script::Journal {
+                from,
+                options,
+                interval,
+            } => journal_command(from, options, *interval),
         }
     }
 }
@@ -379,6 +393,15 @@ pub fn list_command(
         name.unwrap_or("").to_owned(),
     ]);
     program(LIST, &args)
+}
+
+/// The command that follows the journal from `from` (`end`, `all`,
+/// `after:CURSOR`) with journalctl's `options` (see journal.sh).
+pub fn journal_command(from: &str, options: &[String], interval: Duration) -> String {
+    let mut args = common_args("/", interval);
+    args.push(from.to_owned());
+    args.extend(options.iter().cloned());
+    program(JOURNAL, &args)
 }
 
 /// The command that lists `path`'s rotated generations in its folder,
