@@ -193,3 +193,27 @@ fn a_journal_read_from_its_end_takes_only_entries_written_after() {
     let status = h.rill.stop(Duration::from_secs(10));
     assert!(status.is_some_and(|s| s.success()), "{status:?}");
 }
+
+#[test]
+fn an_empty_journal_is_waited_for_and_read_from_its_first_entry() {
+    let mut h = OneHost::new(&["units"]);
+    let dir = h.remote.path.join("journal");
+    std::fs::create_dir_all(&dir).unwrap();
+    chown(&dir, Some(h.user.uid), None).unwrap();
+    set_journal(&h, "units", &dir, "");
+    h.rill.start();
+    assert!(h.rill.wait_following("web01", WITHIN), "{}", h.rill.log());
+    // Not a single entry yet; then some, of another unit first.
+    let file = dir.join("remote.journal");
+    journal(&file, h.user.uid, &entries("sshd", 6, "hotel", 2));
+    journal(&file, h.user.uid, &entries("nginx", 6, "india", 3));
+    assert_eq!(
+        h.rill.wait_count("india", &[], 3, WITHIN),
+        Some(3),
+        "{}",
+        h.rill.log()
+    );
+    assert_eq!(h.rill.count("hotel", &[]), Some(0));
+    let status = h.rill.stop(Duration::from_secs(10));
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+}
