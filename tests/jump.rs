@@ -226,3 +226,45 @@ fn a_chain_of_jump_hosts_reaches_its_target() {
     let status = rill.stop(Duration::from_secs(10));
     assert!(status.is_some_and(|s| s.success()), "{status:?}");
 }
+
+#[test]
+fn a_target_whose_host_key_is_unknown_is_refused_through_its_jump_host() {
+    let (jump, target) = (
+        Sshd::start(SshdOptions::default()).unwrap(),
+        Sshd::start(SshdOptions::default()).unwrap(),
+    );
+    let user = TestUser::get().unwrap();
+    let key = user.authorize_new_key().unwrap();
+    let dir = user.scratch_dir().unwrap();
+    dir.append("app.log", b"").unwrap();
+    let mut bastion = TestHost::web01(&jump, &user, &key);
+    bastion.name = "bastion";
+    let file = dir.file("app.log");
+    // Only the jump host's key is known (strict): the target's is not.
+    let mut rill = Rill::new(
+        &[bastion, TestHost::web01(&target, &user, &key)],
+        &[TestLog {
+            name: "app",
+            path: &file,
+            hosts: &["web01"],
+        }],
+        &[jump.known_hosts_line()],
+    );
+    rill.set_host_options("web01", "jump: bastion");
+    rill.start();
+    let error = || {
+        rill.host_status("web01")
+            .and_then(|h| h["error"].as_str().map(str::to_owned))
+    };
+    assert!(
+        wait_until(WITHIN, || error().is_some_and(|e| e.contains("host key"))),
+        "{:?}\n{}",
+        error(),
+        rill.log()
+    );
+    assert!(rill
+        .host_status("bastion")
+        .is_some_and(|h| h["connected"] == true));
+    let status = rill.stop(Duration::from_secs(10));
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+}
