@@ -60,6 +60,61 @@ fn check_config_accepts_good_files_and_names_the_key_in_bad_ones() {
 }
 
 #[test]
+fn check_config_names_a_saved_query_that_does_not_parse_and_where() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("rill.yaml");
+    let base = "hosts: {web01: {address: 127.0.0.1, user: u, auth: {agent: true}}}\nlogs: {app: {path: /x, hosts: all}}\n";
+    std::fs::write(
+        &cfg,
+        format!(
+            "{base}queries:\n  ok: 'fields.status:[500 TO 599]'\n  broken: 'error AND (timeout'\n"
+        ),
+    )
+    .unwrap();
+    let out = Command::new(bin("rill"))
+        .args(["check-config", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&cfg.display().to_string())
+            && err.contains("queries.broken: expected")
+            && err.contains("at position"),
+        "{err}"
+    );
+    std::fs::write(
+        &cfg,
+        format!("{base}queries:\n  ok: 'fields.status:[500 TO 599]'\n"),
+    )
+    .unwrap();
+    let out = Command::new(bin("rill"))
+        .args(["check-config", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("saved queries: ok"));
+    // An unknown saved query is named, with the ones there are.
+    let out = Command::new(bin("rill"))
+        .args(["search", "--saved", "nope", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--saved \"nope\": no such query") && err.contains("saved queries: ok"),
+        "{err}"
+    );
+}
+
+#[test]
 fn status_without_a_supervisor_says_so_even_without_the_hosts_secrets() {
     // Clients never log in to hosts, so an unset password variable is no error for them.
     let dir = tempfile::tempdir().unwrap();

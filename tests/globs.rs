@@ -236,6 +236,8 @@ fn read_from_beginning_reads_what_files_hold_once_across_a_restart() {
     set_path(&h.rill, &h.file("capped"), &p("c/*.log"));
     h.rill
         .set_log_options("capped", "read_from: beginning\nmax_files: 2");
+    h.rill
+        .append_config("queries:\n  caps: 'capone OR captwo'\n");
     let mut written = Vec::new();
     write(&h.remote, "app.log", "plain", 5, &mut written);
     std::fs::create_dir_all(p("c")).unwrap();
@@ -286,6 +288,9 @@ fn read_from_beginning_reads_what_files_hold_once_across_a_restart() {
         h.rill.log()
     );
     assert_eq!(h.rill.count("capthree", &[]), Some(0));
+    // A saved query, by name.
+    let out = h.rill.rill(&["search", "--count", "--saved", "caps"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "4", "{out:?}");
     for word in [
         "plain", "one", "two", "kilo", "lima", "three", "capone", "captwo",
     ] {

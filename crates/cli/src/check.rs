@@ -11,9 +11,30 @@ pub struct Args {
     pub config: PathBuf,
 }
 
+/// Every saved query parses, or the first that does not, named by its key
+/// with its position (the config crate has no query parser).
+pub fn check_queries(cfg: &Config) -> anyhow::Result<()> {
+    for (name, text) in &cfg.queries {
+        if let Err(e) = rill_index::query::check_text(text) {
+            let at = e
+                .position
+                .map(|p| format!(" at position {p}"))
+                .unwrap_or_default();
+            anyhow::bail!(
+                "{}: queries.{name}: expected {}{at}\n{}",
+                cfg.file.display(),
+                e.expected,
+                e.pointer().unwrap_or_default()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// A one-paragraph summary of a valid config.
 pub fn run(args: &Args) -> anyhow::Result<String> {
     let cfg = Config::load(&args.config)?;
+    check_queries(&cfg)?;
     let mut out = format!(
         "{}: ok\n  state_dir: {}\n  streams: {}\n",
         cfg.file.display(),
@@ -49,8 +70,25 @@ pub fn run(args: &Args) -> anyhow::Result<String> {
             ));
         }
     }
+    if !cfg.queries.is_empty() {
+        let names: Vec<&str> = cfg.queries.keys().map(String::as_str).collect();
+        out.push_str(&format!("  saved queries: {}\n", names.join(", ")));
+    }
     for w in cfg.warnings() {
         out.push_str(&format!("warning: {w}\n"));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reference_configs_saved_queries_parse() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/rill.yaml");
+        let cfg = Config::load_for_client(&path).unwrap();
+        assert!(!cfg.queries.is_empty());
+        check_queries(&cfg).unwrap();
+    }
 }

@@ -145,7 +145,7 @@ fn show(
 
     writeln!(out, "\n--- rill search --limit 5 'GET AND 404' ---")?;
     let args = crate::search::SearchArgs {
-        query: "GET AND 404".into(),
+        query: Some("GET AND 404".into()),
         limit: 5,
         ..Default::default()
     };
@@ -153,7 +153,7 @@ fn show(
         writeln!(out, "(search not ready yet: {e:#})")?;
     }
     let all = crate::search::SearchArgs {
-        query: "*".into(),
+        query: Some("*".into()),
         count: true,
         ..args
     };

@@ -75,8 +75,11 @@ pub struct SearchArgs {
     /// Highlight matched terms: auto (when stdout is a terminal), always, never.
     #[arg(long, value_enum, default_value_t = Color::Auto)]
     pub color: Color,
-    #[arg(value_name = "QUERY")]
-    pub query: String,
+    /// Run the saved query NAME (`queries:` in the config) instead of QUERY.
+    #[arg(long, value_name = "NAME", conflicts_with = "query")]
+    pub saved: Option<String>,
+    #[arg(value_name = "QUERY", required_unless_present = "saved")]
+    pub query: Option<String>,
 }
 
 impl SearchArgs {
@@ -101,6 +104,23 @@ pub fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
 
 /// Prints what `args` asks of the index of `cfg`.
 pub fn print(cfg: &Config, args: &SearchArgs, out: &mut impl Write) -> anyhow::Result<()> {
+    // A wrong saved query's name is said before the index is looked at.
+    let query = match (&args.saved, &args.query) {
+        (Some(name), _) => cfg.queries.get(name).cloned().ok_or_else(|| {
+            let known: Vec<&str> = cfg.queries.keys().map(String::as_str).collect();
+            anyhow::anyhow!(
+                "--saved {name:?}: no such query in {}; saved queries: {}",
+                cfg.file.display(),
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            )
+        })?,
+        (None, Some(q)) => q.clone(),
+        (None, None) => String::new(),
+    };
     let searcher = IndexSearcher::open(&cfg.index_dir())?;
     let now = chrono::Utc::now();
     let bound = |flag: &str, v: &Option<String>| {
@@ -111,7 +131,7 @@ pub fn print(cfg: &Config, args: &SearchArgs, out: &mut impl Write) -> anyhow::R
             .transpose()
     };
     let req = SearchRequest {
-        query: args.query.clone(),
+        query,
         host: args.host.clone(),
         log: args.log.clone(),
         since: bound("--since", &args.since)?,

@@ -29,6 +29,9 @@ pub struct Config {
     pub search: SearchSettings,
     pub hosts: BTreeMap<String, Host>,
     pub logs: BTreeMap<String, Log>,
+    /// Saved queries by name (`queries:`), in `rill search` syntax: their
+    /// syntax is checked by `rill check-config`, which has the query parser.
+    pub queries: BTreeMap<String, String>,
 }
 
 /// How taps follow files (the `tap:` block).

@@ -21,6 +21,7 @@ pub struct RawConfig {
     pub search: Option<RawSearch>,
     pub hosts: BTreeMap<String, RawHost>,
     pub logs: BTreeMap<String, RawLog>,
+    pub queries: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Deserialize)]

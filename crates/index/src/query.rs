@@ -2,7 +2,8 @@
 //!
 //! A query is tantivy's syntax over `body`: words, `"phrases"`, `AND`, `OR`,
 //! `NOT`/`-`, `+`, parentheses, and field filters: `host:web01`, `log:nginx`,
-//! `fields.status:500`, `fields.method:POST`, `parse_error:true`. `*` (or
+//! `path:"/var/log/nginx/api.log"`, `fields.status:500`,
+//! `fields.method:POST`, `parse_error:true`. `*` (or
 //! nothing) matches every event. `host`, `log`, `since` and `until` of a
 //! [`SearchRequest`] are ANDed to it.
 //!
@@ -103,6 +104,18 @@ pub fn check_limits(text: &str) -> Result<(), QueryError> {
     Ok(())
 }
 
+/// Checks `text` as a search would read it, with no index on disk (a
+/// saved query of the config, checked by `rill check-config`).
+pub fn check_text(text: &str) -> Result<(), QueryError> {
+    let (schema, fields) = crate::schema::build();
+    let index = Index::create_in_ram(schema);
+    let req = SearchRequest {
+        query: text.to_owned(),
+        ..SearchRequest::default()
+    };
+    build(&index, &fields, &req).map(drop)
+}
+
 /// The longest prefix of `text` of at most `n` bytes that ends on a
 /// character boundary.
 fn head(text: &str, n: usize) -> usize {
@@ -113,7 +126,7 @@ fn head(text: &str, n: usize) -> usize {
 }
 
 /// Fields a query may name, for error messages.
-const FIELDS: &str = "host, log, file_id, parse_error, body or fields.<name>";
+const FIELDS: &str = "host, log, path, file_id, parse_error, body or fields.<name>";
 
 /// Builds the tantivy query for `req`.
 pub fn build(index: &Index, f: &Fields, req: &SearchRequest) -> Result<Box<dyn Query>, QueryError> {

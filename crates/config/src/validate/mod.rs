@@ -18,12 +18,13 @@ mod search;
 mod sessions;
 mod tap;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::error::{ConfigError, Invalid};
 use crate::model::{Config, DEFAULT_STREAMS_ENDPOINT};
 use crate::raw::{RawConfig, RawStreams};
-use crate::values::{absolute, check_endpoint, resolve, Environment};
+use crate::values::{absolute, check_endpoint, check_name, resolve, Environment};
 
 /// Unix socket paths are limited to 107 bytes; `run/control.sock` and friends
 /// are added to `state_dir`, so keep room for them.
@@ -49,6 +50,7 @@ pub fn validate(file: &Path, raw: RawConfig, env: Environment) -> Result<Config,
     )
     .map_err(at(&file, "hosts"))?;
     let logs = logs::validate(raw.logs, &hosts).map_err(at(&file, "logs"))?;
+    let queries = queries(raw.queries.unwrap_or_default()).map_err(at(&file, "queries"))?;
 
     Ok(Config {
         file,
@@ -59,7 +61,34 @@ pub fn validate(file: &Path, raw: RawConfig, env: Environment) -> Result<Config,
         search,
         hosts,
         logs,
+        queries,
     })
+}
+
+/// The longest saved query, in bytes (as `rill search` takes them).
+const MAX_QUERY_BYTES: usize = 4096;
+
+/// Saved queries: names as log names, texts not empty and not too long.
+fn queries(raw: BTreeMap<String, String>) -> Result<BTreeMap<String, String>, Invalid> {
+    for (name, text) in &raw {
+        check_name("query", name).map_err(|m| Invalid::at(format!(".{name}"), m))?;
+        if text.trim().is_empty() {
+            return Err(Invalid::at(
+                format!(".{name}"),
+                "expected a query, got an empty one",
+            ));
+        }
+        if text.len() > MAX_QUERY_BYTES {
+            return Err(Invalid::at(
+                format!(".{name}"),
+                format!(
+                    "expected a query of at most {MAX_QUERY_BYTES} bytes, got {}",
+                    text.len()
+                ),
+            ));
+        }
+    }
+    Ok(raw)
 }
 
 /// Turns a section's [`Invalid`] into the [`ConfigError`] of `file`, the
