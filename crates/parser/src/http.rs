@@ -55,8 +55,21 @@ impl SearchApi {
         index_dir: &Path,
         limits: Limits,
     ) -> Result<SearchApi, ListenError> {
+        SearchApi::start_saved(addr, index_dir, limits, Saved::default())
+    }
+
+    /// [`SearchApi::start_with`], with the config's saved queries, which
+    /// `saved=NAME` runs.
+    pub fn start_saved(
+        addr: SocketAddr,
+        index_dir: &Path,
+        limits: Limits,
+        saved: Saved,
+    ) -> Result<SearchApi, ListenError> {
         let dir = index_dir.to_owned();
-        let server = HttpServer::bind("search", addr, limits, move |work| router(dir, work))?;
+        let server = HttpServer::bind("search", addr, limits, move |work| {
+            router(dir, work, saved.clone())
+        })?;
         Ok(SearchApi { server })
     }
 
@@ -75,6 +88,7 @@ impl SearchApi {
 pub struct ApiKeeper {
     listen: Option<std::net::SocketAddr>,
     dir: std::path::PathBuf,
+    saved: Saved,
     api: Option<SearchApi>,
     tried: Instant,
 }
@@ -82,10 +96,15 @@ pub struct ApiKeeper {
 impl ApiKeeper {
     const RETRY: Duration = Duration::from_secs(10);
 
-    pub fn new(listen: Option<std::net::SocketAddr>, dir: &std::path::Path) -> ApiKeeper {
+    pub fn new(
+        listen: Option<std::net::SocketAddr>,
+        dir: &std::path::Path,
+        saved: Saved,
+    ) -> ApiKeeper {
         let mut k = ApiKeeper {
             listen,
             dir: dir.to_owned(),
+            saved,
             api: None,
             tried: Instant::now(),
         };
@@ -96,7 +115,7 @@ impl ApiKeeper {
     fn start(&mut self) {
         let Some(addr) = self.listen else { return };
         self.tried = Instant::now();
-        match SearchApi::start(addr, &self.dir) {
+        match SearchApi::start_saved(addr, &self.dir, Limits::default(), self.saved.clone()) {
             Ok(a) => self.api = Some(a),
             Err(e) => warn!(error = %e, retry_s = Self::RETRY.as_secs(), "search api NOT running"),
         }
@@ -119,15 +138,17 @@ impl ApiKeeper {
 struct Api {
     dir: PathBuf,
     work: Work,
+    saved: Saved,
     /// Opened on the first search that finds an index.
     searcher: Arc<Mutex<Option<Arc<IndexSearcher>>>>,
 }
 
 /// The API's routes on `work`'s limits.
-pub fn router(dir: PathBuf, work: Work) -> Router {
+pub fn router(dir: PathBuf, work: Work, saved: Saved) -> Router {
     let api = Api {
         dir,
         work,
+        saved,
         searcher: Arc::default(),
     };
     Router::new()
@@ -179,7 +200,7 @@ async fn endpoint(State(api): State<Api>, RawQuery(query): RawQuery, which: Endp
             ),
         );
     }
-    let params = match Params::parse(&query) {
+    let params = match Params::parse(&query).and_then(|p| p.with_saved(&api.saved)) {
         Ok(p) => p,
         Err(e) => return rill_http::error(StatusCode::BAD_REQUEST, e),
     };
@@ -366,6 +387,30 @@ impl Params {
         Ok(Params(out))
     }
 
+    /// `saved=NAME` replaced by `q=` the saved query NAME.
+    fn with_saved(mut self, saved: &Saved) -> Result<Params, String> {
+        let Some(name) = self.get("saved").map(str::to_owned) else {
+            return Ok(self);
+        };
+        if self.get("q").is_some() {
+            return Err("expected q or saved, not both".into());
+        }
+        let text = saved.get(&name).ok_or_else(|| {
+            let known: Vec<&str> = saved.keys().map(String::as_str).collect();
+            format!(
+                "saved: no query {:?}; saved queries: {}",
+                name.chars().take(64).collect::<String>(),
+                if known.is_empty() {
+                    "none".into()
+                } else {
+                    known.join(", ")
+                }
+            )
+        })?;
+        self.0.push(("q".into(), text.clone()));
+        Ok(self)
+    }
+
     fn get(&self, key: &str) -> Option<&str> {
         self.0
             .iter()
@@ -429,10 +474,13 @@ impl Params {
     }
 }
 
-const KNOWN: [&str; 12] = [
-    "q", "since", "until", "limit", "host", "log", "order", "context", "before", "after", "bucket",
-    "_",
+const KNOWN: [&str; 13] = [
+    "q", "saved", "since", "until", "limit", "host", "log", "order", "context", "before", "after",
+    "bucket", "_",
 ];
+
+/// The config's saved queries, by name (`queries:`).
+pub type Saved = Arc<std::collections::BTreeMap<String, String>>;
 
 /// Percent-decoding with `+` as space; the result must be UTF-8.
 fn decode(s: &str) -> Result<String, String> {
@@ -460,6 +508,34 @@ fn decode(s: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn saved_names_a_saved_query_and_not_with_q() {
+        let saved: Saved =
+            Arc::new([("errors".to_owned(), "fields.status:[500 TO 599]".to_owned())].into());
+        let p = Params::parse("saved=errors&limit=5")
+            .unwrap()
+            .with_saved(&saved)
+            .unwrap();
+        assert_eq!(p.get("q"), Some("fields.status:[500 TO 599]"));
+        let e = Params::parse("saved=nope")
+            .unwrap()
+            .with_saved(&saved)
+            .err()
+            .unwrap();
+        assert!(
+            e.contains("no query \"nope\"") && e.contains("errors"),
+            "{e}"
+        );
+        let e = Params::parse("saved=errors&q=x")
+            .unwrap()
+            .with_saved(&saved)
+            .err()
+            .unwrap();
+        assert!(e.contains("not both"), "{e}");
+        let p = Params::parse("q=x").unwrap().with_saved(&saved).unwrap();
+        assert_eq!(p.get("q"), Some("x"));
+    }
 
     #[test]
     fn query_strings_decode_and_unknown_parameters_are_named() {

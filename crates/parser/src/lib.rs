@@ -97,7 +97,11 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
     info!(index = %dir.display(), wal_from = applied, "parser ready");
     // A taken port must not stop indexing: warn loudly and go on without the
     // API, trying again now and then (and if its server ever stopped).
-    let mut api = http::ApiKeeper::new(cfg.search.listen, &dir);
+    let mut api = http::ApiKeeper::new(
+        cfg.search.listen,
+        &dir,
+        std::sync::Arc::new(cfg.queries.clone()),
+    );
 
     // A synced record the index thread had no room for.
     let mut held: Option<wal::Record> = None;
