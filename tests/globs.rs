@@ -291,6 +291,8 @@ fn read_from_beginning_reads_what_files_hold_once_across_a_restart() {
     // A saved query, by name.
     let out = h.rill.rill(&["search", "--count", "--saved", "caps"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "4", "{out:?}");
+    let (status, body) = http_get(h.rill.search_port, "/count?saved=caps").unwrap();
+    assert_eq!((status, body["count"].as_u64()), (200, Some(4)), "{body}");
     for word in [
         "plain", "one", "two", "kilo", "lima", "three", "capone", "captwo",
     ] {
