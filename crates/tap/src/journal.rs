@@ -67,6 +67,8 @@ pub struct JournalLog {
     started: bool,
     /// The cursor `end` started after, to save until an entry is confirmed.
     pending_start: Option<String>,
+    /// The last entry published (where a restarted journalctl goes on).
+    last_published: Option<String>,
     /// Entries published and not yet confirmed, in the order read.
     unconfirmed: VecDeque<(FileId, u64, String)>,
     reopen_at: Option<Instant>,
@@ -136,6 +138,7 @@ impl JournalLog {
             after: saved,
             unconfirmed: VecDeque::new(),
             pending_start: None,
+            last_published: None,
             reopen_at: Some(Instant::now()),
             changed: false,
         }
@@ -239,6 +242,7 @@ impl JournalLog {
                             Source::Records,
                         )?;
                         lines.clear();
+                        self.last_published = Some(cursor.clone());
                         self.unconfirmed.push_back((fid, seq, cursor));
                         let st = io.board.pattern(self.row);
                         st.lines_read += 1;
@@ -272,7 +276,7 @@ impl JournalLog {
                 }
                 if let Some(c) = line.strip_prefix("RILL-AFTER ") {
                     // Started at the end: go on from here after a restart.
-                    if self.unconfirmed.is_empty() && identity(c).is_some() {
+                    if self.last_published.is_none() && identity(c).is_some() {
                         self.after = Some(c.to_owned());
                         self.pending_start = Some(c.to_owned());
                     }
@@ -314,7 +318,7 @@ impl JournalLog {
     /// (the entries not confirmed yet are in the durable window, which
     /// sends them again to a restarted parser).
     fn resume_point(&mut self) {
-        if let Some((_, _, c)) = self.unconfirmed.back() {
+        if let Some(c) = &self.last_published {
             self.after = Some(c.clone());
         }
     }
@@ -348,6 +352,7 @@ impl JournalLog {
             ch.close();
         }
         self.after = None;
+        self.last_published = None;
         self.started = true;
         self.unconfirmed.clear();
         self.partial.clear();

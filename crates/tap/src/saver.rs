@@ -77,7 +77,9 @@ impl<'a> CheckpointSaver<'a> {
             }
         }
         for p in patterns {
-            now.patterns.insert(p.log.name.clone(), p.checkpoint());
+            if let Some(c) = p.checkpoint() {
+                now.patterns.insert(p.log.name.clone(), c);
+            }
         }
         for j in journals.iter_mut() {
             j.changed = false;

@@ -94,7 +94,7 @@ pub fn follow(
                 }
                 warn!(log = %p.log.name, error = %e, "could not list the pattern's files");
             }
-            if let Some(pass) = p.pump(&mut buf, &mut heard) {
+            for pass in p.pump(&mut buf, &mut heard) {
                 p.apply(&pass, follows, board);
             }
             p.retire_idle(follows, board, &out.durable);

@@ -168,17 +168,26 @@ impl Follow {
             p.rsplit_once('/')
                 .map(|(d, n)| (d.to_owned(), n.to_owned()))
         };
-        let places: Vec<Option<(String, String)>> =
-            follows.iter().map(|f| split(&f.log.path)).collect();
+        // A pattern's files are not each other's "others": with `*.log*`,
+        // `api.log.1` is where `api.log`'s copytruncate copy goes.
+        let places: Vec<Option<(String, String, String)>> = follows
+            .iter()
+            .map(|f| {
+                (!f.retired)
+                    .then(|| split(&f.log.path))
+                    .flatten()
+                    .map(|(d, n)| (d, n, f.log.name.clone()))
+            })
+            .collect();
         for (i, f) in follows.iter_mut().enumerate() {
-            let Some((dir, name)) = &places[i] else {
+            let Some((dir, name, log)) = &places[i] else {
                 continue;
             };
             f.others = places
                 .iter()
                 .flatten()
-                .filter(|(d, n)| d == dir && n != name)
-                .map(|(_, n)| n.clone())
+                .filter(|(d, n, l)| d == dir && n != name && l != log)
+                .map(|(_, n, _)| n.clone())
                 .collect();
         }
     }
@@ -302,7 +311,17 @@ impl Follow {
                 }
             };
             self.identity_changed |= seen.identified;
-            if r.drained() {
+            if r.ended() && r.following.is_none() && r.refused.is_some() {
+                // sudo refused: the file is still to finish, later.
+                if let Some(at) = r.expect {
+                    self.finishes.push(Unfinished {
+                        at,
+                        copy: r.role.copy(),
+                    });
+                    self.finish_after = Some(Instant::now() + SUDO_RETRY);
+                }
+                r.abandon();
+            } else if r.drained() {
                 self.finished(r, io, i)?;
             } else {
                 still.push(r);
@@ -395,8 +414,8 @@ impl Follow {
         } else if r.end == Some(End::Eof) && r.refused.is_some() {
             // Asking again at once would only be refused again.
             warn!(log = %self.log.name, refused = r.refused.as_deref().unwrap_or_default(), retry_in = ?SUDO_RETRY, "sudo refused to run the follow script");
+            // (Not gated: a member would be reopened by the next listing.)
             self.reopen_at = Some(Instant::now() + SUDO_RETRY);
-            self.gate();
             r.close(&self.log, io, i, false)
         } else if r.end == Some(End::Eof) {
             warn!(log = %self.log.name, "remote follow script ended; reopening");
@@ -481,6 +500,9 @@ impl Follow {
     /// due, the end of a wait for a receipt, else the first timer of its
     /// readers still to come.
     pub fn next_due(&self, now: Instant, durable: &Durable, i: usize) -> Option<Instant> {
+        if self.retired {
+            return None;
+        }
         let finish = (!self.finishes.is_empty()).then(|| self.finish_after.unwrap_or(now));
         let reopen = self.current.is_none().then_some(self.reopen_at).flatten();
         let gap = self.gap_waiting(durable, i).then(|| self.catchup_at(now));

@@ -87,6 +87,11 @@ impl Follow {
     /// again from its start (the current one, unfinished ones, and the ones
     /// finished lately), as far as they are still on the server.
     pub fn rewind_to_start(&mut self) {
+        if self.retired {
+            // A pattern's file done with: its files were read, and are no
+            // longer its to read again.
+            return;
+        }
         let start = |at: LogCheckpoint| LogCheckpoint { offset: 0, ..at };
         let mut again: Vec<Unfinished> = Vec::new();
         let current = self

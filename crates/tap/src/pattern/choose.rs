@@ -31,18 +31,21 @@ pub struct Choice {
     pub over: usize,
 }
 
-/// Whether the listed file is one the log knows: the same inode with the
-/// same first bytes (or grown past what was known of them: a rename), or
-/// another inode with the same full fingerprint (a copy). A file seen
-/// before (`new` unknown) is told by its inode alone.
+/// Whether the listed file is one the log knows: one with the same full
+/// fingerprint (first 64 bytes; the same inode: a rename, another: a
+/// copy), or the same inode holding exactly the short, non-empty start the
+/// log knew (a short file renamed). Never an empty file, nor a short one
+/// that grew: an inode freed and taken by a new file would pass for the old
+/// one (and a file read twice costs little: the index keeps a line once).
+/// A file listed before without its first bytes is not told here: the
+/// pairs found known stay in `ignored`.
 pub fn is_known(known: &[(u64, Verify)], ino: u64, new: Option<(u64, Verify)>) -> bool {
-    known.iter().any(|&(k, kv)| match new {
-        None => k == ino,
-        Some((_, v)) if k == ino => kv.len < v.len || (kv.len == v.len && kv.fp == v.fp),
-        Some((_, v)) => {
-            let full = FINGERPRINT_BYTES;
-            kv.len == full && v.len == full && kv.fp == v.fp
-        }
+    let full = FINGERPRINT_BYTES;
+    let Some((_, v)) = new else {
+        return false;
+    };
+    known.iter().any(|&(k, kv)| {
+        kv.fp == v.fp && kv.len == v.len && (v.len == full || (v.len > 0 && k == ino))
     })
 }
 
@@ -62,10 +65,14 @@ pub fn choose(
     let at_paths = members
         .iter()
         .map(|m| {
-            matching
-                .iter()
-                .find(|f| f.path == m.path)
-                .map(|f| (f.ino, is_known(known, f.ino, f.new)))
+            let f = matching.iter().find(|f| f.path == m.path)?;
+            let pair = (f.ino, f.path.clone());
+            let known = ignored.contains(&pair) || is_known(known, f.ino, f.new);
+            if known {
+                // Once its member retires, the path's file stays ignored.
+                ignored.insert(pair);
+            }
+            Some((f.ino, known))
         })
         .collect();
     let mut fresh: Vec<&Listed> = Vec::new();
@@ -195,11 +202,17 @@ mod tests {
         ));
         // A new file shorter than what was known of the old.
         assert!(!is_known(&known, 1, Some((10, Verify { len: 10, fp: 11 }))));
-        // A short file known by its first 10 bytes, grown since.
+        // A short file renamed as it was: known; grown since: read again.
         let short = [(1, Verify { len: 10, fp: 5 })];
-        assert!(is_known(&short, 1, Some((80, Verify { len: 64, fp: 77 }))));
+        assert!(is_known(&short, 1, Some((10, Verify { len: 10, fp: 5 }))));
+        assert!(!is_known(&short, 1, Some((80, Verify { len: 64, fp: 77 }))));
         // Short copies are not told by their first bytes.
         assert!(!is_known(&short, 2, Some((10, Verify { len: 10, fp: 5 }))));
+        // An empty file is never known (logrotate's `create` on a freed inode).
+        let empty = [(1, Verify::NOTHING)];
+        assert!(!is_known(&empty, 1, Some((0, Verify::NOTHING))));
+        // Listed before, without its bytes: not told here.
+        assert!(!is_known(&known, 1, None));
     }
 
     #[test]

@@ -48,16 +48,16 @@ pub struct Listing {
 }
 
 impl Listing {
-    /// Takes `bytes`; returns the last pass they completed, if any.
-    pub fn feed(&mut self, bytes: &[u8]) -> Result<Option<Pass>, String> {
+    /// Takes `bytes`; returns the passes they completed, in order.
+    pub fn feed(&mut self, bytes: &[u8]) -> Result<Vec<Pass>, String> {
         self.buf.extend_from_slice(bytes);
-        let mut done = None;
+        let mut done = Vec::new();
         let mut start = 0;
         while let Some(n) = self.buf[start..].iter().position(|&b| b == b'\n') {
             let line = self.buf[start..start + n].to_vec();
             start += n + 1;
             if let Some(p) = self.line(&line)? {
-                done = Some(p);
+                done.push(p);
             }
         }
         self.buf.drain(..start);
@@ -142,9 +142,10 @@ mod tests {
         let text = "banner\nRILL-LIST\nN 12 100 64 4242 /var/log/a b.log\nS 13 /var/log/$(id).log\nRILL-END 1 0\n";
         for cut in 1..text.len() {
             let mut l = Listing::default();
-            let first = l.feed(&text.as_bytes()[..cut]).unwrap();
-            let second = l.feed(&text.as_bytes()[cut..]).unwrap();
-            let pass = first.or(second).unwrap();
+            let mut passes = l.feed(&text.as_bytes()[..cut]).unwrap();
+            passes.extend(l.feed(&text.as_bytes()[cut..]).unwrap());
+            assert_eq!(passes.len(), 1);
+            let pass = passes.pop().unwrap();
             assert_eq!(
                 pass.files,
                 vec![
@@ -187,9 +188,9 @@ mod tests {
         assert!(l.feed(&flood).is_err());
         let mut l = Listing::default();
         let p = l
-            .feed(b"RILL-LIST\nS 1 /a\xff\nS 2 /b\nRILL-END 0 1\n")
+            .feed(b"RILL-LIST\nS 1 /a\xff\nS 2 /b\nRILL-END 0 1\nRILL-LIST\nRILL-END 0 0\n")
             .unwrap()
-            .unwrap();
+            .remove(0);
         assert_eq!(p.not_utf8, 1);
         assert_eq!(p.files.len(), 1);
         assert!(p.cut);

@@ -145,15 +145,16 @@ impl Pattern {
         self.members.push(i);
     }
 
-    /// What to save.
-    pub fn checkpoint(&self) -> PatternCheckpoint {
-        PatternCheckpoint {
+    /// What to save, once a listing was applied (before that, a restart
+    /// must still take the files it finds as seen for the first time).
+    pub fn checkpoint(&self) -> Option<PatternCheckpoint> {
+        self.seen.then(|| PatternCheckpoint {
             known: self
                 .known
                 .iter()
                 .map(|&(ino, verify)| KnownFile { ino, verify })
                 .collect(),
-        }
+        })
     }
 
     /// Starts the listing when it is due.
@@ -185,10 +186,14 @@ impl Pattern {
         }
     }
 
-    /// Reads the listing channel; returns the last whole pass it held.
-    pub fn pump(&mut self, buf: &mut [u8], heard: &mut Instant) -> Option<Pass> {
-        let (ch, _) = self.lister.as_mut()?;
-        let mut pass = None;
+    /// Reads the listing channel; returns the whole passes it held, in
+    /// order (each is applied: a pass's new files are listed with their
+    /// first bytes only once).
+    pub fn pump(&mut self, buf: &mut [u8], heard: &mut Instant) -> Vec<Pass> {
+        let mut passes = Vec::new();
+        let Some((ch, _)) = self.lister.as_mut() else {
+            return passes;
+        };
         let mut failed: Option<String> = None;
         let mut taken = 0;
         while taken < READ_PER_TURN {
@@ -198,8 +203,7 @@ impl Pattern {
                     taken += n;
                     *heard = Instant::now();
                     match self.listing.feed(&buf[..n]) {
-                        Ok(Some(p)) => pass = Some(p),
-                        Ok(None) => {}
+                        Ok(done) => passes.extend(done),
                         Err(e) => {
                             failed = Some(e);
                             break;
@@ -230,7 +234,7 @@ impl Pattern {
             }
             self.relist_at = Some(Instant::now() + RELIST_AFTER);
         }
-        pass
+        passes
     }
 
     /// Acts on a pass: new files become members, members hear what their
@@ -247,7 +251,11 @@ impl Pattern {
                 }
             }
         }
-        self.known.retain(|(ino, _)| listed.contains(ino));
+        // An empty pass (the folder gone a moment, a failing mount) forgets
+        // nothing: the files may be back at the next.
+        if !pass.files.is_empty() {
+            self.known.retain(|(ino, _)| listed.contains(ino));
+        }
         let views: Vec<MemberView> = self
             .members
             .iter()

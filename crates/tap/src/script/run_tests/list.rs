@@ -57,9 +57,7 @@ impl Lister {
         let end = Instant::now() + Duration::from_secs(10);
         loop {
             while let Ok(b) = self.out.try_recv() {
-                if let Some(p) = self.listing.feed(&b).unwrap() {
-                    self.passes.push(p);
-                }
+                self.passes.extend(self.listing.feed(&b).unwrap());
             }
             if let Some(p) = self.passes.drain(..).find(|p| ok(p)) {
                 return p;
