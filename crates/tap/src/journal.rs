@@ -72,8 +72,6 @@ pub struct JournalLog {
     /// Entries published and not yet confirmed, in the order read.
     unconfirmed: VecDeque<(FileId, u64, String)>,
     reopen_at: Option<Instant>,
-    /// The checkpoint changed since it was last saved.
-    pub changed: bool,
 }
 
 /// An entry's name: (file id from the sequence-number id, sequence number).
@@ -140,7 +138,6 @@ impl JournalLog {
             pending_start: None,
             last_published: None,
             reopen_at: Some(Instant::now()),
-            changed: false,
         }
     }
 
@@ -338,7 +335,6 @@ impl JournalLog {
             last = self.unconfirmed.pop_front().map(|(_, _, c)| c);
         }
         if let Some(c) = last {
-            self.changed = true;
             self.pending_start = None;
             return Some(c);
         }

@@ -82,7 +82,6 @@ impl<'a> CheckpointSaver<'a> {
             }
         }
         for j in journals.iter_mut() {
-            j.changed = false;
             if let Some(cursor) = j.checkpoint(durable) {
                 now.journals.insert(j.log.name.clone(), cursor);
             }

@@ -16,6 +16,20 @@ mod follow;
 mod hostile;
 mod list;
 
+/// What `stdout` says, as it comes, from a thread of its own.
+fn read_on_a_thread(mut stdout: std::process::ChildStdout) -> mpsc::Receiver<Vec<u8>> {
+    let (tx, out) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    out
+}
+
 /// A script running locally under `sh`, as sshd would run it: its output
 /// decoded the way the tap decodes it.
 struct Local {
@@ -34,14 +48,7 @@ struct Local {
 
 impl Local {
     fn start_on(shell: Shell, script: String, pass: Option<Claim>) -> Local {
-        let mut cmd = match &shell {
-            Shell::Posix => Command::new("sh"),
-            Shell::BusyBox(applets) => {
-                let mut c = Command::new(applets.path().join("sh"));
-                c.env("PATH", applets.path());
-                c
-            }
-        };
+        let mut cmd = shell.sh();
         let cwd = tempfile::tempdir().unwrap();
         let mut child = cmd
             .current_dir(cwd.path())
@@ -52,16 +59,7 @@ impl Local {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let (otx, out) = mpsc::channel();
-        let mut stdout = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stdout.read(&mut buf) {
-                if n == 0 || otx.send(buf[..n].to_vec()).is_err() {
-                    break;
-                }
-            }
-        });
+        let out = read_on_a_thread(child.stdout.take().unwrap());
         let (etx, err) = mpsc::channel();
         let stderr = child.stderr.take().unwrap();
         std::thread::spawn(move || {

@@ -49,6 +49,20 @@ pub enum Shell {
     BusyBox(tempfile::TempDir),
 }
 
+impl Shell {
+    /// `sh` of this shell, with BusyBox's applets alone on its PATH.
+    pub fn sh(&self) -> Command {
+        match self {
+            Shell::Posix => Command::new("sh"),
+            Shell::BusyBox(applets) => {
+                let mut c = Command::new(applets.path().join("sh"));
+                c.env("PATH", applets.path());
+                c
+            }
+        }
+    }
+}
+
 pub fn busybox() -> Shell {
     let busybox = which("busybox");
     let dir = tempfile::tempdir().unwrap();

@@ -17,15 +17,8 @@ struct Lister {
 
 impl Lister {
     fn start(root: &Path, depth: Option<usize>, name: Option<&str>, shell: Shell) -> Lister {
-        let mut cmd = match &shell {
-            Shell::Posix => Command::new("sh"),
-            Shell::BusyBox(applets) => {
-                let mut c = Command::new(applets.path().join("sh"));
-                c.env("PATH", applets.path());
-                c
-            }
-        };
-        let mut child = cmd
+        let mut child = shell
+            .sh()
             .arg("-c")
             .arg(list_command(&root.display().to_string(), depth, name, IV))
             .stdin(Stdio::piped())
@@ -33,16 +26,7 @@ impl Lister {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let (tx, out) = mpsc::channel();
-        let mut stdout = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stdout.read(&mut buf) {
-                if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
-                    break;
-                }
-            }
-        });
+        let out = read_on_a_thread(child.stdout.take().unwrap());
         Lister {
             child,
             out,
