@@ -25,16 +25,22 @@ fn every_binary_answers_help() {
     }
 }
 
+/// `rill ARGS --config CONFIG`, run to its end.
+fn rill(args: &[&str], config: &std::path::Path) -> std::process::Output {
+    Command::new(bin("rill"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn check_config_accepts_good_files_and_names_the_key_in_bad_ones() {
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.yaml");
     std::fs::write(&good, "hosts: {web01: {address: 127.0.0.1, user: u, auth: {agent: true}}}\nlogs: {app: {path: /var/log/app.log, hosts: all}}\n").unwrap();
-    let out = Command::new(bin("rill"))
-        .args(["check-config", "--config"])
-        .arg(&good)
-        .output()
-        .unwrap();
+    let out = rill(&["check-config"], &good);
     assert!(
         out.status.success(),
         "{}",
@@ -44,11 +50,7 @@ fn check_config_accepts_good_files_and_names_the_key_in_bad_ones() {
 
     let bad = dir.path().join("bad.yaml");
     std::fs::write(&bad, "hosts: {web01: {address: 127.0.0.1, user: u, auth: {agent: true}, prot: 22}}\nlogs: {app: {path: /x, hosts: all}}\n").unwrap();
-    let out = Command::new(bin("rill"))
-        .args(["check-config", "--config"])
-        .arg(&bad)
-        .output()
-        .unwrap();
+    let out = rill(&["check-config"], &bad);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -71,11 +73,7 @@ fn check_config_names_a_saved_query_that_does_not_parse_and_where() {
         ),
     )
     .unwrap();
-    let out = Command::new(bin("rill"))
-        .args(["check-config", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = rill(&["check-config"], &cfg);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -89,11 +87,7 @@ fn check_config_names_a_saved_query_that_does_not_parse_and_where() {
         format!("{base}queries:\n  ok: 'fields.status:[500 TO 599]'\n"),
     )
     .unwrap();
-    let out = Command::new(bin("rill"))
-        .args(["check-config", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = rill(&["check-config"], &cfg);
     assert!(
         out.status.success(),
         "{}",
@@ -101,11 +95,7 @@ fn check_config_names_a_saved_query_that_does_not_parse_and_where() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("saved queries: ok"));
     // An unknown saved query is named, with the ones there are.
-    let out = Command::new(bin("rill"))
-        .args(["search", "--saved", "nope", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = rill(&["search", "--saved", "nope"], &cfg);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -120,11 +110,7 @@ fn status_without_a_supervisor_says_so_even_without_the_hosts_secrets() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("rill.yaml");
     std::fs::write(&cfg, "hosts: {web01: {address: 127.0.0.1, user: u, auth: {password_env: RILL_E2E_SURELY_UNSET}}}\nlogs: {app: {path: /x, hosts: all}}\n").unwrap();
-    let out = Command::new(bin("rill"))
-        .args(["status", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = rill(&["status"], &cfg);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("supervisor did not answer"));
 }

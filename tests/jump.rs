@@ -13,64 +13,6 @@ use rill_e2e::*;
 
 const WITHIN: Duration = Duration::from_secs(30);
 
-/// New TCP connections to 127.0.0.1:`port` refused unless made by a
-/// process of uid `allowed`, until dropped.
-struct OnlyFrom {
-    args: Vec<String>,
-}
-
-impl OnlyFrom {
-    fn start(port: u16, allowed: u32) -> OnlyFrom {
-        let args: Vec<String> = [
-            "OUTPUT",
-            "-o",
-            "lo",
-            "-p",
-            "tcp",
-            "-d",
-            "127.0.0.1",
-            "--dport",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .chain([port.to_string()])
-        .chain(
-            ["-m", "owner", "!", "--uid-owner"]
-                .iter()
-                .map(|s| s.to_string()),
-        )
-        .chain([allowed.to_string()])
-        .chain(
-            ["-j", "REJECT", "--reject-with", "tcp-reset"]
-                .iter()
-                .map(|s| s.to_string()),
-        )
-        .collect();
-        let rule = OnlyFrom { args };
-        rule.iptables("-I");
-        rule
-    }
-
-    fn iptables(&self, action: &str) {
-        let out = Command::new("iptables")
-            .args(["-w", action])
-            .args(&self.args)
-            .output()
-            .expect("iptables is not installed; run tests/install-deps.sh");
-        assert!(
-            out.status.success() || action == "-D",
-            "iptables {action}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-impl Drop for OnlyFrom {
-    fn drop(&mut self) {
-        self.iptables("-D");
-    }
-}
-
 /// The established TCP connections to 127.0.0.1:`port` that processes
 /// named `name` hold (`ss -tnp`).
 fn connections_of(name: &str, port: u16) -> usize {
@@ -106,7 +48,7 @@ fn targets_behind_a_jump_host_share_its_connection_and_survive_its_loss() {
     dir_a.append("app.log", b"").unwrap();
     dir_b.append("app.log", b"").unwrap();
     // Only the jump account's processes (its sshd session) reach the target.
-    let _only = OnlyFrom::start(target.port(), a.uid);
+    let _only = only_from(target.port(), a.uid);
     assert!(
         TcpStream::connect(("127.0.0.1", target.port())).is_err(),
         "the target's port must be closed to this process"

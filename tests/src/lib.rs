@@ -39,7 +39,7 @@ mod rill;
 pub mod session;
 mod tail;
 
-pub use black_hole::BlackHole;
+pub use black_hole::{only_from, BlackHole, IptablesRule};
 pub use config::{TestAuth, TestHost, TestLog};
 pub use hosts::{BusyBoxHost, OneHost};
 pub use http::{http_get, http_request, url_encode};
