@@ -105,15 +105,21 @@ impl Rill {
     /// SIGKILLs the running ssh_tap and waits until robust_ssh_tap started
     /// another.
     pub fn kill_tap(&self) {
-        let old = self.pid_of("ssh_tap");
-        // SAFETY: killing the tap of the Rill under test.
+        self.kill9("ssh_tap");
+    }
+
+    /// SIGKILLs the running `bin` (one of its processes) and waits until
+    /// another was started (by the supervisor, or robust_ssh_tap).
+    pub fn kill9(&self, bin: &str) {
+        let old = self.pid_of(bin);
+        // SAFETY: killing a process of the Rill under test.
         unsafe { libc::kill(old as i32, libc::SIGKILL) };
         assert!(
             crate::wait_until(Duration::from_secs(15), || self
-                .pids_of("ssh_tap")
+                .pids_of(bin)
                 .iter()
                 .any(|p| *p != old)),
-            "no new ssh_tap"
+            "no new {bin}"
         );
     }
 

@@ -28,6 +28,13 @@ pub fn check_queries(cfg: &Config) -> anyhow::Result<()> {
             );
         }
     }
+    for (name, rule) in &cfg.rules {
+        if rule.query.saved.is_none() {
+            if let Err(e) = rill_rules::check(name, rule) {
+                anyhow::bail!("{}: {e}", cfg.file.display());
+            }
+        }
+    }
     Ok(())
 }
 
@@ -73,6 +80,14 @@ pub fn run(args: &Args) -> anyhow::Result<String> {
     if !cfg.queries.is_empty() {
         let names: Vec<&str> = cfg.queries.keys().map(String::as_str).collect();
         out.push_str(&format!("  saved queries: {}\n", names.join(", ")));
+    }
+    for (name, rule) in &cfg.rules {
+        out.push_str(&format!(
+            "  rule {name}: {} on {:?}, {} action(s)\n",
+            rule.kind.name(),
+            rule.query.text,
+            rule.actions.len()
+        ));
     }
     for w in cfg.warnings() {
         out.push_str(&format!("warning: {w}\n"));

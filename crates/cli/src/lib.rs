@@ -11,6 +11,7 @@
 
 pub mod check;
 pub mod demo;
+pub mod rules;
 pub mod search;
 pub mod session;
 pub mod status;
@@ -29,6 +30,7 @@ pub enum Command {
     Demo(demo::Args),
     Status(status::Args),
     Session(session::Args),
+    Rules(rules::Args),
 }
 
 /// Writes one line to stdout; `Ok(false)` when the reader has gone away.

@@ -139,6 +139,9 @@ pub fn print(cfg: &Config, args: &SearchArgs, out: &mut impl Write) -> anyhow::R
         limit: args.limit as usize,
         oldest_first: args.oldest_first,
         deadline: Default::default(),
+        commits: None,
+        hosts_in: None,
+        logs_in: None,
     };
     if let Some(bucket) = &args.histogram {
         let width = rill_index::time::parse_span(bucket).ok_or_else(|| {

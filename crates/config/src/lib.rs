@@ -28,6 +28,7 @@ pub mod glob;
 mod model;
 mod permissions;
 mod raw;
+pub mod rules;
 mod sessions;
 mod validate;
 mod values;

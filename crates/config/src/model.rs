@@ -32,6 +32,8 @@ pub struct Config {
     /// Saved queries by name (`queries:`), in `rill search` syntax: their
     /// syntax is checked by `rill check-config`, which has the query parser.
     pub queries: BTreeMap<String, String>,
+    /// Rules by name (`rules:`); a saved query they name is resolved.
+    pub rules: BTreeMap<String, crate::rules::Rule>,
 }
 
 /// How taps follow files (the `tap:` block).

@@ -22,6 +22,7 @@ pub struct RawConfig {
     pub hosts: BTreeMap<String, RawHost>,
     pub logs: BTreeMap<String, RawLog>,
     pub queries: Option<BTreeMap<String, String>>,
+    pub rules: Option<BTreeMap<String, RawRule>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -279,6 +280,105 @@ pub struct RawMultiline {
     pub starts: Option<String>,
     pub flush_after: Option<String>,
     pub max_lines: Option<u64>,
+}
+
+/// `rules.<name>`. Which keys a `kind` takes, and what the strings mean, is
+/// checked in validation, so the error can name the kind.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    pub query: Option<String>,
+    pub logs: Option<Vec<String>>,
+    pub hosts: Option<HostSelection>,
+    pub kind: String,
+    pub count: Option<u64>,
+    pub within: Option<String>,
+    pub group_by: Option<String>,
+    pub every: Option<String>,
+    pub realert: Option<String>,
+    pub actions: Option<Vec<RawAction>>,
+}
+
+/// One item of `rules.<name>.actions`: `command` or `webhook` with their
+/// options, all in one mapping. Which options go with which is checked in
+/// validation; an unknown key is refused here, keyed at the item (serde's
+/// `deny_unknown_fields` would key it at the unknown key, and name only the
+/// keys of one struct).
+#[derive(Debug, Default)]
+pub struct RawAction {
+    pub command: Option<Vec<String>>,
+    pub webhook: Option<String>,
+    pub secret_env: Option<String>,
+    pub timeout: Option<String>,
+    pub run_as: Option<String>,
+    /// `256MB` or a plain number of bytes, as text.
+    pub memory: Option<RawSize>,
+    pub retries: Option<u64>,
+}
+
+impl<'de> Deserialize<'de> for RawAction {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawAction;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a mapping with `command` or `webhook`")
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<RawAction, A::Error> {
+                let mut a = RawAction::default();
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "command" => a.command = Some(map.next_value()?),
+                        "webhook" => a.webhook = Some(map.next_value()?),
+                        "secret_env" => a.secret_env = Some(map.next_value()?),
+                        "timeout" => a.timeout = Some(map.next_value()?),
+                        "run_as" => a.run_as = Some(map.next_value()?),
+                        "memory" => a.memory = Some(map.next_value()?),
+                        "retries" => a.retries = Some(map.next_value()?),
+                        other => {
+                            return Err(de::Error::custom(format!(
+                                "unknown key `{other}`; a command takes `command`, `timeout`, \
+                                 `run_as`, `memory`, `retries`; a webhook takes `webhook`, \
+                                 `secret_env`, `timeout`, `retries`"
+                            )))
+                        }
+                    }
+                }
+                Ok(a)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// A size as written: `256MB`, or a YAML number of bytes (kept as its text
+/// for `values::parse_size`).
+#[derive(Debug)]
+pub struct RawSize(pub String);
+
+impl<'de> Deserialize<'de> for RawSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawSize;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a size like 256MB, 1GiB or 1048576 (bytes)")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawSize, E> {
+                Ok(RawSize(v.to_owned()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawSize, E> {
+                Ok(RawSize(v.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawSize, E> {
+                Ok(RawSize(v.to_string()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<RawSize, E> {
+                Ok(RawSize(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// `hosts: all` or `hosts: [web01, web02]`.

@@ -1,5 +1,5 @@
-//! Small value parsers the sections share: durations, numbers in a range,
-//! endpoints, names, and paths relative to the config file. Each returns
+//! Small value parsers the sections share: durations, sizes, numbers in a
+//! range, endpoints, names, and paths relative to the config file. Each returns
 //! the message of what was expected; the section that calls it adds the key.
 //!
 //! [`Environment`] says whether a section may look at this machine (key
@@ -53,6 +53,35 @@ pub(crate) fn duration_between(text: &str, min: &str, max: &str) -> Result<Durat
         return Err(format!("expected between {min} and {max}, got {text}"));
     }
     Ok(d)
+}
+
+/// `256MB`, `1GiB`, `512KiB`, `1048576` (bytes): a whole number of `B`, `KB`,
+/// `MB`, `GB`, `TB` (powers of 1000) or `KiB`, `MiB`, `GiB`, `TiB` (powers of
+/// 1024), bytes without a unit. A size past `u64` is an error, never a panic.
+pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
+    let expected = || format!("expected a size like 256MB, 1GiB or 1048576 (bytes), got {text:?}");
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let unit: u64 = match unit.trim_start() {
+        "" | "B" => 1,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "TB" => 1_000_000_000_000,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        _ => return Err(expected()),
+    };
+    if num.is_empty() {
+        return Err(expected());
+    }
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit))
+        .ok_or_else(|| format!("{}, which is too large", expected()))
 }
 
 /// `n`, which must lie between `min` and `max` inclusive.
@@ -140,6 +169,45 @@ mod tests {
         assert!(e.contains("too long"), "{e}");
         let e = duration_between("200000000000000d", "100ms", "1h").unwrap_err();
         assert_eq!(e, "expected between 100ms and 1h, got 200000000000000d");
+    }
+
+    #[test]
+    fn sizes_take_decimal_and_binary_units() {
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert_eq!(parse_size("512B"), Ok(512));
+        assert_eq!(parse_size("256MB"), Ok(256_000_000));
+        assert_eq!(parse_size("512KiB"), Ok(512 << 10));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("2 GB"), Ok(2_000_000_000));
+        assert_eq!(parse_size("1TiB"), Ok(1 << 40));
+        for bad in [
+            "",
+            "MB",
+            "1.5GiB",
+            "-1MB",
+            "256mb",
+            "256M",
+            "1 GiB extra",
+            "0x10",
+        ] {
+            let e = parse_size(bad).unwrap_err();
+            assert!(e.starts_with("expected a size like 256MB"), "{bad}: {e}");
+        }
+    }
+
+    /// Overflow is checked: a size past `u64` says so instead of panicking
+    /// or wrapping.
+    #[test]
+    fn absurd_sizes_are_errors_not_panics() {
+        assert_eq!(parse_size("18446744073709551615"), Ok(u64::MAX));
+        for text in [
+            "18446744073709551616",
+            "18446744073709551615KB",
+            "99999999999TiB",
+        ] {
+            let e = parse_size(text).unwrap_err();
+            assert!(e.contains("too large"), "{text}: {e}");
+        }
     }
 
     #[test]

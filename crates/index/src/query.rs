@@ -32,10 +32,18 @@ pub struct SearchRequest {
     pub host: Option<String>,
     /// Only events of this log (exact).
     pub log: Option<String>,
+    /// Only events of one of these hosts, and of one of these logs (rules'
+    /// `hosts:` and `logs:`).
+    pub hosts_in: Option<Vec<String>>,
+    pub logs_in: Option<Vec<String>>,
     /// Only events at or after this time.
     pub since: Option<DateTime<Utc>>,
     /// Only events before this time.
     pub until: Option<DateTime<Utc>>,
+    /// Only events committed in `[from, to)`: their `commit` number (the
+    /// opstamp of the commit before the one that made them searchable) in
+    /// that range. Rules read what was committed since they last looked.
+    pub commits: Option<(u64, u64)>,
     /// At most this many hits (not used by counts and histograms).
     pub limit: usize,
     /// Oldest first instead of newest first.
@@ -147,6 +155,23 @@ pub fn build(index: &Index, f: &Fields, req: &SearchRequest) -> Result<Box<dyn Q
             ));
         }
     }
+    for (field, values) in [(f.host, &req.hosts_in), (f.log, &req.logs_in)] {
+        if let Some(values) = values {
+            let any: Vec<(Occur, Box<dyn Query>)> = values
+                .iter()
+                .map(|v| -> (Occur, Box<dyn Query>) {
+                    (
+                        Occur::Should,
+                        Box::new(TermQuery::new(
+                            Term::from_field_text(field, v),
+                            IndexRecordOption::Basic,
+                        )),
+                    )
+                })
+                .collect();
+            clauses.push((Occur::Must, Box::new(BooleanQuery::new(any))));
+        }
+    }
     if req.since.is_some() || req.until.is_some() {
         let t = |d: DateTime<Utc>| Term::from_field_date(f.ts, crate::tantivy_time(d));
         clauses.push((
@@ -156,6 +181,23 @@ pub fn build(index: &Index, f: &Fields, req: &SearchRequest) -> Result<Box<dyn Q
                     .map_or(Bound::Unbounded, |s| Bound::Included(t(s))),
                 req.until
                     .map_or(Bound::Unbounded, |u| Bound::Excluded(t(u))),
+            )),
+        ));
+    }
+    if let Some((from, to)) = req.commits {
+        let Some(field) = f.commit else {
+            return Err(QueryError {
+                query: req.query.clone(),
+                position: None,
+                expected: "an index with commit numbers (this one was made by an older rill)"
+                    .into(),
+            });
+        };
+        clauses.push((
+            Occur::Must,
+            Box::new(RangeQuery::new(
+                Bound::Included(Term::from_field_u64(field, from)),
+                Bound::Excluded(Term::from_field_u64(field, to)),
             )),
         ));
     }

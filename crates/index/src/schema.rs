@@ -36,6 +36,11 @@ pub struct Fields {
     /// `parse_error:true` finds lines the parser could not read (only set
     /// when true: one posting per broken line, none per good one).
     pub parse_error: Field,
+    /// The index's committed opstamp when the event was added: every event
+    /// with a number below the last commit's opstamp is committed, so a
+    /// reader finds what was committed since it last looked (rules). Fast
+    /// only. `None` in an index made before it (rules need a new index).
+    pub commit: Option<Field>,
 }
 
 /// Offsets per `offset_block` term: 64 KiB.
@@ -69,6 +74,7 @@ pub fn build() -> (Schema, Fields) {
             "parse_error",
             NumericOptions::default().set_indexed().set_stored(),
         ),
+        commit: Some(b.add_u64_field("commit", FAST)),
     };
     (b.build(), fields)
 }
@@ -89,5 +95,6 @@ pub fn fields_of(schema: &Schema) -> Result<Fields, String> {
         body: f("body")?,
         fields: f("fields")?,
         parse_error: f("parse_error")?,
+        commit: schema.get_field("commit").ok(),
     })
 }

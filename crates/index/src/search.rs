@@ -60,6 +60,13 @@ impl IndexSearcher {
         })
     }
 
+    /// The opstamp of the index's last commit on disk: every event with a
+    /// `commit` number below it is committed. Read before
+    /// [`IndexSearcher::reload`], the reloaded view holds all of them.
+    pub fn committed(&self) -> Result<u64, IndexError> {
+        Ok(self.index.load_metas()?.opstamp)
+    }
+
     /// Sees what was committed since opening.
     pub fn reload(&self) -> Result<(), IndexError> {
         Ok(self.reader.reload()?)

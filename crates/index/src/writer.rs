@@ -178,6 +178,9 @@ pub struct IndexWriter {
     /// Stored with every commit (tantivy's commit payload): what the
     /// caller needs to know of the last commit after a crash.
     payload: Option<String>,
+    /// The opstamp of the last commit: what events added now carry in
+    /// `commit` (see [`schema::Fields::commit`]).
+    committed: u64,
 }
 
 /// Forget the highest offsets (they are looked up again) beyond this many
@@ -227,7 +230,8 @@ impl IndexWriter {
         let writer = index
             .writer_with_num_threads(opts.threads, opts.memory)
             .map_err(open_err)?;
-        let payload = index.load_metas().map_err(open_err)?.payload;
+        let metas = index.load_metas().map_err(open_err)?;
+        let (payload, committed) = (metas.payload, metas.opstamp);
         Ok(IndexWriter {
             writer,
             fields,
@@ -237,6 +241,7 @@ impl IndexWriter {
             index,
             reader: None,
             payload,
+            committed,
         })
     }
 
@@ -319,7 +324,7 @@ impl IndexWriter {
         let run = self.runs.get_mut(&h).expect("inserted above");
         run.last = e.offset;
         run.next = e.end_offset;
-        let doc = document(&f, &run.file_id_text, e);
+        let doc = document(&f, &run.file_id_text, self.committed, e);
         if run.fresh {
             self.writer.add_document(doc)?;
         } else {
@@ -393,7 +398,7 @@ impl IndexWriter {
         if let Some(p) = &self.payload {
             prepared.set_payload(p);
         }
-        prepared.commit()?;
+        self.committed = prepared.commit()?;
         self.pending = 0;
         self.reader = None;
         // Only here: every line added is committed, so a lookup sees them.
@@ -424,8 +429,11 @@ impl IndexWriter {
     }
 }
 
-fn document(f: &Fields, file_id_text: &str, e: EventRef) -> TantivyDocument {
+fn document(f: &Fields, file_id_text: &str, committed: u64, e: EventRef) -> TantivyDocument {
     let mut doc = TantivyDocument::default();
+    if let Some(c) = f.commit {
+        doc.add_u64(c, committed);
+    }
     doc.add_date(f.ts, crate::tantivy_time(e.ts));
     doc.add_text(f.host, e.host);
     doc.add_text(f.log, e.log);

@@ -470,6 +470,9 @@ impl Params {
             limit,
             oldest_first,
             deadline,
+            commits: None,
+            hosts_in: None,
+            logs_in: None,
         })
     }
 }

@@ -14,7 +14,8 @@
 //!   position the index holds everything before (the commit's payload);
 //!   the main thread then deletes the log's segments before it
 //! retention sweep (retention.rs, index thread); the HTTP search API, kept
-//! running (http.rs, main thread)
+//! running (http.rs, main thread); the rules, on what the index committed
+//! (rill-rules, its own thread)
 //! ```
 //!
 //! Taps are told their lines are stored once they are in the write-ahead
@@ -94,6 +95,8 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
         live: Publisher::connect(&ctx, &cfg.bus_endpoint())?,
         applied,
     })?;
+    // Rules read what the index commits, beside it (rill-rules).
+    let rules = rill_rules::Rules::start(cfg, &ctx)?;
     info!(index = %dir.display(), wal_from = applied, "parser ready");
     // A taken port must not stop indexing: warn loudly and go on without the
     // API, trying again now and then (and if its server ever stopped).
@@ -150,6 +153,7 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
     wal.set_applied(indexer.applied())
         .context("could not trim the write-ahead log")?;
     ingest.tell(true);
+    drop(rules);
     info!("parser stopped");
     Ok(())
 }

@@ -26,6 +26,8 @@ pub enum Topic<'a> {
     Ping { host: &'a str },
     /// A tap's periodic report of its connection and logs.
     Status { host: &'a str },
+    /// A rule's firing (its JSON).
+    Alert { rule: &'a str },
 }
 
 impl fmt::Display for Topic<'_> {
@@ -35,6 +37,7 @@ impl fmt::Display for Topic<'_> {
             Topic::Parsed { host, log } => write!(f, "parsed/{host}/{log}"),
             Topic::Ping { host } => write!(f, "ping/{host}"),
             Topic::Status { host } => write!(f, "status/{host}"),
+            Topic::Alert { rule } => write!(f, "alert/{rule}"),
         }
     }
 }

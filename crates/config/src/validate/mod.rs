@@ -5,7 +5,8 @@
 //! section's key and the file. The order decides which problem a file with
 //! several reports first, and follows what later sections need: `state_dir`
 //! holds the sessions sockets, `streams.endpoint` must differ from every
-//! sessions endpoint, and logs name hosts.
+//! sessions endpoint, logs name hosts, and rules name saved queries, hosts
+//! and logs.
 
 mod auth;
 mod hosts;
@@ -14,6 +15,7 @@ mod journal;
 mod logs;
 mod multiline;
 mod parser;
+mod rules;
 mod search;
 mod sessions;
 mod tap;
@@ -51,6 +53,13 @@ pub fn validate(file: &Path, raw: RawConfig, env: Environment) -> Result<Config,
     .map_err(at(&file, "hosts"))?;
     let logs = logs::validate(raw.logs, &hosts).map_err(at(&file, "logs"))?;
     let queries = queries(raw.queries.unwrap_or_default()).map_err(at(&file, "queries"))?;
+    let known = rules::Known {
+        queries: &queries,
+        hosts: &hosts,
+        logs: &logs,
+    };
+    let rules =
+        rules::validate(raw.rules.unwrap_or_default(), &known, env).map_err(at(&file, "rules"))?;
 
     Ok(Config {
         file,
@@ -62,33 +71,36 @@ pub fn validate(file: &Path, raw: RawConfig, env: Environment) -> Result<Config,
         hosts,
         logs,
         queries,
+        rules,
     })
 }
 
-/// The longest saved query, in bytes (as `rill search` takes them).
+/// The longest saved query or rule query, in bytes (as `rill search` takes
+/// them).
 const MAX_QUERY_BYTES: usize = 4096;
 
 /// Saved queries: names as log names, texts not empty and not too long.
 fn queries(raw: BTreeMap<String, String>) -> Result<BTreeMap<String, String>, Invalid> {
     for (name, text) in &raw {
         check_name("query", name).map_err(|m| Invalid::at(format!(".{name}"), m))?;
-        if text.trim().is_empty() {
-            return Err(Invalid::at(
-                format!(".{name}"),
-                "expected a query, got an empty one",
-            ));
-        }
-        if text.len() > MAX_QUERY_BYTES {
-            return Err(Invalid::at(
-                format!(".{name}"),
-                format!(
-                    "expected a query of at most {MAX_QUERY_BYTES} bytes, got {}",
-                    text.len()
-                ),
-            ));
-        }
+        check_query_text(text).map_err(|m| Invalid::at(format!(".{name}"), m))?;
     }
     Ok(raw)
+}
+
+/// A query's text, not empty and not too long; its syntax is checked by
+/// `rill check-config`, which has the query parser.
+fn check_query_text(text: &str) -> Result<(), String> {
+    if text.trim().is_empty() {
+        return Err("expected a query, got an empty one".to_owned());
+    }
+    if text.len() > MAX_QUERY_BYTES {
+        return Err(format!(
+            "expected a query of at most {MAX_QUERY_BYTES} bytes, got {}",
+            text.len()
+        ));
+    }
+    Ok(())
 }
 
 /// Turns a section's [`Invalid`] into the [`ConfigError`] of `file`, the

@@ -1,0 +1,184 @@
+//! A firing: what a rule decided, and what became of each of its actions.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::action::Outcome;
+
+/// At most this many events go into a firing's `matches`.
+pub const MAX_MATCHES: usize = 10;
+/// And at most this many bytes of them (at least one event is kept): a
+/// firing is queued on disk, kept in memory and sent to every action.
+pub const MAX_MATCHES_BYTES: usize = 256 << 10;
+
+/// What a rule decided: the JSON a command reads on stdin, a webhook
+/// receives and `alert/<rule>` carries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Firing {
+    /// Stable: the same lines (or window) give the same id, so a receiver
+    /// can drop repeats.
+    pub id: String,
+    pub rule: String,
+    pub kind: String,
+    pub fired_at: DateTime<Utc>,
+    /// The group's value (`""` without `group_by`).
+    pub group: String,
+    /// Matches that made it fire (frequency: in the window; flatline: in
+    /// the quiet window; heartbeat: since the last beat; any: 1).
+    pub count: u64,
+    /// Up to [`MAX_MATCHES`] events, newest last, as `rill search --json`
+    /// prints them.
+    pub matches: Vec<serde_json::Value>,
+}
+
+/// A firing's id: the rule and what caused it (line identities or the
+/// window), hashed; 32 hex digits.
+pub fn id(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0]);
+    }
+    hex::encode(&h.finalize()[..16])
+}
+
+/// Where one action of a firing stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Pending,
+    Running,
+    Success,
+    Failure,
+    Timeout,
+}
+
+impl State {
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Pending => "pending",
+            State::Running => "running",
+            State::Success => "success",
+            State::Failure => "failure",
+            State::Timeout => "timeout",
+        }
+    }
+
+    pub fn finished(self) -> bool {
+        matches!(self, State::Success | State::Failure | State::Timeout)
+    }
+}
+
+/// One action of one firing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionState {
+    /// `command /path` or `webhook URL`, for people reading the history.
+    pub action: String,
+    pub state: State,
+    /// Attempts made (finished or running).
+    pub attempts: u32,
+    /// When the next attempt is due (after a failure with retries left).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_at: Option<DateTime<Utc>>,
+    /// The last attempt's outcome.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last: Option<Outcome>,
+}
+
+/// A firing with its actions' states, as the store keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub firing: Firing,
+    pub actions: Vec<ActionState>,
+    /// Its place in the queue (order of firing).
+    pub seq: u64,
+}
+
+impl Record {
+    /// The firing's state: running or pending while any action is; else
+    /// failure, timeout or success, the worst of them.
+    pub fn state(&self) -> State {
+        let has = |s| self.actions.iter().any(|a| a.state == s);
+        [
+            State::Running,
+            State::Pending,
+            State::Failure,
+            State::Timeout,
+        ]
+        .into_iter()
+        .find(|s| has(*s))
+        .unwrap_or(State::Success)
+    }
+
+    /// When its first attempt started and its last one finished.
+    pub fn timings(&self) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
+        let outcomes = self.actions.iter().filter_map(|a| a.last.as_ref());
+        let started = outcomes.clone().map(|o| o.started_at).min();
+        let finished = if self.state().finished() {
+            outcomes.map(|o| o.finished_at).max()
+        } else {
+            None
+        };
+        (started, finished)
+    }
+
+    /// The record as `rill rules history --json` prints it.
+    pub fn json(&self) -> serde_json::Value {
+        let (started, finished) = self.timings();
+        serde_json::json!({
+            "id": self.firing.id,
+            "rule": self.firing.rule,
+            "kind": self.firing.kind,
+            "fired_at": self.firing.fired_at,
+            "group": self.firing.group,
+            "count": self.firing.count,
+            "status": self.state().name(),
+            "started_at": started,
+            "finished_at": finished,
+            "actions": self.actions,
+            "matches": self.firing.matches,
+        })
+    }
+}
+
+/// Keeps events for `matches` within [`MAX_MATCHES`] and
+/// [`MAX_MATCHES_BYTES`], dropping the oldest.
+pub fn bounded(mut matches: Vec<serde_json::Value>) -> Vec<serde_json::Value> {
+    if matches.len() > MAX_MATCHES {
+        matches.drain(..matches.len() - MAX_MATCHES);
+    }
+    let size = |v: &serde_json::Value| serde_json::to_vec(v).map_or(0, |b| b.len());
+    let mut total: usize = matches.iter().map(size).sum();
+    while matches.len() > 1 && total > MAX_MATCHES_BYTES {
+        total -= size(&matches[0]);
+        matches.remove(0);
+    }
+    matches
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_stable_and_tell_parts_apart() {
+        assert_eq!(id(&["r", "a"]), id(&["r", "a"]));
+        assert_ne!(id(&["r", "a"]), id(&["ra", ""]));
+        assert_eq!(id(&["r"]).len(), 32);
+    }
+
+    #[test]
+    fn matches_keep_the_newest_within_bounds() {
+        let v: Vec<_> = (0..15).map(|i| serde_json::json!({ "n": i })).collect();
+        let kept = bounded(v);
+        assert_eq!(kept.len(), MAX_MATCHES);
+        assert_eq!(kept[0]["n"], 5);
+        let big = "x".repeat(200 << 10);
+        let v = vec![
+            serde_json::json!({ "b": big }),
+            serde_json::json!({ "b": big }),
+        ];
+        assert_eq!(bounded(v).len(), 1);
+    }
+}
