@@ -105,6 +105,60 @@ fn check_config_names_a_saved_query_that_does_not_parse_and_where() {
 }
 
 #[test]
+fn check_config_names_a_rule_query_that_does_not_parse_and_rules_test_fires_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("rill.yaml");
+    let base = "hosts: {web01: {address: 127.0.0.1, user: u, auth: {agent: true}}}\nlogs: {app: {path: /x, hosts: all}}\n";
+    std::fs::write(
+        &cfg,
+        format!("{base}rules:\n  bad:\n    query: 'status:[500 TO'\n    kind: any\n"),
+    )
+    .unwrap();
+    let out = rill(&["check-config"], &cfg);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&cfg.display().to_string())
+            && err.contains("rules.bad.query: expected")
+            && err.contains("at position"),
+        "{err}"
+    );
+    // A good rule is listed; `rules test` of an unknown rule names the ones
+    // there are.
+    std::fs::write(
+        &cfg,
+        format!("{base}rules:\n  errors:\n    query: ERROR\n    kind: frequency\n    count: 5\n    within: 1m\n"),
+    )
+    .unwrap();
+    let out = rill(&["check-config"], &cfg);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("rule errors: frequency on \"ERROR\""));
+    let out = rill(&["rules", "test", "nope"], &cfg);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no rule \"nope\"") && err.contains("rules: errors"),
+        "{err}"
+    );
+    // Nothing fired yet: the list says so without a running collector.
+    let out = rill(&["rules"], &cfg);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("errors") && text.contains("frequency"),
+        "{text}"
+    );
+}
+
+#[test]
 fn status_without_a_supervisor_says_so_even_without_the_hosts_secrets() {
     // Clients never log in to hosts, so an unset password variable is no error for them.
     let dir = tempfile::tempdir().unwrap();

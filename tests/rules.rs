@@ -259,6 +259,27 @@ rules:
         })
         .collect();
     assert_eq!(groups, [("web02".to_owned(), 3), ("web01".to_owned(), 3)]);
+
+    // The same through the search API; `test` runs the rule over the
+    // index and fires nothing.
+    let port = rill.search_port;
+    let (status, v) = http_get(port, "/rules").unwrap();
+    assert_eq!((status, &v["rules"][0]["matched"]), (200, &Value::from(9)));
+    let (_, v) = http_get(port, "/rules/history?rule=bursts&limit=1").unwrap();
+    assert_eq!(v["firings"].as_array().unwrap().len(), 1);
+    assert_eq!(v["firings"][0]["group"], "web02");
+    let (status, v) = http_get(port, "/rules/test?rule=bursts&since=1h").unwrap();
+    assert_eq!((status, v["matched"].as_u64()), (200, Some(9)), "{v}");
+    assert_eq!(v["firings"].as_array().unwrap().len(), 2);
+    assert_eq!(history(&rill, "bursts").len(), 2, "a test fires nothing");
+    let (status, v) = http_get(port, "/rules/test?rule=nope").unwrap();
+    assert_eq!(status, 404);
+    assert!(
+        v["error"].as_str().unwrap().contains("rules: bursts"),
+        "{v}"
+    );
+    let (status, _) = http_get(port, "/rules/history?limit=99999999999999999999").unwrap();
+    assert_eq!(status, 400);
 }
 
 #[test]

@@ -9,7 +9,6 @@ use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context};
 use rill_config::Config;
-use rill_rules::firing::State;
 
 use crate::emit;
 
@@ -44,14 +43,6 @@ pub enum Sub {
     },
 }
 
-const STATES: [State; 5] = [
-    State::Pending,
-    State::Running,
-    State::Success,
-    State::Failure,
-    State::Timeout,
-];
-
 pub fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
     let file = args
         .config
@@ -82,38 +73,8 @@ fn known<'a>(cfg: &'a Config, rule: &str) -> anyhow::Result<&'a rill_config::rul
     })
 }
 
-/// The rules as JSON objects (what the API's `/rules` serves too).
-pub fn rules_json(cfg: &Config) -> anyhow::Result<Vec<serde_json::Value>> {
-    let store = rill_rules::read(&rill_rules::dir(cfg))?;
-    let counts = store.counts();
-    Ok(cfg
-        .rules
-        .iter()
-        .map(|(name, rule)| {
-            let by = counts.get(name.as_str());
-            let n = |s: State| by.and_then(|m| m.get(&s)).copied().unwrap_or(0);
-            let firings: serde_json::Map<String, serde_json::Value> = STATES
-                .iter()
-                .map(|s| (s.name().to_owned(), n(*s).into()))
-                .collect();
-            let unfinished = n(State::Pending) + n(State::Running);
-            let last = store.history(Some(name), 1).first().map(|r| r.json());
-            serde_json::json!({
-                "rule": name,
-                "kind": rule.kind.name(),
-                "query": rule.query.text,
-                "matched": store.cursors.get(name).map_or(0, |c| c.matched),
-                "firings": firings,
-                "queue_full": unfinished as usize >= rill_rules::QUEUE_MAX,
-                "error": rill_rules::check(name, rule).err(),
-                "last": last,
-            })
-        })
-        .collect())
-}
-
 fn list(cfg: &Config, json: bool, out: &mut impl Write) -> anyhow::Result<()> {
-    let rules = rules_json(cfg)?;
+    let rules = rill_rules::summary(cfg)?;
     if json {
         emit(out, &serde_json::to_string_pretty(&rules)?)?;
         return Ok(());

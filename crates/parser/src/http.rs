@@ -5,6 +5,9 @@
 //! GET /search?q=&since=&until=&limit=&host=&log=&order=&before=&after=&context=
 //! GET /count?q=&since=&until=&host=&log=
 //! GET /histogram?bucket=&q=&since=&until=&host=&log=
+//! GET /rules
+//! GET /rules/history?rule=&limit=
+//! GET /rules/test?rule=&since=
 //! GET /health
 //! ```
 //! Every answer is JSON. A bad request gets a 4xx status and
@@ -26,6 +29,7 @@ use axum::http::{Method, StatusCode, Uri};
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
+use rill_config::Config;
 use rill_http::{HttpServer, Job, Limits, ListenError, Work};
 use rill_index::{hit_json, Deadline, IndexError, IndexSearcher, SearchRequest};
 use serde_json::{json, Value};
@@ -55,20 +59,21 @@ impl SearchApi {
         index_dir: &Path,
         limits: Limits,
     ) -> Result<SearchApi, ListenError> {
-        SearchApi::start_saved(addr, index_dir, limits, Saved::default())
+        SearchApi::start_saved(addr, index_dir, limits, Saved::default(), None)
     }
 
     /// [`SearchApi::start_with`], with the config's saved queries, which
-    /// `saved=NAME` runs.
+    /// `saved=NAME` runs, and its rules (`/rules`), when it has any.
     pub fn start_saved(
         addr: SocketAddr,
         index_dir: &Path,
         limits: Limits,
         saved: Saved,
+        rules: Option<Arc<Config>>,
     ) -> Result<SearchApi, ListenError> {
         let dir = index_dir.to_owned();
         let server = HttpServer::bind("search", addr, limits, move |work| {
-            router(dir, work, saved.clone())
+            router(dir, work, saved.clone(), rules.clone())
         })?;
         Ok(SearchApi { server })
     }
@@ -89,6 +94,7 @@ pub struct ApiKeeper {
     listen: Option<std::net::SocketAddr>,
     dir: std::path::PathBuf,
     saved: Saved,
+    rules: Option<Arc<Config>>,
     api: Option<SearchApi>,
     tried: Instant,
 }
@@ -100,11 +106,13 @@ impl ApiKeeper {
         listen: Option<std::net::SocketAddr>,
         dir: &std::path::Path,
         saved: Saved,
+        rules: Option<Arc<Config>>,
     ) -> ApiKeeper {
         let mut k = ApiKeeper {
             listen,
             dir: dir.to_owned(),
             saved,
+            rules,
             api: None,
             tried: Instant::now(),
         };
@@ -115,7 +123,13 @@ impl ApiKeeper {
     fn start(&mut self) {
         let Some(addr) = self.listen else { return };
         self.tried = Instant::now();
-        match SearchApi::start_saved(addr, &self.dir, Limits::default(), self.saved.clone()) {
+        match SearchApi::start_saved(
+            addr,
+            &self.dir,
+            Limits::default(),
+            self.saved.clone(),
+            self.rules.clone(),
+        ) {
             Ok(a) => self.api = Some(a),
             Err(e) => warn!(error = %e, retry_s = Self::RETRY.as_secs(), "search api NOT running"),
         }
@@ -139,16 +153,19 @@ struct Api {
     dir: PathBuf,
     work: Work,
     saved: Saved,
+    /// The config, when it has rules (`/rules`).
+    rules: Option<Arc<Config>>,
     /// Opened on the first search that finds an index.
     searcher: Arc<Mutex<Option<Arc<IndexSearcher>>>>,
 }
 
 /// The API's routes on `work`'s limits.
-pub fn router(dir: PathBuf, work: Work, saved: Saved) -> Router {
+pub fn router(dir: PathBuf, work: Work, saved: Saved, rules: Option<Arc<Config>>) -> Router {
     let api = Api {
         dir,
         work,
         saved,
+        rules,
         searcher: Arc::default(),
     };
     Router::new()
@@ -161,6 +178,18 @@ pub fn router(dir: PathBuf, work: Work, saved: Saved) -> Router {
         .route(
             "/histogram",
             get(|s, q| endpoint(s, q, Endpoint::Histogram)),
+        )
+        .route(
+            "/rules",
+            get(|s, q| rules_endpoint(s, q, RulesEndpoint::List)),
+        )
+        .route(
+            "/rules/history",
+            get(|s, q| rules_endpoint(s, q, RulesEndpoint::History)),
+        )
+        .route(
+            "/rules/test",
+            get(|s, q| rules_endpoint(s, q, RulesEndpoint::Test)),
         )
         .fallback(unknown)
         .with_state(api)
@@ -176,10 +205,145 @@ async fn unknown(method: Method, uri: Uri) -> Response {
     rill_http::error(
         StatusCode::NOT_FOUND,
         format!(
-            "unknown path {:?}; expected /search, /count, /histogram or /health",
+            "unknown path {:?}; expected /search, /count, /histogram, /rules, /rules/history, /rules/test or /health",
             uri.path()
         ),
     )
+}
+
+#[derive(Clone, Copy)]
+enum RulesEndpoint {
+    List,
+    History,
+    Test,
+}
+
+/// `/rules` (as `rill rules --json`), `/rules/history?rule=&limit=`
+/// (newest first, default 20), `/rules/test?rule=&since=` (default 1h):
+/// what `rill rules` prints, from the same store and index.
+async fn rules_endpoint(
+    State(api): State<Api>,
+    RawQuery(query): RawQuery,
+    which: RulesEndpoint,
+) -> Response {
+    let query = query.unwrap_or_default();
+    if query.len() > MAX_QUERY_STRING {
+        return rill_http::error(StatusCode::URI_TOO_LONG, "query string too long");
+    }
+    let Some(cfg) = api.rules.clone() else {
+        return rill_http::error(StatusCode::NOT_FOUND, "the config has no rules");
+    };
+    let mut params = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        match (decode(k), decode(v)) {
+            (Ok(k), Ok(v)) if ["rule", "limit", "since", "_"].contains(&k.as_str()) => {
+                params.push((k, v))
+            }
+            (Ok(k), Ok(_)) => {
+                return rill_http::error(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "unknown parameter {:?}; expected rule, limit or since",
+                        k.chars().take(64).collect::<String>()
+                    ),
+                )
+            }
+            (Err(e), _) | (_, Err(e)) => return rill_http::error(StatusCode::BAD_REQUEST, e),
+        }
+    }
+    let work = api.work.clone();
+    work.run(move |_job| {
+        let get = |k: &str| {
+            params
+                .iter()
+                .rev()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.as_str())
+        };
+        match rules_answer(&api, &cfg, which, get("rule"), get("limit"), get("since")) {
+            Ok(v) => (StatusCode::OK, json_bytes(&v)),
+            Err((status, m)) => fail(status, &json!({ "error": m })),
+        }
+    })
+    .await
+}
+
+fn rules_answer(
+    api: &Api,
+    cfg: &Config,
+    which: RulesEndpoint,
+    rule: Option<&str>,
+    limit: Option<&str>,
+    since: Option<&str>,
+) -> Result<Value, (StatusCode, String)> {
+    let internal = |e: anyhow::Error| (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}"));
+    let known = |name: &str| {
+        cfg.rules.get(name).ok_or_else(|| {
+            let names: Vec<&str> = cfg.rules.keys().map(String::as_str).collect();
+            (
+                StatusCode::NOT_FOUND,
+                format!(
+                    "no rule {:?}; rules: {}",
+                    name.chars().take(64).collect::<String>(),
+                    names.join(", ")
+                ),
+            )
+        })
+    };
+    match which {
+        RulesEndpoint::List => Ok(json!({ "rules": rill_rules::summary(cfg).map_err(internal)? })),
+        RulesEndpoint::History => {
+            if let Some(r) = rule {
+                known(r)?;
+            }
+            let limit = match limit {
+                None => 20,
+                Some(l) => l
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=rill_rules::store::KEEP_FINISHED * 20).contains(n))
+                    .ok_or((
+                        StatusCode::BAD_REQUEST,
+                        format!(
+                            "limit: expected 1 to {}",
+                            rill_rules::store::KEEP_FINISHED * 20
+                        ),
+                    ))?,
+            };
+            let store = rill_rules::read(&rill_rules::dir(cfg)).map_err(internal)?;
+            let firings: Vec<Value> = store
+                .history(rule, limit)
+                .iter()
+                .map(|r| r.json())
+                .collect();
+            Ok(json!({ "firings": firings }))
+        }
+        RulesEndpoint::Test => {
+            let name = rule.ok_or((
+                StatusCode::BAD_REQUEST,
+                "rule: expected a rule's name".into(),
+            ))?;
+            let r = known(name)?;
+            if let Err(e) = rill_rules::check(name, r) {
+                return Err((StatusCode::BAD_REQUEST, e));
+            }
+            let since_text = since.unwrap_or("1h");
+            let from = rill_index::time::parse_span(since_text)
+                .and_then(|s| chrono::Utc::now().checked_sub_signed(s))
+                .ok_or((
+                    StatusCode::BAD_REQUEST,
+                    format!("since: expected a span like 15m, 1h or 7d, got {since_text:?}"),
+                ))?;
+            let searcher = api
+                .searcher()
+                .and_then(|s| s.reload().map(|()| s))
+                .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+            let (matched, firings) =
+                rill_rules::engine::test(&searcher, cfg, name, r, from).map_err(internal)?;
+            Ok(json!({ "rule": name, "since": since_text, "matched": matched, "firings": firings }))
+        }
+    }
 }
 
 #[derive(Clone, Copy)]

@@ -104,6 +104,7 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
         cfg.search.listen,
         &dir,
         std::sync::Arc::new(cfg.queries.clone()),
+        (!cfg.rules.is_empty()).then(|| std::sync::Arc::new(cfg.clone())),
     );
 
     // A synced record the index thread had no room for.

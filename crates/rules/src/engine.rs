@@ -478,3 +478,7 @@ pub fn test(
     }
     Ok((cursor.matched, out))
 }
+
+#[cfg(test)]
+#[path = "engine_tests.rs"]
+mod tests;

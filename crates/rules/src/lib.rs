@@ -397,6 +397,46 @@ impl Runner<'_> {
     }
 }
 
+const STATES: [State; 5] = [
+    State::Pending,
+    State::Running,
+    State::Success,
+    State::Failure,
+    State::Timeout,
+];
+
+/// Each rule as `rill rules --json` prints it and the API's `/rules`
+/// serves it: matched lines, firings by state, whether its queue is full,
+/// a query error, and its last firing.
+pub fn summary(cfg: &Config) -> anyhow::Result<Vec<serde_json::Value>> {
+    let store = crate::read(&crate::dir(cfg))?;
+    let counts = store.counts();
+    Ok(cfg
+        .rules
+        .iter()
+        .map(|(name, rule)| {
+            let by = counts.get(name.as_str());
+            let n = |s: State| by.and_then(|m| m.get(&s)).copied().unwrap_or(0);
+            let firings: serde_json::Map<String, serde_json::Value> = STATES
+                .iter()
+                .map(|s| (s.name().to_owned(), n(*s).into()))
+                .collect();
+            let unfinished = n(State::Pending) + n(State::Running);
+            let last = store.history(Some(name), 1).first().map(|r| r.json());
+            serde_json::json!({
+                "rule": name,
+                "kind": rule.kind.name(),
+                "query": rule.query.text,
+                "matched": store.cursors.get(name).map_or(0, |c| c.matched),
+                "firings": firings,
+                "queue_full": unfinished as usize >= crate::QUEUE_MAX,
+                "error": crate::check(name, rule).err(),
+                "last": last,
+            })
+        })
+        .collect())
+}
+
 /// The store in `dir`, read without writing (for `rill rules` and the API).
 pub fn read(dir: &Path) -> anyhow::Result<store::Contents> {
     store::read(dir)
