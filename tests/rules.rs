@@ -168,6 +168,15 @@ rules:
     let listed = rules(&h.rill);
     assert_eq!(listed["errors"]["firings"]["success"], expected.len());
     assert_eq!(listed["whoami"]["firings"]["success"], 1);
+    // `rill status` shows them too.
+    let status = h.rill.rill(&["status"]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    // (Matched counts lines read again after the kill once more.)
+    assert!(text.contains("rule errors: any, "), "{text}");
+    assert!(
+        text.contains(&format!("{} success", expected.len())),
+        "{text}"
+    );
 }
 
 /// Two hosts on one sshd (the same account), `a.log` read on web01 and
@@ -476,4 +485,57 @@ rules:
         "{took:?}"
     );
     assert!(local_processes_mentioning("sleep 30.4242").is_empty());
+}
+
+#[test]
+fn an_action_running_when_the_collector_stops_runs_again_after_its_restart() {
+    let out = shared_dir();
+    let ids = out.path().join("ids");
+    let h = OneHost::new(&["app"]);
+    h.rill.append_config(&format!(
+        r#"
+rules:
+  slowpage:
+    query: PAGE
+    kind: any
+    actions:
+      - command: [/bin/sh, -c, 'sleep 3; echo "$RILL_FIRING_ID" >> {ids}']
+"#,
+        ids = ids.display()
+    ));
+    let mut h = OneHost::start(h, &["app"]);
+    h.append("app", b"PAGE me\n");
+    assert!(
+        wait_until(WITHIN, || history(&h.rill, "slowpage")
+            .first()
+            .is_some_and(|f| f["status"] == "running")),
+        "{}",
+        h.rill.log()
+    );
+    assert!(h
+        .rill
+        .stop(Duration::from_secs(20))
+        .is_some_and(|s| s.success()));
+    assert!(
+        lines_of(&ids).is_empty(),
+        "the command was stopped before it wrote"
+    );
+    // Not a failure of the action: pending, its attempt not counted.
+    let f = &history(&h.rill, "slowpage")[0];
+    assert_eq!(
+        (&f["status"], &f["actions"][0]["attempts"]),
+        (&Value::from("pending"), &Value::from(0))
+    );
+
+    h.rill.start();
+    assert!(
+        wait_until(WITHIN, || history(&h.rill, "slowpage")
+            .first()
+            .is_some_and(|f| f["status"] == "success")),
+        "{}",
+        h.rill.log()
+    );
+    let f = &history(&h.rill, "slowpage")[0];
+    assert_eq!(lines_of(&ids), [f["id"].as_str().unwrap()]);
+    assert_eq!(history(&h.rill, "slowpage").len(), 1);
 }

@@ -50,11 +50,42 @@ pub fn fetch(cfg: &Config) -> anyhow::Result<StatusReport> {
 pub fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
     let cfg = Config::load_for_client(&args.config)?;
     let report = fetch(&cfg)?;
+    // The rules, from their store (the supervisor does not run them).
+    let rules = if cfg.rules.is_empty() {
+        Vec::new()
+    } else {
+        rill_rules::summary(&cfg)?
+    };
     if args.json {
-        emit(out, &serde_json::to_string_pretty(&report)?)?;
+        let mut v = serde_json::to_value(&report)?;
+        if let Some(o) = v.as_object_mut() {
+            o.insert("rules".into(), rules.into());
+        }
+        emit(out, &serde_json::to_string_pretty(&v)?)?;
         return Ok(());
     }
     emit(out, &render(&report))?;
+    for r in &rules {
+        let f = &r["firings"];
+        let mut line = format!(
+            "rule {}: {}, {} lines matched, firings: {} pending, {} running, {} success, {} failure, {} timeout",
+            r["rule"].as_str().unwrap_or_default(),
+            r["kind"].as_str().unwrap_or_default(),
+            r["matched"],
+            f["pending"],
+            f["running"],
+            f["success"],
+            f["failure"],
+            f["timeout"],
+        );
+        if r["queue_full"] == true {
+            line.push_str("; QUEUE FULL: its lines wait");
+        }
+        if let Some(e) = r["error"].as_str() {
+            line.push_str(&format!("; NOT RUN: {e}"));
+        }
+        emit(out, &line)?;
+    }
     Ok(())
 }
 

@@ -341,7 +341,13 @@ fn rules_answer(
                 .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
             let (matched, firings) =
                 rill_rules::engine::test(&searcher, cfg, name, r, from).map_err(internal)?;
-            Ok(json!({ "rule": name, "since": since_text, "matched": matched, "firings": firings }))
+            // At most MAX_LIMIT firings in an answer; how many in all.
+            let total = firings.len();
+            let shown: Vec<&rill_rules::Firing> = firings.iter().take(MAX_LIMIT).collect();
+            Ok(json!({
+                "rule": name, "since": since_text, "matched": matched,
+                "would_fire": total, "firings": shown,
+            }))
         }
     }
 }

@@ -15,7 +15,7 @@
 //! so a firing made twice (lines indexed again after a crash) is queued
 //! once.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -31,8 +31,11 @@ pub const GRACE: Duration = Duration::from_secs(2);
 /// Groups a rule keeps windows and realert times for, at most (the least
 /// recently matched are forgotten).
 const MAX_GROUPS: usize = 10_000;
-/// Lines read per evaluation of a rule, at most.
-const MAX_READ: usize = 1_000_000;
+/// Lines read per evaluation of a rule, at most: more committed since its
+/// cursor are read in parts, a range of commit numbers at a time.
+const MAX_READ: usize = 50_000;
+/// A group's value is cut to this many bytes (a field may hold anything).
+const MAX_GROUP_BYTES: usize = 256;
 
 /// One rule's query as a search request (its text, logs and hosts).
 pub fn request(rule: &Rule) -> SearchRequest {
@@ -60,6 +63,18 @@ fn duration_us(d: Duration) -> i64 {
 
 /// The group a line belongs to.
 pub fn group_of(g: Option<&GroupBy>, l: &IndexedLine) -> String {
+    let mut v = group_value(g, l);
+    if v.len() > MAX_GROUP_BYTES {
+        let mut end = MAX_GROUP_BYTES;
+        while !v.is_char_boundary(end) {
+            end -= 1;
+        }
+        v.truncate(end);
+    }
+    v
+}
+
+fn group_value(g: Option<&GroupBy>, l: &IndexedLine) -> String {
     match g {
         None => String::new(),
         Some(GroupBy::Host) => l.host.clone(),
@@ -90,10 +105,16 @@ fn identity(l: &IndexedLine) -> String {
 struct Window {
     /// (line time, identity, the line as JSON for the newest few).
     entries: VecDeque<(i64, String, Option<serde_json::Value>)>,
+    /// The identities in `entries`: a line indexed again (after a crash)
+    /// is not counted twice.
+    ids: HashSet<String>,
 }
 
 impl Window {
     fn push(&mut self, ts: i64, id: String, json: serde_json::Value, within: i64) {
+        if !self.ids.insert(id.clone()) {
+            return;
+        }
         let at = self.entries.partition_point(|e| e.0 <= ts);
         self.entries.insert(at, (ts, id, Some(json)));
         let newest = self.entries.back().map_or(ts, |e| e.0);
@@ -102,7 +123,9 @@ impl Window {
             .front()
             .is_some_and(|e| e.0 < newest.saturating_sub(within))
         {
-            self.entries.pop_front();
+            if let Some(e) = self.entries.pop_front() {
+                self.ids.remove(&e.1);
+            }
         }
         // Only the newest lines go into a firing.
         let n = self.entries.len();
@@ -136,6 +159,8 @@ pub struct RuleState {
     windows: HashMap<String, Window>,
     /// Frequency windows were rebuilt from the index (after a start).
     rebuilt: bool,
+    /// Lines read per evaluation, at most ([`MAX_READ`]; less in tests).
+    max_read: usize,
 }
 
 impl RuleState {
@@ -145,6 +170,7 @@ impl RuleState {
             rule: rule.clone(),
             windows: HashMap::new(),
             rebuilt: false,
+            max_read: MAX_READ,
         }
     }
 
@@ -193,6 +219,13 @@ impl RuleState {
         committed: u64,
     ) -> anyhow::Result<Evaluation> {
         let mut out = Vec::new();
+        if committed < cursor.commit {
+            // A new index (the old one was moved away): its numbers start
+            // again; the rule goes on from its start.
+            tracing::warn!(rule = %self.name, "the index is new: the rule reads from its start");
+            cursor.commit = 0;
+            self.windows.clear();
+        }
         if !matches!(self.rule.kind, RuleKind::Any | RuleKind::Frequency { .. })
             || cursor.commit >= committed
         {
@@ -206,24 +239,63 @@ impl RuleState {
             self.rebuild(searcher, &cursor)?;
         }
         let mut req = request(&self.rule);
-        req.commits = Some((cursor.commit, committed));
+        let to = self.read_up_to(searcher, &mut req, cursor.commit, committed)?;
+        req.commits = Some((cursor.commit, to));
+        req.limit = self.max_read;
         let lines: Vec<IndexedLine> = searcher.search(&req)?;
-        let truncated = lines.len() >= MAX_READ;
+        let truncated = lines.len() >= self.max_read;
         for line in &lines {
             cursor.matched += 1;
             cursor.max_ts = cursor.max_ts.max(micros(line.ts));
             self.take(line, &mut cursor, &mut out);
         }
-        cursor.commit = committed;
-        if let Some(r) = self.realert() {
-            let horizon = cursor.max_ts.saturating_sub(r);
-            cursor.fired.retain(|_, t| *t >= horizon);
-        }
+        cursor.commit = to;
+        // A group's last firing matters for realert, and for a frequency
+        // window rebuilt after a restart (within of the newest line).
+        let keep = match self.rule.kind {
+            RuleKind::Frequency { within, .. } => {
+                self.realert().unwrap_or(0).max(duration_us(within))
+            }
+            _ => self.realert().unwrap_or(0),
+        };
+        let horizon = cursor.max_ts.saturating_sub(keep);
+        cursor.fired.retain(|_, t| *t >= horizon);
         Ok(Evaluation {
             firings: out,
             cursor,
             truncated,
         })
+    }
+
+    /// The end of the commit range to read now: `committed`, or less when
+    /// more than [`MAX_READ`] matching lines were committed since `from`
+    /// (the largest end whose range holds at most that many, found by
+    /// counting; at least one commit number further).
+    fn read_up_to(
+        &self,
+        searcher: &IndexSearcher,
+        req: &mut SearchRequest,
+        from: u64,
+        committed: u64,
+    ) -> anyhow::Result<u64> {
+        let mut count = |to: u64| -> anyhow::Result<u64> {
+            req.commits = Some((from, to));
+            Ok(searcher.count(req)?)
+        };
+        let max = self.max_read as u64;
+        if count(committed)? <= max {
+            return Ok(committed);
+        }
+        let (mut lo, mut hi) = (from + 1, committed);
+        while lo < hi {
+            let mid = lo + (hi - lo).div_ceil(2);
+            if count(mid)? <= max {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        Ok(lo)
     }
 
     /// One matching line of an `any` or `frequency` rule.
@@ -323,8 +395,10 @@ impl RuleState {
             }
             _ => return None,
         };
+        // Windows end at the rule's start plus whole steps.
         let ready = micros(now).saturating_sub(duration_us(GRACE));
-        let end = ready - ready.rem_euclid(step.max(1));
+        let start = micros(cursor.since);
+        let end = ready - ready.saturating_sub(start).rem_euclid(step.max(1));
         let first = match self.rule.kind {
             // A heartbeat's first beat ends its first whole period.
             RuleKind::Heartbeat { .. } => micros(cursor.since).saturating_add(step),

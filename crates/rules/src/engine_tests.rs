@@ -5,6 +5,7 @@
 use chrono::{Duration as Span, TimeZone, Utc};
 use rill_config::rules::{GroupBy, Rule, RuleKind, RuleQuery};
 use rill_index::{IndexSearcher, IndexWriter, IndexedLine};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use super::*;
@@ -148,4 +149,81 @@ fn test_config() -> Config {
     )
     .unwrap();
     Config::load_for_client(&file).unwrap()
+}
+
+#[test]
+fn a_long_backlog_is_read_in_parts_and_a_new_index_starts_the_rule_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = IndexWriter::open(dir.path()).unwrap();
+    let s = IndexSearcher::open(dir.path()).unwrap();
+    let r = rule(RuleKind::Any, None);
+    let mut state = RuleState::new("each", &r);
+    state.max_read = 4;
+    let mut cursor = new_cursor("each", s.committed().unwrap(), Utc::now());
+    // Five commits of three matching lines: read four lines at most a time.
+    for c in 0..5u64 {
+        for i in 0..3u64 {
+            w.add(&line("a", c * 100 + i * 10, (c * 3 + i) as i64, "fail"))
+                .unwrap();
+        }
+        w.commit().unwrap();
+    }
+    let committed = s.committed().unwrap();
+    s.reload().unwrap();
+    let mut fired = BTreeSet::new();
+    let mut rounds = 0;
+    while cursor.commit < committed {
+        let e = state.evaluate_lines(&s, cursor, committed).unwrap();
+        assert!(e.firings.len() <= 4 && !e.truncated);
+        fired.extend(e.firings.into_iter().map(|f| f.id));
+        cursor = e.cursor;
+        rounds += 1;
+    }
+    assert_eq!((fired.len(), cursor.matched), (15, 15));
+    assert!(rounds >= 4, "{rounds} rounds");
+
+    // The index moved away and made anew: its numbers start low again.
+    drop(w);
+    let dir2 = tempfile::tempdir().unwrap();
+    let mut w = IndexWriter::open(dir2.path()).unwrap();
+    w.add(&line("a", 0, 0, "fail anew")).unwrap();
+    w.commit().unwrap();
+    let s = IndexSearcher::open(dir2.path()).unwrap();
+    let e = state
+        .evaluate_lines(&s, cursor, s.committed().unwrap())
+        .unwrap();
+    assert_eq!(e.firings.len(), 1);
+}
+
+#[test]
+fn a_line_indexed_again_counts_once_in_a_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = IndexWriter::open(dir.path()).unwrap();
+    let s = IndexSearcher::open(dir.path()).unwrap();
+    let r = rule(
+        RuleKind::Frequency {
+            count: 3,
+            within: Duration::from_secs(60),
+        },
+        None,
+    );
+    let mut state = RuleState::new("bursts", &r);
+    let mut cursor = new_cursor("bursts", s.committed().unwrap(), Utc::now());
+    for (i, secs) in [0, 1].into_iter().enumerate() {
+        w.add(&line("a", i as u64 * 10, secs, "fail")).unwrap();
+    }
+    w.commit().unwrap();
+    let committed = s.committed().unwrap();
+    s.reload().unwrap();
+    cursor = state.evaluate_lines(&s, cursor, committed).unwrap().cursor;
+    // The same two lines again (a crash before the index position was
+    // stored), in a later commit: still two lines, nothing fires.
+    for (i, secs) in [0, 1].into_iter().enumerate() {
+        w.add(&line("a", i as u64 * 10, secs, "fail")).unwrap();
+    }
+    w.commit().unwrap();
+    let committed = s.committed().unwrap();
+    s.reload().unwrap();
+    let e = state.evaluate_lines(&s, cursor, committed).unwrap();
+    assert!(e.firings.is_empty(), "{:?}", e.firings);
 }

@@ -142,9 +142,30 @@ impl Record {
     }
 }
 
+/// Deeper JSON in a match is kept as its text: a firing is stored inside
+/// an entry of the rules' log, and must read back within serde_json's
+/// nesting limit (128).
+const MAX_DEPTH: usize = 64;
+
+fn depth(v: &serde_json::Value) -> usize {
+    match v {
+        serde_json::Value::Array(a) => 1 + a.iter().map(depth).max().unwrap_or(0),
+        serde_json::Value::Object(o) => 1 + o.values().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
 /// Keeps events for `matches` within [`MAX_MATCHES`] and
-/// [`MAX_MATCHES_BYTES`], dropping the oldest.
+/// [`MAX_MATCHES_BYTES`], dropping the oldest; a match nested deeper than
+/// [`MAX_DEPTH`] has its `fields` as JSON text.
 pub fn bounded(mut matches: Vec<serde_json::Value>) -> Vec<serde_json::Value> {
+    for m in &mut matches {
+        if depth(m) > MAX_DEPTH {
+            if let Some(f) = m.get_mut("fields") {
+                *f = serde_json::Value::String(f.to_string());
+            }
+        }
+    }
     if matches.len() > MAX_MATCHES {
         matches.drain(..matches.len() - MAX_MATCHES);
     }
@@ -180,5 +201,21 @@ mod tests {
             serde_json::json!({ "b": big }),
         ];
         assert_eq!(bounded(v).len(), 1);
+    }
+
+    #[test]
+    fn deep_fields_are_kept_as_text_and_read_back() {
+        let mut deep = serde_json::json!(1);
+        for _ in 0..120 {
+            deep = serde_json::json!([deep]);
+        }
+        let kept = bounded(vec![
+            serde_json::json!({ "body": "x", "fields": { "a": deep } }),
+        ]);
+        assert!(kept[0]["fields"].is_string());
+        // Inside a stored entry it still reads back.
+        let entry = serde_json::json!({ "fire": { "firing": { "matches": kept } } });
+        let text = serde_json::to_string(&entry).unwrap();
+        assert!(serde_json::from_str::<serde_json::Value>(&text).is_ok());
     }
 }

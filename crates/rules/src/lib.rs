@@ -62,8 +62,18 @@ pub fn dir(cfg: &Config) -> PathBuf {
 pub fn describe(a: &Action) -> String {
     match a {
         Action::Command(c) => format!("command {}", c.argv.join(" ")),
-        Action::Webhook(w) => format!("webhook {}", w.url),
+        Action::Webhook(w) => format!("webhook {}", redact(&w.url)),
     }
+}
+
+/// A webhook's URL as shown: scheme and host only (a user, password, path
+/// or query may be the hook's secret).
+fn redact(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+    let more = if rest.len() > host.len() { "/..." } else { "" };
+    format!("{scheme}://{host}{more}")
 }
 
 /// A rule's query, checked; the error as `check-config` words it.
@@ -210,6 +220,13 @@ impl Runner<'_> {
         let Some(mut state) = record.actions.get(d.index).cloned() else {
             return Ok(());
         };
+        if self.cancel.load(Ordering::Acquire) && d.outcome.status != action::Status::Success {
+            // Stopped by our shutdown: not the action's failure; it runs
+            // again after the restart, this attempt not counted.
+            state.state = State::Pending;
+            state.attempts = state.attempts.saturating_sub(1);
+            return self.store.set_action(&d.id, d.index, state);
+        }
         let retries = self
             .cfg
             .rules
@@ -278,23 +295,17 @@ impl Runner<'_> {
                 continue;
             }
             self.full.remove(&state.name);
-            let evaluated = if self.seen != Some(committed) {
-                state.evaluate_lines(searcher, cursor.clone(), committed)
-            } else {
-                Ok(engine::Evaluation {
-                    firings: Vec::new(),
-                    cursor: cursor.clone(),
-                    truncated: false,
-                })
-            }
-            .and_then(|e| {
-                let t = state.evaluate_time(searcher, self.cfg, e.cursor.clone(), now)?;
-                Ok(engine::Evaluation {
-                    firings: e.firings.into_iter().chain(t.firings).collect(),
-                    cursor: t.cursor,
-                    truncated: e.truncated,
-                })
-            });
+            // (Nothing to read returns at once: the cursor is at `committed`.)
+            let evaluated = state
+                .evaluate_lines(searcher, cursor.clone(), committed)
+                .and_then(|e| {
+                    let t = state.evaluate_time(searcher, self.cfg, e.cursor.clone(), now)?;
+                    Ok(engine::Evaluation {
+                        firings: e.firings.into_iter().chain(t.firings).collect(),
+                        cursor: t.cursor,
+                        truncated: e.truncated,
+                    })
+                });
             let e = match evaluated {
                 Ok(e) => e,
                 Err(err) => {
@@ -303,7 +314,7 @@ impl Runner<'_> {
                 }
             };
             if e.truncated {
-                warn!(rule = %state.name, "more lines matched than one evaluation reads; the rest were counted, not evaluated");
+                warn!(rule = %state.name, "one commit held more matching lines than one evaluation reads; the rest were not evaluated");
             }
             let actions: Vec<ActionState> = state
                 .rule
@@ -356,23 +367,38 @@ impl Runner<'_> {
             if running >= MAX_RUNNING {
                 continue;
             }
-            let Some(action) = self
+            let mut state = record.actions[index].clone();
+            let action = self
                 .cfg
                 .rules
                 .get(&rule_name)
                 .and_then(|r| r.actions.get(index))
-                .cloned()
-            else {
+                .filter(|a| describe(a) == state.action)
+                .cloned();
+            let Some(action) = action else {
+                // The config changed since it fired: its action is gone.
+                let now = Utc::now();
+                state.state = State::Failure;
+                state.last = Some(action::Outcome {
+                    status: action::Status::Failure,
+                    exit_code: None,
+                    signal: None,
+                    http_status: None,
+                    output: "not run: the rule or this action is no longer in the config".into(),
+                    started_at: now,
+                    finished_at: now,
+                });
+                self.store.set_action(&id, index, state)?;
                 continue;
             };
             let body = serde_json::to_vec(&record.firing)?;
-            let mut state = record.actions[index].clone();
             state.state = State::Running;
             state.attempts += 1;
             state.next_at = None;
             self.store.set_action(&id, index, state)?;
             self.running.insert(rule_name.clone(), running + 1);
             self.in_flight.insert((id.clone(), index));
+            let key = (id.clone(), index);
             let tx = self.done_tx.clone();
             let cancel = Arc::clone(&self.cancel);
             let spawned = std::thread::Builder::new()
@@ -391,6 +417,20 @@ impl Runner<'_> {
                 });
             if let Err(e) = spawned {
                 warn!("could not start an action: {e}");
+                let now = Utc::now();
+                let _ = self.done_tx.send(Done {
+                    id: key.0,
+                    index: key.1,
+                    outcome: action::Outcome {
+                        status: action::Status::Failure,
+                        exit_code: None,
+                        signal: None,
+                        http_status: None,
+                        output: format!("could not start a thread: {e}"),
+                        started_at: now,
+                        finished_at: now,
+                    },
+                });
             }
         }
         self.store.sync()

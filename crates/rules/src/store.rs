@@ -98,12 +98,15 @@ impl Contents {
             if n == 0 || line.last() != Some(&b'\n') {
                 break;
             }
-            let Ok(entry) = serde_json::from_slice::<Entry>(&line) else {
-                tracing::warn!(path = %path.display(), at = good, "a bad line ends the rules' log");
-                break;
-            };
-            c.apply(entry);
             good += n as u64;
+            match serde_json::from_slice::<Entry>(&line) {
+                Ok(entry) => c.apply(entry),
+                // Written whole by us, so never expected; one such line
+                // must not cost the lines after it.
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), at = good - n as u64, "a line of the rules' log that cannot be read was skipped: {e}")
+                }
+            }
         }
         Ok((c, good))
     }
@@ -179,6 +182,9 @@ pub struct Store {
     next_seq: u64,
     /// Appended and not synced yet.
     unsynced: bool,
+    /// The log's size after its last rewrite (the next one waits until it
+    /// doubled, whatever it holds).
+    compacted: u64,
 }
 
 impl Store {
@@ -219,6 +225,7 @@ impl Store {
             contents,
             next_seq,
             unsynced: false,
+            compacted: 0,
         };
         store.compact()?;
         Ok(store)
@@ -296,7 +303,7 @@ impl Store {
                 .context("could not sync the rules' log")?;
             self.unsynced = false;
         }
-        if self.size > COMPACT_BYTES || self.finished_over() {
+        if self.size > COMPACT_BYTES.max(2 * self.compacted) || self.finished_over() {
             self.compact()?;
         }
         Ok(())
@@ -368,6 +375,7 @@ impl Store {
         file.seek(SeekFrom::End(0))?;
         self.file = BufWriter::new(file);
         self.size = size;
+        self.compacted = size;
         self.unsynced = false;
         Ok(())
     }

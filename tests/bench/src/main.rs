@@ -21,6 +21,7 @@ mod backlog;
 mod latency;
 mod memory;
 mod procs;
+mod rules;
 mod scale;
 mod searchable;
 mod stats;
@@ -57,6 +58,8 @@ enum Command {
     /// A backlog appended at once, from the append until it is all
     /// searchable; next to `ssh cat` and the standalone indexer.
     Backlog(backlog::Args),
+    /// Write-to-firing latency of an `any` rule with a command action.
+    Rules(rules::Args),
 }
 
 /// A running pipeline following `app.log` on one loopback sshd, whose shell
@@ -96,6 +99,7 @@ fn main() {
         Command::Memory(a) => memory::run(&a),
         Command::Scale(a) => scale::run(&a),
         Command::Backlog(a) => backlog::run(&a),
+        Command::Rules(a) => rules::run(&a),
     };
     if let Err(e) = result {
         eprintln!("rill-bench: {e:#}");
