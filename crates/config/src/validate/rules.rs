@@ -148,9 +148,9 @@ fn kind(r: &RawRule) -> Result<RuleKind, Invalid> {
     })
 }
 
-/// The name of a saved query (resolved to its text), or a query's text.
-/// Text that merely looks like a name is taken as text: its syntax is
-/// checked by `rill check-config`.
+/// The name of a saved query (resolved to its text), or a query's text
+/// (its syntax is checked by `rill check-config`). A dashed name that is
+/// no saved query is refused (quoted, it is text).
 fn query(
     raw: Option<String>,
     kind: &RuleKind,
@@ -176,6 +176,18 @@ fn query(
             text: saved.clone(),
             saved: Some(text),
         });
+    }
+    // A name with a dash (`server-errorz`) that is no saved query is most
+    // likely a misspelt one: refused, with the way to mean the text.
+    if text.contains('-') && !text.starts_with('-') && rill_proto::valid_name(&text) {
+        let known: Vec<&str> = queries.keys().map(String::as_str).collect();
+        return Err(Invalid::at(
+            ".query",
+            format!(
+                "no saved query {text:?} (saved queries: {}); to search for the text itself, quote it: '\"{text}\"'",
+                if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+            ),
+        ));
     }
     check_query_text(&text).map_err(|m| Invalid::at(".query", m))?;
     Ok(RuleQuery { text, saved: None })
@@ -588,18 +600,20 @@ mod tests {
         );
     }
 
-    /// A name-like text that is no saved query is a query of its own
-    /// (`rill check-config` parses it); nothing is guessed.
+    /// A dashed name that is no saved query is refused, naming the saved
+    /// ones; quoted, or a plain word, it is a query of its own.
     #[test]
-    fn text_that_looks_like_a_name_but_is_none_is_taken_as_a_query() {
-        let rules = load("  r: {query: server-errorz, kind: any}\n").unwrap();
-        assert_eq!(
-            rules["r"].query,
-            RuleQuery {
-                text: "server-errorz".into(),
-                saved: None
-            }
+    fn an_unknown_saved_query_is_refused_and_quoted_text_is_not() {
+        let (key, message) = load("  r: {query: server-errorz, kind: any}\n").unwrap_err();
+        assert_eq!(key, "rules.r.query");
+        assert!(
+            message.contains("no saved query \"server-errorz\""),
+            "{message}"
         );
+        let rules = load("  r: {query: '\"server-errorz\"', kind: any}\n").unwrap();
+        assert_eq!(rules["r"].query.text, "\"server-errorz\"");
+        let rules = load("  r: {query: timeout, kind: any}\n").unwrap();
+        assert_eq!(rules["r"].query.text, "timeout");
     }
 
     #[test]
