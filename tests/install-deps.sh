@@ -28,6 +28,7 @@ command -v fish >/dev/null || need+=(fish)
 command -v shellcheck >/dev/null || need+=(shellcheck)
 command -v sudo >/dev/null || need+=(sudo)
 [ -x /lib/systemd/systemd-journal-remote ] || need+=(systemd-journal-remote)
+command -v prometheus >/dev/null || need+=(prometheus)
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then

@@ -289,6 +289,15 @@ rules:
     );
     let (status, _) = http_get(port, "/rules/history?limit=99999999999999999999").unwrap();
     assert_eq!(status, 400);
+    // And in the metrics.
+    let (_, metrics) = http_get(port, "/metrics").unwrap();
+    assert!(
+        metrics
+            .as_str()
+            .unwrap()
+            .contains("rill_rule_firings_total{rule=\"bursts\",status=\"success\"} 2"),
+        "{metrics}"
+    );
 }
 
 #[test]

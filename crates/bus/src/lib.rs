@@ -14,6 +14,7 @@
 //! - [`subscriber`]: a SUB socket that takes MQTT-style patterns, subscribes to
 //!   their literal prefixes and filters the rest locally.
 
+pub mod control;
 pub mod proxy;
 pub mod publisher;
 pub mod socket;

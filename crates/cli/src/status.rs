@@ -4,10 +4,9 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail};
-use rill_bus::socket::{self, Role};
+use anyhow::anyhow;
 use rill_config::Config;
-use rill_proto::{ControlReply, ControlRequest, StatusReport};
+use rill_proto::StatusReport;
 
 use crate::emit;
 
@@ -25,25 +24,16 @@ pub struct Args {
 
 pub fn fetch(cfg: &Config) -> anyhow::Result<StatusReport> {
     let ctx = zmq::Context::new();
-    let req = socket::open(&ctx, zmq::REQ, Role::Control)?;
-    req.set_linger(0)?;
-    socket::connect(&req, &cfg.control_endpoint())?;
-    req.send(serde_json::to_vec(&ControlRequest::Status)?, 0)?;
-    if !socket::readable(&req, ANSWER_WITHIN)? {
-        bail!(
-            "the supervisor did not answer on {} within {}s; is `supervisor --config {}` running?",
-            cfg.control_endpoint(),
-            ANSWER_WITHIN.as_secs(),
-            cfg.file.display()
-        );
-    }
-    match serde_json::from_slice::<ControlReply>(&req.recv_bytes(0)?)? {
-        ControlReply::Ok { report: Some(r) } => Ok(r),
-        ControlReply::Ok { report: None } => Err(anyhow!("the supervisor sent no report")),
-        ControlReply::Failed { failure_reason } => {
-            Err(anyhow!("the supervisor refused: {failure_reason}"))
+    rill_bus::control::status(&ctx, &cfg.control_endpoint(), ANSWER_WITHIN).map_err(|e| {
+        if e.contains("did not answer") {
+            anyhow!(
+                "{e}; is `supervisor --config {}` running?",
+                cfg.file.display()
+            )
+        } else {
+            anyhow!(e)
         }
-    }
+    })
 }
 
 /// `rill status`: loads the config and prints the supervisor's report.

@@ -67,6 +67,11 @@ impl IndexSearcher {
         Ok(self.index.load_metas()?.opstamp)
     }
 
+    /// Events in the index, as of the last reload.
+    pub fn documents(&self) -> u64 {
+        self.reader.searcher().num_docs()
+    }
+
     /// Sees what was committed since opening.
     pub fn reload(&self) -> Result<(), IndexError> {
         Ok(self.reader.reload()?)

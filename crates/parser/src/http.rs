@@ -8,6 +8,7 @@
 //! GET /rules
 //! GET /rules/history?rule=&limit=
 //! GET /rules/test?rule=&since=
+//! GET /metrics
 //! GET /health
 //! ```
 //! Every answer is JSON. A bad request gets a 4xx status and
@@ -153,7 +154,7 @@ struct Api {
     dir: PathBuf,
     work: Work,
     saved: Saved,
-    /// The config, when it has rules (`/rules`).
+    /// The config (`/rules`, and `/metrics` asks its supervisor).
     rules: Option<Arc<Config>>,
     /// Opened on the first search that finds an index.
     searcher: Arc<Mutex<Option<Arc<IndexSearcher>>>>,
@@ -191,6 +192,7 @@ pub fn router(dir: PathBuf, work: Work, saved: Saved, rules: Option<Arc<Config>>
             "/rules/test",
             get(|s, q| rules_endpoint(s, q, RulesEndpoint::Test)),
         )
+        .route("/metrics", get(metrics))
         .fallback(unknown)
         .with_state(api)
 }
@@ -205,10 +207,29 @@ async fn unknown(method: Method, uri: Uri) -> Response {
     rill_http::error(
         StatusCode::NOT_FOUND,
         format!(
-            "unknown path {:?}; expected /search, /count, /histogram, /rules, /rules/history, /rules/test or /health",
+            "unknown path {:?}; expected /search, /count, /histogram, /rules, /rules/history, /rules/test, /metrics or /health",
             uri.path()
         ),
     )
+}
+
+/// `/metrics` (crate::metrics), in Prometheus's text format.
+async fn metrics(State(api): State<Api>) -> Response {
+    let work = api.work.clone();
+    let mut resp = work
+        .run(move |_job| {
+            let searcher = api.searcher().and_then(|s| s.reload().map(|()| s)).ok();
+            let text = crate::metrics::render(api.rules.as_deref(), searcher.as_deref());
+            (StatusCode::OK, text.into_bytes())
+        })
+        .await;
+    if resp.status() == StatusCode::OK {
+        resp.headers_mut().insert(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        );
+    }
+    resp
 }
 
 #[derive(Clone, Copy)]
@@ -230,7 +251,7 @@ async fn rules_endpoint(
     if query.len() > MAX_QUERY_STRING {
         return rill_http::error(StatusCode::URI_TOO_LONG, "query string too long");
     }
-    let Some(cfg) = api.rules.clone() else {
+    let Some(cfg) = api.rules.clone().filter(|c| !c.rules.is_empty()) else {
         return rill_http::error(StatusCode::NOT_FOUND, "the config has no rules");
     };
     let mut params = Vec::new();
@@ -375,7 +396,12 @@ async fn endpoint(State(api): State<Api>, RawQuery(query): RawQuery, which: Endp
         Err(e) => return rill_http::error(StatusCode::BAD_REQUEST, e),
     };
     let work = api.work.clone();
-    work.run(move |job| answer(&api, &params, which, job)).await
+    let started = Instant::now();
+    let resp = work.run(move |job| answer(&api, &params, which, job)).await;
+    crate::metrics::timings()
+        .search
+        .observe(started.elapsed().as_secs_f64());
+    resp
 }
 
 /// Status and JSON body for one request, computed on a worker thread.

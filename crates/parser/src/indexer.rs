@@ -269,7 +269,11 @@ struct Done {
 fn commit(index: &mut IndexWriter, events: &EventBuilder, next: u64) -> anyhow::Result<u64> {
     let applied = events.first_pending_seq_any().map_or(next, |s| s.min(next));
     index.set_payload(serde_json::to_string(&Payload { wal: applied })?);
+    let started = Instant::now();
     index.commit()?;
+    crate::metrics::timings()
+        .commit
+        .observe(started.elapsed().as_secs_f64());
     Ok(applied)
 }
 

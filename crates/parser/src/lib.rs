@@ -36,6 +36,7 @@ pub mod formats;
 pub mod http;
 pub mod indexer;
 pub mod ingest;
+pub mod metrics;
 pub mod multiline;
 pub mod retention;
 pub mod wal;
@@ -104,7 +105,7 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
         cfg.search.listen,
         &dir,
         std::sync::Arc::new(cfg.queries.clone()),
-        (!cfg.rules.is_empty()).then(|| std::sync::Arc::new(cfg.clone())),
+        Some(std::sync::Arc::new(cfg.clone())),
     );
 
     // A synced record the index thread had no room for.

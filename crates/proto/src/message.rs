@@ -202,6 +202,9 @@ pub struct LogStatus {
     pub path: String,
     /// Lines published by the current tap process.
     pub lines_read: u64,
+    /// Their bytes, newlines included.
+    #[serde(default)]
+    pub bytes_read: u64,
     pub file_id: Option<FileId>,
     /// Offset just past the last line read.
     pub last_offset: Option<u64>,

@@ -243,6 +243,7 @@ impl JournalLog {
                         self.unconfirmed.push_back((fid, seq, cursor));
                         let st = io.board.pattern(self.row);
                         st.lines_read += 1;
+                        st.bytes_read += entry.len() as u64;
                         st.file_id = Some(fid);
                         st.last_offset = Some(seq);
                     }

@@ -565,6 +565,7 @@ fn publish(
         .publish(i, log, (f.file_id, f.verify), io.lines, read_at, source)?;
     if source == Source::Live {
         st.lines_read += io.lines.len() as u64;
+        st.bytes_read += io.lines.bytes() as u64;
     }
     io.lines.clear();
     if current {
