@@ -38,6 +38,7 @@ mod queries;
 mod rill;
 pub mod session;
 mod tail;
+pub mod webdriver;
 
 pub use black_hole::{only_from, BlackHole, IptablesRule};
 pub use config::{TestAuth, TestHost, TestLog};

@@ -154,19 +154,20 @@ struct Api {
     dir: PathBuf,
     work: Work,
     saved: Saved,
-    /// The config (`/rules`, and `/metrics` asks its supervisor).
-    rules: Option<Arc<Config>>,
+    /// The config (`/rules`, `/facets`; `/metrics` and `/status` ask its
+    /// supervisor).
+    cfg: Option<Arc<Config>>,
     /// Opened on the first search that finds an index.
     searcher: Arc<Mutex<Option<Arc<IndexSearcher>>>>,
 }
 
 /// The API's routes on `work`'s limits.
-pub fn router(dir: PathBuf, work: Work, saved: Saved, rules: Option<Arc<Config>>) -> Router {
+pub fn router(dir: PathBuf, work: Work, saved: Saved, cfg: Option<Arc<Config>>) -> Router {
     let api = Api {
         dir,
         work,
         saved,
-        rules,
+        cfg,
         searcher: Arc::default(),
     };
     Router::new()
@@ -193,6 +194,10 @@ pub fn router(dir: PathBuf, work: Work, saved: Saved, rules: Option<Arc<Config>>
             get(|s, q| rules_endpoint(s, q, RulesEndpoint::Test)),
         )
         .route("/metrics", get(metrics))
+        .route("/", get(page))
+        .route("/facets", get(facets))
+        .route("/saved", get(saved_queries))
+        .route("/status", get(status))
         .fallback(unknown)
         .with_state(api)
 }
@@ -207,10 +212,109 @@ async fn unknown(method: Method, uri: Uri) -> Response {
     rill_http::error(
         StatusCode::NOT_FOUND,
         format!(
-            "unknown path {:?}; expected /search, /count, /histogram, /rules, /rules/history, /rules/test, /metrics or /health",
+            "unknown path {:?}; expected /, /search, /count, /histogram, /facets, /saved, /status, /rules, /rules/history, /rules/test, /metrics or /health",
             uri.path()
         ),
     )
+}
+
+/// The search page (`page/index.html`, in the binary: no network needed).
+const PAGE: &str = include_str!("page/index.html");
+
+async fn page() -> Response {
+    Response::builder()
+        .header(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")
+        .header(
+            "content-security-policy",
+            "default-src 'self'; style-src 'unsafe-inline'; script-src 'unsafe-inline'",
+        )
+        .body(axum::body::Body::from(PAGE))
+        .unwrap_or_default()
+}
+
+/// `/saved`: the config's saved queries, by name.
+async fn saved_queries(State(api): State<Api>) -> Response {
+    rill_http::json(StatusCode::OK, &json!({ "queries": *api.saved }))
+}
+
+/// `/status`: the supervisor's report (as `rill status --json`), with the
+/// rules.
+async fn status(State(api): State<Api>) -> Response {
+    let work = api.work.clone();
+    work.run(move |_job| {
+        let Some(cfg) = api.cfg.clone() else {
+            return fail(StatusCode::NOT_FOUND, &json!({ "error": "no config" }));
+        };
+        let ctx = zmq::Context::new();
+        match rill_bus::control::status(&ctx, &cfg.control_endpoint(), Duration::from_secs(2)) {
+            Ok(report) => {
+                let mut v = serde_json::to_value(&report).unwrap_or_default();
+                if let (Some(o), Ok(rules)) = (v.as_object_mut(), rill_rules::summary(&cfg)) {
+                    o.insert("rules".into(), rules.into());
+                }
+                (StatusCode::OK, json_bytes(&v))
+            }
+            Err(e) => fail(StatusCode::SERVICE_UNAVAILABLE, &json!({ "error": e })),
+        }
+    })
+    .await
+}
+
+/// `/facets?q=&since=&until=&host=&log=`: matching events per configured
+/// host and per log (the ones with any), for the page's filters.
+async fn facets(State(api): State<Api>, RawQuery(query): RawQuery) -> Response {
+    let query = query.unwrap_or_default();
+    if query.len() > MAX_QUERY_STRING {
+        return rill_http::error(StatusCode::URI_TOO_LONG, "query string too long");
+    }
+    let params = match Params::parse(&query).and_then(|p| p.with_saved(&api.saved)) {
+        Ok(p) => p,
+        Err(e) => return rill_http::error(StatusCode::BAD_REQUEST, e),
+    };
+    let work = api.work.clone();
+    work.run(move |job| {
+        let searcher = match api.searcher().and_then(|s| s.reload().map(|()| s)) {
+            Ok(s) => s,
+            Err(e) => return fail(StatusCode::SERVICE_UNAVAILABLE, &json!({"error": e.to_string()})),
+        };
+        let deadline = Deadline::new(job.deadline, job.cancelled.clone());
+        let req = match params.request(false, deadline) {
+            Ok(r) => r,
+            Err(Bad::Param(m)) => return fail(StatusCode::BAD_REQUEST, &json!({ "error": m })),
+            Err(Bad::Index(e)) => return fail(StatusCode::BAD_REQUEST, &json!({ "error": e.to_string() })),
+        };
+        let (hosts, logs): (Vec<String>, Vec<String>) = api.cfg.as_ref().map_or_else(Default::default, |c| {
+            (c.hosts.keys().cloned().collect(), c.logs.keys().cloned().collect())
+        });
+        let mut out = serde_json::Map::new();
+        for (field, values) in [("host", hosts), ("log", logs)] {
+            let mut counts = serde_json::Map::new();
+            for v in values {
+                let mut r = req.clone();
+                if field == "host" {
+                    r.host = Some(v.clone());
+                } else {
+                    r.log = Some(v.clone());
+                }
+                match searcher.count(&r) {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        counts.insert(v, n.into());
+                    }
+                    Err(IndexError::Query(q)) => {
+                        return fail(
+                            StatusCode::BAD_REQUEST,
+                            &json!({ "error": q.to_string(), "position": q.position, "expected": q.expected }),
+                        )
+                    }
+                    Err(e) => return fail(StatusCode::SERVICE_UNAVAILABLE, &json!({ "error": e.to_string() })),
+                }
+            }
+            out.insert(field.into(), Value::Object(counts));
+        }
+        (StatusCode::OK, json_bytes(&Value::Object(out)))
+    })
+    .await
 }
 
 /// `/metrics` (crate::metrics), in Prometheus's text format.
@@ -219,7 +323,7 @@ async fn metrics(State(api): State<Api>) -> Response {
     let mut resp = work
         .run(move |_job| {
             let searcher = api.searcher().and_then(|s| s.reload().map(|()| s)).ok();
-            let text = crate::metrics::render(api.rules.as_deref(), searcher.as_deref());
+            let text = crate::metrics::render(api.cfg.as_deref(), searcher.as_deref());
             (StatusCode::OK, text.into_bytes())
         })
         .await;
@@ -251,7 +355,7 @@ async fn rules_endpoint(
     if query.len() > MAX_QUERY_STRING {
         return rill_http::error(StatusCode::URI_TOO_LONG, "query string too long");
     }
-    let Some(cfg) = api.rules.clone().filter(|c| !c.rules.is_empty()) else {
+    let Some(cfg) = api.cfg.clone().filter(|c| !c.rules.is_empty()) else {
         return rill_http::error(StatusCode::NOT_FOUND, "the config has no rules");
     };
     let mut params = Vec::new();

@@ -1,0 +1,130 @@
+//! Issue 22 (the page): the search page in a real headless Chromium
+//! (Debian's `chromium` and `chromium-driver`) driven over WebDriver: a
+//! query shows its hits and histogram, a hit opens its context, a facet
+//! filters, a bad query shows the parser's message with its position, and
+//! a URL with the state in it runs that search. A failed check saves a
+//! screenshot (`/tmp/rill-browser-<test>.png`).
+
+use std::time::Duration;
+
+use rill_e2e::webdriver::Browser;
+use rill_e2e::*;
+use serde_json::json;
+
+const WITHIN: Duration = Duration::from_secs(60);
+
+/// The lines of `.hit` elements on the page.
+const HITS: &str = "return [...document.querySelectorAll('#hits .hit')].map(e => e.dataset.line);";
+
+#[test]
+fn search_histogram_context_facets_and_errors_in_a_browser() {
+    let h = OneHost::running(&["app", "other"]);
+    let mut text = String::new();
+    for i in 0..40 {
+        let status = if i % 4 == 0 { 404 } else { 200 };
+        text.push_str(&format!("GET /item/{i} {status}\n"));
+    }
+    h.append("app", text.as_bytes());
+    h.append("other", b"GET /elsewhere 404\n");
+    assert!(h.rill.wait_count("GET", &[], 41, WITHIN).is_some());
+    let base = format!("http://127.0.0.1:{}", h.rill.search_port);
+
+    let b = Browser::start("search");
+    b.open(&format!("{base}/"));
+    b.type_into("#q", "GET AND 404");
+    b.click("#go");
+    // 10 in app, 1 in other, newest first; every line holds 404.
+    b.wait(
+        "eleven hits",
+        "return document.querySelectorAll('#hits .hit').length === 11;",
+        json!([]),
+    );
+    let lines = b.eval(HITS, json!([]));
+    let lines: Vec<&str> = lines
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    if !lines.iter().all(|l| l.contains("404")) {
+        b.fail(&format!("a hit without 404: {lines:?}"));
+    }
+    b.wait(
+        "the histogram counts the eleven",
+        "return [...document.querySelectorAll('#histogram .bar')].reduce((s, e) => s + Number(e.dataset.count), 0) === 11;",
+        json!([]),
+    );
+    // The matched terms are marked, both of them.
+    b.wait(
+        "404 marked",
+        "const m = [...document.querySelectorAll('#hits .hit')][0].querySelectorAll('mark'); return [...m].map(e => e.textContent).join(',') === 'GET,404';",
+        json!([]),
+    );
+    // A hit's context: the line before it in its file.
+    b.eval(
+        "const hit = [...document.querySelectorAll('#hits .hit')].find(e => e.dataset.line === 'GET /item/36 404'); hit.click();",
+        json!([]),
+    );
+    b.wait(
+        "the context of /item/36 shows /item/35 before it",
+        "const hit = [...document.querySelectorAll('#hits .hit')].find(e => e.dataset.line === 'GET /item/36 404'); const ctx = hit.querySelector('.ctx.before'); return getComputedStyle(ctx).display !== 'none' && ctx.textContent.includes('GET /item/35 200');",
+        json!([]),
+    );
+    // A facet: log other only.
+    b.wait(
+        "facets for both logs",
+        "return document.querySelectorAll('#facets .facet[data-field=log]').length === 2;",
+        json!([]),
+    );
+    b.eval(
+        "document.querySelector('#facets .facet[data-field=log][data-value=other]').click();",
+        json!([]),
+    );
+    b.wait(
+        "one hit in other",
+        "const h = [...document.querySelectorAll('#hits .hit')]; return h.length === 1 && h[0].dataset.line === 'GET /elsewhere 404' && location.search.includes('log=other');",
+        json!([]),
+    );
+
+    // A bad query: the parser's message and where.
+    b.type_into("#q", "GET AND (404");
+    b.click("#go");
+    b.wait(
+        "the error with its position",
+        "const e = document.getElementById('error').textContent; return e.includes('expected') && e.includes('^') && document.querySelectorAll('#hits .hit').length === 0;",
+        json!([]),
+    );
+
+    // The state in the URL: opening it runs the search.
+    b.open(&format!(
+        "{base}/?q={}&since=1h&log=app",
+        url_encode("/item/8")
+    ));
+    b.wait(
+        "the linked search ran",
+        "const h = [...document.querySelectorAll('#hits .hit')]; return h.length === 1 && h[0].dataset.line === 'GET /item/8 404' && document.getElementById('q').value === '/item/8';",
+        json!([]),
+    );
+
+    // Status: the host and its logs.
+    b.click("#tab-status");
+    b.wait(
+        "the status shows web01",
+        "return document.getElementById('status-body').textContent.includes('web01');",
+        json!([]),
+    );
+}
+
+#[test]
+fn the_page_is_small_and_needs_no_network() {
+    let h = OneHost::running(&["app"]);
+    let (status, page) = http_get(h.rill.search_port, "/").unwrap();
+    assert_eq!(status, 200);
+    let page = page.as_str().unwrap().to_owned();
+    assert!(page.len() < 300 * 1024, "{} bytes", page.len());
+    // Nothing is loaded from elsewhere.
+    for external in ["http://", "https://", "//cdn"] {
+        assert!(!page.contains(&format!("src=\"{external}")), "{external}");
+        assert!(!page.contains(&format!("href=\"{external}")), "{external}");
+    }
+}
