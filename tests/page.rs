@@ -116,6 +116,67 @@ fn search_histogram_context_facets_and_errors_in_a_browser() {
 }
 
 #[test]
+fn live_shows_a_line_written_after_the_page_opened_within_two_seconds() {
+    let h = OneHost::running(&["app", "other"]);
+    let b = Browser::start("live");
+    b.open(&format!("http://127.0.0.1:{}/", h.rill.search_port));
+    b.click("#tab-live");
+    b.type_into("#topic", "line/+/app");
+    b.type_into("#filter", "wanted");
+    b.click("#live-go");
+    b.wait(
+        "the stream is ready",
+        "return document.getElementById('live-lines').dataset.ready === '1';",
+        json!([]),
+    );
+    // The subscription reaches the stream proxy a moment after: probes
+    // until one is shown.
+    let shown = |text: &str| {
+        b.eval(
+            "return [...document.querySelectorAll('#live-lines li')].some(e => e.dataset.line === arguments[0]);",
+            json!([text]),
+        ) == json!(true)
+    };
+    let mut n = 0;
+    assert!(wait_until(WITHIN, || {
+        n += 1;
+        h.append("app", format!("probe wanted {n}\n").as_bytes());
+        wait_until(Duration::from_millis(300), || {
+            shown(&format!("probe wanted {n}"))
+        })
+    }));
+    // Now a line, and one of another log and one without the filter's text
+    // that must not show.
+    h.append("other", b"other wanted line\n");
+    h.append("app", b"app plain line\n");
+    h.append("app", b"the wanted line\n");
+    if !wait_until(Duration::from_secs(2), || shown("the wanted line")) {
+        b.fail("the line did not show within 2 s");
+    }
+    assert!(!shown("other wanted line") && !shown("app plain line"));
+    b.wait(
+        "nothing dropped, the count shown",
+        "return document.getElementById('live-summary').textContent.includes('0 dropped');",
+        json!([]),
+    );
+    // Paused: lines are not added (the stream is in order: the line after
+    // the resume shows, the one before it never does).
+    b.click("#live-pause");
+    h.append("app", b"while paused wanted\n");
+    b.wait(
+        "the paused line counted as skipped",
+        "return document.getElementById('live-summary').textContent.includes('1 skipped while paused');",
+        json!([]),
+    );
+    b.click("#live-pause");
+    h.append("app", b"resumed wanted\n");
+    if !wait_until(Duration::from_secs(5), || shown("resumed wanted")) {
+        b.fail("no line after resume");
+    }
+    assert!(!shown("while paused wanted"));
+}
+
+#[test]
 fn the_page_is_small_and_needs_no_network() {
     let h = OneHost::running(&["app"]);
     let (status, page) = http_get(h.rill.search_port, "/").unwrap();

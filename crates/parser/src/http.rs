@@ -198,6 +198,7 @@ pub fn router(dir: PathBuf, work: Work, saved: Saved, cfg: Option<Arc<Config>>) 
         .route("/facets", get(facets))
         .route("/saved", get(saved_queries))
         .route("/status", get(status))
+        .route("/live", get(live))
         .fallback(unknown)
         .with_state(api)
 }
@@ -230,6 +231,35 @@ async fn page() -> Response {
         )
         .body(axum::body::Body::from(PAGE))
         .unwrap_or_default()
+}
+
+/// `/live?topic=&filter=` (crate::live).
+async fn live(State(api): State<Api>, RawQuery(query): RawQuery) -> Response {
+    let query = query.unwrap_or_default();
+    let (mut topic, mut filter) = ("line/#".to_owned(), None);
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        match (decode(k).as_deref(), decode(v)) {
+            (Ok("topic"), Ok(v)) if !v.is_empty() => topic = v,
+            (Ok("filter"), Ok(v)) if !v.is_empty() => filter = Some(v),
+            (Ok("topic" | "filter" | "_"), Ok(_)) => {}
+            (Err(e), _) => return rill_http::error(StatusCode::BAD_REQUEST, e.clone()),
+            (_, Err(e)) => return rill_http::error(StatusCode::BAD_REQUEST, e),
+            (Ok(k), _) => {
+                return rill_http::error(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "unknown parameter {:?}; expected topic or filter",
+                        k.chars().take(64).collect::<String>()
+                    ),
+                )
+            }
+        }
+    }
+    let Some(cfg) = api.cfg.clone() else {
+        return rill_http::error(StatusCode::NOT_FOUND, "no config");
+    };
+    crate::live::stream(&cfg.streams_endpoint, &topic, filter)
 }
 
 /// `/saved`: the config's saved queries, by name.

@@ -36,6 +36,7 @@ pub mod formats;
 pub mod http;
 pub mod indexer;
 pub mod ingest;
+pub mod live;
 pub mod metrics;
 pub mod multiline;
 pub mod retention;
