@@ -18,14 +18,17 @@ const HITS: &str = "return [...document.querySelectorAll('#hits .hit')].map(e =>
 
 #[test]
 fn search_histogram_context_facets_and_errors_in_a_browser() {
-    let h = OneHost::running(&["app", "other"]);
+    // `other` is JSON: its `status` is a parsed field, a facet of its own.
+    let h = OneHost::new(&["app", "other"]);
+    h.rill.set_log_options("other", "parser: json");
+    let h = OneHost::start(h, &["app", "other"]);
     let mut text = String::new();
     for i in 0..40 {
         let status = if i % 4 == 0 { 404 } else { 200 };
         text.push_str(&format!("GET /item/{i} {status}\n"));
     }
     h.append("app", text.as_bytes());
-    h.append("other", b"GET /elsewhere 404\n");
+    h.append("other", b"{\"req\":\"GET /elsewhere\",\"status\":404}\n");
     assert!(h.rill.wait_count("GET", &[], 41, WITHIN).is_some());
     let base = format!("http://127.0.0.1:{}", h.rill.search_port);
 
@@ -70,10 +73,10 @@ fn search_histogram_context_facets_and_errors_in_a_browser() {
         "const hit = [...document.querySelectorAll('#hits .hit')].find(e => e.dataset.line === 'GET /item/36 404'); const ctx = hit.querySelector('.ctx.before'); return getComputedStyle(ctx).display !== 'none' && ctx.textContent.includes('GET /item/35 200');",
         json!([]),
     );
-    // A facet: log other only.
+    // Facets: both logs, and the JSON log's status.
     b.wait(
-        "facets for both logs",
-        "return document.querySelectorAll('#facets .facet[data-field=log]').length === 2;",
+        "facets for both logs and fields.status",
+        "return document.querySelectorAll('#facets .facet[data-field=log]').length === 2 && document.querySelector('#facets .facet[data-field=\"fields.status\"][data-value=\"404\"]') !== null;",
         json!([]),
     );
     b.eval(
@@ -82,7 +85,7 @@ fn search_histogram_context_facets_and_errors_in_a_browser() {
     );
     b.wait(
         "one hit in other",
-        "const h = [...document.querySelectorAll('#hits .hit')]; return h.length === 1 && h[0].dataset.line === 'GET /elsewhere 404' && location.search.includes('log=other');",
+        "const h = [...document.querySelectorAll('#hits .hit')]; return h.length === 1 && h[0].dataset.line.includes('/elsewhere') && location.search.includes('log=other');",
         json!([]),
     );
 

@@ -342,9 +342,72 @@ async fn facets(State(api): State<Api>, RawQuery(query): RawQuery) -> Response {
             }
             out.insert(field.into(), Value::Object(counts));
         }
+        match field_facets(&searcher, &req) {
+            Ok(fields) => out.extend(fields),
+            Err(e) => return fail(StatusCode::SERVICE_UNAVAILABLE, &json!({ "error": e.to_string() })),
+        }
         (StatusCode::OK, json_bytes(&Value::Object(out)))
     })
     .await
+}
+
+/// Parsed fields with few values (`fields.status`, `fields.level`), as
+/// facets: the fields of the newest [`FACET_SAMPLE`] matches with at most
+/// [`FACET_VALUES`] values among them, each value counted over all
+/// matches. At most [`FACET_FIELDS`] fields.
+fn field_facets(
+    s: &IndexSearcher,
+    req: &SearchRequest,
+) -> Result<serde_json::Map<String, Value>, IndexError> {
+    const FACET_SAMPLE: usize = 500;
+    const FACET_VALUES: usize = 10;
+    const FACET_FIELDS: usize = 5;
+    let mut sample = req.clone();
+    sample.limit = FACET_SAMPLE;
+    let mut seen: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        Default::default();
+    for hit in s.hits(&sample)? {
+        for (name, v) in hit?.fields {
+            let value = match v {
+                Value::String(s) => s,
+                Value::Number(n) => n.to_string(),
+                Value::Bool(b) => b.to_string(),
+                _ => continue,
+            };
+            let simple = !name.is_empty()
+                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                && !value.is_empty()
+                && value.len() <= 64
+                && !value.contains(['"', '\\']);
+            if simple {
+                seen.entry(name).or_default().insert(value);
+            }
+        }
+    }
+    let base = req.query.trim();
+    let mut out = serde_json::Map::new();
+    for (name, values) in seen
+        .into_iter()
+        .filter(|(_, v)| v.len() <= FACET_VALUES)
+        .take(FACET_FIELDS)
+    {
+        let mut counts = serde_json::Map::new();
+        for v in values {
+            let clause = format!("fields.{name}:\"{v}\"");
+            let mut r = req.clone();
+            r.query = if base.is_empty() || base == "*" {
+                clause
+            } else {
+                format!("({base}) AND {clause}")
+            };
+            let n = s.count(&r)?;
+            if n > 0 {
+                counts.insert(v, n.into());
+            }
+        }
+        out.insert(format!("fields.{name}"), Value::Object(counts));
+    }
+    Ok(out)
 }
 
 /// `/metrics` (crate::metrics), in Prometheus's text format.

@@ -20,6 +20,7 @@ use rill_e2e::{BusyBoxHost, OneHost, SshdOptions};
 mod backlog;
 mod latency;
 mod memory;
+mod page;
 mod procs;
 mod rules;
 mod scale;
@@ -60,6 +61,8 @@ enum Command {
     Backlog(backlog::Args),
     /// Write-to-firing latency of an `any` rule with a command action.
     Rules(rules::Args),
+    /// The search page's first hits over a large index, in Chromium.
+    Page(page::Args),
 }
 
 /// A running pipeline following `app.log` on one loopback sshd, whose shell
@@ -100,6 +103,7 @@ fn main() {
         Command::Scale(a) => scale::run(&a),
         Command::Backlog(a) => backlog::run(&a),
         Command::Rules(a) => rules::run(&a),
+        Command::Page(a) => page::run(&a),
     };
     if let Err(e) = result {
         eprintln!("rill-bench: {e:#}");
