@@ -140,14 +140,8 @@ impl Browser {
 
     /// Saves a screenshot next to the test's name and panics with `what`.
     pub fn fail(&self, what: &str) -> ! {
-        let shot = self.call("GET", &self.at("/screenshot"), None);
         let path = self.shots.with_extension("png");
-        if let Some(png) = shot.as_str() {
-            use base64::Engine;
-            if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(png) {
-                let _ = std::fs::write(&path, bytes);
-            }
-        }
+        let _ = std::fs::write(&path, self.screenshot());
         panic!("{what} (screenshot: {})", path.display());
     }
 

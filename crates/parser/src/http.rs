@@ -235,31 +235,16 @@ async fn page() -> Response {
 
 /// `/live?topic=&filter=` (crate::live).
 async fn live(State(api): State<Api>, RawQuery(query): RawQuery) -> Response {
-    let query = query.unwrap_or_default();
-    let (mut topic, mut filter) = ("line/#".to_owned(), None);
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        match (decode(k).as_deref(), decode(v)) {
-            (Ok("topic"), Ok(v)) if !v.is_empty() => topic = v,
-            (Ok("filter"), Ok(v)) if !v.is_empty() => filter = Some(v),
-            (Ok("topic" | "filter" | "_"), Ok(_)) => {}
-            (Err(e), _) => return rill_http::error(StatusCode::BAD_REQUEST, e.clone()),
-            (_, Err(e)) => return rill_http::error(StatusCode::BAD_REQUEST, e),
-            (Ok(k), _) => {
-                return rill_http::error(
-                    StatusCode::BAD_REQUEST,
-                    format!(
-                        "unknown parameter {:?}; expected topic or filter",
-                        k.chars().take(64).collect::<String>()
-                    ),
-                )
-            }
-        }
-    }
+    let params = match query_params(query, &["topic", "filter", "_"]) {
+        Ok(p) => p,
+        Err(r) => return refuse(r),
+    };
     let Some(cfg) = api.cfg.clone() else {
         return rill_http::error(StatusCode::NOT_FOUND, "no config");
     };
-    crate::live::stream(&cfg.streams_endpoint, &topic, filter)
+    let topic = params.get("topic").unwrap_or("line/#");
+    let filter = params.get("filter").map(str::to_owned);
+    crate::live::stream(&cfg.streams_endpoint, topic, filter)
 }
 
 /// `/saved`: the config's saved queries, by name.
@@ -293,13 +278,9 @@ async fn status(State(api): State<Api>) -> Response {
 /// `/facets?q=&since=&until=&host=&log=`: matching events per configured
 /// host and per log (the ones with any), for the page's filters.
 async fn facets(State(api): State<Api>, RawQuery(query): RawQuery) -> Response {
-    let query = query.unwrap_or_default();
-    if query.len() > MAX_QUERY_STRING {
-        return rill_http::error(StatusCode::URI_TOO_LONG, "query string too long");
-    }
-    let params = match Params::parse(&query).and_then(|p| p.with_saved(&api.saved)) {
+    let params = match search_params(query, &api.saved) {
         Ok(p) => p,
-        Err(e) => return rill_http::error(StatusCode::BAD_REQUEST, e),
+        Err(r) => return refuse(r),
     };
     let work = api.work.clone();
     work.run(move |job| {
@@ -444,41 +425,16 @@ async fn rules_endpoint(
     RawQuery(query): RawQuery,
     which: RulesEndpoint,
 ) -> Response {
-    let query = query.unwrap_or_default();
-    if query.len() > MAX_QUERY_STRING {
-        return rill_http::error(StatusCode::URI_TOO_LONG, "query string too long");
-    }
+    let params = match query_params(query, &["rule", "limit", "since", "_"]) {
+        Ok(p) => p,
+        Err(r) => return refuse(r),
+    };
     let Some(cfg) = api.cfg.clone().filter(|c| !c.rules.is_empty()) else {
         return rill_http::error(StatusCode::NOT_FOUND, "the config has no rules");
     };
-    let mut params = Vec::new();
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        match (decode(k), decode(v)) {
-            (Ok(k), Ok(v)) if ["rule", "limit", "since", "_"].contains(&k.as_str()) => {
-                params.push((k, v))
-            }
-            (Ok(k), Ok(_)) => {
-                return rill_http::error(
-                    StatusCode::BAD_REQUEST,
-                    format!(
-                        "unknown parameter {:?}; expected rule, limit or since",
-                        k.chars().take(64).collect::<String>()
-                    ),
-                )
-            }
-            (Err(e), _) | (_, Err(e)) => return rill_http::error(StatusCode::BAD_REQUEST, e),
-        }
-    }
     let work = api.work.clone();
     work.run(move |_job| {
-        let get = |k: &str| {
-            params
-                .iter()
-                .rev()
-                .find(|(n, _)| n == k)
-                .map(|(_, v)| v.as_str())
-        };
+        let get = |k: &str| params.raw(k);
         match rules_answer(&api, &cfg, which, get("rule"), get("limit"), get("since")) {
             Ok(v) => (StatusCode::OK, json_bytes(&v)),
             Err((status, m)) => fail(status, &json!({ "error": m })),
@@ -578,19 +534,9 @@ enum Endpoint {
 }
 
 async fn endpoint(State(api): State<Api>, RawQuery(query): RawQuery, which: Endpoint) -> Response {
-    let query = query.unwrap_or_default();
-    if query.len() > MAX_QUERY_STRING {
-        return rill_http::error(
-            StatusCode::URI_TOO_LONG,
-            format!(
-                "query string of {} bytes; expected at most {MAX_QUERY_STRING}",
-                query.len()
-            ),
-        );
-    }
-    let params = match Params::parse(&query).and_then(|p| p.with_saved(&api.saved)) {
+    let params = match search_params(query, &api.saved) {
         Ok(p) => p,
-        Err(e) => return rill_http::error(StatusCode::BAD_REQUEST, e),
+        Err(r) => return refuse(r),
     };
     let work = api.work.clone();
     let started = Instant::now();
@@ -762,17 +708,48 @@ fn histogram(s: &IndexSearcher, p: &Params, deadline: Deadline) -> Result<Vec<u8
 /// Decoded query-string parameters.
 struct Params(Vec<(String, String)>);
 
+/// A request refused before any work: its status and why.
+type Refusal = (StatusCode, String);
+
+fn refuse((status, why): Refusal) -> Response {
+    rill_http::error(status, why)
+}
+
+/// The parameters of `query`, each one of `known`: 414 for a query string
+/// over [`MAX_QUERY_STRING`], 400 for an unknown or badly encoded
+/// parameter.
+fn query_params(query: Option<String>, known: &[&str]) -> Result<Params, Refusal> {
+    let query = query.unwrap_or_default();
+    if query.len() > MAX_QUERY_STRING {
+        return Err((
+            StatusCode::URI_TOO_LONG,
+            format!(
+                "query string of {} bytes; expected at most {MAX_QUERY_STRING}",
+                query.len()
+            ),
+        ));
+    }
+    Params::parse(&query, known).map_err(|e| (StatusCode::BAD_REQUEST, e))
+}
+
+/// [`query_params`] of a search endpoint, `saved=NAME` resolved.
+fn search_params(query: Option<String>, saved: &Saved) -> Result<Params, Refusal> {
+    query_params(query, &KNOWN)?
+        .with_saved(saved)
+        .map_err(|e| (StatusCode::BAD_REQUEST, e))
+}
+
 impl Params {
-    fn parse(query: &str) -> Result<Params, String> {
+    fn parse(query: &str, known: &[&str]) -> Result<Params, String> {
         let mut out = Vec::new();
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             let k = decode(k)?;
-            if !KNOWN.contains(&k.as_str()) {
+            if !known.contains(&k.as_str()) {
                 return Err(format!(
                     "unknown parameter {:?}; expected one of: {}",
                     k.chars().take(64).collect::<String>(),
-                    KNOWN.join(", ")
+                    known.join(", ")
                 ));
             }
             out.push((k, decode(v)?));
@@ -804,13 +781,18 @@ impl Params {
         Ok(self)
     }
 
+    /// The last value of `key`, unless empty.
     fn get(&self, key: &str) -> Option<&str> {
+        self.raw(key).filter(|v| !v.is_empty())
+    }
+
+    /// The last value of `key`, empty or not.
+    fn raw(&self, key: &str) -> Option<&str> {
         self.0
             .iter()
             .rev()
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
-            .filter(|v| !v.is_empty())
     }
 
     fn number(&self, key: &str, max: usize) -> Result<Option<usize>, Bad> {
@@ -909,12 +891,12 @@ mod tests {
     fn saved_names_a_saved_query_and_not_with_q() {
         let saved: Saved =
             Arc::new([("errors".to_owned(), "fields.status:[500 TO 599]".to_owned())].into());
-        let p = Params::parse("saved=errors&limit=5")
+        let p = Params::parse("saved=errors&limit=5", &KNOWN)
             .unwrap()
             .with_saved(&saved)
             .unwrap();
         assert_eq!(p.get("q"), Some("fields.status:[500 TO 599]"));
-        let e = Params::parse("saved=nope")
+        let e = Params::parse("saved=nope", &KNOWN)
             .unwrap()
             .with_saved(&saved)
             .err()
@@ -923,13 +905,16 @@ mod tests {
             e.contains("no query \"nope\"") && e.contains("errors"),
             "{e}"
         );
-        let e = Params::parse("saved=errors&q=x")
+        let e = Params::parse("saved=errors&q=x", &KNOWN)
             .unwrap()
             .with_saved(&saved)
             .err()
             .unwrap();
         assert!(e.contains("not both"), "{e}");
-        let p = Params::parse("q=x").unwrap().with_saved(&saved).unwrap();
+        let p = Params::parse("q=x", &KNOWN)
+            .unwrap()
+            .with_saved(&saved)
+            .unwrap();
         assert_eq!(p.get("q"), Some("x"));
     }
 
@@ -939,13 +924,16 @@ mod tests {
         assert_eq!(decode("caf%C3%A9").unwrap(), "café");
         assert!(decode("%zz").unwrap_err().contains("bad percent-encoding"));
         assert!(decode("%ff").unwrap_err().contains("not UTF-8"));
-        let p = Params::parse("q=error&limit=5&since=15m").unwrap();
+        let p = Params::parse("q=error&limit=5&since=15m", &KNOWN).unwrap();
         let r = p.request(true, Deadline::default()).ok().unwrap();
         assert_eq!((r.query.as_str(), r.limit), ("error", 5));
         assert!(r.since.is_some());
-        let e = Params::parse("qq=x").err().unwrap();
+        let e = Params::parse("qq=x", &KNOWN).err().unwrap();
         assert!(e.starts_with("unknown parameter \"qq\""), "{e}");
-        let bad = |q: &str| match Params::parse(q).unwrap().request(true, Deadline::default()) {
+        let bad = |q: &str| match Params::parse(q, &KNOWN)
+            .unwrap()
+            .request(true, Deadline::default())
+        {
             Err(Bad::Param(m)) => m,
             _ => panic!("{q} accepted"),
         };
