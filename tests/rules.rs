@@ -165,9 +165,13 @@ rules:
         h.rill.log()
     );
     assert_eq!(lines_of(&who), ["nobody", "65536"]);
+    // (The file is written before the command ends and its success is
+    // recorded.)
+    assert!(wait_until(WITHIN, || rules(&h.rill)["whoami"]["firings"]
+        ["success"]
+        == 1));
     let listed = rules(&h.rill);
     assert_eq!(listed["errors"]["firings"]["success"], expected.len());
-    assert_eq!(listed["whoami"]["firings"]["success"], 1);
     // `rill status` shows them too.
     let status = h.rill.rill(&["status"]);
     let text = String::from_utf8_lossy(&status.stdout);
