@@ -93,7 +93,7 @@ pub struct HostReport {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sessions: Option<SessionsStatus>,
     /// Lines its tap holds for the index, not confirmed yet (at most
-    /// `tap.max_unacked_lines`).
+    /// `tap.max_unacked_lines` and one read).
     #[serde(default)]
     pub unconfirmed_lines: u64,
 }

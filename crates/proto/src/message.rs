@@ -240,7 +240,7 @@ pub struct TapStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sessions: Option<SessionsStatus>,
     /// Lines the tap holds for the index that the parser has not
-    /// confirmed yet (at most `tap.max_unacked_lines`; the rest waits in
+    /// confirmed yet (at most `tap.max_unacked_lines` and one read; the rest waits in
     /// the files).
     #[serde(default)]
     pub unconfirmed_lines: u64,
