@@ -25,6 +25,7 @@
 mod duplicates;
 mod error;
 pub mod glob;
+pub mod hub;
 mod model;
 mod permissions;
 mod raw;

@@ -21,6 +21,16 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// The one endpoint stream clients subscribe to.
     pub streams_endpoint: String,
+    /// Who may subscribe to it (`streams.allow`, `credentials_file`,
+    /// `curve`).
+    pub streams_guard: crate::hub::StreamsGuard,
+    /// This collector's id (`collector`, default the host name): the
+    /// `collector` of every line read here.
+    pub collector: String,
+    /// Events received over HTTP (`ingest:`), when configured.
+    pub ingest: Option<crate::hub::IngestSettings>,
+    /// Collectors whose streams this one takes (`upstreams:`), by name.
+    pub upstreams: BTreeMap<String, crate::hub::Upstream>,
     /// How taps follow files.
     pub tap: TapSettings,
     /// Retention of the index.
@@ -293,17 +303,24 @@ impl Default for IndexSettings {
 }
 
 /// The `search:` block: the HTTP search API served by the parser.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SearchSettings {
-    /// Where the API listens; `None` when `listen: off`. Loopback unless
-    /// `allow_remote: true` (the API has no authentication).
+    /// Where the API listens; `None` when `listen: off`. Off loopback only
+    /// with `tls` and `tokens_file`.
     pub listen: Option<std::net::SocketAddr>,
+    /// TLS for the API, the page and `/metrics`.
+    pub tls: Option<crate::hub::TlsFiles>,
+    /// `TOKEN NAME` lines; when set, every request needs
+    /// `Authorization: Bearer TOKEN`.
+    pub tokens_file: Option<PathBuf>,
 }
 
 impl Default for SearchSettings {
     fn default() -> Self {
         SearchSettings {
             listen: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 7680))),
+            tls: None,
+            tokens_file: None,
         }
     }
 }

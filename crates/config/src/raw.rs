@@ -23,12 +23,67 @@ pub struct RawConfig {
     pub logs: BTreeMap<String, RawLog>,
     pub queries: Option<BTreeMap<String, String>>,
     pub rules: Option<BTreeMap<String, RawRule>>,
+    pub collector: Option<String>,
+    pub ingest: Option<RawIngest>,
+    pub upstreams: Option<BTreeMap<String, RawUpstream>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawStreams {
     pub endpoint: Option<String>,
+    pub allow: Option<Vec<String>>,
+    pub credentials_file: Option<String>,
+    pub curve: Option<RawCurveServer>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCurveServer {
+    pub secret_key_file: String,
+    pub authorized_keys_dir: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCurveClient {
+    pub server_key_file: String,
+    pub secret_key_file: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPlainLogin {
+    pub user: String,
+    pub password_env: Option<String>,
+    pub password_file: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub cert: String,
+    pub key: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIngest {
+    pub listen: String,
+    pub allow: Option<Vec<String>>,
+    pub tokens_file: Option<String>,
+    pub max_body: Option<RawSize>,
+    pub tls: Option<RawTls>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    pub endpoint: String,
+    pub topics: Option<Vec<String>>,
+    pub index: Option<bool>,
+    pub plain: Option<RawPlainLogin>,
+    pub curve: Option<RawCurveClient>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -73,6 +128,8 @@ pub struct RawIndex {
 pub struct RawSearch {
     pub listen: Option<String>,
     pub allow_remote: Option<bool>,
+    pub tls: Option<RawTls>,
+    pub tokens_file: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -11,6 +11,7 @@
 mod auth;
 mod hosts;
 mod index;
+mod ingest;
 mod journal;
 mod logs;
 mod multiline;
@@ -18,15 +19,17 @@ mod parser;
 mod rules;
 mod search;
 mod sessions;
+mod streams;
 mod tap;
+mod upstreams;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::error::{ConfigError, Invalid};
-use crate::model::{Config, DEFAULT_STREAMS_ENDPOINT};
-use crate::raw::{RawConfig, RawStreams};
-use crate::values::{absolute, check_endpoint, check_name, resolve, Environment};
+use crate::model::Config;
+use crate::raw::RawConfig;
+use crate::values::{absolute, check_name, resolve, Environment};
 
 /// Unix socket paths are limited to 107 bytes; `run/control.sock` and friends
 /// are added to `state_dir`, so keep room for them.
@@ -39,10 +42,11 @@ pub fn validate(file: &Path, raw: RawConfig, env: Environment) -> Result<Config,
     let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
 
     let state_dir = state_dir(&base, raw.state_dir.as_deref()).map_err(at(&file, "state_dir"))?;
-    let streams_endpoint = streams_endpoint(raw.streams).map_err(at(&file, "streams"))?;
+    let (streams_endpoint, streams_guard) =
+        streams::validate(&base, raw.streams, env).map_err(at(&file, "streams"))?;
     let tap = tap::validate(raw.tap).map_err(at(&file, "tap"))?;
     let index = index::validate(raw.index).map_err(at(&file, "index"))?;
-    let search = search::validate(raw.search).map_err(at(&file, "search"))?;
+    let search = search::validate(&base, raw.search, env).map_err(at(&file, "search"))?;
     let hosts = hosts::validate(
         raw.hosts,
         &base,
@@ -60,11 +64,29 @@ pub fn validate(file: &Path, raw: RawConfig, env: Environment) -> Result<Config,
     };
     let rules =
         rules::validate(raw.rules.unwrap_or_default(), &known, env).map_err(at(&file, "rules"))?;
+    let collector = upstreams::collector(raw.collector).map_err(at(&file, "collector"))?;
+    let ingest = raw
+        .ingest
+        .map(|i| ingest::validate(&base, i, env))
+        .transpose()
+        .map_err(at(&file, "ingest"))?;
+    let upstreams = upstreams::validate(
+        &base,
+        raw.upstreams.unwrap_or_default(),
+        &collector,
+        &streams_endpoint,
+        env,
+    )
+    .map_err(at(&file, "upstreams"))?;
 
     Ok(Config {
         file,
         state_dir,
         streams_endpoint,
+        streams_guard,
+        collector,
+        ingest,
+        upstreams,
         tap,
         index,
         search,
@@ -124,13 +146,4 @@ fn state_dir(base: &Path, raw: Option<&str>) -> Result<PathBuf, Invalid> {
         ));
     }
     Ok(state_dir)
-}
-
-/// `streams.endpoint`, default [`DEFAULT_STREAMS_ENDPOINT`].
-fn streams_endpoint(raw: Option<RawStreams>) -> Result<String, Invalid> {
-    let endpoint = raw
-        .and_then(|s| s.endpoint)
-        .unwrap_or_else(|| DEFAULT_STREAMS_ENDPOINT.to_owned());
-    check_endpoint(&endpoint).map_err(|m| Invalid::at(".endpoint", m))?;
-    Ok(endpoint)
 }
