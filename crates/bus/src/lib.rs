@@ -13,8 +13,19 @@
 //!   publisher whose messages cost to make.
 //! - [`subscriber`]: a SUB socket that takes MQTT-style patterns, subscribes to
 //!   their literal prefixes and filters the rest locally.
+//! - [`gate`]: who may connect to a listening socket (sessions, streams): a
+//!   ZAP handler with a CIDR allowlist and PLAIN logins or CURVE keys, which
+//!   counts what it refuses. [`client_auth`] is the client's side (set
+//!   before connecting); [`keys`] is the one file format of CURVE keys
+//!   (`rill keygen` writes it, the gate and clients read it). libzmq here
+//!   has CURVE through its bundled TweetNaCl (`vendor/zeromq-src`).
 
+pub mod client_auth;
 pub mod control;
+pub mod gate;
+#[cfg(test)]
+mod gate_tests;
+pub mod keys;
 pub mod proxy;
 pub mod publisher;
 pub mod socket;
@@ -25,6 +36,10 @@ pub use publisher::Publisher;
 pub use socket::{open, prepare_endpoint, Role};
 
 pub use subscriber::{Message, Subscriber};
+
+pub use client_auth::{ClientAuth, CurveClient};
+pub use gate::{CurveServer, Gate, GateError, Policy};
+pub use keys::{Key, KeyError, KeyPair};
 
 /// Errors of this crate.
 #[derive(Debug, thiserror::Error)]

@@ -14,7 +14,8 @@
 //! client SUB <--[session/<id>, bytes]-- XPUB per session (publish_zeromq_bind)
 //! ```
 //!
-//! - [`gate`]: the ZAP handler: CIDR allowlist and PLAIN credentials.
+//! - [`rill_bus::gate`]: the ZAP handler: CIDR allowlist and PLAIN
+//!   credentials ([`policy`] reads them from the `sessions` block).
 //! - SSH connections: a [`rill_ssh::Pool`] of their own, spilling over on MaxSessions.
 //! - [`shell`]: one shell from channel open to prompt, reading, writing, closing.
 //! - [`server`]: the pool, the open sessions, reading and publishing output.
@@ -26,7 +27,6 @@
 //! `ssh_tap` exits non-zero and `robust_ssh_tap` starts a new one. Sessions
 //! do not survive that; clients get `failed` for their ids.
 
-pub mod gate;
 pub mod reaper;
 mod replays;
 pub mod requests;
@@ -44,7 +44,7 @@ use rill_process::Shutdown;
 use rill_proto::SessionsStatus;
 use tracing::{error, info};
 
-use gate::{Gate, Policy};
+use rill_bus::gate::{Gate, Policy};
 use rill_ssh::Pool;
 use server::Server;
 
@@ -137,7 +137,7 @@ pub fn run(
     report: &SessionsReport,
 ) -> anyhow::Result<()> {
     let ctx = zmq::Context::new();
-    let gate = Gate::install(&ctx, &host.name, Policy::load(settings)?)?;
+    let gate = Gate::install(&ctx, policy(settings)?)?;
     let router = socket::open(&ctx, zmq::ROUTER, Role::Control)?;
     gate.guard(&router)?;
     router.set_maxmsgsize(server::DROP_ABOVE_BYTES)?;
@@ -177,6 +177,26 @@ pub fn run(
     };
     server.shut_down(&reason);
     result
+}
+
+/// Who may connect to the session sockets, by the `sessions` block:
+/// its allowlist and PLAIN credentials (the file read now).
+pub fn policy(settings: &SessionSettings) -> anyhow::Result<Policy> {
+    let credentials = settings
+        .credentials_file
+        .as_deref()
+        .map(|p| {
+            rill_config::Credentials::load(p).map_err(|e| anyhow!("sessions.credentials_file: {e}"))
+        })
+        .transpose()?;
+    let tcp = settings.endpoint.starts_with("tcp://");
+    Ok(Policy::new(
+        "sessions",
+        settings.allow.clone(),
+        credentials,
+        None,
+        tcp,
+    )?)
 }
 
 /// Makes an `ipc://` socket file readable and writable by its owner only,

@@ -10,12 +10,12 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use rill_bus::gate::Gate;
 use rill_config::SessionSettings;
 use rill_proto::session::SessionReply;
 use rill_proto::SessionsStatus;
 use tracing::{debug, info, warn};
 
-use super::gate::Gate;
 use super::reaper::{Reaped, Reaper};
 use super::replays::Replays;
 use super::shell::{Closer, Output, Shell, Step, Warming};
