@@ -250,6 +250,7 @@ mod tests {
             body: format!("file {file} at {offset}"),
             fields: Default::default(),
             parse_error: false,
+            collector: String::new(),
         }
     }
 

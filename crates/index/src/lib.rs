@@ -74,6 +74,10 @@ pub struct IndexedLine {
     pub fields: serde_json::Map<String, serde_json::Value>,
     /// The parser could not read the line (indexed as raw).
     pub parse_error: bool,
+    /// The collector that first read it (`collector:us-1`); empty for
+    /// lines indexed before collectors were named.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub collector: String,
 }
 
 impl IndexedLine {
@@ -90,6 +94,7 @@ impl IndexedLine {
             body: e.body.clone(),
             fields: e.fields.clone(),
             parse_error: e.parse_error,
+            collector: e.collector.clone(),
         }
     }
 }

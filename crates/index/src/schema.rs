@@ -41,6 +41,9 @@ pub struct Fields {
     /// reader finds what was committed since it last looked (rules). Fast
     /// only. `None` in an index made before it (rules need a new index).
     pub commit: Option<Field>,
+    /// The collector that first read the event (`collector:us-1`), exact.
+    /// `None` in an index made before it.
+    pub collector: Option<Field>,
 }
 
 /// Offsets per `offset_block` term: 64 KiB.
@@ -75,6 +78,7 @@ pub fn build() -> (Schema, Fields) {
             NumericOptions::default().set_indexed().set_stored(),
         ),
         commit: Some(b.add_u64_field("commit", FAST)),
+        collector: Some(b.add_text_field("collector", STRING | STORED)),
     };
     (b.build(), fields)
 }
@@ -96,5 +100,6 @@ pub fn fields_of(schema: &Schema) -> Result<Fields, String> {
         fields: f("fields")?,
         parse_error: f("parse_error")?,
         commit: schema.get_field("commit").ok(),
+        collector: schema.get_field("collector").ok(),
     })
 }

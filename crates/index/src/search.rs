@@ -206,6 +206,7 @@ impl IndexSearcher {
                 .get_first(f.parse_error)
                 .and_then(|v| v.as_bool())
                 .unwrap_or(false),
+            collector: f.collector.map(text).unwrap_or_default(),
         })
     }
 }
@@ -261,6 +262,7 @@ mod tests {
             body: body.into(),
             fields: Default::default(),
             parse_error: false,
+            collector: String::new(),
         }
     }
 
@@ -442,6 +444,7 @@ mod feature_tests {
                 body: format!("line {i} status {status} Timeout upstream"),
                 fields,
                 parse_error: i == 9,
+                collector: String::new(),
             })
             .unwrap();
         }

@@ -158,6 +158,7 @@ struct EventRef<'a> {
     body: &'a str,
     fields: Map<String, Value>,
     parse_error: bool,
+    collector: &'a str,
 }
 
 /// The only writer of an index (tantivy holds a lock file while it lives).
@@ -269,6 +270,7 @@ impl IndexWriter {
             body: &line.body,
             fields: line.fields.clone(),
             parse_error: line.parse_error,
+            collector: &line.collector,
         })
     }
 
@@ -285,6 +287,7 @@ impl IndexWriter {
             body: &e.body,
             fields: e.fields,
             parse_error: e.parse_error,
+            collector: &e.collector,
         })
     }
 
@@ -456,6 +459,9 @@ fn document(f: &Fields, file_id_text: &str, committed: u64, e: EventRef) -> Tant
     }
     if e.parse_error {
         doc.add_bool(f.parse_error, true);
+    }
+    if let Some(c) = f.collector.filter(|_| !e.collector.is_empty()) {
+        doc.add_text(c, e.collector);
     }
     doc
 }

@@ -237,6 +237,8 @@ fn index(
             epoch: "bench".into(),
             read_at: t0 + chrono::Duration::milliseconds(n as i64 * STEP_MS),
             partial: false,
+            collector: String::new(),
+            ndjson: false,
         };
         events.push(meta, line, &mut out);
         for e in out.drain(..) {

@@ -79,6 +79,12 @@ impl EventBuilder {
         let now = Instant::now();
         let raw_len = bytes.len();
         let line = String::from_utf8_lossy(bytes).into_owned();
+        if meta.ndjson {
+            let end = next_offset(&meta, raw_len);
+            let first_len = line.len();
+            out.push(event(&LineFormat::Ingested, meta, line, first_len, end));
+            return;
+        }
         let rules = self.logs.get(&meta.log).unwrap_or(&self.raw);
         let Some(joiner) = &rules.joiner else {
             let end = next_offset(&meta, raw_len);
@@ -194,6 +200,7 @@ fn event(
         offset: meta.offset,
         end_offset,
         parse_error,
+        collector: meta.collector,
     }
 }
 

@@ -52,6 +52,8 @@ pub struct Parts {
     pub live: Publisher,
     /// The log position the index's last commit stored.
     pub applied: u64,
+    /// This collector's id: the `collector` of lines that name none.
+    pub collector: String,
 }
 
 /// What the two threads share.
@@ -234,6 +236,13 @@ fn take(
         return Ok(rec.end);
     };
     meta.seq = rec.pos;
+    // Another collector's file is named apart from this one's files: the
+    // index's identity is (collector, host, log, file, offset).
+    if meta.collector.is_empty() {
+        meta.collector.clone_from(&p.collector);
+    } else if meta.collector != p.collector {
+        meta.file_id = meta.file_id.of_collector(&meta.collector);
+    }
     for (line, bytes) in meta.split(&rec.lines) {
         p.events.push(line, bytes, parsed);
         deliver_all(p, parsed, done)?;
@@ -332,6 +341,7 @@ mod tests {
             retention: Retention::new(None),
             live: Publisher::connect(&ctx, "inproc://bus").unwrap(),
             applied: 0,
+            collector: "here".into(),
         })
         .unwrap();
         let lines = |from: usize, n: usize| {

@@ -96,6 +96,7 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
         retention: Retention::new(cfg.index.retention),
         live: Publisher::connect(&ctx, &cfg.bus_endpoint())?,
         applied,
+        collector: cfg.collector.clone(),
     })?;
     // Rules read what the index commits, beside it (rill-rules).
     let rules = rill_rules::Rules::start(cfg, &ctx)?;

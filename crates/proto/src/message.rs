@@ -102,6 +102,16 @@ pub struct LineMeta {
     /// is always a message of its own.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub partial: bool,
+    /// The collector that first read the line (`collector` of its config;
+    /// empty in messages from before this field existed, which are this
+    /// collector's own). Kept unchanged when another collector rebroadcasts it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub collector: String,
+    /// The line is a JSON object received on the HTTP ingest endpoint as
+    /// NDJSON: its `message` (or `msg`) is the event's text, `timestamp`
+    /// (or `ts`) its time, every other key a field.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ndjson: bool,
 }
 
 fn one() -> u64 {
@@ -138,6 +148,21 @@ impl LineMeta {
     /// The durable name of the line, unique per (host, log, file, offset).
     pub fn key(&self) -> String {
         line_key(&self.host, &self.log, &self.file_id, self.offset)
+    }
+}
+
+impl FileId {
+    /// The name a file of another collector gets here: its id mixed with
+    /// the collector's (FNV-1a), so that identity (collector, host, log,
+    /// file, offset) stays unique in one index while every line of one
+    /// file keeps one name. The same inputs always give the same id.
+    pub fn of_collector(self, collector: &str) -> FileId {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in collector.bytes().chain([0]).chain(self.dev.to_le_bytes()) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        FileId { dev: h, ..self }
     }
 }
 
@@ -178,6 +203,10 @@ pub struct ParsedEvent {
     /// read) and `fields.parse_error` says why.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub parse_error: bool,
+    /// The collector that first read it (empty in messages from before
+    /// this field existed).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub collector: String,
 }
 
 /// The single frame after the topic of a `ping/<host>` message.
@@ -280,6 +309,8 @@ mod tests {
             epoch: "e1".into(),
             read_at: "2026-11-22T10:00:00.123Z".parse().unwrap(),
             partial: false,
+            collector: "eu-1".into(),
+            ndjson: false,
         }
     }
 
@@ -340,6 +371,23 @@ mod tests {
         let m: LineMeta = serde_json::from_str(old).unwrap();
         assert_eq!(m.file_id.fingerprint, 10);
         assert!(!m.partial);
+        assert_eq!((m.collector.as_str(), m.ndjson), ("", false));
+    }
+
+    #[test]
+    fn another_collectors_file_gets_a_stable_name_of_its_own() {
+        let f = meta().file_id;
+        let us = f.of_collector("us-1");
+        assert_eq!(us, f.of_collector("us-1"));
+        assert_ne!(us, f.of_collector("us-2"));
+        assert_ne!(us, f);
+        assert_eq!((us.ino, us.fingerprint), (f.ino, f.fingerprint));
+        // "us-1" + dev 0x31... and "us-" + ... never meet: the name ends
+        // before the device number.
+        assert_ne!(
+            FileId { dev: 1, ..f }.of_collector("a"),
+            FileId { dev: 1, ..f }.of_collector("a\u{1}")
+        );
     }
 
     #[test]
@@ -355,6 +403,7 @@ mod tests {
             offset: 3,
             end_offset: 9,
             parse_error: true,
+            collector: "eu-1".into(),
         };
         let back: ParsedEvent = serde_json::from_str(&serde_json::to_string(&e).unwrap()).unwrap();
         assert_eq!(back, e);

@@ -22,6 +22,7 @@ fn line(host: &str, offset: u64, secs: i64, body: &str) -> IndexedLine {
         body: body.into(),
         fields: Default::default(),
         parse_error: false,
+        collector: String::new(),
     }
 }
 

@@ -23,6 +23,8 @@ pub struct Outputs {
     seq: HashMap<usize, u64>,
     /// How far each file was published live, by this run or an earlier one.
     pub marks: LiveMarks,
+    /// This collector's id, the `collector` of every line.
+    pub collector: String,
 }
 
 impl Outputs {
@@ -32,6 +34,7 @@ impl Outputs {
         let window = (cfg.tap.max_unacked_lines, cfg.tap.max_unacked_bytes);
         let durable = Durable::connect(ctx, &cfg.ingest_endpoint(), host, window)?;
         let mut out = Outputs::new(host, live, durable);
+        out.collector = cfg.collector.clone();
         out.marks = LiveMarks::open(&cfg.checkpoints_dir().join(format!("{host}.live")));
         Ok(out)
     }
@@ -45,6 +48,7 @@ impl Outputs {
             durable,
             seq: HashMap::new(),
             marks: LiveMarks::none(),
+            collector: String::new(),
         }
     }
 
@@ -65,6 +69,7 @@ impl Outputs {
         source: Source,
     ) -> anyhow::Result<()> {
         let (host, epoch) = (&self.host, self.durable.epoch().to_owned());
+        let collector = &self.collector;
         let meta = |line: &Line, seq: u64, lines: u64| LineMeta {
             host: host.clone(),
             log: log.name.clone(),
@@ -76,6 +81,8 @@ impl Outputs {
             epoch: epoch.clone(),
             read_at,
             partial: line.partial,
+            collector: collector.clone(),
+            ndjson: false,
         };
         if source != Source::CatchUp {
             let topic = Topic::Line {

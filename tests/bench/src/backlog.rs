@@ -215,6 +215,8 @@ fn meta(path: &str, offset: u64, seq: u64, lines: u64) -> LineMeta {
         epoch: "bench".into(),
         read_at: chrono::Utc::now(),
         partial: false,
+        collector: String::new(),
+        ndjson: false,
     }
 }
 
@@ -305,6 +307,7 @@ fn index_thread(file: &Path, spec: &ParserSpec, dir: &Path) -> anyhow::Result<Al
         retention: rill_parser::retention::Retention::new(None),
         live: rill_bus::Publisher::connect(&ctx, "inproc://bench")?,
         applied: 0,
+        collector: "bench".into(),
     })?;
     while let Some(rec) = wal.read_next()? {
         indexer.give(rec);

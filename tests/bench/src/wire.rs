@@ -66,6 +66,8 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
             epoch: "0c4ad1a2-43b1-4d3a-9d7e-6a0f0b9a1a11".into(),
             read_at: chrono::Utc::now(),
             partial: false,
+            collector: String::new(),
+            ndjson: false,
         };
         // Probe until the subscription reached the publisher.
         while !seen.load(Ordering::SeqCst) {

@@ -18,6 +18,7 @@ fn line(offset: u64, len: u64, body: &str) -> IndexedLine {
         body: body.into(),
         fields: Default::default(),
         parse_error: false,
+        collector: String::new(),
     }
 }
 

@@ -49,7 +49,7 @@ impl Json {
         })
     }
 
-    fn timestamp(&self, v: &Value) -> Result<DateTime<Utc>, FormatError> {
+    pub(crate) fn timestamp(&self, v: &Value) -> Result<DateTime<Utc>, FormatError> {
         match v {
             Value::String(s) => match s.parse::<f64>() {
                 Ok(n) => time::epoch(n),
@@ -64,7 +64,7 @@ impl Json {
     }
 }
 
-fn kind(v: &Value) -> &'static str {
+pub(crate) fn kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

@@ -9,9 +9,11 @@
 //! - [`journal`]: systemd journal entries (`journalctl -o json`): the one
 //!   format whose body is not the whole line but the entry's `MESSAGE`.
 //! - [`pattern`]: a regex with named captures (`parser: {type: regex}`).
+//! - [`ingested`]: NDJSON objects received over HTTP (`message`, `ts`).
 //! - [`time`]: timestamps without a zone, without a year, as epoch numbers.
 
 pub mod combined;
+pub mod ingested;
 pub mod journal;
 pub mod json;
 pub mod pattern;
@@ -53,6 +55,8 @@ pub enum LineFormat {
     Combined,
     Journal,
     Pattern(pattern::Pattern),
+    /// Not configured: the lines of the HTTP ingest endpoint's NDJSON.
+    Ingested,
 }
 
 impl LineFormat {
@@ -88,6 +92,7 @@ impl LineFormat {
             LineFormat::Combined => combined::parse(line),
             LineFormat::Journal => journal::parse(line),
             LineFormat::Pattern(p) => p.parse(line, read_at),
+            LineFormat::Ingested => ingested::parse(line, read_at),
         }
     }
 }
