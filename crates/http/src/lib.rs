@@ -5,12 +5,20 @@
 //!
 //! ```text
 //! TcpListener --accept (serve.rs)--> at most `max_connections` served at once;
-//!   |                                 the rest answered 503 and closed; an
-//!   |                                 accept error (EMFILE) waits and goes on
+//!   |                                 the rest answered 503 (closed at once
+//!   |                                 over TLS); an accept error (EMFILE)
+//!   |                                 waits and goes on
+//!   v
+//! TLS handshake, when the server has TLS (tls.rs): done within
+//!   `header_timeout`; anything but TLS (plain HTTP) is closed unserved
 //!   v
 //! hyper HTTP/1.1 per connection: head <= max_head_bytes, whole within
 //!   `header_timeout` (also the idle time between requests), no read or
-//!   write stalled for `stall_timeout` (stall.rs)
+//!   write stalled for `stall_timeout` (stall.rs, under TLS too)
+//!   v
+//! Guard, when the server has one (guard.rs): the peer in its allowlist
+//!   (else 403), a bearer token from its tokens file (else 401); the
+//!   token's name to the route as `Caller`
 //!   v
 //! axum Router (a panic becomes a 500, never a dead listener)
 //!   v
@@ -23,8 +31,10 @@
 //! Nothing a client sends can stop the server: every bad request gets a 4xx
 //! (JSON, `{"error": ...}`) and the listener keeps answering.
 
+mod guard;
 mod serve;
 mod stall;
+mod tls;
 mod work;
 
 use std::net::SocketAddr;
@@ -36,6 +46,8 @@ use axum::response::{IntoResponse, Response};
 use tokio::sync::watch;
 use tracing::info;
 
+pub use guard::{Caller, Guard, Peer, Refusal};
+pub use tls::{Tls, TlsError};
 pub use work::{Job, Work};
 
 /// The limits of one server. The defaults suit an API on loopback or a
@@ -79,6 +91,26 @@ impl Default for Limits {
     }
 }
 
+/// How a server serves: its limits, and TLS and a guard if it has them.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    pub limits: Limits,
+    /// When set, only TLS is spoken on the port.
+    pub tls: Option<Tls>,
+    /// When set (and not open), checked for every request.
+    pub guard: Option<Guard>,
+}
+
+impl From<Limits> for Settings {
+    fn from(limits: Limits) -> Settings {
+        Settings {
+            limits,
+            tls: None,
+            guard: None,
+        }
+    }
+}
+
 /// A running server; stops when dropped (within about a second, whatever
 /// its requests are doing: their deadlines are raised).
 pub struct HttpServer {
@@ -96,14 +128,26 @@ pub struct ListenError {
 
 impl HttpServer {
     /// Binds `addr` and serves `router` (built by `make`, which gets the
-    /// server's [`Work`]) from a thread of its own. `name` names the
-    /// thread and the log lines.
+    /// server's [`Work`]) from a thread of its own, in plain HTTP and
+    /// unguarded. `name` names the thread and the log lines.
     pub fn bind(
         name: &str,
         addr: SocketAddr,
         limits: Limits,
         make: impl FnOnce(Work) -> axum::Router,
     ) -> Result<HttpServer, ListenError> {
+        HttpServer::bind_with(name, addr, limits.into(), make)
+    }
+
+    /// [`HttpServer::bind`] with TLS and a guard, as `settings` say.
+    pub fn bind_with(
+        name: &str,
+        addr: SocketAddr,
+        settings: Settings,
+        make: impl FnOnce(Work) -> axum::Router,
+    ) -> Result<HttpServer, ListenError> {
+        let limits = settings.limits;
+        let tls = settings.tls.is_some();
         let fail = |reason: String| ListenError { addr, reason };
         let listener = std::net::TcpListener::bind(addr).map_err(|e| fail(e.to_string()))?;
         listener
@@ -129,14 +173,14 @@ impl HttpServer {
         let thread = std::thread::Builder::new()
             .name(format!("{name}-http"))
             .spawn(move || {
-                runtime.block_on(serve::serve(listener, router, limits, stopped));
+                runtime.block_on(serve::serve(listener, router, settings, stopped));
                 // Requests still running are dropped: their deadlines are
                 // raised, so blocking work ends within milliseconds.
                 runtime.shutdown_timeout(Duration::from_secs(1));
                 info!(server = %label, "http server stopped");
             })
             .map_err(|e| fail(e.to_string()))?;
-        info!(server = name, %addr, "http server listening");
+        info!(server = name, %addr, tls, "http server listening");
         Ok(HttpServer {
             addr,
             stop,

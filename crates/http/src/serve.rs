@@ -4,32 +4,51 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::http::StatusCode;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+
+use axum::http::{Request, StatusCode};
 use axum::response::Response;
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_service::Service;
 use tracing::{debug, warn};
 
+use crate::guard::{Guard, Peer};
 use crate::stall::Stall;
-use crate::Limits;
+use crate::{Limits, Settings};
 
 /// Connections over the cap that are being answered 503 at once; beyond
 /// these, a connection is closed without a word.
 const REFUSING: usize = 64;
 
+/// What every connection of one server shares.
+struct Shared {
+    router: axum::Router,
+    limits: Limits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    guard: Option<Guard>,
+}
+
 /// Serves `router` on `listener` until `stop` says so.
 pub async fn serve(
     listener: TcpListener,
     router: axum::Router,
-    limits: Limits,
+    settings: Settings,
     mut stop: watch::Receiver<bool>,
 ) {
-    let router = router.layer(CatchPanicLayer::custom(panicked));
+    let limits = settings.limits;
+    let shared = Arc::new(Shared {
+        router: router.layer(CatchPanicLayer::custom(panicked)),
+        limits,
+        tls: settings.tls.as_ref().map(crate::Tls::acceptor),
+        guard: settings.guard.filter(|g| !g.is_open()),
+    });
     let open = Arc::new(Semaphore::new(limits.max_connections));
     let refusing = Arc::new(Semaphore::new(REFUSING));
     let quiet = Throttle::default();
@@ -38,8 +57,8 @@ pub async fn serve(
             _ = stop.changed() => break,
             a = listener.accept() => a,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
             Err(e) => {
                 // EMFILE and friends: the listener stays; wait for fds.
                 if quiet.due() {
@@ -53,7 +72,7 @@ pub async fn serve(
         };
         match open.clone().try_acquire_owned() {
             Ok(permit) => {
-                tokio::spawn(connection(stream, router.clone(), limits, permit));
+                tokio::spawn(connection(stream, peer, shared.clone(), permit));
             }
             Err(_) => {
                 if quiet.due() {
@@ -62,31 +81,88 @@ pub async fn serve(
                         "connection refused: the server is at its connection cap"
                     );
                 }
-                if let Ok(p) = refusing.clone().try_acquire_owned() {
-                    tokio::spawn(refuse(stream, limits.max_connections, p));
+                // Over TLS a plain answer would be noise: closed at once.
+                if shared.tls.is_none() {
+                    if let Ok(p) = refusing.clone().try_acquire_owned() {
+                        tokio::spawn(refuse(stream, limits.max_connections, p));
+                    }
                 }
             }
         }
     }
 }
 
+/// One connection: its TLS handshake (within `header_timeout`, and never
+/// stalled for `stall_timeout`: a client that connects and says nothing
+/// holds its slot no longer), then HTTP/1.1.
 async fn connection(
     stream: TcpStream,
-    router: axum::Router,
-    limits: Limits,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
     _permit: OwnedSemaphorePermit,
 ) {
     let _ = stream.set_nodelay(true);
-    let io = TokioIo::new(Stall::new(stream, limits.stall_timeout));
+    let limits = shared.limits;
+    let io = Stall::new(stream, limits.stall_timeout);
+    let Some(tls) = &shared.tls else {
+        return http(io, peer, shared).await;
+    };
+    match tokio::time::timeout(limits.header_timeout, tls.accept(io)).await {
+        Ok(Ok(io)) => http(io, peer, shared).await,
+        // A plain-HTTP request lands here too: rustls answers it with an
+        // alert and it is closed, never served.
+        Ok(Err(e)) => debug!(%peer, error = %e, "tls handshake failed"),
+        Err(_) => debug!(
+            %peer,
+            within_s = limits.header_timeout.as_secs(),
+            "tls handshake not done in time; closed"
+        ),
+    }
+}
+
+/// HTTP/1.1 on `io`: every request checked by the guard, then routed.
+async fn http<I>(io: I, peer: SocketAddr, shared: Arc<Shared>)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let limits = shared.limits;
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let shared = shared.clone();
+        async move { route(req, peer, &shared).await }
+    });
     let served = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
         .max_buf_size(limits.max_head_bytes.max(8192))
-        .serve_connection(io, TowerToHyperService::new(router))
+        .serve_connection(TokioIo::new(io), service)
         .await;
     if let Err(e) = served {
         debug!(error = %e, "connection ended");
     }
+}
+
+/// One request: [`Peer`] (and the guard's `Caller`) in its extensions, or
+/// the guard's refusal.
+async fn route(
+    mut req: Request<Incoming>,
+    peer: SocketAddr,
+    shared: &Shared,
+) -> Result<Response, Infallible> {
+    if let Some(guard) = &shared.guard {
+        match guard.check(peer.ip(), req.uri().path(), req.headers()) {
+            Ok(Some(caller)) => {
+                req.extensions_mut().insert(caller);
+            }
+            Ok(None) => {}
+            Err(refusal) => {
+                debug!(%peer, path = req.uri().path(), reason = %refusal.message(), "request refused");
+                return Ok(refusal.response());
+            }
+        }
+    }
+    req.extensions_mut().insert(Peer(peer));
+    // Router is always ready; a clone per request is what axum does too.
+    shared.router.clone().call(req).await
 }
 
 /// A 503 for a connection over the cap, then close.
