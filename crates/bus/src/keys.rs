@@ -35,14 +35,16 @@ pub type Key = [u8; 32];
 /// Errors reading or writing key files; each names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    #[error("could not read {path}: {source}")]
-    Read { path: PathBuf, source: io::Error },
+    // `error`, not `source`: the message holds it already, and anyhow's
+    // `{:#}` would print it twice.
+    #[error("could not read {path}: {error}")]
+    Read { path: PathBuf, error: io::Error },
     #[error("{path}: {reason}")]
     Format { path: PathBuf, reason: String },
     #[error("{path} already exists; a key is never overwritten (move it away to make a new one)")]
     Exists { path: PathBuf },
-    #[error("could not write {path}: {source}")]
-    Write { path: PathBuf, source: io::Error },
+    #[error("could not write {path}: {error}")]
+    Write { path: PathBuf, error: io::Error },
     #[error("could not generate a CURVE key pair: {0}")]
     Generate(zmq::Error),
 }
@@ -130,8 +132,10 @@ impl KeyPair {
     /// public key file's path.
     pub fn write(&self, path: &Path) -> Result<PathBuf, KeyError> {
         let public_path = public_key_path(path);
-        if public_path.exists() {
-            return Err(KeyError::Exists { path: public_path });
+        for p in [path, &public_path] {
+            if p.symlink_metadata().is_ok() {
+                return Err(KeyError::Exists { path: p.to_owned() });
+            }
         }
         create(path, 0o600, &self.secret_file_text())?;
         if let Err(e) = create(&public_path, 0o644, &self.public_file_text()) {
@@ -178,10 +182,10 @@ pub fn parse_public_key(text: &str) -> Result<Key, String> {
 /// skipped; a file that is not a public key is an error naming it. An
 /// empty folder is no keys.
 pub fn load_authorized_keys(dir: &Path) -> Result<Vec<Key>, KeyError> {
-    let entries = std::fs::read_dir(dir).map_err(|source| read_error(dir, source))?;
+    let entries = std::fs::read_dir(dir).map_err(|e| read_error(dir, e))?;
     let mut files = Vec::new();
     for e in entries {
-        let e = e.map_err(|source| read_error(dir, source))?;
+        let e = e.map_err(|e| read_error(dir, e))?;
         if e.file_name().to_string_lossy().starts_with('.') {
             continue;
         }
@@ -249,13 +253,13 @@ fn values(text: &str) -> impl Iterator<Item = &str> {
 }
 
 fn read(path: &Path) -> Result<String, KeyError> {
-    std::fs::read_to_string(path).map_err(|source| read_error(path, source))
+    std::fs::read_to_string(path).map_err(|e| read_error(path, e))
 }
 
-fn read_error(path: &Path, source: io::Error) -> KeyError {
+fn read_error(path: &Path, error: io::Error) -> KeyError {
     KeyError::Read {
         path: path.to_owned(),
-        source,
+        error,
     }
 }
 
@@ -269,9 +273,9 @@ fn format_error(path: &Path, reason: String) -> KeyError {
 /// Creates `path` (never replacing a file) with exactly `mode`, whatever
 /// the umask, and `text` in it.
 fn create(path: &Path, mode: u32, text: &str) -> Result<(), KeyError> {
-    let write_error = |source| KeyError::Write {
+    let write_error = |error| KeyError::Write {
         path: path.to_owned(),
-        source,
+        error,
     };
     let mut f: File = OpenOptions::new()
         .write(true)
