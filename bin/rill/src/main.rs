@@ -4,7 +4,7 @@
 //! rill-cli, which defines them; prints an error once and exits 2.
 
 use clap::Parser;
-use rill_cli::{check, demo, rules, search, session, status, tail, Command};
+use rill_cli::{check, demo, keygen, rules, search, session, status, tail, Command};
 
 /// Rill: follow log files on many servers over SSH, stream them live, search their history.
 // The top-level parser lives in this package so that `--version` names it.
@@ -35,6 +35,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Status(args) => status::run(&args, &mut out)?,
         Command::Session(args) => session::run(args, &mut out)?,
         Command::Rules(args) => rules::run(&args, &mut out)?,
+        Command::Keygen(args) => keygen::run(&args, &mut out)?,
     }
     Ok(())
 }

@@ -11,6 +11,7 @@
 
 pub mod check;
 pub mod demo;
+pub mod keygen;
 pub mod rules;
 pub mod search;
 pub mod session;
@@ -31,6 +32,7 @@ pub enum Command {
     Status(status::Args),
     Session(session::Args),
     Rules(rules::Args),
+    Keygen(keygen::Args),
 }
 
 /// Writes one line to stdout; `Ok(false)` when the reader has gone away.
