@@ -17,8 +17,16 @@
 //! deadline, a few at once, their answers within a byte budget (a search
 //! that would pass it stops at the hits that fit and says so in
 //! `truncated`); nothing a client sends can stop the server. The parser
-//! keeps it running with [`ApiKeeper`] (a taken port or a stopped server is
-//! tried again every 10 s).
+//! keeps it running with [`ApiKeeper`] (a taken port, bad TLS or tokens
+//! files or a stopped server are tried again every 10 s; changed files are
+//! taken within 5 s).
+//!
+//! With `search.tls` only TLS is spoken on the port. With
+//! `search.tokens_file` every request needs `Authorization: Bearer TOKEN`
+//! (or the cookie [`TOKEN_COOKIE`], which the page sets for its `/live`
+//! stream: `EventSource` cannot send headers) except `GET /health` (the
+//! supervisor's liveness probe: no data) and `GET /` (the page itself,
+//! constant text: it asks for the token when a call is refused).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -30,11 +38,12 @@ use axum::http::{Method, StatusCode, Uri};
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
+use rill_config::hub::Tokens;
 use rill_config::Config;
-use rill_http::{HttpServer, Job, Limits, ListenError, Work};
+use rill_http::{Guard, HttpServer, Job, Limits, ListenError, Settings, Tls, Work};
 use rill_index::{hit_json, Deadline, IndexError, IndexSearcher, SearchRequest};
 use serde_json::{json, Value};
-use tracing::warn;
+use tracing::{info, warn};
 
 /// The most hits one request may ask for.
 pub const MAX_LIMIT: usize = 10_000;
@@ -42,6 +51,13 @@ pub const MAX_LIMIT: usize = 10_000;
 pub const MAX_CONTEXT: usize = 100;
 /// The longest query string (everything after `?`), in bytes.
 pub const MAX_QUERY_STRING: usize = 8192;
+
+/// The cookie a browser may send the token in (as the page sets it:
+/// percent-encoded, `SameSite=Strict; Path=/`, `Secure` over https).
+pub const TOKEN_COOKIE: &str = "rill_token";
+
+/// Paths answered without a token.
+const OPEN_PATHS: [&str; 2] = ["/health", "/"];
 
 /// A running API; stops when dropped.
 pub struct SearchApi {
@@ -64,7 +80,9 @@ impl SearchApi {
     }
 
     /// [`SearchApi::start_with`], with the config's saved queries, which
-    /// `saved=NAME` runs, and its rules (`/rules`), when it has any.
+    /// `saved=NAME` runs, its rules (`/rules`), when it has any, and its
+    /// `search.tls` and `search.tokens_file` (a file that cannot be used is
+    /// an error naming it).
     pub fn start_saved(
         addr: SocketAddr,
         index_dir: &Path,
@@ -72,8 +90,20 @@ impl SearchApi {
         saved: Saved,
         rules: Option<Arc<Config>>,
     ) -> Result<SearchApi, ListenError> {
+        let settings =
+            guarded(limits, rules.as_deref()).map_err(|reason| ListenError { addr, reason })?;
+        SearchApi::start_settings(addr, index_dir, settings, saved, rules)
+    }
+
+    fn start_settings(
+        addr: SocketAddr,
+        index_dir: &Path,
+        settings: Settings,
+        saved: Saved,
+        rules: Option<Arc<Config>>,
+    ) -> Result<SearchApi, ListenError> {
         let dir = index_dir.to_owned();
-        let server = HttpServer::bind("search", addr, limits, move |work| {
+        let server = HttpServer::bind_with("search", addr, settings, move |work| {
             router(dir, work, saved.clone(), rules.clone())
         })?;
         Ok(SearchApi { server })
@@ -89,8 +119,50 @@ impl SearchApi {
     }
 }
 
+/// `limits` with the TLS and the guard `cfg.search` asks for, or why its
+/// files cannot be used (naming the key and the file).
+fn guarded(limits: Limits, cfg: Option<&Config>) -> Result<Settings, String> {
+    let mut settings = Settings::from(limits);
+    let Some(search) = cfg.map(|c| &c.search) else {
+        return Ok(settings);
+    };
+    if let Some(files) = &search.tls {
+        settings.tls = Some(Tls::from_files(files).map_err(|e| format!("search.tls: {e}"))?);
+    }
+    if let Some(path) = &search.tokens_file {
+        let mut guard = Guard::new("search");
+        guard.tokens = Some(Tokens::load(path).map_err(|e| format!("search.tokens_file: {e}"))?);
+        guard.open_paths = OPEN_PATHS.iter().map(|p| (*p).to_owned()).collect();
+        guard.cookie = Some(TOKEN_COOKIE.to_owned());
+        settings.guard = Some(guard);
+    }
+    Ok(settings)
+}
+
+/// What the TLS and tokens files were when last read: modification time
+/// and length of each (None: unreadable).
+type Stamps = Vec<Option<(std::time::SystemTime, u64)>>;
+
+fn stamps(cfg: Option<&Config>) -> Stamps {
+    let Some(search) = cfg.map(|c| &c.search) else {
+        return Vec::new();
+    };
+    let tls = search.tls.iter().flat_map(|t| [&t.cert, &t.key]);
+    tls.chain(&search.tokens_file)
+        .map(|p| {
+            std::fs::metadata(p)
+                .ok()
+                .and_then(|m| Some((m.modified().ok()?, m.len())))
+        })
+        .collect()
+}
+
 /// The search API, started again when it is not running (its port was
-/// taken, or its server stopped): at most every [`ApiKeeper::RETRY`].
+/// taken, its TLS or tokens files could not be used, or its server
+/// stopped): at most every [`ApiKeeper::RETRY`]. Changed TLS or tokens
+/// files (a renewed certificate, a new token) are taken within
+/// [`ApiKeeper::RECHECK`]: the API restarts with them, unless they cannot
+/// be used, and then it goes on with the ones it has.
 pub struct ApiKeeper {
     listen: Option<std::net::SocketAddr>,
     dir: std::path::PathBuf,
@@ -98,10 +170,14 @@ pub struct ApiKeeper {
     rules: Option<Arc<Config>>,
     api: Option<SearchApi>,
     tried: Instant,
+    /// The files as the running API (or the last try) read them.
+    stamps: Stamps,
+    checked: Instant,
 }
 
 impl ApiKeeper {
     const RETRY: Duration = Duration::from_secs(10);
+    const RECHECK: Duration = Duration::from_secs(5);
 
     pub fn new(
         listen: Option<std::net::SocketAddr>,
@@ -116,6 +192,8 @@ impl ApiKeeper {
             rules,
             api: None,
             tried: Instant::now(),
+            stamps: Vec::new(),
+            checked: Instant::now(),
         };
         k.start();
         k
@@ -124,6 +202,7 @@ impl ApiKeeper {
     fn start(&mut self) {
         let Some(addr) = self.listen else { return };
         self.tried = Instant::now();
+        self.stamps = stamps(self.rules.as_deref());
         match SearchApi::start_saved(
             addr,
             &self.dir,
@@ -136,7 +215,8 @@ impl ApiKeeper {
         }
     }
 
-    /// Starts the API again if it is not running and a retry is due.
+    /// Starts the API again if it is not running and a retry is due, or
+    /// if its TLS or tokens files changed.
     pub fn tick(&mut self) {
         if self.api.as_ref().is_some_and(|a| !a.is_running()) {
             warn!("search api stopped; starting it again");
@@ -144,6 +224,47 @@ impl ApiKeeper {
         }
         if self.api.is_none() && self.listen.is_some() && self.tried.elapsed() >= Self::RETRY {
             self.start();
+        }
+        if self.api.is_some() && self.checked.elapsed() >= Self::RECHECK {
+            self.checked = Instant::now();
+            self.reload_if_changed();
+        }
+    }
+
+    /// A new API on the files as they are now, if they changed and can be
+    /// used; the one running goes on otherwise.
+    fn reload_if_changed(&mut self) {
+        let now = stamps(self.rules.as_deref());
+        if now == self.stamps {
+            return;
+        }
+        self.stamps = now;
+        let Some(addr) = self.listen else { return };
+        match guarded(Limits::default(), self.rules.as_deref()) {
+            Ok(settings) => {
+                info!(
+                    "search.tls or search.tokens_file changed; restarting the search api with them"
+                );
+                // The port is free once the old server is dropped.
+                self.api = None;
+                self.tried = Instant::now();
+                match SearchApi::start_settings(
+                    addr,
+                    &self.dir,
+                    settings,
+                    self.saved.clone(),
+                    self.rules.clone(),
+                ) {
+                    Ok(a) => self.api = Some(a),
+                    Err(e) => {
+                        warn!(error = %e, retry_s = Self::RETRY.as_secs(), "search api NOT running")
+                    }
+                }
+            }
+            Err(e) => warn!(
+                error = %e,
+                "search.tls or search.tokens_file changed but cannot be used; the search api goes on with what it read before"
+            ),
         }
     }
 }
