@@ -7,6 +7,25 @@
 //! backlog) and answered none. A refused connection is not a hang: the
 //! parser's own keeper binds the port again, and a port taken by another
 //! program is not cured by restarting the parser.
+//!
+//! `/health` needs no token (`search.tokens_file` exempts it). With
+//! `search.tls` the API speaks only TLS; the probe finds out by itself:
+//! it speaks what answered last (plain HTTP at first) and, when that
+//! fails without hanging (a TLS listener closes a plain request
+//! unanswered; a plain one answers a TLS hello with a 400), tries the
+//! other once and keeps it if it answers.
+//!
+//! Over TLS the probe does NOT verify the certificate, whatever the listen
+//! address (loopback, or an interface's address or 0.0.0.0 for a
+//! non-loopback `search.listen`): it connects to the address the parser
+//! bound on this machine, so its packets never leave the machine; it sends
+//! no token and reads only a status line, so there is nothing a forger
+//! could learn, and all one could do is make the API look up or hung,
+//! which takes a process on this machine that holds the port, i.e. one
+//! that could stop the parser anyway. Verifying would need the
+//! certificate's name to match the address probed (`0.0.0.0` never does)
+//! or the CA in the supervisor's trust store: failures that say nothing
+//! about whether the API answers.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -46,8 +65,9 @@ impl ApiProbe {
             std::thread::Builder::new()
                 .name("api-probe".into())
                 .spawn(move || {
+                    let mut tls = false;
                     while !stop.load(Ordering::Relaxed) {
-                        let result = probe(listen);
+                        let result = probe(listen, &mut tls);
                         let mut v = verdict.lock().unwrap_or_else(|p| p.into_inner());
                         match &result {
                             Err(f) if f.hung => {
@@ -119,17 +139,55 @@ pub struct Failure {
     pub message: String,
 }
 
-/// One `GET /health`: Ok if the answer is a 200, else what went wrong.
-pub fn probe(addr: SocketAddr) -> Result<(), Failure> {
-    let fail = |hung, message: String| Failure { hung, message };
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| {
+fn fail(hung: bool, message: String) -> Failure {
+    Failure { hung, message }
+}
+
+/// One `GET /health`, over TLS when `tls`, else in plain HTTP: Ok if the
+/// answer is a 200, else what went wrong. A failure that is not a hang
+/// tries the other way; `tls` follows the way that answered (the first
+/// way's failure is the one told).
+pub fn probe(addr: SocketAddr, tls: &mut bool) -> Result<(), Failure> {
+    let first = probe_as(addr, *tls);
+    match &first {
+        Err(f) if !f.hung => {
+            if probe_as(addr, !*tls).is_ok() {
+                *tls = !*tls;
+                return Ok(());
+            }
+            first
+        }
+        _ => first,
+    }
+}
+
+fn probe_as(addr: SocketAddr, tls: bool) -> Result<(), Failure> {
+    let s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| {
         let hung = e.kind() == std::io::ErrorKind::TimedOut;
         fail(hung, format!("could not connect: {e}"))
     })?;
     let _ = s.set_read_timeout(Some(Duration::from_secs(3)));
     let _ = s.set_write_timeout(Some(Duration::from_secs(3)));
+    if !tls {
+        return ask(s);
+    }
+    let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+    let conn = unverified()
+        .and_then(|c| rustls::ClientConnection::new(c, name))
+        .map_err(|e| fail(false, format!("could not start tls: {e}")))?;
+    ask(rustls::StreamOwned::new(conn, s))
+}
+
+/// `GET /health` on a connected stream, and its status line.
+fn ask(mut s: impl Read + Write) -> Result<(), Failure> {
     s.write_all(b"GET /health HTTP/1.0\r\nHost: rill\r\n\r\n")
-        .map_err(|e| fail(false, format!("could not send: {e}")))?;
+        .map_err(|e| match e.kind() {
+            // A TLS handshake that got no answer.
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+                fail(true, format!("no answer within 3s: {e}"))
+            }
+            _ => fail(false, format!("could not send: {e}")),
+        })?;
     let mut head = [0u8; 64];
     let mut got = 0;
     while got < 12 {
@@ -162,6 +220,66 @@ pub fn probe(addr: SocketAddr) -> Result<(), Failure> {
     }
 }
 
+/// A TLS client that takes any certificate (see the module's comment for
+/// why that is right here), still checking the handshake's signatures.
+fn unverified() -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+#[derive(Debug)]
+struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
 /// Logs once per failure stretch.
 pub fn log_failure(status: &ApiStatus) {
     warn!(listen = %status.listen, error = status.error.as_deref().unwrap_or(""), "search api does not answer /health");
@@ -176,13 +294,13 @@ mod tests {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
         // Accepts (the kernel does) but never answers.
-        let e = probe(addr).unwrap_err();
+        let e = probe(addr, &mut false).unwrap_err();
         assert!(
             e.hung && e.message.starts_with("no answer within 3s"),
             "{e:?}"
         );
         drop(l);
-        let e = probe(addr).unwrap_err();
+        let e = probe(addr, &mut false).unwrap_err();
         assert!(
             !e.hung && e.message.starts_with("could not connect"),
             "{e:?}"
