@@ -43,7 +43,7 @@ pub mod webdriver;
 pub use black_hole::{only_from, BlackHole, IptablesRule};
 pub use config::{TestAuth, TestHost, TestLog};
 pub use hosts::{BusyBoxHost, OneHost};
-pub use http::{http_get, http_request, url_encode};
+pub use http::{http_get, http_post, http_request, url_encode};
 pub use processes::{
     local_processes_mentioning, remote_processes_in, remote_sessions, rss_kib, RssWatch,
 };

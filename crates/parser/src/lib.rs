@@ -39,6 +39,7 @@ pub mod ingest;
 pub mod live;
 pub mod metrics;
 pub mod multiline;
+pub mod receive;
 pub mod retention;
 pub mod wal;
 
@@ -109,6 +110,21 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
         std::sync::Arc::new(cfg.queries.clone()),
         Some(std::sync::Arc::new(cfg.clone())),
     );
+    // Events received over HTTP (and lines of indexed upstreams), appended
+    // to the log by this thread; requests wait for the sync after it.
+    let (received_tx, received) = std::sync::mpsc::sync_channel(receive::QUEUE);
+    let mut receiver = cfg
+        .ingest
+        .as_ref()
+        .map(|i| receive::Keeper::new(cfg, i, &ctx, received_tx.clone()))
+        .transpose()?;
+    let mut synced: Vec<std::sync::mpsc::SyncSender<()>> = Vec::new();
+    // Received events wait at most this for the loop.
+    let idle = if cfg.ingest.is_some() {
+        Duration::from_millis(10)
+    } else {
+        Duration::from_millis(100)
+    };
 
     // A synced record the index thread had no room for.
     let mut held: Option<wal::Record> = None;
@@ -116,7 +132,7 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
         let wait = if held.is_some() || wal.unread() {
             ROOM_WAIT
         } else {
-            Duration::from_millis(100)
+            idle
         };
         // Taps' messages into the log, unless it holds enough already.
         if wal.unapplied() < WAL_MAX_BYTES && socket::readable(ingest.socket(), wait)? {
@@ -124,7 +140,14 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
         } else if wal.unapplied() >= WAL_MAX_BYTES {
             std::thread::sleep(wait);
         }
+        if wal.unapplied() < WAL_MAX_BYTES {
+            receive::append(&received, &mut wal, &mut synced, receive::QUEUE)
+                .context("could not write the write-ahead log")?;
+        }
         wal.sync().context("could not write the write-ahead log")?;
+        for done in synced.drain(..) {
+            let _ = done.send(());
+        }
         ingest.committed();
         ingest.tell(false);
         // The log to the index thread, as far as it has room.
@@ -142,7 +165,11 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
             .context("could not trim the write-ahead log")?;
         indexer.check()?;
         api.tick();
+        if let Some(r) = &mut receiver {
+            r.tick();
+        }
     }
+    drop(receiver);
     // What the log holds goes into the index before the parser stops.
     wal.sync().context("could not write the write-ahead log")?;
     ingest.committed();
