@@ -210,6 +210,23 @@ fn https_with_a_token_finds_the_lines_and_nothing_else_is_served() {
         last["ok"] == true
     });
     assert!(up, "the probe never saw the api up: {last}");
+
+    // A token added to the file is taken without a restart; one removed
+    // is refused.
+    let added = "rill-e2e-token-added-later";
+    secret(dir.path(), "tokens", &format!("{added} ci\n"));
+    let url = format!("{base}/count?q=GET");
+    assert!(
+        wait_until(WITHIN, || get(
+            &trusting,
+            &url,
+            &[("authorization", &format!("Bearer {added}"))]
+        )
+        .is_ok_and(|(s, _, _)| s == 200)),
+        "the added token was never taken; log:\n{}",
+        h.rill.log()
+    );
+    assert_eq!(get(&trusting, &url, &auth).unwrap().0, 401);
 }
 
 #[test]
