@@ -71,3 +71,61 @@ impl ClientAuth {
         Ok(())
     }
 }
+
+impl ClientAuth {
+    /// How this collector's own tools (`rill tail`, the page's Live tab,
+    /// the supervisor) log in to its stream endpoint: with the server's own
+    /// CURVE key pair (which the gate admits), or as the first user of its
+    /// PLAIN credentials file; no login when the endpoint has neither.
+    pub fn for_own_streams(cfg: &rill_config::Config) -> Result<ClientAuth, String> {
+        let g = &cfg.streams_guard;
+        if let Some(c) = &g.curve {
+            let pair = KeyPair::load(&c.secret_key_file)
+                .map_err(|e| format!("streams.curve.secret_key_file: {e}"))?;
+            return Ok(ClientAuth {
+                plain: None,
+                curve: Some(CurveClient {
+                    server_public: pair.public,
+                    public: pair.public,
+                    secret: pair.secret,
+                }),
+            });
+        }
+        if let Some(path) = &g.credentials_file {
+            let users = rill_config::Credentials::load(path)
+                .map_err(|e| format!("streams.credentials_file: {e}"))?;
+            let (user, password) = users
+                .first()
+                .ok_or("streams.credentials_file has no user")?;
+            return Ok(ClientAuth {
+                plain: Some((user.to_owned(), password.to_owned())),
+                curve: None,
+            });
+        }
+        Ok(ClientAuth::default())
+    }
+
+    /// How this collector logs in to one of its `upstreams`.
+    pub fn for_upstream(u: &rill_config::hub::Upstream) -> Result<ClientAuth, String> {
+        let key = |k: &str| format!("upstreams.{}.{k}", u.name);
+        let plain = u
+            .plain
+            .as_ref()
+            .map(|p| {
+                p.password
+                    .read()
+                    .map(|pw| (p.user.clone(), pw))
+                    .map_err(|e| format!("{}: {e}", key("plain")))
+            })
+            .transpose()?;
+        let curve = u
+            .curve
+            .as_ref()
+            .map(|c| {
+                CurveClient::load(&c.secret_key_file, &c.server_key_file)
+                    .map_err(|e| format!("{}: {e}", key("curve")))
+            })
+            .transpose()?;
+        Ok(ClientAuth { plain, curve })
+    }
+}

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use rill_proto::TopicPattern;
 
+use crate::client_auth::ClientAuth;
 use crate::socket::{self, Role};
 use crate::BusError;
 
@@ -27,7 +28,18 @@ impl Subscriber {
         endpoint: &str,
         patterns: &[&str],
     ) -> Result<Self, BusError> {
+        Subscriber::connect_with(ctx, endpoint, patterns, &ClientAuth::default())
+    }
+
+    /// [`Subscriber::connect`], logging in with `auth` (a gated endpoint).
+    pub fn connect_with(
+        ctx: &zmq::Context,
+        endpoint: &str,
+        patterns: &[&str],
+        auth: &ClientAuth,
+    ) -> Result<Self, BusError> {
         let socket = socket::open(ctx, zmq::SUB, Role::Live)?;
+        auth.apply(&socket)?;
         let patterns: Vec<TopicPattern> = patterns
             .iter()
             .map(|p| TopicPattern::parse(p))
