@@ -30,6 +30,7 @@ pub mod proxy;
 pub mod publisher;
 pub mod socket;
 pub mod subscriber;
+pub mod upstream;
 
 pub use proxy::StreamProxy;
 pub use publisher::Publisher;
@@ -59,4 +60,6 @@ pub enum BusError {
     Zmq(#[from] zmq::Error),
     #[error("bad topic pattern: {0}")]
     Pattern(#[from] rill_proto::topic::PatternError),
+    #[error("{0}")]
+    Config(String),
 }

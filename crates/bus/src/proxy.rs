@@ -7,6 +7,9 @@ use tracing::{debug, warn};
 use crate::socket::{self, Role};
 use crate::BusError;
 
+/// Where the proxy serves the streams inside its own process.
+pub const INPROC_STREAMS: &str = "inproc://rill-streams";
+
 /// A running XSUB→XPUB forwarder. Stop it with [`StreamProxy::stop`].
 pub struct StreamProxy {
     control: zmq::Socket,
@@ -17,10 +20,39 @@ impl StreamProxy {
     /// Binds `bus` (where publishers connect) and `streams` (where clients
     /// subscribe) and forwards in a background thread.
     pub fn start(ctx: &zmq::Context, bus: &str, streams: &str) -> Result<Self, BusError> {
+        StreamProxy::open(ctx, bus, streams, None, false)
+    }
+
+    /// [`StreamProxy::start`] with subscribers checked by `gate` (whose
+    /// handler runs in `ctx`). The streams are also served on
+    /// [`INPROC_STREAMS`] to this process's own subscribers, which no
+    /// gate asks (inproc connections have no security handshake).
+    pub fn start_guarded(
+        ctx: &zmq::Context,
+        bus: &str,
+        streams: &str,
+        gate: Option<&crate::gate::Gate>,
+    ) -> Result<Self, BusError> {
+        StreamProxy::open(ctx, bus, streams, gate, true)
+    }
+
+    fn open(
+        ctx: &zmq::Context,
+        bus: &str,
+        streams: &str,
+        gate: Option<&crate::gate::Gate>,
+        inproc: bool,
+    ) -> Result<Self, BusError> {
         let frontend = socket::open(ctx, zmq::XSUB, Role::LiveBus)?;
         socket::bind(&frontend, bus)?;
         let backend = socket::open(ctx, zmq::XPUB, Role::Live)?;
+        if let Some(g) = gate {
+            g.guard(&backend)?;
+        }
         socket::bind(&backend, streams)?;
+        if inproc {
+            backend.bind(INPROC_STREAMS)?;
+        }
         let control_endpoint = format!("inproc://stream-proxy-{:p}", &frontend as *const _);
         let control_server = ctx.socket(zmq::PAIR)?;
         control_server.bind(&control_endpoint)?;

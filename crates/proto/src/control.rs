@@ -55,6 +55,45 @@ pub struct StatusReport {
     /// off, or before the first probe).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub search_api: Option<ApiStatus>,
+    /// Subscribers the stream endpoint's guard refused (when it has one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub streams_guard: Option<GuardStatus>,
+    /// The collectors this one subscribes to (`upstreams:`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub upstreams: Vec<UpstreamStatus>,
+}
+
+/// What a socket's guard refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuardStatus {
+    /// Handshakes refused since the supervisor started.
+    pub refused: u64,
+    /// Why the last one was (an address, a user, a CURVE key; never a
+    /// password).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_refusal: Option<String>,
+}
+
+/// One upstream collector, as its subscriber sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct UpstreamStatus {
+    pub name: String,
+    pub endpoint: String,
+    /// Whether its last handshake succeeded and it has not disconnected since.
+    pub connected: bool,
+    /// Lines (and parsed events) received from it.
+    pub received: u64,
+    /// Passed on (rebroadcast, or indexed).
+    pub forwarded: u64,
+    /// Not passed on: this collector's own lines come back (a loop), or
+    /// seen already by another way.
+    pub duplicates: u64,
+    /// Lost on the way (gaps in the origin's sequence numbers).
+    pub dropped: u64,
+    /// The last failure: refused (authentication), disconnected, a bad
+    /// message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 /// Whether the search API answered the supervisor's last `GET /health`.
@@ -143,6 +182,8 @@ mod tests {
                 error: Some("could not connect".into()),
                 checked_at: Utc::now(),
             }),
+            streams_guard: None,
+            upstreams: vec![],
         };
         let ok = ControlReply::Ok {
             report: Some(report),

@@ -26,6 +26,10 @@ const SUBSCRIBER_GONE_AFTER: chrono::TimeDelta = chrono::TimeDelta::seconds(30);
 pub struct State {
     pings: BTreeMap<String, Ping>,
     subscribers: BTreeMap<String, SubscriberStatus>,
+    /// What the stream endpoint's gate refused, when it has one.
+    pub streams_refusals: Option<rill_bus::gate::Refusals>,
+    /// Each upstream's status.
+    pub upstreams: Vec<rill_bus::upstream::SharedStatus>,
 }
 
 impl State {
@@ -94,6 +98,8 @@ pub fn build_report(
         children,
         subscribers,
         search_api,
+        streams_guard: None,
+        upstreams: Vec::new(),
     }
 }
 
@@ -115,13 +121,25 @@ pub fn serve(
         let body = frames.pop().unwrap_or_default();
         let reply = match serde_json::from_slice::<ControlRequest>(&body) {
             Ok(ControlRequest::Status) => ControlReply::Ok {
-                report: Some(build_report(
-                    cfg,
-                    &state.pings,
-                    &state.subscribers,
-                    children,
-                    probe.and_then(ApiProbe::status),
-                )),
+                report: Some({
+                    let mut r = build_report(
+                        cfg,
+                        &state.pings,
+                        &state.subscribers,
+                        children,
+                        probe.and_then(ApiProbe::status),
+                    );
+                    r.streams_guard = state
+                        .streams_refusals
+                        .as_ref()
+                        .map(crate::federate::guard_status);
+                    r.upstreams = state
+                        .upstreams
+                        .iter()
+                        .map(|s| s.lock().expect("not poisoned").clone())
+                        .collect();
+                    r
+                }),
             },
             Ok(ControlRequest::SubscriberReport(report)) => {
                 let now = Utc::now();

@@ -12,6 +12,7 @@
 //!   within [`STOP_GRACE`] plus a little.
 
 mod control;
+mod federate;
 mod health;
 
 use std::fs::File;
@@ -56,10 +57,18 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
     let _lock = lock_state_dir(cfg)?;
     let exits = ChildExits::watch()?;
     let ctx = zmq::Context::new();
-    let proxy = StreamProxy::start(&ctx, &cfg.bus_endpoint(), &cfg.streams_endpoint)?;
+    // The guard is installed before the proxy binds.
+    let gate = federate::streams_gate(cfg, &ctx)?;
+    let proxy = StreamProxy::start_guarded(
+        &ctx,
+        &cfg.bus_endpoint(),
+        &cfg.streams_endpoint,
+        gate.as_ref(),
+    )?;
     let control = socket::open(&ctx, zmq::ROUTER, Role::Control)?;
     socket::bind(&control, &cfg.control_endpoint())?;
-    let pings = Subscriber::connect(&ctx, &cfg.streams_endpoint, &["ping/#"])?;
+    let pings = Subscriber::connect(&ctx, rill_bus::proxy::INPROC_STREAMS, &["ping/#"])?;
+    let upstreams = federate::Upstreams::start(cfg, &ctx)?;
     info!(config = %cfg.file.display(), streams = %cfg.streams_endpoint, hosts = cfg.hosts.len(), logs = cfg.logs.len(), "supervisor started");
 
     let child = |name: &str, bin: &'static str, extra: Vec<String>| {
@@ -85,6 +94,8 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
     let mut pinger = child("masspinger", "masspinger", vec![]);
 
     let mut state = control::State::default();
+    state.streams_refusals = gate.as_ref().map(rill_bus::Gate::refusal_log);
+    state.upstreams = upstreams.handles();
     let probe = cfg.search.listen.map(health::ApiProbe::start);
     while !shutdown.requested() {
         // Only a child that exited or is due to start needs a look.
@@ -120,7 +131,9 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
     let mut tap_refs: Vec<&mut Supervised> = taps.iter_mut().collect();
     stop_all(&mut tap_refs, STOP_GRACE - Duration::from_secs(1));
     stop_all(&mut [&mut parser, &mut pinger], Duration::from_secs(1));
+    drop(upstreams);
     proxy.stop();
+    drop(gate);
     info!("supervisor stopped");
     Ok(())
 }

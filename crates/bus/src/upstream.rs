@@ -1,0 +1,322 @@
+//! One upstream collector's streams (`upstreams:`): a SUB socket logged in
+//! as the config says, its connection watched (a socket monitor), and
+//! every message checked before it is passed on:
+//!
+//! - only `line/` and `parsed/` messages travel between collectors (they
+//!   name the collector that first read them); `ping/`, `status/` and
+//!   `alert/` are about the upstream itself and stay there;
+//! - a message this collector read itself came back around a loop: dropped;
+//! - a message already passed on (it came by two ways) is dropped: the
+//!   identity (collector, host, log, file, offset) of its first line is
+//!   remembered for the last [`REMEMBERED`] messages;
+//! - gaps in the origin's sequence numbers are counted as dropped.
+//!
+//! The supervisor rebroadcasts what passes on its own endpoint; the parser
+//! indexes it when the upstream says `index: true`. libzmq reconnects a
+//! lost or refused connection by itself, waiting 100 ms doubling to 10 s.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rill_config::hub::Upstream;
+use rill_proto::{LineMeta, ParsedEvent, TopicPattern, UpstreamStatus};
+use tracing::{info, warn};
+
+use crate::client_auth::ClientAuth;
+use crate::socket::{self, Role};
+use crate::BusError;
+
+/// Message identities remembered to drop repeats.
+pub const REMEMBERED: usize = 200_000;
+/// The longest wait between reconnection attempts.
+const RECONNECT_MAX: Duration = Duration::from_secs(10);
+
+/// The status of one upstream, shared with whoever reports it.
+pub type SharedStatus = Arc<Mutex<UpstreamStatus>>;
+
+/// A subscription to one upstream.
+pub struct Feed {
+    sub: zmq::Socket,
+    monitor: zmq::Socket,
+    patterns: Vec<TopicPattern>,
+    own: String,
+    status: SharedStatus,
+    seen: Seen,
+    /// Per (collector, topic, epoch): the next sequence number expected.
+    next_seq: HashMap<(String, String, String), u64>,
+}
+
+impl Feed {
+    /// Subscribes to `u`'s topics as collector `own`.
+    pub fn connect(ctx: &zmq::Context, u: &Upstream, own: &str) -> Result<Feed, BusError> {
+        let auth = ClientAuth::for_upstream(u).map_err(BusError::Config)?;
+        let sub = socket::open(ctx, zmq::SUB, Role::Live)?;
+        auth.apply(&sub)?;
+        sub.set_reconnect_ivl(100)?;
+        sub.set_reconnect_ivl_max(RECONNECT_MAX.as_millis() as i32)?;
+        let patterns: Vec<TopicPattern> = u
+            .topics
+            .iter()
+            .map(|p| TopicPattern::parse(p))
+            .collect::<Result<_, _>>()?;
+        for p in &patterns {
+            sub.set_subscribe(p.subscription_prefix().as_bytes())?;
+        }
+        let monitor_endpoint = format!("inproc://upstream-monitor-{}-{:p}", u.name, &sub);
+        sub.monitor(&monitor_endpoint, zmq::SocketEvent::ALL as i32)?;
+        let monitor = ctx.socket(zmq::PAIR)?;
+        monitor.set_linger(0)?;
+        monitor.connect(&monitor_endpoint)?;
+        socket::connect(&sub, &u.endpoint)?;
+        info!(upstream = %u.name, endpoint = %u.endpoint, "subscribing to upstream");
+        Ok(Feed {
+            sub,
+            monitor,
+            patterns,
+            own: own.to_owned(),
+            status: Arc::new(Mutex::new(UpstreamStatus {
+                name: u.name.clone(),
+                endpoint: u.endpoint.clone(),
+                ..UpstreamStatus::default()
+            })),
+            seen: Seen::default(),
+            next_seq: HashMap::new(),
+        })
+    }
+
+    /// A handle on its status.
+    pub fn status(&self) -> SharedStatus {
+        Arc::clone(&self.status)
+    }
+
+    /// The next message to pass on (topic first, frames unchanged), or
+    /// None when none came within `timeout`.
+    pub fn next(&mut self, timeout: Duration) -> Result<Option<Vec<Vec<u8>>>, BusError> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let mut items = [
+                self.sub.as_poll_item(zmq::POLLIN),
+                self.monitor.as_poll_item(zmq::POLLIN),
+            ];
+            match zmq::poll(&mut items, left.as_millis().min(i64::MAX as u128) as i64) {
+                Ok(_) | Err(zmq::Error::EINTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+            let (msg, event) = (items[0].is_readable(), items[1].is_readable());
+            if event {
+                self.events();
+            }
+            if msg {
+                while let Ok(frames) = self.sub.recv_multipart(zmq::DONTWAIT) {
+                    if let Some(frames) = self.check(frames) {
+                        return Ok(Some(frames));
+                    }
+                }
+            }
+            if std::time::Instant::now() >= deadline {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// The socket monitor's events into the status.
+    fn events(&mut self) {
+        while let Ok(frames) = self.monitor.recv_multipart(zmq::DONTWAIT) {
+            let Some(head) = frames.first().filter(|f| f.len() >= 6) else {
+                continue;
+            };
+            let event = u16::from_le_bytes([head[0], head[1]]);
+            let value = u32::from_le_bytes([head[2], head[3], head[4], head[5]]);
+            let mut s = self.status.lock().expect("not poisoned");
+            let name = s.name.clone();
+            let fail = |s: &mut UpstreamStatus, why: String| {
+                if s.connected || s.last_error.as_deref() != Some(&why) {
+                    warn!(upstream = %name, reason = %why, "upstream not connected");
+                }
+                s.connected = false;
+                s.last_error = Some(why);
+            };
+            match u32::from(event) {
+                zmq_sys_events::HANDSHAKE_SUCCEEDED => {
+                    if !s.connected {
+                        info!(upstream = %name, "upstream connected");
+                    }
+                    s.connected = true;
+                }
+                zmq_sys_events::HANDSHAKE_FAILED_AUTH => fail(
+                    &mut s,
+                    format!("refused: the upstream did not accept our login (ZAP status {value})"),
+                ),
+                zmq_sys_events::HANDSHAKE_FAILED_NO_DETAIL
+                | zmq_sys_events::HANDSHAKE_FAILED_PROTOCOL => fail(
+                    &mut s,
+                    "refused: the security handshake failed (wrong keys or mechanism?)".into(),
+                ),
+                zmq_sys_events::DISCONNECTED => fail(&mut s, "disconnected".into()),
+                zmq_sys_events::CONNECT_RETRIED if !s.connected && s.last_error.is_none() => {
+                    s.last_error = Some("not reachable yet (retrying)".into());
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Whether a received message goes on, counting what happens to it.
+    fn check(&mut self, mut frames: Vec<Vec<u8>>) -> Option<Vec<Vec<u8>>> {
+        if frames.len() < 2 {
+            return None;
+        }
+        let topic = String::from_utf8_lossy(&frames[0]).into_owned();
+        if !self.patterns.iter().any(|p| p.matches(&topic)) {
+            return None;
+        }
+        let identity = if topic.starts_with("line/") {
+            serde_json::from_slice::<LineMeta>(&frames[1])
+                .ok()
+                .map(|m| {
+                    let lines = m.lines.max(1);
+                    (
+                        m.collector,
+                        m.host,
+                        m.log,
+                        m.file_id,
+                        m.offset,
+                        lines,
+                        Some((m.epoch, m.seq)),
+                    )
+                })
+        } else if topic.starts_with("parsed/") {
+            serde_json::from_slice::<ParsedEvent>(&frames[1])
+                .ok()
+                .map(|e| (e.collector, e.host, e.log, e.file_id, e.offset, 1, None))
+        } else {
+            return None;
+        };
+        let mut s = self.status.lock().expect("not poisoned");
+        let Some((collector, host, log, file_id, offset, lines, seq)) = identity else {
+            s.last_error = Some(format!("a message on {topic} without readable metadata"));
+            return None;
+        };
+        s.received += lines;
+        if collector.is_empty() || collector == self.own {
+            // Ours, come back around a loop (or from a collector too old
+            // to name itself, which cannot be told apart).
+            s.duplicates += lines;
+            return None;
+        }
+        let kind = if topic.starts_with("line/") { 'l' } else { 'p' };
+        if !self
+            .seen
+            .insert(format!("{kind}{collector}/{host}/{log}/{file_id}/{offset}"))
+        {
+            s.duplicates += lines;
+            return None;
+        }
+        if let Some((epoch, seq)) = seq {
+            let key = (collector, topic, epoch);
+            if let Some(&want) = self.next_seq.get(&key) {
+                s.dropped += seq.saturating_sub(want);
+            }
+            if self.next_seq.len() > 10_000 {
+                self.next_seq.clear();
+            }
+            self.next_seq.insert(key, seq.saturating_add(lines));
+        }
+        s.forwarded += lines;
+        frames.truncate(3);
+        Some(frames)
+    }
+
+    pub fn socket(&self) -> &zmq::Socket {
+        &self.sub
+    }
+}
+
+/// libzmq's event numbers (the `zmq` crate's `SocketEvent::from_raw`
+/// panics on numbers it does not know).
+mod zmq_sys_events {
+    pub const CONNECT_RETRIED: u32 = 0x0004;
+    pub const DISCONNECTED: u32 = 0x0200;
+    pub const HANDSHAKE_FAILED_NO_DETAIL: u32 = 0x0800;
+    pub const HANDSHAKE_SUCCEEDED: u32 = 0x1000;
+    pub const HANDSHAKE_FAILED_PROTOCOL: u32 = 0x2000;
+    pub const HANDSHAKE_FAILED_AUTH: u32 = 0x4000;
+}
+
+/// The identities of the last [`REMEMBERED`] messages passed on.
+#[derive(Default)]
+struct Seen {
+    set: HashSet<String>,
+    order: VecDeque<String>,
+}
+
+impl Seen {
+    /// Whether `key` is new (it is remembered then).
+    fn insert(&mut self, key: String) -> bool {
+        if self.set.contains(&key) {
+            return false;
+        }
+        self.set.insert(key.clone());
+        self.order.push_back(key);
+        while self.order.len() > REMEMBERED {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed_for_checks(own: &str) -> Feed {
+        let ctx = zmq::Context::new();
+        let u = Upstream {
+            name: "us-1".into(),
+            endpoint: "tcp://127.0.0.1:1".into(),
+            topics: vec!["line/#".into(), "parsed/#".into()],
+            index: false,
+            plain: None,
+            curve: None,
+        };
+        Feed::connect(&ctx, &u, own).unwrap()
+    }
+
+    fn line(collector: &str, offset: u64, seq: u64) -> Vec<Vec<u8>> {
+        let meta = serde_json::json!({
+            "host": "web01", "log": "app", "path": "/p", "file_id": "1:2:00000003",
+            "offset": offset, "seq": seq, "epoch": "e", "read_at": "2026-12-03T10:00:00Z",
+            "collector": collector,
+        });
+        vec![
+            b"line/web01/app".to_vec(),
+            meta.to_string().into_bytes(),
+            b"x".to_vec(),
+        ]
+    }
+
+    #[test]
+    fn own_lines_repeats_and_gaps_are_told_apart() {
+        let mut f = feed_for_checks("eu-1");
+        assert!(f.check(line("us-1", 0, 0)).is_some());
+        assert!(f.check(line("us-1", 0, 0)).is_none(), "a repeat");
+        assert!(
+            f.check(line("eu-1", 2, 1)).is_none(),
+            "our own, back from a loop"
+        );
+        assert!(f.check(line("", 4, 2)).is_none(), "no collector named");
+        assert!(f.check(line("us-1", 6, 5)).is_some(), "after a gap of 4");
+        assert!(f
+            .check(vec![b"ping/web01".to_vec(), b"{}".to_vec()])
+            .is_none());
+        let s = f.status().lock().unwrap().clone();
+        assert_eq!(
+            (s.received, s.forwarded, s.duplicates, s.dropped),
+            (5, 2, 3, 4)
+        );
+    }
+}
