@@ -118,9 +118,10 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
         .as_ref()
         .map(|i| receive::Keeper::new(cfg, i, &ctx, received_tx.clone()))
         .transpose()?;
+    let upstreams = receive::UpstreamIndexers::start(cfg, &ctx, &received_tx);
     let mut synced: Vec<std::sync::mpsc::SyncSender<()>> = Vec::new();
     // Received events wait at most this for the loop.
-    let idle = if cfg.ingest.is_some() {
+    let idle = if cfg.ingest.is_some() || cfg.upstreams.values().any(|u| u.index) {
         Duration::from_millis(10)
     } else {
         Duration::from_millis(100)
@@ -169,7 +170,10 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
             r.tick();
         }
     }
+    // Senders blocked on a full queue see it gone, then their threads end.
+    drop(received);
     drop(receiver);
+    drop(upstreams);
     // What the log holds goes into the index before the parser stops.
     wal.sync().context("could not write the write-ahead log")?;
     ingest.committed();

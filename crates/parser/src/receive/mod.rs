@@ -425,3 +425,77 @@ fn publish(shared: &Shared, source: &str, log: &str, records: Vec<(Vec<u8>, Vec<
             .send_multipart([topic.as_bytes(), &meta[..], &lines[..]], zmq::DONTWAIT);
     }
 }
+
+/// Threads subscribed to the upstreams with `index: true`: their lines
+/// (another collector's, not seen yet) into the write-ahead log through
+/// the same queue as received requests. Stopped when dropped.
+pub struct UpstreamIndexers {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl UpstreamIndexers {
+    pub fn start(cfg: &Config, ctx: &zmq::Context, tx: &SyncSender<Batch>) -> UpstreamIndexers {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut threads = Vec::new();
+        for u in cfg.upstreams.values().filter(|u| u.index) {
+            let mut feed = match rill_bus::upstream::Feed::connect(ctx, u, &cfg.collector) {
+                Ok(f) => f,
+                Err(e) => {
+                    warn!(upstream = %u.name, error = %e, "cannot index the upstream");
+                    continue;
+                }
+            };
+            let (tx, stop, name) = (tx.clone(), Arc::clone(&stop), u.name.clone());
+            let spawned = std::thread::Builder::new()
+                .name(format!("index-{name}"))
+                .spawn(move || {
+                    use std::sync::atomic::Ordering;
+                    while !stop.load(Ordering::Relaxed) {
+                        let frames = match feed.next(Duration::from_millis(100)) {
+                            Ok(Some(f)) => f,
+                            Ok(None) => continue,
+                            Err(e) => {
+                                warn!(upstream = %name, error = %e, "upstream subscriber failed");
+                                std::thread::sleep(Duration::from_secs(1));
+                                continue;
+                            }
+                        };
+                        if !frames[0].starts_with(b"line/") || frames.len() < 3 {
+                            continue;
+                        }
+                        let mut frames = frames.into_iter().skip(1);
+                        let (meta, lines) = (
+                            frames.next().unwrap_or_default(),
+                            frames.next().unwrap_or_default(),
+                        );
+                        let batch = Batch {
+                            records: vec![(meta, lines)],
+                            done: None,
+                        };
+                        // A full queue waits here: the upstream's socket
+                        // then holds (and past its bound drops) lines.
+                        if tx.send(batch).is_err() {
+                            break;
+                        }
+                    }
+                });
+            match spawned {
+                Ok(t) => threads.push(t),
+                Err(e) => {
+                    warn!(upstream = %u.name, error = %e, "cannot start the upstream's indexer")
+                }
+            }
+        }
+        UpstreamIndexers { stop, threads }
+    }
+}
+
+impl Drop for UpstreamIndexers {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}

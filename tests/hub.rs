@@ -1,0 +1,199 @@
+//! Issue 23 (federate): collectors that subscribe to each other's streams
+//! (`upstreams:`), each on its own real sshd host. A hub upstreaming two
+//! collectors streams both hosts' lines and indexes each once, told apart
+//! by `collector:` although both hosts are called web01; two collectors
+//! upstreaming each other (a loop) hold each line once per collector.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use rill_e2e::*;
+use serde_json::Value;
+
+const WITHIN: Duration = Duration::from_secs(60);
+
+/// A collector named `name` following `app` on its own web01.
+fn collector(name: &str) -> OneHost {
+    let h = OneHost::new(&["app"]);
+    h.rill.append_config(&format!("collector: {name}\n"));
+    h
+}
+
+/// `upstreams:` for the given (name, endpoint) pairs, all indexed.
+fn upstreams(list: &[(&str, &str)]) -> String {
+    let mut y = "upstreams:\n".to_owned();
+    for (name, endpoint) in list {
+        y.push_str(&format!(
+            "  {name}:\n    endpoint: '{endpoint}'\n    topics: ['line/#']\n    index: true\n"
+        ));
+    }
+    y
+}
+
+/// Lines `from..to` of collector `name`: `<name> record <n>`.
+fn lines(name: &str, from: usize, to: usize) -> Vec<u8> {
+    (from..to)
+        .map(|n| format!("{name} record {n:05}\n"))
+        .collect::<String>()
+        .into_bytes()
+}
+
+/// Writes probe lines to `src` until `dst`'s index holds one (so both of
+/// `dst`'s subscriptions to `src` carry lines: PUB/SUB drops what is sent
+/// before a subscription arrives).
+fn wait_linked(src: &OneHost, name: &str, dst: &Rill) {
+    let linked = wait_until(WITHIN, || {
+        src.append("app", format!("{name} probe\n").as_bytes());
+        dst.count(&format!("probe AND collector:{name}"), &[])
+            .unwrap_or(0)
+            > 0
+    });
+    assert!(
+        linked,
+        "no line of {name} reached the other collector's index; status: {:?}",
+        dst.status()
+    );
+}
+
+/// The upstream `name` in `rill`'s status report.
+fn upstream_status(rill: &Rill, name: &str) -> Value {
+    rill.status()
+        .and_then(|s| {
+            s["upstreams"]
+                .as_array()?
+                .iter()
+                .find(|u| u["name"] == name)
+                .cloned()
+        })
+        .unwrap_or(Value::Null)
+}
+
+#[test]
+fn a_hub_streams_both_collectors_and_indexes_each_line_once() {
+    let mut eu = collector("eu-1");
+    let mut us = collector("us-1");
+    eu = OneHost::start(eu, &["app"]);
+    us = OneHost::start(us, &["app"]);
+    let hub = collector("hub");
+    hub.rill.append_config(&upstreams(&[
+        ("eu-1", &eu.rill.streams),
+        ("us-1", &us.rill.streams),
+    ]));
+    let hub = OneHost::start(hub, &["app"]);
+    let live = hub.rill.tail(&["line/web01/app"]);
+    wait_linked(&eu, "eu-1", &hub.rill);
+    wait_linked(&us, "us-1", &hub.rill);
+
+    eu.append("app", &lines("eu-1", 0, 500));
+    us.append("app", &lines("us-1", 0, 500));
+    hub.append("app", &lines("hub", 0, 100));
+    for (name, n) in [("eu-1", 500), ("us-1", 500), ("hub", 100)] {
+        assert_eq!(
+            hub.rill
+                .wait_count(&format!("record AND collector:{name}"), &[], n, WITHIN),
+            Some(n),
+            "the hub's index holds {name}'s lines once"
+        );
+    }
+    // Both are host web01; only the collector tells them apart.
+    assert_eq!(hub.rill.count("record AND host:web01", &[]), Some(1100));
+    assert_eq!(hub.rill.count("\"eu-1 record 00042\"", &[]), Some(1));
+    assert_eq!(
+        hub.rill
+            .count("\"us-1 record 00042\" AND collector:eu-1", &[]),
+        Some(0)
+    );
+    // Each collector's own index holds its own lines, named by it.
+    assert_eq!(
+        eu.rill
+            .wait_count("record AND collector:eu-1", &[], 500, WITHIN),
+        Some(500)
+    );
+    assert_eq!(
+        eu.rill.count("collector:us-1", &[]),
+        Some(0),
+        "eu-1 has no upstream"
+    );
+
+    // Live on the hub: every line of both, once.
+    let got = live.collect_until(WITHIN, |got| {
+        got.iter()
+            .filter(|v| v["body"].as_str().is_some_and(|b| b.contains(" record ")))
+            .count()
+            >= 1100
+    });
+    let bodies: Vec<&str> = got
+        .iter()
+        .filter_map(|v| v["body"].as_str())
+        .filter(|b| b.contains(" record "))
+        .collect();
+    let distinct: BTreeSet<&str> = bodies.iter().copied().collect();
+    assert_eq!(
+        (bodies.len(), distinct.len()),
+        (1100, 1100),
+        "each line once on the hub's stream"
+    );
+
+    let s = upstream_status(&hub.rill, "eu-1");
+    assert_eq!(s["connected"], true, "{s}");
+    assert!(s["forwarded"].as_u64().unwrap_or(0) >= 500, "{s}");
+    assert_eq!(s["dropped"], 0, "{s}");
+}
+
+#[test]
+fn a_loop_of_two_collectors_holds_each_line_once_per_collector() {
+    let a = collector("a");
+    let b = collector("b");
+    a.rill.append_config(&upstreams(&[("b", &b.rill.streams)]));
+    b.rill.append_config(&upstreams(&[("a", &a.rill.streams)]));
+    let a = OneHost::start(a, &["app"]);
+    let b = OneHost::start(b, &["app"]);
+    let live_a = a.rill.tail(&["line/#"]);
+    wait_linked(&a, "a", &b.rill);
+    wait_linked(&b, "b", &a.rill);
+
+    a.append("app", &lines("a", 0, 300));
+    b.append("app", &lines("b", 0, 300));
+    for rill in [&a.rill, &b.rill] {
+        for name in ["a", "b"] {
+            assert_eq!(
+                rill.wait_count(&format!("record AND collector:{name}"), &[], 300, WITHIN),
+                Some(300),
+                "{name}'s lines once in {}",
+                rill.config.display()
+            );
+        }
+    }
+    // Lines keep going around: a mark written after them, once indexed on
+    // both sides, has had every earlier line's echo come and go.
+    a.append("app", b"a mark\n");
+    b.append("app", b"b mark\n");
+    for rill in [&a.rill, &b.rill] {
+        assert_eq!(rill.wait_count("mark", &[], 2, WITHIN), Some(2));
+        assert_eq!(
+            rill.count("record", &[]),
+            Some(600),
+            "no line twice after the loop"
+        );
+    }
+    // Live on a: b's lines once each, a's own once each (none came back).
+    let got = live_a.collect_until(WITHIN, |got| {
+        got.iter().any(|v| v["body"] == "b mark") && got.iter().any(|v| v["body"] == "a mark")
+    });
+    let records: Vec<&str> = got
+        .iter()
+        .filter_map(|v| v["body"].as_str())
+        .filter(|b| b.contains(" record "))
+        .collect();
+    let distinct: BTreeSet<&str> = records.iter().copied().collect();
+    assert_eq!(
+        (records.len(), distinct.len()),
+        (600, 600),
+        "each line once on a's stream"
+    );
+    let s = upstream_status(&a.rill, "b");
+    assert!(
+        s["duplicates"].as_u64().unwrap_or(0) >= 300,
+        "a's own lines came back from b and were dropped: {s}"
+    );
+}
