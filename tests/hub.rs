@@ -197,3 +197,96 @@ fn a_loop_of_two_collectors_holds_each_line_once_per_collector() {
         "a's own lines came back from b and were dropped: {s}"
     );
 }
+
+/// `rill keygen --out <dir>/<name>.key`: the public key's file.
+fn keygen(rill: &Rill, name: &str) -> std::path::PathBuf {
+    let path = rill.dir.path().join(format!("{name}.key"));
+    let out = std::process::Command::new(bin("rill"))
+        .args(["keygen", "--out"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    path
+}
+
+#[test]
+fn an_upstream_that_refuses_us_or_is_down_is_shown_and_the_rest_runs() {
+    let up = collector("up");
+    let server_key = keygen(&up.rill, "server");
+    let authorized = up.rill.dir.path().join("clients");
+    std::fs::create_dir(&authorized).unwrap();
+    // The curve block goes under `streams:`, after its endpoint.
+    let text = std::fs::read_to_string(&up.rill.config).unwrap();
+    let endpoint = format!("  endpoint: {}\n", up.rill.streams);
+    let curve = format!(
+        "{endpoint}  curve:\n    secret_key_file: {}\n    authorized_keys_dir: {}\n",
+        server_key.display(),
+        authorized.display()
+    );
+    std::fs::write(&up.rill.config, text.replacen(&endpoint, &curve, 1)).unwrap();
+    let up = OneHost::start(up, &["app"]);
+
+    let hub = collector("hub");
+    let stranger = keygen(&hub.rill, "stranger");
+    let gone = format!("tcp://127.0.0.1:{}", free_port());
+    hub.rill.append_config(&format!(
+        "upstreams:\n  up:\n    endpoint: '{}'\n    curve:\n      server_key_file: {}.pub\n      secret_key_file: {}\n  gone:\n    endpoint: '{gone}'\n",
+        up.rill.streams,
+        server_key.display(),
+        stranger.display()
+    ));
+    let hub = OneHost::start(hub, &["app"]);
+
+    let mut last = (Value::Null, Value::Null);
+    let shown = wait_until(WITHIN, || {
+        last = (
+            upstream_status(&hub.rill, "up"),
+            upstream_status(&hub.rill, "gone"),
+        );
+        last.0["connected"] == false
+            && last.0["last_error"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("refused"))
+            && last.1["connected"] == false
+            && last.1["last_error"].as_str().is_some()
+    });
+    assert!(
+        shown,
+        "the refusal and the missing upstream in the hub's status: {last:?}"
+    );
+    // The upstream saw and refused our key, and says whose.
+    let ours = std::fs::read_to_string(format!("{}.pub", stranger.display())).unwrap();
+    let ours = ours
+        .lines()
+        .rfind(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .unwrap()
+        .trim()
+        .to_owned();
+    let guard = up
+        .rill
+        .status()
+        .map(|s| s["streams_guard"].clone())
+        .unwrap_or_default();
+    assert!(guard["refused"].as_u64().unwrap_or(0) >= 1, "{guard}");
+    assert!(
+        guard["last_refusal"]
+            .as_str()
+            .is_some_and(|r| r.contains(&ours)),
+        "{guard} names {ours}"
+    );
+    // Nothing of up reached the hub; the hub's own lines are indexed.
+    up.append("app", &lines("up", 0, 10));
+    hub.append("app", &lines("hub", 0, 10));
+    assert_eq!(
+        hub.rill
+            .wait_count("record AND collector:hub", &[], 10, WITHIN),
+        Some(10)
+    );
+    assert_eq!(up.rill.wait_count("record", &[], 10, WITHIN), Some(10));
+    assert_eq!(hub.rill.count("collector:up", &[]), Some(0));
+}

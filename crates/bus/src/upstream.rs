@@ -154,7 +154,14 @@ impl Feed {
                     &mut s,
                     "refused: the security handshake failed (wrong keys or mechanism?)".into(),
                 ),
-                zmq_sys_events::DISCONNECTED => fail(&mut s, "disconnected".into()),
+                // After a refusal the connection closes too: the refusal
+                // is what to show.
+                zmq_sys_events::DISCONNECTED if s.connected => {
+                    fail(&mut s, "disconnected".into());
+                }
+                zmq_sys_events::DISCONNECTED if s.last_error.is_none() => {
+                    s.last_error = Some("disconnected".into());
+                }
                 zmq_sys_events::CONNECT_RETRIED if !s.connected && s.last_error.is_none() => {
                     s.last_error = Some("not reachable yet (retrying)".into());
                 }
