@@ -54,15 +54,33 @@ pub struct Events {
 /// Nesting deeper than this in one NDJSON object or record is refused.
 const MAX_DEPTH: usize = 64;
 
+/// Events in one request at most (each costs a little memory beside its
+/// bytes; a body of empty-ish lines must not cost gigabytes).
+pub const MAX_EVENTS: usize = 200_000;
+
 pub fn decode(kind: Kind, body: &[u8]) -> Result<Events, String> {
+    let too_many =
+        || format!("expected at most {MAX_EVENTS} events in one request; send fewer per request");
     let events = match kind {
-        Kind::Lines => Events {
-            lines: split(body).map(<[u8]>::to_vec).collect(),
-            ndjson: false,
-        },
+        Kind::Lines => {
+            let mut lines = Vec::new();
+            for line in split(body) {
+                if lines.len() == MAX_EVENTS {
+                    return Err(too_many());
+                }
+                lines.push(line.to_vec());
+            }
+            Events {
+                lines,
+                ndjson: false,
+            }
+        }
         Kind::Ndjson => {
             let mut lines = Vec::new();
             for (i, line) in split_numbered(body) {
+                if lines.len() == MAX_EVENTS {
+                    return Err(too_many());
+                }
                 let v = object(line).map_err(|e| format!("line {i}: {e}"))?;
                 lines.push(serde_json::to_vec(&v).expect("a JSON value serialises"));
             }
@@ -131,6 +149,12 @@ fn records(body: &[u8]) -> Result<Vec<Vec<u8>>, String> {
                 .into(),
         );
     };
+    if records.len() > MAX_EVENTS {
+        return Err(format!(
+            "expected at most {MAX_EVENTS} records in one request, got {}",
+            records.len()
+        ));
+    }
     let mut out = Vec::with_capacity(records.len());
     for (i, r) in records.iter().enumerate() {
         let Value::Object(r) = r else {
@@ -290,6 +314,16 @@ mod tests {
         assert!(e.contains("nesting") || e.contains("recursion"), "{e}");
         let ok = decode(Kind::Ndjson, b"{\"msg\": \"a\",  \"n\": 1}\n").unwrap();
         assert_eq!(ok.lines, vec![br#"{"msg":"a","n":1}"#.to_vec()]);
+    }
+
+    #[test]
+    fn a_body_of_too_many_events_is_refused() {
+        let body = "x\n".repeat(MAX_EVENTS + 1);
+        let e = decode(Kind::Lines, body.as_bytes()).unwrap_err();
+        assert!(e.starts_with("expected at most 200000 events"), "{e}");
+        assert!(decode(Kind::Lines, "x\n".repeat(MAX_EVENTS).as_bytes()).is_ok());
+        let body = "{}\n".repeat(MAX_EVENTS + 1);
+        assert!(decode(Kind::Ndjson, body.as_bytes()).is_err());
     }
 
     #[test]
