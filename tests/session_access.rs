@@ -188,3 +188,85 @@ fn an_open_endpoint_refuses_strangers_and_wrong_passwords() {
         );
     }
 }
+
+/// `rill keygen --out <dir>/<name>.key`: the secret key file.
+fn keygen(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
+    let path = dir.join(format!("{name}.key"));
+    let out = std::process::Command::new(bin("rill"))
+        .args(["keygen", "--out"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    path
+}
+
+/// Issue 23: a sessions endpoint open to the network with CURVE: `rill
+/// session --key` with an authorized key drives a shell; an unknown key
+/// gets no answer and is named in the log as refused; the operator's own
+/// default (the server's pair) works too.
+#[test]
+fn a_curve_endpoint_takes_authorized_keys_only() {
+    let port = free_port();
+    let h = OneHost::new(&["app"]);
+    let dir = h.rill.dir.path().to_owned();
+    let server = keygen(&dir, "server");
+    let clients = dir.join("clients");
+    std::fs::create_dir(&clients).unwrap();
+    let friend = keygen(&dir, "friend");
+    std::fs::copy(
+        format!("{}.pub", friend.display()),
+        clients.join("friend.pub"),
+    )
+    .unwrap();
+    let stranger = keygen(&dir, "stranger");
+    h.rill.add_host_yaml(
+        "web01",
+        &format!(
+            "sessions:\n  endpoint: tcp://0.0.0.0:{port}\n  max: 2\n  pool: 1\n  allow: [127.0.0.1/32]\n  curve:\n    secret_key_file: {}\n    authorized_keys_dir: {}",
+            server.display(),
+            clients.display()
+        ),
+    );
+    let h = OneHost::start(h, &["app"]);
+    let session = |extra: &[&str]| {
+        std::process::Command::new(bin("rill"))
+            .arg("session")
+            .arg("--config")
+            .arg(&h.rill.config)
+            .args(["--host", "web01"])
+            .args(extra)
+            .arg("info")
+            .output()
+            .unwrap()
+    };
+    let friend_arg = friend.display().to_string();
+    let answered = wait_until(Duration::from_secs(30), || {
+        session(&["--key", &friend_arg]).status.success()
+    });
+    assert!(answered, "an authorized key is served:\n{}", h.rill.log());
+    assert!(
+        session(&[]).status.success(),
+        "the server's own pair is served"
+    );
+    let stranger_arg = stranger.display().to_string();
+    let refused = session(&["--key", &stranger_arg]);
+    assert!(!refused.status.success(), "an unknown key is not served");
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("refused our login"), "{said}");
+    let public = std::fs::read_to_string(format!("{}.pub", stranger.display())).unwrap();
+    let public = public
+        .lines()
+        .rfind(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert!(
+        wait_until(Duration::from_secs(10), || h.rill.log().contains(&public)),
+        "the refusal names the key {public} in the log"
+    );
+}

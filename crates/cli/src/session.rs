@@ -4,7 +4,9 @@
 //! The endpoint comes from the config (`hosts.<host>.sessions`). When that
 //! block names a `credentials_file`, the client logs in with PLAIN as
 //! `--user` with the password in `$RILL_SESSION_PASSWORD`, or, without
-//! `--user`, as the file's first user (the operator's own machine).
+//! `--user`, as the file's first user (the operator's own machine). When it
+//! has `curve`, the client connects with `--key` (a `rill keygen` secret
+//! key file) or else the host's own server key pair.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -40,6 +42,14 @@ pub struct Args {
     /// $RILL_SESSION_PASSWORD (default: the credentials file's first user).
     #[arg(long)]
     pub user: Option<String>,
+    /// CURVE: this client's secret key file (`rill keygen`), when the
+    /// socket has `curve` (default: the host's own server key pair).
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// CURVE: the server's public key file (default: the `.pub` beside
+    /// `sessions.curve.secret_key_file`).
+    #[arg(long, value_name = "FILE")]
+    pub server_key: Option<PathBuf>,
     #[command(subcommand)]
     pub action: Action,
 }
@@ -76,6 +86,8 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<()> {
         host,
         json: as_json,
         user,
+        key,
+        server_key,
         action,
     } = args;
     let cfg = Config::load_for_client(&config)?;
@@ -114,10 +126,30 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<()> {
         req.set_plain_username(Some(&user))?;
         req.set_plain_password(Some(&password))?;
     }
+    if let Some(curve) = &settings.curve {
+        let server_key =
+            server_key.unwrap_or_else(|| rill_bus::keys::public_key_path(&curve.secret_key_file));
+        let client = rill_bus::CurveClient::load(
+            key.as_deref().unwrap_or(&curve.secret_key_file),
+            &server_key,
+        )
+        .map_err(|e| anyhow!("{e}"))?;
+        rill_bus::ClientAuth {
+            plain: None,
+            curve: Some(client),
+        }
+        .apply(&req)?;
+    }
     let endpoint = connectable(&settings.endpoint);
+    // A refused login shows at once as a failed handshake, not as silence.
+    let monitor_endpoint = format!("inproc://session-monitor-{}", request.unique_id);
+    req.monitor(&monitor_endpoint, zmq::SocketEvent::ALL as i32)?;
+    let monitor = ctx.socket(zmq::PAIR)?;
+    monitor.set_linger(0)?;
+    monitor.connect(&monitor_endpoint)?;
     socket::connect(&req, &endpoint)?;
     req.send(serde_json::to_vec(&request)?, 0)?;
-    if !socket::readable(&req, ANSWER_WITHIN)? {
+    if !answered_or_refused(&req, &monitor, ANSWER_WITHIN)? {
         bail!(
             "no answer from {endpoint} within {}s; is ssh_tap for {host} running (supervisor \
              --config {}), and are this machine and user allowed in?",
@@ -141,6 +173,46 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<()> {
         emit(out, &render(&reply))?;
     }
     Ok(())
+}
+
+/// Waits for `req`'s answer; an error as soon as the server refuses the
+/// login (a failed handshake seen by `monitor`).
+fn answered_or_refused(
+    req: &zmq::Socket,
+    monitor: &zmq::Socket,
+    within: Duration,
+) -> anyhow::Result<bool> {
+    const HANDSHAKE_FAILED: [u16; 3] = [0x0800, 0x2000, 0x4000];
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let mut items = [
+            req.as_poll_item(zmq::POLLIN),
+            monitor.as_poll_item(zmq::POLLIN),
+        ];
+        match zmq::poll(&mut items, left.as_millis().min(i64::MAX as u128) as i64) {
+            Ok(_) | Err(zmq::Error::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+        if items[0].is_readable() {
+            return Ok(true);
+        }
+        while let Ok(event) = monitor.recv_multipart(zmq::DONTWAIT) {
+            let code = event
+                .first()
+                .filter(|f| f.len() >= 2)
+                .map(|f| u16::from_le_bytes([f[0], f[1]]));
+            if code.is_some_and(|c| HANDSHAKE_FAILED.contains(&c)) {
+                bail!(
+                    "the sessions socket refused our login: this key or user is not \
+                     authorized (or this address is not allowed)"
+                );
+            }
+        }
+        if left.is_zero() {
+            return Ok(false);
+        }
+    }
 }
 
 /// A successful reply as printed.

@@ -204,6 +204,7 @@ pub struct RawSessions {
     pub max_request_age: Option<String>,
     pub allow: Option<Vec<String>>,
     pub credentials_file: Option<String>,
+    pub curve: Option<RawCurveServer>,
 }
 
 #[derive(Debug, Deserialize)]

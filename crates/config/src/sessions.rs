@@ -36,6 +36,8 @@ pub struct SessionSettings {
     pub allow: Vec<Cidr>,
     /// PLAIN `user:password` lines; when set, every peer must log in.
     pub credentials_file: Option<PathBuf>,
+    /// CURVE keys: encryption, and only the listed client keys admitted.
+    pub curve: Option<crate::hub::CurveServerFiles>,
 }
 
 impl SessionSettings {

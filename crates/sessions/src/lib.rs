@@ -189,12 +189,18 @@ pub fn policy(settings: &SessionSettings) -> anyhow::Result<Policy> {
             rill_config::Credentials::load(p).map_err(|e| anyhow!("sessions.credentials_file: {e}"))
         })
         .transpose()?;
+    let curve = settings
+        .curve
+        .as_ref()
+        .map(|c| rill_bus::CurveServer::load(&c.secret_key_file, &c.authorized_keys_dir))
+        .transpose()
+        .map_err(|e| anyhow!("sessions.curve: {e}"))?;
     let tcp = settings.endpoint.starts_with("tcp://");
     Ok(Policy::new(
         "sessions",
         settings.allow.clone(),
         credentials,
-        None,
+        curve,
         tcp,
     )?)
 }

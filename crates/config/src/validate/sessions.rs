@@ -59,6 +59,18 @@ pub fn validate(
         Credentials::load(path).map_err(|m| Invalid::at(".credentials_file", m))?;
     }
 
+    let curve = raw
+        .curve
+        .map(|c| crate::validate::streams::curve_server(base, c, env))
+        .transpose()
+        .map_err(|e| e.under(".curve"))?;
+    if credentials_file.is_some() && curve.is_some() {
+        return Err(Invalid::at(
+            ".curve",
+            "expected either credentials_file (PLAIN) or curve, not both: a ZeroMQ socket \
+             takes one login mechanism",
+        ));
+    }
     let settings = SessionSettings {
         endpoint,
         max,
@@ -66,6 +78,7 @@ pub fn validate(
         max_request_age,
         allow,
         credentials_file,
+        curve,
     };
     guarded_if_remote(&settings)?;
     Ok(settings)
@@ -114,10 +127,12 @@ fn guarded_if_remote(settings: &SessionSettings) -> Result<(), Invalid> {
             format!("{why}: a CIDR allowlist, e.g. [10.0.0.0/8]"),
         ));
     }
-    if settings.credentials_file.is_none() {
+    if settings.credentials_file.is_none() && settings.curve.is_none() {
         return Err(Invalid::at(
             ".credentials_file",
-            format!("{why}: a file of PLAIN user:password lines"),
+            format!(
+                "{why}: a file of PLAIN user:password lines, or curve: {{secret_key_file, authorized_keys_dir}}"
+            ),
         ));
     }
     Ok(())

@@ -81,7 +81,7 @@ pub(crate) fn cidrs(raw: Vec<String>) -> Result<Vec<Cidr>, Invalid> {
         .collect()
 }
 
-fn curve_server(
+pub(crate) fn curve_server(
     base: &Path,
     raw: RawCurveServer,
     env: Environment,
