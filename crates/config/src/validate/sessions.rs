@@ -54,6 +54,13 @@ pub fn validate(
                 .map_err(|m| Invalid::at(format!(".allow[{i}]"), m))?,
         );
     }
+    if raw.credentials_file.is_some() && raw.curve.is_some() {
+        return Err(Invalid::at(
+            ".curve",
+            "expected either credentials_file (PLAIN) or curve, not both: a ZeroMQ socket \
+             takes one login mechanism",
+        ));
+    }
     let credentials_file = raw.credentials_file.map(|f| resolve(base, &f));
     if let (Environment::Check, Some(path)) = (env, &credentials_file) {
         Credentials::load(path).map_err(|m| Invalid::at(".credentials_file", m))?;
@@ -64,13 +71,6 @@ pub fn validate(
         .map(|c| crate::validate::streams::curve_server(base, c, env))
         .transpose()
         .map_err(|e| e.under(".curve"))?;
-    if credentials_file.is_some() && curve.is_some() {
-        return Err(Invalid::at(
-            ".curve",
-            "expected either credentials_file (PLAIN) or curve, not both: a ZeroMQ socket \
-             takes one login mechanism",
-        ));
-    }
     let settings = SessionSettings {
         endpoint,
         max,

@@ -27,6 +27,13 @@ pub fn validate(
         .unwrap_or_else(|| DEFAULT_STREAMS_ENDPOINT.to_owned());
     check_endpoint(&endpoint).map_err(|m| Invalid::at(".endpoint", m))?;
     let allow = cidrs(raw.allow.unwrap_or_default())?;
+    if raw.credentials_file.is_some() && raw.curve.is_some() {
+        return Err(Invalid::at(
+            ".curve",
+            "expected either credentials_file (PLAIN) or curve, not both: a ZeroMQ socket \
+             takes one login mechanism",
+        ));
+    }
     let credentials_file = raw.credentials_file.map(|f| resolve(base, &f));
     if let (Environment::Check, Some(path)) = (env, &credentials_file) {
         Credentials::load(path).map_err(|m| Invalid::at(".credentials_file", m))?;
@@ -36,13 +43,6 @@ pub fn validate(
         .map(|c| curve_server(base, c, env))
         .transpose()
         .map_err(|e| e.under(".curve"))?;
-    if credentials_file.is_some() && curve.is_some() {
-        return Err(Invalid::at(
-            ".curve",
-            "expected either credentials_file (PLAIN) or curve, not both: a ZeroMQ socket \
-             takes one login mechanism",
-        ));
-    }
     let guard = StreamsGuard {
         allow,
         credentials_file,
