@@ -300,4 +300,17 @@ fn refusals_are_clear_and_leave_nothing_indexed() {
     let (s, _) = post(port, "app", TOKEN, "application/x-ndjson", None, good);
     assert_eq!(s, 200);
     assert_eq!(h.rill.wait_count("host:web99", &[], 1, WITHIN), Some(1));
+    // /metrics counts what the endpoint answered.
+    let (s, text) = http_get(h.rill.search_port, "/metrics").unwrap();
+    let text = text.as_str().unwrap_or_default().to_owned();
+    assert_eq!(s, 200);
+    for want in [
+        "rill_ingest_requests_total{status=\"400\"} 2",
+        "rill_ingest_requests_total{status=\"413\"} 1",
+        "rill_ingest_requests_total{status=\"422\"} 1",
+        "rill_ingest_requests_total{status=\"200\"} 3",
+        "rill_ingest_events_total 4",
+    ] {
+        assert!(text.contains(want), "{want} in:\n{text}");
+    }
 }

@@ -36,6 +36,18 @@ type Labels = Vec<(String, String)>;
 pub struct Timings {
     pub commit: Histogram,
     pub search: Histogram,
+    /// Ingest requests by HTTP status, and the events accepted.
+    pub ingest_requests: Family<Labels, Counter>,
+    pub ingest_events: Counter,
+}
+
+/// Counts an answered ingest request (and the events it stored).
+pub fn count_ingest(status: u16, events: u64) {
+    let t = timings();
+    t.ingest_requests
+        .get_or_create(&labels(&[("status", &status.to_string())]))
+        .inc();
+    t.ingest_events.inc_by(events);
 }
 
 /// The process's timings (made on first use).
@@ -45,6 +57,8 @@ pub fn timings() -> &'static Timings {
         // 1 ms .. ~65 s.
         commit: Histogram::new(exponential_buckets(0.001, 2.0, 17)),
         search: Histogram::new(exponential_buckets(0.0005, 2.0, 17)),
+        ingest_requests: Family::default(),
+        ingest_events: Counter::default(),
     })
 }
 
@@ -69,6 +83,18 @@ pub fn render(cfg: Option<&Config>, searcher: Option<&IndexSearcher>) -> String 
         "How long search API requests took",
         t.search.clone(),
     );
+    if cfg.is_some_and(|c| c.ingest.is_some()) {
+        r.register(
+            "rill_ingest_requests",
+            "Requests to the ingest endpoint, by HTTP status",
+            t.ingest_requests.clone(),
+        );
+        r.register(
+            "rill_ingest_events",
+            "Events the ingest endpoint stored",
+            t.ingest_events.clone(),
+        );
+    }
     if let Some(s) = searcher {
         let docs = Gauge::<i64>::default();
         docs.set(i64::try_from(s.documents()).unwrap_or(i64::MAX));
@@ -168,6 +194,43 @@ fn status_metrics(r: &mut Registry, cfg: &Config) {
         "Restarts of each process the supervisor runs",
         restarts,
     );
+    if let Some(g) = &report.streams_guard {
+        let refused = Counter::<u64>::default();
+        refused.inc_by(g.refused);
+        r.register(
+            "rill_streams_refused",
+            "Stream subscribers the endpoint's guard refused",
+            refused,
+        );
+    }
+    if !report.upstreams.is_empty() {
+        let up = Family::<Labels, Gauge>::default();
+        let messages = Family::<Labels, Counter>::default();
+        for u in &report.upstreams {
+            up.get_or_create(&labels(&[("upstream", &u.name)]))
+                .set(i64::from(u.connected));
+            for (outcome, n) in [
+                ("received", u.received),
+                ("forwarded", u.forwarded),
+                ("duplicate", u.duplicates),
+                ("dropped", u.dropped),
+            ] {
+                messages
+                    .get_or_create(&labels(&[("upstream", &u.name), ("outcome", outcome)]))
+                    .inc_by(n);
+            }
+        }
+        r.register(
+            "rill_upstream_up",
+            "Whether the upstream collector is connected",
+            up,
+        );
+        r.register(
+            "rill_upstream_lines",
+            "Lines from each upstream collector, by what became of them",
+            messages,
+        );
+    }
 }
 
 fn rule_metrics(r: &mut Registry, cfg: &Config) {

@@ -224,6 +224,7 @@ async fn ingest(
 ) -> Response {
     let refuse = |status: StatusCode, message: String| {
         warn!(%log, status = status.as_u16(), reason = %message, "ingest request refused");
+        crate::metrics::count_ingest(status.as_u16(), 0);
         rill_http::error(status, message)
     };
     if !rill_proto::valid_name(&log) {
@@ -315,6 +316,7 @@ fn store(
     let answer = |status: StatusCode, v: serde_json::Value| (status, v.to_string().into_bytes());
     let refuse = |status: StatusCode, message: String| {
         warn!(source, log, status = status.as_u16(), reason = %message, "ingest request refused");
+        crate::metrics::count_ingest(status.as_u16(), 0);
         answer(status, serde_json::json!({ "error": message }))
     };
     let digest: [u8; 32] = Sha256::digest(body).into();
@@ -331,6 +333,7 @@ fn store(
             .copied();
         match seen {
             Some((d, n)) if d == digest => {
+                crate::metrics::count_ingest(200, 0);
                 return answer(
                     StatusCode::OK,
                     serde_json::json!({"accepted": n, "source": source, "log": log, "replayed": true}),
@@ -399,6 +402,7 @@ fn store(
             .insert(k, (digest, n));
     }
     publish(shared, source, log, records);
+    crate::metrics::count_ingest(200, n as u64);
     answer(
         StatusCode::OK,
         serde_json::json!({"accepted": n, "source": source, "log": log}),
