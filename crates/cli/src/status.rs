@@ -1,4 +1,7 @@
-//! `rill status`: ask the supervisor.
+//! `rill status`: ask the supervisor. Its report as text, one line per
+//! host, log, subscriber, refusals of the stream endpoint's guard,
+//! upstream collector, the search API and child process; `--json` prints
+//! it as it came.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -137,6 +140,27 @@ pub fn render(r: &StatusReport) -> String {
             rep.dropped
         ));
     }
+    if let Some(g) = &r.streams_guard {
+        s.push_str(&format!(
+            "streams guard: {} subscriber handshakes refused",
+            g.refused
+        ));
+        if let Some(why) = &g.last_refusal {
+            s.push_str(&format!(", last: {why}"));
+        }
+        s.push('\n');
+    }
+    for u in &r.upstreams {
+        let state = match (u.connected, &u.last_error) {
+            (true, _) => "connected".to_owned(),
+            (false, Some(e)) => format!("NOT connected: {e}"),
+            (false, None) => "NOT connected".to_owned(),
+        };
+        s.push_str(&format!(
+            "upstream {} ({}): {state}, {} received, {} forwarded, {} duplicates, {} dropped\n",
+            u.name, u.endpoint, u.received, u.forwarded, u.duplicates, u.dropped
+        ));
+    }
     if let Some(api) = &r.search_api {
         let verdict = match (&api.ok, &api.error) {
             (true, _) => "answers".to_owned(),
@@ -161,4 +185,56 @@ pub fn render(r: &StatusReport) -> String {
         s.push('\n');
     }
     s.trim_end().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rill_proto::{GuardStatus, UpstreamStatus};
+
+    #[test]
+    fn the_guard_and_each_upstream_have_a_line() {
+        let mut r = StatusReport {
+            at: chrono::Utc::now(),
+            hosts: vec![],
+            children: vec![],
+            subscribers: vec![],
+            search_api: None,
+            streams_guard: Some(GuardStatus {
+                refused: 3,
+                last_refusal: Some("address 10.0.0.9 is not in streams.allow".into()),
+            }),
+            upstreams: vec![
+                UpstreamStatus {
+                    name: "us-1".into(),
+                    endpoint: "tcp://10.0.0.1:7600".into(),
+                    connected: true,
+                    received: 1200,
+                    forwarded: 1190,
+                    duplicates: 10,
+                    dropped: 0,
+                    // Stale once connected: not shown.
+                    last_error: Some("not reachable yet (retrying)".into()),
+                },
+                UpstreamStatus {
+                    name: "eu-2".into(),
+                    endpoint: "tcp://10.0.0.2:7600".into(),
+                    last_error: Some("refused: the upstream did not accept our login".into()),
+                    ..UpstreamStatus::default()
+                },
+            ],
+        };
+        assert_eq!(
+            render(&r),
+            "streams guard: 3 subscriber handshakes refused, last: address 10.0.0.9 is not in streams.allow\n\
+             upstream us-1 (tcp://10.0.0.1:7600): connected, 1200 received, 1190 forwarded, 10 duplicates, 0 dropped\n\
+             upstream eu-2 (tcp://10.0.0.2:7600): NOT connected: refused: the upstream did not accept our login, 0 received, 0 forwarded, 0 duplicates, 0 dropped"
+        );
+        r.streams_guard = Some(GuardStatus {
+            refused: 0,
+            last_refusal: None,
+        });
+        r.upstreams.clear();
+        assert_eq!(render(&r), "streams guard: 0 subscriber handshakes refused");
+    }
 }
