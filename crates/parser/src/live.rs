@@ -6,6 +6,11 @@
 //! reads slower than lines come, the newest are dropped and counted, never
 //! buffered without bound. At most [`MAX_CLIENTS`] at once; a comment
 //! every [`KEEPALIVE`] keeps an idle stream open.
+//!
+//! The threads log in to a guarded endpoint as the collector's own tools
+//! do ([`ClientAuth::for_own_streams`]: the server's CURVE key pair, which
+//! the gate always admits, or the first PLAIN user), given the config
+//! ([`Streams`]); a login that cannot be read is the stream's `error`.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,7 +19,8 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::http::StatusCode;
 use axum::response::Response;
-use rill_bus::Subscriber;
+use rill_bus::{ClientAuth, Subscriber};
+use rill_config::Config;
 use rill_proto::{LineMeta, TopicPattern};
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -47,8 +53,37 @@ impl Drop for Slot {
     }
 }
 
-/// The stream for `topic` (MQTT wildcards), lines holding `filter` only.
-pub fn stream(endpoint: &str, topic: &str, filter: Option<String>) -> Response {
+/// Where the clients' threads subscribe, and how they log in.
+#[derive(Debug, Clone)]
+pub struct Streams {
+    endpoint: String,
+    /// The login, or why it could not be read.
+    login: Result<ClientAuth, String>,
+}
+
+impl From<&Config> for Streams {
+    /// The config's stream endpoint, with the collector's own login.
+    fn from(cfg: &Config) -> Streams {
+        Streams {
+            endpoint: cfg.streams_endpoint.clone(),
+            login: ClientAuth::for_own_streams(cfg),
+        }
+    }
+}
+
+impl From<&String> for Streams {
+    /// An endpoint alone: no login (an endpoint without a guard).
+    fn from(endpoint: &String) -> Streams {
+        Streams {
+            endpoint: endpoint.clone(),
+            login: Ok(ClientAuth::default()),
+        }
+    }
+}
+
+/// The stream for `topic` (MQTT wildcards), lines holding `filter` only,
+/// from `streams` (a `&Config`: its endpoint and the collector's login).
+pub fn stream(streams: impl Into<Streams>, topic: &str, filter: Option<String>) -> Response {
     let pattern = match TopicPattern::parse(topic) {
         Ok(p) => p,
         Err(e) => return rill_http::error(StatusCode::BAD_REQUEST, format!("topic: {e}")),
@@ -66,11 +101,11 @@ pub fn stream(endpoint: &str, topic: &str, filter: Option<String>) -> Response {
         );
     };
     let (tx, rx) = mpsc::channel::<bytes::Bytes>(QUEUE);
-    let endpoint = endpoint.to_owned();
+    let streams = streams.into();
     let topic = pattern.to_string();
     let spawned = std::thread::Builder::new()
         .name("live".into())
-        .spawn(move || follow(slot, &endpoint, &topic, filter.as_deref(), &tx));
+        .spawn(move || follow(slot, &streams, &topic, filter.as_deref(), &tx));
     if spawned.is_err() {
         return rill_http::error(StatusCode::SERVICE_UNAVAILABLE, "could not start a stream");
     }
@@ -87,16 +122,24 @@ pub fn stream(endpoint: &str, topic: &str, filter: Option<String>) -> Response {
 /// The client's thread: until the client goes away.
 fn follow(
     _slot: Slot,
-    endpoint: &str,
+    streams: &Streams,
     topic: &str,
     filter: Option<&str>,
     tx: &mpsc::Sender<bytes::Bytes>,
 ) {
     let ctx = zmq::Context::new();
-    let sub = match Subscriber::connect(&ctx, endpoint, &[topic]) {
+    let sub = streams
+        .login
+        .as_ref()
+        .map_err(String::clone)
+        .and_then(|auth| {
+            Subscriber::connect_with(&ctx, &streams.endpoint, &[topic], auth)
+                .map_err(|e| e.to_string())
+        });
+    let sub = match sub {
         Ok(s) => s,
         Err(e) => {
-            let _ = tx.try_send(event(&json!({ "error": e.to_string() })));
+            let _ = tx.try_send(event(&json!({ "error": e })));
             return;
         }
     };
