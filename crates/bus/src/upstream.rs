@@ -29,6 +29,8 @@ use crate::BusError;
 
 /// Message identities remembered to drop repeats.
 pub const REMEMBERED: usize = 200_000;
+/// The largest message taken from an upstream.
+const MAX_MESSAGE: i64 = 72 << 20;
 /// The longest wait between reconnection attempts.
 const RECONNECT_MAX: Duration = Duration::from_secs(10);
 
@@ -53,6 +55,9 @@ impl Feed {
         let auth = ClientAuth::for_upstream(u).map_err(BusError::Config)?;
         let sub = socket::open(ctx, zmq::SUB, Role::Live)?;
         auth.apply(&sub)?;
+        // A line of at most 64 MiB (tap.max_line_bytes) and its meta: a
+        // bigger message closes the connection instead of filling memory.
+        sub.set_maxmsgsize(MAX_MESSAGE)?;
         sub.set_reconnect_ivl(100)?;
         sub.set_reconnect_ivl_max(RECONNECT_MAX.as_millis() as i32)?;
         let patterns: Vec<TopicPattern> = u

@@ -184,16 +184,22 @@ fn bearer(value: &HeaderValue) -> Result<String, String> {
     let text = value.to_str().map_err(|_| "(not text)".to_owned())?.trim();
     let (scheme, rest) = text.split_once(' ').unwrap_or((text, ""));
     if !scheme.eq_ignore_ascii_case("bearer") {
-        let shown = if !scheme.is_empty()
-            && scheme.len() <= 32
-            && scheme
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        {
-            scheme.to_owned()
-        } else {
-            "(unreadable)".to_owned()
-        };
+        // Only a scheme of the HTTP registry is named: a bare token sent
+        // without `Bearer` would otherwise be echoed as "the scheme".
+        const KNOWN: [&str; 8] = [
+            "Basic",
+            "Digest",
+            "Negotiate",
+            "NTLM",
+            "HOBA",
+            "Mutual",
+            "SCRAM-SHA-256",
+            "AWS4-HMAC-SHA256",
+        ];
+        let shown = KNOWN
+            .iter()
+            .find(|k| k.eq_ignore_ascii_case(scheme))
+            .map_or_else(|| "(an unknown scheme)".to_owned(), |k| (*k).to_owned());
         return Err(shown);
     }
     let token = rest.trim();
@@ -277,6 +283,24 @@ mod tests {
             Guard::new("search").check(HOME, "/x", &HeaderMap::new()),
             Ok(None)
         );
+    }
+
+    #[test]
+    fn a_token_sent_without_its_scheme_is_never_echoed() {
+        let g = guard();
+        let bare = "0123456789abcdef0123456789abcdef";
+        let e = g
+            .check(HOME, "/x", &headers(&[("authorization", bare)]))
+            .unwrap_err();
+        assert!(!e.message().contains(bare), "{}", e.message());
+        let e = g
+            .check(
+                HOME,
+                "/x",
+                &headers(&[("authorization", "basic dXNlcjpwdw==")]),
+            )
+            .unwrap_err();
+        assert!(e.message().contains("Basic"), "{}", e.message());
     }
 
     #[test]

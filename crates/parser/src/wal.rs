@@ -35,6 +35,8 @@ const HEADER: u64 = 8;
 /// No record is longer than this (a tap's message is at most 128 KiB of
 /// lines plus one long line; `tap.max_line_bytes` is at most 64 MiB).
 const MAX_RECORD: u32 = 80 << 20;
+/// The most meta and lines one record may hold together.
+pub const MAX_RECORD_DATA: usize = MAX_RECORD as usize - 12;
 
 /// One record read back.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,7 +11,7 @@ use crate::validate::streams::{cidrs, tls};
 use crate::values::{parse_size, resolve, Environment};
 
 /// The largest `max_body` taken.
-const MAX_MAX_BODY: u64 = 1 << 30;
+const MAX_MAX_BODY: u64 = 64 << 20;
 
 pub fn validate(base: &Path, raw: RawIngest, env: Environment) -> Result<IngestSettings, Invalid> {
     let listen: SocketAddr = raw.listen.parse().map_err(|_| {
@@ -38,6 +38,12 @@ pub fn validate(base: &Path, raw: RawIngest, env: Environment) -> Result<IngestS
                 format!("{why}: a file of TOKEN SOURCE lines (bearer tokens)"),
             ));
         }
+        if raw.tls.is_none() {
+            return Err(Invalid::at(
+                ".tls",
+                format!("{why}: {{cert: FILE, key: FILE}} (PEM), so tokens never cross the network in clear text"),
+            ));
+        }
     }
     let tokens_file = raw.tokens_file.map(|f| resolve(base, &f));
     if let (Environment::Check, Some(path)) = (env, &tokens_file) {
@@ -51,7 +57,7 @@ pub fn validate(base: &Path, raw: RawIngest, env: Environment) -> Result<IngestS
                     Ok(n)
                 } else {
                     Err(format!(
-                        "expected between 1KiB and 1GiB, got {text:?} ({n} bytes)"
+                        "expected between 1KiB and 64MiB, got {text:?} ({n} bytes)"
                     ))
                 }
             })

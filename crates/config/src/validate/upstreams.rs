@@ -101,10 +101,11 @@ fn upstream(
         rill_proto::TopicPattern::parse(t).map_err(|e| Invalid::at(key, e.to_string()))?;
     }
     let index = raw.index.unwrap_or(false);
-    if index && !topics.iter().all(|t| t.starts_with("line/") || t == "#") {
+    if index && !topics.iter().all(|t| t.starts_with("line/")) {
         return Err(Invalid::at(
             ".index",
-            "expected topics under line/ (or #) when index is true: the index takes lines",
+            "expected topics under line/ only when index is true: the index takes lines, \
+             and parses them into parsed/ itself",
         ));
     }
     let plain = raw

@@ -188,9 +188,11 @@ const RECORD_BYTES: usize = 128 * 1024;
 /// The file one request's events are named by: the same for every retry
 /// of a request with the same `Idempotency-Key` from the same source to
 /// the same log (so the index holds its events once), else new.
-pub fn file_id(source: &str, log: &str, key: Option<&str>) -> FileId {
+pub fn file_id(source: &str, log: &str, key: Option<(&str, &[u8; 32])>) -> FileId {
     match key {
-        Some(k) => {
+        Some((k, digest)) => {
+            // The body's digest is part of the name: a key reused for
+            // another body names other events, never replacing the first.
             let h = |salt: u8| {
                 let mut h: u64 = 0xcbf2_9ce4_8422_2325;
                 for b in [salt]
@@ -200,6 +202,8 @@ pub fn file_id(source: &str, log: &str, key: Option<&str>) -> FileId {
                     .chain(log.bytes())
                     .chain([0])
                     .chain(k.bytes())
+                    .chain([0])
+                    .chain(digest.iter().copied())
                 {
                     h ^= u64::from(b);
                     h = h.wrapping_mul(0x0000_0100_0000_01b3);
@@ -346,10 +350,16 @@ mod tests {
 
     #[test]
     fn a_retried_request_names_its_events_as_before() {
-        let a = file_id("web01", "app", Some("k-1"));
-        assert_eq!(a, file_id("web01", "app", Some("k-1")));
-        assert_ne!(a, file_id("web02", "app", Some("k-1")));
-        assert_ne!(a, file_id("web01", "app", Some("k-2")));
+        let (d, e) = ([1u8; 32], [2u8; 32]);
+        let a = file_id("web01", "app", Some(("k-1", &d)));
+        assert_eq!(a, file_id("web01", "app", Some(("k-1", &d))));
+        assert_ne!(a, file_id("web02", "app", Some(("k-1", &d))));
+        assert_ne!(a, file_id("web01", "app", Some(("k-2", &d))));
+        assert_ne!(
+            a,
+            file_id("web01", "app", Some(("k-1", &e))),
+            "another body"
+        );
         assert_ne!(file_id("web01", "app", None), file_id("web01", "app", None));
         let events = Events {
             lines: vec![vec![b'x'; 100_000], b"y".to_vec(), vec![b'z'; 100_000]],

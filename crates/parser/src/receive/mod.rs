@@ -51,10 +51,15 @@ pub const QUEUE: usize = 64;
 pub const REMEMBERED: usize = 10_000;
 /// Bodies read at once (each up to `max_body`).
 const UPLOADS: usize = 4;
+/// How long a body may take to arrive.
+const UPLOAD_WITHIN: Duration = Duration::from_secs(60);
 /// The longest `Idempotency-Key`.
 const MAX_KEY: usize = 200;
 /// How often a listener that could not start is tried again.
 const RETRY: Duration = Duration::from_secs(10);
+
+/// Upstream messages stored as one batch at most.
+const UPSTREAM_BATCH: usize = 256;
 
 /// Records for the write-ahead log, from a request (which waits for
 /// `done`: sent once they are synced) or an upstream (which does not).
@@ -73,6 +78,21 @@ pub fn append(
 ) -> std::io::Result<()> {
     for _ in 0..max {
         let Ok(b) = rx.try_recv() else { break };
+        // A record the log cannot hold (over its size limit) refuses its
+        // batch, not the parser: the request is answered 503 (its waiter
+        // is dropped). Checked before anything of the batch is written.
+        if let Some(len) = b
+            .records
+            .iter()
+            .map(|(m, l)| m.len() + l.len())
+            .find(|&n| n > crate::wal::MAX_RECORD_DATA)
+        {
+            warn!(
+                bytes = len,
+                "a received record is over the write-ahead log's limit; its batch is refused"
+            );
+            continue;
+        }
         for (meta, lines) in &b.records {
             wal.append(0, meta, lines)?;
         }
@@ -88,7 +108,7 @@ struct Shared {
     tx: SyncSender<Batch>,
     live: Mutex<Live>,
     remembered: Mutex<Remembered>,
-    uploads: Semaphore,
+    uploads: Arc<Semaphore>,
 }
 
 /// The live publisher and each topic's next sequence number.
@@ -143,7 +163,7 @@ impl Keeper {
                     seq: HashMap::new(),
                 }),
                 remembered: Mutex::default(),
-                uploads: Semaphore::new(UPLOADS),
+                uploads: Arc::new(Semaphore::new(UPLOADS)),
             }),
             server: None,
             next_try: Instant::now(),
@@ -275,14 +295,30 @@ async fn ingest(
     {
         return refuse(StatusCode::PAYLOAD_TOO_LARGE, too_big());
     }
-    let Ok(_upload) = tokio::time::timeout(Duration::from_secs(30), shared.uploads.acquire()).await
+    // The permit is held until the events are stored: at most UPLOADS
+    // bodies (and what is made of them) in memory at once.
+    let Ok(Ok(upload)) = tokio::time::timeout(
+        Duration::from_secs(30),
+        Arc::clone(&shared.uploads).acquire_owned(),
+    )
+    .await
     else {
         return refuse(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("busy: {UPLOADS} uploads are being read; try again"),
         );
     };
-    let body = match axum::body::to_bytes(body, usize::try_from(max).unwrap_or(usize::MAX)).await {
+    let read = axum::body::to_bytes(body, usize::try_from(max).unwrap_or(usize::MAX));
+    let Ok(read) = tokio::time::timeout(UPLOAD_WITHIN, read).await else {
+        return refuse(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the body did not arrive within {}s",
+                UPLOAD_WITHIN.as_secs()
+            ),
+        );
+    };
+    let body = match read {
         Ok(b) => b,
         Err(e) => {
             let length_limit = std::error::Error::source(&e)
@@ -297,10 +333,12 @@ async fn ingest(
             };
         }
     };
-    drop(_upload);
     let log2 = log.clone();
-    work.run(move |job| store(&shared, &source, &log2, key, kind, &body, job.deadline))
-        .await
+    work.run(move |job| {
+        let _upload = upload;
+        store(&shared, &source, &log2, key, kind, &body, job.deadline)
+    })
+    .await
 }
 
 /// Decodes, stores and publishes one request's events: its answer.
@@ -357,7 +395,7 @@ fn store(
         source,
         log,
         collector: &shared.collector,
-        file_id: decode::file_id(source, log, key.as_deref()),
+        file_id: decode::file_id(source, log, key.as_deref().map(|k| (k, &digest))),
         read_at: chrono::Utc::now(),
     };
     let records = decode::to_records(&events, &origin);
@@ -373,9 +411,9 @@ fn store(
         Err(TrySendError::Full(_)) => {
             return refuse(
                 StatusCode::SERVICE_UNAVAILABLE,
-                format!(
-                "busy: {QUEUE} requests wait for the disk; try again with the same Idempotency-Key"
-            ),
+                "busy: the parser's queue for the disk is full (the index is behind, or \
+                 upstreams are busy); try again with the same Idempotency-Key"
+                    .into(),
             )
         }
         Err(TrySendError::Disconnected(_)) => {
@@ -465,22 +503,34 @@ impl UpstreamIndexers {
                                 continue;
                             }
                         };
-                        if !frames[0].starts_with(b"line/") || frames.len() < 3 {
+                        let mut records = Vec::new();
+                        take_line(frames, &mut records);
+                        // What else is waiting, in the same batch.
+                        while records.len() < UPSTREAM_BATCH {
+                            match feed.next(Duration::ZERO) {
+                                Ok(Some(f)) => take_line(f, &mut records),
+                                _ => break,
+                            }
+                        }
+                        if records.is_empty() {
                             continue;
                         }
-                        let mut frames = frames.into_iter().skip(1);
-                        let (meta, lines) = (
-                            frames.next().unwrap_or_default(),
-                            frames.next().unwrap_or_default(),
-                        );
-                        let batch = Batch {
-                            records: vec![(meta, lines)],
+                        let mut batch = Batch {
+                            records,
                             done: None,
                         };
-                        // A full queue waits here: the upstream's socket
-                        // then holds (and past its bound drops) lines.
-                        if tx.send(batch).is_err() {
-                            break;
+                        // A full queue waits here (the upstream's socket then
+                        // holds, and past its bound drops, lines), but never
+                        // past a stop: the parser may be ending on an error.
+                        loop {
+                            match tx.try_send(batch) {
+                                Ok(()) => break,
+                                Err(TrySendError::Full(b)) if !stop.load(Ordering::Relaxed) => {
+                                    batch = b;
+                                    std::thread::sleep(Duration::from_millis(5));
+                                }
+                                Err(_) => return,
+                            }
                         }
                     }
                 });
@@ -492,6 +542,15 @@ impl UpstreamIndexers {
             }
         }
         UpstreamIndexers { stop, threads }
+    }
+}
+
+/// A `line/` message's meta and lines as a record.
+fn take_line(frames: Vec<Vec<u8>>, records: &mut Vec<(Vec<u8>, Vec<u8>)>) {
+    if frames.len() >= 3 && frames[0].starts_with(b"line/") {
+        let mut f = frames.into_iter().skip(1);
+        let meta = f.next().unwrap_or_default();
+        records.push((meta, f.next().unwrap_or_default()));
     }
 }
 
