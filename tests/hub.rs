@@ -279,6 +279,18 @@ fn an_upstream_that_refuses_us_or_is_down_is_shown_and_the_rest_runs() {
             .is_some_and(|r| r.contains(&ours)),
         "{guard} names {ours}"
     );
+    // A refused login is tried again (1 s, then 2 s, ...), not given up.
+    let refusals = |rill: &Rill| {
+        rill.status()
+            .and_then(|s| s["streams_guard"]["refused"].as_u64())
+            .unwrap_or(0)
+    };
+    let first = refusals(&up.rill);
+    assert!(
+        wait_until(WITHIN, || refusals(&up.rill) >= first + 2),
+        "the hub tried again after being refused: {} refusals",
+        refusals(&up.rill)
+    );
     // Nothing of up reached the hub; the hub's own lines are indexed.
     up.append("app", &lines("up", 0, 10));
     hub.append("app", &lines("hub", 0, 10));

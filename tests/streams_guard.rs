@@ -434,15 +434,8 @@ fn every_socket_under_run_is_its_owners_alone() {
             && names.iter().any(|m| m.starts_with("web01.sessions."))
     });
     assert!(all_there, "{sockets:?}");
-    // 0600, or 0700: libzmq binds under the umask of 077 every Rill
-    // binary sets, and only the sessions server narrows its sockets to
-    // 0600 after binding; a socket's x bit means nothing (connecting
-    // takes w), so neither lets another user in.
+    // Every socket is narrowed to 0600 after it is bound.
     for (path, mode) in &sockets {
-        assert!(
-            *mode == 0o600 || *mode == 0o700,
-            "{} is {mode:o}",
-            path.display()
-        );
+        assert_eq!(*mode, 0o600, "{} is {mode:o}", path.display());
     }
 }

@@ -108,7 +108,14 @@ pub fn bind(s: &zmq::Socket, endpoint: &str) -> Result<(), BusError> {
         action: "bind",
         endpoint: endpoint.to_owned(),
         source,
-    })
+    })?;
+    // A unix socket is its owner's alone (libzmq makes it under the
+    // process's umask, 0700 with Rill's 077; it lives in a 0700 folder).
+    if let Some(path) = endpoint.strip_prefix("ipc://") {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+    }
+    Ok(())
 }
 
 /// Connects, naming the endpoint in the error.

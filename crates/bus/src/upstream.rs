@@ -13,7 +13,9 @@
 //!
 //! The supervisor rebroadcasts what passes on its own endpoint; the parser
 //! indexes it when the upstream says `index: true`. libzmq reconnects a
-//! lost or refused connection by itself, waiting 100 ms doubling to 10 s.
+//! lost connection by itself, waiting 100 ms doubling to 10 s; after a
+//! refused login it does not, so the feed connects again itself, waiting
+//! 1 s doubling to [`RETRY_MAX`] between refusals.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -29,6 +31,10 @@ use crate::BusError;
 
 /// Message identities remembered to drop repeats.
 pub const REMEMBERED: usize = 200_000;
+/// The longest wait between attempts after refused logins.
+pub const RETRY_MAX: Duration = Duration::from_secs(30);
+/// The first wait after a refused login.
+const RETRY_FIRST: Duration = Duration::from_secs(1);
 /// The largest message taken from an upstream.
 const MAX_MESSAGE: i64 = 72 << 20;
 /// The longest wait between reconnection attempts.
@@ -40,6 +46,11 @@ pub type SharedStatus = Arc<Mutex<UpstreamStatus>>;
 /// A subscription to one upstream.
 pub struct Feed {
     sub: zmq::Socket,
+    endpoint: String,
+    /// When to connect again after a refused login, and the wait after
+    /// the next refusal.
+    retry_at: Option<std::time::Instant>,
+    backoff: Duration,
     monitor: zmq::Socket,
     patterns: Vec<TopicPattern>,
     own: String,
@@ -77,6 +88,9 @@ impl Feed {
         info!(upstream = %u.name, endpoint = %u.endpoint, "subscribing to upstream");
         Ok(Feed {
             sub,
+            endpoint: u.endpoint.clone(),
+            retry_at: None,
+            backoff: RETRY_FIRST,
             monitor,
             patterns,
             own: own.to_owned(),
@@ -100,7 +114,15 @@ impl Feed {
     pub fn next(&mut self, timeout: Duration) -> Result<Option<Vec<Vec<u8>>>, BusError> {
         let deadline = std::time::Instant::now() + timeout;
         loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let now = std::time::Instant::now();
+            if self.retry_at.is_some_and(|t| t <= now) {
+                self.retry_at = None;
+                let _ = self.sub.disconnect(&self.endpoint);
+                socket::connect(&self.sub, &self.endpoint)?;
+            }
+            let left = deadline
+                .min(self.retry_at.unwrap_or(deadline))
+                .saturating_duration_since(now);
             let mut items = [
                 self.sub.as_poll_item(zmq::POLLIN),
                 self.monitor.as_poll_item(zmq::POLLIN),
@@ -143,12 +165,22 @@ impl Feed {
                 s.connected = false;
                 s.last_error = Some(why);
             };
+            if matches!(
+                u32::from(event),
+                zmq_sys_events::HANDSHAKE_FAILED_AUTH | zmq_sys_events::HANDSHAKE_FAILED_PROTOCOL
+            ) && self.retry_at.is_none()
+            {
+                // libzmq gives up on this connection: try again later.
+                self.retry_at = Some(std::time::Instant::now() + self.backoff);
+                self.backoff = (self.backoff * 2).min(RETRY_MAX);
+            }
             match u32::from(event) {
                 zmq_sys_events::HANDSHAKE_SUCCEEDED => {
                     if !s.connected {
                         info!(upstream = %name, "upstream connected");
                     }
                     s.connected = true;
+                    self.backoff = RETRY_FIRST;
                 }
                 zmq_sys_events::HANDSHAKE_FAILED_AUTH => fail(
                     &mut s,

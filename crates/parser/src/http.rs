@@ -365,7 +365,7 @@ async fn live(State(api): State<Api>, RawQuery(query): RawQuery) -> Response {
     };
     let topic = params.get("topic").unwrap_or("line/#");
     let filter = params.get("filter").map(str::to_owned);
-    crate::live::stream(&cfg.streams_endpoint, topic, filter)
+    crate::live::stream(&*cfg, topic, filter)
 }
 
 /// `/saved`: the config's saved queries, by name.
