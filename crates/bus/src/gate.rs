@@ -211,8 +211,9 @@ impl Policy {
 
 /// Connections a gate refused: how many, and the reason of the last one.
 /// A clonable handle, for a thread that reports status. Every refused
-/// handshake counts: libzmq clients retry (Rill's back off to one try
-/// every 2 s, `socket::open`), so one misconfigured client keeps adding.
+/// handshake counts. libzmq itself does not retry a refused login, but a
+/// client that connects again does (an upstream feed, 1 s doubling to
+/// 30 s), so one misconfigured client keeps adding.
 #[derive(Debug, Clone, Default)]
 pub struct Refusals(Arc<Mutex<(u64, Option<String>)>>);
 
