@@ -199,6 +199,14 @@ fn curve_admits_authorized_keys_and_names_the_refused_one() {
 
     let alice = TailAs::start(&h.rill, &["--key", &key("alice.key")], &[]);
     assert!(alice.receives(&h, "for alice"), "{}", h.rill.log());
+    // The collector's own subscribers (the tap's ping watch) got in: the
+    // guard has refused no one yet.
+    let guard = h
+        .rill
+        .status()
+        .map(|s| s["streams_guard"].clone())
+        .unwrap_or_default();
+    assert_eq!(guard["refused"], 0, "{guard}");
 
     let stderr = refused(&h.rill, &["--key", &key("mallory.key")], &[]);
     assert!(

@@ -161,7 +161,10 @@ impl Policy {
         creds: &[Vec<u8>],
     ) -> Result<String, String> {
         let what = &self.what;
-        if self.tcp && !self.allow.is_empty() {
+        // A unix-socket peer (its address empty, or ":uid:gid:pid") is on
+        // this machine and passed the socket file's permissions.
+        let unix_peer = address.is_empty() || address.starts_with(':');
+        if self.tcp && !self.allow.is_empty() && !unix_peer {
             let ip: Option<IpAddr> = address.parse().ok();
             if !ip.is_some_and(|ip| self.allow.iter().any(|c| c.contains(ip))) {
                 return Err(format!("address {address} is not in {what}.allow"));

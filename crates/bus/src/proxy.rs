@@ -20,7 +20,7 @@ impl StreamProxy {
     /// Binds `bus` (where publishers connect) and `streams` (where clients
     /// subscribe) and forwards in a background thread.
     pub fn start(ctx: &zmq::Context, bus: &str, streams: &str) -> Result<Self, BusError> {
-        StreamProxy::open(ctx, bus, streams, None, false)
+        StreamProxy::open(ctx, bus, &[streams], None, false)
     }
 
     /// [`StreamProxy::start`] with subscribers checked by `gate` (whose
@@ -33,13 +33,24 @@ impl StreamProxy {
         streams: &str,
         gate: Option<&crate::gate::Gate>,
     ) -> Result<Self, BusError> {
+        StreamProxy::open(ctx, bus, &[streams], gate, true)
+    }
+
+    /// [`StreamProxy::start_guarded`] on several endpoints (the public one
+    /// and a local unix socket).
+    pub fn start_on(
+        ctx: &zmq::Context,
+        bus: &str,
+        streams: &[&str],
+        gate: Option<&crate::gate::Gate>,
+    ) -> Result<Self, BusError> {
         StreamProxy::open(ctx, bus, streams, gate, true)
     }
 
     fn open(
         ctx: &zmq::Context,
         bus: &str,
-        streams: &str,
+        streams: &[&str],
         gate: Option<&crate::gate::Gate>,
         inproc: bool,
     ) -> Result<Self, BusError> {
@@ -49,7 +60,9 @@ impl StreamProxy {
         if let Some(g) = gate {
             g.guard(&backend)?;
         }
-        socket::bind(&backend, streams)?;
+        for endpoint in streams {
+            socket::bind(&backend, endpoint)?;
+        }
         if inproc {
             backend.bind(INPROC_STREAMS)?;
         }

@@ -461,6 +461,14 @@ impl Config {
         ipc(&self.run_dir(), "ingest")
     }
 
+    /// The streams again, on a unix socket (0600 in the 0700 `run/`) for
+    /// this collector's own subscribers (taps, the page's Live tab, a
+    /// local `rill tail`): no allowlist applies to it, the login still
+    /// does.
+    pub fn local_streams_endpoint(&self) -> String {
+        ipc(&self.run_dir(), "streams")
+    }
+
     /// The supervisor's control socket, asked by `rill status`.
     pub fn control_endpoint(&self) -> String {
         ipc(&self.run_dir(), "control")

@@ -62,10 +62,10 @@ pub struct Streams {
 }
 
 impl From<&Config> for Streams {
-    /// The config's stream endpoint, with the collector's own login.
+    /// The collector's local stream socket, with its own login.
     fn from(cfg: &Config) -> Streams {
         Streams {
-            endpoint: cfg.streams_endpoint.clone(),
+            endpoint: cfg.local_streams_endpoint(),
             login: ClientAuth::for_own_streams(cfg),
         }
     }

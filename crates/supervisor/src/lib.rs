@@ -59,10 +59,10 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
     let ctx = zmq::Context::new();
     // The guard is installed before the proxy binds.
     let gate = federate::streams_gate(cfg, &ctx)?;
-    let proxy = StreamProxy::start_guarded(
+    let proxy = StreamProxy::start_on(
         &ctx,
         &cfg.bus_endpoint(),
-        &cfg.streams_endpoint,
+        &[&cfg.streams_endpoint, &cfg.local_streams_endpoint()],
         gate.as_ref(),
     )?;
     let control = socket::open(&ctx, zmq::ROUTER, Role::Control)?;

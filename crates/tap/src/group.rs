@@ -16,7 +16,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use rill_bus::{socket, Subscriber};
+use rill_bus::{socket, ClientAuth, Subscriber};
 use rill_config::Config;
 use rill_process::{Backoff, Shutdown};
 use tracing::{error, info, info_span, warn};
@@ -95,7 +95,8 @@ fn keep(
         }
         // Subscribed afresh for each wait: verdicts queued during a long
         // run would be hours old.
-        let pings = Subscriber::connect(ctx, &cfg.streams_endpoint, &[&topic])
+        let auth = ClientAuth::for_own_streams(cfg).unwrap_or_default();
+        let pings = Subscriber::connect_with(ctx, &cfg.local_streams_endpoint(), &[&topic], &auth)
             .inspect_err(|e| warn!(error = %e, "no ping verdicts: the restart is not held while the host is down"))
             .ok();
         let due = Instant::now() + backoff.after_run(started.elapsed());

@@ -16,7 +16,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rill_bus::socket;
-use rill_bus::Subscriber;
+use rill_bus::{ClientAuth, Subscriber};
 use rill_config::Config;
 use rill_process::{sibling, sleep_until, stop_all, ChildExits, Shutdown, Supervised};
 use tracing::info;
@@ -29,7 +29,12 @@ pub fn run(cfg: &Config, hosts: &[String], shutdown: &Shutdown) -> anyhow::Resul
     let ctx = zmq::Context::new();
     let topics: Vec<String> = hosts.iter().map(|h| format!("ping/{h}")).collect();
     let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
-    let pings = Subscriber::connect(&ctx, &cfg.streams_endpoint, &topics)?;
+    let pings = Subscriber::connect_with(
+        &ctx,
+        &cfg.local_streams_endpoint(),
+        &topics,
+        &ClientAuth::for_own_streams(cfg).map_err(|e| anyhow::anyhow!(e))?,
+    )?;
     let config_file = cfg.file.clone();
     let host_args = host_args(hosts);
     let mut tap = Supervised::new(
