@@ -302,3 +302,64 @@ fn an_upstream_that_refuses_us_or_is_down_is_shown_and_the_rest_runs() {
     assert_eq!(up.rill.wait_count("record", &[], 10, WITHIN), Some(10));
     assert_eq!(hub.rill.count("collector:up", &[]), Some(0));
 }
+
+#[test]
+fn a_line_that_arrives_by_two_ways_is_passed_on_once() {
+    // a -> b -> hub and a -> hub: a's lines reach the hub twice.
+    let a = OneHost::start(collector("a"), &["app"]);
+    let b = collector("b");
+    b.rill.append_config(&upstreams(&[("a", &a.rill.streams)]));
+    let b = OneHost::start(b, &["app"]);
+    let hub = collector("hub");
+    hub.rill.append_config(&upstreams(&[
+        ("a", &a.rill.streams),
+        ("b", &b.rill.streams),
+    ]));
+    let hub = OneHost::start(hub, &["app"]);
+    let live = hub.rill.tail(&["line/#"]);
+    wait_linked(&a, "a", &b.rill);
+    wait_linked(&a, "a", &hub.rill);
+    wait_linked(&b, "b", &hub.rill);
+    let dups = || -> u64 {
+        ["a", "b"]
+            .iter()
+            .map(|n| {
+                upstream_status(&hub.rill, n)["duplicates"]
+                    .as_u64()
+                    .unwrap_or(0)
+            })
+            .sum()
+    };
+    let before = dups();
+
+    a.append("app", &lines("a", 0, 400));
+    a.append("app", b"a done\n");
+    let got = live.collect_until(WITHIN, |got| got.iter().any(|v| v["body"] == "a done"));
+    // Both ways' copies of every line (and of the mark after them) have
+    // reached the hub's supervisor once one of each pair was a duplicate.
+    assert!(
+        wait_until(WITHIN, || dups() >= before + 401),
+        "the second way's copies were dropped as duplicates: {}",
+        dups() - before
+    );
+    // What was passed on went out before that: a short drain of the tail
+    // (looking for a copy that should not be there) finds it.
+    let more = live.collect_until(Duration::from_secs(1), |_| false);
+    let records: Vec<&str> = got
+        .iter()
+        .chain(&more)
+        .filter_map(|v| v["body"].as_str())
+        .filter(|b| b.contains(" record "))
+        .collect();
+    let distinct: BTreeSet<&str> = records.iter().copied().collect();
+    assert_eq!(
+        (records.len(), distinct.len()),
+        (400, 400),
+        "each of a's lines once on the hub's stream"
+    );
+    assert_eq!(
+        hub.rill
+            .wait_count("record AND collector:a", &[], 400, WITHIN),
+        Some(400)
+    );
+}

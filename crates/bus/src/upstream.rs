@@ -6,9 +6,10 @@
 //!   name the collector that first read them); `ping/`, `status/` and
 //!   `alert/` are about the upstream itself and stay there;
 //! - a message this collector read itself came back around a loop: dropped;
-//! - a message already passed on (it came by two ways) is dropped: the
-//!   identity (collector, host, log, file, offset) of its first line is
-//!   remembered for the last [`REMEMBERED`] messages;
+//! - a message already passed on (it came by two ways, through one upstream
+//!   or two) is dropped: the identity (collector, host, log, file, offset)
+//!   of its first line is remembered for the last [`REMEMBERED`] messages,
+//!   in one [`SharedSeen`] for all the feeds of a process;
 //! - gaps in the origin's sequence numbers are counted as dropped.
 //!
 //! The supervisor rebroadcasts what passes on its own endpoint; the parser
@@ -43,6 +44,14 @@ const RECONNECT_MAX: Duration = Duration::from_secs(10);
 /// The status of one upstream, shared with whoever reports it.
 pub type SharedStatus = Arc<Mutex<UpstreamStatus>>;
 
+/// The identities passed on, shared by every feed of a process.
+pub type SharedSeen = Arc<Mutex<Seen>>;
+
+/// A new, empty [`SharedSeen`].
+pub fn shared_seen() -> SharedSeen {
+    Arc::default()
+}
+
 /// A subscription to one upstream.
 pub struct Feed {
     sub: zmq::Socket,
@@ -55,14 +64,20 @@ pub struct Feed {
     patterns: Vec<TopicPattern>,
     own: String,
     status: SharedStatus,
-    seen: Seen,
+    seen: SharedSeen,
     /// Per (collector, topic, epoch): the next sequence number expected.
     next_seq: HashMap<(String, String, String), u64>,
 }
 
 impl Feed {
-    /// Subscribes to `u`'s topics as collector `own`.
-    pub fn connect(ctx: &zmq::Context, u: &Upstream, own: &str) -> Result<Feed, BusError> {
+    /// Subscribes to `u`'s topics as collector `own`; `seen` is shared with
+    /// the process's other feeds.
+    pub fn connect(
+        ctx: &zmq::Context,
+        u: &Upstream,
+        own: &str,
+        seen: SharedSeen,
+    ) -> Result<Feed, BusError> {
         let auth = ClientAuth::for_upstream(u).map_err(BusError::Config)?;
         let sub = socket::open(ctx, zmq::SUB, Role::Live)?;
         auth.apply(&sub)?;
@@ -99,7 +114,7 @@ impl Feed {
                 endpoint: u.endpoint.clone(),
                 ..UpstreamStatus::default()
             })),
-            seen: Seen::default(),
+            seen,
             next_seq: HashMap::new(),
         })
     }
@@ -253,6 +268,8 @@ impl Feed {
         let kind = if topic.starts_with("line/") { 'l' } else { 'p' };
         if !self
             .seen
+            .lock()
+            .expect("not poisoned")
             .insert(format!("{kind}{collector}/{host}/{log}/{file_id}/{offset}"))
         {
             s.duplicates += lines;
@@ -291,7 +308,7 @@ mod zmq_sys_events {
 
 /// The identities of the last [`REMEMBERED`] messages passed on.
 #[derive(Default)]
-struct Seen {
+pub struct Seen {
     set: HashSet<String>,
     order: VecDeque<String>,
 }
@@ -327,7 +344,7 @@ mod tests {
             plain: None,
             curve: None,
         };
-        Feed::connect(&ctx, &u, own).unwrap()
+        Feed::connect(&ctx, &u, own, shared_seen()).unwrap()
     }
 
     fn line(collector: &str, offset: u64, seq: u64) -> Vec<Vec<u8>> {

@@ -70,8 +70,9 @@ impl Upstreams {
             stop: Arc::clone(&stop),
             threads: Vec::new(),
         };
+        let seen = rill_bus::upstream::shared_seen();
         for u in cfg.upstreams.values() {
-            let mut feed = match Feed::connect(ctx, u, &cfg.collector) {
+            let mut feed = match Feed::connect(ctx, u, &cfg.collector, Arc::clone(&seen)) {
                 Ok(f) => f,
                 Err(e) => {
                     warn!(upstream = %u.name, error = %e, "cannot subscribe to the upstream");

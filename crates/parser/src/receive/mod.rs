@@ -480,8 +480,14 @@ impl UpstreamIndexers {
     pub fn start(cfg: &Config, ctx: &zmq::Context, tx: &SyncSender<Batch>) -> UpstreamIndexers {
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut threads = Vec::new();
+        let seen = rill_bus::upstream::shared_seen();
         for u in cfg.upstreams.values().filter(|u| u.index) {
-            let mut feed = match rill_bus::upstream::Feed::connect(ctx, u, &cfg.collector) {
+            let mut feed = match rill_bus::upstream::Feed::connect(
+                ctx,
+                u,
+                &cfg.collector,
+                Arc::clone(&seen),
+            ) {
                 Ok(f) => f,
                 Err(e) => {
                     warn!(upstream = %u.name, error = %e, "cannot index the upstream");
