@@ -327,4 +327,20 @@ fn refusals_are_clear_and_leave_nothing_indexed() {
     ] {
         assert!(text.contains(want), "{want} in:\n{text}");
     }
+    // A token taken out of the tokens file is refused within seconds,
+    // without a restart.
+    let tokens = h.rill.dir.path().join("ingest.tokens");
+    std::fs::write(&tokens, format!("# db07 is gone\n{TOKEN} web99\n")).unwrap();
+    assert!(
+        wait_until(WITHIN, || try_post(
+            port,
+            "app",
+            OTHER,
+            "text/plain",
+            None,
+            b"late\n"
+        )
+        .is_some_and(|(s, _)| s == 401)),
+        "the removed token still works"
+    );
 }

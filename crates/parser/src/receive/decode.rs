@@ -51,6 +51,8 @@ pub struct Events {
     pub ndjson: bool,
 }
 
+/// The largest S3-style notification body.
+const MAX_RECORDS_BODY: usize = 4 << 20;
 /// Nesting deeper than this in one NDJSON object or record is refused.
 const MAX_DEPTH: usize = 64;
 
@@ -141,6 +143,15 @@ fn depth(v: &Value) -> usize {
 /// `<eventName> s3://<bucket>/<key>`, whose time is its `eventTime`, and
 /// whose fields are the record's keys.
 fn records(body: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    // Read whole as JSON values, a body costs many times its size: kept
+    // small (notifications carry a few records).
+    if body.len() > MAX_RECORDS_BODY {
+        return Err(format!(
+            "expected an S3-style notification of at most {} MiB, got {} bytes; send events as NDJSON",
+            MAX_RECORDS_BODY >> 20,
+            body.len()
+        ));
+    }
     let doc = object(body).map_err(|e| format!("the body: {e}"))?;
     let Some(Value::Array(records)) = doc.get("Records") else {
         return Err(
@@ -346,6 +357,10 @@ mod tests {
         assert!(decode(Kind::Records, b"{\"Records\":[1]}")
             .unwrap_err()
             .contains("Records[0]"));
+        let big = format!("{{\"Records\":[{}0]}}", "0,".repeat(3 << 20));
+        assert!(decode(Kind::Records, big.as_bytes())
+            .unwrap_err()
+            .contains("at most 4 MiB"));
     }
 
     #[test]

@@ -57,6 +57,8 @@ const UPLOAD_WITHIN: Duration = Duration::from_secs(60);
 const MAX_KEY: usize = 200;
 /// How often a listener that could not start is tried again.
 const RETRY: Duration = Duration::from_secs(10);
+/// How often the TLS and tokens files are looked at for changes.
+const RECHECK: Duration = Duration::from_secs(5);
 
 /// Upstream messages stored as one batch at most.
 const UPSTREAM_BATCH: usize = 256;
@@ -142,6 +144,27 @@ pub struct Keeper {
     shared: Arc<Shared>,
     server: Option<HttpServer>,
     next_try: Instant,
+    /// The TLS and tokens files as the running listener read them, and
+    /// when they were last looked at.
+    stamps: Stamps,
+    checked: Instant,
+}
+
+/// Modification time and length of each TLS and tokens file (None:
+/// unreadable).
+type Stamps = Vec<Option<(std::time::SystemTime, u64)>>;
+
+fn stamps(s: &IngestSettings) -> Stamps {
+    s.tls
+        .iter()
+        .flat_map(|t| [&t.cert, &t.key])
+        .chain(&s.tokens_file)
+        .map(|p| {
+            std::fs::metadata(p)
+                .ok()
+                .and_then(|m| Some((m.modified().ok()?, m.len())))
+        })
+        .collect()
 }
 
 impl Keeper {
@@ -167,20 +190,30 @@ impl Keeper {
             }),
             server: None,
             next_try: Instant::now(),
+            stamps: stamps(settings),
+            checked: Instant::now(),
         };
         keeper.tick();
         Ok(keeper)
     }
 
-    /// Starts the listener if it is not running and it is time to try.
+    /// Starts the listener if it is not running and it is time to try;
+    /// restarts it when its TLS or tokens files changed (a removed token
+    /// is refused within [`RECHECK`]), unless the new files cannot be used.
     pub fn tick(&mut self) {
-        if self.server.as_ref().is_some_and(HttpServer::is_running)
-            || Instant::now() < self.next_try
-        {
+        if self.server.as_ref().is_some_and(HttpServer::is_running) {
+            if self.checked.elapsed() >= RECHECK {
+                self.checked = Instant::now();
+                self.reload_if_changed();
+            }
+            return;
+        }
+        if Instant::now() < self.next_try {
             return;
         }
         self.next_try = Instant::now() + RETRY;
-        match start(&self.shared) {
+        self.stamps = stamps(&self.shared.settings);
+        match settings(&self.shared).and_then(|s| bind(&self.shared, s)) {
             Ok(s) => {
                 info!(addr = %s.local_addr(), "ingest listening");
                 self.server = Some(s);
@@ -192,13 +225,40 @@ impl Keeper {
         }
     }
 
+    fn reload_if_changed(&mut self) {
+        let now = stamps(&self.shared.settings);
+        if now == self.stamps {
+            return;
+        }
+        self.stamps = now;
+        match settings(&self.shared) {
+            Ok(new) => {
+                info!("ingest.tls or ingest.tokens_file changed; restarting the ingest endpoint with them");
+                // The port is free once the old server is dropped.
+                self.server = None;
+                match bind(&self.shared, new) {
+                    Ok(s) => self.server = Some(s),
+                    Err(e) => {
+                        self.next_try = Instant::now() + RETRY;
+                        warn!(error = %e, "the ingest endpoint could not start; trying again in 10s");
+                    }
+                }
+            }
+            Err(e) => warn!(
+                error = %e,
+                "ingest.tls or ingest.tokens_file changed but cannot be used; the endpoint goes on with what it read before"
+            ),
+        }
+    }
+
     /// Where it listens, when it does.
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.server.as_ref().map(HttpServer::local_addr)
     }
 }
 
-fn start(shared: &Arc<Shared>) -> anyhow::Result<HttpServer> {
+/// The listener's settings from the files as they are now.
+fn settings(shared: &Shared) -> anyhow::Result<Settings> {
     let s = &shared.settings;
     let tls = s.tls.as_ref().map(Tls::from_files).transpose()?;
     let tokens = s
@@ -211,19 +271,23 @@ fn start(shared: &Arc<Shared>) -> anyhow::Result<HttpServer> {
     guard.allow = s.allow.clone();
     guard.tokens = tokens;
     let limits = Limits {
-        // A request's wait for the disk, and its body's upload.
+        // A request's wait for the disk.
         request_timeout: Duration::from_secs(60),
         ..Limits::default()
     };
-    let settings = Settings {
+    Ok(Settings {
         limits,
         tls,
         guard: Some(guard),
-    };
+    })
+}
+
+fn bind(shared: &Arc<Shared>, settings: Settings) -> anyhow::Result<HttpServer> {
     let shared = Arc::clone(shared);
+    let listen = shared.settings.listen;
     Ok(HttpServer::bind_with(
         "ingest",
-        s.listen,
+        listen,
         settings,
         move |work| {
             Router::new()
