@@ -54,6 +54,12 @@ fn in_sessions(sids: &BTreeSet<u32>) -> Vec<(u32, u32, String)> {
             .and_then(|l| l.split_whitespace().next()?.parse().ok())
             .unwrap_or(u32::MAX);
         let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        // An empty command line is a process that has exited (a zombie
+        // until something reaps it: pid 1 of a container may take its
+        // time), as TestUser::processes counts it.
+        if cmd.is_empty() {
+            continue;
+        }
         found.push((pid, uid, String::from_utf8_lossy(&cmd).replace('\0', " ")));
     }
     found
