@@ -105,12 +105,16 @@ impl EventBuilder {
             let p = self.pending.remove(&key).expect("present");
             out.push(complete(&rules.format, p));
         }
-        // Another file of the same log (rotation): what was open there is complete.
+        // Another file of the same log (rotation): what was open there is
+        // complete. Only the same collector's: two collectors' hosts of one
+        // name write their files side by side on a hub.
         let stale: Vec<_> = self
             .pending
-            .keys()
-            .filter(|(h, l, _)| *h == key.0 && *l == key.1)
-            .cloned()
+            .iter()
+            .filter(|((h, l, _), p)| {
+                *h == key.0 && *l == key.1 && p.first.collector == meta.collector
+            })
+            .map(|(k, _)| k.clone())
             .collect();
         for k in stale {
             let p = self.pending.remove(&k).unwrap();
@@ -259,6 +263,34 @@ mod tests {
             b.push(meta(log, off), l.as_bytes(), out);
             off += l.len() as u64 + 1;
         }
+    }
+
+    #[test]
+    fn two_collectors_lines_of_one_host_and_log_do_not_cut_each_others_events() {
+        let mut b = builder();
+        let mut out = Vec::new();
+        let line = |collector: &str, ino: u64, offset: u64| {
+            let mut m = meta("app", offset);
+            m.collector = collector.into();
+            m.file_id.ino = ino;
+            m
+        };
+        let head = "2026-11-22 10:00:00.123 ERROR request failed";
+        b.push(line("eu-1", 1, 0), head.as_bytes(), &mut out);
+        b.push(line("us-1", 2, 0), head.as_bytes(), &mut out);
+        b.push(line("eu-1", 1, 45), b"  at a.B(C.java:1)", &mut out);
+        b.push(line("us-1", 2, 45), b"  at x.Y(Z.java:2)", &mut out);
+        assert!(out.is_empty(), "nothing complete yet: {out:?}");
+        b.flush_all(&mut out);
+        let mut bodies: Vec<&str> = out.iter().map(|e| e.body.as_str()).collect();
+        bodies.sort_unstable();
+        assert_eq!(
+            bodies,
+            [
+                format!("{head}\n  at a.B(C.java:1)"),
+                format!("{head}\n  at x.Y(Z.java:2)")
+            ]
+        );
     }
 
     #[test]
