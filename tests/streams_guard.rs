@@ -29,22 +29,6 @@ fn guard_streams(rill: &Rill, yaml: &str) {
     std::fs::write(&rill.config, text).unwrap();
 }
 
-/// `rill keygen --out PATH`: the public key (Z85) it printed.
-fn keygen(path: &Path) -> String {
-    let out = Command::new(bin("rill"))
-        .arg("keygen")
-        .arg("--out")
-        .arg(path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
 /// A file only its owner reads, as secrets should be.
 fn write_private(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap();

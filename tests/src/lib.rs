@@ -16,7 +16,9 @@
 //! - `tail`: a running `rill tail --json`;
 //! - `hosts`: the hosts a test runs against: the `OneHost` fixture and
 //!   BusyBox-only sshd options;
-//! - `http`: plain HTTP/1.0 requests to the search API;
+//! - `http`: plain HTTP/1.0 requests to the search API and the ingest
+//!   endpoint;
+//! - `keys`: CURVE key pairs from the real `rill keygen`;
 //! - `processes`: process tables (the test user's, this machine's) and
 //!   memory;
 //! - `black_hole`: a TCP port on loopback cut off by iptables;
@@ -32,6 +34,7 @@ mod config;
 pub mod fault_run;
 mod hosts;
 mod http;
+mod keys;
 pub mod numbered_lines;
 mod processes;
 mod queries;
@@ -44,6 +47,7 @@ pub use black_hole::{only_from, BlackHole, IptablesRule};
 pub use config::{TestAuth, TestHost, TestLog};
 pub use hosts::{BusyBoxHost, OneHost};
 pub use http::{http_get, http_post, http_request, url_encode};
+pub use keys::keygen;
 pub use processes::{
     local_processes_mentioning, remote_processes_in, remote_sessions, rss_kib, RssWatch,
 };
