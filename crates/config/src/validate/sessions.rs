@@ -9,8 +9,8 @@ use std::path::Path;
 use crate::error::Invalid;
 use crate::model::Host;
 use crate::raw::RawSessions;
-use crate::sessions::{Cidr, Credentials, SessionSettings, PUBLISH_SUFFIX_LEN};
-use crate::values::{check_endpoint, duration_between, number_between, resolve, Environment};
+use crate::sessions::{SessionSettings, PUBLISH_SUFFIX_LEN};
+use crate::values::{check_endpoint, duration_between, number_between, Environment};
 
 /// Unix socket paths hold at most 107 bytes.
 const MAX_IPC_PATH: usize = 107;
@@ -47,30 +47,9 @@ pub fn validate(
             duration_between(&text, "1s", "1d").map_err(|m| Invalid::at(".max_request_age", m))?
         }
     };
-    let mut allow = Vec::new();
-    for (i, c) in raw.allow.unwrap_or_default().iter().enumerate() {
-        allow.push(
-            c.parse::<Cidr>()
-                .map_err(|m| Invalid::at(format!(".allow[{i}]"), m))?,
-        );
-    }
-    if raw.credentials_file.is_some() && raw.curve.is_some() {
-        return Err(Invalid::at(
-            ".curve",
-            "expected either credentials_file (PLAIN) or curve, not both: a ZeroMQ socket \
-             takes one login mechanism",
-        ));
-    }
-    let credentials_file = raw.credentials_file.map(|f| resolve(base, &f));
-    if let (Environment::Check, Some(path)) = (env, &credentials_file) {
-        Credentials::load(path).map_err(|m| Invalid::at(".credentials_file", m))?;
-    }
-
-    let curve = raw
-        .curve
-        .map(|c| crate::validate::streams::curve_server(base, c, env))
-        .transpose()
-        .map_err(|e| e.under(".curve"))?;
+    let allow = crate::validate::streams::cidrs(raw.allow.unwrap_or_default())?;
+    let (credentials_file, curve) =
+        crate::validate::streams::login(base, raw.credentials_file, raw.curve, env)?;
     let settings = SessionSettings {
         endpoint,
         max,

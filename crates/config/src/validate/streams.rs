@@ -27,22 +27,7 @@ pub fn validate(
         .unwrap_or_else(|| DEFAULT_STREAMS_ENDPOINT.to_owned());
     check_endpoint(&endpoint).map_err(|m| Invalid::at(".endpoint", m))?;
     let allow = cidrs(raw.allow.unwrap_or_default())?;
-    if raw.credentials_file.is_some() && raw.curve.is_some() {
-        return Err(Invalid::at(
-            ".curve",
-            "expected either credentials_file (PLAIN) or curve, not both: a ZeroMQ socket \
-             takes one login mechanism",
-        ));
-    }
-    let credentials_file = raw.credentials_file.map(|f| resolve(base, &f));
-    if let (Environment::Check, Some(path)) = (env, &credentials_file) {
-        Credentials::load(path).map_err(|m| Invalid::at(".credentials_file", m))?;
-    }
-    let curve = raw
-        .curve
-        .map(|c| curve_server(base, c, env))
-        .transpose()
-        .map_err(|e| e.under(".curve"))?;
+    let (credentials_file, curve) = login(base, raw.credentials_file, raw.curve, env)?;
     let guard = StreamsGuard {
         allow,
         credentials_file,
@@ -68,6 +53,32 @@ pub fn validate(
         }
     }
     Ok((endpoint, guard))
+}
+
+/// A server socket's login: a PLAIN `credentials_file` or `curve` keys
+/// (one, or neither), each checked when checking the environment.
+pub(crate) fn login(
+    base: &Path,
+    credentials_file: Option<String>,
+    curve: Option<RawCurveServer>,
+    env: Environment,
+) -> Result<(Option<PathBuf>, Option<CurveServerFiles>), Invalid> {
+    if credentials_file.is_some() && curve.is_some() {
+        return Err(Invalid::at(
+            ".curve",
+            "expected either credentials_file (PLAIN) or curve, not both: a ZeroMQ socket \
+             takes one login mechanism",
+        ));
+    }
+    let credentials_file = credentials_file.map(|f| resolve(base, &f));
+    if let (Environment::Check, Some(path)) = (env, &credentials_file) {
+        Credentials::load(path).map_err(|m| Invalid::at(".credentials_file", m))?;
+    }
+    let curve = curve
+        .map(|c| curve_server(base, c, env))
+        .transpose()
+        .map_err(|e| e.under(".curve"))?;
+    Ok((credentials_file, curve))
 }
 
 /// A list of CIDRs, each error keyed by its position (`.allow[1]`).

@@ -5,9 +5,9 @@
 //! failure here is only a bad timestamp.
 
 use chrono::{DateTime, Utc};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use super::json::{kind, Json};
+use super::json::{object, Json};
 use super::{FormatError, Parsed};
 
 /// The keys whose value is the text, then the time, first found first.
@@ -15,16 +15,7 @@ pub const MESSAGE_KEYS: [&str; 2] = ["message", "msg"];
 pub const TIME_KEYS: [&str; 2] = ["timestamp", "ts"];
 
 pub fn parse(line: &str, _read_at: DateTime<Utc>) -> Result<Parsed, FormatError> {
-    let mut fields: Map<String, Value> = match serde_json::from_str(line) {
-        Ok(Value::Object(m)) => m,
-        Ok(other) => {
-            return Err(FormatError::new(format!(
-                "expected a JSON object, got {}",
-                kind(&other)
-            )))
-        }
-        Err(e) => return Err(FormatError::new(format!("expected a JSON object: {e}"))),
-    };
+    let mut fields = object(line)?;
     let body = MESSAGE_KEYS
         .iter()
         .find_map(|k| fields.remove(*k))

@@ -19,16 +19,7 @@ pub struct Json {
 
 impl Json {
     pub fn parse(&self, line: &str, _read_at: DateTime<Utc>) -> Result<Parsed, FormatError> {
-        let fields: Map<String, Value> = match serde_json::from_str(line.trim_end()) {
-            Ok(Value::Object(m)) => m,
-            Ok(other) => {
-                return Err(FormatError::new(format!(
-                    "expected a JSON object, got {}",
-                    kind(&other)
-                )))
-            }
-            Err(e) => return Err(FormatError::new(format!("expected a JSON object: {e}"))),
-        };
+        let fields = object(line)?;
         let value = match &self.timestamp_key {
             Some(k) => fields.get(k).map(|v| (k.as_str(), v)),
             None => DEFAULT_TIMESTAMP_KEYS
@@ -61,6 +52,18 @@ impl Json {
                 kind(other)
             ))),
         }
+    }
+}
+
+/// `line` as a JSON object, or why it is not one.
+pub(crate) fn object(line: &str) -> Result<Map<String, Value>, FormatError> {
+    match serde_json::from_str(line.trim_end()) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(other) => Err(FormatError::new(format!(
+            "expected a JSON object, got {}",
+            kind(&other)
+        ))),
+        Err(e) => Err(FormatError::new(format!("expected a JSON object: {e}"))),
     }
 }
 
