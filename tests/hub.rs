@@ -55,6 +55,18 @@ fn wait_linked(src: &OneHost, name: &str, dst: &Rill) {
     );
 }
 
+/// The `<name> record <n>` bodies among `messages` of a tail: each exactly
+/// once, `n` in all.
+fn assert_records_once(messages: &[&Value], n: usize, what: &str) {
+    let records: Vec<&str> = messages
+        .iter()
+        .filter_map(|v| v["body"].as_str())
+        .filter(|b| b.contains(" record "))
+        .collect();
+    let distinct: BTreeSet<&str> = records.iter().copied().collect();
+    assert_eq!((records.len(), distinct.len()), (n, n), "{what}");
+}
+
 /// The upstream `name` in `rill`'s status report.
 fn upstream_status(rill: &Rill, name: &str) -> Value {
     rill.status()
@@ -122,16 +134,10 @@ fn a_hub_streams_both_collectors_and_indexes_each_line_once() {
             .count()
             >= 1100
     });
-    let bodies: Vec<&str> = got
-        .iter()
-        .filter_map(|v| v["body"].as_str())
-        .filter(|b| b.contains(" record "))
-        .collect();
-    let distinct: BTreeSet<&str> = bodies.iter().copied().collect();
-    assert_eq!(
-        (bodies.len(), distinct.len()),
-        (1100, 1100),
-        "each line once on the hub's stream"
+    assert_records_once(
+        &got.iter().collect::<Vec<_>>(),
+        1100,
+        "each line once on the hub's stream",
     );
 
     let s = upstream_status(&hub.rill, "eu-1");
@@ -180,16 +186,10 @@ fn a_loop_of_two_collectors_holds_each_line_once_per_collector() {
     let got = live_a.collect_until(WITHIN, |got| {
         got.iter().any(|v| v["body"] == "b mark") && got.iter().any(|v| v["body"] == "a mark")
     });
-    let records: Vec<&str> = got
-        .iter()
-        .filter_map(|v| v["body"].as_str())
-        .filter(|b| b.contains(" record "))
-        .collect();
-    let distinct: BTreeSet<&str> = records.iter().copied().collect();
-    assert_eq!(
-        (records.len(), distinct.len()),
-        (600, 600),
-        "each line once on a's stream"
+    assert_records_once(
+        &got.iter().collect::<Vec<_>>(),
+        600,
+        "each line once on a's stream",
     );
     let s = upstream_status(&a.rill, "b");
     assert!(
@@ -324,17 +324,10 @@ fn a_line_that_arrives_by_two_ways_is_passed_on_once() {
     // What was passed on went out before that: a short drain of the tail
     // (looking for a copy that should not be there) finds it.
     let more = live.collect_until(Duration::from_secs(1), |_| false);
-    let records: Vec<&str> = got
-        .iter()
-        .chain(&more)
-        .filter_map(|v| v["body"].as_str())
-        .filter(|b| b.contains(" record "))
-        .collect();
-    let distinct: BTreeSet<&str> = records.iter().copied().collect();
-    assert_eq!(
-        (records.len(), distinct.len()),
-        (400, 400),
-        "each of a's lines once on the hub's stream"
+    assert_records_once(
+        &got.iter().chain(&more).collect::<Vec<_>>(),
+        400,
+        "each of a's lines once on the hub's stream",
     );
     assert_eq!(
         hub.rill

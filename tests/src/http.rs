@@ -19,7 +19,13 @@ pub fn http_request(port: u16, method: &str, path: &str) -> Option<(u16, Value)>
     write!(s, "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).ok()?;
-    let text = String::from_utf8_lossy(&raw);
+    response(&raw)
+}
+
+/// An HTTP/1.0 answer read to its end: its status and its body (JSON,
+/// else the text as a JSON string).
+fn response(raw: &[u8]) -> Option<(u16, Value)> {
+    let text = String::from_utf8_lossy(raw);
     let (head, body) = text.split_once("\r\n\r\n")?;
     let status = head.split(' ').nth(1)?.parse().ok()?;
     Some((
@@ -66,13 +72,7 @@ pub fn http_post(
     let _ = s.write_all(body);
     let mut raw = Vec::new();
     let _ = s.read_to_end(&mut raw);
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    let status = head.split(' ').nth(1)?.parse().ok()?;
-    Some((
-        status,
-        serde_json::from_str(body).unwrap_or(Value::String(body.into())),
-    ))
+    response(&raw)
 }
 
 /// A TCP connection to 127.0.0.1:`port` from the local address `from`.
