@@ -26,6 +26,7 @@ pub mod gate;
 #[cfg(test)]
 mod gate_tests;
 pub mod keys;
+pub mod monitor;
 pub mod proxy;
 pub mod publisher;
 pub mod socket;

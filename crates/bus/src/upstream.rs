@@ -27,6 +27,7 @@ use rill_proto::{LineMeta, ParsedEvent, TopicPattern, UpstreamStatus};
 use tracing::{info, warn};
 
 use crate::client_auth::ClientAuth;
+use crate::monitor::{event, Monitor};
 use crate::socket::{self, Role};
 use crate::BusError;
 
@@ -60,7 +61,7 @@ pub struct Feed {
     /// the next refusal.
     retry_at: Option<std::time::Instant>,
     backoff: Duration,
-    monitor: zmq::Socket,
+    monitor: Monitor,
     patterns: Vec<TopicPattern>,
     own: String,
     status: SharedStatus,
@@ -94,11 +95,7 @@ impl Feed {
         for p in &patterns {
             sub.set_subscribe(p.subscription_prefix().as_bytes())?;
         }
-        let monitor_endpoint = format!("inproc://upstream-monitor-{}-{:p}", u.name, &sub);
-        sub.monitor(&monitor_endpoint, zmq::SocketEvent::ALL as i32)?;
-        let monitor = ctx.socket(zmq::PAIR)?;
-        monitor.set_linger(0)?;
-        monitor.connect(&monitor_endpoint)?;
+        let monitor = Monitor::watch(ctx, &sub)?;
         socket::connect(&sub, &u.endpoint)?;
         info!(upstream = %u.name, endpoint = %u.endpoint, "subscribing to upstream");
         Ok(Feed {
@@ -140,7 +137,7 @@ impl Feed {
                 .saturating_duration_since(now);
             let mut items = [
                 self.sub.as_poll_item(zmq::POLLIN),
-                self.monitor.as_poll_item(zmq::POLLIN),
+                self.monitor.socket().as_poll_item(zmq::POLLIN),
             ];
             match zmq::poll(&mut items, left.as_millis().min(i64::MAX as u128) as i64) {
                 Ok(_) | Err(zmq::Error::EINTR) => {}
@@ -165,12 +162,7 @@ impl Feed {
 
     /// The socket monitor's events into the status.
     fn events(&mut self) {
-        while let Ok(frames) = self.monitor.recv_multipart(zmq::DONTWAIT) {
-            let Some(head) = frames.first().filter(|f| f.len() >= 6) else {
-                continue;
-            };
-            let event = u16::from_le_bytes([head[0], head[1]]);
-            let value = u32::from_le_bytes([head[2], head[3], head[4], head[5]]);
+        for (e, value) in self.monitor.events() {
             let mut s = self.status.lock().expect("not poisoned");
             let name = s.name.clone();
             let fail = |s: &mut UpstreamStatus, why: String| {
@@ -181,40 +173,39 @@ impl Feed {
                 s.last_error = Some(why);
             };
             if matches!(
-                u32::from(event),
-                zmq_sys_events::HANDSHAKE_FAILED_AUTH | zmq_sys_events::HANDSHAKE_FAILED_PROTOCOL
+                e,
+                event::HANDSHAKE_FAILED_AUTH | event::HANDSHAKE_FAILED_PROTOCOL
             ) && self.retry_at.is_none()
             {
                 // libzmq gives up on this connection: try again later.
                 self.retry_at = Some(std::time::Instant::now() + self.backoff);
                 self.backoff = (self.backoff * 2).min(RETRY_MAX);
             }
-            match u32::from(event) {
-                zmq_sys_events::HANDSHAKE_SUCCEEDED => {
+            match e {
+                event::HANDSHAKE_SUCCEEDED => {
                     if !s.connected {
                         info!(upstream = %name, "upstream connected");
                     }
                     s.connected = true;
                     self.backoff = RETRY_FIRST;
                 }
-                zmq_sys_events::HANDSHAKE_FAILED_AUTH => fail(
+                event::HANDSHAKE_FAILED_AUTH => fail(
                     &mut s,
                     format!("refused: the upstream did not accept our login (ZAP status {value})"),
                 ),
-                zmq_sys_events::HANDSHAKE_FAILED_NO_DETAIL
-                | zmq_sys_events::HANDSHAKE_FAILED_PROTOCOL => fail(
+                event::HANDSHAKE_FAILED_NO_DETAIL | event::HANDSHAKE_FAILED_PROTOCOL => fail(
                     &mut s,
                     "refused: the security handshake failed (wrong keys or mechanism?)".into(),
                 ),
                 // After a refusal the connection closes too: the refusal
                 // is what to show.
-                zmq_sys_events::DISCONNECTED if s.connected => {
+                event::DISCONNECTED if s.connected => {
                     fail(&mut s, "disconnected".into());
                 }
-                zmq_sys_events::DISCONNECTED if s.last_error.is_none() => {
+                event::DISCONNECTED if s.last_error.is_none() => {
                     s.last_error = Some("disconnected".into());
                 }
-                zmq_sys_events::CONNECT_RETRIED if !s.connected && s.last_error.is_none() => {
+                event::CONNECT_RETRIED if !s.connected && s.last_error.is_none() => {
                     s.last_error = Some("not reachable yet (retrying)".into());
                 }
                 _ => {}
@@ -293,17 +284,6 @@ impl Feed {
     pub fn socket(&self) -> &zmq::Socket {
         &self.sub
     }
-}
-
-/// libzmq's event numbers (the `zmq` crate's `SocketEvent::from_raw`
-/// panics on numbers it does not know).
-mod zmq_sys_events {
-    pub const CONNECT_RETRIED: u32 = 0x0004;
-    pub const DISCONNECTED: u32 = 0x0200;
-    pub const HANDSHAKE_FAILED_NO_DETAIL: u32 = 0x0800;
-    pub const HANDSHAKE_SUCCEEDED: u32 = 0x1000;
-    pub const HANDSHAKE_FAILED_PROTOCOL: u32 = 0x2000;
-    pub const HANDSHAKE_FAILED_AUTH: u32 = 0x4000;
 }
 
 /// The identities of the last [`REMEMBERED`] messages passed on.

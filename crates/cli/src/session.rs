@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use chrono::Utc;
+use rill_bus::monitor::{event, Monitor};
 use rill_bus::socket::{self, Role};
 use rill_config::{Config, Credentials};
 use rill_proto::session::{
@@ -142,11 +143,7 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<()> {
     }
     let endpoint = connectable(&settings.endpoint);
     // A refused login shows at once as a failed handshake, not as silence.
-    let monitor_endpoint = format!("inproc://session-monitor-{}", request.unique_id);
-    req.monitor(&monitor_endpoint, zmq::SocketEvent::ALL as i32)?;
-    let monitor = ctx.socket(zmq::PAIR)?;
-    monitor.set_linger(0)?;
-    monitor.connect(&monitor_endpoint)?;
+    let monitor = Monitor::watch(&ctx, &req)?;
     socket::connect(&req, &endpoint)?;
     req.send(serde_json::to_vec(&request)?, 0)?;
     if !answered_or_refused(&req, &monitor, ANSWER_WITHIN)? {
@@ -179,16 +176,15 @@ pub fn run(args: Args, out: &mut impl Write) -> anyhow::Result<()> {
 /// login (a failed handshake seen by `monitor`).
 fn answered_or_refused(
     req: &zmq::Socket,
-    monitor: &zmq::Socket,
+    monitor: &Monitor,
     within: Duration,
 ) -> anyhow::Result<bool> {
-    const HANDSHAKE_FAILED: [u16; 3] = [0x0800, 0x2000, 0x4000];
     let deadline = std::time::Instant::now() + within;
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         let mut items = [
             req.as_poll_item(zmq::POLLIN),
-            monitor.as_poll_item(zmq::POLLIN),
+            monitor.socket().as_poll_item(zmq::POLLIN),
         ];
         match zmq::poll(&mut items, left.as_millis().min(i64::MAX as u128) as i64) {
             Ok(_) | Err(zmq::Error::EINTR) => {}
@@ -197,17 +193,15 @@ fn answered_or_refused(
         if items[0].is_readable() {
             return Ok(true);
         }
-        while let Ok(event) = monitor.recv_multipart(zmq::DONTWAIT) {
-            let code = event
-                .first()
-                .filter(|f| f.len() >= 2)
-                .map(|f| u16::from_le_bytes([f[0], f[1]]));
-            if code.is_some_and(|c| HANDSHAKE_FAILED.contains(&c)) {
-                bail!(
-                    "the sessions socket refused our login: this key or user is not \
-                     authorized (or this address is not allowed)"
-                );
-            }
+        if monitor
+            .events()
+            .iter()
+            .any(|(e, _)| event::handshake_failed(*e))
+        {
+            bail!(
+                "the sessions socket refused our login: this key or user is not \
+                 authorized (or this address is not allowed)"
+            );
         }
         if left.is_zero() {
             return Ok(false);

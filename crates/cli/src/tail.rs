@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 use rill_bus::keys::{self, public_key_path};
+use rill_bus::monitor::{event, Monitor};
 use rill_bus::socket::{self, Role};
 use rill_bus::{ClientAuth, CurveClient, Subscriber};
 use rill_config::Config;
@@ -251,7 +252,7 @@ pub fn follow_as(
             reporter.tick(&gaps, false);
             if looked.elapsed() >= LOOK_AT_HANDSHAKES_EVERY {
                 looked = Instant::now();
-                for event in monitor.events() {
+                for (event, _) in monitor.events() {
                     handshakes.see(event, looked);
                 }
                 if let Some(failure) = handshakes.hopeless(looked) {
@@ -287,42 +288,6 @@ pub fn follow_as(
         );
     }
     result
-}
-
-/// libzmq's socket monitor event numbers (the `zmq` crate's
-/// `SocketEvent::from_raw` panics on numbers it does not know).
-mod event {
-    pub const CONNECTED: u16 = 0x0001;
-    pub const DISCONNECTED: u16 = 0x0200;
-    pub const HANDSHAKE_FAILED_NO_DETAIL: u16 = 0x0800;
-    pub const HANDSHAKE_SUCCEEDED: u16 = 0x1000;
-    pub const HANDSHAKE_FAILED_PROTOCOL: u16 = 0x2000;
-    pub const HANDSHAKE_FAILED_AUTH: u16 = 0x4000;
-}
-
-/// A socket monitor on the subscriber: its events, as libzmq numbers them.
-struct Monitor(zmq::Socket);
-
-impl Monitor {
-    fn watch(ctx: &zmq::Context, s: &zmq::Socket) -> anyhow::Result<Monitor> {
-        let endpoint = format!("inproc://rill-tail-monitor-{:p}", s);
-        s.monitor(&endpoint, zmq::SocketEvent::ALL as i32)?;
-        let m = ctx.socket(zmq::PAIR)?;
-        m.set_linger(0)?;
-        m.connect(&endpoint)?;
-        Ok(Monitor(m))
-    }
-
-    /// The events since the last call.
-    fn events(&self) -> Vec<u16> {
-        let mut out = Vec::new();
-        while let Ok(frames) = self.0.recv_multipart(zmq::DONTWAIT) {
-            if let Some(head) = frames.first().filter(|f| f.len() >= 2) {
-                out.push(u16::from_le_bytes([head[0], head[1]]));
-            }
-        }
-        out
-    }
 }
 
 /// How a handshake failed.
