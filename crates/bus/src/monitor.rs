@@ -30,7 +30,12 @@ pub struct Monitor(zmq::Socket);
 impl Monitor {
     /// Watches every event of `s` (before it connects).
     pub fn watch(ctx: &zmq::Context, s: &zmq::Socket) -> zmq::Result<Monitor> {
-        let endpoint = format!("inproc://rill-monitor-{:p}", s);
+        // Unique in the process: a socket's address is not (a feed's
+        // socket is watched while it sits in the same stack slot as the
+        // one before it).
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let endpoint = format!("inproc://rill-monitor-{}-{n}", std::process::id());
         s.monitor(&endpoint, zmq::SocketEvent::ALL as i32)?;
         let m = ctx.socket(zmq::PAIR)?;
         m.set_linger(0)?;
