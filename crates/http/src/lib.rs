@@ -31,6 +31,7 @@
 //! Nothing a client sends can stop the server: every bad request gets a 4xx
 //! (JSON, `{"error": ...}`) and the listener keeps answering.
 
+mod file_watch;
 mod guard;
 mod serve;
 mod stall;
@@ -46,6 +47,7 @@ use axum::response::{IntoResponse, Response};
 use tokio::sync::watch;
 use tracing::info;
 
+pub use file_watch::FileWatch;
 pub use guard::{Caller, Guard, Peer, Refusal};
 pub use tls::{Tls, TlsError};
 pub use work::{Job, Work};

@@ -40,7 +40,7 @@ use axum::routing::get;
 use axum::Router;
 use rill_config::hub::Tokens;
 use rill_config::Config;
-use rill_http::{Guard, HttpServer, Job, Limits, ListenError, Settings, Tls, Work};
+use rill_http::{FileWatch, Guard, HttpServer, Job, Limits, ListenError, Settings, Tls, Work};
 use rill_index::{hit_json, Deadline, IndexError, IndexSearcher, SearchRequest};
 use serde_json::{json, Value};
 use tracing::{info, warn};
@@ -139,29 +139,23 @@ fn guarded(limits: Limits, cfg: Option<&Config>) -> Result<Settings, String> {
     Ok(settings)
 }
 
-/// What the TLS and tokens files were when last read: modification time
-/// and length of each (None: unreadable).
-type Stamps = Vec<Option<(std::time::SystemTime, u64)>>;
-
-fn stamps(cfg: Option<&Config>) -> Stamps {
+/// The TLS and tokens files of `cfg.search`.
+fn watched(cfg: Option<&Config>) -> FileWatch {
     let Some(search) = cfg.map(|c| &c.search) else {
-        return Vec::new();
+        return FileWatch::new(Vec::new());
     };
-    let tls = search.tls.iter().flat_map(|t| [&t.cert, &t.key]);
-    tls.chain(&search.tokens_file)
-        .map(|p| {
-            std::fs::metadata(p)
-                .ok()
-                .and_then(|m| Some((m.modified().ok()?, m.len())))
-        })
-        .collect()
+    let tls = search
+        .tls
+        .iter()
+        .flat_map(|t| [t.cert.clone(), t.key.clone()]);
+    FileWatch::new(tls.chain(search.tokens_file.clone()).collect())
 }
 
 /// The search API, started again when it is not running (its port was
 /// taken, its TLS or tokens files could not be used, or its server
 /// stopped): at most every [`ApiKeeper::RETRY`]. Changed TLS or tokens
 /// files (a renewed certificate, a new token) are taken within
-/// [`ApiKeeper::RECHECK`]: the API restarts with them, unless they cannot
+/// [`FileWatch::EVERY`]: the API restarts with them, unless they cannot
 /// be used, and then it goes on with the ones it has.
 pub struct ApiKeeper {
     listen: Option<std::net::SocketAddr>,
@@ -171,13 +165,11 @@ pub struct ApiKeeper {
     api: Option<SearchApi>,
     tried: Instant,
     /// The files as the running API (or the last try) read them.
-    stamps: Stamps,
-    checked: Instant,
+    files: FileWatch,
 }
 
 impl ApiKeeper {
     const RETRY: Duration = Duration::from_secs(10);
-    const RECHECK: Duration = Duration::from_secs(5);
 
     pub fn new(
         listen: Option<std::net::SocketAddr>,
@@ -189,11 +181,10 @@ impl ApiKeeper {
             listen,
             dir: dir.to_owned(),
             saved,
-            rules,
             api: None,
             tried: Instant::now(),
-            stamps: Vec::new(),
-            checked: Instant::now(),
+            files: watched(rules.as_deref()),
+            rules,
         };
         k.start();
         k
@@ -202,7 +193,7 @@ impl ApiKeeper {
     fn start(&mut self) {
         let Some(addr) = self.listen else { return };
         self.tried = Instant::now();
-        self.stamps = stamps(self.rules.as_deref());
+        self.files.mark();
         match SearchApi::start_saved(
             addr,
             &self.dir,
@@ -225,20 +216,14 @@ impl ApiKeeper {
         if self.api.is_none() && self.listen.is_some() && self.tried.elapsed() >= Self::RETRY {
             self.start();
         }
-        if self.api.is_some() && self.checked.elapsed() >= Self::RECHECK {
-            self.checked = Instant::now();
-            self.reload_if_changed();
+        if self.api.is_some() && self.files.changed() {
+            self.reload();
         }
     }
 
-    /// A new API on the files as they are now, if they changed and can be
-    /// used; the one running goes on otherwise.
-    fn reload_if_changed(&mut self) {
-        let now = stamps(self.rules.as_deref());
-        if now == self.stamps {
-            return;
-        }
-        self.stamps = now;
+    /// A new API on the files as they are now, if they can be used; the
+    /// one running goes on otherwise.
+    fn reload(&mut self) {
         let Some(addr) = self.listen else { return };
         match guarded(Limits::default(), self.rules.as_deref()) {
             Ok(settings) => {

@@ -37,7 +37,7 @@ use axum::routing::post;
 use axum::{Extension, Router};
 use rill_config::hub::{IngestSettings, Tokens};
 use rill_config::Config;
-use rill_http::{Caller, Guard, HttpServer, Limits, Settings, Tls, Work};
+use rill_http::{Caller, FileWatch, Guard, HttpServer, Limits, Settings, Tls, Work};
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 use tracing::{info, warn};
@@ -57,8 +57,6 @@ const UPLOAD_WITHIN: Duration = Duration::from_secs(60);
 const MAX_KEY: usize = 200;
 /// How often a listener that could not start is tried again.
 const RETRY: Duration = Duration::from_secs(10);
-/// How often the TLS and tokens files are looked at for changes.
-const RECHECK: Duration = Duration::from_secs(5);
 
 /// Upstream messages stored as one batch at most.
 const UPSTREAM_BATCH: usize = 256;
@@ -144,27 +142,14 @@ pub struct Keeper {
     shared: Arc<Shared>,
     server: Option<HttpServer>,
     next_try: Instant,
-    /// The TLS and tokens files as the running listener read them, and
-    /// when they were last looked at.
-    stamps: Stamps,
-    checked: Instant,
+    /// The TLS and tokens files as the running listener read them.
+    files: FileWatch,
 }
 
-/// Modification time and length of each TLS and tokens file (None:
-/// unreadable).
-type Stamps = Vec<Option<(std::time::SystemTime, u64)>>;
-
-fn stamps(s: &IngestSettings) -> Stamps {
-    s.tls
-        .iter()
-        .flat_map(|t| [&t.cert, &t.key])
-        .chain(&s.tokens_file)
-        .map(|p| {
-            std::fs::metadata(p)
-                .ok()
-                .and_then(|m| Some((m.modified().ok()?, m.len())))
-        })
-        .collect()
+/// The TLS and tokens files of the `ingest:` block.
+fn watched(s: &IngestSettings) -> FileWatch {
+    let tls = s.tls.iter().flat_map(|t| [t.cert.clone(), t.key.clone()]);
+    FileWatch::new(tls.chain(s.tokens_file.clone()).collect())
 }
 
 impl Keeper {
@@ -190,8 +175,7 @@ impl Keeper {
             }),
             server: None,
             next_try: Instant::now(),
-            stamps: stamps(settings),
-            checked: Instant::now(),
+            files: watched(settings),
         };
         keeper.tick();
         Ok(keeper)
@@ -199,12 +183,12 @@ impl Keeper {
 
     /// Starts the listener if it is not running and it is time to try;
     /// restarts it when its TLS or tokens files changed (a removed token
-    /// is refused within [`RECHECK`]), unless the new files cannot be used.
+    /// is refused within [`FileWatch::EVERY`]), unless the new files
+    /// cannot be used.
     pub fn tick(&mut self) {
         if self.server.as_ref().is_some_and(HttpServer::is_running) {
-            if self.checked.elapsed() >= RECHECK {
-                self.checked = Instant::now();
-                self.reload_if_changed();
+            if self.files.changed() {
+                self.reload();
             }
             return;
         }
@@ -212,7 +196,7 @@ impl Keeper {
             return;
         }
         self.next_try = Instant::now() + RETRY;
-        self.stamps = stamps(&self.shared.settings);
+        self.files.mark();
         match settings(&self.shared).and_then(|s| bind(&self.shared, s)) {
             Ok(s) => {
                 info!(addr = %s.local_addr(), "ingest listening");
@@ -225,12 +209,9 @@ impl Keeper {
         }
     }
 
-    fn reload_if_changed(&mut self) {
-        let now = stamps(&self.shared.settings);
-        if now == self.stamps {
-            return;
-        }
-        self.stamps = now;
+    /// A new listener on the files as they are now, if they can be used;
+    /// the one running goes on otherwise.
+    fn reload(&mut self) {
         match settings(&self.shared) {
             Ok(new) => {
                 info!("ingest.tls or ingest.tokens_file changed; restarting the ingest endpoint with them");
