@@ -19,7 +19,9 @@
 //! 1 s doubling to [`RETRY_MAX`] between refusals.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rill_config::hub::Upstream;
@@ -283,6 +285,103 @@ impl Feed {
 
     pub fn socket(&self) -> &zmq::Socket {
         &self.sub
+    }
+}
+
+/// A thread per upstream, each running its [`Feed`] and handing what it
+/// passes on to a handler; stopped (and joined) when dropped.
+pub struct Feeds {
+    statuses: Vec<SharedStatus>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+/// What a feed's thread does with the messages it passes on: up to
+/// `batch` of them at once (those waiting together), with the stop flag
+/// (a handler that waits must look at it); false ends the thread.
+pub trait Handler: FnMut(Vec<Vec<Vec<u8>>>, &AtomicBool) -> bool + Send + 'static {}
+impl<F: FnMut(Vec<Vec<Vec<u8>>>, &AtomicBool) -> bool + Send + 'static> Handler for F {}
+
+impl Feeds {
+    /// Subscribes to each of `upstreams` as collector `own`, all feeds
+    /// sharing one [`SharedSeen`], each on a thread `<name>-<upstream>`
+    /// with the handler `make` gives it. An upstream whose login cannot be
+    /// read is reported in its status and not subscribed to.
+    pub fn start<'a, H: Handler>(
+        ctx: &zmq::Context,
+        upstreams: impl IntoIterator<Item = &'a Upstream>,
+        own: &str,
+        (name, batch): (&str, usize),
+        mut make: impl FnMut(&Upstream) -> Result<H, BusError>,
+    ) -> Result<Feeds, BusError> {
+        let mut feeds = Feeds {
+            statuses: Vec::new(),
+            stop: Arc::default(),
+            threads: Vec::new(),
+        };
+        let seen = shared_seen();
+        for u in upstreams {
+            let mut feed = match Feed::connect(ctx, u, own, Arc::clone(&seen)) {
+                Ok(f) => f,
+                Err(e) => {
+                    warn!(upstream = %u.name, error = %e, "cannot subscribe to the upstream");
+                    feeds.statuses.push(Arc::new(Mutex::new(UpstreamStatus {
+                        name: u.name.clone(),
+                        endpoint: u.endpoint.clone(),
+                        last_error: Some(e.to_string()),
+                        ..UpstreamStatus::default()
+                    })));
+                    continue;
+                }
+            };
+            feeds.statuses.push(feed.status());
+            let mut handle = make(u)?;
+            let stop = Arc::clone(&feeds.stop);
+            let upstream = u.name.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("{name}-{upstream}"))
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        let first = match feed.next(Duration::from_millis(100)) {
+                            Ok(Some(f)) => f,
+                            Ok(None) => continue,
+                            Err(e) => {
+                                warn!(%upstream, error = %e, "upstream subscriber failed");
+                                std::thread::sleep(Duration::from_secs(1));
+                                continue;
+                            }
+                        };
+                        let mut messages = vec![first];
+                        // What else is waiting, together.
+                        while messages.len() < batch {
+                            match feed.next(Duration::ZERO) {
+                                Ok(Some(f)) => messages.push(f),
+                                _ => break,
+                            }
+                        }
+                        if !handle(messages, &stop) {
+                            break;
+                        }
+                    }
+                })
+                .map_err(|e| BusError::Config(format!("could not start a thread: {e}")))?;
+            feeds.threads.push(thread);
+        }
+        Ok(feeds)
+    }
+
+    /// Handles on each upstream's status.
+    pub fn statuses(&self) -> Vec<SharedStatus> {
+        self.statuses.clone()
+    }
+}
+
+impl Drop for Feeds {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
     }
 }
 

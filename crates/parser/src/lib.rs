@@ -118,7 +118,7 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
         .as_ref()
         .map(|i| receive::Keeper::new(cfg, i, &ctx, received_tx.clone()))
         .transpose()?;
-    let upstreams = receive::UpstreamIndexers::start(cfg, &ctx, &received_tx);
+    let upstreams = receive::index_upstreams(cfg, &ctx, &received_tx)?;
     let mut synced: Vec<std::sync::mpsc::SyncSender<()>> = Vec::new();
     // Received events wait at most this for the loop.
     let idle = if cfg.ingest.is_some() || cfg.upstreams.values().any(|u| u.index) {

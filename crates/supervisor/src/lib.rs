@@ -68,7 +68,7 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
     let control = socket::open(&ctx, zmq::ROUTER, Role::Control)?;
     socket::bind(&control, &cfg.control_endpoint())?;
     let pings = Subscriber::connect(&ctx, rill_bus::proxy::INPROC_STREAMS, &["ping/#"])?;
-    let upstreams = federate::Upstreams::start(cfg, &ctx)?;
+    let upstreams = federate::rebroadcast(cfg, &ctx)?;
     info!(config = %cfg.file.display(), streams = %cfg.streams_endpoint, hosts = cfg.hosts.len(), logs = cfg.logs.len(), "supervisor started");
 
     let child = |name: &str, bin: &'static str, extra: Vec<String>| {
@@ -95,7 +95,7 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
 
     let mut state = control::State::default();
     state.streams_refusals = gate.as_ref().map(rill_bus::Gate::refusal_log);
-    state.upstreams = upstreams.handles();
+    state.upstreams = upstreams.statuses();
     let probe = cfg.search.listen.map(health::ApiProbe::start);
     while !shutdown.requested() {
         // Only a child that exited or is due to start needs a look.

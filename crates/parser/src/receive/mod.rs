@@ -25,6 +25,7 @@ pub mod decode;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -35,6 +36,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::post;
 use axum::{Extension, Router};
+use rill_bus::upstream::Feeds;
 use rill_config::hub::{IngestSettings, Tokens};
 use rill_config::Config;
 use rill_http::{Caller, FileWatch, Guard, HttpServer, Limits, Settings, Tls, Work};
@@ -516,100 +518,50 @@ fn publish(shared: &Shared, source: &str, log: &str, records: Vec<(Vec<u8>, Vec<
 /// Threads subscribed to the upstreams with `index: true`: their lines
 /// (another collector's, not seen yet) into the write-ahead log through
 /// the same queue as received requests. Stopped when dropped.
-pub struct UpstreamIndexers {
-    stop: Arc<std::sync::atomic::AtomicBool>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl UpstreamIndexers {
-    pub fn start(cfg: &Config, ctx: &zmq::Context, tx: &SyncSender<Batch>) -> UpstreamIndexers {
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let mut threads = Vec::new();
-        let seen = rill_bus::upstream::shared_seen();
-        for u in cfg.upstreams.values().filter(|u| u.index) {
-            let mut feed = match rill_bus::upstream::Feed::connect(
-                ctx,
-                u,
-                &cfg.collector,
-                Arc::clone(&seen),
-            ) {
-                Ok(f) => f,
-                Err(e) => {
-                    warn!(upstream = %u.name, error = %e, "cannot index the upstream");
-                    continue;
+pub fn index_upstreams(
+    cfg: &Config,
+    ctx: &zmq::Context,
+    tx: &SyncSender<Batch>,
+) -> Result<Feeds, rill_bus::BusError> {
+    Feeds::start(
+        ctx,
+        cfg.upstreams.values().filter(|u| u.index),
+        &cfg.collector,
+        ("index", UPSTREAM_BATCH),
+        |_| {
+            let tx = tx.clone();
+            Ok(move |messages: Vec<Vec<Vec<u8>>>, stop: &AtomicBool| {
+                let records: Vec<_> = messages.into_iter().filter_map(line_record).collect();
+                if records.is_empty() {
+                    return true;
                 }
-            };
-            let (tx, stop, name) = (tx.clone(), Arc::clone(&stop), u.name.clone());
-            let spawned = std::thread::Builder::new()
-                .name(format!("index-{name}"))
-                .spawn(move || {
-                    use std::sync::atomic::Ordering;
-                    while !stop.load(Ordering::Relaxed) {
-                        let frames = match feed.next(Duration::from_millis(100)) {
-                            Ok(Some(f)) => f,
-                            Ok(None) => continue,
-                            Err(e) => {
-                                warn!(upstream = %name, error = %e, "upstream subscriber failed");
-                                std::thread::sleep(Duration::from_secs(1));
-                                continue;
-                            }
-                        };
-                        let mut records = Vec::new();
-                        take_line(frames, &mut records);
-                        // What else is waiting, in the same batch.
-                        while records.len() < UPSTREAM_BATCH {
-                            match feed.next(Duration::ZERO) {
-                                Ok(Some(f)) => take_line(f, &mut records),
-                                _ => break,
-                            }
+                let mut batch = Batch {
+                    records,
+                    done: None,
+                };
+                // A full queue waits here (the upstream's socket then holds,
+                // and past its bound drops, lines), but never past a stop:
+                // the parser may be ending on an error.
+                loop {
+                    match tx.try_send(batch) {
+                        Ok(()) => return true,
+                        Err(TrySendError::Full(b)) if !stop.load(Ordering::Relaxed) => {
+                            batch = b;
+                            std::thread::sleep(Duration::from_millis(5));
                         }
-                        if records.is_empty() {
-                            continue;
-                        }
-                        let mut batch = Batch {
-                            records,
-                            done: None,
-                        };
-                        // A full queue waits here (the upstream's socket then
-                        // holds, and past its bound drops, lines), but never
-                        // past a stop: the parser may be ending on an error.
-                        loop {
-                            match tx.try_send(batch) {
-                                Ok(()) => break,
-                                Err(TrySendError::Full(b)) if !stop.load(Ordering::Relaxed) => {
-                                    batch = b;
-                                    std::thread::sleep(Duration::from_millis(5));
-                                }
-                                Err(_) => return,
-                            }
-                        }
+                        Err(_) => return false,
                     }
-                });
-            match spawned {
-                Ok(t) => threads.push(t),
-                Err(e) => {
-                    warn!(upstream = %u.name, error = %e, "cannot start the upstream's indexer")
                 }
-            }
-        }
-        UpstreamIndexers { stop, threads }
-    }
+            })
+        },
+    )
 }
 
 /// A `line/` message's meta and lines as a record.
-fn take_line(frames: Vec<Vec<u8>>, records: &mut Vec<(Vec<u8>, Vec<u8>)>) {
-    if frames.len() >= 3 && frames[0].starts_with(b"line/") {
-        let mut f = frames.into_iter().skip(1);
-        let meta = f.next().unwrap_or_default();
-        records.push((meta, f.next().unwrap_or_default()));
+fn line_record(frames: Vec<Vec<u8>>) -> Option<(Vec<u8>, Vec<u8>)> {
+    if frames.len() < 3 || !frames[0].starts_with(b"line/") {
+        return None;
     }
-}
-
-impl Drop for UpstreamIndexers {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
-    }
+    let mut f = frames.into_iter().skip(1);
+    Some((f.next()?, f.next()?))
 }
