@@ -210,16 +210,18 @@ fn a_hundred_thousand_ndjson_events_with_retries_are_held_once() {
 fn refusals_are_clear_and_leave_nothing_indexed() {
     let (h, port) = running("64KiB");
     let good = b"{\"msg\":\"good one\"}\n";
-    let refused = |status: u16, v: &Value, want: &str| {
+    // A refusal: its status, and its JSON error saying `want`.
+    let refused = |(status, v): (u16, Value), want_status: u16, want: &str| {
+        assert_eq!(status, want_status, "{v}");
         assert!(
             v["error"].as_str().is_some_and(|e| e.contains(want)),
-            "expected {status} with an error containing {want:?}, got {v}"
+            "expected {want_status} with an error containing {want:?}, got {v}"
         );
+        v
     };
     // No token, a wrong one, another scheme.
     let (s, v) = http_post(port, "/ingest/app", &[], good, LOCAL).unwrap();
-    assert_eq!(s, 401, "{v}");
-    refused(s, &v, "missing");
+    refused((s, v), 401, "missing");
     let (s, v) = post(
         port,
         "app",
@@ -228,8 +230,7 @@ fn refusals_are_clear_and_leave_nothing_indexed() {
         None,
         good,
     );
-    assert_eq!(s, 401, "{v}");
-    refused(s, &v, "unknown token");
+    let v = refused((s, v), 401, "unknown token");
     assert!(
         !v.to_string().contains("tok-nobody"),
         "the token is echoed: {v}"
@@ -244,8 +245,7 @@ fn refusals_are_clear_and_leave_nothing_indexed() {
         Ipv4Addr::new(127, 0, 0, 2),
     )
     .unwrap();
-    assert_eq!(s, 403, "{v}");
-    refused(s, &v, "127.0.0.2 is not in ingest.allow");
+    refused((s, v), 403, "127.0.0.2 is not in ingest.allow");
     // Malformed NDJSON names its line; nothing of the request is stored.
     let (s, v) = post(
         port,
@@ -255,8 +255,7 @@ fn refusals_are_clear_and_leave_nothing_indexed() {
         None,
         b"{\"msg\":\"first\"}\n{\"msg\":\"second\"}\n{\"msg\": oops}\n",
     );
-    assert_eq!(s, 400, "{v}");
-    refused(s, &v, "line 3: expected a JSON object");
+    refused((s, v), 400, "line 3: expected a JSON object");
     // Over max_body.
     let (s, v) = post(
         port,
@@ -266,8 +265,7 @@ fn refusals_are_clear_and_leave_nothing_indexed() {
         None,
         &vec![b'x'; 100 << 10],
     );
-    assert_eq!(s, 413, "{v}");
-    refused(s, &v, "over ingest.max_body");
+    refused((s, v), 413, "over ingest.max_body");
     // A log name that is no name; a content type we do not read.
     let (s, v) = post(port, "a$(reboot)", TOKEN, "text/plain", None, b"x\n");
     assert_eq!(s, 400, "{v}");
@@ -291,8 +289,7 @@ fn refusals_are_clear_and_leave_nothing_indexed() {
         Some("k1"),
         b"something else\n",
     );
-    assert_eq!(s, 422, "{v}");
-    refused(s, &v, "another body");
+    refused((s, v), 422, "another body");
     // S3-style records: one event each.
     let s3 = br#"{"Records":[{"eventName":"ObjectCreated:Put","eventTime":"2026-12-03T09:00:00Z","s3":{"bucket":{"name":"datasets"},"object":{"key":"runs/42.h5","size":1024}}}]}"#;
     let (s, v) = post(port, "store", OTHER, "application/json", None, s3);
