@@ -1,5 +1,5 @@
 //! The search API with `search.tls` and `search.tokens_file`: a test CA
-//! and a certificate for 127.0.0.1 made here (rcgen), the real binaries
+//! and a certificate for 127.0.0.1 (rill_test_support::TestPki), the real binaries
 //! against a real sshd. A search over HTTPS with the token finds the lines;
 //! without it, or with a wrong one, 401; plain HTTP to the port and a
 //! client that does not trust the CA are never served; `/health` needs no
@@ -18,30 +18,8 @@ use serde_json::{json, Value};
 const WITHIN: Duration = Duration::from_secs(60);
 const TOKEN: &str = "rill-e2e-token-0123456789";
 
-/// A CA's certificate, and a certificate it signed for 127.0.0.1 with its
-/// key, all PEM.
-struct Pki {
-    ca: String,
-    cert: String,
-    key: String,
-}
-
-fn pki() -> Pki {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(rcgen::DnType::CommonName, "rill e2e ca");
-    let ca = ca.self_signed(&ca_key).unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.subject_alt_names = vec![rcgen::SanType::IpAddress([127, 0, 0, 1].into())];
-    let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
-    Pki {
-        ca: ca.pem(),
-        cert: cert.pem(),
-        key: key.serialize_pem(),
-    }
+fn pki() -> TestPki {
+    TestPki::new("rill e2e ca")
 }
 
 /// Writes `text` to `dir/name`, readable by its owner only.
@@ -128,7 +106,7 @@ fn https_with_a_token_finds_the_lines_and_nothing_else_is_served() {
     );
     let port = h.rill.search_port;
     let base = format!("https://127.0.0.1:{port}");
-    let trusting = agent(Some(&pki.ca));
+    let trusting = agent(Some(&pki.ca_pem));
     let bearer = format!("Bearer {TOKEN}");
     let auth = [("authorization", bearer.as_str())];
 
@@ -256,7 +234,7 @@ fn bad_tls_files_keep_the_api_down_and_say_why_and_the_pipeline_goes_on() {
     let base = format!("https://127.0.0.1:{}", h.rill.search_port);
     assert!(
         wait_until(WITHIN, || get(
-            &agent(Some(&pki.ca)),
+            &agent(Some(&pki.ca_pem)),
             &format!("{base}/count?q=GET"),
             &[]
         )

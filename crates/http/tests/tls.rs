@@ -1,5 +1,5 @@
 //! TLS and the guard, against real sockets on loopback: a test CA and a
-//! certificate for 127.0.0.1 made here (rcgen), a rustls client.
+//! certificate for 127.0.0.1 (rill_test_support::TestPki), a rustls client.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -10,38 +10,18 @@ use axum::routing::get;
 use axum::{Extension, Router};
 use rill_config::hub::Tokens;
 use rill_http::{Caller, Guard, HttpServer, Limits, Peer, Settings, Tls, TlsError};
+use rill_test_support::TestPki;
 use rustls::pki_types::{CertificateDer, ServerName};
 
-/// A CA, and a certificate it signed for 127.0.0.1 with its key (PEM).
-struct Pki {
-    ca: CertificateDer<'static>,
-    cert: String,
-    key: String,
-}
-
-fn pki() -> Pki {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(rcgen::DnType::CommonName, "rill test ca");
-    let ca = ca.self_signed(&ca_key).unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.subject_alt_names = vec![rcgen::SanType::IpAddress([127, 0, 0, 1].into())];
-    let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
-    Pki {
-        ca: ca.der().clone(),
-        cert: cert.pem(),
-        key: key.serialize_pem(),
-    }
+fn pki() -> TestPki {
+    TestPki::new("rill test ca")
 }
 
 const TOKEN: &str = "0123456789abcdef-alice";
 
 /// A TLS server: `/health` open, `/who` answers the caller's name, peer
 /// included.
-fn server(pki: &Pki, limits: Limits, guard: Option<Guard>) -> HttpServer {
+fn server(pki: &TestPki, limits: Limits, guard: Option<Guard>) -> HttpServer {
     let settings = Settings {
         limits,
         tls: Some(Tls::from_pem(pki.cert.as_bytes(), pki.key.as_bytes()).unwrap()),
@@ -71,10 +51,11 @@ fn guard() -> Guard {
     g
 }
 
-fn client(trusted: Option<&CertificateDer<'static>>) -> Arc<rustls::ClientConfig> {
+/// A client trusting the CA certificate `trusted` (DER), if any.
+fn client(trusted: Option<&[u8]>) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     if let Some(ca) = trusted {
-        roots.add(ca.clone()).unwrap();
+        roots.add(CertificateDer::from(ca.to_vec())).unwrap();
     }
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
@@ -116,7 +97,7 @@ fn tls_serves_a_client_that_trusts_the_ca_and_only_it() {
     let pki = pki();
     let s = server(&pki, Limits::default(), None);
     let addr = s.local_addr();
-    let (status, body) = get_tls(addr, client(Some(&pki.ca)), "/who", "").unwrap();
+    let (status, body) = get_tls(addr, client(Some(&pki.ca_der)), "/who", "").unwrap();
     assert_eq!((status, body.as_str()), (200, "nobody from 127.0.0.1"));
     let e = get_tls(addr, client(None), "/health", "").unwrap_err();
     assert!(
@@ -135,7 +116,7 @@ fn tls_serves_a_client_that_trusts_the_ca_and_only_it() {
         String::from_utf8_lossy(&raw)
     );
     assert_eq!(
-        get_tls(addr, client(Some(&pki.ca)), "/health", "")
+        get_tls(addr, client(Some(&pki.ca_der)), "/health", "")
             .unwrap()
             .0,
         200
@@ -164,7 +145,7 @@ fn a_client_that_never_handshakes_loses_its_slot_at_the_header_timeout() {
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     // And the one slot serves the next client.
     assert_eq!(
-        get_tls(addr, client(Some(&pki.ca)), "/health", "")
+        get_tls(addr, client(Some(&pki.ca_der)), "/health", "")
             .unwrap()
             .0,
         200
@@ -176,7 +157,7 @@ fn the_guard_asks_for_a_token_and_hands_its_name_to_the_route() {
     let pki = pki();
     let s = server(&pki, Limits::default(), Some(guard()));
     let addr = s.local_addr();
-    let ok = client(Some(&pki.ca));
+    let ok = client(Some(&pki.ca_der));
     let (status, body) = get_tls(
         addr,
         ok.clone(),
@@ -213,7 +194,7 @@ fn an_allowlist_without_the_peer_answers_403_naming_it() {
     let mut g = Guard::new("ingest");
     g.allow = vec!["10.0.0.0/8".parse().unwrap()];
     let s = server(&pki, Limits::default(), Some(g));
-    let (status, body) = get_tls(s.local_addr(), client(Some(&pki.ca)), "/health", "").unwrap();
+    let (status, body) = get_tls(s.local_addr(), client(Some(&pki.ca_der)), "/health", "").unwrap();
     assert_eq!(status, 403);
     assert_eq!(
         body,

@@ -13,9 +13,11 @@
 //! - [`which`]: a program the test command installs; [`raise_open_files`]:
 //!   room for floods of connections.
 
+mod pki;
 mod sshd;
 mod user;
 
+pub use pki::TestPki;
 pub use sshd::{Sshd, SshdOptions};
 pub use user::{RemoteDir, RemoteProcess, TestKey, TestUser, ACCOUNTS};
 
