@@ -2,7 +2,8 @@
 //! (`upstreams:`), each on its own real sshd host. A hub upstreaming two
 //! collectors streams both hosts' lines and indexes each once, told apart
 //! by `collector:` although both hosts are called web01; two collectors
-//! upstreaming each other (a loop) hold each line once per collector.
+//! upstreaming each other (a loop) hold each line once per collector, and
+//! neither is ever sent its own lines back.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -12,11 +13,25 @@ use serde_json::Value;
 
 const WITHIN: Duration = Duration::from_secs(60);
 
-/// A collector named `name` following `app` on its own web01.
+/// A collector named `name` following `app` on its own web01, its
+/// federation endpoint open on a free loopback port ([`federation`]).
 fn collector(name: &str) -> OneHost {
     let h = OneHost::new(&["app"]);
     h.rill.append_config(&format!("collector: {name}\n"));
+    let text = std::fs::read_to_string(&h.rill.config).unwrap();
+    let endpoint = format!("  endpoint: {}\n", h.rill.streams);
+    let open = format!("{endpoint}  federation: tcp://127.0.0.1:{}\n", free_port());
+    std::fs::write(&h.rill.config, text.replacen(&endpoint, &open, 1)).unwrap();
     h
+}
+
+/// The federation endpoint of a [`collector`]: where others subscribe.
+fn federation(rill: &Rill) -> String {
+    let text = std::fs::read_to_string(&rill.config).unwrap();
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("federation: "))
+        .expect("collector() opens it")
+        .to_owned()
 }
 
 /// `upstreams:` for the given (name, endpoint) pairs, all indexed.
@@ -39,8 +54,8 @@ fn lines(name: &str, from: usize, to: usize) -> Vec<u8> {
 }
 
 /// Writes probe lines to `src` until `dst`'s index holds one (so both of
-/// `dst`'s subscriptions to `src` carry lines: PUB/SUB drops what is sent
-/// before a subscription arrives).
+/// `dst`'s subscriptions to `src` carry lines: the federation endpoint
+/// sends nothing to a collector before its hello).
 fn wait_linked(src: &OneHost, name: &str, dst: &Rill) {
     let linked = wait_until(WITHIN, || {
         src.append("app", format!("{name} probe\n").as_bytes());
@@ -88,8 +103,8 @@ fn a_hub_streams_both_collectors_and_indexes_each_line_once() {
     us = OneHost::start(us, &["app"]);
     let hub = collector("hub");
     hub.rill.append_config(&upstreams(&[
-        ("eu-1", &eu.rill.streams),
-        ("us-1", &us.rill.streams),
+        ("eu-1", &federation(&eu.rill)),
+        ("us-1", &federation(&us.rill)),
     ]));
     let hub = OneHost::start(hub, &["app"]);
     let live = hub.rill.tail(&["line/web01/app"]);
@@ -150,8 +165,10 @@ fn a_hub_streams_both_collectors_and_indexes_each_line_once() {
 fn a_loop_of_two_collectors_holds_each_line_once_per_collector() {
     let a = collector("a");
     let b = collector("b");
-    a.rill.append_config(&upstreams(&[("b", &b.rill.streams)]));
-    b.rill.append_config(&upstreams(&[("a", &a.rill.streams)]));
+    a.rill
+        .append_config(&upstreams(&[("b", &federation(&b.rill))]));
+    b.rill
+        .append_config(&upstreams(&[("a", &federation(&a.rill))]));
     let a = OneHost::start(a, &["app"]);
     let b = OneHost::start(b, &["app"]);
     let live_a = a.rill.tail(&["line/#"]);
@@ -191,10 +208,46 @@ fn a_loop_of_two_collectors_holds_each_line_once_per_collector() {
         600,
         "each line once on a's stream",
     );
-    let s = upstream_status(&a.rill, "b");
+    // None of a's lines was sent back to it: b held them back, and says
+    // so for both of a's connections (its supervisor's and its parser's).
+    for (from, to) in [(&a.rill, "b"), (&b.rill, "a")] {
+        let s = upstream_status(from, to);
+        assert_eq!(s["duplicates"], 0, "nothing came back from {to}: {s}");
+        assert!(s["forwarded"].as_u64().unwrap_or(0) >= 301, "{s}");
+    }
+    // (b's status counts are refreshed every second.)
+    let held = || -> Vec<u64> {
+        b.rill
+            .status()
+            .and_then(|s| s["downstreams"].as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter(|d| d["collector"] == "a")
+            .map(|d| d["held_back"].as_u64().unwrap_or(0))
+            .collect()
+    };
     assert!(
-        s["duplicates"].as_u64().unwrap_or(0) >= 300,
-        "a's own lines came back from b and were dropped: {s}"
+        wait_until(WITHIN, || {
+            let h = held();
+            h.len() == 2 && h.iter().all(|&n| n >= 301)
+        }),
+        "b held a's own lines back from both of a's connections (its supervisor's \
+         and its parser's): {:?}",
+        held()
+    );
+    // And says so on /metrics (both connections' counts summed).
+    let Some((200, Value::String(metrics))) = http_get(b.rill.search_port, "/metrics") else {
+        panic!("no /metrics from b");
+    };
+    let held_back = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("rill_downstream_lines_total{downstream=\"a\",outcome=\"held_back\"} ")
+        })
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(
+        held_back.is_some_and(|n| n >= 602),
+        "rill_downstream_lines_total held_back for a: {held_back:?}"
     );
 }
 
@@ -222,7 +275,7 @@ fn an_upstream_that_refuses_us_or_is_down_is_shown_and_the_rest_runs() {
     let gone = format!("tcp://127.0.0.1:{}", free_port());
     hub.rill.append_config(&format!(
         "upstreams:\n  up:\n    endpoint: '{}'\n    curve:\n      server_key_file: {}.pub\n      secret_key_file: {}\n  gone:\n    endpoint: '{gone}'\n",
-        up.rill.streams,
+        federation(&up.rill),
         server_key.display(),
         stranger.display()
     ));
@@ -287,12 +340,13 @@ fn a_line_that_arrives_by_two_ways_is_passed_on_once() {
     // a -> b -> hub and a -> hub: a's lines reach the hub twice.
     let a = OneHost::start(collector("a"), &["app"]);
     let b = collector("b");
-    b.rill.append_config(&upstreams(&[("a", &a.rill.streams)]));
+    b.rill
+        .append_config(&upstreams(&[("a", &federation(&a.rill))]));
     let b = OneHost::start(b, &["app"]);
     let hub = collector("hub");
     hub.rill.append_config(&upstreams(&[
-        ("a", &a.rill.streams),
-        ("b", &b.rill.streams),
+        ("a", &federation(&a.rill)),
+        ("b", &federation(&b.rill)),
     ]));
     let hub = OneHost::start(hub, &["app"]);
     let live = hub.rill.tail(&["line/#"]);

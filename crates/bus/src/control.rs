@@ -27,7 +27,7 @@ pub fn status(
     }
     let answer = req.recv_bytes(0).map_err(|e| e.to_string())?;
     match serde_json::from_slice::<ControlReply>(&answer).map_err(|e| e.to_string())? {
-        ControlReply::Ok { report: Some(r) } => Ok(r),
+        ControlReply::Ok { report: Some(r) } => Ok(*r),
         ControlReply::Ok { report: None } => Err("the supervisor sent no report".into()),
         ControlReply::Failed { failure_reason } => {
             Err(format!("the supervisor refused: {failure_reason}"))

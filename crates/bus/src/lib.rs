@@ -13,6 +13,9 @@
 //!   publisher whose messages cost to make.
 //! - [`subscriber`]: a SUB socket that takes MQTT-style patterns, subscribes to
 //!   their literal prefixes and filters the rest locally.
+//! - [`federation`]: the endpoint other collectors take this one's streams
+//!   from (a ROUTER: each downstream is sent what it asked for except what
+//!   came from it); [`upstream`] is the taking side.
 //! - [`gate`]: who may connect to a listening socket (sessions, streams): a
 //!   ZAP handler with a CIDR allowlist and PLAIN logins or CURVE keys, which
 //!   counts what it refuses. [`client_auth`] is the client's side (set
@@ -22,6 +25,9 @@
 
 pub mod client_auth;
 pub mod control;
+pub mod federation;
+#[cfg(test)]
+mod federation_tests;
 pub mod gate;
 #[cfg(test)]
 mod gate_tests;

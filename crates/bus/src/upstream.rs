@@ -1,18 +1,25 @@
-//! One upstream collector's streams (`upstreams:`): a SUB socket logged in
-//! as the config says, its connection watched (a socket monitor), and
-//! every message checked before it is passed on:
+//! One upstream collector's streams (`upstreams:`), taken from its
+//! federation endpoint ([`crate::federation`]): a DEALER logged in as the
+//! config says, that says hello (this collector's name and the topics it
+//! wants) whenever its connection is made and every
+//! [`federation::HELLO_EVERY`], its connection watched (a socket monitor),
+//! and every message checked before it is passed on:
 //!
 //! - only `line/` and `parsed/` messages travel between collectors (they
 //!   name the collector that first read them); `ping/`, `status/` and
 //!   `alert/` are about the upstream itself and stay there;
-//! - a message this collector read itself came back around a loop: dropped;
+//! - the upstream sends no message that came from here (first read here,
+//!   or rebroadcast by this collector: [`LineMeta::via`]); one that comes
+//!   all the same (an upstream of an older Rill) is dropped as a
+//!   duplicate;
 //! - a message already passed on (it came by two ways, through one upstream
 //!   or two) is dropped: the identity (collector, host, log, file, offset)
 //!   of its first line is remembered for the last [`REMEMBERED`] messages,
 //!   in one [`SharedSeen`] for all the feeds of a process;
 //! - gaps in the origin's sequence numbers are counted as dropped.
 //!
-//! The supervisor rebroadcasts what passes on its own endpoint; the parser
+//! The supervisor rebroadcasts what passes on its own endpoints (adding
+//! itself to the message's `via`: [`rebroadcast_meta`]); the parser
 //! indexes it when the upstream says `index: true`. libzmq reconnects a
 //! lost connection by itself, waiting 100 ms doubling to 10 s; after a
 //! refused login it does not, so the feed connects again itself, waiting
@@ -29,6 +36,7 @@ use rill_proto::{LineMeta, ParsedEvent, TopicPattern, UpstreamStatus};
 use tracing::{info, warn};
 
 use crate::client_auth::ClientAuth;
+use crate::federation::{self, FAILED, HELLO};
 use crate::monitor::{event, Monitor};
 use crate::socket::{self, Role};
 use crate::BusError;
@@ -59,6 +67,9 @@ pub fn shared_seen() -> SharedSeen {
 pub struct Feed {
     sub: zmq::Socket,
     endpoint: String,
+    /// The hello: this collector's name and the topics, as JSON.
+    hello: [Vec<u8>; 3],
+    hello_due: std::time::Instant,
     /// When to connect again after a refused login, and the wait after
     /// the next refusal.
     retry_at: Option<std::time::Instant>,
@@ -82,7 +93,7 @@ impl Feed {
         seen: SharedSeen,
     ) -> Result<Feed, BusError> {
         let auth = ClientAuth::for_upstream(u).map_err(BusError::Config)?;
-        let sub = socket::open(ctx, zmq::SUB, Role::Live)?;
+        let sub = socket::open(ctx, zmq::DEALER, Role::Live)?;
         auth.apply(&sub)?;
         // A line of at most 64 MiB (tap.max_line_bytes) and its meta: a
         // bigger message closes the connection instead of filling memory.
@@ -94,15 +105,15 @@ impl Feed {
             .iter()
             .map(|p| TopicPattern::parse(p))
             .collect::<Result<_, _>>()?;
-        for p in &patterns {
-            sub.set_subscribe(p.subscription_prefix().as_bytes())?;
-        }
+        let topics = serde_json::to_vec(&u.topics).expect("strings serialize");
         let monitor = Monitor::watch(ctx, &sub)?;
         socket::connect(&sub, &u.endpoint)?;
         info!(upstream = %u.name, endpoint = %u.endpoint, "subscribing to upstream");
-        Ok(Feed {
+        let mut feed = Feed {
             sub,
             endpoint: u.endpoint.clone(),
+            hello: [HELLO.to_vec(), own.as_bytes().to_vec(), topics],
+            hello_due: std::time::Instant::now(),
             retry_at: None,
             backoff: RETRY_FIRST,
             monitor,
@@ -115,7 +126,18 @@ impl Feed {
             })),
             seen,
             next_seq: HashMap::new(),
-        })
+        };
+        feed.say_hello();
+        Ok(feed)
+    }
+
+    /// Tells the upstream who we are and what we want (queued until the
+    /// connection is made; said again on every new connection).
+    fn say_hello(&mut self) {
+        let _ = self
+            .sub
+            .send_multipart(self.hello.iter().map(|f| &f[..]), zmq::DONTWAIT);
+        self.hello_due = std::time::Instant::now() + federation::HELLO_EVERY;
     }
 
     /// A handle on its status.
@@ -134,8 +156,12 @@ impl Feed {
                 let _ = self.sub.disconnect(&self.endpoint);
                 socket::connect(&self.sub, &self.endpoint)?;
             }
+            if self.hello_due <= now {
+                self.say_hello();
+            }
             let left = deadline
                 .min(self.retry_at.unwrap_or(deadline))
+                .min(self.hello_due)
                 .saturating_duration_since(now);
             let mut items = [
                 self.sub.as_poll_item(zmq::POLLIN),
@@ -164,6 +190,7 @@ impl Feed {
 
     /// The socket monitor's events into the status.
     fn events(&mut self) {
+        let mut hello = false;
         for (e, value) in self.monitor.events() {
             let mut s = self.status.lock().expect("not poisoned");
             let name = s.name.clone();
@@ -190,6 +217,7 @@ impl Feed {
                     }
                     s.connected = true;
                     self.backoff = RETRY_FIRST;
+                    hello = true;
                 }
                 event::HANDSHAKE_FAILED_AUTH => fail(
                     &mut s,
@@ -213,10 +241,21 @@ impl Feed {
                 _ => {}
             }
         }
+        if hello {
+            // A new connection: the upstream knows nothing of us yet.
+            self.say_hello();
+        }
     }
 
     /// Whether a received message goes on, counting what happens to it.
     fn check(&mut self, mut frames: Vec<Vec<u8>>) -> Option<Vec<Vec<u8>>> {
+        if frames.first().is_some_and(|f| f == FAILED) {
+            let why = String::from_utf8_lossy(frames.get(1).map_or(&[][..], |f| f)).into_owned();
+            let mut s = self.status.lock().expect("not poisoned");
+            warn!(upstream = %s.name, reason = %why, "the upstream refused our hello");
+            s.last_error = Some(format!("the upstream refused our hello: {why}"));
+            return None;
+        }
         if frames.len() < 2 {
             return None;
         }
@@ -231,6 +270,7 @@ impl Feed {
                     let lines = m.lines.max(1);
                     (
                         m.collector,
+                        m.via,
                         m.host,
                         m.log,
                         m.file_id,
@@ -242,19 +282,23 @@ impl Feed {
         } else if topic.starts_with("parsed/") {
             serde_json::from_slice::<ParsedEvent>(&frames[1])
                 .ok()
-                .map(|e| (e.collector, e.host, e.log, e.file_id, e.offset, 1, None))
+                .map(|e| {
+                    let (c, via) = (e.collector, e.via);
+                    (c, via, e.host, e.log, e.file_id, e.offset, 1, None)
+                })
         } else {
             return None;
         };
         let mut s = self.status.lock().expect("not poisoned");
-        let Some((collector, host, log, file_id, offset, lines, seq)) = identity else {
+        let Some((collector, via, host, log, file_id, offset, lines, seq)) = identity else {
             s.last_error = Some(format!("a message on {topic} without readable metadata"));
             return None;
         };
         s.received += lines;
-        if collector.is_empty() || collector == self.own {
-            // Ours, come back around a loop (or from a collector too old
-            // to name itself, which cannot be told apart).
+        if collector.is_empty() || collector == self.own || via.contains(&self.own) {
+            // Ours, or passed on by us, come back around a loop (or from
+            // a collector too old to name itself, which cannot be told
+            // apart). The upstream holds these back.
             s.duplicates += lines;
             return None;
         }
@@ -385,6 +429,18 @@ impl Drop for Feeds {
     }
 }
 
+/// A message's metadata as collector `own` rebroadcasts it: `own` added
+/// to its `via`, every other key kept (None when it is not a JSON object).
+pub fn rebroadcast_meta(meta: &[u8], own: &str) -> Option<Vec<u8>> {
+    use serde_json::Value;
+    let mut m: serde_json::Map<String, Value> = serde_json::from_slice(meta).ok()?;
+    match m.entry("via").or_insert_with(|| Value::Array(Vec::new())) {
+        Value::Array(via) => via.push(own.into()),
+        other => *other = Value::Array(vec![own.into()]),
+    }
+    serde_json::to_vec(&m).ok()
+}
+
 /// The identities of the last [`REMEMBERED`] messages passed on.
 #[derive(Default)]
 pub struct Seen {
@@ -449,6 +505,9 @@ mod tests {
             "our own, back from a loop"
         );
         assert!(f.check(line("", 4, 2)).is_none(), "no collector named");
+        let mut passed_on_by_us = line("us-1", 5, 3);
+        passed_on_by_us[1] = rebroadcast_meta(&passed_on_by_us[1], "eu-1").unwrap();
+        assert!(f.check(passed_on_by_us).is_none(), "passed on by us");
         assert!(f.check(line("us-1", 6, 5)).is_some(), "after a gap of 4");
         assert!(f
             .check(vec![b"ping/web01".to_vec(), b"{}".to_vec()])
@@ -456,7 +515,25 @@ mod tests {
         let s = f.status().lock().unwrap().clone();
         assert_eq!(
             (s.received, s.forwarded, s.duplicates, s.dropped),
-            (5, 2, 3, 4)
+            (6, 2, 4, 4)
         );
+    }
+
+    #[test]
+    fn a_rebroadcast_adds_us_to_via_and_keeps_everything_else() {
+        let first = rebroadcast_meta(&line("us-1", 0, 0)[1], "eu-1").unwrap();
+        let twice = rebroadcast_meta(&first, "hub").unwrap();
+        let m: LineMeta = serde_json::from_slice(&twice).unwrap();
+        assert_eq!(
+            (m.collector.as_str(), &m.via[..]),
+            ("us-1", &["eu-1".to_owned(), "hub".to_owned()][..])
+        );
+        assert_eq!(
+            (m.offset, m.host.as_str(), m.epoch.as_str()),
+            (0, "web01", "e")
+        );
+        let unknown = rebroadcast_meta(br#"{"via":"x","new_key":1}"#, "eu-1").unwrap();
+        assert_eq!(unknown, br#"{"new_key":1,"via":["eu-1"]}"#);
+        assert_eq!(rebroadcast_meta(b"[1]", "eu-1"), None);
     }
 }

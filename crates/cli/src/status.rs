@@ -161,6 +161,17 @@ pub fn render(r: &StatusReport) -> String {
             u.name, u.endpoint, u.received, u.forwarded, u.duplicates, u.dropped
         ));
     }
+    for d in &r.downstreams {
+        s.push_str(&format!(
+            "downstream {} ({}): {} sent, {} held back (came from it), {} dropped (fell behind), hello {}\n",
+            d.collector,
+            d.topics.join(" "),
+            d.sent,
+            d.held_back,
+            d.dropped,
+            d.seen_at.format("%H:%M:%S")
+        ));
+    }
     if let Some(api) = &r.search_api {
         let verdict = match (&api.ok, &api.error) {
             (true, _) => "answers".to_owned(),
@@ -190,10 +201,10 @@ pub fn render(r: &StatusReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rill_proto::{GuardStatus, UpstreamStatus};
+    use rill_proto::{DownstreamStatus, GuardStatus, UpstreamStatus};
 
     #[test]
-    fn the_guard_and_each_upstream_have_a_line() {
+    fn the_guard_and_each_upstream_and_downstream_have_a_line() {
         let mut r = StatusReport {
             at: chrono::Utc::now(),
             hosts: vec![],
@@ -223,18 +234,28 @@ mod tests {
                     ..UpstreamStatus::default()
                 },
             ],
+            downstreams: vec![DownstreamStatus {
+                collector: "hub".into(),
+                topics: vec!["line/#".into(), "parsed/+/nginx".into()],
+                sent: 900,
+                held_back: 300,
+                dropped: 2,
+                seen_at: "2026-12-03T10:00:05Z".parse().unwrap(),
+            }],
         };
         assert_eq!(
             render(&r),
             "streams guard: 3 subscriber handshakes refused, last: address 10.0.0.9 is not in streams.allow\n\
              upstream us-1 (tcp://10.0.0.1:7600): connected, 1200 received, 1190 forwarded, 10 duplicates, 0 dropped\n\
-             upstream eu-2 (tcp://10.0.0.2:7600): NOT connected: refused: the upstream did not accept our login, 0 received, 0 forwarded, 0 duplicates, 0 dropped"
+             upstream eu-2 (tcp://10.0.0.2:7600): NOT connected: refused: the upstream did not accept our login, 0 received, 0 forwarded, 0 duplicates, 0 dropped\n\
+             downstream hub (line/# parsed/+/nginx): 900 sent, 300 held back (came from it), 2 dropped (fell behind), hello 10:00:05"
         );
         r.streams_guard = Some(GuardStatus {
             refused: 0,
             last_refusal: None,
         });
         r.upstreams.clear();
+        r.downstreams.clear();
         assert_eq!(render(&r), "streams guard: 0 subscriber handshakes refused");
     }
 }

@@ -93,7 +93,8 @@ impl IngestSettings {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Upstream {
     pub name: String,
-    /// Its stream endpoint (`tcp://HOST:PORT` or `ipc://PATH`).
+    /// Its federation endpoint (that collector's `streams.federation`:
+    /// `tcp://HOST:PORT` or `ipc://PATH`).
     pub endpoint: String,
     /// Topic patterns subscribed to (MQTT wildcards; default `line/#`).
     pub topics: Vec<String>,

@@ -21,7 +21,10 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// The one endpoint stream clients subscribe to.
     pub streams_endpoint: String,
-    /// Who may subscribe to it (`streams.allow`, `credentials_file`,
+    /// Where other collectors take this one's streams (`streams.federation`;
+    /// off when None): each is sent what it asks for except what came from it.
+    pub federation_endpoint: Option<String>,
+    /// Who may subscribe to either (`streams.allow`, `credentials_file`,
     /// `curve`).
     pub streams_guard: crate::hub::StreamsGuard,
     /// This collector's id (`collector`, default the host name): the

@@ -32,6 +32,7 @@ pub struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub struct RawStreams {
     pub endpoint: Option<String>,
+    pub federation: Option<String>,
     pub allow: Option<Vec<String>>,
     pub credentials_file: Option<String>,
     pub curve: Option<RawCurveServer>,

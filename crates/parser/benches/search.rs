@@ -239,6 +239,7 @@ fn index(
             partial: false,
             collector: String::new(),
             ndjson: false,
+            via: Vec::new(),
         };
         events.push(meta, line, &mut out);
         for e in out.drain(..) {

@@ -205,6 +205,7 @@ fn event(
         end_offset,
         parse_error,
         collector: meta.collector,
+        via: meta.via,
     }
 }
 

@@ -231,6 +231,34 @@ fn status_metrics(r: &mut Registry, cfg: &Config) {
             messages,
         );
     }
+    downstream_metrics(r, &report);
+}
+
+/// The federation endpoint's downstream collectors.
+fn downstream_metrics(r: &mut Registry, report: &rill_proto::StatusReport) {
+    if report.downstreams.is_empty() {
+        return;
+    }
+    let messages = Family::<Labels, Counter>::default();
+    for d in &report.downstreams {
+        for (outcome, n) in [
+            ("sent", d.sent),
+            ("held_back", d.held_back),
+            ("dropped", d.dropped),
+        ] {
+            messages
+                .get_or_create(&labels(&[
+                    ("downstream", &d.collector),
+                    ("outcome", outcome),
+                ]))
+                .inc_by(n);
+        }
+    }
+    r.register(
+        "rill_downstream_lines",
+        "Lines for each downstream collector, by what became of them",
+        messages,
+    );
 }
 
 fn rule_metrics(r: &mut Registry, cfg: &Config) {

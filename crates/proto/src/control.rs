@@ -35,7 +35,7 @@ pub enum ControlReply {
     /// `report` answers `status`; other requests get a bare `ok`.
     Ok {
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        report: Option<StatusReport>,
+        report: Option<Box<StatusReport>>,
     },
     Failed {
         failure_reason: String,
@@ -61,6 +61,29 @@ pub struct StatusReport {
     /// The collectors this one subscribes to (`upstreams:`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub upstreams: Vec<UpstreamStatus>,
+    /// The collectors subscribed to this one's federation endpoint
+    /// (`streams.federation`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub downstreams: Vec<DownstreamStatus>,
+}
+
+/// A collector subscribed to this one's federation endpoint, as the
+/// endpoint sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct DownstreamStatus {
+    /// The collector it says it is.
+    pub collector: String,
+    /// The topic patterns it asked for.
+    pub topics: Vec<String>,
+    /// Messages sent to it.
+    pub sent: u64,
+    /// Messages held back because they came from it: its own lines, or
+    /// lines it rebroadcast (the origin or a collector on their way).
+    pub held_back: u64,
+    /// Messages dropped because it fell behind (its queue was full).
+    pub dropped: u64,
+    /// When it last said hello.
+    pub seen_at: DateTime<Utc>,
 }
 
 /// What a socket's guard refused.
@@ -184,9 +207,10 @@ mod tests {
             }),
             streams_guard: None,
             upstreams: vec![],
+            downstreams: vec![],
         };
         let ok = ControlReply::Ok {
-            report: Some(report),
+            report: Some(Box::new(report)),
         };
         assert_eq!(
             serde_json::to_string(&ControlReply::Ok { report: None }).unwrap(),

@@ -107,6 +107,10 @@ pub struct LineMeta {
     /// collector's own). Kept unchanged when another collector rebroadcasts it.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub collector: String,
+    /// The collectors that rebroadcast it since, in order (each adds
+    /// itself): it is never sent toward any of them, nor its `collector`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub via: Vec<String>,
     /// The line is a JSON object received on the HTTP ingest endpoint as
     /// NDJSON: its `message` (or `msg`) is the event's text, `timestamp`
     /// (or `ts`) its time, every other key a field.
@@ -207,6 +211,9 @@ pub struct ParsedEvent {
     /// this field existed).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub collector: String,
+    /// The collectors that rebroadcast it since (as [`LineMeta::via`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub via: Vec<String>,
 }
 
 /// The single frame after the topic of a `ping/<host>` message.
@@ -295,6 +302,7 @@ mod tests {
 
     fn meta() -> LineMeta {
         LineMeta {
+            via: Vec::new(),
             host: "web01".into(),
             log: "app".into(),
             path: "/var/log/app.log".into(),
@@ -393,6 +401,7 @@ mod tests {
     #[test]
     fn parsed_event_and_ping_round_trip() {
         let e = ParsedEvent {
+            via: Vec::new(),
             ts: Utc::now(),
             host: "h".into(),
             log: "l".into(),

@@ -30,6 +30,8 @@ pub struct State {
     pub streams_refusals: Option<rill_bus::gate::Refusals>,
     /// Each upstream's status.
     pub upstreams: Vec<rill_bus::upstream::SharedStatus>,
+    /// The federation endpoint's downstreams, when it is open.
+    pub downstreams: Option<rill_bus::federation::SharedDownstreams>,
 }
 
 impl State {
@@ -100,6 +102,7 @@ pub fn build_report(
         search_api,
         streams_guard: None,
         upstreams: Vec::new(),
+        downstreams: Vec::new(),
     }
 }
 
@@ -121,7 +124,7 @@ pub fn serve(
         let body = frames.pop().unwrap_or_default();
         let reply = match serde_json::from_slice::<ControlRequest>(&body) {
             Ok(ControlRequest::Status) => ControlReply::Ok {
-                report: Some({
+                report: Some(Box::new({
                     let mut r = build_report(
                         cfg,
                         &state.pings,
@@ -138,8 +141,11 @@ pub fn serve(
                         .iter()
                         .map(|s| s.lock().expect("not poisoned").clone())
                         .collect();
+                    if let Some(d) = &state.downstreams {
+                        r.downstreams = d.lock().expect("not poisoned").clone();
+                    }
                     r
-                }),
+                })),
             },
             Ok(ControlRequest::SubscriberReport(report)) => {
                 let now = Utc::now();

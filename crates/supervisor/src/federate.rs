@@ -31,9 +31,18 @@ pub fn streams_gate(cfg: &Config, ctx: &zmq::Context) -> anyhow::Result<Option<G
         .map(|c| CurveServer::load(&c.secret_key_file, &c.authorized_keys_dir))
         .transpose()
         .context("streams.curve")?;
-    let tcp = cfg.streams_endpoint.starts_with("tcp://");
+    let tcp = cfg.streams_endpoint.starts_with("tcp://")
+        || cfg
+            .federation_endpoint
+            .as_deref()
+            .is_some_and(|e| e.starts_with("tcp://"));
     let policy = Policy::new("streams", g.allow.clone(), credentials, curve, tcp)?;
-    if tcp && is_local_endpoint(&cfg.streams_endpoint) && policy.is_open() {
+    let local = is_local_endpoint(&cfg.streams_endpoint)
+        && cfg
+            .federation_endpoint
+            .as_deref()
+            .is_none_or(is_local_endpoint);
+    if tcp && local && policy.is_open() {
         return Ok(None);
     }
     Ok(Some(Gate::install(ctx, policy)?))
@@ -49,7 +58,8 @@ pub fn guard_status(refusals: &Refusals) -> GuardStatus {
 }
 
 /// Threads rebroadcasting each upstream's messages onto this collector's
-/// bus (stopped when dropped). An upstream whose keys cannot be read is
+/// bus, this collector added to each message's `via` (stopped when
+/// dropped). An upstream whose keys cannot be read is
 /// reported in its status and not subscribed to (the others run).
 pub fn rebroadcast(cfg: &Config, ctx: &zmq::Context) -> anyhow::Result<Feeds> {
     let feeds = Feeds::start(
@@ -60,8 +70,13 @@ pub fn rebroadcast(cfg: &Config, ctx: &zmq::Context) -> anyhow::Result<Feeds> {
         |_| {
             let bus = socket::open(ctx, zmq::PUB, Role::LiveBus)?;
             socket::connect(&bus, &cfg.bus_endpoint())?;
+            let own = cfg.collector.clone();
             Ok(move |messages: Vec<Vec<Vec<u8>>>, _: &AtomicBool| {
-                for frames in messages {
+                for mut frames in messages {
+                    // Passed on by us: never sent back toward us.
+                    if let Some(meta) = rill_bus::upstream::rebroadcast_meta(&frames[1], &own) {
+                        frames[1] = meta;
+                    }
                     let _ = bus.send_multipart(frames, zmq::DONTWAIT);
                 }
                 true

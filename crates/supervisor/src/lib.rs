@@ -68,6 +68,11 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
     let control = socket::open(&ctx, zmq::ROUTER, Role::Control)?;
     socket::bind(&control, &cfg.control_endpoint())?;
     let pings = Subscriber::connect(&ctx, rill_bus::proxy::INPROC_STREAMS, &["ping/#"])?;
+    let federation = cfg
+        .federation_endpoint
+        .as_deref()
+        .map(|e| rill_bus::federation::Federation::start(&ctx, e, gate.as_ref(), &cfg.collector))
+        .transpose()?;
     let upstreams = federate::rebroadcast(cfg, &ctx)?;
     info!(config = %cfg.file.display(), streams = %cfg.streams_endpoint, hosts = cfg.hosts.len(), logs = cfg.logs.len(), "supervisor started");
 
@@ -96,6 +101,7 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
     let mut state = control::State::default();
     state.streams_refusals = gate.as_ref().map(rill_bus::Gate::refusal_log);
     state.upstreams = upstreams.statuses();
+    state.downstreams = federation.as_ref().map(|f| f.statuses());
     let probe = cfg.search.listen.map(health::ApiProbe::start);
     while !shutdown.requested() {
         // Only a child that exited or is due to start needs a look.
@@ -132,6 +138,7 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
     stop_all(&mut tap_refs, STOP_GRACE - Duration::from_secs(1));
     stop_all(&mut [&mut parser, &mut pinger], Duration::from_secs(1));
     drop(upstreams);
+    drop(federation);
     proxy.stop();
     drop(gate);
     info!("supervisor stopped");

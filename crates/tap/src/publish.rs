@@ -83,6 +83,7 @@ impl Outputs {
             partial: line.partial,
             collector: collector.clone(),
             ndjson: false,
+            via: Vec::new(),
         };
         if source != Source::CatchUp {
             let topic = Topic::Line {

@@ -217,6 +217,7 @@ fn meta(path: &str, offset: u64, seq: u64, lines: u64) -> LineMeta {
         partial: false,
         collector: String::new(),
         ndjson: false,
+        via: Vec::new(),
     }
 }
 

@@ -68,6 +68,7 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
             partial: false,
             collector: String::new(),
             ndjson: false,
+            via: Vec::new(),
         };
         // Probe until the subscription reached the publisher.
         while !seen.load(Ordering::SeqCst) {

@@ -42,8 +42,11 @@ pub fn validate(file: &Path, raw: RawConfig, env: Environment) -> Result<Config,
     let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
 
     let state_dir = state_dir(&base, raw.state_dir.as_deref()).map_err(at(&file, "state_dir"))?;
-    let (streams_endpoint, streams_guard) =
-        streams::validate(&base, raw.streams, env).map_err(at(&file, "streams"))?;
+    let streams::Streams {
+        endpoint: streams_endpoint,
+        federation: federation_endpoint,
+        guard: streams_guard,
+    } = streams::validate(&base, raw.streams, env).map_err(at(&file, "streams"))?;
     let tap = tap::validate(raw.tap).map_err(at(&file, "tap"))?;
     let index = index::validate(raw.index).map_err(at(&file, "index"))?;
     let search = search::validate(&base, raw.search, env).map_err(at(&file, "search"))?;
@@ -74,7 +77,7 @@ pub fn validate(file: &Path, raw: RawConfig, env: Environment) -> Result<Config,
         &base,
         raw.upstreams.unwrap_or_default(),
         &collector,
-        &streams_endpoint,
+        [Some(&streams_endpoint), federation_endpoint.as_ref()],
         env,
     )
     .map_err(at(&file, "upstreams"))?;
@@ -83,6 +86,7 @@ pub fn validate(file: &Path, raw: RawConfig, env: Environment) -> Result<Config,
         file,
         state_dir,
         streams_endpoint,
+        federation_endpoint,
         streams_guard,
         collector,
         ingest,

@@ -13,19 +13,44 @@ use crate::sessions::{is_local_endpoint, Cidr, Credentials};
 use crate::validate::auth::env_secret;
 use crate::values::{check_endpoint, resolve, Environment};
 
-/// `streams.endpoint` (default [`DEFAULT_STREAMS_ENDPOINT`]) and its guard.
+/// The `streams:` block, validated.
+#[derive(Debug)]
+pub struct Streams {
+    pub endpoint: String,
+    /// Where other collectors federate (`streams.federation`), if open.
+    pub federation: Option<String>,
+    pub guard: StreamsGuard,
+}
+
+/// `streams.endpoint` (default [`DEFAULT_STREAMS_ENDPOINT`]),
+/// `streams.federation` (off by default) and their guard.
 pub fn validate(
     base: &Path,
     raw: Option<RawStreams>,
     env: Environment,
-) -> Result<(String, StreamsGuard), Invalid> {
+) -> Result<Streams, Invalid> {
     let Some(raw) = raw else {
-        return Ok((DEFAULT_STREAMS_ENDPOINT.to_owned(), StreamsGuard::default()));
+        return Ok(Streams {
+            endpoint: DEFAULT_STREAMS_ENDPOINT.to_owned(),
+            federation: None,
+            guard: StreamsGuard::default(),
+        });
     };
     let endpoint = raw
         .endpoint
         .unwrap_or_else(|| DEFAULT_STREAMS_ENDPOINT.to_owned());
     check_endpoint(&endpoint).map_err(|m| Invalid::at(".endpoint", m))?;
+    if let Some(f) = &raw.federation {
+        check_endpoint(f).map_err(|m| Invalid::at(".federation", m))?;
+        if *f == endpoint {
+            return Err(Invalid::at(
+                ".federation",
+                format!(
+                    "{f} is streams.endpoint already: the federation endpoint needs one of its own"
+                ),
+            ));
+        }
+    }
     let allow = cidrs(raw.allow.unwrap_or_default())?;
     let (credentials_file, curve) = login(base, raw.credentials_file, raw.curve, env)?;
     let guard = StreamsGuard {
@@ -33,9 +58,15 @@ pub fn validate(
         credentials_file,
         curve,
     };
-    if !is_local_endpoint(&endpoint) {
+    let open = [
+        ("endpoint", Some(&endpoint)),
+        ("federation", raw.federation.as_ref()),
+    ]
+    .into_iter()
+    .find_map(|(key, e)| e.filter(|e| !is_local_endpoint(e)).map(|e| (key, e)));
+    if let Some((key, open)) = open {
         let why = format!(
-            "required because endpoint {endpoint} is reachable from other machines (not loopback or ipc)"
+            "required because {key} {open} is reachable from other machines (not loopback or ipc)"
         );
         if guard.allow.is_empty() {
             return Err(Invalid::at(
@@ -52,7 +83,11 @@ pub fn validate(
             ));
         }
     }
-    Ok((endpoint, guard))
+    Ok(Streams {
+        endpoint,
+        federation: raw.federation,
+        guard,
+    })
 }
 
 /// A server socket's login: a PLAIN `credentials_file` or `curve` keys

@@ -37,7 +37,7 @@ pub fn validate(
     base: &Path,
     raw: BTreeMap<String, RawUpstream>,
     collector: &str,
-    streams_endpoint: &str,
+    own_endpoints: [Option<&String>; 2],
     env: Environment,
 ) -> Result<BTreeMap<String, Upstream>, Invalid> {
     if raw.len() > MAX_UPSTREAMS {
@@ -51,7 +51,7 @@ pub fn validate(
     }
     let mut out = BTreeMap::new();
     for (name, u) in raw {
-        let up = upstream(base, &name, u, collector, streams_endpoint, env)
+        let up = upstream(base, &name, u, collector, own_endpoints, env)
             .map_err(|e| e.under(&format!(".{name}")))?;
         out.insert(name, up);
     }
@@ -63,7 +63,7 @@ fn upstream(
     name: &str,
     raw: RawUpstream,
     collector: &str,
-    streams_endpoint: &str,
+    own_endpoints: [Option<&String>; 2],
     env: Environment,
 ) -> Result<Upstream, Invalid> {
     check_name("upstream", name).map_err(|m| Invalid::at("", m))?;
@@ -74,10 +74,13 @@ fn upstream(
         ));
     }
     check_endpoint(&raw.endpoint).map_err(|m| Invalid::at(".endpoint", m))?;
-    if raw.endpoint == streams_endpoint {
+    if own_endpoints.contains(&Some(&raw.endpoint)) {
         return Err(Invalid::at(
             ".endpoint",
-            format!("{} is this collector's own streams.endpoint", raw.endpoint),
+            format!(
+                "{} is this collector's own; expected another collector's streams.federation",
+                raw.endpoint
+            ),
         ));
     }
     let topics = raw.topics.unwrap_or_else(|| vec!["line/#".to_owned()]);

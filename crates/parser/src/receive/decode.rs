@@ -282,6 +282,7 @@ pub fn to_records(events: &Events, o: &Origin) -> Vec<(Vec<u8>, Vec<u8>)> {
             partial: false,
             collector: o.collector.to_owned(),
             ndjson: events.ndjson,
+            via: Vec::new(),
         };
         out.push((
             serde_json::to_vec(&meta).expect("line meta serialises"),
