@@ -22,6 +22,7 @@
 //! `error.rs`, `values.rs`, `sessions.rs`, `duplicates.rs` and `glob.rs`
 //! (path patterns) import no other module, and no module imports `lib.rs`.
 
+pub mod cluster;
 mod duplicates;
 mod error;
 pub mod glob;

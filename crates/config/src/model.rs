@@ -34,6 +34,8 @@ pub struct Config {
     pub ingest: Option<crate::hub::IngestSettings>,
     /// Collectors whose streams this one takes (`upstreams:`), by name.
     pub upstreams: BTreeMap<String, crate::hub::Upstream>,
+    /// The cluster this collector is a member of (`cluster:`), if any.
+    pub cluster: Option<crate::cluster::ClusterSettings>,
     /// How taps follow files.
     pub tap: TapSettings,
     /// Retention of the index.

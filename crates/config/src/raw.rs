@@ -26,6 +26,24 @@ pub struct RawConfig {
     pub collector: Option<String>,
     pub ingest: Option<RawIngest>,
     pub upstreams: Option<BTreeMap<String, RawUpstream>>,
+    pub cluster: Option<RawCluster>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCluster {
+    pub etcd: Option<Vec<String>>,
+    pub name: Option<String>,
+    pub member: Option<String>,
+    pub advertise: Option<RawAdvertise>,
+    pub lease_ttl: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdvertise {
+    pub streams: Option<String>,
+    pub search: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

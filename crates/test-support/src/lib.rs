@@ -10,13 +10,16 @@
 //!   test needs another login shell): its password, authorized keys, a
 //!   scratch dir for "remote" log files, and its processes (what Rill left
 //!   running on the server side).
+//! - [`TestEtcd`]: a real etcd cluster of one or more nodes on loopback.
 //! - [`which`]: a program the test command installs; [`raise_open_files`]:
 //!   room for floods of connections.
 
+mod etcd;
 mod pki;
 mod sshd;
 mod user;
 
+pub use etcd::TestEtcd;
 pub use pki::TestPki;
 pub use sshd::{Sshd, SshdOptions};
 pub use user::{RemoteDir, RemoteProcess, TestKey, TestUser, ACCOUNTS};

@@ -9,6 +9,7 @@
 //! and logs.
 
 mod auth;
+mod cluster;
 mod hosts;
 mod index;
 mod ingest;
@@ -81,6 +82,11 @@ pub fn validate(file: &Path, raw: RawConfig, env: Environment) -> Result<Config,
         env,
     )
     .map_err(at(&file, "upstreams"))?;
+    let cluster = raw
+        .cluster
+        .map(|c| cluster::validate(c, &collector, &streams_endpoint, search.listen))
+        .transpose()
+        .map_err(at(&file, "cluster"))?;
 
     Ok(Config {
         file,
@@ -91,6 +97,7 @@ pub fn validate(file: &Path, raw: RawConfig, env: Environment) -> Result<Config,
         collector,
         ingest,
         upstreams,
+        cluster,
         tap,
         index,
         search,
