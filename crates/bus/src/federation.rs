@@ -10,12 +10,17 @@
 //! every message its topics match, except those whose origin
 //! (`collector`) or path (`via`, the collectors that rebroadcast it) names
 //! it: those are counted as held back. A downstream whose queue is full
-//! (it fell behind) loses messages, counted as dropped; one that has not
-//! said hello for [`FORGET_AFTER`] is forgotten.
+//! ([`QUEUE`] messages: it fell behind) loses messages, counted as
+//! dropped. Every [`HELLO_EVERY`] each downstream is sent a `ping` (which
+//! it ignores): one whose connection is gone (ZMTP heartbeats close a dead
+//! one within 15 s) is forgotten then, or at the first message sent to it.
+//! Counts are kept per collector (all its connections, gone ones
+//! included), lines not messages.
 //!
 //! A hello that cannot be read is answered `failed <why>` and changes
-//! nothing; hellos are at most [`MAX_HELLO`] bytes and at most
-//! [`MAX_DOWNSTREAMS`] collectors are served.
+//! nothing. A frame over [`MAX_HELLO`] bytes closes its connection
+//! (libzmq's limit; no answer), and at most [`MAX_DOWNSTREAMS`]
+//! connections are served.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,16 +43,22 @@ use crate::BusError;
 pub const HELLO: &[u8] = b"hello";
 /// The first frame of the answer to a greeting that was refused.
 pub const FAILED: &[u8] = b"failed";
-/// How often a downstream says hello again.
+/// The one frame of a check that a downstream is still there.
+pub const PING: &[u8] = b"ping";
+/// How often a downstream says hello again, and is pinged.
 pub const HELLO_EVERY: Duration = Duration::from_secs(10);
-/// A downstream silent this long is forgotten.
-pub const FORGET_AFTER: Duration = Duration::from_secs(35);
-/// The most downstream collectors served at once.
-pub const MAX_DOWNSTREAMS: usize = 256;
-/// The most topic patterns in a hello.
-pub const MAX_PATTERNS: usize = 64;
-/// The largest message a downstream may send (a hello).
-pub const MAX_HELLO: i64 = 64 << 10;
+/// The most downstream connections served at once (a collector with
+/// `index: true` has two).
+pub const MAX_DOWNSTREAMS: usize = 64;
+/// The most topic patterns in a hello (as in `upstreams.<name>.topics`).
+pub const MAX_PATTERNS: usize = 32;
+/// The largest frame a downstream may send (32 patterns of 256 bytes fit).
+pub const MAX_HELLO: i64 = 16 << 10;
+/// Messages queued for one downstream before it loses them: a `line/`
+/// message holds up to 128 KiB, so at most ~32 MB per connection.
+pub const QUEUE: i32 = 250;
+/// Collectors whose counts are kept after their last connection went.
+const GONE_KEPT: usize = 1024;
 /// Messages of each kind (stream messages, greetings) taken per round.
 const BURST: usize = 1_000;
 /// Refused hellos are logged at most this often.
@@ -83,6 +94,7 @@ impl Federation {
         // EHOSTUNREACH) instead of its messages vanishing silently.
         router.set_router_mandatory(true)?;
         router.set_maxmsgsize(MAX_HELLO)?;
+        router.set_sndhwm(QUEUE)?;
         socket::bind(&router, endpoint)?;
         // The port the kernel chose, for `tcp://HOST:*`.
         let endpoint = router
@@ -101,6 +113,7 @@ impl Federation {
             streams,
             own: own.to_owned(),
             peers: HashMap::new(),
+            gone: HashMap::new(),
             subscribed: false,
             refused: 0,
             warned: None,
@@ -147,8 +160,24 @@ struct Peer {
     collector: String,
     topics: Vec<String>,
     patterns: Vec<TopicPattern>,
-    hello_at: Instant,
-    status: DownstreamStatus,
+    seen_at: chrono::DateTime<Utc>,
+    counts: Counts,
+}
+
+/// Lines sent, held back and dropped.
+#[derive(Debug, Default, Clone, Copy)]
+struct Counts {
+    sent: u64,
+    held_back: u64,
+    dropped: u64,
+}
+
+impl Counts {
+    fn add(&mut self, o: Counts) {
+        self.sent += o.sent;
+        self.held_back += o.held_back;
+        self.dropped += o.dropped;
+    }
 }
 
 /// What a stream message says of where it has been (a `LineMeta` or a
@@ -168,6 +197,8 @@ struct Fanout {
     streams: zmq::Socket,
     own: String,
     peers: HashMap<Vec<u8>, Peer>,
+    /// The counts of connections gone, per collector.
+    gone: HashMap<String, (Counts, chrono::DateTime<Utc>)>,
     /// Whether `streams` is subscribed (only while someone is served).
     subscribed: bool,
     /// Hellos refused, and when that was last logged.
@@ -179,6 +210,7 @@ struct Fanout {
 impl Fanout {
     fn run(&mut self, stop: &AtomicBool) {
         let mut refreshed = Instant::now();
+        let mut pinged = Instant::now();
         while !stop.load(Ordering::Relaxed) {
             let mut items = [
                 self.router.as_poll_item(zmq::POLLIN),
@@ -192,15 +224,11 @@ impl Fanout {
             }
             // Bounded, as the stream messages are: a flood of hellos
             // delays the fan-out by at most a burst each round.
-            let mut greeted = false;
             for _ in 0..BURST {
                 match self.router.recv_multipart(zmq::DONTWAIT) {
-                    Ok(frames) => greeted |= self.greeting(frames),
+                    Ok(frames) => self.greeting(frames),
                     Err(_) => break,
                 }
-            }
-            if greeted {
-                self.refresh();
             }
             for _ in 0..BURST {
                 match self.streams.recv_multipart(zmq::DONTWAIT) {
@@ -208,23 +236,26 @@ impl Fanout {
                     Err(_) => break,
                 }
             }
+            if pinged.elapsed() >= HELLO_EVERY {
+                pinged = Instant::now();
+                self.ping();
+            }
             if refreshed.elapsed() >= Duration::from_secs(1) {
                 refreshed = Instant::now();
-                self.forget_silent();
                 self.refresh();
             }
         }
     }
 
-    /// A downstream's message: a hello (true), or something answered
-    /// `failed` (logged once per [`WARN_EVERY`], so a flood of them does
-    /// not flood the log).
-    fn greeting(&mut self, frames: Vec<Vec<u8>>) -> bool {
+    /// A downstream's message: a hello, or something answered `failed`
+    /// (logged once per [`WARN_EVERY`], so a flood of them does not flood
+    /// the log).
+    fn greeting(&mut self, frames: Vec<Vec<u8>>) {
         let Some(id) = frames.first().cloned() else {
-            return false;
+            return;
         };
         let Err(why) = self.hello(&id, &frames[1..]) else {
-            return true;
+            return;
         };
         self.refused += 1;
         if self.warned.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
@@ -238,7 +269,6 @@ impl Fanout {
                 self.router
                     .send_multipart([FAILED, why.as_bytes()], zmq::DONTWAIT)
             });
-        false
     }
 
     fn hello(&mut self, id: &[u8], frames: &[Vec<u8>]) -> Result<(), String> {
@@ -268,38 +298,29 @@ impl Fanout {
             .iter()
             .map(|t| TopicPattern::parse(t).map_err(|e| format!("topic {t:?}: {e}")))
             .collect::<Result<Vec<_>, _>>()?;
-        let now = Instant::now();
         if let Some(p) = self.peers.get_mut(id) {
-            p.hello_at = now;
-            p.status.seen_at = Utc::now();
+            p.seen_at = Utc::now();
             if p.collector != collector || p.topics != topics {
-                p.collector.clone_from(&collector);
-                p.status.collector = collector;
-                p.topics.clone_from(&topics);
-                p.status.topics = topics;
+                p.collector = collector;
+                p.topics = topics;
                 p.patterns = patterns;
             }
             return Ok(());
         }
         if self.peers.len() >= MAX_DOWNSTREAMS {
             return Err(format!(
-                "this collector serves at most {MAX_DOWNSTREAMS} downstream collectors"
+                "this collector serves at most {MAX_DOWNSTREAMS} downstream connections"
             ));
         }
         info!(%collector, ?topics, "downstream collector subscribed");
         self.peers.insert(
             id.to_vec(),
             Peer {
-                collector: collector.clone(),
-                topics: topics.clone(),
+                collector,
+                topics,
                 patterns,
-                hello_at: now,
-                status: DownstreamStatus {
-                    collector,
-                    topics,
-                    seen_at: Utc::now(),
-                    ..DownstreamStatus::default()
-                },
+                seen_at: Utc::now(),
+                counts: Counts::default(),
             },
         );
         self.subscribe(true);
@@ -335,7 +356,7 @@ impl Fanout {
             };
             let lines = o.lines.max(1);
             if *from == peer.collector || o.via.contains(&peer.collector) {
-                peer.status.held_back += lines;
+                peer.counts.held_back += lines;
                 continue;
             }
             let sent = self
@@ -346,9 +367,9 @@ impl Fanout {
                         .send_multipart(frames.iter().map(|f| &f[..]), zmq::DONTWAIT)
                 });
             match sent {
-                Ok(()) => peer.status.sent += lines,
+                Ok(()) => peer.counts.sent += lines,
                 Err(zmq::Error::EHOSTUNREACH) => gone.push(id.clone()),
-                Err(_) => peer.status.dropped += lines,
+                Err(_) => peer.counts.dropped += lines,
             }
         }
         for id in gone {
@@ -356,26 +377,40 @@ impl Fanout {
         }
     }
 
-    fn forget_silent(&mut self) {
-        let silent: Vec<Vec<u8>> = self
+    /// Pings every downstream: those whose connection is gone are
+    /// forgotten (a full queue is no answer either way).
+    fn ping(&mut self) {
+        let gone: Vec<Vec<u8>> = self
             .peers
-            .iter()
-            .filter(|(_, p)| p.hello_at.elapsed() > FORGET_AFTER)
-            .map(|(id, _)| id.clone())
+            .keys()
+            .filter(|id| {
+                let sent = self
+                    .router
+                    .send(&id[..], zmq::SNDMORE | zmq::DONTWAIT)
+                    .and_then(|()| self.router.send(PING, zmq::DONTWAIT));
+                matches!(sent, Err(zmq::Error::EHOSTUNREACH))
+            })
+            .cloned()
             .collect();
-        for id in silent {
-            self.forget(&id, "silent");
+        for id in gone {
+            self.forget(&id, "disconnected");
         }
     }
 
+    /// A connection is gone: its counts stay with its collector's.
     fn forget(&mut self, id: &[u8], why: &str) {
         if let Some(p) = self.peers.remove(id) {
-            info!(collector = %p.collector, reason = why, "downstream collector gone");
+            info!(collector = %p.collector, reason = why, "downstream connection gone");
+            if self.gone.len() >= GONE_KEPT && !self.gone.contains_key(&p.collector) {
+                self.gone.clear();
+            }
+            let g = self.gone.entry(p.collector).or_default();
+            g.0.add(p.counts);
+            g.1 = g.1.max(p.seen_at);
         }
         if self.peers.is_empty() {
             self.subscribe(false);
         }
-        self.refresh();
     }
 
     /// Subscribes to the streams while someone is served.
@@ -396,10 +431,40 @@ impl Fanout {
         self.subscribed = on;
     }
 
+    /// The statuses, one per collector: its connections' counts summed
+    /// with those of its connections gone (so they never go down).
     fn refresh(&self) {
-        let mut all: Vec<DownstreamStatus> =
-            self.peers.values().map(|p| p.status.clone()).collect();
-        all.sort_by(|a, b| a.collector.cmp(&b.collector));
-        *self.statuses.lock().expect("not poisoned") = all;
+        let mut by: std::collections::BTreeMap<&str, DownstreamStatus> = Default::default();
+        for (collector, (counts, seen_at)) in &self.gone {
+            let d = by.entry(collector).or_insert_with(|| status(collector));
+            add(d, *counts, *seen_at);
+        }
+        for p in self.peers.values() {
+            let d = by
+                .entry(&p.collector)
+                .or_insert_with(|| status(&p.collector));
+            add(d, p.counts, p.seen_at);
+            d.connections += 1;
+            for t in &p.topics {
+                if !d.topics.contains(t) {
+                    d.topics.push(t.clone());
+                }
+            }
+        }
+        *self.statuses.lock().expect("not poisoned") = by.into_values().collect();
     }
+}
+
+fn status(collector: &str) -> DownstreamStatus {
+    DownstreamStatus {
+        collector: collector.to_owned(),
+        ..DownstreamStatus::default()
+    }
+}
+
+fn add(d: &mut DownstreamStatus, c: Counts, seen_at: chrono::DateTime<Utc>) {
+    d.sent += c.sent;
+    d.held_back += c.held_back;
+    d.dropped += c.dropped;
+    d.seen_at = d.seen_at.max(seen_at);
 }

@@ -98,12 +98,13 @@ impl Hub {
     }
 
     /// The downstream statuses once `ok` holds for them (refreshed every
-    /// second).
+    /// second), or when `within` has passed.
     fn statuses_when(
         &self,
+        within: Duration,
         ok: impl Fn(&[rill_proto::DownstreamStatus]) -> bool,
     ) -> Vec<rill_proto::DownstreamStatus> {
-        let deadline = Instant::now() + WITHIN;
+        let deadline = Instant::now() + within;
         loop {
             let s = self.federation.statuses().lock().unwrap().clone();
             if ok(&s) || Instant::now() > deadline {
@@ -158,17 +159,13 @@ fn a_downstream_is_sent_what_it_asked_for_except_what_came_from_it() {
         ["a 1000", "c 1004", "a 2000"]
     );
 
-    let s = hub.statuses_when(|s| s.len() == 1 && s[0].held_back == 3);
+    let s = hub.statuses_when(WITHIN, |s| s.len() == 1 && s[0].held_back == 3);
     assert_eq!(s.len(), 1, "{s:?}");
     assert_eq!(
-        (
-            s[0].collector.as_str(),
-            &s[0].topics[..],
-            s[0].held_back,
-            s[0].dropped
-        ),
-        ("b", &["line/#".to_owned()][..], 3, 0)
+        (s[0].collector.as_str(), &s[0].topics[..], s[0].connections),
+        ("b", &["line/#".to_owned()][..], 1)
     );
+    assert_eq!((s[0].held_back, s[0].dropped), (3, 0));
     assert!(s[0].sent >= 3, "{s:?}");
     let up = b.status().lock().unwrap().clone();
     assert_eq!((up.connected, up.duplicates), (true, 0), "{up:?}");
@@ -185,7 +182,7 @@ fn a_hello_that_cannot_be_read_is_answered_failed_and_the_endpoint_goes_on() {
             &[HELLO, b"$(reboot)", b"[\"line/#\"]"],
             "expected a collector name",
         ),
-        (&[HELLO, b"x", b"[]"], "expected 1 to 64 topic patterns"),
+        (&[HELLO, b"x", b"[]"], "expected 1 to 32 topic patterns"),
         (
             &[HELLO, b"x", b"{\"a\":1}"],
             "expected the topics as a JSON list",
@@ -198,15 +195,20 @@ fn a_hello_that_cannot_be_read_is_answered_failed_and_the_endpoint_goes_on() {
         let reason = String::from_utf8_lossy(&a[1]);
         assert!(reason.contains(why), "{frames:?}: {reason}");
     }
-    let many: Vec<String> = (0..65).map(|i| format!("line/h{i}/#")).collect();
+    let many: Vec<String> = (0..33).map(|i| format!("line/h{i}/#")).collect();
     let many = serde_json::to_vec(&many).unwrap();
     assert!(
-        String::from_utf8_lossy(&answer(&d, &[HELLO, b"x", &many])[1]).contains("expected 1 to 64")
+        String::from_utf8_lossy(&answer(&d, &[HELLO, b"x", &many])[1]).contains("expected 1 to 32")
     );
-    // A hello over 64 KiB closes that connection (libzmq's maxmsgsize).
-    let huge = vec![b'a'; 100 << 10];
-    d.send_multipart([HELLO, b"x", &huge[..]], 0).unwrap();
-    assert!(hub.statuses_when(|s| !s.is_empty()).is_empty());
+    // A valid hello with a frame over 16 KiB closes that connection
+    // (libzmq's maxmsgsize): no answer, and it is not served.
+    let long = format!("line/{}/#", "h".repeat(20 << 10));
+    let huge = serde_json::to_vec(&[long]).unwrap();
+    let big = hub.dealer();
+    big.send_multipart([HELLO, b"big", &huge[..]], 0).unwrap();
+    assert_eq!(big.poll(zmq::POLLIN, 1_500).unwrap(), 0, "an answer came");
+    let s = hub.statuses_when(Duration::from_millis(1_500), |s| !s.is_empty());
+    assert!(s.is_empty(), "{s:?}");
 
     // A real downstream is served all along.
     let mut b = hub.feed("b");
@@ -223,12 +225,12 @@ fn more_downstreams_than_served_are_refused_one_by_one() {
         d.send_multipart([HELLO, format!("c{i}").as_bytes(), b"[\"line/#\"]"], 0)
             .unwrap();
     }
-    let s = hub.statuses_when(|s| s.len() == MAX_DOWNSTREAMS);
+    let s = hub.statuses_when(WITHIN, |s| s.len() == MAX_DOWNSTREAMS);
     assert_eq!(s.len(), MAX_DOWNSTREAMS);
     let one_more = hub.dealer();
     let a = answer(&one_more, &[HELLO, b"late", b"[\"line/#\"]"]);
     assert_eq!(a[0], FAILED);
-    assert!(String::from_utf8_lossy(&a[1]).contains("at most 256"));
+    assert!(String::from_utf8_lossy(&a[1]).contains(&format!("at most {MAX_DOWNSTREAMS}")));
     // Those served still get lines.
     let deadline = Instant::now() + WITHIN;
     let first = &dealers[0];
@@ -239,4 +241,45 @@ fn more_downstreams_than_served_are_refused_one_by_one() {
         n += 1;
     }
     assert_eq!(first.recv_multipart(0).unwrap()[0], b"line/web01/app");
+}
+
+#[test]
+fn a_downstream_that_falls_behind_loses_lines_and_one_gone_keeps_its_counts() {
+    let hub = Hub::start("a");
+    // Says hello and never reads: its queue fills, the rest is dropped.
+    let slow = hub.dealer();
+    slow.send_multipart([HELLO, b"slow", b"[\"line/#\"]"], 0)
+        .unwrap();
+    hub.statuses_when(WITHIN, |s| s.len() == 1);
+    let body = vec![b'x'; 1 << 10];
+    let deadline = Instant::now() + WITHIN;
+    let mut offset = 0;
+    let s = loop {
+        for _ in 0..1_000 {
+            let mut m = line("a", &[], offset);
+            m[2].clone_from(&body);
+            hub.publish(&m);
+            offset += 1;
+        }
+        let s = hub.statuses_when(Duration::from_millis(1_100), |s| s[0].dropped > 0);
+        if s[0].dropped > 0 || Instant::now() > deadline {
+            break s;
+        }
+    };
+    assert!(s[0].dropped > 0, "{s:?}");
+    assert!(s[0].sent >= 250, "its queue held 250 at least: {s:?}");
+
+    // Its connection closes: forgotten at the next message for it, its
+    // counts kept (so /metrics never goes down).
+    let before = s[0].clone();
+    drop(slow);
+    let s = hub.statuses_when(WITHIN, |s| {
+        hub.publish(&line("a", &[], 1 << 40));
+        s[0].connections == 0
+    });
+    assert_eq!(s[0].connections, 0, "{s:?}");
+    assert!(
+        s[0].sent >= before.sent && s[0].dropped >= before.dropped,
+        "{s:?}"
+    );
 }

@@ -10,8 +10,7 @@
 //!   `alert/` are about the upstream itself and stay there;
 //! - the upstream sends no message that came from here (first read here,
 //!   or rebroadcast by this collector: [`LineMeta::via`]); one that comes
-//!   all the same (an upstream of an older Rill) is dropped as a
-//!   duplicate;
+//!   all the same is dropped as a duplicate;
 //! - a message already passed on (it came by two ways, through one upstream
 //!   or two) is dropped: the identity (collector, host, log, file, offset)
 //!   of its first line is remembered for the last [`REMEMBERED`] messages,
@@ -225,7 +224,10 @@ impl Feed {
                 ),
                 event::HANDSHAKE_FAILED_NO_DETAIL | event::HANDSHAKE_FAILED_PROTOCOL => fail(
                     &mut s,
-                    "refused: the security handshake failed (wrong keys or mechanism?)".into(),
+                    "refused: the handshake failed (wrong keys or mechanism, or the endpoint \
+                     is not the upstream's streams.federation: a streams.endpoint does not \
+                     federate)"
+                        .into(),
                 ),
                 // After a refusal the connection closes too: the refusal
                 // is what to show.
@@ -252,8 +254,10 @@ impl Feed {
         if frames.first().is_some_and(|f| f == FAILED) {
             let why = String::from_utf8_lossy(frames.get(1).map_or(&[][..], |f| f)).into_owned();
             let mut s = self.status.lock().expect("not poisoned");
-            warn!(upstream = %s.name, reason = %why, "the upstream refused our hello");
-            s.last_error = Some(format!("the upstream refused our hello: {why}"));
+            if s.hello_refused.as_deref() != Some(&why) {
+                warn!(upstream = %s.name, reason = %why, "the upstream refused our hello");
+            }
+            s.hello_refused = Some(why);
             return None;
         }
         if frames.len() < 2 {
@@ -323,6 +327,8 @@ impl Feed {
             self.next_seq.insert(key, seq.saturating_add(lines));
         }
         s.forwarded += lines;
+        // Served: a hello refused before (another topic list) is past.
+        s.hello_refused = None;
         frames.truncate(3);
         Some(frames)
     }

@@ -152,6 +152,10 @@ pub fn render(r: &StatusReport) -> String {
     }
     for u in &r.upstreams {
         let state = match (u.connected, &u.last_error) {
+            (true, _) if u.hello_refused.is_some() => format!(
+                "connected, but it refused our hello: {}",
+                u.hello_refused.as_deref().unwrap_or_default()
+            ),
             (true, _) => "connected".to_owned(),
             (false, Some(e)) => format!("NOT connected: {e}"),
             (false, None) => "NOT connected".to_owned(),
@@ -163,9 +167,10 @@ pub fn render(r: &StatusReport) -> String {
     }
     for d in &r.downstreams {
         s.push_str(&format!(
-            "downstream {} ({}): {} sent, {} held back (came from it), {} dropped (fell behind), hello {}\n",
+            "downstream {} ({}): {} connections, {} sent, {} held back (came from it), {} dropped (fell behind), hello {}\n",
             d.collector,
             d.topics.join(" "),
+            d.connections,
             d.sent,
             d.held_back,
             d.dropped,
@@ -226,6 +231,14 @@ mod tests {
                     dropped: 0,
                     // Stale once connected: not shown.
                     last_error: Some("not reachable yet (retrying)".into()),
+                    hello_refused: None,
+                },
+                UpstreamStatus {
+                    name: "ap-1".into(),
+                    endpoint: "tcp://10.0.0.3:7601".into(),
+                    connected: true,
+                    hello_refused: Some("topic \"line/#/x\": bad pattern".into()),
+                    ..UpstreamStatus::default()
                 },
                 UpstreamStatus {
                     name: "eu-2".into(),
@@ -237,6 +250,7 @@ mod tests {
             downstreams: vec![DownstreamStatus {
                 collector: "hub".into(),
                 topics: vec!["line/#".into(), "parsed/+/nginx".into()],
+                connections: 2,
                 sent: 900,
                 held_back: 300,
                 dropped: 2,
@@ -247,8 +261,9 @@ mod tests {
             render(&r),
             "streams guard: 3 subscriber handshakes refused, last: address 10.0.0.9 is not in streams.allow\n\
              upstream us-1 (tcp://10.0.0.1:7600): connected, 1200 received, 1190 forwarded, 10 duplicates, 0 dropped\n\
+             upstream ap-1 (tcp://10.0.0.3:7601): connected, but it refused our hello: topic \"line/#/x\": bad pattern, 0 received, 0 forwarded, 0 duplicates, 0 dropped\n\
              upstream eu-2 (tcp://10.0.0.2:7600): NOT connected: refused: the upstream did not accept our login, 0 received, 0 forwarded, 0 duplicates, 0 dropped\n\
-             downstream hub (line/# parsed/+/nginx): 900 sent, 300 held back (came from it), 2 dropped (fell behind), hello 10:00:05"
+             downstream hub (line/# parsed/+/nginx): 2 connections, 900 sent, 300 held back (came from it), 2 dropped (fell behind), hello 10:00:05"
         );
         r.streams_guard = Some(GuardStatus {
             refused: 0,

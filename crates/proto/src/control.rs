@@ -68,19 +68,23 @@ pub struct StatusReport {
 }
 
 /// A collector subscribed to this one's federation endpoint, as the
-/// endpoint sees it.
+/// endpoint sees it: all its connections (a collector with `index: true`
+/// has two), those gone included.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct DownstreamStatus {
     /// The collector it says it is.
     pub collector: String,
-    /// The topic patterns it asked for.
+    /// The topic patterns its connections asked for.
     pub topics: Vec<String>,
-    /// Messages sent to it.
+    /// Its connections now (0: none, its counts are kept).
+    #[serde(default)]
+    pub connections: u32,
+    /// Lines sent to it.
     pub sent: u64,
-    /// Messages held back because they came from it: its own lines, or
-    /// lines it rebroadcast (the origin or a collector on their way).
+    /// Lines held back because they came from it: its own, or lines it
+    /// passed on (the origin or a collector on their way).
     pub held_back: u64,
-    /// Messages dropped because it fell behind (its queue was full).
+    /// Lines dropped because it fell behind (its queue was full).
     pub dropped: u64,
     /// When it last said hello.
     pub seen_at: DateTime<Utc>,
@@ -117,6 +121,10 @@ pub struct UpstreamStatus {
     /// message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// Why the upstream refused our hello (sends us nothing), if it did
+    /// since the last line it sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hello_refused: Option<String>,
 }
 
 /// Whether the search API answered the supervisor's last `GET /health`.

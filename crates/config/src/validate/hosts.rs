@@ -17,7 +17,7 @@ pub fn validate(
     raw: BTreeMap<String, RawHost>,
     base: &Path,
     run_dir: &Path,
-    streams_endpoint: &str,
+    (streams_endpoint, federation): (&str, Option<&str>),
     env: Environment,
 ) -> Result<BTreeMap<String, Host>, Invalid> {
     if raw.is_empty() {
@@ -28,7 +28,7 @@ pub fn validate(
         let host = host(&name, h, base, run_dir, env).map_err(|e| e.under(&format!(".{name}")))?;
         hosts.insert(name, host);
     }
-    sessions::check_unique(&hosts, streams_endpoint)?;
+    sessions::check_unique(&hosts, streams_endpoint, federation)?;
     check_jumps(&hosts)?;
     Ok(hosts)
 }

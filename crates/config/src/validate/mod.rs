@@ -55,7 +55,7 @@ pub fn validate(file: &Path, raw: RawConfig, env: Environment) -> Result<Config,
         raw.hosts,
         &base,
         &state_dir.join("run"),
-        &streams_endpoint,
+        (&streams_endpoint, federation_endpoint.as_deref()),
         env,
     )
     .map_err(at(&file, "hosts"))?;

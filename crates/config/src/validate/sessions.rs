@@ -117,18 +117,25 @@ fn guarded_if_remote(settings: &SessionSettings) -> Result<(), Invalid> {
     Ok(())
 }
 
-/// No two hosts share a sessions endpoint, and none takes the streams one.
-/// The error is keyed below `hosts` (`.web01.sessions.endpoint`).
-pub fn check_unique(hosts: &BTreeMap<String, Host>, streams_endpoint: &str) -> Result<(), Invalid> {
+/// No two hosts share a sessions endpoint, and none takes the streams or
+/// federation one. The error is keyed below `hosts`
+/// (`.web01.sessions.endpoint`).
+pub fn check_unique(
+    hosts: &BTreeMap<String, Host>,
+    streams_endpoint: &str,
+    federation: Option<&str>,
+) -> Result<(), Invalid> {
     let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
     for (name, h) in hosts {
         let Some(s) = &h.sessions else { continue };
         let key = format!(".{name}.sessions.endpoint");
-        if s.endpoint == streams_endpoint {
-            return Err(Invalid::at(
-                key,
-                format!("{} is already streams.endpoint", s.endpoint),
-            ));
+        for (taken, by) in [
+            (Some(streams_endpoint), "streams.endpoint"),
+            (federation, "streams.federation"),
+        ] {
+            if taken == Some(s.endpoint.as_str()) {
+                return Err(Invalid::at(key, format!("{} is already {by}", s.endpoint)));
+            }
         }
         if let Some(other) = seen.insert(&s.endpoint, name) {
             return Err(Invalid::at(
