@@ -56,7 +56,7 @@ pub use tail::{Live, Tail};
 
 pub use rill_test_support::{
     free_port, raise_open_files, wait_for, wait_until, which, RemoteDir, RemoteProcess, Sshd,
-    SshdOptions, TestKey, TestPki, TestUser,
+    SshdOptions, TestEtcd, TestKey, TestPki, TestUser,
 };
 
 /// `target/<profile>/<name>`: where cargo put the binary. Test executables

@@ -84,7 +84,33 @@ pub fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
 
 pub fn render(r: &StatusReport) -> String {
     let mut s = String::new();
+    if let Some(c) = &r.cluster {
+        s.push_str(&format!(
+            "cluster {} as {}: {} live members ({})",
+            c.cluster,
+            c.member,
+            c.members.len(),
+            c.members.join(", ")
+        ));
+        if let Some(t) = &c.trouble {
+            s.push_str(&format!(", ETCD TROUBLE: {t}"));
+        }
+        s.push('\n');
+    }
     for h in &r.hosts {
+        if let Some(c) = &r.cluster {
+            match &h.owner {
+                Some(o) if *o == c.member => {}
+                Some(o) => {
+                    s.push_str(&format!("{}: followed by member {o}\n", h.host));
+                    continue;
+                }
+                None => {
+                    s.push_str(&format!("{}: NO OWNER (being handed over)\n", h.host));
+                    continue;
+                }
+            }
+        }
         let state = if h.connected {
             "connected"
         } else {
@@ -247,6 +273,7 @@ mod tests {
                     ..UpstreamStatus::default()
                 },
             ],
+            cluster: None,
             downstreams: vec![DownstreamStatus {
                 collector: "hub".into(),
                 topics: vec!["line/#".into(), "parsed/+/nginx".into()],

@@ -9,8 +9,15 @@
 //! - [`ring`]: which live member should follow which host (rendezvous
 //!   hashing: a member joining or leaving moves only the hosts it takes or
 //!   held).
+//! - [`member`]: this collector registered under a lease, taking and
+//!   giving up hosts in etcd, and giving all up before its lease can
+//!   expire when it cannot renew it.
+//! - [`node`]: the member on its own thread, handing the supervisor hosts
+//!   to start and stop, and copying their checkpoints to and from etcd.
 
 pub mod etcd;
+pub mod member;
+pub mod node;
 pub mod ring;
 
 pub use etcd::{Etcd, EtcdError, Kv, LeaseId};

@@ -65,6 +65,25 @@ pub struct StatusReport {
     /// (`streams.federation`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub downstreams: Vec<DownstreamStatus>,
+    /// The cluster this collector is a member of (`cluster:`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterStatus>,
+}
+
+/// A cluster as one of its members sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ClusterStatus {
+    pub cluster: String,
+    /// This member.
+    pub member: String,
+    /// The live members.
+    pub members: Vec<String>,
+    /// Each host's owner (a host missing has none now: it is being
+    /// handed over).
+    pub owners: std::collections::BTreeMap<String, String>,
+    /// Why etcd could not be used at the last round, if it could not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trouble: Option<String>,
 }
 
 /// A collector subscribed to this one's federation endpoint, as the
@@ -166,6 +185,10 @@ pub struct HostReport {
     /// `tap.max_unacked_lines` and one read).
     #[serde(default)]
     pub unconfirmed_lines: u64,
+    /// In a cluster: the member that follows it (this one's report has
+    /// its progress only when that is this member).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 /// One process the supervisor keeps alive.
@@ -216,6 +239,7 @@ mod tests {
             streams_guard: None,
             upstreams: vec![],
             downstreams: vec![],
+            cluster: None,
         };
         let ok = ControlReply::Ok {
             report: Some(Box::new(report)),

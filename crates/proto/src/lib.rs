@@ -21,8 +21,8 @@ pub mod session;
 pub mod topic;
 
 pub use control::{
-    ApiStatus, ChildReport, ControlReply, ControlRequest, DownstreamStatus, GuardStatus,
-    HostReport, StatusReport, SubscriberReport, SubscriberStatus, UpstreamStatus,
+    ApiStatus, ChildReport, ClusterStatus, ControlReply, ControlRequest, DownstreamStatus,
+    GuardStatus, HostReport, StatusReport, SubscriberReport, SubscriberStatus, UpstreamStatus,
 };
 pub use message::{
     line_key, FileId, LineMeta, LogStatus, ParsedEvent, Ping, SessionsStatus, TapStatus,

@@ -32,6 +32,8 @@ pub struct State {
     pub upstreams: Vec<rill_bus::upstream::SharedStatus>,
     /// The federation endpoint's downstreams, when it is open.
     pub downstreams: Option<rill_bus::federation::SharedDownstreams>,
+    /// The cluster as this member sees it, when it is one.
+    pub cluster: Option<std::sync::Arc<std::sync::Mutex<rill_cluster::node::View>>>,
 }
 
 impl State {
@@ -82,6 +84,7 @@ pub fn build_report(
                     .and_then(|s| s.sessions.clone()),
                 unconfirmed_lines: status.as_ref().map_or(0, |s| s.unconfirmed_lines),
                 logs: status.map(|s| s.logs).unwrap_or_default(),
+                owner: None,
             }
         })
         .collect();
@@ -103,6 +106,7 @@ pub fn build_report(
         streams_guard: None,
         upstreams: Vec::new(),
         downstreams: Vec::new(),
+        cluster: None,
     }
 }
 
@@ -143,6 +147,19 @@ pub fn serve(
                         .collect();
                     if let Some(d) = &state.downstreams {
                         r.downstreams = d.lock().expect("not poisoned").clone();
+                    }
+                    if let Some(c) = &state.cluster {
+                        let v = c.lock().expect("not poisoned").clone();
+                        for h in &mut r.hosts {
+                            h.owner = v.owners.get(&h.host).cloned();
+                        }
+                        r.cluster = Some(rill_proto::ClusterStatus {
+                            cluster: v.cluster,
+                            member: v.member,
+                            members: v.members,
+                            owners: v.owners,
+                            trouble: v.trouble,
+                        });
                     }
                     r
                 })),

@@ -3,7 +3,9 @@
 //! - runs the stream proxy (publishers -> `run/bus.sock` -> `streams.endpoint`);
 //! - starts `masspinger`, `parser` and one `robust_ssh_tap` per host (per
 //!   `tap.hosts_per_process` hosts), and
-//!   restarts any that exits (250 ms doubling to 10 s);
+//!   restarts any that exits (250 ms doubling to 10 s); in a cluster
+//!   (`cluster:`), one `robust_ssh_tap` per host this member owns, started
+//!   and stopped as the cluster hands hosts over (`rill_cluster::node`);
 //! - answers `rill status` on its control socket (`run/control.sock`, ROUTER,
 //!   JSON [`ControlRequest`]/[`ControlReply`]);
 //! - on SIGTERM/SIGINT stops the taps first (so remote follow scripts end with
@@ -74,6 +76,19 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
         .map(|e| rill_bus::federation::Federation::start(&ctx, e, gate.as_ref(), &cfg.collector))
         .transpose()?;
     let upstreams = federate::rebroadcast(cfg, &ctx)?;
+    // A member of a cluster follows only the hosts it owns.
+    let cluster = cfg
+        .cluster
+        .as_ref()
+        .map(|c| {
+            rill_cluster::node::Node::join(
+                c,
+                cfg.hosts.keys().cloned().collect(),
+                cfg.checkpoints_dir(),
+            )
+        })
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("{}: cluster: {e}", cfg.file.display()))?;
     info!(config = %cfg.file.display(), streams = %cfg.streams_endpoint, hosts = cfg.hosts.len(), logs = cfg.logs.len(), "supervisor started");
 
     let child = |name: &str, bin: &'static str, extra: Vec<String>| {
@@ -84,17 +99,20 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
             c
         })
     };
-    let mut taps: Vec<Supervised> = cfg
-        .tap_groups()
-        .iter()
-        .map(|hosts| {
-            child(
-                &format!("robust_ssh_tap {}", hosts.join(" ")),
-                "robust_ssh_tap",
-                rill_tap::robust::host_args(hosts),
-            )
-        })
-        .collect();
+    let tap_for = |hosts: &[String]| {
+        child(
+            &format!("robust_ssh_tap {}", hosts.join(" ")),
+            "robust_ssh_tap",
+            rill_tap::robust::host_args(hosts),
+        )
+    };
+    let mut taps: Vec<Supervised> = if cluster.is_some() {
+        Vec::new()
+    } else {
+        cfg.tap_groups().iter().map(|h| tap_for(h)).collect()
+    };
+    // The cluster's hosts this member follows, by host.
+    let mut owned: std::collections::BTreeMap<String, Supervised> = Default::default();
     let mut parser = child("parser", "parser", vec![]);
     let mut pinger = child("masspinger", "masspinger", vec![]);
 
@@ -102,14 +120,35 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
     state.streams_refusals = gate.as_ref().map(rill_bus::Gate::refusal_log);
     state.upstreams = upstreams.statuses();
     state.downstreams = federation.as_ref().map(|f| f.statuses());
+    state.cluster = cluster.as_ref().map(|n| n.view_handle());
     let probe = cfg.search.listen.map(health::ApiProbe::start);
     while !shutdown.requested() {
+        if let Some(node) = &cluster {
+            while let Some(change) = node.changes() {
+                // Stopped before the member lets go of them in etcd.
+                let mut stopping: Vec<Supervised> =
+                    change.stop.iter().filter_map(|h| owned.remove(h)).collect();
+                stop_all(
+                    &mut stopping.iter_mut().collect::<Vec<_>>(),
+                    STOP_GRACE - Duration::from_secs(1),
+                );
+                if !change.stop.is_empty() {
+                    info!(hosts = ?change.stop, "stopped following hosts another member owns now");
+                    node.stopped(change.stop);
+                }
+                for h in change.start {
+                    info!(host = %h, "following a host this member owns now");
+                    owned.insert(h.clone(), tap_for(std::slice::from_ref(&h)));
+                }
+            }
+        }
         // Only a child that exited or is due to start needs a look.
         let exited = exits.take();
         let now = Instant::now();
         for c in std::iter::once(&mut parser)
             .chain(std::iter::once(&mut pinger))
             .chain(taps.iter_mut())
+            .chain(owned.values_mut())
         {
             if exited || c.next_due().is_some_and(|t| t <= now) {
                 c.tick(true);
@@ -122,10 +161,16 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
         let children: Vec<&Supervised> = std::iter::once(&parser)
             .chain(std::iter::once(&pinger))
             .chain(taps.iter())
+            .chain(owned.values())
             .collect();
         control::serve(&control, cfg, &mut state, &children, probe.as_ref())?;
         // Until a request, a ping, a child's exit, shutdown or a due restart.
-        let due = children.iter().filter_map(|c| c.next_due()).min();
+        let mut due = children.iter().filter_map(|c| c.next_due()).min();
+        if cluster.is_some() {
+            // The cluster's thread hands hosts over at any time.
+            let soon = Instant::now() + Duration::from_millis(200);
+            due = Some(due.map_or(soon, |d| d.min(soon)));
+        }
         socket::wait(
             &[&control, pings.socket()],
             &[exits.fd(), shutdown.wake_fd()],
@@ -134,8 +179,10 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
     }
 
     info!("supervisor stopping");
-    let mut tap_refs: Vec<&mut Supervised> = taps.iter_mut().collect();
+    let mut tap_refs: Vec<&mut Supervised> = taps.iter_mut().chain(owned.values_mut()).collect();
     stop_all(&mut tap_refs, STOP_GRACE - Duration::from_secs(1));
+    // Every host stopped: leave the cluster (the lease and our keys go).
+    drop(cluster);
     stop_all(&mut [&mut parser, &mut pinger], Duration::from_secs(1));
     drop(upstreams);
     drop(federation);

@@ -1,0 +1,323 @@
+//! Issue 24 (cluster): three collectors on one config, coordinated by a
+//! real 3-node etcd on loopback, following six real sshd hosts. Each host
+//! is followed by one member; `kill -9` of a member's supervisor (its
+//! children die with it) hands its hosts to the others within
+//! `lease_ttl` + 5 s, and they resume from the offsets the dead member
+//! copied to etcd; a member coming back takes its hosts back. After each
+//! step every line written is in exactly one live member's index, and the
+//! ownership history in etcd never has two owners of a host at once.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use rill_e2e::*;
+use serde_json::Value;
+
+const HOSTS: [&str; 6] = ["h1", "h2", "h3", "h4", "h5", "h6"];
+const MEMBERS: [&str; 3] = ["a", "b", "c"];
+const TTL_SECS: u64 = 3;
+const WITHIN: Duration = Duration::from_secs(60);
+
+/// `n` lines for `host` in phase `word`, each holding the token
+/// `<host><word>`.
+fn lines(host: &str, word: &str, n: usize) -> String {
+    (0..n).map(|i| format!("{host}{word} line {i}\n")).collect()
+}
+
+fn append(path: &std::path::Path, text: &str) {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+}
+
+struct Fleet {
+    _user: TestUser,
+    _key: TestKey,
+    _remote: RemoteDir,
+    _sshds: Vec<Sshd>,
+    paths: Vec<PathBuf>,
+    etcd: TestEtcd,
+    members: BTreeMap<&'static str, Rill>,
+}
+
+impl Fleet {
+    fn start() -> Fleet {
+        let etcd = TestEtcd::start(3);
+        let user = TestUser::get().unwrap();
+        let key = user.authorize_new_key().unwrap();
+        let remote = user.scratch_dir().unwrap();
+        let sshds: Vec<Sshd> = HOSTS
+            .iter()
+            .map(|_| Sshd::start(SshdOptions::default()).unwrap())
+            .collect();
+        let paths: Vec<PathBuf> = HOSTS
+            .iter()
+            .map(|h| remote.path.join(format!("{h}.log")))
+            .collect();
+        for p in &paths {
+            append(p, "");
+        }
+        let hosts: Vec<TestHost> = HOSTS
+            .iter()
+            .zip(&sshds)
+            .map(|(name, sshd)| TestHost {
+                name,
+                port: sshd.port(),
+                user: &user.name,
+                auth: TestAuth::Key(&key.private),
+                known_hosts: "strict",
+            })
+            .collect();
+        let host_lists: Vec<[&str; 1]> = HOSTS.iter().map(|h| [*h]).collect();
+        let logs: Vec<TestLog> = HOSTS
+            .iter()
+            .zip(&paths)
+            .zip(&host_lists)
+            .map(|((name, path), hosts)| TestLog { name, path, hosts })
+            .collect();
+        let known: Vec<String> = sshds.iter().map(Sshd::known_hosts_line).collect();
+        let urls = etcd
+            .urls()
+            .iter()
+            .map(|u| format!("'{u}'"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut members = BTreeMap::new();
+        for m in MEMBERS {
+            let mut rill = Rill::new(&hosts, &logs, &known);
+            rill.append_config(&format!(
+                "collector: {m}\ncluster:\n  etcd: [{urls}]\n  name: t\n  lease_ttl: {TTL_SECS}s\n"
+            ));
+            rill.start();
+            members.insert(m, rill);
+        }
+        Fleet {
+            _user: user,
+            _key: key,
+            _remote: remote,
+            _sshds: sshds,
+            paths,
+            etcd,
+            members,
+        }
+    }
+
+    fn write(&self, word: &str, n: usize) {
+        for (h, p) in HOSTS.iter().zip(&self.paths) {
+            append(p, &lines(h, word, n));
+        }
+    }
+
+    /// Each host's owner, as etcd has it.
+    fn owners(&self) -> BTreeMap<String, String> {
+        etcdctl(&self.etcd, &["get", "--prefix", "/rill/t/owners/"])
+            .lines()
+            .collect::<Vec<_>>()
+            .chunks(2)
+            .filter_map(|kv| match kv {
+                [k, v] => Some((
+                    k.trim_start_matches("/rill/t/owners/").to_owned(),
+                    v.to_string(),
+                )),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Waits until the hosts are spread over `live` as rendezvous hashing
+    /// has it and each owner follows its hosts (lines written before a
+    /// host is first followed are not read: `read_from: end`).
+    fn wait_settled(&self, live: &[&str]) {
+        let want: BTreeMap<String, String> = HOSTS
+            .iter()
+            .map(|h| {
+                let m = rill_cluster::ring::owner(h, live.iter().copied()).unwrap();
+                (h.to_string(), m.to_owned())
+            })
+            .collect();
+        assert!(
+            wait_until(WITHIN, || self.owners() == want),
+            "owners {:?}, wanted {want:?}",
+            self.owners()
+        );
+        for (h, m) in &want {
+            assert!(
+                self.members[m.as_str()].wait_following(h, WITHIN),
+                "{m} does not follow {h}"
+            );
+        }
+    }
+
+    /// Waits until every host has an owner among `live`; how long it took.
+    fn wait_owned_by(&self, live: &[&str]) -> Duration {
+        let t = Instant::now();
+        let ok = wait_until(WITHIN, || {
+            let o = self.owners();
+            o.len() == HOSTS.len() && o.values().all(|m| live.contains(&m.as_str()))
+        });
+        assert!(ok, "owners {:?}, wanted among {live:?}", self.owners());
+        t.elapsed()
+    }
+
+    /// `<host><word>` lines in each live member's index.
+    fn counts(&self, live: &[&str], host: &str, word: &str) -> Vec<u64> {
+        live.iter()
+            .map(|m| {
+                self.members[m]
+                    .count(&format!("{host}{word}"), &[])
+                    .unwrap_or(u64::MAX)
+            })
+            .collect()
+    }
+
+    /// Waits until each host's `word` lines are `n` in the live members'
+    /// indexes together, all in one member's.
+    fn wait_once(&self, live: &[&str], word: &str, n: u64) {
+        for h in HOSTS {
+            let ok = wait_until(WITHIN, || {
+                let c = self.counts(live, h, word);
+                c.iter().sum::<u64>() == n && c.iter().filter(|&&x| x > 0).count() == 1
+            });
+            assert!(
+                ok,
+                "{h}{word}: {:?} in {live:?}, owners {:?}; their logs' warnings:\n{}",
+                self.counts(live, h, word),
+                self.owners(),
+                live.iter()
+                    .flat_map(|m| {
+                        self.members[m]
+                            .log()
+                            .lines()
+                            .filter(|l| l.contains("WARN") || l.contains("ERROR") || l.contains(h))
+                            .map(|l| format!("{m}: {l}"))
+                            .collect::<Vec<_>>()
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+        }
+    }
+}
+
+fn etcdctl(etcd: &TestEtcd, args: &[&str]) -> String {
+    let out = std::process::Command::new(which("etcdctl"))
+        .env("ETCDCTL_API", "3")
+        .arg("--endpoints")
+        .arg(etcd.urls().join(","))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "etcdctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The ownership history of every host from etcd's revisions (`watch
+/// --rev 1` prints every put and delete of the owner keys, in order).
+fn ownership_history(etcd: &TestEtcd) -> Vec<(String, Option<String>)> {
+    let out = std::process::Command::new("timeout")
+        .arg("3")
+        .arg(which("etcdctl"))
+        .env("ETCDCTL_API", "3")
+        .arg("--endpoints")
+        .arg(etcd.urls().join(","))
+        .args(["watch", "--rev", "1", "--prefix", "/rill/t/owners/"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut events = Vec::new();
+    let mut lines = text.lines();
+    while let Some(kind) = lines.next() {
+        let Some(key) = lines.next() else { break };
+        let host = key.trim_start_matches("/rill/t/owners/").to_owned();
+        match kind {
+            "PUT" => events.push((host, lines.next().map(str::to_owned))),
+            "DELETE" => {
+                // A delete prints an empty value line.
+                lines.next();
+                events.push((host, None));
+            }
+            _ => {}
+        }
+    }
+    events
+}
+
+/// No host had two owners at once: each put of an owner key follows its
+/// delete (or is the first).
+fn assert_one_owner_at_a_time(events: &[(String, Option<String>)]) {
+    let mut owner: BTreeMap<&str, &str> = BTreeMap::new();
+    for (host, who) in events {
+        match who {
+            Some(m) => {
+                if let Some(old) = owner.insert(host, m) {
+                    panic!("{host} taken by {m} while {old} owned it: {events:?}");
+                }
+            }
+            None => {
+                owner.remove(host.as_str());
+            }
+        }
+    }
+}
+
+#[test]
+fn a_cluster_hands_a_dead_members_hosts_over_and_takes_them_back() {
+    let mut f = Fleet::start();
+    f.wait_settled(&MEMBERS);
+    let members = || f.members["a"].status().unwrap_or(Value::Null)["cluster"]["members"].clone();
+    assert!(
+        wait_until(WITHIN, || members().as_array().map(Vec::len) == Some(3)),
+        "a's rill status shows the 3 members: {}",
+        members()
+    );
+
+    f.write("one", 100);
+    f.wait_once(&MEMBERS, "one", 100);
+    let before = f.owners();
+    let a_hosts: Vec<&String> = before
+        .iter()
+        .filter(|(_, m)| *m == "a")
+        .map(|(h, _)| h)
+        .collect();
+    println!("owners before: {before:?}");
+
+    println!(
+        "checkpoints in etcd: {}",
+        etcdctl(&f.etcd, &["get", "--prefix", "/rill/t/checkpoints/"])
+    );
+    // kill -9 of a's supervisor: its children die with it.
+    f.members.get_mut("a").unwrap().kill_supervisor();
+    f.write("two", 100);
+    let took = f.wait_owned_by(&["b", "c"]);
+    println!(
+        "takeover of a's {} hosts: {took:?} (lease_ttl {TTL_SECS}s)",
+        a_hosts.len()
+    );
+    assert!(took < Duration::from_secs(TTL_SECS + 5), "{took:?}");
+    f.wait_once(&["b", "c"], "two", 100);
+    // Lines read before a died: in b or c only if a had not copied their
+    // offsets to etcd yet (the overlap the cluster search hides).
+    for h in &a_hosts {
+        let again: u64 = f.counts(&["b", "c"], h, "one").iter().sum();
+        println!("{h}: {again} of a's 100 lines read again by its new owner");
+        assert!(again <= 100);
+    }
+
+    // a comes back and takes its hosts back.
+    f.members.get_mut("a").unwrap().start();
+    f.wait_settled(&MEMBERS);
+    assert_eq!(f.owners(), before, "the same spread again");
+    f.write("three", 100);
+    f.wait_once(&MEMBERS, "three", 100);
+
+    assert_one_owner_at_a_time(&ownership_history(&f.etcd));
+}
