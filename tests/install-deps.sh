@@ -5,7 +5,9 @@
 # rotations read back), tcsh and fish (login shells the remote
 # scripts must survive), shellcheck (checks those scripts), sudo (root-only
 # files), systemd-journal-remote (real journal files, and journalctl, with no
-# systemd running), and the unprivileged users the tests log in as: `rilltest` (login
+# systemd running), prometheus, chromium and chromium-driver (the page and
+# /metrics), etcd-server and etcd-client (clusters of collectors; the
+# package's service is not started), and the unprivileged users the tests log in as: `rilltest` (login
 # shell sh; no sudo), `rilltcsh` (tcsh; sudo without a password) and
 # `rillfish` (fish; sudo with its password). Never starts the system sshd and never touches
 # /etc/ssh/sshd_config: each test starts its own sshd.
