@@ -1,10 +1,11 @@
 //! Issue 24 (cluster): three collectors on one config, coordinated by a
 //! real 3-node etcd on loopback, following six real sshd hosts. Each host
-//! is followed by one member; `kill -9` of a member's supervisor (its
-//! children die with it) hands its hosts to the others within
-//! `lease_ttl` + 5 s, and they resume from the offsets the dead member
-//! copied to etcd; a member coming back takes its hosts back. After each
-//! step every line written is in exactly one live member's index, and the
+//! is followed by one member. An etcd node killed moves nothing; `kill -9`
+//! of a member's supervisor (its children die with it) hands its hosts to
+//! the others within `lease_ttl` + 5 s, and they resume from the offsets
+//! the dead member copied to etcd; a fourth member joining takes its share;
+//! the killed member coming back takes its hosts back. After each step the
+//! lines written since are each in exactly one live member's index, and the
 //! ownership history in etcd never has two owners of a host at once.
 
 use std::collections::BTreeMap;
@@ -16,6 +17,8 @@ use serde_json::Value;
 
 const HOSTS: [&str; 6] = ["h1", "h2", "h3", "h4", "h5", "h6"];
 const MEMBERS: [&str; 3] = ["a", "b", "c"];
+/// Started later: a fourth member joining.
+const LATE: &str = "d";
 const TTL_SECS: u64 = 3;
 const WITHIN: Duration = Duration::from_secs(60);
 
@@ -88,12 +91,14 @@ impl Fleet {
             .collect::<Vec<_>>()
             .join(", ");
         let mut members = BTreeMap::new();
-        for m in MEMBERS {
+        for m in MEMBERS.into_iter().chain([LATE]) {
             let mut rill = Rill::new(&hosts, &logs, &known);
             rill.append_config(&format!(
                 "collector: {m}\ncluster:\n  etcd: [{urls}]\n  name: t\n  lease_ttl: {TTL_SECS}s\n"
             ));
-            rill.start();
+            if m != LATE {
+                rill.start();
+            }
             members.insert(m, rill);
         }
         Fleet {
@@ -290,10 +295,13 @@ fn a_cluster_hands_a_dead_members_hosts_over_and_takes_them_back() {
         .collect();
     println!("owners before: {before:?}");
 
-    println!(
-        "checkpoints in etcd: {}",
-        etcdctl(&f.etcd, &["get", "--prefix", "/rill/t/checkpoints/"])
-    );
+    // One etcd node killed: the members step around it; nothing moves.
+    f.etcd.kill(0);
+    f.write("quorum", 100);
+    f.wait_once(&MEMBERS, "quorum", 100);
+    assert_eq!(f.owners(), before, "no host moved while etcd kept quorum");
+    f.etcd.restart(0);
+
     // kill -9 of a's supervisor: its children die with it.
     f.members.get_mut("a").unwrap().kill_supervisor();
     f.write("two", 100);
@@ -312,12 +320,18 @@ fn a_cluster_hands_a_dead_members_hosts_over_and_takes_them_back() {
         assert!(again <= 100);
     }
 
+    // A fourth member joins: it takes what hashing gives it.
+    f.members.get_mut(LATE).unwrap().start();
+    f.wait_settled(&["b", "c", LATE]);
+    f.write("four", 100);
+    f.wait_once(&["b", "c", LATE], "four", 100);
+
     // a comes back and takes its hosts back.
     f.members.get_mut("a").unwrap().start();
-    f.wait_settled(&MEMBERS);
-    assert_eq!(f.owners(), before, "the same spread again");
+    let all = ["a", "b", "c", LATE];
+    f.wait_settled(&all);
     f.write("three", 100);
-    f.wait_once(&MEMBERS, "three", 100);
+    f.wait_once(&all, "three", 100);
 
     assert_one_owner_at_a_time(&ownership_history(&f.etcd));
 }
