@@ -19,7 +19,7 @@ const HOSTS: [&str; 6] = ["h1", "h2", "h3", "h4", "h5", "h6"];
 const MEMBERS: [&str; 3] = ["a", "b", "c"];
 /// Started later: a fourth member joining.
 const LATE: &str = "d";
-const TTL_SECS: u64 = 3;
+const TTL_SECS: u64 = 5;
 const WITHIN: Duration = Duration::from_secs(60);
 
 /// `n` lines for `host` in phase `word`, each holding the token
@@ -317,7 +317,6 @@ fn a_cluster_hands_a_dead_members_hosts_over_and_takes_them_back() {
     for h in &a_hosts {
         let again: u64 = f.counts(&["b", "c"], h, "one").iter().sum();
         println!("{h}: {again} of a's 100 lines read again by its new owner");
-        assert!(again <= 100);
     }
 
     // A fourth member joins: it takes what hashing gives it.
@@ -333,5 +332,12 @@ fn a_cluster_hands_a_dead_members_hosts_over_and_takes_them_back() {
     f.write("three", 100);
     f.wait_once(&all, "three", 100);
 
-    assert_one_owner_at_a_time(&ownership_history(&f.etcd));
+    let history = ownership_history(&f.etcd);
+    // Every host taken at least twice (a's were handed over and back, d
+    // took its share), each take after the last owner let go.
+    assert!(
+        history.iter().filter(|(_, o)| o.is_none()).count() >= a_hosts.len() * 2,
+        "the handovers are in etcd's history: {history:?}"
+    );
+    assert_one_owner_at_a_time(&history);
 }

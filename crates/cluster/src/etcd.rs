@@ -4,10 +4,11 @@
 //! client URL).
 //!
 //! Each call goes to the URL that answered last; a URL that cannot be
-//! reached (connection refused, timed out) hands the call to the next,
-//! so one etcd node down costs one timeout at most. An answer from etcd
-//! that refuses the call (a 4xx/5xx with etcd's message) is returned as
-//! is: trying another node would not change it.
+//! reached (connection refused, timed out) or answers with a server error
+//! (a 5xx: a node cut off from the others has no leader) hands the call to
+//! the next, so one etcd node down or partitioned costs one timeout at
+//! most. A refusal (a 4xx with etcd's message) is returned as is: another
+//! node would refuse too.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -114,6 +115,34 @@ impl Etcd {
         Ok(())
     }
 
+    /// Sets many keys while `guard` is bound to `lease` (this member is
+    /// live), in transactions of at most [`MAX_TXN_OPS`]: whether they
+    /// were set (false: the lease is gone, nothing was written).
+    pub fn put_all_while(
+        &self,
+        kvs: &[(String, Vec<u8>)],
+        guard: &str,
+        lease: LeaseId,
+    ) -> Result<bool, EtcdError> {
+        for chunk in kvs.chunks(MAX_TXN_OPS) {
+            let ops: Vec<Value> = chunk
+                .iter()
+                .map(|(k, v)| json!({ "request_put": put(k, v, None) }))
+                .collect();
+            let a = self.call(
+                "kv/txn",
+                json!({
+                    "compare": [{ "target": "LEASE", "key": B64.encode(guard), "lease": lease.to_string() }],
+                    "success": ops,
+                }),
+            )?;
+            if !a["succeeded"].as_bool().unwrap_or(false) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
     /// `key`'s value, if it is set.
     pub fn get(&self, key: &str) -> Result<Option<Kv>, EtcdError> {
         let a = self.call("kv/range", json!({ "key": B64.encode(key) }))?;
@@ -184,8 +213,12 @@ impl Etcd {
                     continue;
                 }
             };
-            self.current.store(n, Ordering::Relaxed);
             let status = response.status();
+            if status.is_server_error() {
+                why.push(format!("{}: HTTP {status}", self.urls[n]));
+                continue;
+            }
+            self.current.store(n, Ordering::Relaxed);
             let text = response
                 .body_mut()
                 .with_config()

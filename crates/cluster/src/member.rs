@@ -10,7 +10,7 @@
 //!   lease and created only if absent, so a host has one owner at a time.
 //!
 //! Each [`Member::tick`] renews the lease when a third of its time to
-//! live has passed, reads the live members, and compares the hosts
+//! live has passed (sooner when the margin leaves less), reads the live members, and compares the hosts
 //! rendezvous hashing gives this member ([`crate::ring`]) with those it
 //! owns: hosts to give up are returned to be stopped (and then
 //! [`Member::release`]d), hosts to take are taken (a create transaction)
@@ -21,7 +21,10 @@
 //! less than [`Member::margin`] is left of its lease (it could not renew:
 //! etcd is unreachable), which is before etcd can let the lease expire and
 //! another member take the hosts. The deadline is counted from when the
-//! renewal was sent, so it is never later than etcd's.
+//! renewal was sent, so it is never later than etcd's. Every etcd call is
+//! given at most a sixth of the lease across all URLs, the deadline is
+//! looked at again between the calls of a round, and the margin leaves
+//! [`STOP_TIME`] to stop the hosts' taps.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -32,6 +35,13 @@ use tracing::{info, warn};
 
 use crate::etcd::{Etcd, EtcdError, LeaseId};
 use crate::ring;
+
+/// How long the supervisor may take to stop a host's tap when the lease
+/// is running out (it kills what has not stopped by then).
+pub const STOP_TIME: Duration = Duration::from_secs(2);
+/// The shortest `lease_ttl` that leaves room for [`STOP_TIME`] and a
+/// renewal.
+pub const MIN_LEASE_TTL: Duration = Duration::from_secs(5);
 
 /// What a member advertises (the value of `members/<member>`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,12 +100,23 @@ pub struct Member {
 impl Member {
     /// Registers this member (`settings.member`) of a cluster whose config
     /// lists `hosts`. Fails when etcd cannot be reached or another live
-    /// collector is registered under the same name.
+    /// collector is registered under the same name: the name is tried
+    /// again for `lease_ttl` and a second, so that a member restarted
+    /// right after it died (its lease not expired yet) gets in.
     pub fn join(settings: &ClusterSettings, hosts: Vec<String>) -> Result<Member, JoinError> {
-        // A call may take a third of the lease at most, across the URLs.
-        let per_url = (settings.lease_ttl / 3 / settings.etcd.len().max(1) as u32)
-            .clamp(Duration::from_millis(200), Duration::from_secs(2));
-        let etcd = Etcd::new(&settings.etcd, per_url);
+        let until = Instant::now() + settings.lease_ttl + Duration::from_secs(1);
+        loop {
+            match Member::join_once(settings, hosts.clone()) {
+                Err(JoinError::Duplicate { .. }) if Instant::now() < until => {
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn join_once(settings: &ClusterSettings, hosts: Vec<String>) -> Result<Member, JoinError> {
+        let etcd = Etcd::new(&settings.etcd, call_timeout(settings));
         let info = MemberInfo {
             member: settings.member.clone(),
             streams: settings.advertise.streams.clone(),
@@ -136,23 +157,38 @@ impl Member {
         }
         self.lease = lease;
         self.deadline = sent + self.settings.lease_ttl;
-        self.renew_at = sent + self.settings.lease_ttl / 3;
+        self.renew_at = sent + self.renew_every();
         Ok(())
     }
 
-    /// Hosts are given up once less than this is left of the lease.
+    /// Hosts are given up once less than this is left of the lease: time
+    /// to stop their taps, and for one more call to etcd.
     pub fn margin(&self) -> Duration {
-        (self.settings.lease_ttl / 2).max(Duration::from_secs(1))
+        (self.settings.lease_ttl / 2).max(STOP_TIME + call_timeout(&self.settings) * 2)
+    }
+
+    /// How often the lease is renewed: a third of it, or sooner when the
+    /// margin leaves less (a renewal must come before the hosts are given
+    /// up, with room for one that fails).
+    fn renew_every(&self) -> Duration {
+        (self.settings.lease_ttl / 3).min(self.settings.lease_ttl.saturating_sub(self.margin()) / 2)
+    }
+
+    /// Whether the hosts must be given up now.
+    fn running_out(&self) -> bool {
+        Instant::now() + self.margin() >= self.deadline
     }
 
     /// One round: renew, read the members, give up and take hosts.
     pub fn tick(&mut self) -> Changes {
         let mut changes = Changes::default();
         let now = Instant::now();
-        if now >= self.renew_at {
-            self.renew(now, &mut changes);
+        if now >= self.renew_at && self.renew(now, &mut changes) {
+            // Registered again under a new lease: the hosts are taken at
+            // the next round, once the old ones have stopped.
+            return changes;
         }
-        if Instant::now() + self.margin() >= self.deadline {
+        if self.running_out() {
             // Not renewed in time: nothing may be followed any more.
             if !self.owned.is_empty() {
                 warn!(member = %self.settings.member, hosts = self.owned.len(), "lease about to expire (etcd unreachable?): giving up every host");
@@ -166,12 +202,15 @@ impl Member {
         changes
     }
 
-    fn renew(&mut self, sent: Instant, changes: &mut Changes) {
+    /// Renews the lease; true when it had expired and the member
+    /// registered again.
+    fn renew(&mut self, sent: Instant, changes: &mut Changes) -> bool {
         match self.etcd.keep_alive(self.lease) {
             Ok(Some(left)) => {
-                self.deadline = sent + left;
-                self.renew_at = sent + self.settings.lease_ttl / 3;
+                self.deadline = sent + left.min(self.settings.lease_ttl);
+                self.renew_at = sent + self.renew_every();
                 self.trouble = None;
+                false
             }
             Ok(None) => {
                 // etcd let the lease go: every key under it is gone, and
@@ -183,11 +222,13 @@ impl Member {
                     self.trouble = Some(e.to_string());
                     self.renew_at = Instant::now() + Duration::from_secs(1);
                 }
+                true
             }
             Err(e) => {
                 // Try again soon; the deadline stands.
-                self.trouble = Some(e.to_string());
+                self.trouble = Some(format!("could not renew the lease: {e}"));
                 self.renew_at = Instant::now() + Duration::from_millis(500);
+                false
             }
         }
     }
@@ -216,6 +257,9 @@ impl Member {
             changes.stop.push(h);
         }
         for h in mine.difference(&self.owned).cloned().collect::<Vec<_>>() {
+            if self.running_out() {
+                break;
+            }
             let key = self.owner_key(&h);
             if self
                 .etcd
@@ -226,18 +270,40 @@ impl Member {
                 changes.start.push(h);
             }
         }
-        self.trouble = None;
         Ok(())
     }
 
+    /// Gives `host` up at once (it could not be started): it is released,
+    /// and taken again at a later round.
+    pub fn abandon(&mut self, host: &str) {
+        self.owned.remove(host);
+        self.release(&[host.to_owned()]);
+    }
+
     /// Lets go of `hosts` (after they stopped being followed): their
-    /// owner keys are deleted if still ours.
+    /// owner keys are deleted if still bound to our lease. Hosts owned
+    /// again meanwhile are kept; at the first unreachable etcd the rest go
+    /// with the lease.
     pub fn release(&self, hosts: &[String]) {
-        for h in hosts {
+        for h in hosts.iter().filter(|h| !self.owned.contains(*h)) {
             if let Err(e) = self.etcd.delete_if_bound(&self.owner_key(h), self.lease) {
                 warn!(host = %h, error = %e, "could not release the host (it goes with the lease)");
+                if matches!(e, EtcdError::Unreachable(_)) {
+                    return;
+                }
             }
         }
+    }
+
+    /// This member's lease (keys bound to it go with it).
+    pub fn lease(&self) -> LeaseId {
+        self.lease
+    }
+
+    /// Its key in etcd: while it exists under [`Member::lease`], this
+    /// member is live.
+    pub fn key(&self) -> String {
+        self.member_key(&self.settings.member)
     }
 
     /// Leaves the cluster (after every host stopped being followed): the
@@ -263,6 +329,11 @@ impl Member {
         self.trouble.as_deref()
     }
 
+    /// Notes a failure of etcd seen outside the member's own calls.
+    pub fn set_trouble(&mut self, why: String) {
+        self.trouble = Some(why);
+    }
+
     /// How long until the next tick is due.
     pub fn next_tick(&self) -> Duration {
         Duration::from_secs(1).min(self.renew_at.saturating_duration_since(Instant::now()))
@@ -275,4 +346,12 @@ impl Member {
     fn owner_key(&self, host: &str) -> String {
         format!("{}owners/{host}", self.settings.prefix())
     }
+}
+
+/// The time one etcd call may take at one URL: a sixth of the lease over
+/// all the URLs (so a round of calls stays well inside the margin), from
+/// 100 ms to 2 s.
+pub fn call_timeout(settings: &ClusterSettings) -> Duration {
+    (settings.lease_ttl / 6 / settings.etcd.len().max(1) as u32)
+        .clamp(Duration::from_millis(100), Duration::from_secs(2))
 }

@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 use rill_config::cluster::ClusterSettings;
 use tracing::warn;
 
-use crate::etcd::Etcd;
-use crate::member::{Changes, JoinError, Member};
+use crate::etcd::{Etcd, EtcdError};
+use crate::member::{call_timeout, Changes, JoinError, Member};
 
 /// How often changed checkpoints are copied to etcd.
 pub const MIRROR_EVERY: Duration = Duration::from_secs(1);
@@ -64,7 +64,7 @@ impl Node {
     ) -> Result<Node, JoinError> {
         let member = Member::join(settings, hosts)?;
         let mirror = Mirror {
-            etcd: Etcd::new(&settings.etcd, Duration::from_secs(2)),
+            etcd: Etcd::new(&settings.etcd, call_timeout(settings)),
             prefix: format!("{}checkpoints/", settings.prefix()),
             owners: format!("{}owners/", settings.prefix()),
             dir: checkpoints,
@@ -95,9 +95,17 @@ impl Node {
         })
     }
 
-    /// The next change to apply, if any.
-    pub fn changes(&self) -> Option<Changes> {
-        self.changes.try_recv().ok()
+    /// The next change to apply, if any; an error once the thread has
+    /// ended (the member can no longer say what is its own: every host
+    /// must be stopped).
+    pub fn changes(&self) -> Result<Option<Changes>, String> {
+        match self.changes.try_recv() {
+            Ok(c) => Ok(Some(c)),
+            Err(std::sync::mpsc::TryRecvError::Empty) => Ok(None),
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                Err("the cluster thread ended".to_owned())
+            }
+        }
     }
 
     /// Tells the member these hosts are no longer followed.
@@ -134,49 +142,71 @@ fn run(
     stop: &AtomicBool,
 ) {
     while !stop.load(Ordering::Relaxed) {
-        let c = member.tick();
-        for h in &c.start {
-            mirror.import(h);
+        let mut c = member.tick();
+        // A host whose checkpoint cannot be read is not started: the last
+        // owner's lines since it would be lost. Taken again later.
+        let mut failed = Vec::new();
+        c.start.retain(|h| match mirror.import(h) {
+            Ok(()) => true,
+            Err(e) => {
+                warn!(host = %h, error = %e, "could not read the host's checkpoint from etcd; giving it up until it can");
+                failed.push(h.clone());
+                false
+            }
+        });
+        for h in &failed {
+            member.abandon(h);
         }
-        let gives_up = !c.stop.is_empty();
-        if gives_up || !c.start.is_empty() {
-            let wanted = c.stop.clone();
+        if !c.stop.is_empty() || !c.start.is_empty() {
+            let mut wanted: std::collections::BTreeSet<String> = c.stop.iter().cloned().collect();
+            // Acks of an earlier round that came late are not this one's.
+            while stopped.try_recv().is_ok() {}
             if changes.send(c).is_err() {
                 return;
             }
-            if gives_up {
-                // Released once stopped; what is not stopped in time stays
-                // ours until the lease goes.
-                let deadline = Instant::now() + member.margin();
-                let mut done = Vec::new();
-                while done.len() < wanted.len() && !stop.load(Ordering::Relaxed) {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    match stopped.recv_timeout(left.min(Duration::from_millis(200))) {
-                        Ok(hosts) => done.extend(hosts),
-                        Err(_) if left.is_zero() => break,
-                        Err(_) => {}
+            // The supervisor stops them (within its grace) and says so;
+            // only then are their last checkpoints copied and the hosts
+            // let go.
+            let mut done = Vec::new();
+            while !wanted.is_empty() && !stop.load(Ordering::Relaxed) {
+                if let Ok(hosts) = stopped.recv_timeout(Duration::from_millis(200)) {
+                    for h in hosts {
+                        if wanted.remove(&h) {
+                            done.push(h);
+                        }
                     }
                 }
-                // Their last checkpoints go to etcd before they are let
-                // go: the next owner resumes where this one stopped.
-                mirror.copy(done.iter(), true);
-                member.release(&done);
             }
+            if let Err(e) = mirror.copy(&member, done.iter(), true) {
+                member.set_trouble(e.to_string());
+            }
+            member.release(&done);
         }
         let due = mirror.at.elapsed() >= MIRROR_EVERY;
-        mirror.copy(member.owned().iter(), due);
+        if let Err(e) = mirror.copy(&member, member.owned().iter(), due) {
+            member.set_trouble(e.to_string());
+        }
+        let owners = mirror.owners();
         {
             let mut v = view.lock().expect("not poisoned");
             v.members = member.members().to_vec();
-            v.trouble = member.trouble().map(str::to_owned);
-            if let Some(owners) = mirror.owners() {
-                v.owners = owners;
+            match owners {
+                Ok(o) => {
+                    v.owners = o;
+                    v.trouble = member.trouble().map(str::to_owned);
+                }
+                Err(e) => v.trouble = Some(e.to_string()),
             }
         }
         let until = Instant::now() + member.next_tick();
         while Instant::now() < until && !stop.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+    // Every tap has stopped (the supervisor drops the node last): their
+    // final checkpoints go to etcd before the lease, and the hosts, go.
+    if let Err(e) = mirror.copy(&member, member.owned().iter(), true) {
+        warn!(error = %e, "could not copy the last checkpoints to etcd");
     }
     member.leave();
 }
@@ -196,34 +226,40 @@ impl Mirror {
     /// Writes the checkpoint etcd has for `host` to the local folder (the
     /// index generation dropped: it is this collector's index that
     /// confirms lines from now on).
-    fn import(&mut self, host: &str) {
+    /// An error when etcd could not be asked, or the checkpoint not
+    /// written (none in etcd: the host is new to the cluster, and this
+    /// collector's own checkpoint, if any, stands).
+    fn import(&mut self, host: &str) -> Result<(), String> {
         let kv = match self.etcd.get(&format!("{}{host}", self.prefix)) {
             Ok(Some(kv)) => kv,
-            Ok(None) => return,
-            Err(e) => {
-                warn!(%host, error = %e, "could not read the host's checkpoint from etcd; following it from this collector's own");
-                return;
-            }
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(e.to_string()),
         };
         let Ok(mut c) = serde_json::from_slice::<serde_json::Value>(&kv.value) else {
             warn!(%host, "the host's checkpoint in etcd is not JSON; ignored");
-            return;
+            return Ok(());
         };
         if let Some(m) = c.as_object_mut() {
             m.remove("generation");
         }
         let bytes = serde_json::to_vec(&c).expect("serializes");
-        if let Err(e) = write_atomically(&self.dir.join(format!("{host}.json")), &bytes) {
-            warn!(%host, error = %e, "could not write the host's checkpoint");
-            return;
-        }
+        write_atomically(&self.dir.join(format!("{host}.json")), &bytes)
+            .map_err(|e| format!("could not write the host's checkpoint: {e}"))?;
         self.copied.insert(host.to_owned(), kv.value);
+        Ok(())
     }
 
     /// Copies the checkpoints of `hosts` that changed since their last
     /// copy: all of them when `all`, else only those never copied (a host
-    /// just taken: its first checkpoint goes to etcd at once).
-    fn copy<'a>(&mut self, hosts: impl Iterator<Item = &'a String>, all: bool) {
+    /// just taken: its first checkpoint goes to etcd at once). Written
+    /// only while `member` is live (its key under its lease), so a member
+    /// whose lease expired never overwrites the new owner's.
+    fn copy<'a>(
+        &mut self,
+        member: &Member,
+        hosts: impl Iterator<Item = &'a String>,
+        all: bool,
+    ) -> Result<(), EtcdError> {
         if all {
             self.at = Instant::now();
         }
@@ -237,29 +273,33 @@ impl Mirror {
             }
         }
         if changed.is_empty() {
-            return;
+            return Ok(());
         }
         let kvs: Vec<(String, Vec<u8>)> = changed
             .iter()
             .map(|(h, b)| (format!("{}{h}", self.prefix), b.clone()))
             .collect();
-        match self.etcd.put_all(&kvs) {
-            Ok(()) => self.copied.extend(changed),
-            Err(e) => warn!(error = %e, "could not copy checkpoints to etcd"),
+        if self
+            .etcd
+            .put_all_while(&kvs, &member.key(), member.lease())?
+        {
+            self.copied.extend(changed);
+        } else {
+            warn!("checkpoints not copied: this member's lease is gone");
         }
+        Ok(())
     }
 
     /// Every host's owner, as etcd has it.
-    fn owners(&self) -> Option<BTreeMap<String, String>> {
-        let kvs = self.etcd.list(&self.owners).ok()?;
-        Some(
-            kvs.into_iter()
-                .filter_map(|kv| {
-                    let host = kv.key.strip_prefix(&self.owners)?.to_owned();
-                    Some((host, String::from_utf8(kv.value).ok()?))
-                })
-                .collect(),
-        )
+    fn owners(&self) -> Result<BTreeMap<String, String>, EtcdError> {
+        let kvs = self.etcd.list(&self.owners)?;
+        Ok(kvs
+            .into_iter()
+            .filter_map(|kv| {
+                let host = kv.key.strip_prefix(&self.owners)?.to_owned();
+                Some((host, String::from_utf8(kv.value).ok()?))
+            })
+            .collect())
     }
 }
 

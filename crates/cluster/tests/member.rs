@@ -12,7 +12,7 @@ use rill_cluster::{ring, Etcd};
 use rill_config::cluster::{Advertise, ClusterSettings};
 use rill_test_support::TestEtcd;
 
-const TTL: Duration = Duration::from_secs(3);
+const TTL: Duration = Duration::from_secs(5);
 
 fn settings(etcd: Vec<String>, member: &str) -> ClusterSettings {
     ClusterSettings {
@@ -84,11 +84,25 @@ fn hosts_spread_over_members_each_with_one_owner_and_a_name_is_taken_once() {
         assert!(!m.owned().is_empty(), "each of 3 members has hosts of 12");
     }
 
-    let e = Member::join(&settings(urls.clone(), "b"), hosts())
-        .err()
+    // A second b, while the first renews its lease: refused once the
+    // first b's lease has had time to expire (a restarted member's would).
+    let second = {
+        let urls = urls.clone();
+        std::thread::spawn(move || Member::join(&settings(urls, "b"), hosts()).err())
+    };
+    let t = Instant::now();
+    tick_until(&mut [&mut a, &mut b, &mut c], |_| second.is_finished());
+    let e = second
+        .join()
+        .unwrap()
         .expect("a second b is refused")
         .to_string();
     assert!(e.contains("member b is already live in cluster t"), "{e}");
+    assert!(
+        t.elapsed() >= TTL,
+        "tried for the lease's time: {:?}",
+        t.elapsed()
+    );
 
     // A fourth joins: it takes only what it scores highest on; the
     // others give exactly those up.

@@ -122,15 +122,28 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
     state.downstreams = federation.as_ref().map(|f| f.statuses());
     state.cluster = cluster.as_ref().map(|n| n.view_handle());
     let probe = cfg.search.listen.map(health::ApiProbe::start);
+    let mut failure = None;
     while !shutdown.requested() {
         if let Some(node) = &cluster {
-            while let Some(change) = node.changes() {
-                // Stopped before the member lets go of them in etcd.
+            loop {
+                let change = match node.changes() {
+                    Ok(Some(c)) => c,
+                    Ok(None) => break,
+                    Err(e) => {
+                        // Nothing says which hosts are ours any more.
+                        tracing::error!(error = %e, "stopping: the cluster thread ended");
+                        failure = Some(e);
+                        break;
+                    }
+                };
+                // Stopped before the member lets go of them in etcd, in
+                // the time its lease leaves (what has not stopped by then
+                // is killed).
                 let mut stopping: Vec<Supervised> =
                     change.stop.iter().filter_map(|h| owned.remove(h)).collect();
                 stop_all(
                     &mut stopping.iter_mut().collect::<Vec<_>>(),
-                    STOP_GRACE - Duration::from_secs(1),
+                    rill_cluster::member::STOP_TIME,
                 );
                 if !change.stop.is_empty() {
                     info!(hosts = ?change.stop, "stopped following hosts another member owns now");
@@ -141,6 +154,9 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
                     owned.insert(h.clone(), tap_for(std::slice::from_ref(&h)));
                 }
             }
+        }
+        if failure.is_some() {
+            break;
         }
         // Only a child that exited or is due to start needs a look.
         let exited = exits.take();
@@ -183,6 +199,9 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
     stop_all(&mut tap_refs, STOP_GRACE - Duration::from_secs(1));
     // Every host stopped: leave the cluster (the lease and our keys go).
     drop(cluster);
+    if let Some(e) = failure {
+        bail!("cluster: {e}");
+    }
     stop_all(&mut [&mut parser, &mut pinger], Duration::from_secs(1));
     drop(upstreams);
     drop(federation);

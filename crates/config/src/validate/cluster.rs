@@ -54,7 +54,16 @@ pub fn validate(
         None => search_listen.map(|a| format!("http://{a}")),
     };
     let lease_ttl = match raw.lease_ttl {
-        Some(t) => duration_between(&t, "2s", "5m").map_err(|m| Invalid::at(".lease_ttl", m))?,
+        Some(t) => {
+            let d = duration_between(&t, "5s", "5m").map_err(|m| Invalid::at(".lease_ttl", m))?;
+            if d.subsec_nanos() != 0 {
+                return Err(Invalid::at(
+                    ".lease_ttl",
+                    format!("expected whole seconds (etcd's leases are), got {t}"),
+                ));
+            }
+            d
+        }
         None => ClusterSettings::DEFAULT_LEASE_TTL,
     };
     Ok(ClusterSettings {
