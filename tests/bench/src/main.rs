@@ -18,6 +18,7 @@ use clap::{Parser, Subcommand};
 use rill_e2e::{BusyBoxHost, OneHost, SshdOptions};
 
 mod backlog;
+mod cluster;
 mod latency;
 mod memory;
 mod page;
@@ -63,6 +64,8 @@ enum Command {
     Rules(rules::Args),
     /// The search page's first hits over a large index, in Chromium.
     Page(page::Args),
+    /// What a cluster member costs etcd per 1,000 logs.
+    Cluster(cluster::Args),
 }
 
 /// A running pipeline following `app.log` on one loopback sshd, whose shell
@@ -104,6 +107,7 @@ fn main() {
         Command::Backlog(a) => backlog::run(&a),
         Command::Rules(a) => rules::run(&a),
         Command::Page(a) => page::run(&a),
+        Command::Cluster(a) => cluster::run(&a),
     };
     if let Err(e) = result {
         eprintln!("rill-bench: {e:#}");
