@@ -5,8 +5,10 @@
 //! the others within `lease_ttl` + 5 s, and they resume from the offsets
 //! the dead member copied to etcd; a fourth member joining takes its share;
 //! the killed member coming back takes its hosts back. After each step the
-//! lines written since are each in exactly one live member's index, and the
-//! ownership history in etcd never has two owners of a host at once.
+//! lines written since are each in exactly one live member's index; a
+//! `rill tail` on one member prints every host's lines once, the joining
+//! member's included; and the ownership history in etcd never has two
+//! owners of a host at once.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -285,6 +287,9 @@ fn a_cluster_hands_a_dead_members_hosts_over_and_takes_them_back() {
         members()
     );
 
+    // A tail on b follows every member's stream, and members joining.
+    let live = f.members["b"].tail(&["line/#"]);
+
     f.write("one", 100);
     f.wait_once(&MEMBERS, "one", 100);
     let before = f.owners();
@@ -324,6 +329,22 @@ fn a_cluster_hands_a_dead_members_hosts_over_and_takes_them_back() {
     f.wait_settled(&["b", "c", LATE]);
     f.write("four", 100);
     f.wait_once(&["b", "c", LATE], "four", 100);
+    // b's tail has every line of the six hosts, d's included, once.
+    let four = |got: &[Value]| -> Vec<String> {
+        got.iter()
+            .filter_map(|v| v["body"].as_str())
+            .filter(|b| b.contains("four line"))
+            .map(str::to_owned)
+            .collect()
+    };
+    let got = live.collect_until(WITHIN, |got| four(got).len() >= 600);
+    let lines = four(&got);
+    let distinct: std::collections::BTreeSet<&String> = lines.iter().collect();
+    assert_eq!(
+        (lines.len(), distinct.len()),
+        (600, 600),
+        "each of the 600 lines once on b's tail"
+    );
 
     // a comes back and takes its hosts back.
     f.members.get_mut("a").unwrap().start();

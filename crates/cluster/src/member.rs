@@ -355,3 +355,15 @@ pub fn call_timeout(settings: &ClusterSettings) -> Duration {
     (settings.lease_ttl / 6 / settings.etcd.len().max(1) as u32)
         .clamp(Duration::from_millis(100), Duration::from_secs(2))
 }
+
+/// The live members of the cluster `settings` names, as they advertise
+/// themselves (for clients: `rill tail` subscribes to each).
+pub fn live_members(settings: &ClusterSettings) -> Result<Vec<MemberInfo>, EtcdError> {
+    let etcd = Etcd::new(&settings.etcd, call_timeout(settings));
+    let prefix = format!("{}members/", settings.prefix());
+    Ok(etcd
+        .list(&prefix)?
+        .into_iter()
+        .filter_map(|kv| serde_json::from_slice(&kv.value).ok())
+        .collect())
+}
