@@ -10,6 +10,7 @@
 //! prints them once.
 
 pub mod check;
+mod cluster_tail;
 pub mod demo;
 pub mod keygen;
 pub mod rules;

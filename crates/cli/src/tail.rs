@@ -244,7 +244,7 @@ pub fn follow_as(
     let sub = Subscriber::connect_with(&ctx, &placeholder, &pats, &login.auth)?;
     let monitor = Monitor::watch(&ctx, sub.socket())?;
     socket::connect(sub.socket(), &cfg.streams_endpoint)?;
-    let mut members = cfg.cluster.as_ref().map(Members::new);
+    let mut members = cfg.cluster.as_ref().map(crate::cluster_tail::Members::new);
     let mut handshakes = Handshakes::default();
     let mut looked = Instant::now();
     let mut reporter = Reporter::connect(&ctx, cfg, patterns)?;
@@ -618,64 +618,5 @@ mod tests {
             render("ping/h", &[br#"{"up":true}"#.to_vec()], false),
             r#"ping/h: {"up":true}"#
         );
-    }
-}
-
-/// In a cluster, the stream endpoints of every live member, looked up in
-/// etcd every [`Members::EVERY`]: each member publishes the hosts it
-/// follows, so the tail subscribes to all of them and follows members
-/// joining and leaving. This collector's own streams come from its own
-/// endpoint, never also from the one it advertises.
-struct Members {
-    settings: rill_config::cluster::ClusterSettings,
-    /// Other members' endpoints connected to.
-    connected: std::collections::BTreeSet<String>,
-    looked: Option<Instant>,
-    warned: bool,
-}
-
-impl Members {
-    const EVERY: Duration = Duration::from_secs(2);
-
-    fn new(settings: &rill_config::cluster::ClusterSettings) -> Members {
-        Members {
-            settings: settings.clone(),
-            connected: Default::default(),
-            looked: None,
-            warned: false,
-        }
-    }
-
-    /// Connects to members that joined, disconnects from those gone.
-    fn follow(&mut self, sub: &zmq::Socket) {
-        if self.looked.is_some_and(|t| t.elapsed() < Self::EVERY) {
-            return;
-        }
-        self.looked = Some(Instant::now());
-        let live = match rill_cluster::member::live_members(&self.settings) {
-            Ok(m) => m,
-            Err(e) => {
-                if !self.warned {
-                    eprintln!("rill tail: cannot read the cluster's members ({e}); following the members known so far");
-                    self.warned = true;
-                }
-                return;
-            }
-        };
-        self.warned = false;
-        let want: std::collections::BTreeSet<String> = live
-            .into_iter()
-            .filter(|m| m.member != self.settings.member)
-            .map(|m| m.streams)
-            .collect();
-        for e in want.difference(&self.connected) {
-            if let Err(err) = socket::connect(sub, e) {
-                eprintln!("rill tail: {err}");
-            }
-        }
-        for e in self.connected.difference(&want) {
-            let _ = sub.disconnect(e);
-        }
-        self.connected = want;
     }
 }
