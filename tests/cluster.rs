@@ -171,12 +171,12 @@ impl Fleet {
         t.elapsed()
     }
 
-    /// `<host><word>` lines in each live member's index.
+    /// `<host><word>` lines in each live member's own index.
     fn counts(&self, live: &[&str], host: &str, word: &str) -> Vec<u64> {
         live.iter()
             .map(|m| {
                 self.members[m]
-                    .count(&format!("{host}{word}"), &[])
+                    .count(&format!("{host}{word}"), &["--local"])
                     .unwrap_or(u64::MAX)
             })
             .collect()
@@ -352,6 +352,49 @@ fn a_cluster_hands_a_dead_members_hosts_over_and_takes_them_back() {
     f.wait_settled(&all);
     f.write("three", 100);
     f.wait_once(&all, "three", 100);
+    // `rill search` on any member asks them all: each line once.
+    let three = HOSTS.map(|h| format!("{h}three")).join(" OR ");
+    for m in all {
+        let out = f.members[m].rill(&["search", "--count", &three]);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "600",
+            "from {m}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = f.members["c"].rill(&["search", "--json", "--limit", "1000", &three]);
+    let hits: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let hosts: std::collections::BTreeSet<&str> =
+        hits.iter().filter_map(|h| h["host"].as_str()).collect();
+    assert_eq!(
+        (hits.len(), hosts.len()),
+        (600, 6),
+        "600 hits from the six hosts"
+    );
+    // The lines written before a was killed: a holds its hosts' again,
+    // and their new owners may hold some (the overlap): each hit once.
+    let one = HOSTS.map(|h| format!("{h}one")).join(" OR ");
+    let out = f.members["b"].rill(&["search", "--json", "--limit", "1000", &one]);
+    let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .map(|h| {
+            format!(
+                "{} {} {} {}",
+                h["host"], h["log"], h["file_id"], h["offset"]
+            )
+        })
+        .collect();
+    let distinct: std::collections::BTreeSet<&String> = ids.iter().collect();
+    assert_eq!(
+        (ids.len(), distinct.len()),
+        (600, 600),
+        "each line written before the kill once"
+    );
 
     let history = ownership_history(&f.etcd);
     // Every host taken at least twice (a's were handed over and back, d

@@ -10,6 +10,7 @@
 //! prints them once.
 
 pub mod check;
+mod cluster_search;
 mod cluster_tail;
 pub mod demo;
 pub mod keygen;

@@ -75,6 +75,9 @@ pub struct SearchArgs {
     /// Highlight matched terms: auto (when stdout is a terminal), always, never.
     #[arg(long, value_enum, default_value_t = Color::Auto)]
     pub color: Color,
+    /// In a cluster: this collector's own index only, not every member's.
+    #[arg(long)]
+    pub local: bool,
     /// Run the saved query NAME (`queries:` in the config) instead of QUERY.
     #[arg(long, value_name = "NAME", conflicts_with = "query")]
     pub saved: Option<String>,
@@ -121,6 +124,9 @@ pub fn print(cfg: &Config, args: &SearchArgs, out: &mut impl Write) -> anyhow::R
         (None, Some(q)) => q.clone(),
         (None, None) => String::new(),
     };
+    if let Some(cluster) = cfg.cluster.as_ref().filter(|_| !args.local) {
+        return crate::cluster_search::print(cluster, args, &query, out);
+    }
     let searcher = IndexSearcher::open(&cfg.index_dir())?;
     let now = chrono::Utc::now();
     let bound = |flag: &str, v: &Option<String>| {
