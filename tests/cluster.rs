@@ -327,6 +327,29 @@ fn a_cluster_hands_a_dead_members_hosts_over_and_takes_them_back() {
     // A fourth member joins: it takes what hashing gives it.
     f.members.get_mut(LATE).unwrap().start();
     f.wait_settled(&["b", "c", LATE]);
+    // The tail hears every member before the lines it must show (a
+    // subscription reaches a member some time after it joined: PUB/SUB
+    // drops what is sent before).
+    let mut n = 0;
+    let heard = |got: &[Value]| -> std::collections::BTreeSet<String> {
+        got.iter()
+            .filter(|v| v["body"].as_str().is_some_and(|b| b.contains("probe")))
+            .filter_map(|v| v["host"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let mut probes = Vec::new();
+    let linked = wait_until(WITHIN, || {
+        f.write(&format!("probe{n}"), 1);
+        n += 1;
+        probes.extend(live.collect_until(Duration::from_millis(300), |_| false));
+        heard(&probes).len() == HOSTS.len()
+    });
+    assert!(
+        linked,
+        "b's tail hears every host: only {:?}; owners {:?}",
+        heard(&probes),
+        f.owners()
+    );
     f.write("four", 100);
     f.wait_once(&["b", "c", LATE], "four", 100);
     // b's tail has every line of the six hosts, d's included, once.
