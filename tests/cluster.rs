@@ -11,7 +11,6 @@
 //! owners of a host at once.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use rill_e2e::*;
@@ -30,22 +29,8 @@ fn lines(host: &str, word: &str, n: usize) -> String {
     (0..n).map(|i| format!("{host}{word} line {i}\n")).collect()
 }
 
-fn append(path: &std::path::Path, text: &str) {
-    use std::io::Write;
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(path)
-        .unwrap();
-    f.write_all(text.as_bytes()).unwrap();
-}
-
 struct Fleet {
-    _user: TestUser,
-    _key: TestKey,
-    _remote: RemoteDir,
-    _sshds: Vec<Sshd>,
-    paths: Vec<PathBuf>,
+    hosts: ManyHosts,
     etcd: TestEtcd,
     members: BTreeMap<&'static str, Rill>,
 }
@@ -53,39 +38,7 @@ struct Fleet {
 impl Fleet {
     fn start() -> Fleet {
         let etcd = TestEtcd::start(3);
-        let user = TestUser::get().unwrap();
-        let key = user.authorize_new_key().unwrap();
-        let remote = user.scratch_dir().unwrap();
-        let sshds: Vec<Sshd> = HOSTS
-            .iter()
-            .map(|_| Sshd::start(SshdOptions::default()).unwrap())
-            .collect();
-        let paths: Vec<PathBuf> = HOSTS
-            .iter()
-            .map(|h| remote.path.join(format!("{h}.log")))
-            .collect();
-        for p in &paths {
-            append(p, "");
-        }
-        let hosts: Vec<TestHost> = HOSTS
-            .iter()
-            .zip(&sshds)
-            .map(|(name, sshd)| TestHost {
-                name,
-                port: sshd.port(),
-                user: &user.name,
-                auth: TestAuth::Key(&key.private),
-                known_hosts: "strict",
-            })
-            .collect();
-        let host_lists: Vec<[&str; 1]> = HOSTS.iter().map(|h| [*h]).collect();
-        let logs: Vec<TestLog> = HOSTS
-            .iter()
-            .zip(&paths)
-            .zip(&host_lists)
-            .map(|((name, path), hosts)| TestLog { name, path, hosts })
-            .collect();
-        let known: Vec<String> = sshds.iter().map(Sshd::known_hosts_line).collect();
+        let hosts = ManyHosts::start(&HOSTS);
         let urls = etcd
             .urls()
             .iter()
@@ -94,7 +47,7 @@ impl Fleet {
             .join(", ");
         let mut members = BTreeMap::new();
         for m in MEMBERS.into_iter().chain([LATE]) {
-            let mut rill = Rill::new(&hosts, &logs, &known);
+            let mut rill = hosts.rill();
             rill.append_config(&format!(
                 "collector: {m}\ncluster:\n  etcd: [{urls}]\n  name: t\n  lease_ttl: {TTL_SECS}s\n"
             ));
@@ -104,25 +57,22 @@ impl Fleet {
             members.insert(m, rill);
         }
         Fleet {
-            _user: user,
-            _key: key,
-            _remote: remote,
-            _sshds: sshds,
-            paths,
+            hosts,
             etcd,
             members,
         }
     }
 
     fn write(&self, word: &str, n: usize) {
-        for (h, p) in HOSTS.iter().zip(&self.paths) {
-            append(p, &lines(h, word, n));
+        for h in HOSTS {
+            self.hosts.append(h, &lines(h, word, n));
         }
     }
 
     /// Each host's owner, as etcd has it.
     fn owners(&self) -> BTreeMap<String, String> {
-        etcdctl(&self.etcd, &["get", "--prefix", "/rill/t/owners/"])
+        self.etcd
+            .etcdctl(&["get", "--prefix", "/rill/t/owners/"])
             .lines()
             .collect::<Vec<_>>()
             .chunks(2)
@@ -211,35 +161,13 @@ impl Fleet {
     }
 }
 
-fn etcdctl(etcd: &TestEtcd, args: &[&str]) -> String {
-    let out = std::process::Command::new(which("etcdctl"))
-        .env("ETCDCTL_API", "3")
-        .arg("--endpoints")
-        .arg(etcd.urls().join(","))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "etcdctl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// The ownership history of every host from etcd's revisions (`watch
 /// --rev 1` prints every put and delete of the owner keys, in order).
 fn ownership_history(etcd: &TestEtcd) -> Vec<(String, Option<String>)> {
-    let out = std::process::Command::new("timeout")
-        .arg("3")
-        .arg(which("etcdctl"))
-        .env("ETCDCTL_API", "3")
-        .arg("--endpoints")
-        .arg(etcd.urls().join(","))
-        .args(["watch", "--rev", "1", "--prefix", "/rill/t/owners/"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let text = etcd.etcdctl_for(
+        &["watch", "--rev", "1", "--prefix", "/rill/t/owners/"],
+        Duration::from_secs(3),
+    );
     let mut events = Vec::new();
     let mut lines = text.lines();
     while let Some(kind) = lines.next() {

@@ -15,70 +15,23 @@ fn lines(host: &str, word: &str, n: usize) -> String {
     (0..n).map(|i| format!("{host}{word} line {i}\n")).collect()
 }
 
-fn append(path: &std::path::Path, text: &str) {
-    use std::io::Write;
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(path)
-        .unwrap();
-    f.write_all(text.as_bytes()).unwrap();
-}
-
 /// `names.len()` hosts, each its own sshd with one log `<host>.log` named
 /// after it, all in one ssh_tap process (`hosts_per_process`); `extra`
 /// lines go under a host's entry in the config.
 struct Group {
-    user: TestUser,
-    /// Its file must outlive the run: every reconnect reads it.
-    _key: TestKey,
-    remote: RemoteDir,
-    sshds: Vec<Sshd>,
-    paths: Vec<std::path::PathBuf>,
+    hosts: ManyHosts,
     rill: Rill,
 }
 
 impl Group {
     fn start(names: &[&str], extra: &[(&str, &str)]) -> Group {
-        let user = TestUser::get().unwrap();
-        let key = user.authorize_new_key().unwrap();
-        let remote = user.scratch_dir().unwrap();
-        let sshds: Vec<Sshd> = names
-            .iter()
-            .map(|_| Sshd::start(SshdOptions::default()).unwrap())
-            .collect();
-        let paths: Vec<_> = names
-            .iter()
-            .map(|h| remote.path.join(format!("{h}.log")))
-            .collect();
-        for p in &paths {
-            append(p, "");
-        }
-        let hosts: Vec<TestHost> = names
-            .iter()
-            .zip(&sshds)
-            .map(|(name, sshd)| TestHost {
-                name,
-                port: sshd.port(),
-                user: &user.name,
-                auth: TestAuth::Key(&key.private),
-                known_hosts: "strict",
-            })
-            .collect();
-        let host_lists: Vec<[&str; 1]> = names.iter().map(|h| [*h]).collect();
-        let logs: Vec<TestLog> = names
-            .iter()
-            .zip(&paths)
-            .zip(&host_lists)
-            .map(|((name, path), hosts)| TestLog { name, path, hosts })
-            .collect();
-        let known: Vec<String> = sshds.iter().map(Sshd::known_hosts_line).collect();
-        let mut rill = Rill::new(&hosts, &logs, &known);
+        let hosts = ManyHosts::start(names);
+        let mut rill = hosts.rill();
         rill.append_config(&format!("tap:\n  hosts_per_process: {}\n", names.len()));
         let mut text = std::fs::read_to_string(&rill.config).unwrap();
         for (host, yaml) in extra {
             let i = names.iter().position(|n| n == host).unwrap();
-            let port = format!("    port: {}\n", sshds[i].port());
+            let port = format!("    port: {}\n", hosts.sshds[i].port());
             assert!(text.contains(&port));
             text = text.replace(&port, &format!("{port}    {yaml}\n"));
         }
@@ -93,14 +46,7 @@ impl Group {
                 );
             }
         }
-        Group {
-            user,
-            _key: key,
-            remote,
-            sshds,
-            paths,
-            rill,
-        }
+        Group { hosts, rill }
     }
 
     /// The Rill's processes running `bin`, with their command lines.
@@ -148,8 +94,8 @@ fn three_hosts_share_one_tap_process_and_one_host_down_leaves_the_others_streami
     let tap_pid = taps[0].0;
 
     // Every host's lines reach the index.
-    for (h, p) in HOSTS.iter().zip(&g.paths) {
-        append(p, &lines(h, "before", 50));
+    for h in HOSTS {
+        g.hosts.append(h, &lines(h, "before", 50));
     }
     for h in HOSTS {
         g.wait_count(&format!("{h}before"), 50, Duration::from_secs(20));
@@ -159,9 +105,9 @@ fn three_hosts_share_one_tap_process_and_one_host_down_leaves_the_others_streami
     // h3 go on, on the connections they had.
     let connects: Vec<usize> = HOSTS.iter().map(|h| g.connects(h)).collect();
     assert_eq!(connects, [1, 1, 1], "{}", g.rill.log());
-    let serving = g.sshds[1].connection_pids();
+    let serving = g.hosts.sshds[1].connection_pids();
     assert!(!serving.is_empty());
-    g.sshds[1].stop();
+    g.hosts.sshds[1].stop();
     for pid in serving {
         // SAFETY: signalling the test's own sshd's processes.
         unsafe { libc::kill(pid as i32, libc::SIGKILL) };
@@ -174,8 +120,8 @@ fn three_hosts_share_one_tap_process_and_one_host_down_leaves_the_others_streami
         "status does not report h2 down: {:?}",
         g.rill.host_status("h2")
     );
-    for (h, p) in HOSTS.iter().zip(&g.paths) {
-        append(p, &lines(h, "during", 40));
+    for h in HOSTS {
+        g.hosts.append(h, &lines(h, "during", 40));
     }
     for h in ["h1", "h3"] {
         g.wait_count(&format!("{h}during"), 40, Duration::from_secs(20));
@@ -184,7 +130,7 @@ fn three_hosts_share_one_tap_process_and_one_host_down_leaves_the_others_streami
     // h2 comes back: its thread reconnects and reads what was written
     // meanwhile; the process is the same one throughout, and h1 and h3
     // never reconnected.
-    g.sshds[1].restart().unwrap();
+    g.hosts.sshds[1].restart().unwrap();
     g.wait_count("h2during", 40, Duration::from_secs(60));
     assert!(g.rill.wait_following("h2", Duration::from_secs(10)));
     assert_eq!(
@@ -210,8 +156,8 @@ fn three_hosts_share_one_tap_process_and_one_host_down_leaves_the_others_streami
             .any(|p| p.0 != tap_pid)),
         "the group's ssh_tap was not restarted"
     );
-    for (h, p) in HOSTS.iter().zip(&g.paths) {
-        append(p, &lines(h, "after", 30));
+    for h in HOSTS {
+        g.hosts.append(h, &lines(h, "after", 30));
     }
     for h in HOSTS {
         g.wait_count(&format!("{h}after"), 30, Duration::from_secs(30));
@@ -219,7 +165,7 @@ fn three_hosts_share_one_tap_process_and_one_host_down_leaves_the_others_streami
 
     // Stopped: nothing of it is left, here or on the servers.
     let config = g.rill.config.display().to_string();
-    let sessions = remote_sessions(&g.user, &g.remote.path.display().to_string());
+    let sessions = remote_sessions(&g.hosts.user, &g.hosts.remote.path.display().to_string());
     assert!(g.rill.stop(Duration::from_secs(10)).is_some());
     assert!(
         wait_until(Duration::from_secs(5), || local_processes_mentioning(
@@ -231,11 +177,12 @@ fn three_hosts_share_one_tap_process_and_one_host_down_leaves_the_others_streami
     );
     assert!(
         wait_until(Duration::from_secs(5), || remote_processes_in(
-            &g.user, &sessions
+            &g.hosts.user,
+            &sessions
         )
         .is_empty()),
         "{:?}",
-        remote_processes_in(&g.user, &sessions)
+        remote_processes_in(&g.hosts.user, &sessions)
     );
 }
 
@@ -268,7 +215,7 @@ fn a_host_whose_session_server_fails_does_not_stop_the_others_of_its_process() {
     );
     let tap = g.procs("ssh_tap");
     assert_eq!(tap.len(), 1, "{tap:?}");
-    append(&g.paths[0], &lines("h1", "meanwhile", 25));
+    g.hosts.append("h1", &lines("h1", "meanwhile", 25));
     g.wait_count("h1meanwhile", 25, Duration::from_secs(20));
     assert_eq!(
         g.connects("h1"),

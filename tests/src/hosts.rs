@@ -91,6 +91,78 @@ impl OneHost {
     }
 }
 
+/// Several hosts, each on its own real sshd (key auth, `strict`, host keys
+/// known) with one log named after it: `<name>.log` in a scratch dir of
+/// the test user, created empty.
+pub struct ManyHosts {
+    pub names: Vec<String>,
+    pub sshds: Vec<Sshd>,
+    pub remote: RemoteDir,
+    pub key: TestKey,
+    pub user: TestUser,
+}
+
+impl ManyHosts {
+    pub fn start(names: &[&str]) -> ManyHosts {
+        let user = TestUser::get().unwrap();
+        let key = user.authorize_new_key().unwrap();
+        let remote = user.scratch_dir().unwrap();
+        let sshds: Vec<Sshd> = names
+            .iter()
+            .map(|_| Sshd::start(SshdOptions::default()).unwrap())
+            .collect();
+        for h in names {
+            remote.append(&format!("{h}.log"), b"").unwrap();
+        }
+        ManyHosts {
+            names: names.iter().map(|h| h.to_string()).collect(),
+            sshds,
+            remote,
+            key,
+            user,
+        }
+    }
+
+    /// A Rill following every host's log (config written, not started).
+    pub fn rill(&self) -> Rill {
+        let hosts: Vec<TestHost> = self
+            .names
+            .iter()
+            .zip(&self.sshds)
+            .map(|(name, sshd)| TestHost {
+                name,
+                port: sshd.port(),
+                user: &self.user.name,
+                auth: TestAuth::Key(&self.key.private),
+                known_hosts: "strict",
+            })
+            .collect();
+        let files: Vec<PathBuf> = self.names.iter().map(|h| self.file(h)).collect();
+        let host_lists: Vec<[&str; 1]> = self.names.iter().map(|h| [h.as_str()]).collect();
+        let logs: Vec<TestLog> = self
+            .names
+            .iter()
+            .zip(&files)
+            .zip(&host_lists)
+            .map(|((name, path), hosts)| TestLog { name, path, hosts })
+            .collect();
+        let known: Vec<String> = self.sshds.iter().map(Sshd::known_hosts_line).collect();
+        Rill::new(&hosts, &logs, &known)
+    }
+
+    /// Appends to `<host>.log` with one write.
+    pub fn append(&self, host: &str, text: &str) {
+        self.remote
+            .append(&format!("{host}.log"), text.as_bytes())
+            .unwrap();
+    }
+
+    /// The remote path of `<host>.log`.
+    pub fn file(&self, host: &str) -> PathBuf {
+        self.remote.file(&format!("{host}.log"))
+    }
+}
+
 /// sshd options for a host whose shell and tools are BusyBox's and nothing
 /// else: every command runs under BusyBox `sh` with a PATH that holds only
 /// BusyBox applets (so `tail`, `ls`, `stat`, `head`... are the applets, and

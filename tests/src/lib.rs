@@ -45,7 +45,7 @@ pub mod webdriver;
 
 pub use black_hole::{only_from, BlackHole, IptablesRule};
 pub use config::{TestAuth, TestHost, TestLog};
-pub use hosts::{BusyBoxHost, OneHost};
+pub use hosts::{BusyBoxHost, ManyHosts, OneHost};
 pub use http::{http_get, http_post, http_request, url_encode};
 pub use keys::keygen;
 pub use processes::{

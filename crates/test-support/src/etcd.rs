@@ -73,6 +73,40 @@ impl TestEtcd {
         self.wait_answering(i);
     }
 
+    /// `etcdctl ARGS` against every node: its stdout; panics with its
+    /// stderr if it fails.
+    pub fn etcdctl(&self, args: &[&str]) -> String {
+        let out = etcdctl(&self.urls().join(",")).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "etcdctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// What `etcdctl ARGS` (a command that never ends by itself, such as
+    /// `watch`) printed within `within`.
+    pub fn etcdctl_for(&self, args: &[&str], within: Duration) -> String {
+        use std::io::Read;
+        let mut child = etcdctl(&self.urls().join(","))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stdout.read_to_string(&mut text);
+            text
+        });
+        std::thread::sleep(within);
+        let _ = child.kill();
+        let _ = child.wait();
+        reader.join().unwrap_or_default()
+    }
+
     /// The log of node `i`.
     pub fn log(&self, i: usize) -> String {
         std::fs::read_to_string(self.log_path(i)).unwrap_or_default()
@@ -123,16 +157,8 @@ impl TestEtcd {
     fn wait_answering(&self, i: usize) {
         let url = self.url(i);
         let ok = wait_until(Duration::from_secs(30), || {
-            Command::new(which("etcdctl"))
-                .env("ETCDCTL_API", "3")
-                .args([
-                    "--endpoints",
-                    &url,
-                    "--command-timeout",
-                    "2s",
-                    "endpoint",
-                    "health",
-                ])
+            etcdctl(&url)
+                .args(["--command-timeout", "2s", "endpoint", "health"])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status()
@@ -152,4 +178,11 @@ impl Drop for TestEtcd {
             self.kill(i);
         }
     }
+}
+
+/// `etcdctl` (v3 API) against `endpoints` (comma-separated URLs).
+fn etcdctl(endpoints: &str) -> Command {
+    let mut c = Command::new(which("etcdctl"));
+    c.env("ETCDCTL_API", "3").args(["--endpoints", endpoints]);
+    c
 }
