@@ -205,20 +205,9 @@ fn status_metrics(r: &mut Registry, cfg: &Config) {
     }
     if !report.upstreams.is_empty() {
         let up = Family::<Labels, Gauge>::default();
-        let messages = Family::<Labels, Counter>::default();
         for u in &report.upstreams {
             up.get_or_create(&labels(&[("upstream", &u.name)]))
                 .set(i64::from(u.connected));
-            for (outcome, n) in [
-                ("received", u.received),
-                ("forwarded", u.forwarded),
-                ("duplicate", u.duplicates),
-                ("dropped", u.dropped),
-            ] {
-                messages
-                    .get_or_create(&labels(&[("upstream", &u.name), ("outcome", outcome)]))
-                    .inc_by(n);
-            }
         }
         r.register(
             "rill_upstream_up",
@@ -228,37 +217,53 @@ fn status_metrics(r: &mut Registry, cfg: &Config) {
         r.register(
             "rill_upstream_lines",
             "Lines from each upstream collector, by what became of them",
-            messages,
+            lines_by_outcome(
+                "upstream",
+                report.upstreams.iter().map(|u| {
+                    let counts = vec![
+                        ("received", u.received),
+                        ("forwarded", u.forwarded),
+                        ("duplicate", u.duplicates),
+                        ("dropped", u.dropped),
+                    ];
+                    (u.name.as_str(), counts)
+                }),
+            ),
         );
     }
-    downstream_metrics(r, &report);
+    if !report.downstreams.is_empty() {
+        r.register(
+            "rill_downstream_lines",
+            "Lines for each downstream collector, by what became of them",
+            lines_by_outcome(
+                "downstream",
+                report.downstreams.iter().map(|d| {
+                    let counts = vec![
+                        ("sent", d.sent),
+                        ("held_back", d.held_back),
+                        ("dropped", d.dropped),
+                    ];
+                    (d.collector.as_str(), counts)
+                }),
+            ),
+        );
+    }
 }
 
-/// The federation endpoint's downstream collectors.
-fn downstream_metrics(r: &mut Registry, report: &rill_proto::StatusReport) {
-    if report.downstreams.is_empty() {
-        return;
-    }
-    let messages = Family::<Labels, Counter>::default();
-    for d in &report.downstreams {
-        for (outcome, n) in [
-            ("sent", d.sent),
-            ("held_back", d.held_back),
-            ("dropped", d.dropped),
-        ] {
-            messages
-                .get_or_create(&labels(&[
-                    ("downstream", &d.collector),
-                    ("outcome", outcome),
-                ]))
+/// A counter per (`label` value, outcome) of each row's counts.
+fn lines_by_outcome<'a>(
+    label: &str,
+    rows: impl IntoIterator<Item = (&'a str, Vec<(&'static str, u64)>)>,
+) -> Family<Labels, Counter> {
+    let family = Family::<Labels, Counter>::default();
+    for (name, counts) in rows {
+        for (outcome, n) in counts {
+            family
+                .get_or_create(&labels(&[(label, name), ("outcome", outcome)]))
                 .inc_by(n);
         }
     }
-    r.register(
-        "rill_downstream_lines",
-        "Lines for each downstream collector, by what became of them",
-        messages,
-    );
+    family
 }
 
 fn rule_metrics(r: &mut Registry, cfg: &Config) {
