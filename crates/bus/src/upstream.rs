@@ -17,9 +17,10 @@
 //!   in one [`SharedSeen`] for all the feeds of a process;
 //! - gaps in the origin's sequence numbers are counted as dropped.
 //!
-//! The supervisor rebroadcasts what passes on its own endpoints (adding
-//! itself to the message's `via`: [`rebroadcast_meta`]); the parser
-//! indexes it when the upstream says `index: true`. libzmq reconnects a
+//! What passes carries this collector in its `via` ([`rebroadcast_meta`]):
+//! the supervisor rebroadcasts it on its own endpoints, and the parser
+//! indexes it when the upstream says `index: true` (the `parsed/` events
+//! made of it carry the `via` too), so none of it is sent back here. libzmq reconnects a
 //! lost connection by itself, waiting 100 ms doubling to 10 s; after a
 //! refused login it does not, so the feed connects again itself, waiting
 //! 1 s doubling to [`RETRY_MAX`] between refusals.
@@ -330,6 +331,9 @@ impl Feed {
         // Served: a hello refused before (another topic list) is past.
         s.hello_refused = None;
         frames.truncate(3);
+        if let Some(meta) = rebroadcast_meta(&frames[1], &self.own) {
+            frames[1] = meta;
+        }
         Some(frames)
     }
 
@@ -504,7 +508,13 @@ mod tests {
     #[test]
     fn own_lines_repeats_and_gaps_are_told_apart() {
         let mut f = feed_for_checks("eu-1");
-        assert!(f.check(line("us-1", 0, 0)).is_some());
+        let passed = f.check(line("us-1", 0, 0)).expect("passed on");
+        let meta: LineMeta = serde_json::from_slice(&passed[1]).unwrap();
+        assert_eq!(
+            (meta.collector.as_str(), &meta.via[..]),
+            ("us-1", &["eu-1".to_owned()][..]),
+            "passed on with us in its via"
+        );
         assert!(f.check(line("us-1", 0, 0)).is_none(), "a repeat");
         assert!(
             f.check(line("eu-1", 2, 1)).is_none(),

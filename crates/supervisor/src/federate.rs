@@ -58,7 +58,7 @@ pub fn guard_status(refusals: &Refusals) -> GuardStatus {
 }
 
 /// Threads rebroadcasting each upstream's messages onto this collector's
-/// bus, this collector added to each message's `via` (stopped when
+/// bus (the feed has added this collector to their `via`; stopped when
 /// dropped). An upstream whose keys cannot be read is
 /// reported in its status and not subscribed to (the others run).
 pub fn rebroadcast(cfg: &Config, ctx: &zmq::Context) -> anyhow::Result<Feeds> {
@@ -70,13 +70,8 @@ pub fn rebroadcast(cfg: &Config, ctx: &zmq::Context) -> anyhow::Result<Feeds> {
         |_| {
             let bus = socket::open(ctx, zmq::PUB, Role::LiveBus)?;
             socket::connect(&bus, &cfg.bus_endpoint())?;
-            let own = cfg.collector.clone();
             Ok(move |messages: Vec<Vec<Vec<u8>>>, _: &AtomicBool| {
-                for mut frames in messages {
-                    // Passed on by us: never sent back toward us.
-                    if let Some(meta) = rill_bus::upstream::rebroadcast_meta(&frames[1], &own) {
-                        frames[1] = meta;
-                    }
+                for frames in messages {
                     let _ = bus.send_multipart(frames, zmq::DONTWAIT);
                 }
                 true

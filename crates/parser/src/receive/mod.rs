@@ -530,12 +530,8 @@ pub fn index_upstreams(
         ("index", UPSTREAM_BATCH),
         |_| {
             let tx = tx.clone();
-            let own = cfg.collector.clone();
             Ok(move |messages: Vec<Vec<Vec<u8>>>, stop: &AtomicBool| {
-                let records: Vec<_> = messages
-                    .into_iter()
-                    .filter_map(|m| line_record(m, &own))
-                    .collect();
+                let records: Vec<_> = messages.into_iter().filter_map(line_record).collect();
                 if records.is_empty() {
                     return true;
                 }
@@ -561,15 +557,13 @@ pub fn index_upstreams(
     )
 }
 
-/// A `line/` message's meta and lines as a record, collector `own` added
-/// to the meta's `via`: the `parsed/` events made of it are passed on by
-/// this collector, and never sent back toward it.
-fn line_record(frames: Vec<Vec<u8>>, own: &str) -> Option<(Vec<u8>, Vec<u8>)> {
+/// A `line/` message's meta and lines as a record (the feed added this
+/// collector to the meta's `via`, so the `parsed/` events made of it are
+/// never sent back toward it).
+fn line_record(frames: Vec<Vec<u8>>) -> Option<(Vec<u8>, Vec<u8>)> {
     if frames.len() < 3 || !frames[0].starts_with(b"line/") {
         return None;
     }
     let mut f = frames.into_iter().skip(1);
-    let meta = f.next()?;
-    let meta = rill_bus::upstream::rebroadcast_meta(&meta, own).unwrap_or(meta);
-    Some((meta, f.next()?))
+    Some((f.next()?, f.next()?))
 }
