@@ -70,6 +70,8 @@ pub enum JoinError {
         key: String,
         ttl: Duration,
     },
+    #[error("{0}")]
+    Io(String),
 }
 
 /// What changed at a tick.

@@ -47,6 +47,8 @@ pub struct View {
 /// first).
 pub struct Node {
     changes: Receiver<Changes>,
+    /// Readable when a change was sent (a byte per change).
+    wake: std::os::unix::net::UnixStream,
     stopped: Sender<Vec<String>>,
     view: Arc<Mutex<View>>,
     stop: Arc<AtomicBool>,
@@ -72,6 +74,14 @@ impl Node {
             at: Instant::now(),
         };
         let (changes_tx, changes) = channel();
+        let (wake, waker) = std::os::unix::net::UnixStream::pair().map_err(|e| {
+            JoinError::Io(format!("could not make the cluster thread's waker: {e}"))
+        })?;
+        wake.set_nonblocking(true)
+            .and_then(|()| waker.set_nonblocking(true))
+            .map_err(|e| {
+                JoinError::Io(format!("could not make the cluster thread's waker: {e}"))
+            })?;
         let (stopped, stopped_rx) = channel();
         let view = Arc::new(Mutex::new(View {
             cluster: settings.name.clone(),
@@ -83,11 +93,15 @@ impl Node {
             let (view, stop) = (Arc::clone(&view), Arc::clone(&stop));
             std::thread::Builder::new()
                 .name("cluster".into())
-                .spawn(move || run(member, mirror, &changes_tx, &stopped_rx, &view, &stop))
+                .spawn(move || {
+                    let changes = (changes_tx, waker);
+                    run(member, mirror, &changes, &stopped_rx, &view, &stop)
+                })
                 .expect("spawn the cluster thread")
         };
         Ok(Node {
             changes,
+            wake,
             stopped,
             view,
             stop,
@@ -99,6 +113,9 @@ impl Node {
     /// ended (the member can no longer say what is its own: every host
     /// must be stopped).
     pub fn changes(&self) -> Result<Option<Changes>, String> {
+        use std::io::Read;
+        let mut drained = [0u8; 64];
+        while matches!((&self.wake).read(&mut drained), Ok(n) if n > 0) {}
         match self.changes.try_recv() {
             Ok(c) => Ok(Some(c)),
             Err(std::sync::mpsc::TryRecvError::Empty) => Ok(None),
@@ -106,6 +123,11 @@ impl Node {
                 Err("the cluster thread ended".to_owned())
             }
         }
+    }
+
+    /// Readable when [`Node::changes`] has something (or the thread ended).
+    pub fn wake_fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.wake)
     }
 
     /// Tells the member these hosts are no longer followed.
@@ -136,7 +158,7 @@ impl Drop for Node {
 fn run(
     mut member: Member,
     mut mirror: Mirror,
-    changes: &Sender<Changes>,
+    (changes, waker): &(Sender<Changes>, std::os::unix::net::UnixStream),
     stopped: &Receiver<Vec<String>>,
     view: &Mutex<View>,
     stop: &AtomicBool,
@@ -164,6 +186,8 @@ fn run(
             if changes.send(c).is_err() {
                 return;
             }
+            // A full buffer is a wake-up already waiting.
+            let _ = std::io::Write::write(&mut &*waker, &[1]);
             // The supervisor stops them (within its grace) and says so;
             // only then are their last checkpoints copied and the hosts
             // let go.
@@ -243,7 +267,7 @@ impl Mirror {
             m.remove("generation");
         }
         let bytes = serde_json::to_vec(&c).expect("serializes");
-        write_atomically(&self.dir.join(format!("{host}.json")), &bytes)
+        rill_process::replace_file(&self.dir.join(format!("{host}.json")), &bytes)
             .map_err(|e| format!("could not write the host's checkpoint: {e}"))?;
         self.copied.insert(host.to_owned(), kv.value);
         Ok(())
@@ -301,16 +325,4 @@ impl Mirror {
             })
             .collect())
     }
-}
-
-fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension("json.tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
 }

@@ -23,7 +23,9 @@
 //!
 //! What a binary sets up first and does last:
 //!
-//! - `umask`: [`private_files`], files and folders only its user can read.
+//! - `umask`: [`private_files`], files and folders only its user can read;
+//!   `files`: [`replace_file`], a file replaced whole (a crash leaves the
+//!   old or the new one).
 //! - `logging`: [`init_logging`], the stderr subscriber.
 //! - `limits`: [`raise_file_limit`] and [`lower_priority`].
 //! - `exit`: [`finish`], the error printed once and the exit status.
@@ -34,6 +36,7 @@
 mod backoff;
 mod child_exits;
 mod exit;
+mod files;
 mod limits;
 mod logging;
 mod poll;
@@ -45,6 +48,7 @@ mod umask;
 pub use backoff::Backoff;
 pub use child_exits::ChildExits;
 pub use exit::finish;
+pub use files::replace_file;
 pub use limits::{lower_priority, raise_file_limit};
 pub use logging::init_logging;
 pub use poll::{poll_readable, sleep_until, wait_readable, LOOK_AT_LEAST_EVERY};

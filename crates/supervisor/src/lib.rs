@@ -181,17 +181,13 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
             .collect();
         control::serve(&control, cfg, &mut state, &children, probe.as_ref())?;
         // Until a request, a ping, a child's exit, shutdown or a due restart.
-        let mut due = children.iter().filter_map(|c| c.next_due()).min();
-        if cluster.is_some() {
-            // The cluster's thread hands hosts over at any time.
-            let soon = Instant::now() + Duration::from_millis(200);
-            due = Some(due.map_or(soon, |d| d.min(soon)));
-        }
-        socket::wait(
-            &[&control, pings.socket()],
-            &[exits.fd(), shutdown.wake_fd()],
-            sleep_until(due),
-        )?;
+        let due = children.iter().filter_map(|c| c.next_due()).min();
+        // The cluster's thread hands hosts over at any time.
+        let fds: Vec<_> = [exits.fd(), shutdown.wake_fd()]
+            .into_iter()
+            .chain(cluster.as_ref().map(|n| n.wake_fd()))
+            .collect();
+        socket::wait(&[&control, pings.socket()], &fds, sleep_until(due))?;
     }
 
     info!("supervisor stopping");

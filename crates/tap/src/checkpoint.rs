@@ -8,7 +8,6 @@
 //! line once.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::PathBuf;
 
 use rill_config::Config;
@@ -138,15 +137,7 @@ pub fn load(cfg: &Config, host: &str) -> Checkpoints {
 }
 
 pub fn save(cfg: &Config, host: &str, c: &Checkpoints) -> std::io::Result<()> {
-    let file = path(cfg, host);
-    if let Some(dir) = file.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = file.with_extension("json.tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(&serde_json::to_vec(c)?)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, &file)
+    rill_process::replace_file(&path(cfg, host), &serde_json::to_vec(c)?)
 }
 
 #[cfg(test)]
