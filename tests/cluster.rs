@@ -355,4 +355,86 @@ fn a_cluster_hands_a_dead_members_hosts_over_and_takes_them_back() {
         "the handovers are in etcd's history: {history:?}"
     );
     assert_one_owner_at_a_time(&history);
+
+    // The search API (and so the page) asks every member too.
+    let q = url_encode(&three);
+    let api = |m: &str, path: &str| -> (u16, Value) {
+        http_get(f.members[m].search_port, path)
+            .unwrap_or_else(|| panic!("{m}'s API answers {path}"))
+    };
+    for m in ["a", LATE] {
+        let (status, v) = api(m, &format!("/search?q={q}&limit=1000"));
+        assert_eq!(status, 200, "{v}");
+        let hits = v["hits"].as_array().cloned().unwrap_or_default();
+        let ids: std::collections::BTreeSet<String> = hits
+            .iter()
+            .map(|h| {
+                format!(
+                    "{} {} {} {}",
+                    h["host"], h["log"], h["file_id"], h["offset"]
+                )
+            })
+            .collect();
+        assert_eq!(
+            (v["count"].as_u64(), hits.len(), ids.len()),
+            (Some(600), 600, 600),
+            "{m}'s /search: each line once"
+        );
+        assert_eq!(v["partial"], serde_json::json!([]), "{m}'s /search");
+        assert_eq!(v["members"].as_array().map(Vec::len), Some(4), "{v}");
+        let (_, c) = api(m, &format!("/count?q={q}"));
+        assert_eq!(c["count"].as_u64(), Some(600), "{m}'s /count: {c}");
+        let (_, h) = api(m, &format!("/histogram?q={q}&bucket=1h"));
+        assert_eq!(h["total"].as_u64(), Some(600), "{m}'s /histogram: {h}");
+    }
+    // `local=1`: each member's own index; together, each line once.
+    let local: Vec<u64> = all
+        .iter()
+        .map(|m| {
+            api(m, &format!("/count?q={q}&local=1")).1["count"]
+                .as_u64()
+                .unwrap_or(u64::MAX)
+        })
+        .collect();
+    assert_eq!(local.iter().sum::<u64>(), 600, "local counts {local:?}");
+    assert!(local.iter().all(|&n| n < 600), "local counts {local:?}");
+    // A query that does not parse: the member's refusal, with the position.
+    let (status, v) = api("b", "/count?q=%28host");
+    assert_eq!((status, v["position"].is_u64()), (400, true), "{v}");
+    let (status, v) = api("b", &format!("/count?q={q}&local=yes"));
+    assert_eq!(status, 400, "{v}");
+
+    // A member registered whose search API does not answer is named, not
+    // silently left out.
+    let granted = f.etcd.etcdctl(&["lease", "grant", "600"]);
+    let lease = granted
+        .split_whitespace()
+        .nth(1)
+        .expect("a lease id")
+        .to_owned();
+    let closed = free_port();
+    f.etcd.etcdctl(&[
+        "put",
+        &format!("--lease={lease}"),
+        "/rill/t/members/ghost",
+        &format!(
+            r#"{{"member":"ghost","streams":"tcp://127.0.0.1:{closed}","search":"http://127.0.0.1:{closed}"}}"#
+        ),
+    ]);
+    let out = f.members["b"].rill(&["search", "--count", &three]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "600",
+        "{stderr}"
+    );
+    assert!(stderr.contains("partial: [ghost]"), "{stderr}");
+    let (status, v) = api("c", &format!("/count?q={q}"));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        (v["count"].as_u64(), v["partial"].clone()),
+        (Some(600), serde_json::json!(["ghost"])),
+        "{v}"
+    );
+    f.etcd.etcdctl(&["lease", "revoke", &lease]);
 }

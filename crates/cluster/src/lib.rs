@@ -19,5 +19,6 @@ pub mod etcd;
 pub mod member;
 pub mod node;
 pub mod ring;
+pub mod search;
 
 pub use etcd::{Etcd, EtcdError, Kv, LeaseId};

@@ -178,6 +178,16 @@ impl Refusal {
     }
 }
 
+/// The token a request presents: `Authorization: Bearer TOKEN`, else the
+/// cookie `cookie` (what [`Guard`] checks), to pass on to another
+/// service that shares the tokens (a cluster's members).
+pub fn presented_token(headers: &HeaderMap, cookie_name: Option<&str>) -> Option<String> {
+    match headers.get(header::AUTHORIZATION) {
+        Some(v) => bearer(v).ok(),
+        None => cookie_name.and_then(|n| cookie(headers, n)),
+    }
+}
+
 /// The token of `Bearer TOKEN` (the scheme in any case), or the scheme
 /// that was given instead (never the credentials).
 fn bearer(value: &HeaderValue) -> Result<String, String> {

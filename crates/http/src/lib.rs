@@ -48,7 +48,7 @@ use tokio::sync::watch;
 use tracing::info;
 
 pub use file_watch::FileWatch;
-pub use guard::{Caller, Guard, Peer, Refusal};
+pub use guard::{presented_token, Caller, Guard, Peer, Refusal};
 pub use tls::{Tls, TlsError};
 pub use work::{Job, Work};
 

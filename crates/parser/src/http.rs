@@ -30,11 +30,12 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::{RawQuery, State};
-use axum::http::{Method, StatusCode, Uri};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
@@ -281,11 +282,14 @@ pub fn router(dir: PathBuf, work: Work, saved: Saved, cfg: Option<Arc<Config>>) 
             "/health",
             get(|| async { rill_http::json(StatusCode::OK, &json!({"status": "ok"})) }),
         )
-        .route("/search", get(|s, q| endpoint(s, q, Endpoint::Search)))
-        .route("/count", get(|s, q| endpoint(s, q, Endpoint::Count)))
+        .route(
+            "/search",
+            get(|s, h, q| endpoint(s, h, q, Endpoint::Search)),
+        )
+        .route("/count", get(|s, h, q| endpoint(s, h, q, Endpoint::Count)))
         .route(
             "/histogram",
-            get(|s, q| endpoint(s, q, Endpoint::Histogram)),
+            get(|s, h, q| endpoint(s, h, q, Endpoint::Histogram)),
         )
         .route(
             "/rules",
@@ -383,11 +387,14 @@ async fn status(State(api): State<Api>) -> Response {
 
 /// `/facets?q=&since=&until=&host=&log=`: matching events per configured
 /// host and per log (the ones with any), for the page's filters.
-async fn facets(State(api): State<Api>, RawQuery(query): RawQuery) -> Response {
+async fn facets(State(api): State<Api>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
     let params = match search_params(query, &api.saved) {
         Ok(p) => p,
         Err(r) => return refuse(r),
     };
+    if let Some(r) = in_cluster(&api, &params, &headers, Fanned::Facets).await {
+        return r;
+    }
     let work = api.work.clone();
     work.run(move |job| {
         let searcher = match api.searcher().and_then(|s| s.reload().map(|()| s)) {
@@ -639,11 +646,24 @@ enum Endpoint {
     Histogram,
 }
 
-async fn endpoint(State(api): State<Api>, RawQuery(query): RawQuery, which: Endpoint) -> Response {
+async fn endpoint(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    which: Endpoint,
+) -> Response {
     let params = match search_params(query, &api.saved) {
         Ok(p) => p,
         Err(r) => return refuse(r),
     };
+    let fanned = match which {
+        Endpoint::Search => Fanned::Search,
+        Endpoint::Count => Fanned::Count,
+        Endpoint::Histogram => Fanned::Histogram,
+    };
+    if let Some(r) = in_cluster(&api, &params, &headers, fanned).await {
+        return r;
+    }
     let work = api.work.clone();
     let started = Instant::now();
     let resp = work.run(move |job| answer(&api, &params, which, job)).await;
@@ -692,6 +712,208 @@ fn answer(api: &Api, params: &Params, which: Endpoint, job: &Job) -> (StatusCode
             &json!({ "error": e.to_string() }),
         ),
     }
+}
+
+/// A search endpoint a cluster's members answer together.
+#[derive(Clone, Copy)]
+enum Fanned {
+    Search,
+    Count,
+    Histogram,
+    Facets,
+}
+
+/// At most this many requests ask the cluster's members at once; more are
+/// refused (503) until one ends.
+const MAX_FANOUTS: usize = 16;
+
+/// Requests asking the cluster's members now.
+static FANOUTS: AtomicUsize = AtomicUsize::new(0);
+
+/// In a cluster (`cluster:`), a search request without `local=1` is asked
+/// of every live member, each with `local=1`, and their answers merged
+/// ([`rill_cluster::search`]): hits each line once, counts, buckets and
+/// facets summed, and the members that did not answer named in `partial`
+/// (for `/facets`, whose answer is keyed by field, in the header
+/// `Rill-Partial`). The caller's token is passed on: the members share the
+/// config and so its tokens. `None`: answer from this index.
+async fn in_cluster(
+    api: &Api,
+    params: &Params,
+    headers: &HeaderMap,
+    which: Fanned,
+) -> Option<Response> {
+    let cluster = api.cfg.as_ref()?.cluster.clone()?;
+    match params.get("local") {
+        Some("1") => return None,
+        None | Some("0") => {}
+        Some(v) => {
+            return Some(refuse((
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "local: expected 1 (this member's index only) or 0 (every member's), got {:?}",
+                    v.chars().take(64).collect::<String>()
+                ),
+            )))
+        }
+    }
+    struct Slot;
+    impl Drop for Slot {
+        fn drop(&mut self) {
+            FANOUTS.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+    let running = FANOUTS.fetch_add(1, Ordering::SeqCst);
+    let _slot = Slot;
+    if running >= MAX_FANOUTS {
+        return Some(refuse((
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{MAX_FANOUTS} searches across the cluster are running, the most at once; try again"),
+        )));
+    }
+    let token = rill_http::presented_token(headers, Some(TOKEN_COOKIE));
+    let pairs: Vec<(String, String)> = params.0.iter().filter(|(k, _)| k != "_").cloned().collect();
+    let limits = api.work.limits();
+    let within = limits.request_timeout + Duration::from_secs(2);
+    let path = match which {
+        Fanned::Search => "search",
+        Fanned::Count => "count",
+        Fanned::Histogram => "histogram",
+        Fanned::Facets => "facets",
+    };
+    let asked = tokio::task::spawn_blocking(move || {
+        rill_cluster::search::ask_members(&cluster, path, &pairs, token.as_deref(), within)
+    })
+    .await;
+    let mut answers = match asked {
+        Ok(Ok(a)) => a,
+        Ok(Err(rill_cluster::search::SearchError::Refused {
+            member,
+            status,
+            mut answer,
+        })) => {
+            // A bad query: the member's own answer (error, position).
+            // Anything else (its token refused) is the cluster's problem.
+            let status = match status {
+                400 => StatusCode::BAD_REQUEST,
+                _ => StatusCode::BAD_GATEWAY,
+            };
+            if status != StatusCode::BAD_REQUEST || !answer.is_object() {
+                answer = json!({ "error": format!(
+                    "member {member} refused the search: {}",
+                    rill_cluster::search::why(&answer)
+                ) });
+            }
+            return Some(rill_http::json(status, &answer));
+        }
+        Ok(Err(e @ rill_cluster::search::SearchError::NoneAnswered { .. })) => {
+            let partial = match &e {
+                rill_cluster::search::SearchError::NoneAnswered { partial, .. } => {
+                    partial.iter().map(|(m, _)| m.clone()).collect::<Vec<_>>()
+                }
+                _ => Vec::new(),
+            };
+            return Some(rill_http::json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({ "error": e.to_string(), "partial": partial }),
+            ));
+        }
+        Ok(Err(e)) => {
+            return Some(rill_http::json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({ "error": e.to_string() }),
+            ))
+        }
+        Err(e) => {
+            return Some(rill_http::json(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &json!({ "error": format!("the cluster search ended: {e}") }),
+            ))
+        }
+    };
+    let partial = answers.partial_names();
+    let members: Vec<String> = answers.ok.iter().map(|(m, _)| m.clone()).collect();
+    let query = params.get("q").unwrap_or("*").to_owned();
+    let body = match which {
+        Fanned::Count => json!({
+            "count": rill_cluster::search::merge_counts(&answers),
+            "partial": partial,
+            "members": members,
+        }),
+        Fanned::Histogram => {
+            let buckets = rill_cluster::search::merge_buckets(&answers);
+            let total = buckets.values().fold(0u64, |a, b| a.saturating_add(*b));
+            let buckets: Vec<Value> = buckets
+                .into_iter()
+                .map(|(start, count)| json!({"start": start, "count": count}))
+                .collect();
+            json!({
+                "query": query,
+                "bucket": params.get("bucket").unwrap_or("1m"),
+                "total": total,
+                "buckets": buckets,
+                "partial": partial,
+                "members": members,
+            })
+        }
+        Fanned::Facets => {
+            let mut r = rill_http::json(
+                StatusCode::OK,
+                &rill_cluster::search::merge_facets(&answers, MAX_LIMIT),
+            );
+            if let Ok(v) = HeaderValue::from_str(&partial.join(",")) {
+                r.headers_mut().insert("Rill-Partial", v);
+            }
+            return Some(r);
+        }
+        Fanned::Search => {
+            let limit = params
+                .get("limit")
+                .and_then(|l| l.parse::<usize>().ok())
+                .unwrap_or(100)
+                .min(MAX_LIMIT);
+            let oldest = params.get("order") == Some("oldest");
+            let count = rill_cluster::search::merge_counts(&answers);
+            let mut hits = rill_cluster::search::merge_hits(&mut answers, limit, oldest);
+            // The members kept to the byte limit each; together they may not.
+            let budget = limits.max_response_bytes.saturating_sub(4096);
+            let mut size = 0usize;
+            let whole = hits.len();
+            let kept = hits
+                .iter()
+                .take_while(|h| {
+                    size = size.saturating_add(h.to_string().len() + 1);
+                    size <= budget
+                })
+                .count();
+            hits.truncate(kept);
+            let mut v = json!({
+                "query": query,
+                "count": count,
+                "hits": hits,
+                "partial": partial,
+                "members": members,
+            });
+            let truncated = answers
+                .ok
+                .iter()
+                .find_map(|(_, a)| a.get("truncated").cloned());
+            if kept < whole {
+                v["truncated"] = json!({
+                    "hits": kept,
+                    "limit_bytes": limits.max_response_bytes,
+                    "reason": format!(
+                        "the answer reached its limit of {} bytes after {kept} of {whole} hits; ask for fewer (limit, context) or narrow the query",
+                        limits.max_response_bytes
+                    ),
+                });
+            } else if let Some(t) = truncated {
+                v["truncated"] = t;
+            }
+            v
+        }
+    };
+    Some(rill_http::json(StatusCode::OK, &body))
 }
 
 impl Api {
@@ -958,9 +1180,9 @@ impl Params {
     }
 }
 
-const KNOWN: [&str; 13] = [
+const KNOWN: [&str; 14] = [
     "q", "saved", "since", "until", "limit", "host", "log", "order", "context", "before", "after",
-    "bucket", "_",
+    "bucket", "local", "_",
 ];
 
 /// The config's saved queries, by name (`queries:`).
