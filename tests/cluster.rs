@@ -356,6 +356,39 @@ fn a_cluster_hands_a_dead_members_hosts_over_and_takes_them_back() {
     );
     assert_one_owner_at_a_time(&history);
 
+    // `rill status` on b shows the hosts other members follow as their
+    // members report them: connected, each log's lines and lag.
+    let owners = f.owners();
+    let others: Vec<&String> = owners
+        .iter()
+        .filter(|(_, m)| *m != "b")
+        .map(|(h, _)| h)
+        .collect();
+    assert!(!others.is_empty(), "owners {owners:?}");
+    let status = f.members["b"].status().expect("b's rill status --json");
+    for h in &others {
+        let host = status["hosts"]
+            .as_array()
+            .and_then(|hs| hs.iter().find(|x| x["host"] == h.as_str()))
+            .unwrap_or_else(|| panic!("{h} in b's status: {status}"));
+        let log = &host["logs"][0];
+        assert!(
+            host["connected"] == true
+                && log["lines_read"].as_u64() >= Some(100)
+                && log["lag_bytes"].is_u64(),
+            "{h}, followed by {}, as b shows it: {host}",
+            owners[*h]
+        );
+    }
+    let text = String::from_utf8_lossy(&f.members["b"].rill(&["status"]).stdout).into_owned();
+    for h in &others {
+        let shown = format!("{h} (followed by member {}): connected", owners[*h]);
+        assert!(
+            text.contains(&shown),
+            "{shown:?} in b's rill status:\n{text}"
+        );
+    }
+
     // The search API (and so the page) asks every member too.
     let q = url_encode(&three);
     let api = |m: &str, path: &str| -> (u16, Value) {

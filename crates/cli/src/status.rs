@@ -42,7 +42,10 @@ pub fn fetch(cfg: &Config) -> anyhow::Result<StatusReport> {
 /// `rill status`: loads the config and prints the supervisor's report.
 pub fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
     let cfg = Config::load_for_client(&args.config)?;
-    let report = fetch(&cfg)?;
+    let mut report = fetch(&cfg)?;
+    if let Some(settings) = &cfg.cluster {
+        from_members(settings, &mut report);
+    }
     // The rules, from their store (the supervisor does not run them).
     let rules = if cfg.rules.is_empty() {
         Vec::new()
@@ -82,6 +85,87 @@ pub fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How long another member has to answer for its hosts.
+const MEMBER_WITHIN: Duration = Duration::from_secs(3);
+
+/// In a cluster: each host another member follows gets that member's own
+/// report of it (connection, each log's progress and lag), asked of its
+/// search API (`GET /status`, with `RILL_SEARCH_TOKEN`), all members at
+/// once. A member that cannot be asked is said in the host's `error`.
+fn from_members(settings: &rill_config::cluster::ClusterSettings, report: &mut StatusReport) {
+    let Some(me) = report.cluster.as_ref().map(|c| c.member.clone()) else {
+        return;
+    };
+    let owners: std::collections::BTreeSet<String> = report
+        .hosts
+        .iter()
+        .filter_map(|h| h.owner.clone())
+        .filter(|o| *o != me)
+        .collect();
+    if owners.is_empty() {
+        return;
+    }
+    let apis: std::collections::BTreeMap<String, Option<String>> =
+        match rill_cluster::member::live_members(settings) {
+            Ok(ms) => ms.into_iter().map(|m| (m.member, m.search)).collect(),
+            Err(e) => {
+                for h in report
+                    .hosts
+                    .iter_mut()
+                    .filter(|h| h.owner.as_ref().is_some_and(|o| *o != me))
+                {
+                    h.error = Some(format!("its member's report not read: etcd: {e}"));
+                }
+                return;
+            }
+        };
+    let token = std::env::var("RILL_SEARCH_TOKEN").ok();
+    let reports: Vec<(String, Result<StatusReport, String>)> = std::thread::scope(|s| {
+        let asks: Vec<_> = owners
+            .iter()
+            .map(|o| {
+                let (known, api) = (apis.contains_key(o), apis.get(o).cloned().flatten());
+                let token = token.as_deref();
+                s.spawn(move || {
+                    let r = match api {
+                        None if !known => Err("not a live member".to_owned()),
+                        None => Err("it advertises no search API".to_owned()),
+                        Some(url) => {
+                            rill_cluster::search::get(&url, "status", token, MEMBER_WITHIN)
+                                .and_then(|v| {
+                                    serde_json::from_value(v)
+                                        .map_err(|e| format!("not a status report: {e}"))
+                                })
+                        }
+                    };
+                    (o.clone(), r)
+                })
+            })
+            .collect();
+        asks.into_iter().filter_map(|t| t.join().ok()).collect()
+    });
+    for (member, r) in reports {
+        for h in report
+            .hosts
+            .iter_mut()
+            .filter(|h| h.owner.as_deref() == Some(member.as_str()))
+        {
+            match &r {
+                Ok(theirs) => {
+                    if let Some(t) = theirs
+                        .hosts
+                        .iter()
+                        .find(|t| t.host == h.host && t.owner.as_deref() == Some(member.as_str()))
+                    {
+                        *h = t.clone();
+                    }
+                }
+                Err(e) => h.error = Some(format!("member {member}'s report not read: {e}")),
+            }
+        }
+    }
+}
+
 pub fn render(r: &StatusReport) -> String {
     let mut s = String::new();
     if let Some(c) = &r.cluster {
@@ -101,8 +185,13 @@ pub fn render(r: &StatusReport) -> String {
         if let Some(c) = &r.cluster {
             match &h.owner {
                 Some(o) if *o == c.member => {}
+                // Its member's report was read: shown as ours are.
+                Some(_) if h.reported_at.is_some() => {}
                 Some(o) => {
                     s.push_str(&format!("{}: followed by member {o}\n", h.host));
+                    if let Some(e) = &h.error {
+                        s.push_str(&format!("  {e}\n"));
+                    }
                     continue;
                 }
                 None => {
@@ -121,7 +210,11 @@ pub fn render(r: &StatusReport) -> String {
             Some(_) => ", UNREACHABLE".into(),
             None => String::new(),
         };
-        s.push_str(&format!("{}: {state}{ping}\n", h.host));
+        let by = match (&r.cluster, &h.owner) {
+            (Some(c), Some(o)) if *o != c.member => format!(" (followed by member {o})"),
+            _ => String::new(),
+        };
+        s.push_str(&format!("{}{by}: {state}{ping}\n", h.host));
         if let Some(e) = &h.error {
             s.push_str(&format!("  error: {e}\n"));
         }

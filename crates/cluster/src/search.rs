@@ -223,6 +223,15 @@ pub fn merge_facets(answers: &Answers, keep: usize) -> Value {
     Value::Object(out)
 }
 
+/// `GET <url>/<path>` of one member's search API (`/status`): its JSON
+/// answer, or why there is none.
+pub fn get(url: &str, path: &str, token: Option<&str>, within: Duration) -> Result<Value, String> {
+    ask(url, path, &[], token, within).map_err(|f| match f {
+        Failed::Refused(status, answer) => format!("HTTP {status}: {}", why(&answer)),
+        Failed::Down(why) => why,
+    })
+}
+
 /// Why one member gave no answer.
 enum Failed {
     /// It refused the request (4xx): the status and its JSON answer.
