@@ -27,6 +27,7 @@ pub mod histogram;
 pub mod query;
 mod schema;
 mod search;
+pub mod tenure;
 pub mod time;
 mod writer;
 

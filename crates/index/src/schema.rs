@@ -44,6 +44,12 @@ pub struct Fields {
     /// The collector that first read the event (`collector:us-1`), exact.
     /// `None` in an index made before it.
     pub collector: Option<Field>,
+    /// In a cluster: the tenure during which this collector indexed the
+    /// event (the etcd revision at which it took the host; 0 outside a
+    /// cluster). Of two members' copies of a line, the later tenure's is
+    /// kept (docs/cluster.md). Indexed and fast. `None` in an index made
+    /// before it.
+    pub tenure: Option<Field>,
 }
 
 /// Offsets per `offset_block` term: 64 KiB.
@@ -79,6 +85,7 @@ pub fn build() -> (Schema, Fields) {
         ),
         commit: Some(b.add_u64_field("commit", FAST)),
         collector: Some(b.add_text_field("collector", STRING | STORED)),
+        tenure: Some(b.add_u64_field("tenure", INDEXED | FAST)),
     };
     (b.build(), fields)
 }
@@ -101,5 +108,6 @@ pub fn fields_of(schema: &Schema) -> Result<Fields, String> {
         parse_error: f("parse_error")?,
         commit: schema.get_field("commit").ok(),
         collector: schema.get_field("collector").ok(),
+        tenure: schema.get_field("tenure").ok(),
     })
 }

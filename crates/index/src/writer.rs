@@ -81,6 +81,8 @@ struct Run {
     /// tantivy as they come (its indexing threads work meanwhile), not
     /// held in `docs` until the run ends.
     fresh: bool,
+    /// The host's tenure when the run began (see [`IndexWriter::set_tenures`]).
+    tenure: u64,
     docs: Vec<TantivyDocument>,
 }
 
@@ -132,7 +134,7 @@ impl Run {
 type FileKey = (String, String, FileId);
 
 /// Every document of one file of one log of one host.
-fn file_query(f: &Fields, host: &str, log: &str, file_id_text: &str) -> Box<dyn Query> {
+pub(crate) fn file_query(f: &Fields, host: &str, log: &str, file_id_text: &str) -> Box<dyn Query> {
     let term = |field, v: &str| -> Box<dyn Query> {
         Box::new(TermQuery::new(
             Term::from_field_text(field, v),
@@ -182,6 +184,8 @@ pub struct IndexWriter {
     /// The opstamp of the last commit: what events added now carry in
     /// `commit` (see [`schema::Fields::commit`]).
     committed: u64,
+    /// Per host: the tenure its events are indexed under (a cluster's).
+    tenures: HashMap<String, u64>,
 }
 
 /// Forget the highest offsets (they are looked up again) beyond this many
@@ -210,20 +214,15 @@ impl IndexWriter {
             .map_err(|e| open_err(tantivy::TantivyError::IoError(std::sync::Arc::new(e))))?;
         let directory = MmapDirectory::open(dir).map_err(|e| open_err(e.into()))?;
         let (schema, _) = schema::build();
-        let index = Index::open_or_create(directory, schema.clone()).map_err(|e| {
-            if let tantivy::TantivyError::SchemaError(_) = e {
-                let old = Index::open_in_dir(dir).map(|i| i.schema());
-                let field = old
-                    .ok()
-                    .and_then(|s| schema::fields_of(&s).err())
-                    .unwrap_or_else(|| "?".into());
-                return IndexError::OldSchema {
-                    path: dir.to_owned(),
-                    field,
-                };
-            }
-            open_err(e)
-        })?;
+        // An index made by an older rill opens with its own schema: the
+        // fields added since (`commit`, `collector`, `tenure`) are optional,
+        // the others must be there.
+        let index = if Index::exists(&directory).map_err(|e| open_err(e.into()))? {
+            Index::open(directory)
+        } else {
+            Index::create(directory, schema, tantivy::IndexSettings::default())
+        }
+        .map_err(open_err)?;
         let fields = schema::fields_of(&index.schema()).map_err(|field| IndexError::OldSchema {
             path: dir.to_owned(),
             field,
@@ -243,7 +242,73 @@ impl IndexWriter {
             reader: None,
             payload,
             committed,
+            tenures: HashMap::new(),
         })
+    }
+
+    /// In a cluster: the tenure each host's events are indexed under from
+    /// now on (0 for a host not named). Lines added before are written
+    /// under the tenures they were added with.
+    pub fn set_tenures(&mut self, tenures: HashMap<String, u64>) -> Result<(), IndexError> {
+        self.write_runs()?;
+        self.tenures = tenures;
+        Ok(())
+    }
+
+    /// Whether the index records tenures (an index made before them does not).
+    pub fn has_tenures(&self) -> bool {
+        self.fields.tenure.is_some()
+    }
+
+    /// Deletes `host`'s events of file (`log`, `file_id` as stored) indexed
+    /// under `tenure`, starting at offsets `from..=to`: copies a later
+    /// tenure holds (a cluster's handover overlap). Visible after the
+    /// next commit. Nothing without tenures.
+    pub fn delete_tenure_range(
+        &mut self,
+        host: &str,
+        log: &str,
+        file_id: &str,
+        tenure: u64,
+        (from, to): (u64, u64),
+    ) -> Result<(), IndexError> {
+        let Some(t) = self.fields.tenure else {
+            return Ok(());
+        };
+        self.write_runs()?;
+        let f = &self.fields;
+        let q: Box<dyn Query> = Box::new(BooleanQuery::new(vec![
+            (Occur::Must, file_query(f, host, log, file_id)),
+            (
+                Occur::Must,
+                Box::new(TermQuery::new(
+                    Term::from_field_u64(t, tenure),
+                    IndexRecordOption::Basic,
+                )),
+            ),
+            (
+                Occur::Must,
+                Box::new(InvertedIndexRangeQuery::new(
+                    Bound::Included(Term::from_field_u64(
+                        f.offset_block,
+                        from >> OFFSET_BLOCK_BITS,
+                    )),
+                    Bound::Included(Term::from_field_u64(
+                        f.offset_block,
+                        to >> OFFSET_BLOCK_BITS,
+                    )),
+                )),
+            ),
+            (
+                Occur::Must,
+                Box::new(RangeQuery::new(
+                    Bound::Included(Term::from_field_u64(f.offset, from)),
+                    Bound::Included(Term::from_field_u64(f.offset, to)),
+                )),
+            ),
+        ]));
+        self.writer.delete_query(q)?;
+        Ok(())
     }
 
     /// The payload of the last commit (see [`IndexWriter::set_payload`]).
@@ -319,6 +384,7 @@ impl IndexWriter {
                     last: e.offset,
                     next: e.end_offset,
                     fresh,
+                    tenure: self.tenures.get(e.host).copied().unwrap_or(0),
                     docs: Vec::new(),
                 },
             );
@@ -327,7 +393,7 @@ impl IndexWriter {
         let run = self.runs.get_mut(&h).expect("inserted above");
         run.last = e.offset;
         run.next = e.end_offset;
-        let doc = document(&f, &run.file_id_text, self.committed, e);
+        let doc = document(&f, &run.file_id_text, (self.committed, run.tenure), e);
         if run.fresh {
             self.writer.add_document(doc)?;
         } else {
@@ -432,10 +498,18 @@ impl IndexWriter {
     }
 }
 
-fn document(f: &Fields, file_id_text: &str, committed: u64, e: EventRef) -> TantivyDocument {
+fn document(
+    f: &Fields,
+    file_id_text: &str,
+    (committed, tenure): (u64, u64),
+    e: EventRef,
+) -> TantivyDocument {
     let mut doc = TantivyDocument::default();
     if let Some(c) = f.commit {
         doc.add_u64(c, committed);
+    }
+    if let Some(t) = f.tenure {
+        doc.add_u64(t, tenure);
     }
     doc.add_date(f.ts, crate::tantivy_time(e.ts));
     doc.add_text(f.host, e.host);

@@ -201,3 +201,68 @@ fn events_from_the_far_past_and_future_are_indexed() {
     assert_eq!(hits[0].ts.format("%Y").to_string(), "2262");
     assert_eq!(hits[1].ts.format("%Y").to_string(), "1677");
 }
+
+#[test]
+fn a_tenures_copies_that_a_later_tenure_holds_are_found_and_deleted_exactly() {
+    use crate::tenure::{StoredFile, Tenure};
+    // Member a indexed lines 0..10 under tenure 5 (each 10 bytes); member
+    // b took the host at tenure 9 and read on from line 6.
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut a = IndexWriter::open(a_dir.path()).unwrap();
+    a.set_tenures([("h".to_owned(), 5)].into()).unwrap();
+    for i in 0..10 {
+        a.add(&line(i * 10, 10, &format!("line {i}"))).unwrap();
+    }
+    a.commit().unwrap();
+    let mut b = IndexWriter::open(b_dir.path()).unwrap();
+    b.set_tenures([("h".to_owned(), 9)].into()).unwrap();
+    for i in 6..12 {
+        b.add(&line(i * 10, 10, &format!("line {i}"))).unwrap();
+    }
+    b.commit().unwrap();
+    let (sa, sb) = (
+        IndexSearcher::open(a_dir.path()).unwrap(),
+        IndexSearcher::open(b_dir.path()).unwrap(),
+    );
+    // a's last 3 (one commit: any 3 of it) name the file.
+    let tail = sa.tenure_tail("h", 5, 3).unwrap();
+    let file = StoredFile {
+        log: "l".into(),
+        file_id: line(0, 0, "").file_id.to_string(),
+    };
+    assert_eq!(tail.len(), 3);
+    assert!(
+        tail.iter()
+            .all(|(f, o)| *f == file && o % 10 == 0 && *o < 100),
+        "{tail:?}"
+    );
+    assert!(sa.tenure_tail("h", 9, 3).unwrap().is_empty());
+    // What b holds after tenure 5 from 0 to 95, at most 4; nothing after 9.
+    let held = sb
+        .tenure_offsets("h", &file, Tenure::After(5), (0, 95), 4)
+        .unwrap();
+    assert_eq!(held, [60, 70, 80, 90]);
+    assert!(sb
+        .tenure_offsets("h", &file, Tenure::After(9), (0, 200), 100)
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        sa.tenure_offsets("h", &file, Tenure::Is(5), (55, 1000), 100)
+            .unwrap(),
+        [60, 70, 80, 90]
+    );
+    // a deletes its copies of 60..=90 under tenure 5; a copy under another
+    // tenure in that range stays.
+    a.set_tenures([("h".to_owned(), 7)].into()).unwrap();
+    a.add(&line(200, 10, "later")).unwrap();
+    a.delete_tenure_range("h", "l", &file.file_id, 5, (60, 90))
+        .unwrap();
+    a.delete_tenure_range("h", "l", &file.file_id, 5, (200, 200))
+        .unwrap();
+    a.commit().unwrap();
+    let left: Vec<String> = bodies(a_dir.path());
+    assert_eq!(
+        left,
+        ["later", "line 0", "line 1", "line 2", "line 3", "line 4", "line 5"]
+    );
+}
