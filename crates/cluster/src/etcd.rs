@@ -165,6 +165,17 @@ impl Etcd {
         value: &[u8],
         lease: Option<LeaseId>,
     ) -> Result<bool, EtcdError> {
+        self.create_at(key, value, lease).map(|r| r.is_some())
+    }
+
+    /// Like [`Etcd::create`]: the revision at which the key was created
+    /// (its `create_revision`), or `None` when it existed.
+    pub fn create_at(
+        &self,
+        key: &str,
+        value: &[u8],
+        lease: Option<LeaseId>,
+    ) -> Result<Option<i64>, EtcdError> {
         let a = self.call(
             "kv/txn",
             json!({
@@ -172,7 +183,10 @@ impl Etcd {
                 "success": [{ "request_put": put(key, value, lease) }],
             }),
         )?;
-        Ok(a["succeeded"].as_bool().unwrap_or(false))
+        if !a["succeeded"].as_bool().unwrap_or(false) {
+            return Ok(None);
+        }
+        Ok(Some(int(&a["header"], "revision").unwrap_or(0)))
     }
 
     /// Deletes `key` only while it is bound to `lease`: whether it was.

@@ -14,11 +14,16 @@
 //!   expire when it cannot renew it.
 //! - [`node`]: the member on its own thread, handing the supervisor hosts
 //!   to start and stop, and copying their checkpoints to and from etcd.
+//! - [`tenure`]: when this member followed each host, for the parser to
+//!   index lines under and to find the handover overlap by.
+//! - [`search`]: every member's search API asked at once, the answers
+//!   merged.
 
 pub mod etcd;
 pub mod member;
 pub mod node;
 pub mod ring;
 pub mod search;
+pub mod tenure;
 
 pub use etcd::{Etcd, EtcdError, Kv, LeaseId};

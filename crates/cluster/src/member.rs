@@ -26,7 +26,7 @@
 //! looked at again between the calls of a round, and the margin leaves
 //! [`STOP_TIME`] to stop the hosts' taps.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use rill_config::cluster::ClusterSettings;
@@ -94,6 +94,8 @@ pub struct Member {
     deadline: Instant,
     renew_at: Instant,
     owned: BTreeSet<String>,
+    /// Per host owned: the revision at which it was taken (its tenure).
+    tenures: BTreeMap<String, u64>,
     members: Vec<String>,
     /// Why the last tick could not do its work (etcd's error).
     trouble: Option<String>,
@@ -134,6 +136,7 @@ impl Member {
             deadline: now,
             renew_at: now,
             owned: BTreeSet::new(),
+            tenures: BTreeMap::new(),
             members: Vec::new(),
             trouble: None,
         };
@@ -263,12 +266,14 @@ impl Member {
                 break;
             }
             let key = self.owner_key(&h);
-            if self
-                .etcd
-                .create(&key, self.settings.member.as_bytes(), Some(self.lease))?
+            if let Some(rev) =
+                self.etcd
+                    .create_at(&key, self.settings.member.as_bytes(), Some(self.lease))?
             {
-                info!(host = %h, member = %self.settings.member, "took the host");
+                info!(host = %h, member = %self.settings.member, tenure = rev, "took the host");
                 self.owned.insert(h.clone());
+                self.tenures
+                    .insert(h.clone(), u64::try_from(rev).unwrap_or(0));
                 changes.start.push(h);
             }
         }
@@ -295,6 +300,15 @@ impl Member {
                 }
             }
         }
+    }
+
+    /// The revision at which this member took `host`, while it owns it:
+    /// its tenure (docs/cluster.md).
+    pub fn tenure(&self, host: &str) -> Option<u64> {
+        self.tenures
+            .get(host)
+            .copied()
+            .filter(|_| self.owned.contains(host))
     }
 
     /// This member's lease (keys bound to it go with it).

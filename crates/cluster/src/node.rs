@@ -26,6 +26,7 @@ use tracing::warn;
 
 use crate::etcd::{Etcd, EtcdError};
 use crate::member::{call_timeout, Changes, JoinError, Member};
+use crate::tenure::{self, Tenures};
 
 /// How often changed checkpoints are copied to etcd.
 pub const MIRROR_EVERY: Duration = Duration::from_secs(1);
@@ -63,8 +64,17 @@ impl Node {
         settings: &ClusterSettings,
         hosts: Vec<String>,
         checkpoints: PathBuf,
+        tenures: PathBuf,
     ) -> Result<Node, JoinError> {
         let member = Member::join(settings, hosts)?;
+        // Whatever this collector followed before is over.
+        let mut held = Tenures::load(&tenures);
+        held.end_all(tenure::now());
+        let tenures = TenureFile {
+            path: tenures,
+            held,
+        };
+        tenures.save();
         let mirror = Mirror {
             etcd: Etcd::new(&settings.etcd, call_timeout(settings)),
             prefix: format!("{}checkpoints/", settings.prefix()),
@@ -95,7 +105,7 @@ impl Node {
                 .name("cluster".into())
                 .spawn(move || {
                     let changes = (changes_tx, waker);
-                    run(member, mirror, &changes, &stopped_rx, &view, &stop)
+                    run(member, mirror, tenures, &changes, &stopped_rx, &view, &stop)
                 })
                 .expect("spawn the cluster thread")
         };
@@ -158,6 +168,7 @@ impl Drop for Node {
 fn run(
     mut member: Member,
     mut mirror: Mirror,
+    mut tenures: TenureFile,
     (changes, waker): &(Sender<Changes>, std::os::unix::net::UnixStream),
     stopped: &Receiver<Vec<String>>,
     view: &Mutex<View>,
@@ -178,6 +189,14 @@ fn run(
         });
         for h in &failed {
             member.abandon(h);
+        }
+        if !c.start.is_empty() {
+            // Before a tap can send a line: the parser indexes the host's
+            // lines under it.
+            for h in &c.start {
+                tenures.held.begin(h, member.tenure(h).unwrap_or(0));
+            }
+            tenures.save();
         }
         if !c.stop.is_empty() || !c.start.is_empty() {
             let mut wanted: std::collections::BTreeSet<String> = c.stop.iter().cloned().collect();
@@ -205,6 +224,12 @@ fn run(
                 member.set_trouble(e.to_string());
             }
             member.release(&done);
+            if !done.is_empty() {
+                for h in &done {
+                    tenures.held.end(h, tenure::now());
+                }
+                tenures.save();
+            }
         }
         let due = mirror.at.elapsed() >= MIRROR_EVERY;
         if let Err(e) = mirror.copy(&member, member.owned().iter(), due) {
@@ -233,6 +258,25 @@ fn run(
         warn!(error = %e, "could not copy the last checkpoints to etcd");
     }
     member.leave();
+    tenures.held.end_all(tenure::now());
+    tenures.save();
+}
+
+/// This member's tenures and their file.
+struct TenureFile {
+    path: PathBuf,
+    held: Tenures,
+}
+
+impl TenureFile {
+    /// Writes the file; a failure is logged (lines are then indexed under
+    /// an older tenure of this member's: of two copies of a line, another
+    /// member's may be the one kept; none is lost).
+    fn save(&self) {
+        if let Err(e) = self.held.save(&self.path) {
+            warn!(file = %self.path.display(), error = %e, "could not write this member's tenures");
+        }
+    }
 }
 
 /// Copies checkpoints between this collector's folder and etcd.

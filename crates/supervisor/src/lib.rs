@@ -85,6 +85,7 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
                 c,
                 cfg.hosts.keys().cloned().collect(),
                 cfg.checkpoints_dir(),
+                rill_cluster::tenure::path(&cfg.state_dir),
             )
         })
         .transpose()

@@ -57,8 +57,13 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
         Ok(())
     };
     write(0)?;
-    let node = rill_cluster::node::Node::join(&settings, hosts.clone(), dir.path().to_path_buf())
-        .context("join")?;
+    let node = rill_cluster::node::Node::join(
+        &settings,
+        hosts.clone(),
+        dir.path().to_path_buf(),
+        rill_cluster::tenure::path(dir.path()),
+    )
+    .context("join")?;
     // Wait until the member owns every host.
     let t = Instant::now();
     let mut owned = 0;
