@@ -356,6 +356,34 @@ fn a_cluster_hands_a_dead_members_hosts_over_and_takes_them_back() {
     );
     assert_one_owner_at_a_time(&history);
 
+    // Every line written, in every phase, is counted once across the
+    // cluster: the copies a member kept of lines a later owner read again
+    // (the handover overlaps) are gone, from every member's index.
+    for word in ["one", "quorum", "two", "four", "three"] {
+        let q = HOSTS.map(|h| format!("{h}{word}")).join(" OR ");
+        let across = || {
+            let out = f.members["b"].rill(&["search", "--count", &q]);
+            String::from_utf8_lossy(&out.stdout)
+                .trim()
+                .parse::<u64>()
+                .ok()
+        };
+        let local = || -> Vec<u64> {
+            all.iter()
+                .map(|m| f.members[m].count(&q, &["--local"]).unwrap_or(u64::MAX))
+                .collect()
+        };
+        let t = Instant::now();
+        assert!(
+            wait_until(WITHIN, || across() == Some(600)
+                && local().iter().sum::<u64>() == 600),
+            "{word}: {:?} across the cluster, {:?} in a, b, c, d",
+            across(),
+            local()
+        );
+        println!("{word}: 600 across the cluster after {:?}", t.elapsed());
+    }
+
     // `rill status` on b shows the hosts other members follow as their
     // members report them: connected, each log's lines and lag.
     let owners = f.owners();
@@ -436,6 +464,15 @@ fn a_cluster_hands_a_dead_members_hosts_over_and_takes_them_back() {
     assert_eq!((status, v["position"].is_u64()), (400, true), "{v}");
     let (status, v) = api("b", &format!("/count?q={q}&local=yes"));
     assert_eq!(status, 400, "{v}");
+    // What members ask each other for the overlap: bad numbers refused.
+    for bad in [
+        "/held?host=h1&log=h1&file_id=f&after=1&from=99999999d&to=5",
+        "/held?host=h1&log=h1&file_id=f&after=1&from=9&to=5",
+        "/held?log=h1&file_id=f&after=1&from=0&to=5",
+    ] {
+        let (status, v) = api("b", bad);
+        assert_eq!(status, 400, "{bad}: {v}");
+    }
 
     // A member registered whose search API does not answer is named, not
     // silently left out.

@@ -42,6 +42,7 @@ use axum::Router;
 use rill_config::hub::Tokens;
 use rill_config::Config;
 use rill_http::{FileWatch, Guard, HttpServer, Job, Limits, ListenError, Settings, Tls, Work};
+use rill_index::tenure::{StoredFile, Tenure};
 use rill_index::{hit_json, Deadline, IndexError, IndexSearcher, SearchRequest};
 use serde_json::{json, Value};
 use tracing::{info, warn};
@@ -308,6 +309,7 @@ pub fn router(dir: PathBuf, work: Work, saved: Saved, cfg: Option<Arc<Config>>) 
         .route("/facets", get(facets))
         .route("/saved", get(saved_queries))
         .route("/status", get(status))
+        .route("/held", get(held))
         .route("/live", get(live))
         .fallback(unknown)
         .with_state(api)
@@ -380,6 +382,77 @@ async fn status(State(api): State<Api>) -> Response {
                 (StatusCode::OK, json_bytes(&v))
             }
             Err(e) => fail(StatusCode::SERVICE_UNAVAILABLE, &json!({ "error": e })),
+        }
+    })
+    .await
+}
+
+/// `/held?host=&log=&file_id=&after=T&from=A&to=B`: the offsets,
+/// ascending and at most [`crate::overlap::HELD_PAGE`], at which events of
+/// that file (`file_id` as stored) start within `A..=B`, indexed under a
+/// tenure after `T`. Another member of the cluster asks it to find its
+/// copies of a handover overlap (overlap.rs).
+async fn held(State(api): State<Api>, RawQuery(query): RawQuery) -> Response {
+    const KNOWN: [&str; 6] = ["host", "log", "file_id", "after", "from", "to"];
+    let params = match query_params(query, &KNOWN) {
+        Ok(p) => p,
+        Err(r) => return refuse(r),
+    };
+    let asked = (|| -> Result<(String, StoredFile, u64, u64, u64), String> {
+        let text = |k: &str| {
+            params
+                .get(k)
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+                .ok_or_else(|| format!("{k}: required"))
+        };
+        let number = |k: &str| -> Result<u64, String> {
+            let v = text(k)?;
+            v.parse().map_err(|_| {
+                format!(
+                    "{k}: expected a whole number from 0 to {}, got {:?}",
+                    u64::MAX,
+                    v.chars().take(32).collect::<String>()
+                )
+            })
+        };
+        let (from, to) = (number("from")?, number("to")?);
+        if from > to {
+            return Err(format!("from: {from} is after to: {to}"));
+        }
+        let file = StoredFile {
+            log: text("log")?,
+            file_id: text("file_id")?,
+        };
+        Ok((text("host")?, file, number("after")?, from, to))
+    })();
+    let (host, file, after, from, to) = match asked {
+        Ok(a) => a,
+        Err(e) => return refuse((StatusCode::BAD_REQUEST, e)),
+    };
+    let work = api.work.clone();
+    work.run(move |_job| {
+        let searcher = match api.searcher().and_then(|s| s.reload().map(|()| s)) {
+            Ok(s) => s,
+            Err(e) => {
+                return fail(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &json!({"error": e.to_string()}),
+                )
+            }
+        };
+        match searcher.tenure_offsets(
+            &host,
+            &file,
+            Tenure::After(after),
+            (from, to),
+            crate::overlap::HELD_PAGE,
+        ) {
+            Ok(offsets) => (StatusCode::OK, json_bytes(&json!({ "offsets": offsets }))),
+            Err(e) => fail(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({"error": e.to_string()}),
+            ),
         }
     })
     .await

@@ -21,6 +21,7 @@ use rill_proto::{LineMeta, ParsedEvent, Topic};
 use tracing::{debug, info, warn};
 
 use crate::events::EventBuilder;
+use crate::overlap::{Purge, TenureWatch};
 use crate::retention::Retention;
 use crate::wal::Record;
 
@@ -54,6 +55,10 @@ pub struct Parts {
     pub applied: u64,
     /// This collector's id: the `collector` of lines that name none.
     pub collector: String,
+    /// In a cluster: the hosts' tenures to index lines under, and the
+    /// copies a later tenure holds, to delete (overlap.rs).
+    pub tenures: Option<TenureWatch>,
+    pub purges: Option<Receiver<Vec<Purge>>>,
 }
 
 /// What the two threads share.
@@ -210,6 +215,13 @@ fn index(mut p: Parts, records: &Receiver<Record>, shared: &Shared) -> anyhow::R
             done.first_pending = None;
         }
         p.retention.tick(&mut p.index)?;
+        if let Some(purges) = &p.purges {
+            while let Ok(batch) = purges.try_recv() {
+                crate::overlap::apply(&mut p.index, batch)?;
+                // Committed with the next lines, or on their own.
+                done.first_pending.get_or_insert_with(Instant::now);
+            }
+        }
         p.live.hear();
     }
     info!(total = done.indexed, "index thread stopped");
@@ -236,6 +248,11 @@ fn take(
         return Ok(rec.end);
     };
     meta.seq = rec.pos;
+    // The node thread writes a host's tenure before its tap starts, so a
+    // line of the tap's finds it here.
+    if let Some(map) = p.tenures.as_mut().and_then(TenureWatch::changed) {
+        p.index.set_tenures(map)?;
+    }
     // Another collector's file is named apart from this one's files: the
     // index's identity is (collector, host, log, file, offset).
     if meta.collector.is_empty() {
@@ -342,6 +359,8 @@ mod tests {
             live: Publisher::connect(&ctx, "inproc://bus").unwrap(),
             applied: 0,
             collector: "here".into(),
+            tenures: None,
+            purges: None,
         })
         .unwrap();
         let lines = |from: usize, n: usize| {

@@ -39,6 +39,7 @@ pub mod ingest;
 pub mod live;
 pub mod metrics;
 pub mod multiline;
+pub mod overlap;
 pub mod receive;
 pub mod retention;
 pub mod wal;
@@ -91,6 +92,10 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
         generation,
         ingest::Pacing::for_window(cfg.tap.max_unacked_lines, cfg.tap.max_unacked_bytes),
     )?;
+    // In a cluster: lines indexed under their host's tenure, and copies a
+    // later tenure holds deleted (overlap.rs).
+    let (purges_tx, purges) = std::sync::mpsc::sync_channel(16);
+    let overlap = overlap::Overlap::start(cfg, purges_tx);
     let mut indexer = Indexer::start(Parts {
         index,
         events: EventBuilder::new(cfg)?,
@@ -98,6 +103,11 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
         live: Publisher::connect(&ctx, &cfg.bus_endpoint())?,
         applied,
         collector: cfg.collector.clone(),
+        tenures: cfg
+            .cluster
+            .as_ref()
+            .map(|_| overlap::TenureWatch::new(rill_cluster::tenure::path(&cfg.state_dir))),
+        purges: overlap.as_ref().map(|_| purges),
     })?;
     // Rules read what the index commits, beside it (rill-rules).
     let rules = rill_rules::Rules::start(cfg, &ctx)?;
@@ -174,6 +184,7 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
     drop(received);
     drop(receiver);
     drop(upstreams);
+    drop(overlap);
     // What the log holds goes into the index before the parser stops.
     wal.sync().context("could not write the write-ahead log")?;
     ingest.committed();

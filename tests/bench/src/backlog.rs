@@ -309,6 +309,8 @@ fn index_thread(file: &Path, spec: &ParserSpec, dir: &Path) -> anyhow::Result<Al
         live: rill_bus::Publisher::connect(&ctx, "inproc://bench")?,
         applied: 0,
         collector: "bench".into(),
+        tenures: None,
+        purges: None,
     })?;
     while let Some(rec) = wal.read_next()? {
         indexer.give(rec);
