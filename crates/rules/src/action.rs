@@ -802,4 +802,4 @@ fn read_answer(body: &mut ureq::Body) -> Vec<u8> {
 
 #[cfg(test)]
 #[path = "action_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -57,7 +57,7 @@ fn my_user_name() -> String {
 }
 
 /// Pids of live processes whose command line contains `marker` as an argument.
-fn processes_with_arg(marker: &str) -> Vec<u32> {
+pub(crate) fn processes_with_arg(marker: &str) -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };

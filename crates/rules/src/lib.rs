@@ -481,3 +481,7 @@ pub fn summary(cfg: &Config) -> anyhow::Result<Vec<serde_json::Value>> {
 pub fn read(dir: &Path) -> anyhow::Result<store::Contents> {
     store::read(dir)
 }
+
+#[cfg(test)]
+#[path = "lib_tests.rs"]
+mod tests;
