@@ -161,6 +161,48 @@ impl Fleet {
     }
 }
 
+/// Appends `<host>steady <n>` to every host's log every 50 ms, from its
+/// own thread, until stopped: lines written while members die, join and
+/// come back.
+struct SteadyWriter {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<u64>>,
+}
+
+impl SteadyWriter {
+    fn start(hosts: &ManyHosts) -> SteadyWriter {
+        let files: Vec<(String, std::path::PathBuf)> = HOSTS
+            .iter()
+            .map(|h| (h.to_string(), hosts.remote.file(&format!("{h}.log"))))
+            .collect();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let theirs = std::sync::Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !theirs.load(std::sync::atomic::Ordering::Relaxed) {
+                for (h, file) in &files {
+                    let mut f = std::fs::OpenOptions::new().append(true).open(file).unwrap();
+                    std::io::Write::write_all(&mut f, format!("{h}steady {n}\n").as_bytes())
+                        .unwrap();
+                }
+                n += 1;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            n
+        });
+        SteadyWriter {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops it: how many lines it wrote to each host.
+    fn stop(mut self) -> u64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.take().unwrap().join().unwrap()
+    }
+}
+
 /// The ownership history of every host from etcd's revisions (`watch
 /// --rev 1` prints every put and delete of the owner keys, in order).
 fn ownership_history(etcd: &TestEtcd) -> Vec<(String, Option<String>)> {
@@ -217,6 +259,7 @@ fn a_cluster_hands_a_dead_members_hosts_over_and_takes_them_back() {
 
     // A tail on b follows every member's stream, and members joining.
     let live = f.members["b"].tail(&["line/#"]);
+    let steady = SteadyWriter::start(&f.hosts);
 
     f.write("one", 100);
     f.wait_once(&MEMBERS, "one", 100);
@@ -355,6 +398,57 @@ fn a_cluster_hands_a_dead_members_hosts_over_and_takes_them_back() {
         "the handovers are in etcd's history: {history:?}"
     );
     assert_one_owner_at_a_time(&history);
+
+    // The steady writer's lines, written through every step: each is in
+    // exactly one member's index (once the old owners deleted their
+    // copies of the handover overlaps).
+    let written = steady.stop();
+    let steady_q = HOSTS.map(|h| format!("{h}steady")).join(" OR ");
+    let held = || -> BTreeMap<String, u64> {
+        let mut held = BTreeMap::new();
+        for m in all {
+            let out =
+                f.members[m].rill(&["search", "--local", "--json", "--limit", "10000", &steady_q]);
+            for hit in String::from_utf8_lossy(&out.stdout).lines() {
+                if let Some(b) = serde_json::from_str::<Value>(hit)
+                    .ok()
+                    .and_then(|v| v["body"].as_str().map(str::to_owned))
+                {
+                    *held.entry(b).or_insert(0) += 1;
+                }
+            }
+        }
+        held
+    };
+    let wanted: BTreeMap<String, u64> = HOSTS
+        .iter()
+        .flat_map(|h| (0..written).map(move |n| (format!("{h}steady {n}"), 1)))
+        .collect();
+    let t = Instant::now();
+    let once = wait_until(WITHIN, || held() == wanted);
+    let got = held();
+    assert!(
+        once,
+        "{} steady lines per host: missing {:?}, more than once {:?}, unknown {:?}",
+        written,
+        wanted
+            .keys()
+            .filter(|b| !got.contains_key(*b))
+            .take(20)
+            .collect::<Vec<_>>(),
+        got.iter()
+            .filter(|(_, n)| **n > 1)
+            .take(20)
+            .collect::<Vec<_>>(),
+        got.keys()
+            .filter(|b| !wanted.contains_key(*b))
+            .take(20)
+            .collect::<Vec<_>>(),
+    );
+    println!(
+        "steady: {written} lines per host, each in one member's index, after {:?}",
+        t.elapsed()
+    );
 
     // Every line written, in every phase, is counted once across the
     // cluster: the copies a member kept of lines a later owner read again
