@@ -602,3 +602,38 @@ fn a_cluster_hands_a_dead_members_hosts_over_and_takes_them_back() {
     );
     f.etcd.etcdctl(&["lease", "revoke", &lease]);
 }
+
+/// etcd unreachable at start: the supervisor does not start, and says
+/// which cluster and which etcd URLs it could not reach.
+#[test]
+fn a_collector_that_cannot_reach_etcd_at_start_says_so_and_exits() {
+    let hosts = ManyHosts::start(&HOSTS[..1]);
+    let rill = hosts.rill();
+    let closed = [free_port(), free_port()];
+    rill.append_config(&format!(
+        "collector: a\ncluster:\n  etcd: ['http://127.0.0.1:{}', 'http://127.0.0.1:{}']\n  name: t\n",
+        closed[0], closed[1]
+    ));
+    let mut child = std::process::Command::new(bin("supervisor"))
+        .arg("--config")
+        .arg(&rill.config)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ended = wait_until(WITHIN, || child.try_wait().unwrap().is_some());
+    if !ended {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(ended, "the supervisor still runs without etcd: {stderr}");
+    assert!(!out.status.success(), "{stderr}");
+    for port in closed {
+        assert!(
+            stderr.contains("cluster") && stderr.contains(&format!("127.0.0.1:{port}")),
+            "names the cluster and each URL: {stderr}"
+        );
+    }
+}

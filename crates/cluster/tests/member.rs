@@ -193,4 +193,23 @@ fn a_member_cut_off_from_etcd_gives_its_hosts_up_before_its_lease_can_expire() {
         "a gave up ({gave_up:?}) before b took ({took:?})"
     );
     assert!(took < TTL + Duration::from_secs(5), "{took:?}");
+
+    // etcd back: a registers again (its lease is gone) and takes its share.
+    cluster.restart(0);
+    let back = Instant::now();
+    let rejoined = tick_until(&mut [&mut a, &mut b], |ms| {
+        !ms[0].owned().is_empty()
+            && ms[0].owned().len() + ms[1].owned().len() == 12
+            && ms[0].owned().is_disjoint(ms[1].owned())
+    });
+    assert!(rejoined, "a owns {:?}, b {:?}", a.owned(), b.owned());
+    println!(
+        "etcd back: a follows {} hosts again after {:?}",
+        a.owned().len(),
+        back.elapsed()
+    );
+    assert_eq!(
+        owners(&Etcd::new(&[cluster.url(1)], Duration::from_secs(2))).len(),
+        12
+    );
 }
