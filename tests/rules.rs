@@ -4,7 +4,9 @@
 //! with `realert`; `flatline` fires for the log that went quiet and not for
 //! the busy one; `heartbeat` beats on `alert/<rule>`; a webhook is signed
 //! and retried after a 500; a command past its timeout is recorded
-//! `timeout` with its process group gone; `run_as` and `memory` apply.
+//! `timeout` with its process group gone; `run_as` and `memory` apply;
+//! `rill rules test` prints what a rule added later would fire over the
+//! lines indexed before it, with the ids it fires with, and fires nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -551,4 +553,100 @@ rules:
     let f = &history(&h.rill, "slowpage")[0];
     assert_eq!(lines_of(&ids), [f["id"].as_str().unwrap()]);
     assert_eq!(history(&h.rill, "slowpage").len(), 1);
+}
+
+/// `rill rules test RULE --json`: the firings it prints.
+fn would_fire(rill: &Rill, rule: &str) -> Vec<Value> {
+    json_lines(&rill.rill(&["rules", "test", "--json", rule]))
+}
+
+/// The first match's body of each firing, sorted.
+fn bodies(firings: &[Value]) -> Vec<String> {
+    let mut v: Vec<String> = firings
+        .iter()
+        .map(|f| f["matches"][0]["body"].as_str().unwrap().to_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn rules_test_shows_what_a_rule_added_later_would_fire_over_indexed_lines_and_fires_nothing() {
+    let out = shared_dir();
+    let ids = out.path().join("ids");
+    let mut h = OneHost::running(&["app", "other"]);
+    h.append("app", b"PAGE one\nok two\nPAGE three\n");
+    h.append("other", b"PAGE elsewhere\n");
+    assert_eq!(h.rill.wait_count("PAGE", &[], 3, WITHIN), Some(3));
+
+    // The rule is added as a config change is made: collector stopped.
+    assert!(h
+        .rill
+        .stop(Duration::from_secs(20))
+        .is_some_and(|s| s.success()));
+    h.rill.append_config(&format!(
+        r#"
+rules:
+  pages:
+    query: PAGE
+    logs: [app]
+    kind: any
+    actions:
+      - command: [/bin/sh, -c, 'cat >/dev/null; echo "$RILL_FIRING_ID" >> {ids}']
+"#,
+        ids = ids.display()
+    ));
+    let shown = h.rill.rill(&["rules", "test", "pages"]);
+    assert!(
+        shown.status.success(),
+        "{}",
+        String::from_utf8_lossy(&shown.stderr)
+    );
+    let text = String::from_utf8_lossy(&shown.stdout).into_owned();
+    let firings = would_fire(&h.rill, "pages");
+    // Its log's two PAGE lines, not the other log's.
+    assert_eq!(bodies(&firings), ["PAGE one", "PAGE three"]);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[0],
+        "rule pages (any) over the lines since 1h: 2 matched, 2 would fire (nothing fired)"
+    );
+    assert_eq!(lines.len(), 3, "{text}");
+    for f in &firings {
+        let (id, body) = (f["id"].as_str().unwrap(), &f["matches"][0]["body"]);
+        assert!(
+            lines.iter().any(|l| l.starts_with("  would fire: ")
+                && l.contains(&format!(" id={id} "))
+                && l.ends_with(&format!("first match: {}", body.as_str().unwrap()))),
+            "{id} {body} not in:\n{text}"
+        );
+    }
+    // Nothing fired: no firing recorded, the command never ran.
+    assert!(history(&h.rill, "pages").is_empty());
+    assert_eq!(
+        rules(&h.rill)["pages"]["firings"],
+        serde_json::json!({"pending": 0, "running": 0, "success": 0, "failure": 0, "timeout": 0})
+    );
+    assert!(!ids.exists());
+
+    // Running, the rule starts with the lines indexed after it: a new one
+    // fires, with the id `test` gives it; the lines before stay unfired.
+    h.rill.start_following("web01");
+    h.append("app", b"PAGE four\n");
+    assert!(
+        wait_until(WITHIN, || history(&h.rill, "pages")
+            .first()
+            .is_some_and(|f| f["status"] == "success")),
+        "{}",
+        h.rill.log()
+    );
+    let fired = history(&h.rill, "pages");
+    assert_eq!(bodies(&fired), ["PAGE four"]);
+    assert_eq!(lines_of(&ids), [fired[0]["id"].as_str().unwrap()]);
+    let firings = would_fire(&h.rill, "pages");
+    assert_eq!(bodies(&firings), ["PAGE four", "PAGE one", "PAGE three"]);
+    assert!(firings.iter().any(|f| f["id"] == fired[0]["id"]));
+    // And testing again fired nothing more.
+    assert_eq!(history(&h.rill, "pages").len(), 1);
+    assert_eq!(lines_of(&ids).len(), 1);
 }
