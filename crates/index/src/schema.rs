@@ -47,8 +47,8 @@ pub struct Fields {
     /// In a cluster: the tenure during which this collector indexed the
     /// event (the etcd revision at which it took the host; 0 outside a
     /// cluster). Of two members' copies of a line, the later tenure's is
-    /// kept (docs/cluster.md). Indexed and fast. `None` in an index made
-    /// before it.
+    /// kept (docs/cluster.md). Fast only (no terms: its queries are rare
+    /// and read the column). `None` in an index made before it.
     pub tenure: Option<Field>,
 }
 
@@ -85,7 +85,7 @@ pub fn build() -> (Schema, Fields) {
         ),
         commit: Some(b.add_u64_field("commit", FAST)),
         collector: Some(b.add_text_field("collector", STRING | STORED)),
-        tenure: Some(b.add_u64_field("tenure", INDEXED | FAST)),
+        tenure: Some(b.add_u64_field("tenure", FAST)),
     };
     (b.build(), fields)
 }

@@ -50,7 +50,7 @@ impl IndexSearcher {
         let f = &self.fields;
         let q: Box<dyn Query> = Box::new(BooleanQuery::new(vec![
             (Occur::Must, term_query(Term::from_field_text(f.host, host))),
-            (Occur::Must, term_query(Term::from_field_u64(t, tenure))),
+            (Occur::Must, is(t, tenure)),
         ]));
         let searcher = self.reader.searcher();
         let top = searcher.search(
@@ -96,7 +96,7 @@ impl IndexSearcher {
         };
         let f = &self.fields;
         let by_tenure: Box<dyn Query> = match tenure {
-            Tenure::Is(n) => term_query(Term::from_field_u64(t, n)),
+            Tenure::Is(n) => is(t, n),
             Tenure::After(n) => Box::new(RangeQuery::new(
                 Bound::Excluded(Term::from_field_u64(t, n)),
                 Bound::Unbounded,
@@ -123,4 +123,13 @@ impl IndexSearcher {
 
 fn term_query(t: Term) -> Box<dyn Query> {
     Box::new(TermQuery::new(t, IndexRecordOption::Basic))
+}
+
+/// Events under exactly `tenure` (the field is fast only: a range).
+pub(crate) fn is(field: tantivy::schema::Field, tenure: u64) -> Box<dyn Query> {
+    let at = Term::from_field_u64(field, tenure);
+    Box::new(RangeQuery::new(
+        Bound::Included(at.clone()),
+        Bound::Included(at),
+    ))
 }

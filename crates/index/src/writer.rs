@@ -279,13 +279,7 @@ impl IndexWriter {
         let f = &self.fields;
         let q: Box<dyn Query> = Box::new(BooleanQuery::new(vec![
             (Occur::Must, file_query(f, host, log, file_id)),
-            (
-                Occur::Must,
-                Box::new(TermQuery::new(
-                    Term::from_field_u64(t, tenure),
-                    IndexRecordOption::Basic,
-                )),
-            ),
+            (Occur::Must, crate::tenure::is(t, tenure)),
             (
                 Occur::Must,
                 Box::new(InvertedIndexRangeQuery::new(
