@@ -100,6 +100,20 @@ fn kind(r: &RawRule) -> Result<RuleKind, Invalid> {
             kind == "heartbeat",
             "heartbeat rules",
         ),
+        // A heartbeat fires once per period, whatever the lines: it has
+        // no groups and nothing to repeat.
+        (
+            ".group_by",
+            r.group_by.is_some(),
+            kind != "heartbeat",
+            "any, frequency and flatline rules",
+        ),
+        (
+            ".realert",
+            r.realert.is_some(),
+            kind != "heartbeat",
+            "any, frequency and flatline rules",
+        ),
     ] {
         if set && !taken {
             return Err(Invalid::at(
@@ -643,6 +657,14 @@ mod tests {
         );
         assert_eq!(err("  r: {query: x, kind: flatline}\n").0, "rules.r.within");
         assert_eq!(err("  r: {kind: heartbeat}\n").0, "rules.r.every");
+        assert_eq!(
+            err("  r: {kind: heartbeat, every: 1h, group_by: host}\n").0,
+            "rules.r.group_by"
+        );
+        assert_eq!(
+            err("  r: {kind: heartbeat, every: 1h, realert: 1h}\n").0,
+            "rules.r.realert"
+        );
         assert_eq!(err("  r: {kind: any}\n").0, "rules.r.query");
         assert_eq!(
             err("  r: {query: x, kind: frequency, count: 0, within: 5m}\n").1,
