@@ -1,7 +1,11 @@
 //! A headless Chromium driven through Debian's `chromedriver` over the W3C
 //! WebDriver protocol (plain JSON over HTTP): what the page's tests need
-//! and no more. A failing check saves a screenshot.
+//! and no more. A failing test saves a screenshot: a failed check
+//! ([`Browser::wait`], [`Browser::fail`]) and any other panic while the
+//! browser is open (an `assert!` of the test's own), when it is dropped.
 
+use std::cell::Cell;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -16,7 +20,9 @@ pub struct Browser {
     session: String,
     agent: ureq::Agent,
     /// Where screenshots of failed checks go.
-    pub shots: std::path::PathBuf,
+    pub shots: PathBuf,
+    /// A screenshot of the failure is saved already.
+    shot: Cell<bool>,
 }
 
 impl Browser {
@@ -48,6 +54,7 @@ impl Browser {
             session: String::new(),
             agent,
             shots: std::env::temp_dir().join(format!("rill-browser-{name}")),
+            shot: Cell::new(false),
         };
         let v = b.post(
             "/session",
@@ -69,15 +76,25 @@ impl Browser {
 
     /// A WebDriver command; its answer's `value`.
     fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        self.try_call(method, path, body)
+            .unwrap_or_else(|e| panic!("webdriver {path}: {e}"))
+    }
+
+    /// [`Browser::call`], an error instead of a panic.
+    fn try_call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, ureq::Error> {
         let url = format!("{}{path}", self.base);
         let resp = match method {
             "GET" => self.agent.get(&url).call(),
             "DELETE" => self.agent.delete(&url).call(),
             _ => self.agent.post(&url).send_json(body.unwrap_or(json!({}))),
         };
-        let mut resp = resp.unwrap_or_else(|e| panic!("webdriver {path}: {e}"));
-        let v: Value = resp.body_mut().read_json().unwrap_or(Value::Null);
-        v["value"].clone()
+        let v: Value = resp?.body_mut().read_json().unwrap_or(Value::Null);
+        Ok(v["value"].clone())
     }
 
     fn post(&self, path: &str, body: Value) -> Value {
@@ -140,23 +157,40 @@ impl Browser {
 
     /// Saves a screenshot next to the test's name and panics with `what`.
     pub fn fail(&self, what: &str) -> ! {
-        let path = self.shots.with_extension("png");
-        let _ = std::fs::write(&path, self.screenshot());
-        panic!("{what} (screenshot: {})", path.display());
+        match self.save_screenshot() {
+            Some(path) => panic!("{what} (screenshot: {})", path.display()),
+            None => panic!("{what} (no screenshot: the browser did not take one)"),
+        }
     }
 
-    /// A PNG of the page as it is.
-    pub fn screenshot(&self) -> Vec<u8> {
+    /// Writes a screenshot to `shots`.png; its path, if the browser took
+    /// one and it was written.
+    fn save_screenshot(&self) -> Option<PathBuf> {
+        self.shot.set(true);
+        let path = self.shots.with_extension("png");
+        std::fs::write(&path, self.screenshot()?).ok()?;
+        Some(path)
+    }
+
+    /// A PNG of the page as it is, if the browser answers.
+    pub fn screenshot(&self) -> Option<Vec<u8>> {
         use base64::Engine;
-        let shot = self.call("GET", &self.at("/screenshot"), None);
+        let shot = self.try_call("GET", &self.at("/screenshot"), None).ok()?;
         base64::engine::general_purpose::STANDARD
-            .decode(shot.as_str().unwrap_or_default())
-            .unwrap_or_default()
+            .decode(shot.as_str()?)
+            .ok()
     }
 }
 
 impl Drop for Browser {
     fn drop(&mut self) {
+        // A panic of the test's own (not a failed check, which saved one):
+        // the page as the test left it. Nothing here may panic again.
+        if std::thread::panicking() && !self.shot.get() && !self.session.is_empty() {
+            if let Some(path) = self.save_screenshot() {
+                eprintln!("the page when the test failed: {}", path.display());
+            }
+        }
         if !self.session.is_empty() {
             let _ = self
                 .agent
