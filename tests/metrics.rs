@@ -1,9 +1,14 @@
 //! Issue 22 (metrics): `GET /metrics` on the search API's port, in
 //! Prometheus's text format, scraped by a real Prometheus (Debian's
-//! `prometheus`) whose own query API sees `rill_lines_read_total` grow.
+//! `prometheus`) whose own query API sees `rill_lines_read_total` grow; a
+//! page's Live stream that falls behind reports what it got and lost
+//! (`rill_live_messages_total`, `rill_live_dropped_total`), and tells the
+//! page the count with no line after the lost ones.
 
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rill_e2e::*;
 use serde_json::Value;
@@ -121,4 +126,166 @@ fn prometheus_scrapes_lines_read_growing() {
         Some(100.0 * 7.0 + 50.0 * 13.0)
     );
     assert_eq!(prom.value("up{job=\"rill\"}"), Some(1.0));
+}
+
+/// The `/metrics` text, once it has a line starting with `start` and
+/// ending with ` value` (60 s); panics with the text otherwise.
+fn wait_metric(port: u16, start: &str, value: u64) -> String {
+    let mut text = String::new();
+    let found = wait_until(WITHIN, || {
+        let Some((200, Value::String(t))) = http_get(port, "/metrics") else {
+            return false;
+        };
+        text = t;
+        text.lines()
+            .any(|l| l.starts_with(start) && l.ends_with(&format!(" {value}")))
+    });
+    assert!(found, "no {start}... {value}:\n{text}");
+    text
+}
+
+/// `GET /live` read as the page's EventSource reads it, as slowly as the
+/// test likes: nothing is read between calls.
+struct LiveReader {
+    lines: BufReader<TcpStream>,
+    /// What a read that timed out left of a line.
+    line: String,
+}
+
+impl LiveReader {
+    fn open(port: u16, topic: &str) -> LiveReader {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        write!(
+            s,
+            "GET /live?topic={} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n",
+            url_encode(topic)
+        )
+        .unwrap();
+        LiveReader {
+            lines: BufReader::new(s),
+            line: String::new(),
+        }
+    }
+
+    /// The next event's JSON, or None if none came within `within`.
+    fn next(&mut self, within: Duration) -> Option<Value> {
+        let end = Instant::now() + within;
+        while Instant::now() < end {
+            // A read that times out may have taken part of a line: kept.
+            match self.lines.read_line(&mut self.line) {
+                Ok(0) => panic!("the stream ended"),
+                Ok(_) if self.line.ends_with('\n') => {
+                    let line = std::mem::take(&mut self.line);
+                    if let Some(data) = line.strip_prefix("data: ") {
+                        return Some(serde_json::from_str(data).unwrap());
+                    }
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("reading the stream: {e}"),
+            }
+        }
+        None
+    }
+}
+
+#[test]
+fn a_live_stream_that_falls_behind_counts_what_it_lost() {
+    let h = OneHost::running(&["app"]);
+    let port = h.rill.search_port;
+    let mut live = LiveReader::open(port, "line/+/app");
+    let ready = live.next(WITHIN).expect("an event");
+    assert_eq!(ready["ready"], true, "{ready}");
+    // The subscription reaches the stream proxy a moment after: probes
+    // until one comes; from then on every line comes or is counted.
+    let mut got = 0u64;
+    let mut n = 0;
+    let subscribed = wait_until(WITHIN, || {
+        n += 1;
+        h.append("app", format!("probe {n}\n").as_bytes());
+        let probe = format!("probe {n}");
+        let end = Instant::now() + Duration::from_millis(300);
+        while let Some(e) = live.next(end.saturating_duration_since(Instant::now())) {
+            if e["body"].is_string() {
+                got += 1;
+            }
+            if e["body"] == probe.as_str() {
+                return true;
+            }
+        }
+        false
+    });
+    assert!(subscribed, "no probe came");
+    let probes = got;
+
+    // The reader stops reading; lines of 1 KB until the stream drops some
+    // (after its queue and the sockets' buffers: ~6 MB here), as its
+    // report to the supervisor (every 5 s) says.
+    let subscriber = "rill_live_dropped_total{subscriber=\"page-live-";
+    let dropped_in_metrics = || {
+        let Some((200, Value::String(text))) = http_get(port, "/metrics") else {
+            return false;
+        };
+        text.lines()
+            .any(|l| l.starts_with(subscriber) && !l.ends_with(" 0"))
+    };
+    let pad = "x".repeat(1000);
+    let mut written = 0u64;
+    let mut dropped = false;
+    for round in 0..6 {
+        let text: String = (0..10_000)
+            .map(|i| format!("burst {round} {i} {pad}\n"))
+            .collect();
+        h.append("app", text.as_bytes());
+        written += 10_000;
+        if wait_until(Duration::from_secs(8), dropped_in_metrics) {
+            dropped = true;
+            break;
+        }
+    }
+    assert!(dropped, "no line dropped after {written} lines");
+    // One more: lost too, as nothing was read; no line comes after it.
+    h.append("app", b"lastline\n");
+    written += 1;
+    assert!(h.rill.wait_count("lastline", &[], 1, WITHIN).is_some());
+
+    // Reading again: the lines that fitted, then the count of the lost
+    // ones on its own, every line written in one or the other.
+    let mut last = Value::Null;
+    let end = Instant::now() + WITHIN;
+    let told = loop {
+        let Some(e) = live.next(end.saturating_duration_since(Instant::now())) else {
+            break false;
+        };
+        assert_ne!(e["body"], "lastline");
+        if e["body"].is_string() {
+            got += 1;
+        }
+        last = e;
+        if last["body"].is_null()
+            && last["dropped"]
+                .as_u64()
+                .is_some_and(|d| d > 0 && got - probes + d == written)
+        {
+            break true;
+        }
+    };
+    assert!(
+        told,
+        "{written} written, {} got, last event {last}",
+        got - probes
+    );
+    let lost = last["dropped"].as_u64().unwrap();
+
+    // /metrics has the stream's own counts (handed to the page, lost).
+    let text = wait_metric(port, subscriber, lost);
+    assert!(
+        text.lines().any(|l| {
+            l.starts_with("rill_live_messages_total{subscriber=\"page-live-")
+                && l.ends_with(&format!(" {got}"))
+        }),
+        "{got} lines handed over:\n{text}"
+    );
 }

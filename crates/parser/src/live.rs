@@ -1,37 +1,54 @@
 //! `GET /live?topic=PATTERN&filter=TEXT`: the live stream as Server-Sent
 //! Events for the page: one `data:` JSON object per line (`host`, `log`,
-//! `body`, and `dropped`: lines this client lost so far because it fell
-//! behind). Each client has a thread subscribed to the streams endpoint
-//! like any `rill tail`, and a queue of [`QUEUE`] events: when the page
-//! reads slower than lines come, the newest are dropped and counted, never
-//! buffered without bound. At most [`MAX_CLIENTS`] at once; a comment
-//! every [`KEEPALIVE`] keeps an idle stream open.
+//! `body`, and `dropped`: lines this client lost so far), and `{"dropped":
+//! n}` alone when the stream is idle: at once when lines were lost since
+//! the page last heard the count (the lines that would have told it are
+//! the ones lost), else every [`KEEPALIVE`], which keeps an idle stream
+//! open. Each client has a thread subscribed to the streams endpoint like
+//! any `rill tail`, and a queue of [`QUEUE`] events: when the page reads
+//! slower than lines come, the newest are dropped and counted, never
+//! buffered without bound. Lines lost on the bus before this thread read
+//! them (the gaps in each topic's sequence numbers) are counted too,
+//! whether or not they held the filter's text: a gap cannot say. At most
+//! [`MAX_CLIENTS`] at once.
+//!
+//! Each client reports what it handed to the page and what it lost to the
+//! supervisor every [`REPORT_EVERY`] and when it ends, as `rill tail`
+//! does (`page-live-<pid>-<n>`), so `rill status`, the page's status tab
+//! and `/metrics` (`rill_live_messages_total`, `rill_live_dropped_total`)
+//! list it with the other subscribers.
 //!
 //! The threads log in to a guarded endpoint as the collector's own tools
 //! do ([`ClientAuth::for_own_streams`]: the server's CURVE key pair, which
 //! the gate always admits, or the first PLAIN user), given the config
 //! ([`Streams`]); a login that cannot be read is the stream's `error`.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::StatusCode;
 use axum::response::Response;
+use rill_bus::socket::{self, Role};
 use rill_bus::{ClientAuth, Subscriber};
 use rill_config::Config;
-use rill_proto::{LineMeta, TopicPattern};
+use rill_proto::{ControlRequest, LineMeta, SubscriberReport, TopicPattern};
 use serde_json::json;
 use tokio::sync::mpsc;
 
 pub const MAX_CLIENTS: usize = 16;
 pub const QUEUE: usize = 1000;
 const KEEPALIVE: Duration = Duration::from_secs(5);
+/// How often a client tells the supervisor how it fares (as `rill tail`).
+const REPORT_EVERY: Duration = Duration::from_secs(5);
 /// The longest filter text.
 const MAX_FILTER: usize = 1024;
 
 static CLIENTS: AtomicUsize = AtomicUsize::new(0);
+/// Numbers the clients of this process, for their report's id.
+static STARTED: AtomicU64 = AtomicU64::new(0);
 
 /// One client's place among [`MAX_CLIENTS`], given back when dropped.
 struct Slot;
@@ -53,12 +70,15 @@ impl Drop for Slot {
     }
 }
 
-/// Where the clients' threads subscribe, and how they log in.
+/// Where the clients' threads subscribe, how they log in, and where they
+/// report.
 #[derive(Debug, Clone)]
 pub struct Streams {
     endpoint: String,
     /// The login, or why it could not be read.
     login: Result<ClientAuth, String>,
+    /// The supervisor's control endpoint; None: no reports.
+    control: Option<String>,
 }
 
 impl From<&Config> for Streams {
@@ -67,16 +87,19 @@ impl From<&Config> for Streams {
         Streams {
             endpoint: cfg.local_streams_endpoint(),
             login: ClientAuth::for_own_streams(cfg),
+            control: Some(cfg.control_endpoint()),
         }
     }
 }
 
 impl From<&String> for Streams {
-    /// An endpoint alone: no login (an endpoint without a guard).
+    /// An endpoint alone: no login (an endpoint without a guard), no
+    /// reports.
     fn from(endpoint: &String) -> Streams {
         Streams {
             endpoint: endpoint.clone(),
             login: Ok(ClientAuth::default()),
+            control: None,
         }
     }
 }
@@ -144,15 +167,25 @@ fn follow(
         }
     };
     let _ = tx.try_send(event(&json!({ "ready": true, "topic": topic })));
-    let mut dropped: u64 = 0;
+    let mut reporter = Reporter::connect(&ctx, streams.control.as_deref(), topic);
+    let mut count = Count::default();
+    // The dropped count the page last got.
+    let mut told: u64 = 0;
     let mut quiet = Instant::now();
     while !tx.is_closed() {
+        reporter.tick(&count, false);
         let msg = match sub.recv(Duration::from_millis(200)) {
             Ok(Some(m)) => m,
             Ok(None) => {
-                if quiet.elapsed() >= KEEPALIVE {
-                    let _ = tx.try_send(bytes::Bytes::from_static(b": keepalive\n\n"));
-                    quiet = Instant::now();
+                if count.dropped > told || quiet.elapsed() >= KEEPALIVE {
+                    match tx.try_send(event(&json!({ "dropped": count.dropped }))) {
+                        Ok(()) => {
+                            told = count.dropped;
+                            quiet = Instant::now();
+                        }
+                        Err(mpsc::error::TrySendError::Full(_)) => {}
+                        Err(mpsc::error::TrySendError::Closed(_)) => break,
+                    }
                 }
                 continue;
             }
@@ -164,22 +197,124 @@ fn follow(
         let Ok(meta) = serde_json::from_slice::<LineMeta>(meta) else {
             continue;
         };
+        count.gaps(&msg.topic, &meta.epoch, meta.seq, meta.lines);
         for (m, line) in meta.split(body) {
             let line = String::from_utf8_lossy(line);
             if filter.is_some_and(|f| !line.contains(f)) {
                 continue;
             }
-            let e =
-                event(&json!({ "host": m.host, "log": m.log, "body": line, "dropped": dropped }));
+            let e = event(
+                &json!({ "host": m.host, "log": m.log, "body": line, "dropped": count.dropped }),
+            );
             match tx.try_send(e) {
-                Ok(()) => quiet = Instant::now(),
-                Err(mpsc::error::TrySendError::Full(_)) => dropped += 1,
-                Err(mpsc::error::TrySendError::Closed(_)) => return,
+                Ok(()) => {
+                    count.handed += 1;
+                    told = count.dropped;
+                    quiet = Instant::now();
+                }
+                Err(mpsc::error::TrySendError::Full(_)) => count.dropped += 1,
+                Err(mpsc::error::TrySendError::Closed(_)) => break,
             }
+        }
+    }
+    reporter.tick(&count, true);
+}
+
+/// What one client handed to the page and lost.
+#[derive(Debug, Default)]
+struct Count {
+    /// Lines put in the page's queue.
+    handed: u64,
+    /// Lines lost: not read off the bus in time (a gap in their topic's
+    /// sequence numbers), or read when the page's queue was full.
+    dropped: u64,
+    /// Per topic and tap run, the sequence number expected next.
+    next: HashMap<(String, String), u64>,
+}
+
+impl Count {
+    /// A message of `lines` lines, the first numbered `seq`: the lines
+    /// skipped before it are lost.
+    fn gaps(&mut self, topic: &str, epoch: &str, seq: u64, lines: u64) {
+        let key = (topic.to_owned(), epoch.to_owned());
+        if let Some(&want) = self.next.get(&key) {
+            self.dropped += seq.saturating_sub(want);
+        }
+        self.next.insert(key, seq + lines.max(1));
+    }
+}
+
+/// Tells the supervisor (when there is one) how a client fares.
+struct Reporter {
+    socket: Option<zmq::Socket>,
+    report: SubscriberReport,
+    last: Option<Instant>,
+}
+
+impl Reporter {
+    fn connect(ctx: &zmq::Context, control: Option<&str>, topic: &str) -> Reporter {
+        let socket = control.and_then(|endpoint| {
+            let s = socket::open(ctx, zmq::DEALER, Role::Control).ok()?;
+            s.set_linger(0).ok()?;
+            socket::connect(&s, endpoint).ok()?;
+            Some(s)
+        });
+        let n = STARTED.fetch_add(1, Ordering::Relaxed) + 1;
+        Reporter {
+            socket,
+            report: SubscriberReport {
+                id: format!("page-live-{}-{n}", std::process::id()),
+                topics: vec![topic.to_owned()],
+                received: 0,
+                dropped: 0,
+            },
+            last: None,
+        }
+    }
+
+    /// Reports every [`REPORT_EVERY`], or `now`.
+    fn tick(&mut self, count: &Count, now: bool) {
+        let Some(socket) = &self.socket else { return };
+        // Replies are not needed; drain them.
+        while socket.recv_bytes(zmq::DONTWAIT).is_ok() {}
+        if !now && self.last.is_some_and(|t| t.elapsed() < REPORT_EVERY) {
+            return;
+        }
+        self.last = Some(Instant::now());
+        self.report.received = count.handed;
+        self.report.dropped = count.dropped;
+        if let Ok(json) = serde_json::to_vec(&ControlRequest::SubscriberReport(self.report.clone()))
+        {
+            // The empty frame is what a REQ socket would send first.
+            let _ = socket.send_multipart([&b""[..], &json[..]], zmq::DONTWAIT);
         }
     }
 }
 
 fn event(v: &serde_json::Value) -> bytes::Bytes {
     bytes::Bytes::from(format!("data: {v}\n\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_skipped_in_a_topics_sequence_are_dropped() {
+        let mut c = Count::default();
+        c.gaps("line/web01/app", "e1", 0, 3);
+        c.gaps("line/web01/app", "e1", 3, 2);
+        assert_eq!(c.dropped, 0);
+        // 5..9 never came.
+        c.gaps("line/web01/app", "e1", 10, 1);
+        assert_eq!(c.dropped, 5);
+        // Another topic, and a restarted tap (a new epoch starting at 0),
+        // are counted on their own.
+        c.gaps("line/web02/app", "e1", 7, 1);
+        c.gaps("line/web01/app", "e2", 0, 1);
+        assert_eq!(c.dropped, 5);
+        // A message seen again (a reconnect) loses nothing.
+        c.gaps("line/web01/app", "e2", 0, 1);
+        assert_eq!(c.dropped, 5);
+    }
 }

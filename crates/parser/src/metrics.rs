@@ -3,8 +3,9 @@
 //! - the supervisor's status (asked over its control socket at each
 //!   scrape, at most [`ASK_WITHIN`]): per host and log the lines and bytes
 //!   read, the bytes not yet indexed, whether the host is connected, its
-//!   open sessions; per stream subscriber the messages it got and lost; per
-//!   process its restarts. `rill_supervisor_up` says whether it answered;
+//!   open sessions; per stream subscriber (each `rill tail`, each of the
+//!   page's Live streams: they report to it, see crate::live) the messages
+//!   it got and lost; per process its restarts. `rill_supervisor_up` says whether it answered;
 //!   without it those series are absent;
 //! - this process: documents in the index, how long commits and search
 //!   requests took (histograms kept since the parser started);
