@@ -2,9 +2,11 @@
 //! (Debian's `chromium` and `chromium-driver`) driven over WebDriver: a
 //! query shows its hits and histogram, a hit opens its context, a facet
 //! filters, a bad query shows the parser's message with its position, and
-//! a URL with the state in it runs that search; Live shows new lines, and
-//! counts the lines a page too busy to read lost, as the status tab does.
-//! A failing test saves a screenshot (`/tmp/rill-browser-<test>.png`).
+//! a URL with the state in it runs that search; a range of days and all
+//! time draw their histograms, and all time stays in the URL; Live shows
+//! new lines, and counts the lines a page too busy to read lost, as the
+//! status tab does. A failing test saves a screenshot
+//! (`/tmp/rill-browser-<test>.png`).
 
 use std::time::Duration;
 
@@ -288,4 +290,76 @@ fn live_counts_the_lines_a_page_too_busy_to_read_lost() {
         "return [...document.querySelectorAll('tr.subscriber')].some((r) => r.dataset.id.startsWith('page-live-') && r.children[1].textContent === String(arguments[0]) && r.dataset.dropped === String(arguments[1]));",
         json!([counts.0, counts.1]),
     );
+}
+
+/// `t` as RFC 3339 with a `Z`.
+fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// The histogram's bars: how many, their counts' sum, how many are not
+/// empty, and the histogram's error.
+const BARS: &str = "const b = [...document.querySelectorAll('#histogram .bar')].map((e) => Number(e.dataset.count)); return [b.length, b.reduce((s, n) => s + n, 0), b.filter((n) => n > 0).length, document.getElementById('histogram-error')?.textContent ?? ''];";
+
+#[test]
+fn a_range_of_days_and_all_time_draw_their_histograms_and_all_time_stays_in_the_url() {
+    // Events 9 days, 2 days and a minute old (their `time`).
+    let h = OneHost::new(&["events"]);
+    h.rill.set_log_options("events", "parser: json");
+    let h = OneHost::start(h, &["events"]);
+    let now = chrono::Utc::now();
+    let mut text = String::new();
+    for (age, name) in [(9 * 24 * 60, "old"), (2 * 24 * 60, "older"), (1, "new")] {
+        let t = rfc3339(now - chrono::Duration::minutes(age));
+        text.push_str(&format!("{{\"time\":\"{t}\",\"msg\":\"{name}\"}}\n"));
+    }
+    h.append("events", text.as_bytes());
+    assert!(h.rill.wait_count("*", &[], 3, WITHIN).is_some());
+    let base = format!("http://127.0.0.1:{}", h.rill.search_port);
+    let b = Browser::start("histogram-range");
+    // Two timestamps 10 days apart: a bar per 3 h, not 14,460 of a minute
+    // (over the 10,000 the API draws), each event in a bar of its own.
+    let (from, until) = (
+        rfc3339(now - chrono::Duration::days(10)),
+        rfc3339(now + chrono::Duration::hours(1)),
+    );
+    b.open(&format!(
+        "{base}/?q=*&from={}&until={}",
+        url_encode(&from),
+        url_encode(&until)
+    ));
+    let drawn = |what: &str| {
+        let mut bars = json!(null);
+        if !wait_until(Duration::from_secs(20), || {
+            bars = b.eval(BARS, json!([]));
+            bars[1] == 3 && bars[2] == 3
+        }) {
+            b.fail(&format!("{what}: bars, sum, not empty, error: {bars}"));
+        }
+        let n = bars[0].as_u64().unwrap();
+        assert!(n <= 200 && bars[3] == "", "{what}: {bars}");
+    };
+    drawn("from and until 10 days apart");
+
+    // All time: the three, and the URL says so.
+    b.eval(
+        "for (const [id, v] of [['since', ''], ['from', ''], ['until', '']]) document.getElementById(id).value = v; document.getElementById('go').click();",
+        json!([]),
+    );
+    b.wait(
+        "all time finds the three, since= in the URL",
+        "return document.getElementById('summary').textContent.startsWith('3 matching events') && new URLSearchParams(location.search).get('since') === '';",
+        json!([]),
+    );
+    drawn("all time");
+    // The link opens all time again (the default, 24 h, holds one).
+    let link = b.eval("return location.href;", json!([]));
+    b.open("about:blank");
+    b.open(link.as_str().unwrap());
+    b.wait(
+        "the link opens all time",
+        "return document.getElementById('since').value === '' && document.getElementById('summary').textContent.startsWith('3 matching events');",
+        json!([]),
+    );
+    drawn("all time from the link");
 }
