@@ -1,7 +1,8 @@
 //! Issue 22 (metrics): `GET /metrics` on the search API's port, in
 //! Prometheus's text format, scraped by a real Prometheus (Debian's
-//! `prometheus`) whose own query API sees `rill_lines_read_total` grow; a
-//! page's Live stream that falls behind reports what it got and lost
+//! `prometheus`) whose own query API sees `rill_lines_read_total` grow;
+//! `rill_sessions_open` follows a session opened and deleted; a page's
+//! Live stream that falls behind reports what it got and lost
 //! (`rill_live_messages_total`, `rill_live_dropped_total`), and tells the
 //! page the count with no line after the lost ones.
 
@@ -10,8 +11,9 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use rill_e2e::session::{host_with_sessions, served, Kind};
 use rill_e2e::*;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 const WITHIN: Duration = Duration::from_secs(60);
 
@@ -142,6 +144,22 @@ fn wait_metric(port: u16, start: &str, value: u64) -> String {
     });
     assert!(found, "no {start}... {value}:\n{text}");
     text
+}
+
+#[test]
+fn open_sessions_are_counted_per_host() {
+    let h = host_with_sessions("sessions: {max: 2, pool: 1}");
+    let port = h.rill.search_port;
+    let mut client = served(&h, Kind::Req);
+    let open = "rill_sessions_open{host=\"web01\"}";
+    wait_metric(port, open, 0);
+    let created = client.call("create_session", json!({}));
+    assert_eq!(created["status"], "ok", "{created}");
+    wait_metric(port, open, 1);
+    let id = created["session_id"].as_str().unwrap();
+    let deleted = client.call("delete_session", json!({ "session_id": id }));
+    assert_eq!(deleted["status"], "ok", "{deleted}");
+    wait_metric(port, open, 0);
 }
 
 /// `GET /live` read as the page's EventSource reads it, as slowly as the
