@@ -5,7 +5,9 @@
 //! time is polled from inside the page with `performance.now()`). The
 //! index is one `tests/bench/search` left (default
 //! `/tmp/rill-bench/state-raw/index`, 5 M lines); the search API serves it
-//! in this process, as the parser would.
+//! in this process, as the parser would. A page that shows no hits (the
+//! API's error, no match) ends the run with what it showed: it is no
+//! render to time.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -43,14 +45,19 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
             b.open("about:blank");
             let url = format!("{base}/?q={}&since=&x={i}", rill_e2e::url_encode(q));
             b.open(&url);
-            // The time since navigation began at which hits were shown.
+            // The time since navigation began at which hits were shown, or
+            // the page's answer without hits (an error, no match), which is
+            // no render to time.
             let t = b.eval(
-                "return new Promise(done => { const check = () => { const n = document.querySelectorAll('#hits .hit').length; if (n > 0 || document.getElementById('summary').textContent || document.getElementById('error').textContent) done([performance.now(), n]); else requestAnimationFrame(check); }; check(); });",
+                "return new Promise(done => { const check = () => { const n = document.querySelectorAll('#hits .hit').length; const error = document.getElementById('error').textContent; const summary = document.getElementById('summary').textContent; if (n > 0 || summary || error) done([performance.now(), n, error || summary]); else requestAnimationFrame(check); }; check(); });",
                 json!([]),
             );
             let (Some(at), Some(n)) = (t[0].as_f64(), t[1].as_u64()) else {
-                anyhow::bail!("no hits for {q:?}: {t}");
+                anyhow::bail!("the page did not answer for {q:?}: {t}");
             };
+            if n == 0 {
+                anyhow::bail!("no hits shown for {q:?}: {}", t[2]);
+            }
             if i > 0 {
                 took.push(Duration::from_secs_f64(at / 1000.0));
             }
