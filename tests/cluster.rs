@@ -49,7 +49,8 @@ impl Fleet {
         for m in MEMBERS.into_iter().chain([LATE]) {
             let mut rill = hosts.rill();
             rill.append_config(&format!(
-                "collector: {m}\ncluster:\n  etcd: [{urls}]\n  name: t\n  lease_ttl: {TTL_SECS}s\n"
+                "collector: {m}\ncluster:\n  etcd: [{urls}]\n  name: t\n  lease_ttl: {TTL_SECS}s\nqueries:\n  steady: '{}'\n",
+                HOSTS.map(|h| format!("{h}steady")).join(" OR ")
             ));
             if m != LATE {
                 rill.start();
@@ -448,6 +449,14 @@ fn a_cluster_hands_a_dead_members_hosts_over_and_takes_them_back() {
     println!(
         "steady: {written} lines per host, each in one member's index, after {:?}",
         t.elapsed()
+    );
+
+    // A saved query, by name, through the API across the cluster.
+    let (status, v) = http_get(f.members["b"].search_port, "/count?saved=steady").unwrap();
+    assert_eq!(
+        (status, v["count"].as_u64()),
+        (200, Some(written * HOSTS.len() as u64)),
+        "{v}"
     );
 
     // Every line written, in every phase, is counted once across the

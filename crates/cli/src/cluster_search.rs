@@ -12,7 +12,7 @@
 use std::io::Write;
 
 use anyhow::anyhow;
-use rill_cluster::search::{self as cluster, SearchError, WITHIN};
+use rill_cluster::search::{self as cluster, SearchError, MAX_ANSWER, WITHIN};
 use rill_config::cluster::ClusterSettings;
 use rill_index::IndexedLine;
 use serde_json::{json, Value};
@@ -53,7 +53,7 @@ pub fn print(
         "search"
     };
     let token = std::env::var("RILL_SEARCH_TOKEN").ok();
-    let mut answers = match cluster::ask_members(settings, path, &params, token.as_deref(), WITHIN)
+    let mut answers = match cluster::ask_members(settings, path, &params, token.as_deref(), (WITHIN, MAX_ANSWER))
     {
         Ok(a) => a,
         // A bad query: every member would say the same.

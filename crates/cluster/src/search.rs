@@ -9,11 +9,11 @@
 //!   identity (host, log, file, offset).
 //! - Counts, histogram buckets and facet counts: summed. A handover overlap
 //!   is counted once per member holding it (docs/cluster.md).
-//! - A member that does not answer within the deadline, fails (5xx), or
-//!   advertises no search API is named in [`Answers::partial`]; a member
-//!   that refuses the request (4xx: a bad query, a token it does not know)
-//!   makes the whole search fail with its reason, since every member would
-//!   say the same.
+//! - A member that does not answer within the deadline, fails (5xx),
+//!   refuses the request (4xx) or advertises no search API is named in
+//!   [`Answers::partial`]. When no member answered and one refused, the
+//!   search fails with that refusal: a bad query, which every member
+//!   refuses alike.
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
@@ -27,8 +27,9 @@ use crate::EtcdError;
 /// How long a member has to answer `rill search`.
 pub const WITHIN: Duration = Duration::from_secs(30);
 
-/// At most this many bytes are read of one member's answer.
-const MAX_ANSWER: u64 = 64 << 20;
+/// At most this many bytes of one member's answer are read by
+/// `rill search` (the search API reads at most its own answer limit).
+pub const MAX_ANSWER: u64 = 64 << 20;
 
 /// What the members said.
 #[derive(Debug, Default)]
@@ -87,7 +88,7 @@ pub fn ask_members(
     path: &str,
     params: &[(String, String)],
     token: Option<&str>,
-    within: Duration,
+    (within, max_bytes): (Duration, u64),
 ) -> Result<Answers, SearchError> {
     let members = live_members(cluster).map_err(|source| SearchError::Members {
         cluster: cluster.name.clone(),
@@ -106,7 +107,7 @@ pub fn ask_members(
                 let params = &params;
                 s.spawn(move || {
                     let answer = match &m.search {
-                        Some(url) => ask(url, path, params, token, within),
+                        Some(url) => ask(url, path, params, token, (within, max_bytes)),
                         None => Err(Failed::Down("advertises no search API".into())),
                     };
                     (m.member.clone(), answer)
@@ -121,17 +122,28 @@ pub fn ask_members(
             .collect()
     });
     let mut answers = Answers::default();
+    let mut refused = None;
     for (member, a) in said {
         match a {
             Ok(v) => answers.ok.push((member, v)),
+            // A bad query: every member says so; unless another member
+            // answered (this one is older, or refuses our token).
             Err(Failed::Refused(status, answer)) => {
-                return Err(SearchError::Refused {
+                answers
+                    .partial
+                    .push((member.clone(), format!("HTTP {status}: {}", why(&answer))));
+                refused.get_or_insert(SearchError::Refused {
                     member,
                     status,
                     answer,
-                })
+                });
             }
             Err(Failed::Down(why)) => answers.partial.push((member, why)),
+        }
+    }
+    if answers.ok.is_empty() {
+        if let Some(r) = refused {
+            return Err(r);
         }
     }
     if answers.ok.is_empty() && !answers.partial.is_empty() {
@@ -226,7 +238,7 @@ pub fn merge_facets(answers: &Answers, keep: usize) -> Value {
 /// `GET <url>/<path>` of one member's search API (`/status`): its JSON
 /// answer, or why there is none.
 pub fn get(url: &str, path: &str, token: Option<&str>, within: Duration) -> Result<Value, String> {
-    ask(url, path, &[], token, within).map_err(|f| match f {
+    ask(url, path, &[], token, (within, MAX_ANSWER)).map_err(|f| match f {
         Failed::Refused(status, answer) => format!("HTTP {status}: {}", why(&answer)),
         Failed::Down(why) => why,
     })
@@ -246,7 +258,7 @@ fn ask(
     path: &str,
     params: &[(String, String)],
     token: Option<&str>,
-    within: Duration,
+    (within, max_bytes): (Duration, u64),
 ) -> Result<Value, Failed> {
     let agent = ureq::Agent::config_builder()
         .timeout_global(Some(within))
@@ -266,7 +278,7 @@ fn ask(
     let text = answer
         .body_mut()
         .with_config()
-        .limit(MAX_ANSWER)
+        .limit(max_bytes)
         .read_to_string()
         .map_err(|e| Failed::Down(format!("HTTP {status}: {e}")))?;
     let body: Value = serde_json::from_str(&text)

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 /// Tenures kept per host, newest last.
-pub const KEEP: usize = 8;
+pub const KEEP: usize = 32;
 
 /// Each host's tenures on this member.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -140,10 +140,10 @@ mod tests {
         );
         t.save(&file).unwrap();
         assert_eq!(Tenures::load(&file), t);
-        for n in 0..20 {
+        for n in 0..40 {
             t.begin("h2", 100 + n);
         }
         assert_eq!(t.hosts["h2"].len(), KEEP);
-        assert_eq!(t.hosts["h2"][KEEP - 1].tenure, 119);
+        assert_eq!(t.hosts["h2"][KEEP - 1].tenure, 139);
     }
 }

@@ -191,6 +191,14 @@ impl Tokens {
     pub fn first(&self) -> Option<&str> {
         self.0.keys().next().map(String::as_str)
     }
+
+    /// The token named `name`, if there is one.
+    pub fn named(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(_, n)| *n == name)
+            .map(|(t, _)| t.as_str())
+    }
 }
 
 #[cfg(test)]

@@ -81,6 +81,31 @@ impl IndexSearcher {
         Ok(out)
     }
 
+    /// The highest offset at which an event of `host`'s `file` starts
+    /// under `tenure`.
+    pub fn tenure_last(
+        &self,
+        host: &str,
+        file: &StoredFile,
+        tenure: u64,
+    ) -> Result<Option<u64>, IndexError> {
+        let Some(t) = self.fields.tenure else {
+            return Ok(None);
+        };
+        let q: Box<dyn Query> = Box::new(BooleanQuery::new(vec![
+            (
+                Occur::Must,
+                file_query(&self.fields, host, &file.log, &file.file_id),
+            ),
+            (Occur::Must, is(t, tenure)),
+        ]));
+        let top = self.reader.searcher().search(
+            &q,
+            &TopDocs::with_limit(1).order_by_fast_field::<u64>("offset", Order::Desc),
+        )?;
+        Ok(top.first().map(|(o, _)| *o))
+    }
+
     /// The offsets, ascending, at which events of `host`'s `file` start
     /// within `from..=to` under `tenure`; at most `max` (the first ones).
     pub fn tenure_offsets(

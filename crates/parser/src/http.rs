@@ -448,7 +448,14 @@ async fn held(State(api): State<Api>, RawQuery(query): RawQuery) -> Response {
             (from, to),
             crate::overlap::HELD_PAGE,
         ) {
-            Ok(offsets) => (StatusCode::OK, json_bytes(&json!({ "offsets": offsets }))),
+            Ok(offsets) => {
+                // A full page: there may be more after its last offset.
+                let more = offsets.len() >= crate::overlap::HELD_PAGE;
+                (
+                    StatusCode::OK,
+                    json_bytes(&json!({ "offsets": offsets, "more": more })),
+                )
+            }
             Err(e) => fail(
                 StatusCode::SERVICE_UNAVAILABLE,
                 &json!({"error": e.to_string()}),
@@ -837,7 +844,9 @@ async fn in_cluster(
         }
     }
     let running = FANOUTS.fetch_add(1, Ordering::SeqCst);
-    let _slot = Slot;
+    // Held by the asking thread: a client that hangs up does not free it
+    // before the members' answers are in.
+    let slot = Slot;
     if running >= MAX_FANOUTS {
         return Some(refuse((
             StatusCode::SERVICE_UNAVAILABLE,
@@ -845,7 +854,13 @@ async fn in_cluster(
         )));
     }
     let token = rill_http::presented_token(headers, Some(TOKEN_COOKIE));
-    let pairs: Vec<(String, String)> = params.0.iter().filter(|(k, _)| k != "_").cloned().collect();
+    // `saved` was made `q` already.
+    let pairs: Vec<(String, String)> = params
+        .0
+        .iter()
+        .filter(|(k, _)| k != "_" && k != "saved")
+        .cloned()
+        .collect();
     let limits = api.work.limits();
     let within = limits.request_timeout + Duration::from_secs(2);
     let path = match which {
@@ -854,8 +869,16 @@ async fn in_cluster(
         Fanned::Histogram => "histogram",
         Fanned::Facets => "facets",
     };
+    let max_bytes = u64::try_from(limits.max_response_bytes).unwrap_or(u64::MAX);
     let asked = tokio::task::spawn_blocking(move || {
-        rill_cluster::search::ask_members(&cluster, path, &pairs, token.as_deref(), within)
+        let _slot = slot;
+        rill_cluster::search::ask_members(
+            &cluster,
+            path,
+            &pairs,
+            token.as_deref(),
+            (within, max_bytes),
+        )
     })
     .await;
     let mut answers = match asked {

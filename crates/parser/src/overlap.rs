@@ -16,7 +16,7 @@
 //! deletes a copy whose tenure is lower than the one it was shown, so of
 //! any set of copies the one under the latest tenure stays.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,8 +32,11 @@ use rill_index::tenure::{StoredFile, Tenure};
 use rill_index::IndexSearcher;
 use tracing::{debug, info, warn};
 
-/// How often ended tenures are looked at.
+/// How often ended tenures are looked at; one whose copies are not held
+/// elsewhere (yet) is looked at again after twice the last wait, at most
+/// [`MAX_WAIT`].
 const PASS_EVERY: Duration = Duration::from_secs(5);
+const MAX_WAIT: Duration = Duration::from_secs(300);
 /// How long after it ended a tenure is looked at (then what is left of its
 /// overlap, if anything, stays).
 const LOOK_FOR: u64 = 3600;
@@ -95,12 +98,14 @@ impl Overlap {
     /// to the index thread.
     pub fn start(cfg: &Config, purges: SyncSender<Vec<Purge>>) -> Option<Overlap> {
         let settings = cfg.cluster.clone()?;
+        // The members share the config: the token named `cluster`, else
+        // the first (docs/cluster.md).
         let token = cfg
             .search
             .tokens_file
             .as_deref()
             .and_then(|f| rill_config::hub::Tokens::load(f).ok())
-            .and_then(|t| t.first().map(str::to_owned));
+            .and_then(|t| t.named("cluster").or(t.first()).map(str::to_owned));
         let job = Job {
             settings,
             index: cfg.index_dir(),
@@ -145,7 +150,12 @@ impl Job {
     fn run(&self, stop: &AtomicBool) {
         // Tenures found overlap-free (or whose overlap is gone).
         let mut done: HashSet<(String, u64)> = HashSet::new();
+        // The files each ended tenure read last: they do not change.
+        let mut tails: HashMap<(String, u64), Vec<StoredFile>> = HashMap::new();
         let mut searcher: Option<IndexSearcher> = None;
+        // When each tenure not done is looked at next, and the wait after.
+        let mut next_try: HashMap<(String, u64), (Instant, Duration)> = HashMap::new();
+        let mut said = Said::default();
         while !stop.load(Ordering::Relaxed) {
             let until = Instant::now() + PASS_EVERY;
             while Instant::now() < until && !stop.load(Ordering::Relaxed) {
@@ -157,6 +167,8 @@ impl Job {
                 .map(|(host, t, _)| (host, t))
                 .filter(|k| !done.contains(k))
                 .collect();
+            tails.retain(|k, _| ended.contains(k));
+            next_try.retain(|k, _| ended.contains(k));
             if ended.is_empty() {
                 continue;
             }
@@ -178,57 +190,89 @@ impl Job {
                         .filter_map(|m| Some((m.member, m.search?)))
                         .collect(),
                     Err(e) => {
-                        debug!(error = %e, "overlap: cannot read the members");
+                        said.trouble("etcd", format!("cannot read the members: {e}"));
                         continue;
                     }
                 };
+            let now = Instant::now();
             for (host, t) in ended {
-                match self.pass(s, &others, &host, t) {
-                    Ok((purges, covered)) => {
-                        if !purges.is_empty() {
-                            let lines = purges.len();
-                            info!(%host, tenure = t, ranges = lines, "overlap: deleting this member's copies a later tenure holds");
-                            if self.purges.send(purges).is_err() {
-                                return;
+                let key = (host.clone(), t);
+                if next_try.get(&key).is_some_and(|(at, _)| now < *at) {
+                    continue;
+                }
+                let files = match tails.entry(key.clone()) {
+                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(v) => {
+                        match s.tenure_tail(&host, t, TAIL) {
+                            Ok(tail) => {
+                                let files: BTreeSet<StoredFile> =
+                                    tail.into_iter().map(|(f, _)| f).collect();
+                                v.insert(files.into_iter().collect())
+                            }
+                            Err(e) => {
+                                said.trouble("index", e.to_string());
+                                continue;
                             }
                         }
-                        if covered {
-                            done.insert((host, t));
-                        }
                     }
-                    Err(e) => debug!(%host, tenure = t, error = %e, "overlap: not looked at"),
+                };
+                let (purges, covered) = self.pass(s, &others, &host, t, files, &mut said);
+                let found = !purges.is_empty();
+                if found {
+                    info!(%host, tenure = t, ranges = purges.len(), "overlap: deleting this member's copies of lines a later tenure holds");
+                    if self.purges.send(purges).is_err() {
+                        return;
+                    }
                 }
+                if covered {
+                    done.insert(key.clone());
+                    next_try.remove(&key);
+                    continue;
+                }
+                // Not read again yet, or never will be (this member took
+                // the host back itself): asked again, less and less often.
+                let wait = match (found, next_try.get(&key)) {
+                    (false, Some((_, w))) => (*w * 2).min(MAX_WAIT),
+                    _ => PASS_EVERY,
+                };
+                next_try.insert(key, (now + wait, wait));
             }
         }
     }
 
     /// The copies of `host`'s lines under ended tenure `t` that other
-    /// members hold under a later one, as ranges to delete; and whether
-    /// every file of the tenure's tail is held to its last line by a later
-    /// tenure (nothing more will be found).
+    /// members hold under a later tenure, as ranges to delete; and whether
+    /// every file of `files` is held to this member's last line of it
+    /// (nothing more will be found). A member that does not answer is
+    /// taken to hold nothing.
     fn pass(
         &self,
         s: &IndexSearcher,
         others: &[(String, String)],
         host: &str,
         t: u64,
-    ) -> Result<(Vec<Purge>, bool), String> {
-        let tail = s.tenure_tail(host, t, TAIL).map_err(|e| e.to_string())?;
-        let mut files: BTreeMap<StoredFile, u64> = BTreeMap::new();
-        for (file, offset) in tail {
-            let last = files.entry(file).or_default();
-            *last = (*last).max(offset);
-        }
+        files: &[StoredFile],
+        said: &mut Said,
+    ) -> (Vec<Purge>, bool) {
         let mut covered = true;
         let mut purges = Vec::new();
-        for (file, last) in files {
+        for file in files {
+            let last = match s.tenure_last(host, file, t) {
+                Ok(Some(last)) => last,
+                // Its copies are gone (deleted, retention).
+                Ok(None) => continue,
+                Err(e) => {
+                    said.trouble("index", e.to_string());
+                    return (purges, false);
+                }
+            };
             let mut held: BTreeSet<u64> = BTreeSet::new();
             for (member, url) in others {
-                match self.held(url, host, &file, t, last) {
+                match self.held(url, host, file, t, last) {
                     Ok(o) => held.extend(o),
                     Err(e) => {
-                        debug!(%member, error = %e, "overlap: a member did not say what it holds");
                         covered = false;
+                        said.trouble(member, format!("did not say what it holds: {e}"));
                     }
                 }
             }
@@ -237,12 +281,24 @@ impl Job {
                 covered = false;
                 continue;
             };
-            if !held.contains(&last) {
+            if last < from {
+                // Every copy of this file left here is from before the
+                // later tenure began to read it.
+                continue;
+            }
+            let mine = match s.tenure_offsets(host, file, Tenure::Is(t), (from, last), MAX_PER_FILE)
+            {
+                Ok(m) => m,
+                Err(e) => {
+                    said.trouble("index", e.to_string());
+                    return (purges, false);
+                }
+            };
+            // Done once every copy from where the later tenure began is
+            // held there (and deleted here).
+            if mine.len() >= MAX_PER_FILE || mine.iter().any(|o| !held.contains(o)) {
                 covered = false;
             }
-            let mine = s
-                .tenure_offsets(host, &file, Tenure::Is(t), (from, last), MAX_PER_FILE)
-                .map_err(|e| e.to_string())?;
             purges.extend(runs(&mine, &held).into_iter().map(|(from, to)| Purge {
                 host: host.to_owned(),
                 file: file.clone(),
@@ -251,11 +307,12 @@ impl Job {
                 to,
             }));
         }
-        Ok((purges, covered))
+        (purges, covered)
     }
 
-    /// The offsets from 0 to `to` of `host`'s `file` that the member at
-    /// `url` holds under a tenure after `t`.
+    /// The offsets of `host`'s `file` that the member at `url` holds under
+    /// a tenure after `t`: every one up to `to`, and the first page's
+    /// beyond it (enough to tell that its copies begin after `to`).
     fn held(
         &self,
         url: &str,
@@ -268,10 +325,11 @@ impl Job {
         let mut from = 0u64;
         loop {
             let path = format!(
-                "held?host={}&log={}&file_id={}&after={t}&from={from}&to={to}",
+                "held?host={}&log={}&file_id={}&after={t}&from={from}&to={}",
                 encode(host),
                 encode(&file.log),
-                encode(&file.file_id)
+                encode(&file.file_id),
+                u64::MAX
             );
             let v = rill_cluster::search::get(url, &path, self.token.as_deref(), ASK_WITHIN)?;
             let page: Vec<u64> = v["offsets"]
@@ -280,13 +338,36 @@ impl Job {
                 .iter()
                 .filter_map(serde_json::Value::as_u64)
                 .collect();
-            let full = page.len() >= HELD_PAGE;
             let next = page.last().copied();
             out.extend(page);
             match next {
-                Some(n) if full && out.len() < MAX_PER_FILE && n < to => from = n + 1,
+                Some(n) if v["more"] == true && out.len() < MAX_PER_FILE && n < to => {
+                    from = n + 1;
+                }
                 _ => return Ok(out),
             }
+        }
+    }
+}
+
+/// Trouble said at most once per 10 minutes per source (etcd, a member,
+/// the index), as a warning: overlap removal that keeps failing (a token
+/// a member refuses, a member's API out of reach) must be seen.
+#[derive(Default)]
+struct Said(HashMap<String, Instant>);
+
+impl Said {
+    fn trouble(&mut self, source: &str, why: String) {
+        let now = Instant::now();
+        let due = self
+            .0
+            .get(source)
+            .is_none_or(|t| now.duration_since(*t) >= Duration::from_secs(600));
+        if due {
+            self.0.insert(source.to_owned(), now);
+            warn!(%source, error = %why, "overlap: handover copies not looked at (tried again every 5 s; said again in 10 min)");
+        } else {
+            debug!(%source, error = %why, "overlap: not looked at");
         }
     }
 }

@@ -246,6 +246,9 @@ fn a_tenures_copies_that_a_later_tenure_holds_are_found_and_deleted_exactly() {
         .tenure_offsets("h", &file, Tenure::After(9), (0, 200), 100)
         .unwrap()
         .is_empty());
+    assert_eq!(sa.tenure_last("h", &file, 5).unwrap(), Some(90));
+    assert_eq!(sb.tenure_last("h", &file, 9).unwrap(), Some(110));
+    assert_eq!(sb.tenure_last("h", &file, 5).unwrap(), None);
     assert_eq!(
         sa.tenure_offsets("h", &file, Tenure::Is(5), (55, 1000), 100)
             .unwrap(),
