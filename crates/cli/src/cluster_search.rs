@@ -53,8 +53,13 @@ pub fn print(
         "search"
     };
     let token = std::env::var("RILL_SEARCH_TOKEN").ok();
-    let mut answers = match cluster::ask_members(settings, path, &params, token.as_deref(), (WITHIN, MAX_ANSWER))
-    {
+    let mut answers = match cluster::ask_members(
+        settings,
+        path,
+        &params,
+        token.as_deref(),
+        (WITHIN, MAX_ANSWER),
+    ) {
         Ok(a) => a,
         // A bad query: every member would say the same.
         Err(SearchError::Refused { answer, .. }) => {
