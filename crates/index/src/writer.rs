@@ -502,7 +502,8 @@ fn document(
     if let Some(c) = f.commit {
         doc.add_u64(c, committed);
     }
-    if let Some(t) = f.tenure {
+    // Outside a cluster (tenure 0) no value: nothing to store or index.
+    if let Some(t) = f.tenure.filter(|_| tenure != 0) {
         doc.add_u64(t, tenure);
     }
     doc.add_date(f.ts, crate::tantivy_time(e.ts));
