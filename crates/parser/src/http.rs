@@ -403,9 +403,9 @@ async fn facets(State(api): State<Api>, headers: HeaderMap, RawQuery(query): Raw
     }
     let work = api.work.clone();
     work.run(move |job| {
-        let searcher = match api.searcher().and_then(|s| s.reload().map(|()| s)) {
+        let searcher = match api.current_or_503() {
             Ok(s) => s,
-            Err(e) => return fail(StatusCode::SERVICE_UNAVAILABLE, &json!({"error": e.to_string()})),
+            Err(answer) => return answer,
         };
         let deadline = Deadline::new(job.deadline, job.cancelled.clone());
         let req = match params.request(false, deadline) {
@@ -515,7 +515,7 @@ async fn metrics(State(api): State<Api>) -> Response {
     let work = api.work.clone();
     let mut resp = work
         .run(move |_job| {
-            let searcher = api.searcher().and_then(|s| s.reload().map(|()| s)).ok();
+            let searcher = api.current().ok();
             let text = crate::metrics::render(api.cfg.as_deref(), searcher.as_deref());
             (StatusCode::OK, text.into_bytes())
         })
@@ -629,8 +629,7 @@ fn rules_answer(
                     format!("since: expected a span like 15m, 1h or 7d, got {since_text:?}"),
                 ))?;
             let searcher = api
-                .searcher()
-                .and_then(|s| s.reload().map(|()| s))
+                .current()
                 .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
             let (matched, firings) =
                 rill_rules::engine::test(&searcher, cfg, name, r, from).map_err(internal)?;
@@ -681,14 +680,9 @@ async fn endpoint(
 
 /// Status and JSON body for one request, computed on a worker thread.
 fn answer(api: &Api, params: &Params, which: Endpoint, job: &Job) -> (StatusCode, Vec<u8>) {
-    let searcher = match api.searcher().and_then(|s| s.reload().map(|()| s)) {
+    let searcher = match api.current_or_503() {
         Ok(s) => s,
-        Err(e) => {
-            return fail(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &json!({"error": e.to_string()}),
-            )
-        }
+        Err(answer) => return answer,
     };
     let deadline = Deadline::new(job.deadline, job.cancelled.clone());
     let result = match which {
@@ -729,6 +723,21 @@ impl Api {
         let s = Arc::new(IndexSearcher::open(&self.dir)?);
         *slot = Some(s.clone());
         Ok(s)
+    }
+
+    /// The searcher, reloaded to what is committed now.
+    fn current(&self) -> Result<Arc<IndexSearcher>, IndexError> {
+        self.searcher().and_then(|s| s.reload().map(|()| s))
+    }
+
+    /// [`Api::current`], or the `503` answer saying why there is none.
+    fn current_or_503(&self) -> Result<Arc<IndexSearcher>, (StatusCode, Vec<u8>)> {
+        self.current().map_err(|e| {
+            fail(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({"error": e.to_string()}),
+            )
+        })
     }
 }
 

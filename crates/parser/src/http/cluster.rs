@@ -276,14 +276,9 @@ pub(super) async fn held(State(api): State<Api>, RawQuery(query): RawQuery) -> R
     };
     let work = api.work.clone();
     work.run(move |_job| {
-        let searcher = match api.searcher().and_then(|s| s.reload().map(|()| s)) {
+        let searcher = match api.current_or_503() {
             Ok(s) => s,
-            Err(e) => {
-                return fail(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    &json!({"error": e.to_string()}),
-                )
-            }
+            Err(answer) => return answer,
         };
         match searcher.tenure_offsets(
             &host,
