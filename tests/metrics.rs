@@ -242,27 +242,7 @@ fn a_live_stream_that_falls_behind_counts_what_it_lost() {
     // (after its queue and the sockets' buffers: ~6 MB here), as its
     // report to the supervisor (every 5 s) says.
     let subscriber = "rill_live_dropped_total{subscriber=\"page-live-";
-    let dropped_in_metrics = || {
-        let Some((200, Value::String(text))) = http_get(port, "/metrics") else {
-            return false;
-        };
-        text.lines()
-            .any(|l| l.starts_with(subscriber) && !l.ends_with(" 0"))
-    };
-    let pad = "x".repeat(1000);
-    let mut written = 0u64;
-    let mut dropped = false;
-    for round in 0..6 {
-        let text: String = (0..10_000)
-            .map(|i| format!("burst {round} {i} {pad}\n"))
-            .collect();
-        h.append("app", text.as_bytes());
-        written += 10_000;
-        if wait_until(Duration::from_secs(8), dropped_in_metrics) {
-            dropped = true;
-            break;
-        }
-    }
+    let (mut written, dropped) = h.burst_until_live_drops("app");
     assert!(dropped, "no line dropped after {written} lines");
     // One more: lost too, as nothing was read; no line comes after it.
     h.append("app", b"lastline\n");

@@ -236,7 +236,6 @@ setTimeout(() => {
 #[test]
 fn live_counts_the_lines_a_page_too_busy_to_read_lost() {
     let h = OneHost::running(&["app"]);
-    let port = h.rill.search_port;
     let b = Browser::start("live-dropped");
     live_streaming(&b, &h, "line/+/app", "", "app");
     let (before, _) = live_counts(&b);
@@ -244,28 +243,7 @@ fn live_counts_the_lines_a_page_too_busy_to_read_lost() {
     // Lines of 1 KB until the stream drops some (here the first 10,000 do:
     // its queue, the sockets' buffers and Chromium's fill after ~6 MB), as
     // its report to the supervisor (every 5 s) says in /metrics.
-    let pad = "x".repeat(1000);
-    let mut written = 0u64;
-    let dropped_in_metrics = || {
-        let Some((200, serde_json::Value::String(text))) = http_get(port, "/metrics") else {
-            return false;
-        };
-        text.lines().any(|l| {
-            l.starts_with("rill_live_dropped_total{subscriber=\"page-live-") && !l.ends_with(" 0")
-        })
-    };
-    let mut dropped = false;
-    for round in 0..6 {
-        let text: String = (0..10_000)
-            .map(|i| format!("burst {round} {i} {pad}\n"))
-            .collect();
-        h.append("app", text.as_bytes());
-        written += 10_000;
-        if wait_until(Duration::from_secs(8), dropped_in_metrics) {
-            dropped = true;
-            break;
-        }
-    }
+    let (mut written, dropped) = h.burst_until_live_drops("app");
     assert!(dropped, "no line dropped after {written} lines");
     // The page reads again once a last line is in the index.
     h.append("app", b"lastline\n");

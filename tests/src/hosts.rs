@@ -80,6 +80,38 @@ impl OneHost {
         h
     }
 
+    /// Appends bursts of 10,000 lines of 1 KB (`burst R I xxx...`) to
+    /// `log`, at most 6, until a Live stream of the page reports dropped
+    /// lines on `/metrics` (`rill_live_dropped_total{subscriber="page-live-.."}`
+    /// above 0) within 8 s of a burst: the lines written, and whether any
+    /// were dropped.
+    pub fn burst_until_live_drops(&self, log: &str) -> (u64, bool) {
+        let port = self.rill.search_port;
+        let dropped_in_metrics = || {
+            let Some((200, serde_json::Value::String(text))) = crate::http_get(port, "/metrics")
+            else {
+                return false;
+            };
+            text.lines().any(|l| {
+                l.starts_with("rill_live_dropped_total{subscriber=\"page-live-")
+                    && !l.ends_with(" 0")
+            })
+        };
+        let pad = "x".repeat(1000);
+        let mut written = 0u64;
+        for round in 0..6 {
+            let text: String = (0..10_000)
+                .map(|i| format!("burst {round} {i} {pad}\n"))
+                .collect();
+            self.append(log, text.as_bytes());
+            written += 10_000;
+            if crate::wait_until(std::time::Duration::from_secs(8), dropped_in_metrics) {
+                return (written, true);
+            }
+        }
+        (written, false)
+    }
+
     /// Appends to `<log>.log` with one write.
     pub fn append(&self, log: &str, data: &[u8]) {
         self.remote.append(&format!("{log}.log"), data).unwrap();
